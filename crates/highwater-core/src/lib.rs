@@ -1,0 +1,33 @@
+//! The shared vocabulary of highwater: positions, deltas, cursor values,
+//! the Arrow batch stream type, the error type, and the traits that sources,
+//! sinks and state stores implement.
+//!
+//! This crate has no drivers and does no I/O. Every other crate depends on
+//! it; it depends on no crate of ours.
+//!
+//! ```text
+//!   Source.read(ReadRequest) ──► Extract { to, batches: BatchStream }
+//!                                          │
+//!   Sink.begin(WriteRequest) ──► SinkWriter.write(batch)… ──► commit(info)
+//!                                          │
+//!   StateStore: begin_attempt ─────────────┴──► commit_attempt (position moves)
+//! ```
+
+pub mod error;
+pub mod position;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod stream;
+
+pub use error::{Error, ErrorKind, Result};
+pub use position::{CursorValue, Position, WatermarkPosition};
+pub use sink::{Committed, Recovered, Sink, SinkWriter, WriteRequest};
+pub use source::{Delta, Extract, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo};
+pub use state::{Attempt, AttemptStatus, RunRecord, RunStatus, StateStore, StreamLock, StreamRun};
+pub use stream::{BatchStream, RecordBatchStream, StreamAdapter};
+
+/// Name of the hidden column a source appends in watermark mode: the
+/// (coalesced) cursor value of each row. The engine reads it for boundary
+/// de-duplication and removes it before rows reach a sink.
+pub const CURSOR_COLUMN: &str = "__highwater_cursor";

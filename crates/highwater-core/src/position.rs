@@ -1,0 +1,162 @@
+//! What the state store keeps per stream: a watermark or a change version.
+//!
+//! Cursor values keep full precision and their time zone: timestamps are
+//! microseconds (UTC for zoned types), dates are days since 1970-01-01, and
+//! SQLite's text timestamps are kept as the exact text the database stores,
+//! because SQLite compares them as text.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate};
+use serde::{Deserialize, Serialize};
+
+const MICROS_PER_SEC: i64 = 1_000_000;
+
+/// One value of a cursor column, typed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CursorValue {
+    /// Integer key (smallint, int, bigint).
+    Int(i64),
+    /// Timestamp with time zone: microseconds since the Unix epoch, UTC.
+    TimestampTz(i64),
+    /// Timestamp without time zone: microseconds since 1970-01-01 00:00 (wall clock).
+    Timestamp(i64),
+    /// Date: days since 1970-01-01.
+    Date(i32),
+    /// A value compared as text by its database (SQLite's TEXT timestamps).
+    Text(String),
+}
+
+impl CursorValue {
+    /// Compare two values of the same variant; `None` when the variants differ.
+    pub fn compare(&self, other: &CursorValue) -> Option<Ordering> {
+        use CursorValue::*;
+        match (self, other) {
+            (Int(a), Int(b)) => Some(a.cmp(b)),
+            (TimestampTz(a), TimestampTz(b)) | (Timestamp(a), Timestamp(b)) => Some(a.cmp(b)),
+            (Date(a), Date(b)) => Some(a.cmp(b)),
+            (Text(a), Text(b)) => Some(a.cmp(b)),
+            _ => None,
+        }
+    }
+
+    /// The value as text a database parses back losslessly (ISO 8601, 6 fraction digits).
+    pub fn to_sql_text(&self) -> String {
+        match self {
+            CursorValue::Int(v) => v.to_string(),
+            CursorValue::TimestampTz(us) => format_micros(*us, true),
+            CursorValue::Timestamp(us) => format_micros(*us, false),
+            CursorValue::Date(d) => format_date(*d),
+            CursorValue::Text(s) => s.clone(),
+        }
+    }
+
+    /// The name of the variant, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CursorValue::Int(_) => "integer",
+            CursorValue::TimestampTz(_) => "timestamptz",
+            CursorValue::Timestamp(_) => "timestamp",
+            CursorValue::Date(_) => "date",
+            CursorValue::Text(_) => "text",
+        }
+    }
+}
+
+impl fmt::Display for CursorValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_sql_text())
+    }
+}
+
+fn format_micros(us: i64, tz: bool) -> String {
+    let secs = us.div_euclid(MICROS_PER_SEC);
+    let nanos = (us.rem_euclid(MICROS_PER_SEC) * 1000) as u32;
+    match DateTime::from_timestamp(secs, nanos) {
+        Some(t) if tz => t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string(),
+        Some(t) => t.naive_utc().format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+        None => us.to_string(),
+    }
+}
+
+fn format_date(days: i32) -> String {
+    NaiveDate::from_ymd_opt(1970, 1, 1)
+        .and_then(|e| e.checked_add_signed(chrono::Duration::days(days as i64)))
+        .map(|d| d.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| days.to_string())
+}
+
+/// A watermark with what is needed to never drop nor repeat rows that share
+/// the boundary value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatermarkPosition {
+    /// The greatest cursor value copied (inclusive upper bound of the last range).
+    pub value: CursorValue,
+    /// Hashes of the keys of the rows copied whose cursor equals `value`.
+    /// The next range starts at `value` inclusive and skips these rows.
+    #[serde(default)]
+    pub boundary: BTreeSet<u64>,
+    /// Rows with a NULL cursor seen by the last run (copied by the full load).
+    #[serde(default)]
+    pub null_rows: u64,
+}
+
+/// The position of a stream: where the next delta starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Position {
+    /// `full` mode: nothing to remember but that a run happened.
+    Full,
+    Watermark(WatermarkPosition),
+    /// The last synchronised change-tracking version.
+    Version(i64),
+}
+
+impl Position {
+    /// Short human form: the watermark value or the version.
+    pub fn display_value(&self) -> String {
+        match self {
+            Position::Full => "-".to_string(),
+            Position::Watermark(w) => w.value.to_string(),
+            Position::Version(v) => v.to_string(),
+        }
+    }
+
+    /// Serialise for the state store.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Read back what [`Position::to_json`] wrote.
+    pub fn from_json(s: &str) -> Result<Position, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_microseconds() {
+        let a = CursorValue::TimestampTz(1_504_227_360_123_456);
+        assert_eq!(a.to_sql_text(), "2017-09-01T00:56:00.123456+00:00");
+        let b = CursorValue::Timestamp(-1);
+        assert_eq!(b.to_sql_text(), "1969-12-31T23:59:59.999999");
+        let p = Position::Watermark(WatermarkPosition {
+            value: a.clone(),
+            boundary: [1u64, u64::MAX].into_iter().collect(),
+            null_rows: 0,
+        });
+        assert_eq!(Position::from_json(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn dates_print_iso() {
+        assert_eq!(CursorValue::Date(0).to_sql_text(), "1970-01-01");
+        assert_eq!(CursorValue::Date(17_410).to_sql_text(), "2017-09-01");
+    }
+}

@@ -1,0 +1,75 @@
+//! The `Sink` trait: where rows go, with an atomic commit that a crashed
+//! attempt can be checked against.
+//!
+//! ```text
+//! begin(req) ─► write(batch)* ─► commit(info)   data and a commit marker for
+//!          └──────────────► abort()             (stream, run_id) become visible
+//! recover(stream, run_id, target) after a crash: Published { info } or NotPublished
+//! ```
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use async_trait::async_trait;
+
+use crate::Result;
+
+/// What to write.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub stream: String,
+    pub run_id: String,
+    /// The rendered output path (file targets) or table (database targets).
+    /// Fixed before any row is written and recorded in the attempt.
+    pub target: String,
+    /// Output format name for file targets: `csv`, `parquet`, `jsonl`.
+    pub format: String,
+    pub schema: SchemaRef,
+}
+
+/// What a committed write produced.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    /// Full names of the published outputs (URLs or tables).
+    pub outputs: Vec<String>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The answer of [`Sink::recover`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// The attempt's output is visible; `info` is what was passed to `commit`.
+    Published { info: String },
+    /// Nothing of the attempt is visible (leftovers were removed).
+    NotPublished,
+}
+
+/// A destination. Implementations are cheap to share between streams.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// Start writing one attempt. Nothing is visible until `commit`.
+    async fn begin(&self, req: WriteRequest) -> Result<Box<dyn SinkWriter>>;
+
+    /// After a crash: did attempt `(stream, run_id)` writing `target`
+    /// publish? Removes partial output of an unpublished attempt. Idempotent;
+    /// called only while the caller holds the stream's lock.
+    async fn recover(&self, stream: &str, run_id: &str, target: &str) -> Result<Recovered>;
+
+    /// Test that the target is reachable and writable ("Test connection").
+    async fn check(&self) -> Result<String>;
+}
+
+/// One attempt's writer. Memory stays bounded: batches are encoded and
+/// flushed as they come.
+#[async_trait]
+pub trait SinkWriter: Send {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()>;
+
+    /// Publish data and the commit marker carrying `info` atomically:
+    /// afterwards `recover` answers `Published { info }`; on error nothing
+    /// is visible.
+    async fn commit(self: Box<Self>, info: &str) -> Result<Committed>;
+
+    /// Drop everything written; nothing becomes visible.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}

@@ -1,0 +1,146 @@
+//! The `Source` trait: describe a relation and read one delta of it from one
+//! consistent snapshot.
+
+use arrow_schema::SchemaRef;
+use async_trait::async_trait;
+
+use crate::position::{CursorValue, WatermarkPosition};
+use crate::stream::BatchStream;
+use crate::Result;
+
+/// What to read: a table (schema-qualified name, split but not quoted) or a
+/// user query, around which the delta condition is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    /// `schema.table` or `table`; each part is quoted by the source's dialect.
+    Table { schema: Option<String>, name: String },
+    /// A `SELECT` written by the user; wrapped as a subquery.
+    Query(String),
+}
+
+impl Relation {
+    /// Parse `schema.table` or `table`. Quoted parts (`"a.b"`) are not split.
+    pub fn table(text: &str) -> Relation {
+        let parts = split_qualified(text);
+        match parts.as_slice() {
+            [schema, name] => Relation::Table { schema: Some(schema.clone()), name: name.clone() },
+            _ => Relation::Table { schema: None, name: parts.join(".") },
+        }
+    }
+}
+
+impl std::fmt::Display for Relation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Relation::Table { schema: Some(s), name } => write!(f, "{s}.{name}"),
+            Relation::Table { schema: None, name } => f.write_str(name),
+            Relation::Query(_) => f.write_str("(query)"),
+        }
+    }
+}
+
+fn split_qualified(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    parts
+}
+
+/// How the delta is found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Delta {
+    /// Every row.
+    Full,
+    /// Rows whose cursor (the first non-NULL of `cursor`) lies in
+    /// `[after.value, to]`; `after = None` means a first, full load.
+    Watermark {
+        cursor: Vec<String>,
+        after: Option<WatermarkPosition>,
+        /// Hold back the upper bound by this much (µs for timestamps, days for
+        /// dates, units for integers) where the database cannot tell which
+        /// transactions are still open.
+        lag: Option<i64>,
+    },
+    /// Net changes after version `after`; `None` means set up and load in full.
+    ChangeTracking { after: Option<i64>, retention_secs: i64 },
+}
+
+/// What to do with rows whose cursor is NULL after the full load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NullCursorPolicy {
+    /// Fail the run, naming the column and the count of new NULL rows.
+    #[default]
+    Error,
+    /// Leave such rows out of incremental runs.
+    Skip,
+}
+
+/// One read.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub stream: String,
+    pub relation: Relation,
+    pub delta: Delta,
+    /// Primary-key columns; required by change tracking.
+    pub primary_key: Vec<String>,
+    pub batch_size: usize,
+    pub on_null_cursor: NullCursorPolicy,
+}
+
+/// Columns of a relation.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// Arrow schema of the rows as they will be written.
+    pub schema: SchemaRef,
+    /// Primary key, when the database knows one.
+    pub primary_key: Vec<String>,
+}
+
+/// The result of [`Source::read`]: the upper bound chosen in the snapshot,
+/// and the rows, streamed.
+pub struct Extract {
+    /// Schema of `batches` (with [`crate::CURSOR_COLUMN`] last in watermark mode).
+    pub schema: SchemaRef,
+    /// Watermark mode: the new upper bound (inclusive); `None` when the
+    /// relation holds no row with a cursor in range.
+    pub to: Option<CursorValue>,
+    /// Change tracking: the version the changes run up to.
+    pub version_to: Option<i64>,
+    /// The source read everything although a delta was asked (first run,
+    /// or change tracking past retention).
+    pub full_reload: bool,
+    /// Rows whose cursor is NULL in the snapshot.
+    pub null_rows: u64,
+    /// Things the user should know (printed and kept in the run record).
+    pub notes: Vec<String>,
+    pub batches: BatchStream,
+}
+
+/// A database (or file) that rows are read from.
+///
+/// `read` opens one snapshot (`REPEATABLE READ` or equivalent), reads the new
+/// upper bound in it, and streams the rows in the range from the same
+/// snapshot. Errors name the stream, relation and column involved. Dropping
+/// the returned stream early cancels the read. Calls for different streams
+/// may run concurrently.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The relation's columns as Arrow types; an error names a missing table.
+    async fn describe(&self, relation: &Relation) -> Result<TableInfo>;
+
+    /// Read one delta (see the trait doc).
+    async fn read(&self, req: &ReadRequest) -> Result<Extract>;
+}
