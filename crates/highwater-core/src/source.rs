@@ -69,13 +69,22 @@ pub enum Delta {
     Watermark {
         cursor: Vec<String>,
         after: Option<WatermarkPosition>,
-        /// Hold back the upper bound by this much (µs for timestamps, days for
-        /// dates, units for integers) where the database cannot tell which
-        /// transactions are still open.
-        lag: Option<i64>,
+        /// Hold back the upper bound by this much where the database cannot
+        /// tell which transactions are still open.
+        lag: Option<Lag>,
     },
     /// Net changes after version `after`; `None` means set up and load in full.
     ChangeTracking { after: Option<i64>, retention_secs: i64 },
+}
+
+/// How far behind the newest cursor value a run stops, so that
+/// transactions still open cannot commit rows below the new watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lag {
+    /// For timestamp and date cursors.
+    Micros(i64),
+    /// For integer cursors.
+    Units(i64),
 }
 
 /// What to do with rows whose cursor is NULL after the full load.

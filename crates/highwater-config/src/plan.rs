@@ -1,0 +1,629 @@
+//! Validation: [`crate::raw::RawConfig`] → [`Plan`], every error at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use highwater_core::{Error, Lag, NullCursorPolicy, Relation};
+
+use crate::raw::{DurationOrNumber, RawConfig, RawStream};
+use crate::secret::{SecretUrl, Secrets};
+
+/// Placeholders a `path:` template may use.
+pub const PATH_PLACEHOLDERS: &[&str] = &["stream", "run_id", "yyyy", "MM", "dd", "HH", "mm"];
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The config file as named by the user (for messages).
+    pub file: String,
+    pub state: StateLocation,
+    pub concurrency: usize,
+    pub connections: BTreeMap<String, ConnectionSpec>,
+    pub streams: Vec<StreamPlan>,
+    pub secrets: Secrets,
+}
+
+/// Where the state store lives.
+#[derive(Debug, Clone)]
+pub enum StateLocation {
+    Sqlite(PathBuf),
+    Postgres(SecretUrl),
+}
+
+/// A connection, typed by its URL scheme.
+#[derive(Debug, Clone)]
+pub struct ConnectionSpec {
+    pub name: String,
+    pub url: SecretUrl,
+    pub kind: ConnKind,
+    pub line: u64,
+}
+
+/// The closed set of backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnKind {
+    Sqlite(PathBuf),
+    Postgres,
+    Mysql,
+    Mssql,
+    /// Local folder (resolved, absolute or relative to the process).
+    File(PathBuf),
+    /// Azure Blob: container and prefix.
+    Azure { container: String, prefix: String },
+    /// S3: bucket and prefix.
+    S3 { bucket: String, prefix: String },
+}
+
+impl ConnKind {
+    pub fn is_database(&self) -> bool {
+        matches!(self, ConnKind::Sqlite(_) | ConnKind::Postgres | ConnKind::Mysql | ConnKind::Mssql)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Full,
+    Watermark,
+    ChangeTracking,
+}
+
+impl Mode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mode::Full => "full",
+            Mode::Watermark => "watermark",
+            Mode::ChangeTracking => "change_tracking",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    Csv,
+    Parquet,
+    Jsonl,
+}
+
+impl FileFormat {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            FileFormat::Csv => "csv",
+            FileFormat::Parquet => "parquet",
+            FileFormat::Jsonl => "jsonl",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    Append,
+    Merge,
+}
+
+/// Where a stream's rows go.
+#[derive(Debug, Clone)]
+pub enum Target {
+    File { path: String, format: FileFormat },
+    Table { into: String, write: WriteMode },
+}
+
+/// One validated stream.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub name: String,
+    /// Line of the stream's key in the config file.
+    pub line: u64,
+    pub from: String,
+    pub relation: Relation,
+    pub mode: Mode,
+    pub cursor: Vec<String>,
+    pub primary_key: Vec<String>,
+    pub to: String,
+    pub target: Target,
+    pub schedule: Option<String>,
+    pub on_null_cursor: NullCursorPolicy,
+    pub lag: Option<Lag>,
+    pub batch_size: usize,
+    pub change_retention_secs: i64,
+}
+
+impl Plan {
+    /// `file:line` of a stream, for messages.
+    pub fn place(&self, stream: &StreamPlan) -> String {
+        format!("{}:{}", self.file, stream.line)
+    }
+}
+
+/// Parse and validate. `file` names the config in messages; `base_dir` is
+/// its folder (relative paths resolve against it); `env` reads variables.
+pub fn load(
+    file: &str,
+    text: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Error> {
+    let raw: RawConfig = serde_saphyr::from_str(text)
+        .map_err(|e| Error::config(file, format!("invalid configuration: {e}")))?;
+    let mut errors: Vec<String> = Vec::new();
+    let mut secrets = Secrets::default();
+
+    let state = match &raw.state {
+        None => StateLocation::Sqlite(base_dir.join(".highwater/state.db")),
+        Some(s) => match expand_env(&s.value, env, &mut secrets) {
+            Err(m) => {
+                errors.push(format!("{file}:{}: state: {m}", s.referenced.line()));
+                StateLocation::Sqlite(PathBuf::new())
+            }
+            Ok(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") => {
+                let url = SecretUrl::new(v);
+                if let Some(pw) = url.password() {
+                    secrets.add(pw);
+                }
+                StateLocation::Postgres(url)
+            }
+            Ok(v) => StateLocation::Sqlite(resolve(base_dir, v.strip_prefix("sqlite://").unwrap_or(&v))),
+        },
+    };
+
+    let concurrency = match &raw.concurrency {
+        None => 4,
+        Some(c) if c.value >= 1 && c.value <= 256 => c.value as usize,
+        Some(c) => {
+            errors.push(format!("{file}:{}: concurrency must be between 1 and 256, got {}", c.referenced.line(), c.value));
+            1
+        }
+    };
+    let default_batch = match &raw.batch_size {
+        None => 32_768,
+        Some(b) if b.value >= 1 && b.value <= 10_000_000 => b.value as usize,
+        Some(b) => {
+            errors.push(format!("{file}:{}: batch_size must be between 1 and 10000000, got {}", b.referenced.line(), b.value));
+            32_768
+        }
+    };
+
+    let mut connections = BTreeMap::new();
+    for (name, url) in &raw.connections {
+        let line = url.referenced.line();
+        match expand_env(&url.value, env, &mut secrets).and_then(|v| parse_connection(&v, base_dir)) {
+            Ok((url, kind)) => {
+                if let Some(pw) = url.password() {
+                    secrets.add(pw);
+                    if let Ok(decoded) = percent_decode(pw) {
+                        secrets.add(&decoded);
+                    }
+                }
+                connections.insert(name.clone(), ConnectionSpec { name: name.clone(), url, kind, line });
+            }
+            Err(m) => errors.push(format!("{file}:{line}: connection {name}: {m}")),
+        }
+    }
+
+    if raw.streams.is_empty() {
+        errors.push(format!("{file}: no streams: add at least one under `streams:`"));
+    }
+    let mut streams = Vec::new();
+    for (name, spanned) in raw.streams {
+        let line = key_line(text, &name, spanned.referenced.line());
+        let mut errs = Vec::new();
+        let s = validate_stream(&name, spanned.value, &connections, &raw.connections, default_batch, &mut errs);
+        for e in errs {
+            errors.push(format!("{file}:{line}: stream {name}: {e}"));
+        }
+        if let Some(mut s) = s {
+            s.line = line;
+            streams.push(s);
+        }
+    }
+
+    match errors.len() {
+        0 => Ok(Plan { file: file.to_string(), state, concurrency, connections, streams, secrets }),
+        1 => Err(Error::config(file, strip_file(&errors[0], file))),
+        n => Err(Error::config(
+            file,
+            format!("{n} errors in the configuration:\n  {}", errors.join("\n  ")),
+        )),
+    }
+}
+
+/// The line of `name:` at or before `value_line` (the mapping's first
+/// entry); YAML spans point at the value, users look for the key.
+fn key_line(text: &str, name: &str, value_line: u64) -> u64 {
+    let lines: Vec<&str> = text.lines().collect();
+    let upto = (value_line as usize).min(lines.len());
+    for i in (0..upto).rev() {
+        let t = lines[i].trim_start();
+        for k in [name.to_string(), format!("\"{name}\""), format!("'{name}'")] {
+            if let Some(rest) = t.strip_prefix(&k) {
+                if rest.trim_start().starts_with(':') {
+                    return i as u64 + 1;
+                }
+            }
+        }
+    }
+    value_line
+}
+
+fn strip_file(msg: &str, file: &str) -> String {
+    // A single error reads `file:line: …`; the Config error adds `file: ` in front.
+    match msg.strip_prefix(file).and_then(|r| r.strip_prefix(':')) {
+        Some(rest) => format!("line {}", rest.trim_start()),
+        None => msg.to_string(),
+    }
+}
+
+fn validate_stream(
+    name: &str,
+    s: RawStream,
+    conns: &BTreeMap<String, ConnectionSpec>,
+    declared: &BTreeMap<String, serde_saphyr::Spanned<String>>,
+    default_batch: usize,
+    errs: &mut Vec<String>,
+) -> Option<StreamPlan> {
+    let conn_ref = |field: &str, v: &Option<String>, errs: &mut Vec<String>| -> Option<String> {
+        match v {
+            None => {
+                errs.push(format!("`{field}` is required (a connection name)"));
+                None
+            }
+            Some(c) if declared.contains_key(c) => Some(c.clone()),
+            Some(c) => {
+                let known: Vec<&str> = declared.keys().map(String::as_str).collect();
+                errs.push(format!(
+                    "{field}: unknown connection `{c}` (known: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ));
+                None
+            }
+        }
+    };
+    let from = conn_ref("from", &s.from, errs);
+    let to = conn_ref("to", &s.to, errs);
+
+    if let Some(f) = from.as_ref().and_then(|f| conns.get(f)) {
+        if !f.kind.is_database() {
+            errs.push(format!("from: connection `{}` is not a database", f.name));
+        }
+    }
+
+    let relation = match (&s.table, &s.query) {
+        (Some(t), None) if !t.trim().is_empty() => Some(Relation::table(t.trim())),
+        (None, Some(q)) if !q.trim().is_empty() => Some(Relation::Query(q.trim().trim_end_matches(';').to_string())),
+        (Some(_), Some(_)) => {
+            errs.push("give either `table` or `query`, not both".into());
+            None
+        }
+        _ => {
+            errs.push("`table` (or `query`) is required".into());
+            None
+        }
+    };
+
+    let mode = match s.mode.as_deref() {
+        None | Some("full") => Mode::Full,
+        Some("watermark") => Mode::Watermark,
+        Some("change_tracking") => Mode::ChangeTracking,
+        Some(other) => {
+            errs.push(format!("mode: unknown mode `{other}` (expected full, watermark or change_tracking)"));
+            Mode::Full
+        }
+    };
+    let cursor = s.cursor.map(|c| c.into_vec()).unwrap_or_default();
+    let primary_key = s.primary_key.map(|c| c.into_vec()).unwrap_or_default();
+    if cursor.iter().chain(&primary_key).any(|c| c.trim().is_empty()) {
+        errs.push("column names must not be empty".into());
+    }
+    match mode {
+        Mode::Watermark if cursor.is_empty() => errs.push("mode watermark needs `cursor` (a column)".into()),
+        Mode::ChangeTracking if primary_key.is_empty() => {
+            errs.push("mode change_tracking needs `primary_key`".into())
+        }
+        Mode::ChangeTracking if matches!(relation, Some(Relation::Query(_))) => {
+            errs.push("mode change_tracking needs `table`, not `query`".into())
+        }
+        Mode::Full | Mode::ChangeTracking if !cursor.is_empty() => {
+            errs.push(format!("`cursor` is only used by mode watermark (this stream is {})", mode.as_str()))
+        }
+        _ => {}
+    }
+
+    let on_null_cursor = match s.on_null_cursor.as_deref() {
+        None | Some("error") => NullCursorPolicy::Error,
+        Some("skip") => NullCursorPolicy::Skip,
+        Some(o) => {
+            errs.push(format!("on_null_cursor: expected error or skip, got `{o}`"));
+            NullCursorPolicy::Error
+        }
+    };
+    let lag = match &s.lag {
+        None => None,
+        Some(DurationOrNumber::Number(n)) if *n >= 0 => Some(Lag::Units(*n)),
+        Some(DurationOrNumber::Text(t)) => match parse_duration_secs(t) {
+            Some(secs) => Some(Lag::Micros(secs.saturating_mul(1_000_000))),
+            None => {
+                errs.push(format!("lag: `{t}` is not a duration like 30s, 5m, 2h, 1d"));
+                None
+            }
+        },
+        Some(DurationOrNumber::Number(n)) => {
+            errs.push(format!("lag: must not be negative, got {n}"));
+            None
+        }
+    };
+    let change_retention_secs = match &s.change_retention {
+        None => 2 * 86_400,
+        Some(DurationOrNumber::Text(t)) => match parse_duration_secs(t) {
+            Some(v) if v > 0 => v,
+            _ => {
+                errs.push(format!("change_retention: `{t}` is not a duration like 2d, 12h"));
+                2 * 86_400
+            }
+        },
+        Some(DurationOrNumber::Number(n)) => {
+            errs.push(format!("change_retention: give a unit, e.g. `{n}d`"));
+            2 * 86_400
+        }
+    };
+    let batch_size = match s.batch_size {
+        None => default_batch,
+        Some(b) if (1..=10_000_000).contains(&b) => b as usize,
+        Some(b) => {
+            errs.push(format!("batch_size must be between 1 and 10000000, got {b}"));
+            default_batch
+        }
+    };
+
+    let target = match to.as_ref().and_then(|t| conns.get(t)) {
+        Some(t) if t.kind.is_database() => {
+            if s.path.is_some() || s.format.is_some() {
+                errs.push(format!("`path`/`format` are for file targets; `{}` is a database (use `into`)", t.name));
+            }
+            let write = match s.write.as_deref() {
+                None | Some("append") => WriteMode::Append,
+                Some("merge") => WriteMode::Merge,
+                Some(o) => {
+                    errs.push(format!("write: expected append or merge, got `{o}`"));
+                    WriteMode::Append
+                }
+            };
+            if write == WriteMode::Merge && primary_key.is_empty() {
+                errs.push("write: merge needs `primary_key`".into());
+            }
+            match &s.into {
+                Some(i) if !i.trim().is_empty() => Some(Target::Table { into: i.trim().to_string(), write }),
+                _ => {
+                    errs.push(format!("`into` is required: the table to write in `{}`", t.name));
+                    None
+                }
+            }
+        }
+        Some(t) => {
+            if s.into.is_some() || s.write.is_some() {
+                errs.push(format!("`into`/`write` are for database targets; `{}` is a file target (use `path`)", t.name));
+            }
+            match &s.path {
+                None => {
+                    errs.push("`path` is required for a file target, e.g. \"{stream}/{stream}-{run_id}.csv\"".into());
+                    None
+                }
+                Some(p) => {
+                    if let Err(m) = check_template(p) {
+                        errs.push(format!("path: {m}"));
+                    }
+                    let format = match s.format.as_deref() {
+                        Some(f) => parse_format(f).unwrap_or_else(|| {
+                            errs.push(format!("format: unknown format `{f}` (expected csv, parquet or jsonl)"));
+                            FileFormat::Csv
+                        }),
+                        None => {
+                            let ext = p.rsplit('.').next().unwrap_or("");
+                            parse_format(ext).unwrap_or(FileFormat::Csv)
+                        }
+                    };
+                    Some(Target::File { path: p.clone(), format })
+                }
+            }
+        }
+        None => None,
+    };
+
+    let (from, to, relation, target) = (from?, to?, relation?, target?);
+    let _ = name;
+    Some(StreamPlan {
+        name: name.to_string(),
+        line: 0,
+        from,
+        relation,
+        mode,
+        cursor,
+        primary_key,
+        to,
+        target,
+        schedule: s.schedule,
+        on_null_cursor,
+        lag,
+        batch_size,
+        change_retention_secs,
+    })
+}
+
+fn parse_format(f: &str) -> Option<FileFormat> {
+    match f.to_ascii_lowercase().as_str() {
+        "csv" | "txt" => Some(FileFormat::Csv),
+        "parquet" => Some(FileFormat::Parquet),
+        "jsonl" | "ndjson" | "json" => Some(FileFormat::Jsonl),
+        _ => None,
+    }
+}
+
+/// Check `{placeholder}` names in a path template.
+pub fn check_template(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        let Some(j) = after.find('}') else {
+            return Err(format!("unclosed `{{` in `{t}`"));
+        };
+        let name = &after[..j];
+        if !PATH_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "unknown placeholder `{{{name}}}` (known: {})",
+                PATH_PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(" ")
+            ));
+        }
+        rest = &after[j + 1..];
+    }
+    if t.trim().is_empty() || t.ends_with('/') {
+        return Err(format!("`{t}` does not name a file"));
+    }
+    if t.split('/').any(|seg| seg == "..") {
+        return Err(format!("`{t}` must stay inside the target (no `..`)"));
+    }
+    Ok(())
+}
+
+/// `30s`, `5m`, `2h`, `2d`, `1w`, or a number of seconds as text.
+pub fn parse_duration_secs(t: &str) -> Option<i64> {
+    let t = t.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "s" | "sec" | "secs" | "seconds" => 1,
+        "m" | "min" | "minutes" => 60,
+        "h" | "hours" => 3600,
+        "d" | "days" => 86_400,
+        "w" | "weeks" => 7 * 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// Replace `${VAR}` with the environment's value; values are remembered as secrets.
+fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>, secrets: &mut Secrets) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after.find('}').ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
+        let var = &after[..j];
+        if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("`${{{var}}}` is not a valid environment variable name"));
+        }
+        let val = env(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
+        secrets.add(&val);
+        out.push_str(&val);
+        rest = &after[j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+}
+
+fn percent_decode(s: &str) -> Result<String, ()> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).map_err(|_| ())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
+}
+
+/// Type a connection URL by its scheme and resolve relative paths.
+pub fn parse_connection(url: &str, base_dir: &Path) -> Result<(SecretUrl, ConnKind), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err("expected a URL like postgres://…, sqlite://…, file://…".into());
+    };
+    let split_bucket = |rest: &str| -> Result<(String, String), String> {
+        let (b, p) = rest.split_once('/').unwrap_or((rest, ""));
+        if b.is_empty() {
+            return Err(format!("{scheme}:// needs a container or bucket name"));
+        }
+        Ok((b.to_string(), p.trim_matches('/').to_string()))
+    };
+    let kind = match scheme {
+        "sqlite" => {
+            if rest.is_empty() {
+                return Err("sqlite:// needs a file path".into());
+            }
+            ConnKind::Sqlite(resolve(base_dir, rest))
+        }
+        "postgres" | "postgresql" => ConnKind::Postgres,
+        "mysql" | "mariadb" => ConnKind::Mysql,
+        "mssql" | "sqlserver" => ConnKind::Mssql,
+        "file" => {
+            if rest.is_empty() {
+                return Err("file:// needs a folder".into());
+            }
+            ConnKind::File(resolve(base_dir, rest))
+        }
+        "az" | "azure" | "abfs" => {
+            let (container, prefix) = split_bucket(rest)?;
+            ConnKind::Azure { container, prefix }
+        }
+        "s3" => {
+            let (bucket, prefix) = split_bucket(rest)?;
+            ConnKind::S3 { bucket, prefix }
+        }
+        other => {
+            return Err(format!(
+                "unknown scheme `{other}://` (expected sqlite, postgres, mysql, mssql, file, az, s3)"
+            ));
+        }
+    };
+    Ok((SecretUrl::new(url), kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(k: &str) -> Option<String> {
+        (k == "PW").then(|| "hunter2secret".to_string())
+    }
+
+    #[test]
+    fn init_template_parses() {
+        let p = load("highwater.yaml", crate::INIT_TEMPLATE, Path::new("/tmp/x"), &env).unwrap();
+        assert_eq!(p.streams.len(), 1);
+        assert_eq!(p.streams[0].mode, Mode::Watermark);
+        assert!(matches!(&p.connections["shop"].kind, ConnKind::Sqlite(path) if path == Path::new("/tmp/x/shop.db")));
+    }
+
+    #[test]
+    fn all_errors_at_once_with_lines() {
+        let y = "connections:\n  a: postgres://u:${PW}@h/db\n  b: file://./out\nstreams:\n  one:\n    from: a\n    table: t\n    mode: watermark\n    to: b\n    path: x.csv\n  two:\n    from: nope\n    table: t\n    to: b\n    path: \"{bogus}.csv\"\n";
+        let e = load("h.yaml", y, Path::new("."), &env).unwrap_err().to_string();
+        assert!(e.contains("h.yaml:5: stream one: mode watermark needs `cursor`"), "{e}");
+        assert!(e.contains("h.yaml:11: stream two: from: unknown connection `nope`"), "{e}");
+        assert!(e.contains("unknown placeholder `{bogus}`"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let y = "connections:\n  b: file://./out\nstreams:\n  one:\n    from: b\n    tabel: t\n";
+        let e = load("h.yaml", y, Path::new("."), &env).unwrap_err().to_string();
+        assert!(e.contains("tabel"), "{e}");
+        assert!(e.contains("6") , "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("30s"), Some(30));
+        assert_eq!(parse_duration_secs("2d"), Some(172_800));
+        assert_eq!(parse_duration_secs("x"), None);
+    }
+}

@@ -1,0 +1,380 @@
+//! SQLite implementation of [`StateStore`].
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use highwater_core::{
+    Attempt, Error, Position, Result, RunRecord, RunStatus, StateStore, StreamLock, StreamRun,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS positions (
+    stream     TEXT PRIMARY KEY,
+    position   TEXT NOT NULL,
+    run_id     TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    stream      TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    from_pos    TEXT,
+    to_pos      TEXT,
+    target      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    note        TEXT,
+    PRIMARY KEY (stream, run_id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS attempts_one_open ON attempts(stream) WHERE status = 'Open';
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    status      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS stream_runs (
+    run_id  TEXT NOT NULL,
+    stream  TEXT NOT NULL,
+    record  TEXT NOT NULL,
+    PRIMARY KEY (run_id, stream)
+);
+";
+
+/// The default state store: one SQLite file.
+pub struct SqliteState {
+    conn: Mutex<Connection>,
+    lock_dir: PathBuf,
+}
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::state(e)
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+}
+
+fn pos_json(p: &Option<Position>) -> Option<String> {
+    p.as_ref().map(Position::to_json)
+}
+
+fn parse_pos(s: Option<String>) -> Result<Option<Position>> {
+    s.map(|s| Position::from_json(&s).map_err(|e| err(format!("unreadable position {s}: {e}"))))
+        .transpose()
+}
+
+impl SqliteState {
+    /// Open (and create) the state database at `path`; its folder is created too.
+    pub fn open(path: &Path) -> Result<SqliteState> {
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| err(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| err(format!("cannot initialise {}: {e}", path.display())))?;
+        Ok(SqliteState { conn: Mutex::new(conn), lock_dir: dir.join("locks") })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut conn = self.conn.lock().map_err(|_| err("state store poisoned"))?;
+        f(&mut conn).map_err(err)
+    }
+
+    fn read_attempts(conn: &Connection, stream: &str) -> rusqlite::Result<Vec<(String, Option<String>, String, String)>> {
+        let mut st = conn.prepare(
+            "SELECT run_id, from_pos, target, started_at FROM attempts
+             WHERE stream = ?1 AND status = 'Open' ORDER BY started_at",
+        )?;
+        let rows = st.query_map(params![stream], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect()
+    }
+}
+
+fn lock_file_name(stream: &str) -> String {
+    // Stream names are config keys; keep the file name portable whatever they hold.
+    let safe: String = stream
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    let hash = stream.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    format!("{safe}-{hash:016x}.lock")
+}
+
+#[async_trait]
+impl StateStore for SqliteState {
+    fn lock_stream(&self, stream: &str) -> Result<Option<StreamLock>> {
+        std::fs::create_dir_all(&self.lock_dir)
+            .map_err(|e| err(format!("cannot create {}: {e}", self.lock_dir.display())))?;
+        let path = self.lock_dir.join(lock_file_name(stream));
+        let file: File = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| err(format!("cannot open lock {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(StreamLock(Box::new(file)))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(err(format!("cannot lock {}: {e}", path.display())))
+            }
+        }
+    }
+
+    async fn position(&self, stream: &str) -> Result<Option<Position>> {
+        let s: Option<String> = self.with(|c| {
+            c.query_row("SELECT position FROM positions WHERE stream = ?1", params![stream], |r| r.get(0))
+                .optional()
+        })?;
+        parse_pos(s)
+    }
+
+    async fn positions(&self) -> Result<Vec<(String, Position, DateTime<Utc>, String)>> {
+        let rows: Vec<(String, String, String, String)> = self.with(|c| {
+            let mut st = c.prepare("SELECT stream, position, updated_at, run_id FROM positions ORDER BY stream")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(s, p, t, r)| Ok((s, parse_pos(Some(p))?.unwrap_or(Position::Full), parse_ts(&t), r)))
+            .collect()
+    }
+
+    async fn reset(&self, stream: &str) -> Result<bool> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM positions WHERE stream = ?1", params![stream])?;
+            tx.execute(
+                "UPDATE attempts SET status = 'Abandoned', note = 'state reset' WHERE stream = ?1 AND status = 'Open'",
+                params![stream],
+            )?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+    }
+
+    async fn begin_attempt(&self, a: &Attempt) -> Result<()> {
+        let res = self.with(|c| {
+            c.execute(
+                "INSERT INTO attempts (stream, run_id, from_pos, target, status, started_at)
+                 VALUES (?1, ?2, ?3, ?4, 'Open', ?5)",
+                params![a.stream, a.run_id, pos_json(&a.from), a.target, ts(a.started_at)],
+            )
+        });
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.to_string().contains("UNIQUE") => Err(err(format!(
+                "stream {} already has an open attempt; another run is in progress or must be settled first",
+                a.stream
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open_attempts(&self, stream: &str) -> Result<Vec<Attempt>> {
+        let rows = self.with(|c| SqliteState::read_attempts(c, stream))?;
+        rows.into_iter()
+            .map(|(run_id, from, target, started)| {
+                Ok(Attempt {
+                    stream: stream.to_string(),
+                    run_id,
+                    from: parse_pos(from)?,
+                    target,
+                    started_at: parse_ts(&started),
+                })
+            })
+            .collect()
+    }
+
+    async fn commit_attempt(&self, a: &Attempt, to: &Position) -> Result<()> {
+        let now = ts(Utc::now());
+        let to_json = to.to_json();
+        let expected = pos_json(&a.from);
+        let outcome: std::result::Result<(), String> = self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let current: Option<String> = tx
+                .query_row("SELECT position FROM positions WHERE stream = ?1", params![a.stream], |r| r.get(0))
+                .optional()?;
+            let same = match (&current, &expected) {
+                (None, None) => true,
+                (Some(c), Some(e)) => {
+                    Position::from_json(c).ok() == Position::from_json(e).ok()
+                }
+                _ => false,
+            };
+            if !same {
+                return Ok(Err(format!(
+                    "position of stream {} moved under run {} (expected {}, found {}); not committing",
+                    a.stream,
+                    a.run_id,
+                    expected.as_deref().unwrap_or("none"),
+                    current.as_deref().unwrap_or("none")
+                )));
+            }
+            let n = tx.execute(
+                "UPDATE attempts SET status = 'Committed', to_pos = ?3, finished_at = ?4
+                 WHERE stream = ?1 AND run_id = ?2 AND status = 'Open'",
+                params![a.stream, a.run_id, to_json, now],
+            )?;
+            if n != 1 {
+                return Ok(Err(format!("attempt {} of stream {} is not open", a.run_id, a.stream)));
+            }
+            tx.execute(
+                "INSERT INTO positions (stream, position, run_id, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(stream) DO UPDATE SET position = excluded.position,
+                     run_id = excluded.run_id, updated_at = excluded.updated_at",
+                params![a.stream, to_json, a.run_id, now],
+            )?;
+            tx.commit()?;
+            Ok(Ok(()))
+        })?;
+        outcome.map_err(err)
+    }
+
+    async fn abandon_attempt(&self, a: &Attempt, why: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE attempts SET status = 'Abandoned', note = ?3, finished_at = ?4
+                 WHERE stream = ?1 AND run_id = ?2 AND status = 'Open'",
+                params![a.stream, a.run_id, why, ts(Utc::now())],
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn begin_run(&self, run_id: &str, started_at: DateTime<Utc>) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO runs (run_id, status, started_at) VALUES (?1, 'InProgress', ?2)",
+                params![run_id, ts(started_at)],
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn record_stream_run(&self, run_id: &str, run: &StreamRun) -> Result<()> {
+        let record = serde_json::to_string(run).map_err(err)?;
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO stream_runs (run_id, stream, record) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(run_id, stream) DO UPDATE SET record = excluded.record",
+                params![run_id, run.stream, record],
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn finish_run(&self, run_id: &str, status: RunStatus, at: DateTime<Utc>) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = ?2, finished_at = ?3 WHERE run_id = ?1",
+                params![run_id, status.as_str(), ts(at)],
+            )
+        })?;
+        Ok(())
+    }
+
+    async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
+        let ids: Vec<String> = self.with(|c| {
+            let mut st = c.prepare("SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1")?;
+            let rows = st.query_map(params![limit as i64], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.run(&id).await? {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
+        type Row = (String, String, String, Option<String>);
+        let found: Vec<Row> = self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT run_id, status, started_at, finished_at FROM runs
+                 WHERE run_id = ?1 OR run_id LIKE ?2 ESCAPE '\\' ORDER BY started_at DESC LIMIT 2",
+            )?;
+            let prefix = format!("{}%", run_id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+            let rows = st.query_map(params![run_id, prefix], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect()
+        })?;
+        let row = match found.as_slice() {
+            [] => return Ok(None),
+            [one] => one.clone(),
+            many => match many.iter().find(|r| r.0 == run_id) {
+                Some(exact) => exact.clone(),
+                None => return Err(err(format!("run id prefix {run_id} is ambiguous"))),
+            },
+        };
+        let records: Vec<String> = self.with(|c| {
+            let mut st = c.prepare("SELECT record FROM stream_runs WHERE run_id = ?1 ORDER BY stream")?;
+            let rows = st.query_map(params![row.0], |r| r.get(0))?;
+            rows.collect()
+        })?;
+        let streams = records
+            .iter()
+            .map(|r| serde_json::from_str(r).map_err(|e| err(format!("unreadable run record: {e}"))))
+            .collect::<Result<Vec<StreamRun>>>()?;
+        Ok(Some(RunRecord {
+            run_id: row.0,
+            status: RunStatus::parse(&row.1),
+            started_at: parse_ts(&row.2),
+            finished_at: row.3.as_deref().map(parse_ts),
+            streams,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use highwater_core::{CursorValue, WatermarkPosition};
+
+    fn wm(v: i64) -> Position {
+        Position::Watermark(WatermarkPosition { value: CursorValue::Int(v), boundary: Default::default(), null_rows: 0 })
+    }
+
+    #[tokio::test]
+    async fn commit_is_compare_and_swap() {
+        let dir = std::env::temp_dir().join(format!("hw-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let s = SqliteState::open(&dir.join("state.db")).unwrap();
+        let a = Attempt { stream: "s".into(), run_id: "r1".into(), from: None, target: "t".into(), started_at: Utc::now() };
+        s.begin_attempt(&a).await.unwrap();
+        // A second open attempt for the same stream is refused.
+        let b = Attempt { run_id: "r2".into(), ..a.clone() };
+        assert!(s.begin_attempt(&b).await.is_err());
+        s.commit_attempt(&a, &wm(5)).await.unwrap();
+        assert_eq!(s.position("s").await.unwrap(), Some(wm(5)));
+        // An attempt that started from an old position cannot commit.
+        s.begin_attempt(&b).await.unwrap();
+        assert!(s.commit_attempt(&b, &wm(9)).await.is_err());
+        assert_eq!(s.position("s").await.unwrap(), Some(wm(5)));
+        s.abandon_attempt(&b, "test").await.unwrap();
+        assert!(s.open_attempts("s").await.unwrap().is_empty());
+        // Locks exclude each other within a process too (separate open files).
+        let l = s.lock_stream("s").unwrap();
+        assert!(l.is_some());
+        assert!(s.lock_stream("s").unwrap().is_none());
+        drop(l);
+        assert!(s.lock_stream("s").unwrap().is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
