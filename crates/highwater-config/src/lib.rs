@@ -18,8 +18,9 @@ pub mod raw;
 pub mod secret;
 
 pub use plan::{
-    ConnKind, ConnectionSpec, FileFormat, Mode, Plan, StateLocation, StreamPlan, Target, WriteMode,
+    ConnectionSpec, FileFormat, Mode, Plan, StateLocation, StreamPlan, Target, WriteMode,
 };
+pub use highwater_core::ConnKind;
 pub use secret::{SecretUrl, Secrets};
 
 /// The template `highwater init` writes. A test checks that it parses.

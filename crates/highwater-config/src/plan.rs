@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use highwater_core::{Error, Lag, NullCursorPolicy, Relation};
+use highwater_core::{ConnKind, Error, Lag, NullCursorPolicy, Relation};
 
 use crate::raw::{DurationOrNumber, RawConfig, RawStream};
 use crate::secret::{SecretUrl, Secrets};
@@ -37,27 +37,6 @@ pub struct ConnectionSpec {
     pub url: SecretUrl,
     pub kind: ConnKind,
     pub line: u64,
-}
-
-/// The closed set of backends.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConnKind {
-    Sqlite(PathBuf),
-    Postgres,
-    Mysql,
-    Mssql,
-    /// Local folder (resolved, absolute or relative to the process).
-    File(PathBuf),
-    /// Azure Blob: container and prefix.
-    Azure { container: String, prefix: String },
-    /// S3: bucket and prefix.
-    S3 { bucket: String, prefix: String },
-}
-
-impl ConnKind {
-    pub fn is_database(&self) -> bool {
-        matches!(self, ConnKind::Sqlite(_) | ConnKind::Postgres | ConnKind::Mysql | ConnKind::Mssql)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

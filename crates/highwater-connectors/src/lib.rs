@@ -1,1 +1,62 @@
-//! placeholder
+//! Connectors: `connect(kind, url)` → a [`Source`] or a [`Sink`].
+//!
+//! One folder per backend with the same files (`mod.rs`, `source.rs`,
+//! `sink.rs`, `types.rs`, …), and one `match` on the connection kind to pick
+//! the backend: the set is closed, there is no registry.
+//!
+//! | backend    | source | sink |
+//! |------------|--------|------|
+//! | `sqlite`   | yes    | –    |
+//! | `postgres` | yes    | –    |
+//! | `files`    | –      | local folder, Azure Blob, S3 (CSV, Parquet, JSON Lines) |
+//!
+//! A connector never imports the engine. Errors carry the backend and never
+//! the connection URL (which may hold a password).
+
+use std::sync::Arc;
+
+use highwater_core::{ConnKind, Error, Result, Sink, Source};
+
+pub mod files;
+pub mod postgres;
+pub mod sqlite;
+mod util;
+
+/// Open a source for a database connection.
+pub async fn source(kind: &ConnKind, url: &str) -> Result<Arc<dyn Source>> {
+    match kind {
+        ConnKind::Sqlite(path) => Ok(Arc::new(sqlite::SqliteSource::new(path.clone()))),
+        ConnKind::Postgres => Ok(Arc::new(postgres::PgSource::new(url))),
+        ConnKind::Mysql => Err(Error::config("connection", "reading from mysql:// is not supported yet")),
+        ConnKind::Mssql => Err(Error::config("connection", "reading from mssql:// is not supported yet")),
+        ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => {
+            Err(Error::config("connection", "a file or object-store connection cannot be a source"))
+        }
+    }
+}
+
+/// Open a sink for a target connection.
+pub async fn sink(kind: &ConnKind, _url: &str) -> Result<Arc<dyn Sink>> {
+    match kind {
+        ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => {
+            Ok(Arc::new(files::FileSink::open(kind)?))
+        }
+        ConnKind::Sqlite(_) | ConnKind::Postgres | ConnKind::Mysql | ConnKind::Mssql => Err(Error::config(
+            "connection",
+            "database targets (`into:`) are not supported yet; write to file://, az:// or s3://",
+        )),
+    }
+}
+
+/// "Test connection": reach the server or folder and report what was found.
+pub async fn check(kind: &ConnKind, url: &str) -> Result<String> {
+    match kind {
+        ConnKind::Sqlite(path) => sqlite::check(path),
+        ConnKind::Postgres => postgres::check(url).await,
+        ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => {
+            files::FileSink::open(kind)?.check().await
+        }
+        ConnKind::Mysql | ConnKind::Mssql => Err(Error::config("connection", "this backend is not supported yet")),
+    }
+}
+

@@ -23,7 +23,7 @@ pub mod stream;
 pub use error::{Error, ErrorKind, Result};
 pub use position::{CursorValue, Position, WatermarkPosition};
 pub use sink::{Committed, Recovered, Sink, SinkWriter, WriteRequest};
-pub use source::{Delta, Extract, Lag, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo};
+pub use source::{ConnKind, Delta, Extract, Lag, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo};
 pub use state::{Attempt, AttemptStatus, RunRecord, RunStatus, StateStore, StreamLock, StreamRun};
 pub use stream::{BatchStream, RecordBatchStream, StreamAdapter};
 
@@ -31,3 +31,12 @@ pub use stream::{BatchStream, RecordBatchStream, StreamAdapter};
 /// (coalesced) cursor value of each row. The engine reads it for boundary
 /// de-duplication and removes it before rows reach a sink.
 pub const CURSOR_COLUMN: &str = "__highwater_cursor";
+
+/// Crash points for tests: `HIGHWATER_FAILPOINT=<name>` aborts the process
+/// (as `kill -9` would) when execution reaches `<name>`.
+pub fn failpoint(name: &str) {
+    if std::env::var("HIGHWATER_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
+}

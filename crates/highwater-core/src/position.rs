@@ -93,8 +93,9 @@ fn format_date(days: i32) -> String {
 /// the boundary value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatermarkPosition {
-    /// The greatest cursor value copied (inclusive upper bound of the last range).
-    pub value: CursorValue,
+    /// The greatest cursor value copied (inclusive upper bound of the last
+    /// range); `None` after a full load that found no non-NULL cursor.
+    pub value: Option<CursorValue>,
     /// Hashes of the keys of the rows copied whose cursor equals `value`.
     /// The next range starts at `value` inclusive and skips these rows.
     #[serde(default)]
@@ -120,7 +121,7 @@ impl Position {
     pub fn display_value(&self) -> String {
         match self {
             Position::Full => "-".to_string(),
-            Position::Watermark(w) => w.value.to_string(),
+            Position::Watermark(w) => w.value.as_ref().map_or("-".to_string(), |v| v.to_string()),
             Position::Version(v) => v.to_string(),
         }
     }
@@ -147,7 +148,7 @@ mod tests {
         let b = CursorValue::Timestamp(-1);
         assert_eq!(b.to_sql_text(), "1969-12-31T23:59:59.999999");
         let p = Position::Watermark(WatermarkPosition {
-            value: a.clone(),
+            value: Some(a.clone()),
             boundary: [1u64, u64::MAX].into_iter().collect(),
             null_rows: 0,
         });

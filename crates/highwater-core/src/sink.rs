@@ -24,6 +24,9 @@ pub struct WriteRequest {
     /// Output format name for file targets: `csv`, `parquet`, `jsonl`.
     pub format: String,
     pub schema: SchemaRef,
+    /// May an existing output of the same name be replaced? False for
+    /// incremental modes: each delta must land in a name of its own.
+    pub overwrite: bool,
 }
 
 /// What a committed write produced.
@@ -51,9 +54,10 @@ pub trait Sink: Send + Sync {
     async fn begin(&self, req: WriteRequest) -> Result<Box<dyn SinkWriter>>;
 
     /// After a crash: did attempt `(stream, run_id)` writing `target`
-    /// publish? Removes partial output of an unpublished attempt. Idempotent;
-    /// called only while the caller holds the stream's lock.
-    async fn recover(&self, stream: &str, run_id: &str, target: &str) -> Result<Recovered>;
+    /// publish? Removes staging leftovers of an unpublished attempt, and its
+    /// output too when `owned` (the name belongs to that attempt alone).
+    /// Idempotent; called only while the caller holds the stream's lock.
+    async fn recover(&self, stream: &str, run_id: &str, target: &str, owned: bool) -> Result<Recovered>;
 
     /// Test that the target is reachable and writable ("Test connection").
     async fn check(&self) -> Result<String>;

@@ -1,6 +1,8 @@
 //! The `Source` trait: describe a relation and read one delta of it from one
 //! consistent snapshot.
 
+use std::path::PathBuf;
+
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 
@@ -153,3 +155,25 @@ pub trait Source: Send + Sync {
     /// Read one delta (see the trait doc).
     async fn read(&self, req: &ReadRequest) -> Result<Extract>;
 }
+
+/// The closed set of backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnKind {
+    Sqlite(PathBuf),
+    Postgres,
+    Mysql,
+    Mssql,
+    /// Local folder (resolved, absolute or relative to the process).
+    File(PathBuf),
+    /// Azure Blob: container and prefix.
+    Azure { container: String, prefix: String },
+    /// S3: bucket and prefix.
+    S3 { bucket: String, prefix: String },
+}
+
+impl ConnKind {
+    pub fn is_database(&self) -> bool {
+        matches!(self, ConnKind::Sqlite(_) | ConnKind::Postgres | ConnKind::Mysql | ConnKind::Mssql)
+    }
+}
+

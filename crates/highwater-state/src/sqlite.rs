@@ -348,7 +348,7 @@ mod tests {
     use highwater_core::{CursorValue, WatermarkPosition};
 
     fn wm(v: i64) -> Position {
-        Position::Watermark(WatermarkPosition { value: CursorValue::Int(v), boundary: Default::default(), null_rows: 0 })
+        Position::Watermark(WatermarkPosition { value: Some(CursorValue::Int(v)), boundary: Default::default(), null_rows: 0 })
     }
 
     #[tokio::test]

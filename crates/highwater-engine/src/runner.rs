@@ -1,0 +1,411 @@
+//! Running streams: concurrency, the commit protocol, run records.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use highwater_config::{Mode, Plan, StateLocation, StreamPlan, Target};
+use highwater_core::{
+    failpoint, Attempt, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Recovered, Result,
+    RunStatus, Sink, StateStore, StreamRun, WatermarkPosition, WriteRequest,
+};
+
+use crate::boundary::BoundaryFilter;
+use crate::events::{Event, Observer};
+use crate::template;
+
+/// What `run` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Streams to run (empty: all).
+    pub streams: Vec<String>,
+    /// Ignore positions: read everything (positions still move on success).
+    pub full_refresh: bool,
+    /// Use this run id instead of a new one (tests, pipelines).
+    pub run_id: Option<String>,
+}
+
+/// The result of a run.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub streams: Vec<StreamRun>,
+    /// The exit code PRODUCT.md asks for: 0, 1 (a stream failed), 2 (a
+    /// stream failed for a configuration reason, e.g. a missing column).
+    pub exit_code: i32,
+}
+
+/// Open the state store the plan names.
+pub fn open_state(plan: &Plan) -> Result<Arc<dyn StateStore>> {
+    match &plan.state {
+        StateLocation::Sqlite(path) => Ok(Arc::new(highwater_state::SqliteState::open(path)?)),
+        StateLocation::Postgres(_) => {
+            Err(Error::config(&plan.file, "state: postgres:// state stores are not supported yet; use a file path"))
+        }
+    }
+}
+
+/// Run the selected streams of `plan`, at most `plan.concurrency` at once.
+/// One stream's failure does not stop the others.
+pub async fn run_streams(
+    plan: &Plan,
+    state: Arc<dyn StateStore>,
+    opts: &RunOptions,
+    observer: Arc<dyn Observer>,
+) -> Result<RunOutcome> {
+    for s in &opts.streams {
+        if !plan.streams.iter().any(|p| &p.name == s) {
+            let known: Vec<&str> = plan.streams.iter().map(|p| p.name.as_str()).collect();
+            return Err(Error::config(&plan.file, format!("unknown stream {s} (streams: {})", known.join(", "))));
+        }
+    }
+    let selected: Vec<&StreamPlan> =
+        plan.streams.iter().filter(|s| opts.streams.is_empty() || opts.streams.contains(&s.name)).collect();
+    let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let started = Utc::now();
+    state.begin_run(&run_id, started).await?;
+
+    let ctx = Ctx { plan, state: state.clone(), run_id: run_id.clone(), started, full_refresh: opts.full_refresh, observer };
+    let mut results: Vec<(StreamRun, Option<ErrorKind>)> = futures::stream::iter(selected)
+        .map(|s| ctx.run_one(s))
+        .buffer_unordered(plan.concurrency)
+        .collect()
+        .await;
+    results.sort_by(|a, b| a.0.stream.cmp(&b.0.stream));
+
+    let failed: Vec<ErrorKind> = results.iter().filter_map(|r| r.1).collect();
+    let status = if failed.is_empty() { RunStatus::Succeeded } else { RunStatus::Failed };
+    state.finish_run(&run_id, status, Utc::now()).await?;
+    let exit_code = if failed.is_empty() {
+        0
+    } else if failed.iter().all(|k| *k == ErrorKind::Config) {
+        2
+    } else {
+        1
+    };
+    Ok(RunOutcome { run_id, status, streams: results.into_iter().map(|r| r.0).collect(), exit_code })
+}
+
+struct Ctx<'a> {
+    plan: &'a Plan,
+    state: Arc<dyn StateStore>,
+    run_id: String,
+    started: DateTime<Utc>,
+    full_refresh: bool,
+    observer: Arc<dyn Observer>,
+}
+
+impl Ctx<'_> {
+    async fn run_one(&self, s: &StreamPlan) -> (StreamRun, Option<ErrorKind>) {
+        let mut rec = StreamRun {
+            stream: s.name.clone(),
+            mode: s.mode.as_str().to_string(),
+            status: RunStatus::InProgress,
+            rows_read: 0,
+            rows_written: 0,
+            watermark_from: None,
+            watermark_to: None,
+            outputs: vec![],
+            error: None,
+            full_reload: false,
+            notes: vec![],
+            started_at: Utc::now(),
+            finished_at: None,
+        };
+        self.observer.event(Event::Started { stream: &s.name, mode: s.mode.as_str() });
+        let _ = self.state.record_stream_run(&self.run_id, &rec).await;
+        let result = self.run_stream(s, &mut rec).await;
+        rec.finished_at = Some(Utc::now());
+        let kind = match result {
+            Ok(()) => {
+                rec.status = RunStatus::Succeeded;
+                None
+            }
+            Err(e) => {
+                rec.status = RunStatus::Failed;
+                let place = format!("{}:{}", self.plan.file, s.line);
+                rec.error = Some(self.plan.secrets.redact(&format!("stream {} ({place}): {e}", s.name)));
+                Some(e.kind())
+            }
+        };
+        for n in rec.notes.iter_mut() {
+            *n = self.plan.secrets.redact(n);
+        }
+        if let Err(e) = self.state.record_stream_run(&self.run_id, &rec).await {
+            tracing::error!(stream = %s.name, error = %e, "Cannot record the stream's run.");
+        }
+        self.observer.event(Event::Finished { run: &rec });
+        (rec, kind)
+    }
+
+    fn note(&self, s: &StreamPlan, rec: &mut StreamRun, message: String) {
+        let message = self.plan.secrets.redact(&message);
+        self.observer.event(Event::Note { stream: &s.name, message: &message });
+        rec.notes.push(message);
+    }
+
+    async fn run_stream(&self, s: &StreamPlan, rec: &mut StreamRun) -> Result<()> {
+        let Some(_lock) = self.state.lock_stream(&s.name)? else {
+            return Err(Error::state("another highwater process is running this stream; try again when it ends"));
+        };
+        let from_conn = &self.plan.connections[&s.from];
+        let to_conn = &self.plan.connections[&s.to];
+        let (path_template, format) = match &s.target {
+            Target::File { path, format } => (path.clone(), format.as_str()),
+            Target::Table { .. } => {
+                return Err(Error::config("into", "database targets are not supported yet; write to a file target"));
+            }
+        };
+        let sink = highwater_connectors::sink(&to_conn.kind, to_conn.url.expose()).await?;
+        let incremental = s.mode != Mode::Full;
+
+        // Settle what a crashed attempt left.
+        for a in self.state.open_attempts(&s.name).await? {
+            match sink.recover(&s.name, &a.run_id, &a.target, incremental).await? {
+                Recovered::Published { info } => {
+                    let to = Position::from_json(&info)
+                        .map_err(|e| Error::state(format!("unreadable position in commit marker of run {}: {e}", a.run_id)))?;
+                    match self.state.commit_attempt(&a, &to).await {
+                        Ok(()) => self.note(s, rec, format!("settled run {}: its output was published; position committed", a.run_id)),
+                        Err(e) => {
+                            self.state.abandon_attempt(&a, &e.to_string()).await?;
+                            self.note(s, rec, format!("settled run {}: {e}", a.run_id));
+                        }
+                    }
+                }
+                Recovered::NotPublished => {
+                    self.state.abandon_attempt(&a, "not published before the process stopped").await?;
+                    self.note(s, rec, format!("settled run {}: it had not published; its range is read again", a.run_id));
+                }
+            }
+        }
+
+        let current = self.state.position(&s.name).await?;
+        let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
+        let info = source.describe(&s.relation).await.map_err(|e| match e.kind() {
+            ErrorKind::Source if e.to_string().contains("not found") => Error::config(format!("table {}", s.relation), e),
+            _ => e,
+        })?;
+        let names: Vec<&str> = info.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        for (what, cols) in [("cursor", &s.cursor), ("primary_key", &s.primary_key)] {
+            for c in cols.iter() {
+                if !names.contains(&c.as_str()) {
+                    return Err(Error::config(
+                        format!("{what} column {c}"),
+                        format!("not found in {} (columns: {})", s.relation, names.join(", ")),
+                    ));
+                }
+            }
+        }
+
+        let after = if self.full_refresh { None } else { current.clone() };
+        let after_wm: Option<WatermarkPosition> = match &after {
+            Some(Position::Watermark(w)) => Some(w.clone()),
+            _ => None,
+        };
+        let delta = match s.mode {
+            Mode::Full => Delta::Full,
+            Mode::Watermark => Delta::Watermark { cursor: s.cursor.clone(), after: after_wm.clone(), lag: s.lag },
+            Mode::ChangeTracking => Delta::ChangeTracking {
+                after: match &after {
+                    Some(Position::Version(v)) => Some(*v),
+                    _ => None,
+                },
+                retention_secs: s.change_retention_secs,
+            },
+        };
+        rec.watermark_from = after.as_ref().map(Position::display_value);
+        let req = ReadRequest {
+            stream: s.name.clone(),
+            relation: s.relation.clone(),
+            delta,
+            primary_key: s.primary_key.clone(),
+            batch_size: s.batch_size,
+            on_null_cursor: s.on_null_cursor,
+        };
+        let mut extract = source.read(&req).await?;
+        rec.full_reload = extract.full_reload && incremental;
+        for n in std::mem::take(&mut extract.notes) {
+            self.note(s, rec, n);
+        }
+
+        // NULL cursors after the full load.
+        if s.mode == Mode::Watermark {
+            if let Some(prev) = &after_wm {
+                let new_nulls = extract.null_rows.saturating_sub(prev.null_rows);
+                if new_nulls > 0 {
+                    let col = s.cursor.join(", ");
+                    match s.on_null_cursor {
+                        NullCursorPolicy::Error => {
+                            return Err(Error::data(format!(
+                                "cursor column {col}: {new_nulls} row(s) have a NULL cursor since the last run \
+                                 ({} in all); they cannot be copied incrementally. Set the cursor on those rows, \
+                                 or set `on_null_cursor: skip`",
+                                extract.null_rows
+                            )));
+                        }
+                        NullCursorPolicy::Skip => self.note(
+                            s,
+                            rec,
+                            format!("skipped {new_nulls} row(s) whose cursor {col} is NULL (on_null_cursor: skip)"),
+                        ),
+                    }
+                }
+            }
+        }
+
+        let mut filter = match s.mode {
+            Mode::Watermark => Some(BoundaryFilter::new(&extract.schema, after_wm.as_ref(), extract.to.clone(), &s.primary_key)?),
+            _ => None,
+        };
+        let out_schema = filter.as_ref().map(|f| f.schema()).unwrap_or_else(|| extract.schema.clone());
+
+        // Find the first non-empty batch before creating any output.
+        let mut first = None;
+        while let Some(b) = extract.batches.next().await {
+            let b = b?;
+            rec.rows_read += b.num_rows() as u64;
+            let b = match filter.as_mut() {
+                Some(f) => f.apply(&b)?,
+                None => b,
+            };
+            if b.num_rows() > 0 {
+                first = Some(b);
+                break;
+            }
+        }
+
+        let new_position = |filter: Option<BoundaryFilter>| -> Position {
+            match (s.mode, filter) {
+                (Mode::Watermark, Some(f)) => Position::Watermark(f.finish(extract.null_rows)),
+                (Mode::ChangeTracking, _) => Position::Version(extract.version_to.unwrap_or_default()),
+                _ => Position::Full,
+            }
+        };
+
+        let Some(first) = first else {
+            // No rows: no file. Still move the position if it moved (e.g. a
+            // change-tracking version, or a first run over an empty table).
+            let to = new_position(filter);
+            rec.watermark_to = Some(to.display_value());
+            self.note(s, rec, "no changes; no file written".to_string());
+            if current.as_ref() != Some(&to) {
+                let attempt = self.attempt(s, &current, "");
+                self.state.begin_attempt(&attempt).await?;
+                if let Err(e) = self.state.commit_attempt(&attempt, &to).await {
+                    self.state.abandon_attempt(&attempt, &e.to_string()).await?;
+                    return Err(e);
+                }
+            }
+            return Ok(());
+        };
+
+        let target = template::render(&path_template, &s.name, &self.run_id, self.started);
+        let attempt = self.attempt(s, &current, &target);
+        failpoint("engine.before_attempt");
+        self.state.begin_attempt(&attempt).await?;
+        failpoint("engine.after_begin_attempt");
+        let result = self
+            .copy(s, rec, sink.as_ref(), &target, format, out_schema, first, &mut extract.batches, &mut filter, incremental)
+            .await;
+        let writer = match result {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = self.state.abandon_attempt(&attempt, &e.to_string()).await;
+                return Err(e);
+            }
+        };
+        let to = new_position(filter.take());
+        rec.watermark_to = Some(to.display_value());
+        failpoint("engine.before_sink_commit");
+        let info = to.to_json();
+        let committed = match writer.commit(&info).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.state.abandon_attempt(&attempt, &e.to_string()).await;
+                return Err(e);
+            }
+        };
+        failpoint("engine.after_publish");
+        rec.outputs = committed.outputs;
+        rec.rows_written = committed.rows;
+        // If this fails the attempt stays open: the next run settles it from
+        // the commit marker, so the position is not lost nor moved twice.
+        self.state.commit_attempt(&attempt, &to).await?;
+        failpoint("engine.after_state_commit");
+        Ok(())
+    }
+
+    fn attempt(&self, s: &StreamPlan, from: &Option<Position>, target: &str) -> Attempt {
+        Attempt {
+            stream: s.name.clone(),
+            run_id: self.run_id.clone(),
+            from: from.clone(),
+            target: target.to_string(),
+            started_at: Utc::now(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn copy(
+        &self,
+        s: &StreamPlan,
+        rec: &mut StreamRun,
+        sink: &dyn Sink,
+        target: &str,
+        format: &str,
+        schema: arrow_schema::SchemaRef,
+        first: arrow_array::RecordBatch,
+        batches: &mut highwater_core::BatchStream,
+        filter: &mut Option<BoundaryFilter>,
+        incremental: bool,
+    ) -> Result<Box<dyn highwater_core::SinkWriter>> {
+        let mut writer = sink
+            .begin(WriteRequest {
+                stream: s.name.clone(),
+                run_id: self.run_id.clone(),
+                target: target.to_string(),
+                format: format.to_string(),
+                schema,
+                overwrite: !incremental,
+            })
+            .await?;
+        let started = Instant::now();
+        let mut written = first.num_rows() as u64;
+        let res: Result<()> = async {
+            writer.write(first).await?;
+            self.observer.event(Event::Progress { stream: &s.name, rows: written });
+            let mut batches_seen = 0u32;
+            while let Some(b) = batches.next().await {
+                let b = b?;
+                rec.rows_read += b.num_rows() as u64;
+                let b = match filter.as_mut() {
+                    Some(f) => f.apply(&b)?,
+                    None => b,
+                };
+                if b.num_rows() == 0 {
+                    continue;
+                }
+                written += b.num_rows() as u64;
+                writer.write(b).await?;
+                self.observer.event(Event::Progress { stream: &s.name, rows: written });
+                batches_seen += 1;
+                if batches_seen == 1 {
+                    failpoint("engine.mid_write");
+                }
+            }
+            Ok(())
+        }
+        .await;
+        tracing::debug!(stream = %s.name, rows = written, elapsed = ?started.elapsed(), "Copied.");
+        match res {
+            Ok(()) => Ok(writer),
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(e)
+            }
+        }
+    }
+}
