@@ -63,6 +63,18 @@ pub struct Node {
     pub span: Span,
 }
 
+impl Node {
+    /// For a call, the span of the function name alone.
+    pub fn name_span(&self) -> Option<Span> {
+        match &self.kind {
+            NodeKind::Call { name, .. } => {
+                Some(Span::new(self.span.start, self.span.start + name.len()))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl PartialEq for Node {
     /// Structural equality; spans are ignored (see the module doc).
     fn eq(&self, other: &Self) -> bool {
@@ -85,10 +97,9 @@ pub enum NodeKind {
     Str(String),
     /// `name(args…)`; the name is kept as written (lookup is case-insensitive).
     Call {
-        /// Function name as written.
+        /// Function name as written (it starts the node's span; see
+        /// [`Node::name_span`]).
         name: String,
-        /// Span of the name alone.
-        name_span: Span,
         /// Arguments in order.
         args: Vec<Node>,
     },

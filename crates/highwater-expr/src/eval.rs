@@ -49,13 +49,11 @@ fn eval_chain(node: &Node, scope: &dyn Scope) -> Result<(Value, bool), EvalError
         NodeKind::Int(i) => Ok((Value::from(*i), false)),
         NodeKind::Float(x) => Ok((crate::value::float_value(*x).unwrap_or(Value::Null), false)),
         NodeKind::Str(s) => Ok((Value::String(s.clone()), false)),
-        NodeKind::Call {
-            name,
-            name_span,
-            args,
-        } => call(name, *name_span, args, scope)
-            .map(|v| (v, false))
-            .map_err(|e| e.at(node.span)),
+        NodeKind::Call { name, args } => {
+            call(name, node.name_span().unwrap_or(node.span), args, scope)
+                .map(|v| (v, false))
+                .map_err(|e| e.at(node.span))
+        }
         NodeKind::Property { target, name, safe } => {
             let (t, cut) = eval_chain(target, scope)?;
             if cut {

@@ -317,11 +317,7 @@ impl<'a> Parser<'a> {
                     if self.peek()?.0 == Tok::RParen {
                         let end = self.next()?.1;
                         return Ok(Node {
-                            kind: NodeKind::Call {
-                                name,
-                                name_span: span,
-                                args,
-                            },
+                            kind: NodeKind::Call { name, args },
                             span: Span::new(span.start, end.end),
                         });
                     }
@@ -338,11 +334,7 @@ impl<'a> Parser<'a> {
                             Tok::Comma => continue,
                             Tok::RParen => {
                                 return Ok(Node {
-                                    kind: NodeKind::Call {
-                                        name,
-                                        name_span: span,
-                                        args,
-                                    },
+                                    kind: NodeKind::Call { name, args },
                                     span: Span::new(span.start, s.end),
                                 });
                             }
