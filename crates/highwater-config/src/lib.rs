@@ -17,10 +17,10 @@ pub mod plan;
 pub mod raw;
 pub mod secret;
 
+pub use highwater_core::ConnKind;
 pub use plan::{
     ConnectionSpec, FileFormat, Mode, Plan, StateLocation, StreamPlan, Target, WriteMode,
 };
-pub use highwater_core::ConnKind;
 pub use secret::{SecretUrl, Secrets};
 
 /// The template `highwater init` writes. A test checks that it parses.

@@ -140,7 +140,9 @@ pub fn load(
                 }
                 StateLocation::Postgres(url)
             }
-            Ok(v) => StateLocation::Sqlite(resolve(base_dir, v.strip_prefix("sqlite://").unwrap_or(&v))),
+            Ok(v) => {
+                StateLocation::Sqlite(resolve(base_dir, v.strip_prefix("sqlite://").unwrap_or(&v)))
+            }
         },
     };
 
@@ -148,7 +150,11 @@ pub fn load(
         None => 4,
         Some(c) if c.value >= 1 && c.value <= 256 => c.value as usize,
         Some(c) => {
-            errors.push(format!("{file}:{}: concurrency must be between 1 and 256, got {}", c.referenced.line(), c.value));
+            errors.push(format!(
+                "{file}:{}: concurrency must be between 1 and 256, got {}",
+                c.referenced.line(),
+                c.value
+            ));
             1
         }
     };
@@ -156,7 +162,11 @@ pub fn load(
         None => 32_768,
         Some(b) if b.value >= 1 && b.value <= 10_000_000 => b.value as usize,
         Some(b) => {
-            errors.push(format!("{file}:{}: batch_size must be between 1 and 10000000, got {}", b.referenced.line(), b.value));
+            errors.push(format!(
+                "{file}:{}: batch_size must be between 1 and 10000000, got {}",
+                b.referenced.line(),
+                b.value
+            ));
             32_768
         }
     };
@@ -164,7 +174,8 @@ pub fn load(
     let mut connections = BTreeMap::new();
     for (name, url) in &raw.connections {
         let line = url.referenced.line();
-        match expand_env(&url.value, env, &mut secrets).and_then(|v| parse_connection(&v, base_dir)) {
+        match expand_env(&url.value, env, &mut secrets).and_then(|v| parse_connection(&v, base_dir))
+        {
             Ok((url, kind)) => {
                 if let Some(pw) = url.password() {
                     secrets.add(pw);
@@ -172,20 +183,37 @@ pub fn load(
                         secrets.add(&decoded);
                     }
                 }
-                connections.insert(name.clone(), ConnectionSpec { name: name.clone(), url, kind, line });
+                connections.insert(
+                    name.clone(),
+                    ConnectionSpec {
+                        name: name.clone(),
+                        url,
+                        kind,
+                        line,
+                    },
+                );
             }
             Err(m) => errors.push(format!("{file}:{line}: connection {name}: {m}")),
         }
     }
 
     if raw.streams.is_empty() {
-        errors.push(format!("{file}: no streams: add at least one under `streams:`"));
+        errors.push(format!(
+            "{file}: no streams: add at least one under `streams:`"
+        ));
     }
     let mut streams = Vec::new();
     for (name, spanned) in raw.streams {
         let line = key_line(text, &name, spanned.referenced.line());
         let mut errs = Vec::new();
-        let s = validate_stream(&name, spanned.value, &connections, &raw.connections, default_batch, &mut errs);
+        let s = validate_stream(
+            &name,
+            spanned.value,
+            &connections,
+            &raw.connections,
+            default_batch,
+            &mut errs,
+        );
         for e in errs {
             errors.push(format!("{file}:{line}: stream {name}: {e}"));
         }
@@ -196,11 +224,21 @@ pub fn load(
     }
 
     match errors.len() {
-        0 => Ok(Plan { file: file.to_string(), state, concurrency, connections, streams, secrets }),
+        0 => Ok(Plan {
+            file: file.to_string(),
+            state,
+            concurrency,
+            connections,
+            streams,
+            secrets,
+        }),
         1 => Err(Error::config(file, strip_file(&errors[0], file))),
         n => Err(Error::config(
             file,
-            format!("{n} errors in the configuration:\n  {}", errors.join("\n  ")),
+            format!(
+                "{n} errors in the configuration:\n  {}",
+                errors.join("\n  ")
+            ),
         )),
     }
 }
@@ -213,10 +251,10 @@ fn key_line(text: &str, name: &str, value_line: u64) -> u64 {
     for i in (0..upto).rev() {
         let t = lines[i].trim_start();
         for k in [name.to_string(), format!("\"{name}\""), format!("'{name}'")] {
-            if let Some(rest) = t.strip_prefix(&k) {
-                if rest.trim_start().starts_with(':') {
-                    return i as u64 + 1;
-                }
+            if let Some(rest) = t.strip_prefix(&k)
+                && rest.trim_start().starts_with(':')
+            {
+                return i as u64 + 1;
             }
         }
     }
@@ -250,7 +288,11 @@ fn validate_stream(
                 let known: Vec<&str> = declared.keys().map(String::as_str).collect();
                 errs.push(format!(
                     "{field}: unknown connection `{c}` (known: {})",
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 ));
                 None
             }
@@ -259,15 +301,17 @@ fn validate_stream(
     let from = conn_ref("from", &s.from, errs);
     let to = conn_ref("to", &s.to, errs);
 
-    if let Some(f) = from.as_ref().and_then(|f| conns.get(f)) {
-        if !f.kind.is_database() {
-            errs.push(format!("from: connection `{}` is not a database", f.name));
-        }
+    if let Some(f) = from.as_ref().and_then(|f| conns.get(f))
+        && !f.kind.is_database()
+    {
+        errs.push(format!("from: connection `{}` is not a database", f.name));
     }
 
     let relation = match (&s.table, &s.query) {
         (Some(t), None) if !t.trim().is_empty() => Some(Relation::table(t.trim())),
-        (None, Some(q)) if !q.trim().is_empty() => Some(Relation::Query(q.trim().trim_end_matches(';').to_string())),
+        (None, Some(q)) if !q.trim().is_empty() => {
+            Some(Relation::Query(q.trim().trim_end_matches(';').to_string()))
+        }
         (Some(_), Some(_)) => {
             errs.push("give either `table` or `query`, not both".into());
             None
@@ -283,26 +327,35 @@ fn validate_stream(
         Some("watermark") => Mode::Watermark,
         Some("change_tracking") => Mode::ChangeTracking,
         Some(other) => {
-            errs.push(format!("mode: unknown mode `{other}` (expected full, watermark or change_tracking)"));
+            errs.push(format!(
+                "mode: unknown mode `{other}` (expected full, watermark or change_tracking)"
+            ));
             Mode::Full
         }
     };
     let cursor = s.cursor.map(|c| c.into_vec()).unwrap_or_default();
     let primary_key = s.primary_key.map(|c| c.into_vec()).unwrap_or_default();
-    if cursor.iter().chain(&primary_key).any(|c| c.trim().is_empty()) {
+    if cursor
+        .iter()
+        .chain(&primary_key)
+        .any(|c| c.trim().is_empty())
+    {
         errs.push("column names must not be empty".into());
     }
     match mode {
-        Mode::Watermark if cursor.is_empty() => errs.push("mode watermark needs `cursor` (a column)".into()),
+        Mode::Watermark if cursor.is_empty() => {
+            errs.push("mode watermark needs `cursor` (a column)".into())
+        }
         Mode::ChangeTracking if primary_key.is_empty() => {
             errs.push("mode change_tracking needs `primary_key`".into())
         }
         Mode::ChangeTracking if matches!(relation, Some(Relation::Query(_))) => {
             errs.push("mode change_tracking needs `table`, not `query`".into())
         }
-        Mode::Full | Mode::ChangeTracking if !cursor.is_empty() => {
-            errs.push(format!("`cursor` is only used by mode watermark (this stream is {})", mode.as_str()))
-        }
+        Mode::Full | Mode::ChangeTracking if !cursor.is_empty() => errs.push(format!(
+            "`cursor` is only used by mode watermark (this stream is {})",
+            mode.as_str()
+        )),
         _ => {}
     }
 
@@ -334,7 +387,9 @@ fn validate_stream(
         Some(DurationOrNumber::Text(t)) => match parse_duration_secs(t) {
             Some(v) if v > 0 => v,
             _ => {
-                errs.push(format!("change_retention: `{t}` is not a duration like 2d, 12h"));
+                errs.push(format!(
+                    "change_retention: `{t}` is not a duration like 2d, 12h"
+                ));
                 2 * 86_400
             }
         },
@@ -347,7 +402,9 @@ fn validate_stream(
         None => default_batch,
         Some(b) if (1..=10_000_000).contains(&b) => b as usize,
         Some(b) => {
-            errs.push(format!("batch_size must be between 1 and 10000000, got {b}"));
+            errs.push(format!(
+                "batch_size must be between 1 and 10000000, got {b}"
+            ));
             default_batch
         }
     };
@@ -355,7 +412,10 @@ fn validate_stream(
     let target = match to.as_ref().and_then(|t| conns.get(t)) {
         Some(t) if t.kind.is_database() => {
             if s.path.is_some() || s.format.is_some() {
-                errs.push(format!("`path`/`format` are for file targets; `{}` is a database (use `into`)", t.name));
+                errs.push(format!(
+                    "`path`/`format` are for file targets; `{}` is a database (use `into`)",
+                    t.name
+                ));
             }
             let write = match s.write.as_deref() {
                 None | Some("append") => WriteMode::Append,
@@ -369,16 +429,25 @@ fn validate_stream(
                 errs.push("write: merge needs `primary_key`".into());
             }
             match &s.into {
-                Some(i) if !i.trim().is_empty() => Some(Target::Table { into: i.trim().to_string(), write }),
+                Some(i) if !i.trim().is_empty() => Some(Target::Table {
+                    into: i.trim().to_string(),
+                    write,
+                }),
                 _ => {
-                    errs.push(format!("`into` is required: the table to write in `{}`", t.name));
+                    errs.push(format!(
+                        "`into` is required: the table to write in `{}`",
+                        t.name
+                    ));
                     None
                 }
             }
         }
         Some(t) => {
             if s.into.is_some() || s.write.is_some() {
-                errs.push(format!("`into`/`write` are for database targets; `{}` is a file target (use `path`)", t.name));
+                errs.push(format!(
+                    "`into`/`write` are for database targets; `{}` is a file target (use `path`)",
+                    t.name
+                ));
             }
             match &s.path {
                 None => {
@@ -391,7 +460,9 @@ fn validate_stream(
                     }
                     let format = match s.format.as_deref() {
                         Some(f) => parse_format(f).unwrap_or_else(|| {
-                            errs.push(format!("format: unknown format `{f}` (expected csv, parquet or jsonl)"));
+                            errs.push(format!(
+                                "format: unknown format `{f}` (expected csv, parquet or jsonl)"
+                            ));
                             FileFormat::Csv
                         }),
                         None => {
@@ -399,7 +470,10 @@ fn validate_stream(
                             parse_format(ext).unwrap_or(FileFormat::Csv)
                         }
                     };
-                    Some(Target::File { path: p.clone(), format })
+                    Some(Target::File {
+                        path: p.clone(),
+                        format,
+                    })
                 }
             }
         }
@@ -447,7 +521,11 @@ pub fn check_template(t: &str) -> Result<(), String> {
         if !PATH_PLACEHOLDERS.contains(&name) {
             return Err(format!(
                 "unknown placeholder `{{{name}}}` (known: {})",
-                PATH_PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect::<Vec<_>>().join(" ")
+                PATH_PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             ));
         }
         rest = &after[j + 1..];
@@ -478,16 +556,24 @@ pub fn parse_duration_secs(t: &str) -> Option<i64> {
 }
 
 /// Replace `${VAR}` with the environment's value; values are remembered as secrets.
-fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>, secrets: &mut Secrets) -> Result<String, String> {
+fn expand_env(
+    s: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    secrets: &mut Secrets,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("${") {
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
-        let j = after.find('}').ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
+        let j = after
+            .find('}')
+            .ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
         let var = &after[..j];
         if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("`${{{var}}}` is not a valid environment variable name"));
+            return Err(format!(
+                "`${{{var}}}` is not a valid environment variable name"
+            ));
         }
         let val = env(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
         secrets.add(&val);
@@ -500,7 +586,11 @@ fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>, secrets: &mut Secre
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let path = Path::new(p);
-    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
 }
 
 fn percent_decode(s: &str) -> Result<String, ()> {
@@ -508,7 +598,7 @@ fn percent_decode(s: &str) -> Result<String, ()> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() + 0 && i + 2 <= bytes.len() - 1 {
+        if bytes[i] == b'%' && i + 2 < bytes.len() && i + 2 < bytes.len() {
             let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).map_err(|_| ())?;
             out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
             i += 3;
@@ -575,18 +665,34 @@ mod tests {
 
     #[test]
     fn init_template_parses() {
-        let p = load("highwater.yaml", crate::INIT_TEMPLATE, Path::new("/tmp/x"), &env).unwrap();
+        let p = load(
+            "highwater.yaml",
+            crate::INIT_TEMPLATE,
+            Path::new("/tmp/x"),
+            &env,
+        )
+        .unwrap();
         assert_eq!(p.streams.len(), 1);
         assert_eq!(p.streams[0].mode, Mode::Watermark);
-        assert!(matches!(&p.connections["shop"].kind, ConnKind::Sqlite(path) if path == Path::new("/tmp/x/shop.db")));
+        assert!(
+            matches!(&p.connections["shop"].kind, ConnKind::Sqlite(path) if path == Path::new("/tmp/x/shop.db"))
+        );
     }
 
     #[test]
     fn all_errors_at_once_with_lines() {
         let y = "connections:\n  a: postgres://u:${PW}@h/db\n  b: file://./out\nstreams:\n  one:\n    from: a\n    table: t\n    mode: watermark\n    to: b\n    path: x.csv\n  two:\n    from: nope\n    table: t\n    to: b\n    path: \"{bogus}.csv\"\n";
-        let e = load("h.yaml", y, Path::new("."), &env).unwrap_err().to_string();
-        assert!(e.contains("h.yaml:5: stream one: mode watermark needs `cursor`"), "{e}");
-        assert!(e.contains("h.yaml:11: stream two: from: unknown connection `nope`"), "{e}");
+        let e = load("h.yaml", y, Path::new("."), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("h.yaml:5: stream one: mode watermark needs `cursor`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("h.yaml:11: stream two: from: unknown connection `nope`"),
+            "{e}"
+        );
         assert!(e.contains("unknown placeholder `{bogus}`"), "{e}");
         assert!(!e.contains("hunter2"), "{e}");
     }
@@ -594,9 +700,11 @@ mod tests {
     #[test]
     fn unknown_key_names_line() {
         let y = "connections:\n  b: file://./out\nstreams:\n  one:\n    from: b\n    tabel: t\n";
-        let e = load("h.yaml", y, Path::new("."), &env).unwrap_err().to_string();
+        let e = load("h.yaml", y, Path::new("."), &env)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("tabel"), "{e}");
-        assert!(e.contains("6") , "{e}");
+        assert!(e.contains("6"), "{e}");
     }
 
     #[test]

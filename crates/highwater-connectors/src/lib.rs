@@ -27,11 +27,18 @@ pub async fn source(kind: &ConnKind, url: &str) -> Result<Arc<dyn Source>> {
     match kind {
         ConnKind::Sqlite(path) => Ok(Arc::new(sqlite::SqliteSource::new(path.clone()))),
         ConnKind::Postgres => Ok(Arc::new(postgres::PgSource::new(url))),
-        ConnKind::Mysql => Err(Error::config("connection", "reading from mysql:// is not supported yet")),
-        ConnKind::Mssql => Err(Error::config("connection", "reading from mssql:// is not supported yet")),
-        ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => {
-            Err(Error::config("connection", "a file or object-store connection cannot be a source"))
-        }
+        ConnKind::Mysql => Err(Error::config(
+            "connection",
+            "reading from mysql:// is not supported yet",
+        )),
+        ConnKind::Mssql => Err(Error::config(
+            "connection",
+            "reading from mssql:// is not supported yet",
+        )),
+        ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => Err(Error::config(
+            "connection",
+            "a file or object-store connection cannot be a source",
+        )),
     }
 }
 
@@ -41,10 +48,12 @@ pub async fn sink(kind: &ConnKind, _url: &str) -> Result<Arc<dyn Sink>> {
         ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => {
             Ok(Arc::new(files::FileSink::open(kind)?))
         }
-        ConnKind::Sqlite(_) | ConnKind::Postgres | ConnKind::Mysql | ConnKind::Mssql => Err(Error::config(
-            "connection",
-            "database targets (`into:`) are not supported yet; write to file://, az:// or s3://",
-        )),
+        ConnKind::Sqlite(_) | ConnKind::Postgres | ConnKind::Mysql | ConnKind::Mssql => {
+            Err(Error::config(
+                "connection",
+                "database targets (`into:`) are not supported yet; write to file://, az:// or s3://",
+            ))
+        }
     }
 }
 
@@ -56,7 +65,9 @@ pub async fn check(kind: &ConnKind, url: &str) -> Result<String> {
         ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => {
             files::FileSink::open(kind)?.check().await
         }
-        ConnKind::Mysql | ConnKind::Mssql => Err(Error::config("connection", "this backend is not supported yet")),
+        ConnKind::Mysql | ConnKind::Mssql => Err(Error::config(
+            "connection",
+            "this backend is not supported yet",
+        )),
     }
 }
-

@@ -25,22 +25,16 @@ pub fn quote_ident(name: &str, q: char) -> String {
 /// A bounded channel of batches (two in flight: memory stays bounded).
 pub fn batch_channel(schema: SchemaRef) -> (mpsc::Sender<Result<RecordBatch>>, BatchStream) {
     let (tx, rx) = mpsc::channel(2);
-    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
+    let stream =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) });
     (tx, StreamAdapter::new(schema, Box::pin(stream)).boxed())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn quoting_doubles_quotes() {
-        assert_eq!(super::quote_ident("a\"b", '"'), "\"a\"\"b\"");
-        assert_eq!(super::quote_ident("x`; drop", '`'), "`x``; drop`");
-    }
 }
 
 /// A URL with its password replaced by `***`, for messages.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
     match authority.rsplit_once('@') {
@@ -49,5 +43,14 @@ pub fn redact_url(url: &str) -> String {
             None => url.to_string(),
         },
         None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(super::quote_ident("a\"b", '"'), "\"a\"\"b\"");
+        assert_eq!(super::quote_ident("x`; drop", '`'), "`x``; drop`");
     }
 }

@@ -36,7 +36,10 @@ pub enum Error {
     Connection { target: String, message: String },
     /// The source failed while describing or reading.
     #[error("source {backend}: {message}")]
-    Source { backend: &'static str, message: String },
+    Source {
+        backend: &'static str,
+        message: String,
+    },
     /// The sink failed while writing or publishing.
     #[error("target {target}: {message}")]
     Sink { target: String, message: String },
@@ -78,28 +81,44 @@ impl Error {
     }
 
     pub fn config(place: impl fmt::Display, message: impl fmt::Display) -> Self {
-        Error::Config { place: place.to_string(), message: message.to_string() }
+        Error::Config {
+            place: place.to_string(),
+            message: message.to_string(),
+        }
     }
 
     pub fn source(backend: &'static str, message: impl fmt::Display) -> Self {
-        Error::Source { backend, message: message.to_string() }
+        Error::Source {
+            backend,
+            message: message.to_string(),
+        }
     }
 
     pub fn sink(target: impl fmt::Display, message: impl fmt::Display) -> Self {
-        Error::Sink { target: target.to_string(), message: message.to_string() }
+        Error::Sink {
+            target: target.to_string(),
+            message: message.to_string(),
+        }
     }
 
     pub fn state(message: impl fmt::Display) -> Self {
-        Error::State { message: message.to_string() }
+        Error::State {
+            message: message.to_string(),
+        }
     }
 
     pub fn data(message: impl fmt::Display) -> Self {
-        Error::Data { message: message.to_string() }
+        Error::Data {
+            message: message.to_string(),
+        }
     }
 
     /// Wrap with context such as `stream orders`.
     pub fn context(self, context: impl fmt::Display) -> Self {
-        Error::Context { context: context.to_string(), source: Box::new(self) }
+        Error::Context {
+            context: context.to_string(),
+            source: Box::new(self),
+        }
     }
 }
 

@@ -23,7 +23,9 @@ pub mod stream;
 pub use error::{Error, ErrorKind, Result};
 pub use position::{CursorValue, Position, WatermarkPosition};
 pub use sink::{Committed, Recovered, Sink, SinkWriter, WriteRequest};
-pub use source::{ConnKind, Delta, Extract, Lag, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo};
+pub use source::{
+    ConnKind, Delta, Extract, Lag, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo,
+};
 pub use state::{Attempt, AttemptStatus, RunRecord, RunStatus, StateStore, StreamLock, StreamRun};
 pub use stream::{BatchStream, RecordBatchStream, StreamAdapter};
 

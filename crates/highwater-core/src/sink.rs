@@ -57,7 +57,13 @@ pub trait Sink: Send + Sync {
     /// publish? Removes staging leftovers of an unpublished attempt, and its
     /// output too when `owned` (the name belongs to that attempt alone).
     /// Idempotent; called only while the caller holds the stream's lock.
-    async fn recover(&self, stream: &str, run_id: &str, target: &str, owned: bool) -> Result<Recovered>;
+    async fn recover(
+        &self,
+        stream: &str,
+        run_id: &str,
+        target: &str,
+        owned: bool,
+    ) -> Result<Recovered>;
 
     /// Test that the target is reachable and writable ("Test connection").
     async fn check(&self) -> Result<String>;

@@ -6,16 +6,19 @@ use std::path::PathBuf;
 use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 
+use crate::Result;
 use crate::position::{CursorValue, WatermarkPosition};
 use crate::stream::BatchStream;
-use crate::Result;
 
 /// What to read: a table (schema-qualified name, split but not quoted) or a
 /// user query, around which the delta condition is applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relation {
     /// `schema.table` or `table`; each part is quoted by the source's dialect.
-    Table { schema: Option<String>, name: String },
+    Table {
+        schema: Option<String>,
+        name: String,
+    },
     /// A `SELECT` written by the user; wrapped as a subquery.
     Query(String),
 }
@@ -25,8 +28,14 @@ impl Relation {
     pub fn table(text: &str) -> Relation {
         let parts = split_qualified(text);
         match parts.as_slice() {
-            [schema, name] => Relation::Table { schema: Some(schema.clone()), name: name.clone() },
-            _ => Relation::Table { schema: None, name: parts.join(".") },
+            [schema, name] => Relation::Table {
+                schema: Some(schema.clone()),
+                name: name.clone(),
+            },
+            _ => Relation::Table {
+                schema: None,
+                name: parts.join("."),
+            },
         }
     }
 }
@@ -34,7 +43,10 @@ impl Relation {
 impl std::fmt::Display for Relation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Relation::Table { schema: Some(s), name } => write!(f, "{s}.{name}"),
+            Relation::Table {
+                schema: Some(s),
+                name,
+            } => write!(f, "{s}.{name}"),
             Relation::Table { schema: None, name } => f.write_str(name),
             Relation::Query(_) => f.write_str("(query)"),
         }
@@ -76,7 +88,10 @@ pub enum Delta {
         lag: Option<Lag>,
     },
     /// Net changes after version `after`; `None` means set up and load in full.
-    ChangeTracking { after: Option<i64>, retention_secs: i64 },
+    ChangeTracking {
+        after: Option<i64>,
+        retention_secs: i64,
+    },
 }
 
 /// How far behind the newest cursor value a run stops, so that
@@ -166,14 +181,22 @@ pub enum ConnKind {
     /// Local folder (resolved, absolute or relative to the process).
     File(PathBuf),
     /// Azure Blob: container and prefix.
-    Azure { container: String, prefix: String },
+    Azure {
+        container: String,
+        prefix: String,
+    },
     /// S3: bucket and prefix.
-    S3 { bucket: String, prefix: String },
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
 }
 
 impl ConnKind {
     pub fn is_database(&self) -> bool {
-        matches!(self, ConnKind::Sqlite(_) | ConnKind::Postgres | ConnKind::Mysql | ConnKind::Mssql)
+        matches!(
+            self,
+            ConnKind::Sqlite(_) | ConnKind::Postgres | ConnKind::Mysql | ConnKind::Mssql
+        )
     }
 }
-

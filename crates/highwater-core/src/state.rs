@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::position::Position;
 use crate::Result;
+use crate::position::Position;
 
 /// A write-ahead record of one stream's attempt in one run.
 #[derive(Debug, Clone, PartialEq)]

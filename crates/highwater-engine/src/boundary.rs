@@ -17,7 +17,7 @@ use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Schema, SchemaRef};
-use highwater_core::{CursorValue, Error, Result, WatermarkPosition, CURSOR_COLUMN};
+use highwater_core::{CURSOR_COLUMN, CursorValue, Error, Result, WatermarkPosition};
 
 /// Filters batches of one watermark read and collects the new boundary.
 pub struct BoundaryFilter {
@@ -43,18 +43,26 @@ impl BoundaryFilter {
         let cursor_idx = schema
             .index_of(CURSOR_COLUMN)
             .map_err(|_| Error::source("engine", "the source did not return the cursor column"))?;
-        let out_cols: Vec<usize> = (0..schema.fields().len()).filter(|i| *i != cursor_idx).collect();
+        let out_cols: Vec<usize> = (0..schema.fields().len())
+            .filter(|i| *i != cursor_idx)
+            .collect();
         let key_cols = if primary_key.is_empty() {
             out_cols.clone()
         } else {
             primary_key
                 .iter()
                 .map(|k| {
-                    schema.index_of(k).map_err(|_| Error::config("primary_key", format!("column {k} not found")))
+                    schema
+                        .index_of(k)
+                        .map_err(|_| Error::config("primary_key", format!("column {k} not found")))
                 })
                 .collect::<Result<Vec<_>>>()?
         };
-        let out_schema = Arc::new(schema.project(&out_cols).map_err(|e| Error::source("engine", e))?);
+        let out_schema = Arc::new(
+            schema
+                .project(&out_cols)
+                .map_err(|e| Error::source("engine", e))?,
+        );
         Ok(BoundaryFilter {
             after: after.and_then(|a| a.value.clone()),
             skip: after.map(|a| a.boundary.clone()).unwrap_or_default(),
@@ -97,12 +105,15 @@ impl BoundaryFilter {
                 }
             }
         }
-        let projected = batch.project(&self.out_cols).map_err(|e| Error::source("engine", e))?;
+        let projected = batch
+            .project(&self.out_cols)
+            .map_err(|e| Error::source("engine", e))?;
         if !any_dropped {
             return Ok(projected);
         }
         let mask = BooleanArray::from(keep);
-        arrow_select::filter::filter_record_batch(&projected, &mask).map_err(|e| Error::source("engine", e))
+        arrow_select::filter::filter_record_batch(&projected, &mask)
+            .map_err(|e| Error::source("engine", e))
     }
 
     fn key_formatters<'a>(&self, batch: &'a RecordBatch) -> Result<Vec<ArrayFormatter<'a>>> {
@@ -110,7 +121,8 @@ impl BoundaryFilter {
         self.key_cols
             .iter()
             .map(|i| {
-                ArrayFormatter::try_new(batch.column(*i).as_ref(), &opts).map_err(|e| Error::source("engine", e))
+                ArrayFormatter::try_new(batch.column(*i).as_ref(), &opts)
+                    .map_err(|e| Error::source("engine", e))
             })
             .collect()
     }
@@ -122,7 +134,11 @@ impl BoundaryFilter {
         if self.to.is_some() && self.to == self.after {
             boundary.extend(self.skip);
         }
-        WatermarkPosition { value: self.to.or(self.after), boundary, null_rows }
+        WatermarkPosition {
+            value: self.to.or(self.after),
+            boundary,
+            null_rows,
+        }
     }
 }
 
@@ -130,7 +146,12 @@ impl BoundaryFilter {
 fn row_hash(formatters: &[ArrayFormatter<'_>], row: usize) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for f in formatters {
-        for b in f.value(row).to_string().bytes().chain(std::iter::once(0x1f)) {
+        for b in f
+            .value(row)
+            .to_string()
+            .bytes()
+            .chain(std::iter::once(0x1f))
+        {
             h ^= b as u64;
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
@@ -141,17 +162,37 @@ fn row_hash(formatters: &[ArrayFormatter<'_>], row: usize) -> u64 {
 /// Which rows have a cursor equal to `v`.
 fn equal_mask(col: &ArrayRef, v: Option<&CursorValue>) -> Result<Vec<bool>> {
     let n = col.len();
-    let Some(v) = v else { return Ok(vec![false; n]) };
+    let Some(v) = v else {
+        return Ok(vec![false; n]);
+    };
     let ints = |target: i64| -> Result<Vec<bool>> {
         let vals: Vec<Option<i64>> = match col.data_type() {
-            DataType::Int16 => col.as_primitive::<Int16Type>().iter().map(|x| x.map(i64::from)).collect(),
-            DataType::Int32 => col.as_primitive::<Int32Type>().iter().map(|x| x.map(i64::from)).collect(),
+            DataType::Int16 => col
+                .as_primitive::<Int16Type>()
+                .iter()
+                .map(|x| x.map(i64::from))
+                .collect(),
+            DataType::Int32 => col
+                .as_primitive::<Int32Type>()
+                .iter()
+                .map(|x| x.map(i64::from))
+                .collect(),
             DataType::Int64 => col.as_primitive::<Int64Type>().iter().collect(),
-            DataType::Date32 => col.as_primitive::<Date32Type>().iter().map(|x| x.map(i64::from)).collect(),
-            DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => {
-                col.as_primitive::<TimestampMicrosecondType>().iter().collect()
+            DataType::Date32 => col
+                .as_primitive::<Date32Type>()
+                .iter()
+                .map(|x| x.map(i64::from))
+                .collect(),
+            DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => col
+                .as_primitive::<TimestampMicrosecondType>()
+                .iter()
+                .collect(),
+            other => {
+                return Err(Error::source(
+                    "engine",
+                    format!("unexpected cursor type {other}"),
+                ));
             }
-            other => return Err(Error::source("engine", format!("unexpected cursor type {other}"))),
         };
         Ok(vals.into_iter().map(|x| x == Some(target)).collect())
     };
@@ -159,15 +200,29 @@ fn equal_mask(col: &ArrayRef, v: Option<&CursorValue>) -> Result<Vec<bool>> {
         CursorValue::Int(i) | CursorValue::Timestamp(i) | CursorValue::TimestampTz(i) => ints(*i),
         CursorValue::Date(d) => ints(*d as i64),
         CursorValue::Text(t) => match col.data_type() {
-            DataType::Utf8 => Ok(col.as_string::<i32>().iter().map(|x| x == Some(t.as_str())).collect()),
-            other => Err(Error::source("engine", format!("unexpected cursor type {other} for a text watermark"))),
+            DataType::Utf8 => Ok(col
+                .as_string::<i32>()
+                .iter()
+                .map(|x| x == Some(t.as_str()))
+                .collect()),
+            other => Err(Error::source(
+                "engine",
+                format!("unexpected cursor type {other} for a text watermark"),
+            )),
         },
     }
 }
 
 /// Schema without the hidden cursor column (for sinks when nothing is filtered).
 pub fn visible_schema(schema: &Schema) -> Schema {
-    Schema::new(schema.fields().iter().filter(|f| f.name() != CURSOR_COLUMN).cloned().collect::<Vec<_>>())
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .filter(|f| f.name() != CURSOR_COLUMN)
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
 }
 
 #[cfg(test)]
@@ -186,7 +241,9 @@ mod tests {
             schema,
             vec![
                 Arc::new(Int64Array::from(ids.to_vec())),
-                Arc::new(StringArray::from(ids.iter().map(|i| format!("n{i}")).collect::<Vec<_>>())),
+                Arc::new(StringArray::from(
+                    ids.iter().map(|i| format!("n{i}")).collect::<Vec<_>>(),
+                )),
                 Arc::new(Int64Array::from(cursors.to_vec())),
             ],
         )
@@ -198,22 +255,29 @@ mod tests {
         let pk = vec!["id".to_string()];
         // Run 1: rows 1 (c=5), 2 (c=7), 3 (c=7); to = 7.
         let b1 = batch(&[1, 2, 3], &[5, 7, 7]);
-        let mut f = BoundaryFilter::new(&b1.schema(), None, Some(CursorValue::Int(7)), &pk).unwrap();
+        let mut f =
+            BoundaryFilter::new(&b1.schema(), None, Some(CursorValue::Int(7)), &pk).unwrap();
         assert_eq!(f.apply(&b1).unwrap().num_rows(), 3);
         let p1 = f.finish(0);
         assert_eq!(p1.boundary.len(), 2);
         // Run 2 reads [7, 7]: rows 2, 3 again plus a late row 4 at c=7.
         let b2 = batch(&[2, 3, 4], &[7, 7, 7]);
-        let mut f = BoundaryFilter::new(&b2.schema(), Some(&p1), Some(CursorValue::Int(7)), &pk).unwrap();
+        let mut f =
+            BoundaryFilter::new(&b2.schema(), Some(&p1), Some(CursorValue::Int(7)), &pk).unwrap();
         let out = f.apply(&b2).unwrap();
         assert_eq!(out.num_rows(), 1);
         assert_eq!(out.column(0).as_primitive::<Int64Type>().value(0), 4);
         assert_eq!(out.num_columns(), 2, "cursor column removed");
         let p2 = f.finish(0);
-        assert_eq!(p2.boundary.len(), 3, "old boundary kept while the watermark stands still");
+        assert_eq!(
+            p2.boundary.len(),
+            3,
+            "old boundary kept while the watermark stands still"
+        );
         // Run 3 reads [7, 9]: only the new row 5.
         let b3 = batch(&[2, 3, 4, 5], &[7, 7, 7, 9]);
-        let mut f = BoundaryFilter::new(&b3.schema(), Some(&p2), Some(CursorValue::Int(9)), &pk).unwrap();
+        let mut f =
+            BoundaryFilter::new(&b3.schema(), Some(&p2), Some(CursorValue::Int(9)), &pk).unwrap();
         assert_eq!(f.apply(&b3).unwrap().num_rows(), 1);
         let p3 = f.finish(0);
         assert_eq!(p3.boundary.len(), 1);

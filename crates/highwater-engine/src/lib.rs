@@ -24,4 +24,4 @@ pub mod runner;
 pub mod template;
 
 pub use events::{Event, Observer};
-pub use runner::{open_state, run_streams, RunOptions, RunOutcome};
+pub use runner::{RunOptions, RunOutcome, open_state, run_streams};

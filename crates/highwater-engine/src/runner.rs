@@ -7,8 +7,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use highwater_config::{Mode, Plan, StateLocation, StreamPlan, Target};
 use highwater_core::{
-    failpoint, Attempt, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Recovered, Result,
-    RunStatus, Sink, StateStore, StreamRun, WatermarkPosition, WriteRequest,
+    Attempt, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Recovered, Result,
+    RunStatus, Sink, StateStore, StreamRun, WatermarkPosition, WriteRequest, failpoint,
 };
 
 use crate::boundary::BoundaryFilter;
@@ -41,9 +41,10 @@ pub struct RunOutcome {
 pub fn open_state(plan: &Plan) -> Result<Arc<dyn StateStore>> {
     match &plan.state {
         StateLocation::Sqlite(path) => Ok(Arc::new(highwater_state::SqliteState::open(path)?)),
-        StateLocation::Postgres(_) => {
-            Err(Error::config(&plan.file, "state: postgres:// state stores are not supported yet; use a file path"))
-        }
+        StateLocation::Postgres(_) => Err(Error::config(
+            &plan.file,
+            "state: postgres:// state stores are not supported yet; use a file path",
+        )),
     }
 }
 
@@ -58,16 +59,32 @@ pub async fn run_streams(
     for s in &opts.streams {
         if !plan.streams.iter().any(|p| &p.name == s) {
             let known: Vec<&str> = plan.streams.iter().map(|p| p.name.as_str()).collect();
-            return Err(Error::config(&plan.file, format!("unknown stream {s} (streams: {})", known.join(", "))));
+            return Err(Error::config(
+                &plan.file,
+                format!("unknown stream {s} (streams: {})", known.join(", ")),
+            ));
         }
     }
-    let selected: Vec<&StreamPlan> =
-        plan.streams.iter().filter(|s| opts.streams.is_empty() || opts.streams.contains(&s.name)).collect();
-    let run_id = opts.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let selected: Vec<&StreamPlan> = plan
+        .streams
+        .iter()
+        .filter(|s| opts.streams.is_empty() || opts.streams.contains(&s.name))
+        .collect();
+    let run_id = opts
+        .run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let started = Utc::now();
     state.begin_run(&run_id, started).await?;
 
-    let ctx = Ctx { plan, state: state.clone(), run_id: run_id.clone(), started, full_refresh: opts.full_refresh, observer };
+    let ctx = Ctx {
+        plan,
+        state: state.clone(),
+        run_id: run_id.clone(),
+        started,
+        full_refresh: opts.full_refresh,
+        observer,
+    };
     let mut results: Vec<(StreamRun, Option<ErrorKind>)> = futures::stream::iter(selected)
         .map(|s| ctx.run_one(s))
         .buffer_unordered(plan.concurrency)
@@ -76,7 +93,11 @@ pub async fn run_streams(
     results.sort_by(|a, b| a.0.stream.cmp(&b.0.stream));
 
     let failed: Vec<ErrorKind> = results.iter().filter_map(|r| r.1).collect();
-    let status = if failed.is_empty() { RunStatus::Succeeded } else { RunStatus::Failed };
+    let status = if failed.is_empty() {
+        RunStatus::Succeeded
+    } else {
+        RunStatus::Failed
+    };
     state.finish_run(&run_id, status, Utc::now()).await?;
     let exit_code = if failed.is_empty() {
         0
@@ -85,7 +106,12 @@ pub async fn run_streams(
     } else {
         1
     };
-    Ok(RunOutcome { run_id, status, streams: results.into_iter().map(|r| r.0).collect(), exit_code })
+    Ok(RunOutcome {
+        run_id,
+        status,
+        streams: results.into_iter().map(|r| r.0).collect(),
+        exit_code,
+    })
 }
 
 struct Ctx<'a> {
@@ -114,7 +140,10 @@ impl Ctx<'_> {
             started_at: Utc::now(),
             finished_at: None,
         };
-        self.observer.event(Event::Started { stream: &s.name, mode: s.mode.as_str() });
+        self.observer.event(Event::Started {
+            stream: &s.name,
+            mode: s.mode.as_str(),
+        });
         let _ = self.state.record_stream_run(&self.run_id, &rec).await;
         let result = self.run_stream(s, &mut rec).await;
         rec.finished_at = Some(Utc::now());
@@ -126,7 +155,11 @@ impl Ctx<'_> {
             Err(e) => {
                 rec.status = RunStatus::Failed;
                 let place = format!("{}:{}", self.plan.file, s.line);
-                rec.error = Some(self.plan.secrets.redact(&format!("stream {} ({place}): {e}", s.name)));
+                rec.error = Some(
+                    self.plan
+                        .secrets
+                        .redact(&format!("stream {} ({place}): {e}", s.name)),
+                );
                 Some(e.kind())
             }
         };
@@ -142,20 +175,28 @@ impl Ctx<'_> {
 
     fn note(&self, s: &StreamPlan, rec: &mut StreamRun, message: String) {
         let message = self.plan.secrets.redact(&message);
-        self.observer.event(Event::Note { stream: &s.name, message: &message });
+        self.observer.event(Event::Note {
+            stream: &s.name,
+            message: &message,
+        });
         rec.notes.push(message);
     }
 
     async fn run_stream(&self, s: &StreamPlan, rec: &mut StreamRun) -> Result<()> {
         let Some(_lock) = self.state.lock_stream(&s.name)? else {
-            return Err(Error::state("another highwater process is running this stream; try again when it ends"));
+            return Err(Error::state(
+                "another highwater process is running this stream; try again when it ends",
+            ));
         };
         let from_conn = &self.plan.connections[&s.from];
         let to_conn = &self.plan.connections[&s.to];
         let (path_template, format) = match &s.target {
             Target::File { path, format } => (path.clone(), format.as_str()),
             Target::Table { .. } => {
-                return Err(Error::config("into", "database targets are not supported yet; write to a file target"));
+                return Err(Error::config(
+                    "into",
+                    "database targets are not supported yet; write to a file target",
+                ));
             }
         };
         let sink = highwater_connectors::sink(&to_conn.kind, to_conn.url.expose()).await?;
@@ -163,12 +204,26 @@ impl Ctx<'_> {
 
         // Settle what a crashed attempt left.
         for a in self.state.open_attempts(&s.name).await? {
-            match sink.recover(&s.name, &a.run_id, &a.target, incremental).await? {
+            match sink
+                .recover(&s.name, &a.run_id, &a.target, incremental)
+                .await?
+            {
                 Recovered::Published { info } => {
-                    let to = Position::from_json(&info)
-                        .map_err(|e| Error::state(format!("unreadable position in commit marker of run {}: {e}", a.run_id)))?;
+                    let to = Position::from_json(&info).map_err(|e| {
+                        Error::state(format!(
+                            "unreadable position in commit marker of run {}: {e}",
+                            a.run_id
+                        ))
+                    })?;
                     match self.state.commit_attempt(&a, &to).await {
-                        Ok(()) => self.note(s, rec, format!("settled run {}: its output was published; position committed", a.run_id)),
+                        Ok(()) => self.note(
+                            s,
+                            rec,
+                            format!(
+                                "settled run {}: its output was published; position committed",
+                                a.run_id
+                            ),
+                        ),
                         Err(e) => {
                             self.state.abandon_attempt(&a, &e.to_string()).await?;
                             self.note(s, rec, format!("settled run {}: {e}", a.run_id));
@@ -176,38 +231,69 @@ impl Ctx<'_> {
                     }
                 }
                 Recovered::NotPublished => {
-                    self.state.abandon_attempt(&a, "not published before the process stopped").await?;
-                    self.note(s, rec, format!("settled run {}: it had not published; its range is read again", a.run_id));
+                    self.state
+                        .abandon_attempt(&a, "not published before the process stopped")
+                        .await?;
+                    self.note(
+                        s,
+                        rec,
+                        format!(
+                            "settled run {}: it had not published; its range is read again",
+                            a.run_id
+                        ),
+                    );
                 }
             }
         }
 
         let current = self.state.position(&s.name).await?;
         let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
-        let info = source.describe(&s.relation).await.map_err(|e| match e.kind() {
-            ErrorKind::Source if e.to_string().contains("not found") => Error::config(format!("table {}", s.relation), e),
-            _ => e,
-        })?;
-        let names: Vec<&str> = info.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let info = source
+            .describe(&s.relation)
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::Source if e.to_string().contains("not found") => {
+                    Error::config(format!("table {}", s.relation), e)
+                }
+                _ => e,
+            })?;
+        let names: Vec<&str> = info
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         for (what, cols) in [("cursor", &s.cursor), ("primary_key", &s.primary_key)] {
             for c in cols.iter() {
                 if !names.contains(&c.as_str()) {
                     return Err(Error::config(
                         format!("{what} column {c}"),
-                        format!("not found in {} (columns: {})", s.relation, names.join(", ")),
+                        format!(
+                            "not found in {} (columns: {})",
+                            s.relation,
+                            names.join(", ")
+                        ),
                     ));
                 }
             }
         }
 
-        let after = if self.full_refresh { None } else { current.clone() };
+        let after = if self.full_refresh {
+            None
+        } else {
+            current.clone()
+        };
         let after_wm: Option<WatermarkPosition> = match &after {
             Some(Position::Watermark(w)) => Some(w.clone()),
             _ => None,
         };
         let delta = match s.mode {
             Mode::Full => Delta::Full,
-            Mode::Watermark => Delta::Watermark { cursor: s.cursor.clone(), after: after_wm.clone(), lag: s.lag },
+            Mode::Watermark => Delta::Watermark {
+                cursor: s.cursor.clone(),
+                after: after_wm.clone(),
+                lag: s.lag,
+            },
             Mode::ChangeTracking => Delta::ChangeTracking {
                 after: match &after {
                     Some(Position::Version(v)) => Some(*v),
@@ -232,12 +318,13 @@ impl Ctx<'_> {
         }
 
         // NULL cursors after the full load.
-        if s.mode == Mode::Watermark {
-            if let Some(prev) = &after_wm {
-                let new_nulls = extract.null_rows.saturating_sub(prev.null_rows);
-                if new_nulls > 0 {
-                    let col = s.cursor.join(", ");
-                    match s.on_null_cursor {
+        if s.mode == Mode::Watermark
+            && let Some(prev) = &after_wm
+        {
+            let new_nulls = extract.null_rows.saturating_sub(prev.null_rows);
+            if new_nulls > 0 {
+                let col = s.cursor.join(", ");
+                match s.on_null_cursor {
                         NullCursorPolicy::Error => {
                             return Err(Error::data(format!(
                                 "cursor column {col}: {new_nulls} row(s) have a NULL cursor since the last run \
@@ -252,15 +339,22 @@ impl Ctx<'_> {
                             format!("skipped {new_nulls} row(s) whose cursor {col} is NULL (on_null_cursor: skip)"),
                         ),
                     }
-                }
             }
         }
 
         let mut filter = match s.mode {
-            Mode::Watermark => Some(BoundaryFilter::new(&extract.schema, after_wm.as_ref(), extract.to.clone(), &s.primary_key)?),
+            Mode::Watermark => Some(BoundaryFilter::new(
+                &extract.schema,
+                after_wm.as_ref(),
+                extract.to.clone(),
+                &s.primary_key,
+            )?),
             _ => None,
         };
-        let out_schema = filter.as_ref().map(|f| f.schema()).unwrap_or_else(|| extract.schema.clone());
+        let out_schema = filter
+            .as_ref()
+            .map(|f| f.schema())
+            .unwrap_or_else(|| extract.schema.clone());
 
         // Find the first non-empty batch before creating any output.
         let mut first = None;
@@ -280,7 +374,9 @@ impl Ctx<'_> {
         let new_position = |filter: Option<BoundaryFilter>| -> Position {
             match (s.mode, filter) {
                 (Mode::Watermark, Some(f)) => Position::Watermark(f.finish(extract.null_rows)),
-                (Mode::ChangeTracking, _) => Position::Version(extract.version_to.unwrap_or_default()),
+                (Mode::ChangeTracking, _) => {
+                    Position::Version(extract.version_to.unwrap_or_default())
+                }
                 _ => Position::Full,
             }
         };
@@ -308,7 +404,18 @@ impl Ctx<'_> {
         self.state.begin_attempt(&attempt).await?;
         failpoint("engine.after_begin_attempt");
         let result = self
-            .copy(s, rec, sink.as_ref(), &target, format, out_schema, first, &mut extract.batches, &mut filter, incremental)
+            .copy(
+                s,
+                rec,
+                sink.as_ref(),
+                &target,
+                format,
+                out_schema,
+                first,
+                &mut extract.batches,
+                &mut filter,
+                incremental,
+            )
             .await;
         let writer = match result {
             Ok(w) => w,
@@ -376,7 +483,10 @@ impl Ctx<'_> {
         let mut written = first.num_rows() as u64;
         let res: Result<()> = async {
             writer.write(first).await?;
-            self.observer.event(Event::Progress { stream: &s.name, rows: written });
+            self.observer.event(Event::Progress {
+                stream: &s.name,
+                rows: written,
+            });
             let mut batches_seen = 0u32;
             while let Some(b) = batches.next().await {
                 let b = b?;
@@ -390,7 +500,10 @@ impl Ctx<'_> {
                 }
                 written += b.num_rows() as u64;
                 writer.write(b).await?;
-                self.observer.event(Event::Progress { stream: &s.name, rows: written });
+                self.observer.event(Event::Progress {
+                    stream: &s.name,
+                    rows: written,
+                });
                 batches_seen += 1;
                 if batches_seen == 1 {
                     failpoint("engine.mid_write");

@@ -19,9 +19,16 @@ pub fn render(template: &str, stream: &str, run_id: &str, at: DateTime<Utc>) -> 
 mod tests {
     #[test]
     fn renders_all_placeholders() {
-        let at = chrono::DateTime::parse_from_rfc3339("2026-03-04T05:06:07Z").unwrap().to_utc();
+        let at = chrono::DateTime::parse_from_rfc3339("2026-03-04T05:06:07Z")
+            .unwrap()
+            .to_utc();
         assert_eq!(
-            super::render("{stream}/{yyyy}/{MM}/{dd}/{HH}{mm}-{run_id}.csv", "s", "r", at),
+            super::render(
+                "{stream}/{yyyy}/{MM}/{dd}/{HH}{mm}-{run_id}.csv",
+                "s",
+                "r",
+                at
+            ),
             "s/2026/03/04/0506-r.csv"
         );
     }

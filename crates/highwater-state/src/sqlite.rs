@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use highwater_core::{
     Attempt, Error, Position, Result, RunRecord, RunStatus, StateStore, StreamLock, StreamRun,
 };
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, params};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS positions (
@@ -45,6 +45,9 @@ CREATE TABLE IF NOT EXISTS stream_runs (
 );
 ";
 
+/// run_id, from, target, started_at of an open attempt.
+type AttemptRow = (String, Option<String>, String, String);
+
 /// The default state store: one SQLite file.
 pub struct SqliteState {
     conn: Mutex<Connection>,
@@ -60,7 +63,9 @@ fn ts(t: DateTime<Utc>) -> String {
 }
 
 fn parse_ts(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
 }
 
 fn pos_json(p: &Option<Position>) -> Option<String> {
@@ -82,12 +87,18 @@ impl SqliteState {
         }
         let conn = Connection::open(path)
             .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
-        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| err(format!("cannot initialise {}: {e}", path.display())))?;
-        Ok(SqliteState { conn: Mutex::new(conn), lock_dir: dir.join("locks") })
+        Ok(SqliteState {
+            conn: Mutex::new(conn),
+            lock_dir: dir.join("locks"),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
@@ -95,12 +106,14 @@ impl SqliteState {
         f(&mut conn).map_err(err)
     }
 
-    fn read_attempts(conn: &Connection, stream: &str) -> rusqlite::Result<Vec<(String, Option<String>, String, String)>> {
+    fn read_attempts(conn: &Connection, stream: &str) -> rusqlite::Result<Vec<AttemptRow>> {
         let mut st = conn.prepare(
             "SELECT run_id, from_pos, target, started_at FROM attempts
              WHERE stream = ?1 AND status = 'Open' ORDER BY started_at",
         )?;
-        let rows = st.query_map(params![stream], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let rows = st.query_map(params![stream], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
         rows.collect()
     }
 }
@@ -109,9 +122,17 @@ fn lock_file_name(stream: &str) -> String {
     // Stream names are config keys; keep the file name portable whatever they hold.
     let safe: String = stream
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let hash = stream.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    let hash = stream.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    });
     format!("{safe}-{hash:016x}.lock")
 }
 
@@ -138,20 +159,33 @@ impl StateStore for SqliteState {
 
     async fn position(&self, stream: &str) -> Result<Option<Position>> {
         let s: Option<String> = self.with(|c| {
-            c.query_row("SELECT position FROM positions WHERE stream = ?1", params![stream], |r| r.get(0))
-                .optional()
+            c.query_row(
+                "SELECT position FROM positions WHERE stream = ?1",
+                params![stream],
+                |r| r.get(0),
+            )
+            .optional()
         })?;
         parse_pos(s)
     }
 
     async fn positions(&self) -> Result<Vec<(String, Position, DateTime<Utc>, String)>> {
         let rows: Vec<(String, String, String, String)> = self.with(|c| {
-            let mut st = c.prepare("SELECT stream, position, updated_at, run_id FROM positions ORDER BY stream")?;
+            let mut st = c.prepare(
+                "SELECT stream, position, updated_at, run_id FROM positions ORDER BY stream",
+            )?;
             let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect()
         })?;
         rows.into_iter()
-            .map(|(s, p, t, r)| Ok((s, parse_pos(Some(p))?.unwrap_or(Position::Full), parse_ts(&t), r)))
+            .map(|(s, p, t, r)| {
+                Ok((
+                    s,
+                    parse_pos(Some(p))?.unwrap_or(Position::Full),
+                    parse_ts(&t),
+                    r,
+                ))
+            })
             .collect()
     }
 
@@ -173,7 +207,13 @@ impl StateStore for SqliteState {
             c.execute(
                 "INSERT INTO attempts (stream, run_id, from_pos, target, status, started_at)
                  VALUES (?1, ?2, ?3, ?4, 'Open', ?5)",
-                params![a.stream, a.run_id, pos_json(&a.from), a.target, ts(a.started_at)],
+                params![
+                    a.stream,
+                    a.run_id,
+                    pos_json(&a.from),
+                    a.target,
+                    ts(a.started_at)
+                ],
             )
         });
         match res {
@@ -291,7 +331,8 @@ impl StateStore for SqliteState {
 
     async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
         let ids: Vec<String> = self.with(|c| {
-            let mut st = c.prepare("SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1")?;
+            let mut st =
+                c.prepare("SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1")?;
             let rows = st.query_map(params![limit as i64], |r| r.get(0))?;
             rows.collect()
         })?;
@@ -311,8 +352,16 @@ impl StateStore for SqliteState {
                 "SELECT run_id, status, started_at, finished_at FROM runs
                  WHERE run_id = ?1 OR run_id LIKE ?2 ESCAPE '\\' ORDER BY started_at DESC LIMIT 2",
             )?;
-            let prefix = format!("{}%", run_id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
-            let rows = st.query_map(params![run_id, prefix], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            let prefix = format!(
+                "{}%",
+                run_id
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            );
+            let rows = st.query_map(params![run_id, prefix], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?;
             rows.collect()
         })?;
         let row = match found.as_slice() {
@@ -324,13 +373,16 @@ impl StateStore for SqliteState {
             },
         };
         let records: Vec<String> = self.with(|c| {
-            let mut st = c.prepare("SELECT record FROM stream_runs WHERE run_id = ?1 ORDER BY stream")?;
+            let mut st =
+                c.prepare("SELECT record FROM stream_runs WHERE run_id = ?1 ORDER BY stream")?;
             let rows = st.query_map(params![row.0], |r| r.get(0))?;
             rows.collect()
         })?;
         let streams = records
             .iter()
-            .map(|r| serde_json::from_str(r).map_err(|e| err(format!("unreadable run record: {e}"))))
+            .map(|r| {
+                serde_json::from_str(r).map_err(|e| err(format!("unreadable run record: {e}")))
+            })
             .collect::<Result<Vec<StreamRun>>>()?;
         Ok(Some(RunRecord {
             run_id: row.0,
@@ -348,7 +400,11 @@ mod tests {
     use highwater_core::{CursorValue, WatermarkPosition};
 
     fn wm(v: i64) -> Position {
-        Position::Watermark(WatermarkPosition { value: Some(CursorValue::Int(v)), boundary: Default::default(), null_rows: 0 })
+        Position::Watermark(WatermarkPosition {
+            value: Some(CursorValue::Int(v)),
+            boundary: Default::default(),
+            null_rows: 0,
+        })
     }
 
     #[tokio::test]
@@ -356,10 +412,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hw-state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let s = SqliteState::open(&dir.join("state.db")).unwrap();
-        let a = Attempt { stream: "s".into(), run_id: "r1".into(), from: None, target: "t".into(), started_at: Utc::now() };
+        let a = Attempt {
+            stream: "s".into(),
+            run_id: "r1".into(),
+            from: None,
+            target: "t".into(),
+            started_at: Utc::now(),
+        };
         s.begin_attempt(&a).await.unwrap();
         // A second open attempt for the same stream is refused.
-        let b = Attempt { run_id: "r2".into(), ..a.clone() };
+        let b = Attempt {
+            run_id: "r2".into(),
+            ..a.clone()
+        };
         assert!(s.begin_attempt(&b).await.is_err());
         s.commit_attempt(&a, &wm(5)).await.unwrap();
         assert_eq!(s.position("s").await.unwrap(), Some(wm(5)));

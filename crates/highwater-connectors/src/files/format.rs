@@ -19,7 +19,10 @@ pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
 
 impl Write for SharedBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -29,7 +32,10 @@ impl Write for SharedBuf {
 
 impl SharedBuf {
     fn take(&self) -> Vec<u8> {
-        self.0.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
     }
 }
 
@@ -38,9 +44,19 @@ const TS_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f";
 const TSTZ_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f%:z";
 
 pub enum Encoder {
-    Csv { w: arrow_csv::Writer<SharedBuf>, buf: SharedBuf, out: BufWriter },
-    Jsonl { w: arrow_json::LineDelimitedWriter<SharedBuf>, buf: SharedBuf, out: BufWriter },
-    Parquet { w: AsyncArrowWriter<BufWriter> },
+    Csv {
+        w: arrow_csv::Writer<SharedBuf>,
+        buf: SharedBuf,
+        out: BufWriter,
+    },
+    Jsonl {
+        w: arrow_json::LineDelimitedWriter<SharedBuf>,
+        buf: SharedBuf,
+        out: BufWriter,
+    },
+    Parquet {
+        w: AsyncArrowWriter<BufWriter>,
+    },
 }
 
 fn enc_err(target: &str, e: impl std::fmt::Display) -> Error {
@@ -72,7 +88,8 @@ impl Encoder {
                     .set_max_row_group_row_count(Some(128 * 1024))
                     .set_max_row_group_bytes(Some(32 * 1024 * 1024))
                     .build();
-                let w = AsyncArrowWriter::try_new(out, schema, Some(props)).map_err(|e| enc_err(target, e))?;
+                let w = AsyncArrowWriter::try_new(out, schema, Some(props))
+                    .map_err(|e| enc_err(target, e))?;
                 Ok(Encoder::Parquet { w })
             }
             other => Err(Error::config(target, format!("unknown format {other}"))),
@@ -83,11 +100,15 @@ impl Encoder {
         match self {
             Encoder::Csv { w, buf, out } => {
                 w.write(batch).map_err(|e| enc_err(target, e))?;
-                out.write_all(&buf.take()).await.map_err(|e| enc_err(target, e))
+                out.write_all(&buf.take())
+                    .await
+                    .map_err(|e| enc_err(target, e))
             }
             Encoder::Jsonl { w, buf, out } => {
                 w.write(batch).map_err(|e| enc_err(target, e))?;
-                out.write_all(&buf.take()).await.map_err(|e| enc_err(target, e))
+                out.write_all(&buf.take())
+                    .await
+                    .map_err(|e| enc_err(target, e))
             }
             Encoder::Parquet { w } => w.write(batch).await.map_err(|e| enc_err(target, e)),
         }
@@ -98,13 +119,21 @@ impl Encoder {
         match self {
             Encoder::Csv { w, buf, mut out } => {
                 drop(w);
-                out.write_all(&buf.take()).await.map_err(|e| enc_err(target, e))?;
+                out.write_all(&buf.take())
+                    .await
+                    .map_err(|e| enc_err(target, e))?;
                 out.shutdown().await.map_err(|e| enc_err(target, e))
             }
-            Encoder::Jsonl { mut w, buf, mut out } => {
+            Encoder::Jsonl {
+                mut w,
+                buf,
+                mut out,
+            } => {
                 w.finish().map_err(|e| enc_err(target, e))?;
                 drop(w);
-                out.write_all(&buf.take()).await.map_err(|e| enc_err(target, e))?;
+                out.write_all(&buf.take())
+                    .await
+                    .map_err(|e| enc_err(target, e))?;
                 out.shutdown().await.map_err(|e| enc_err(target, e))
             }
             Encoder::Parquet { w } => w.close().await.map(|_| ()).map_err(|e| enc_err(target, e)),

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
-use highwater_core::{Committed, ConnKind, Error, Recovered, Result, Sink, SinkWriter, WriteRequest};
+use highwater_core::{
+    Committed, ConnKind, Error, Recovered, Result, Sink, SinkWriter, WriteRequest,
+};
 use object_store::buffered::BufWriter;
 use object_store::path::{Path, PathPart};
 use object_store::prefix::PrefixStore;
@@ -27,8 +29,9 @@ impl FileSink {
     pub fn open(kind: &ConnKind) -> Result<FileSink> {
         match kind {
             ConnKind::File(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| Error::sink(dir.display(), format!("cannot create folder: {e}")))?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::sink(dir.display(), format!("cannot create folder: {e}"))
+                })?;
                 let abs = std::fs::canonicalize(dir)
                     .map_err(|e| Error::sink(dir.display(), format!("cannot open folder: {e}")))?;
                 let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
@@ -40,32 +43,61 @@ impl FileSink {
                 })
             }
             ConnKind::Azure { container, prefix } => {
-                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env().with_container_name(container);
-                if std::env::var("AZURE_STORAGE_USE_EMULATOR").is_ok_and(|v| v == "true" || v == "1") {
+                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_container_name(container);
+                if std::env::var("AZURE_STORAGE_USE_EMULATOR")
+                    .is_ok_and(|v| v == "true" || v == "1")
+                {
                     b = b.with_use_emulator(true);
                 }
-                let store = b.build().map_err(|e| Error::sink(format!("az://{container}"), e))?;
-                Ok(FileSink::prefixed(Arc::new(store), format!("az://{container}"), prefix))
+                let store = b
+                    .build()
+                    .map_err(|e| Error::sink(format!("az://{container}"), e))?;
+                Ok(FileSink::prefixed(
+                    Arc::new(store),
+                    format!("az://{container}"),
+                    prefix,
+                ))
             }
             ConnKind::S3 { bucket, prefix } => {
                 let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
-                let endpoint = std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"));
+                let endpoint =
+                    std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"));
                 if let Ok(ep) = endpoint {
-                    b = b.with_endpoint(&ep).with_allow_http(ep.starts_with("http://"));
+                    b = b
+                        .with_endpoint(&ep)
+                        .with_allow_http(ep.starts_with("http://"));
                 }
-                let store = b.build().map_err(|e| Error::sink(format!("s3://{bucket}"), e))?;
-                Ok(FileSink::prefixed(Arc::new(store), format!("s3://{bucket}"), prefix))
+                let store = b
+                    .build()
+                    .map_err(|e| Error::sink(format!("s3://{bucket}"), e))?;
+                Ok(FileSink::prefixed(
+                    Arc::new(store),
+                    format!("s3://{bucket}"),
+                    prefix,
+                ))
             }
-            _ => Err(Error::config("connection", "not a file or object-store connection")),
+            _ => Err(Error::config(
+                "connection",
+                "not a file or object-store connection",
+            )),
         }
     }
 
     fn prefixed(store: Arc<dyn ObjectStore>, root: String, prefix: &str) -> FileSink {
         if prefix.is_empty() {
-            return FileSink { store, root, local_root: None };
+            return FileSink {
+                store,
+                root,
+                local_root: None,
+            };
         }
         let store: Arc<dyn ObjectStore> = Arc::new(PrefixStore::new(store, Path::from(prefix)));
-        FileSink { store, root: format!("{root}/{prefix}"), local_root: None }
+        FileSink {
+            store,
+            root: format!("{root}/{prefix}"),
+            local_root: None,
+        }
     }
 
     fn url_of(&self, path: &Path) -> String {
@@ -82,20 +114,31 @@ impl FileSink {
     }
 
     fn target_path(&self, target: &str) -> Result<Path> {
-        Path::parse(target).map_err(|e| Error::sink(self.url_of(&Path::from(target)), format!("invalid path: {e}")))
+        Path::parse(target).map_err(|e| {
+            Error::sink(
+                self.url_of(&Path::from(target)),
+                format!("invalid path: {e}"),
+            )
+        })
     }
 
     /// Remove multipart staging files (`name#N`) a crash left in a local folder.
     fn clean_local_staging(&self, path: &Path) {
         let Some(root) = &self.local_root else { return };
         let full = root.join(path.as_ref());
-        let (Some(dir), Some(name)) = (full.parent(), full.file_name().and_then(|n| n.to_str())) else {
+        let (Some(dir), Some(name)) = (full.parent(), full.file_name().and_then(|n| n.to_str()))
+        else {
             return;
         };
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         let prefix = format!("{name}#");
         for e in entries.flatten() {
-            if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -140,14 +183,31 @@ impl Sink for FileSink {
         }))
     }
 
-    async fn recover(&self, stream: &str, run_id: &str, target: &str, owned: bool) -> Result<Recovered> {
+    async fn recover(
+        &self,
+        stream: &str,
+        run_id: &str,
+        target: &str,
+        owned: bool,
+    ) -> Result<Recovered> {
         let marker = FileSink::marker(stream, run_id);
         match self.store.get(&marker).await {
             Ok(got) => {
-                let bytes = got.bytes().await.map_err(|e| Error::sink(self.url_of(&marker), e))?;
-                let v: serde_json::Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::sink(self.url_of(&marker), format!("unreadable commit marker: {e}")))?;
-                let info = v.get("info").and_then(|i| i.as_str()).unwrap_or_default().to_string();
+                let bytes = got
+                    .bytes()
+                    .await
+                    .map_err(|e| Error::sink(self.url_of(&marker), e))?;
+                let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::sink(
+                        self.url_of(&marker),
+                        format!("unreadable commit marker: {e}"),
+                    )
+                })?;
+                let info = v
+                    .get("info")
+                    .and_then(|i| i.as_str())
+                    .unwrap_or_default()
+                    .to_string();
                 Ok(Recovered::Published { info })
             }
             Err(object_store::Error::NotFound { .. }) => {
@@ -159,7 +219,12 @@ impl Sink for FileSink {
                     }
                     match self.store.delete(&path).await {
                         Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(Error::sink(self.url_of(&path), format!("cannot remove unpublished output: {e}"))),
+                        Err(e) => {
+                            return Err(Error::sink(
+                                self.url_of(&path),
+                                format!("cannot remove unpublished output: {e}"),
+                            ));
+                        }
                     }
                 }
                 Ok(Recovered::NotPublished)
@@ -187,21 +252,41 @@ impl SinkWriter for FileWriter {
     }
 
     async fn commit(self: Box<Self>, info: &str) -> Result<Committed> {
-        let FileWriter { store, path, url, marker, encoder, rows } = *self;
+        let FileWriter {
+            store,
+            path,
+            url,
+            marker,
+            encoder,
+            rows,
+        } = *self;
         encoder.finish(&url).await?;
         let bytes = store.head(&path).await.map(|m| m.size).unwrap_or(0);
         highwater_core::failpoint("files.after_data_before_marker");
         let body = serde_json::json!({ "info": info, "outputs": [url], "rows": rows }).to_string();
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match store.put_opts(&marker, PutPayload::from(body.into_bytes()), opts).await {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match store
+            .put_opts(&marker, PutPayload::from(body.into_bytes()), opts)
+            .await
+        {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => {
                 // Not committed: take the data file back so nothing half-published stays.
                 let _ = store.delete(&path).await;
-                return Err(Error::sink(&url, format!("cannot write commit marker: {e}")));
+                return Err(Error::sink(
+                    &url,
+                    format!("cannot write commit marker: {e}"),
+                ));
             }
         }
-        Ok(Committed { outputs: vec![url], rows, bytes })
+        Ok(Committed {
+            outputs: vec![url],
+            rows,
+            bytes,
+        })
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {

@@ -43,5 +43,8 @@ pub async fn check(url: &str) -> Result<String> {
         .map_err(|e| Error::source("postgres", e))?;
     let v: String = row.get(0);
     let db: String = row.get(1);
-    Ok(format!("database {db}: {}", v.split(" on ").next().unwrap_or(&v)))
+    Ok(format!(
+        "database {db}: {}",
+        v.split(" on ").next().unwrap_or(&v)
+    ))
 }

@@ -9,7 +9,8 @@ use bytes::{Buf, BytesMut};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::StreamExt;
 use highwater_core::{
-    CursorValue, Delta, Error, Extract, Lag, ReadRequest, Relation, Result, Source, TableInfo, CURSOR_COLUMN,
+    CURSOR_COLUMN, CursorValue, Delta, Error, Extract, Lag, ReadRequest, Relation, Result, Source,
+    TableInfo,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::types::Type;
@@ -27,7 +28,9 @@ pub struct PgSource {
 
 impl PgSource {
     pub fn new(url: &str) -> Self {
-        PgSource { url: url.to_string() }
+        PgSource {
+            url: url.to_string(),
+        }
     }
 }
 
@@ -41,10 +44,13 @@ fn pg_err(e: tokio_postgres::Error) -> Error {
 
 /// Connect; the connection task runs on the runtime until the client drops.
 pub(super) async fn connect(url: &str) -> Result<Client> {
-    let (client, conn) = tokio_postgres::connect(url, NoTls).await.map_err(|e| Error::Connection {
-        target: redact_url(url),
-        message: e.to_string(),
-    })?;
+    let (client, conn) =
+        tokio_postgres::connect(url, NoTls)
+            .await
+            .map_err(|e| Error::Connection {
+                target: redact_url(url),
+                message: e.to_string(),
+            })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "PostgreSQL connection closed.");
@@ -55,7 +61,10 @@ pub(super) async fn connect(url: &str) -> Result<Client> {
 
 fn relation_sql(rel: &Relation) -> String {
     match rel {
-        Relation::Table { schema: Some(s), name } => format!("{}.{}", quote_ident(s, '"'), quote_ident(name, '"')),
+        Relation::Table {
+            schema: Some(s),
+            name,
+        } => format!("{}.{}", quote_ident(s, '"'), quote_ident(name, '"')),
         Relation::Table { schema: None, name } => quote_ident(name, '"'),
         Relation::Query(q) => format!("({q}) AS q"),
     }
@@ -82,7 +91,10 @@ async fn describe_client(client: &Client, rel: &Relation) -> Result<Described> {
     let cols = st.columns();
     Ok(Described {
         names: cols.iter().map(|c| c.name().to_string()).collect(),
-        kinds: cols.iter().map(|c| PgKind::from_type(c.type_(), c.type_modifier())).collect(),
+        kinds: cols
+            .iter()
+            .map(|c| PgKind::from_type(c.type_(), c.type_modifier()))
+            .collect(),
         types: cols.iter().map(|c| c.type_().clone()).collect(),
     })
 }
@@ -113,16 +125,27 @@ fn cursor_value(row: &tokio_postgres::Row, idx: usize, t: &Type) -> Result<Optio
             .try_get::<_, Option<NaiveDate>>(idx)
             .map_err(get_err)?
             .map(|v| CursorValue::Date((v - NaiveDate::default()).num_days() as i32)),
-        Type::INT2 => row.try_get::<_, Option<i16>>(idx).map_err(get_err)?.map(|v| CursorValue::Int(v as i64)),
-        Type::INT4 => row.try_get::<_, Option<i32>>(idx).map_err(get_err)?.map(|v| CursorValue::Int(v as i64)),
-        Type::INT8 => row.try_get::<_, Option<i64>>(idx).map_err(get_err)?.map(CursorValue::Int),
+        Type::INT2 => row
+            .try_get::<_, Option<i16>>(idx)
+            .map_err(get_err)?
+            .map(|v| CursorValue::Int(v as i64)),
+        Type::INT4 => row
+            .try_get::<_, Option<i32>>(idx)
+            .map_err(get_err)?
+            .map(|v| CursorValue::Int(v as i64)),
+        Type::INT8 => row
+            .try_get::<_, Option<i64>>(idx)
+            .map_err(get_err)?
+            .map(CursorValue::Int),
         _ => None,
     })
 }
 
 fn apply_units_lag(to: Option<CursorValue>, lag: Option<Lag>) -> Option<CursorValue> {
     match (to, lag) {
-        (Some(CursorValue::Int(i)), Some(Lag::Units(n))) => Some(CursorValue::Int(i.saturating_sub(n))),
+        (Some(CursorValue::Int(i)), Some(Lag::Units(n))) => {
+            Some(CursorValue::Int(i.saturating_sub(n)))
+        }
         (to, _) => to,
     }
 }
@@ -132,7 +155,12 @@ impl Source for PgSource {
     async fn describe(&self, relation: &Relation) -> Result<TableInfo> {
         let client = connect(&self.url).await?;
         let d = describe_client(&client, relation).await?;
-        let fields: Vec<Field> = d.names.iter().zip(&d.kinds).map(|(n, k)| Field::new(n, k.data_type(), true)).collect();
+        let fields: Vec<Field> = d
+            .names
+            .iter()
+            .zip(&d.kinds)
+            .map(|(n, k)| Field::new(n, k.data_type(), true))
+            .collect();
         let primary_key = match relation {
             Relation::Table { schema, name } => {
                 let qualified = match schema {
@@ -153,7 +181,10 @@ impl Source for PgSource {
             }
             Relation::Query(_) => vec![],
         };
-        Ok(TableInfo { schema: Arc::new(Schema::new(fields)), primary_key })
+        Ok(TableInfo {
+            schema: Arc::new(Schema::new(fields)),
+            primary_key,
+        })
     }
 
     async fn read(&self, req: &ReadRequest) -> Result<Extract> {
@@ -203,19 +234,30 @@ impl Source for PgSource {
             })
             .collect();
         let mut kinds = d.kinds.clone();
-        let mut fields: Vec<Field> = d.names.iter().zip(&d.kinds).map(|(n, k)| Field::new(n, k.data_type(), true)).collect();
+        let mut fields: Vec<Field> = d
+            .names
+            .iter()
+            .zip(&d.kinds)
+            .map(|(n, k)| Field::new(n, k.data_type(), true))
+            .collect();
         let from = relation_sql(rel);
         let mut to = None;
         let mut null_rows = 0u64;
         let sql = match &req.delta {
-            Delta::Full => format!("COPY (SELECT {} FROM {from}) TO STDOUT (FORMAT binary)", select.join(", ")),
+            Delta::Full => format!(
+                "COPY (SELECT {} FROM {from}) TO STDOUT (FORMAT binary)",
+                select.join(", ")
+            ),
             Delta::Watermark { cursor, after, lag } => {
                 let mut ctype = None;
                 for c in cursor {
                     let Some(i) = d.names.iter().position(|n| n == c) else {
                         return Err(Error::config(
                             format!("stream {}", req.stream),
-                            format!("cursor column {c} not found in {rel} (columns: {})", d.names.join(", ")),
+                            format!(
+                                "cursor column {c} not found in {rel} (columns: {})",
+                                d.names.join(", ")
+                            ),
                         ));
                     };
                     if cursor_cast(&d.types[i]).is_none() {
@@ -229,19 +271,30 @@ impl Source for PgSource {
                     }
                     ctype.get_or_insert_with(|| d.types[i].clone());
                 }
-                let ctype = ctype.ok_or_else(|| Error::config(format!("stream {}", req.stream), "cursor is empty"))?;
+                let ctype = ctype.ok_or_else(|| {
+                    Error::config(format!("stream {}", req.stream), "cursor is empty")
+                })?;
                 let cast = cursor_cast(&ctype).unwrap_or("text");
                 let quoted: Vec<String> = cursor.iter().map(|c| quote_ident(c, '"')).collect();
-                let expr = if quoted.len() == 1 { quoted[0].clone() } else { format!("COALESCE({})", quoted.join(", ")) };
+                let expr = if quoted.len() == 1 {
+                    quoted[0].clone()
+                } else {
+                    format!("COALESCE({})", quoted.join(", "))
+                };
                 let (cap_ts, writers, held_back_us) = cap.unwrap_or((Utc::now(), 0, 0));
                 let is_time = cast != "int8";
                 // Step 3: the new upper bound, in the snapshot.
                 client
-                    .execute("SELECT set_config('highwater.cap', $1, true)", &[&CursorValue::TimestampTz(cap_ts.timestamp_micros()).to_sql_text()])
+                    .execute(
+                        "SELECT set_config('highwater.cap', $1, true)",
+                        &[&CursorValue::TimestampTz(cap_ts.timestamp_micros()).to_sql_text()],
+                    )
                     .await
                     .map_err(pg_err)?;
                 let filter = if is_time {
-                    format!("FILTER (WHERE {expr} <= (SELECT current_setting('highwater.cap')::timestamptz))")
+                    format!(
+                        "FILTER (WHERE {expr} <= (SELECT current_setting('highwater.cap')::timestamptz))"
+                    )
                 } else {
                     String::new()
                 };
@@ -269,7 +322,11 @@ impl Source for PgSource {
                     ));
                 }
                 kinds.push(PgKind::from_type(&ctype, -1));
-                fields.push(Field::new(CURSOR_COLUMN, PgKind::from_type(&ctype, -1).data_type(), true));
+                fields.push(Field::new(
+                    CURSOR_COLUMN,
+                    PgKind::from_type(&ctype, -1).data_type(),
+                    true,
+                ));
                 select.push(format!("{expr} AS {}", quote_ident(CURSOR_COLUMN, '"')));
                 // Step 4: bounds as transaction-local settings (bound values).
                 let first = after.is_none();
@@ -292,15 +349,24 @@ impl Source for PgSource {
                     (Some(_), None) => format!("{expr} <= {hi_sql}"),
                     (Some(_), Some(_)) => format!("{expr} >= {lo_sql} AND {expr} <= {hi_sql}"),
                 };
-                format!("COPY (SELECT {} FROM {from} WHERE {cond}) TO STDOUT (FORMAT binary)", select.join(", "))
+                format!(
+                    "COPY (SELECT {} FROM {from} WHERE {cond}) TO STDOUT (FORMAT binary)",
+                    select.join(", ")
+                )
             }
             Delta::ChangeTracking { .. } => {
-                return Err(Error::config(format!("stream {}", req.stream), "change_tracking on PostgreSQL is not supported yet"));
+                return Err(Error::config(
+                    format!("stream {}", req.stream),
+                    "change_tracking on PostgreSQL is not supported yet",
+                ));
             }
         };
 
         let schema: SchemaRef = Arc::new(Schema::new(fields));
-        let copy = client.copy_out(sql.as_str()).await.map_err(|e| Error::source(BACKEND, format!("{rel}: {}", pg_err(e))))?;
+        let copy = client
+            .copy_out(sql.as_str())
+            .await
+            .map_err(|e| Error::source(BACKEND, format!("{rel}: {}", pg_err(e))))?;
         let (tx, batches) = batch_channel(schema.clone());
         let task_schema = schema.clone();
         let batch_size = req.batch_size.max(1);
@@ -409,7 +475,11 @@ async fn pump(
                 } else {
                     let v = &buf[p..p + len as usize];
                     col.push(v).map_err(|m| {
-                        bad(format!("column {} row {}: {m}", schema.field(i).name(), total + 1))
+                        bad(format!(
+                            "column {} row {}: {m}",
+                            schema.field(i).name(),
+                            total + 1
+                        ))
                     })?;
                     p += len as usize;
                 }
@@ -419,7 +489,8 @@ async fn pump(
             total += 1;
             if rows == batch_size {
                 let arrays = cols.iter_mut().map(Col::finish).collect();
-                let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(e.to_string()))?;
+                let batch =
+                    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(e.to_string()))?;
                 if tx.send(Ok(batch)).await.is_err() {
                     return Ok(());
                 }

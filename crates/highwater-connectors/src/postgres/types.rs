@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::*;
 use arrow_array::ArrayRef;
+use arrow_array::builder::*;
 use arrow_schema::{DataType, TimeUnit};
 use tokio_postgres::types::Type;
 
@@ -35,7 +35,10 @@ pub enum PgKind {
     Time,
     Timestamp,
     TimestampTz,
-    Numeric { precision: u8, scale: i8 },
+    Numeric {
+        precision: u8,
+        scale: i8,
+    },
     Uuid,
     /// Selected as `::text`, decoded as text.
     AsText,
@@ -51,7 +54,9 @@ impl PgKind {
             Type::OID => PgKind::Oid,
             Type::FLOAT4 => PgKind::Float4,
             Type::FLOAT8 => PgKind::Float8,
-            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::XML => PgKind::Text,
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::JSON | Type::XML => {
+                PgKind::Text
+            }
             Type::JSONB => PgKind::Jsonb,
             Type::BYTEA => PgKind::Bytea,
             Type::DATE => PgKind::Date,
@@ -63,7 +68,10 @@ impl PgKind {
                 let precision = (((typmod - 4) >> 16) & 0xffff) as u8;
                 let scale = ((typmod - 4) & 0xffff) as i16;
                 if (1..=38).contains(&precision) && (0..=precision as i16).contains(&scale) {
-                    PgKind::Numeric { precision, scale: scale as i8 }
+                    PgKind::Numeric {
+                        precision,
+                        scale: scale as i8,
+                    }
                 } else {
                     PgKind::AsText
                 }
@@ -85,7 +93,9 @@ impl PgKind {
             PgKind::Date => DataType::Date32,
             PgKind::Time => DataType::Time64(TimeUnit::Microsecond),
             PgKind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
-            PgKind::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
+            PgKind::TimestampTz => {
+                DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
+            }
             PgKind::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
         }
     }
@@ -108,7 +118,8 @@ pub enum Col {
 }
 
 fn be<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
-    b.try_into().map_err(|_| format!("expected {N} bytes, got {}", b.len()))
+    b.try_into()
+        .map_err(|_| format!("expected {N} bytes, got {}", b.len()))
 }
 
 impl Col {
@@ -127,12 +138,13 @@ impl Col {
             PgKind::Date => Col::Date(Date32Builder::with_capacity(cap)),
             PgKind::Time => Col::Time(Time64MicrosecondBuilder::with_capacity(cap)),
             PgKind::Timestamp => Col::Ts(TimestampMicrosecondBuilder::with_capacity(cap), None),
-            PgKind::TimestampTz => Col::Ts(TimestampMicrosecondBuilder::with_capacity(cap), Some("+00:00".into())),
-            PgKind::Numeric { precision, scale } => Col::Dec(
-                Decimal128Builder::with_capacity(cap),
-                precision,
-                scale,
+            PgKind::TimestampTz => Col::Ts(
+                TimestampMicrosecondBuilder::with_capacity(cap),
+                Some("+00:00".into()),
             ),
+            PgKind::Numeric { precision, scale } => {
+                Col::Dec(Decimal128Builder::with_capacity(cap), precision, scale)
+            }
         }
     }
 
@@ -180,7 +192,9 @@ impl Col {
             Col::Ts(b, _) => {
                 let us = i64::from_be_bytes(be(v)?);
                 match us {
-                    i64::MAX | i64::MIN => return Err("infinite timestamps cannot be copied".into()),
+                    i64::MAX | i64::MIN => {
+                        return Err("infinite timestamps cannot be copied".into());
+                    }
                     _ => b.append_value(us.saturating_add(PG_EPOCH_MICROS)),
                 }
             }
@@ -203,7 +217,9 @@ impl Col {
             Col::Time(b) => Arc::new(b.finish()),
             Col::Ts(b, tz) => Arc::new(b.finish().with_timezone_opt(tz.clone())),
             Col::Dec(b, p, s) => Arc::new(
-                b.finish().with_precision_and_scale(*p, *s).expect("precision and scale were validated"),
+                b.finish()
+                    .with_precision_and_scale(*p, *s)
+                    .expect("precision and scale were validated"),
             ),
         }
     }
@@ -211,7 +227,14 @@ impl Col {
 
 fn format_uuid(b: &[u8; 16]) -> String {
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// NUMERIC binary (ndigits, weight, sign, dscale, base-10000 digits) → the
@@ -233,7 +256,10 @@ pub fn decode_numeric(v: &[u8], scale: i8) -> Result<i128, String> {
     let mut acc: i128 = 0;
     for i in 0..ndigits as usize {
         let d = i16::from_be_bytes([v[8 + 2 * i], v[9 + 2 * i]]) as i128;
-        acc = acc.checked_mul(10_000).and_then(|a| a.checked_add(d)).ok_or_else(overflow)?;
+        acc = acc
+            .checked_mul(10_000)
+            .and_then(|a| a.checked_add(d))
+            .ok_or_else(overflow)?;
     }
     // acc holds value * 10000^(ndigits - 1 - weight); bring it to 10^scale.
     let exp10 = scale as i64 - 4 * (ndigits - 1 - weight);
@@ -266,12 +292,21 @@ mod tests {
     #[test]
     fn numeric_decodes() {
         // 12345.67 = digits [1, 2345, 6700], weight 1
-        assert_eq!(decode_numeric(&numeric(3, 1, 0, 2, &[1, 2345, 6700]), 2).unwrap(), 1_234_567);
+        assert_eq!(
+            decode_numeric(&numeric(3, 1, 0, 2, &[1, 2345, 6700]), 2).unwrap(),
+            1_234_567
+        );
         // -0.05
-        assert_eq!(decode_numeric(&numeric(1, -1, 0x4000, 2, &[500]), 2).unwrap(), -5);
+        assert_eq!(
+            decode_numeric(&numeric(1, -1, 0x4000, 2, &[500]), 2).unwrap(),
+            -5
+        );
         // 0
         assert_eq!(decode_numeric(&numeric(0, 0, 0, 0, &[]), 2).unwrap(), 0);
         // 10000 = [1], weight 1
-        assert_eq!(decode_numeric(&numeric(1, 1, 0, 0, &[1]), 2).unwrap(), 1_000_000);
+        assert_eq!(
+            decode_numeric(&numeric(1, 1, 0, 0, &[1]), 2).unwrap(),
+            1_000_000
+        );
     }
 }

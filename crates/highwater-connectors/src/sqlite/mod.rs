@@ -22,7 +22,15 @@ use highwater_core::{Error, Result};
 pub fn check(path: &Path) -> Result<String> {
     let conn = source::open(path)?;
     let n: i64 = conn
-        .query_row("SELECT count(*) FROM sqlite_master WHERE type IN ('table','view')", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view')",
+            [],
+            |r| r.get(0),
+        )
         .map_err(|e| Error::source("sqlite", format!("{}: {e}", path.display())))?;
-    Ok(format!("SQLite {} ({} tables and views)", path.display(), n))
+    Ok(format!(
+        "SQLite {} ({} tables and views)",
+        path.display(),
+        n
+    ))
 }

@@ -7,7 +7,8 @@ use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use highwater_core::{
-    CursorValue, Delta, Error, Extract, Lag, ReadRequest, Relation, Result, Source, TableInfo, CURSOR_COLUMN,
+    CURSOR_COLUMN, CursorValue, Delta, Error, Extract, Lag, ReadRequest, Relation, Result, Source,
+    TableInfo,
 };
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
@@ -36,8 +37,14 @@ pub(super) fn open(path: &Path) -> Result<Connection> {
             message: "the file does not exist".into(),
         });
     }
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .map_err(|e| Error::Connection { target: format!("sqlite://{}", path.display()), message: e.to_string() })?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::Connection {
+        target: format!("sqlite://{}", path.display()),
+        message: e.to_string(),
+    })?;
     conn.busy_timeout(std::time::Duration::from_secs(30))
         .map_err(|e| Error::source(BACKEND, e))?;
     Ok(conn)
@@ -45,7 +52,10 @@ pub(super) fn open(path: &Path) -> Result<Connection> {
 
 fn relation_sql(rel: &Relation) -> String {
     match rel {
-        Relation::Table { schema: Some(s), name } => format!("{}.{}", quote_ident(s, '"'), quote_ident(name, '"')),
+        Relation::Table {
+            schema: Some(s),
+            name,
+        } => format!("{}.{}", quote_ident(s, '"'), quote_ident(name, '"')),
         Relation::Table { schema: None, name } => quote_ident(name, '"'),
         Relation::Query(q) => format!("({q}) AS q"),
     }
@@ -53,15 +63,17 @@ fn relation_sql(rel: &Relation) -> String {
 
 fn cursor_sql(cols: &[String]) -> String {
     let quoted: Vec<String> = cols.iter().map(|c| quote_ident(c, '"')).collect();
-    if quoted.len() == 1 { quoted[0].clone() } else { format!("COALESCE({})", quoted.join(", ")) }
+    if quoted.len() == 1 {
+        quoted[0].clone()
+    } else {
+        format!("COALESCE({})", quoted.join(", "))
+    }
 }
 
 fn sql_err(rel: &Relation, e: rusqlite::Error) -> Error {
     let msg = e.to_string();
     if msg.contains("no such table") {
         Error::source(BACKEND, format!("table {rel} not found ({msg})"))
-    } else if msg.contains("no such column") {
-        Error::source(BACKEND, format!("{rel}: {msg}"))
     } else {
         Error::source(BACKEND, format!("{rel}: {msg}"))
     }
@@ -71,11 +83,18 @@ fn sql_err(rel: &Relation, e: rusqlite::Error) -> Error {
 fn describe_conn(conn: &Connection, rel: &Relation) -> Result<Vec<(String, Kind)>> {
     let sql = format!("SELECT * FROM {} LIMIT 0", relation_sql(rel));
     let st = conn.prepare(&sql).map_err(|e| sql_err(rel, e))?;
-    Ok(st.columns().map(|c| (c.name().to_string(), Kind::from_decl(c.decl_type()))).collect())
+    Ok(st
+        .columns()
+        .map(|c| (c.name().to_string(), Kind::from_decl(c.decl_type())))
+        .collect())
 }
 
 fn schema_of(cols: &[(String, Kind)]) -> Schema {
-    Schema::new(cols.iter().map(|(n, k)| Field::new(n, k.data_type(), true)).collect::<Vec<_>>())
+    Schema::new(
+        cols.iter()
+            .map(|(n, k)| Field::new(n, k.data_type(), true))
+            .collect::<Vec<_>>(),
+    )
 }
 
 fn to_cursor(v: Value, column: &str) -> Result<Option<CursorValue>> {
@@ -104,9 +123,17 @@ fn apply_lag(to: CursorValue, lag: Option<Lag>) -> CursorValue {
         (CursorValue::Int(i), Some(Lag::Units(n))) => CursorValue::Int(i.saturating_sub(n)),
         (CursorValue::Text(t), Some(Lag::Micros(us))) => {
             let limit = chrono::Utc::now() - chrono::Duration::microseconds(us);
-            let sep = if t.as_bytes().get(10) == Some(&b'T') { "T" } else { " " };
+            let sep = if t.as_bytes().get(10) == Some(&b'T') {
+                "T"
+            } else {
+                " "
+            };
             let cap = limit.format(&format!("%Y-%m-%d{sep}%H:%M:%S")).to_string();
-            if cap < t { CursorValue::Text(cap) } else { CursorValue::Text(t) }
+            if cap < t {
+                CursorValue::Text(cap)
+            } else {
+                CursorValue::Text(t)
+            }
         }
         (to, _) => to,
     }
@@ -139,12 +166,21 @@ fn run_read(
         conn.execute_batch("BEGIN").map_err(|e| sql_err(rel, e))?;
         let cols = describe_conn(&conn, rel)?;
         let mut kinds: Vec<Kind> = cols.iter().map(|c| c.1).collect();
-        let mut fields: Vec<Field> = cols.iter().map(|(n, k)| Field::new(n, k.data_type(), true)).collect();
-        let (sql, params, to, null_rows): (String, Vec<Value>, Option<CursorValue>, u64) = match &req.delta {
-            Delta::Full => (format!("SELECT * FROM {}", relation_sql(rel)), vec![], None, 0),
-            Delta::Watermark { cursor, after, lag } => {
-                let expr = cursor_sql(cursor);
-                let (max, nulls): (Value, i64) = conn
+        let mut fields: Vec<Field> = cols
+            .iter()
+            .map(|(n, k)| Field::new(n, k.data_type(), true))
+            .collect();
+        let (sql, params, to, null_rows): (String, Vec<Value>, Option<CursorValue>, u64) =
+            match &req.delta {
+                Delta::Full => (
+                    format!("SELECT * FROM {}", relation_sql(rel)),
+                    vec![],
+                    None,
+                    0,
+                ),
+                Delta::Watermark { cursor, after, lag } => {
+                    let expr = cursor_sql(cursor);
+                    let (max, nulls): (Value, i64) = conn
                     .query_row(
                         &format!(
                             "SELECT max({expr}), coalesce(sum(CASE WHEN {expr} IS NULL THEN 1 ELSE 0 END), 0) FROM {}",
@@ -154,46 +190,69 @@ fn run_read(
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .map_err(|e| sql_err(rel, e))?;
-                let max = to_cursor(max, &cursor.join(", "))?.map(|m| apply_lag(m, *lag));
-                let cursor_kind = match &max {
-                    Some(CursorValue::Int(_)) => Kind::Int,
-                    Some(_) => Kind::Text,
-                    None => match cols.iter().find(|c| c.0 == cursor[0]).map(|c| c.1) {
-                        Some(Kind::Int) => Kind::Int,
-                        _ => Kind::Text,
-                    },
-                };
-                kinds.push(cursor_kind);
-                fields.push(Field::new(CURSOR_COLUMN, cursor_kind.data_type(), true));
-                let base = format!("SELECT *, {expr} AS {} FROM {}", quote_ident(CURSOR_COLUMN, '"'), relation_sql(rel));
-                let first = after.is_none();
-                let lo = after.as_ref().and_then(|a| a.value.as_ref());
-                let nulls = nulls as u64;
-                match (&max, lo) {
-                    (None, _) if first => (format!("{base} WHERE {expr} IS NULL"), vec![], None, nulls),
-                    (None, _) => (format!("{base} WHERE 0"), vec![], None, nulls),
-                    (Some(hi), None) if first => {
-                        (format!("{base} WHERE {expr} <= ?1 OR {expr} IS NULL"), vec![bind(hi)], max.clone(), nulls)
+                    let max = to_cursor(max, &cursor.join(", "))?.map(|m| apply_lag(m, *lag));
+                    let cursor_kind = match &max {
+                        Some(CursorValue::Int(_)) => Kind::Int,
+                        Some(_) => Kind::Text,
+                        None => match cols.iter().find(|c| c.0 == cursor[0]).map(|c| c.1) {
+                            Some(Kind::Int) => Kind::Int,
+                            _ => Kind::Text,
+                        },
+                    };
+                    kinds.push(cursor_kind);
+                    fields.push(Field::new(CURSOR_COLUMN, cursor_kind.data_type(), true));
+                    let base = format!(
+                        "SELECT *, {expr} AS {} FROM {}",
+                        quote_ident(CURSOR_COLUMN, '"'),
+                        relation_sql(rel)
+                    );
+                    let first = after.is_none();
+                    let lo = after.as_ref().and_then(|a| a.value.as_ref());
+                    let nulls = nulls as u64;
+                    match (&max, lo) {
+                        (None, _) if first => {
+                            (format!("{base} WHERE {expr} IS NULL"), vec![], None, nulls)
+                        }
+                        (None, _) => (format!("{base} WHERE 0"), vec![], None, nulls),
+                        (Some(hi), None) if first => (
+                            format!("{base} WHERE {expr} <= ?1 OR {expr} IS NULL"),
+                            vec![bind(hi)],
+                            max.clone(),
+                            nulls,
+                        ),
+                        (Some(hi), None) => (
+                            format!("{base} WHERE {expr} <= ?1"),
+                            vec![bind(hi)],
+                            max.clone(),
+                            nulls,
+                        ),
+                        (Some(hi), Some(lo)) => (
+                            format!("{base} WHERE {expr} >= ?1 AND {expr} <= ?2"),
+                            vec![bind(lo), bind(hi)],
+                            max.clone(),
+                            nulls,
+                        ),
                     }
-                    (Some(hi), None) => (format!("{base} WHERE {expr} <= ?1"), vec![bind(hi)], max.clone(), nulls),
-                    (Some(hi), Some(lo)) => (
-                        format!("{base} WHERE {expr} >= ?1 AND {expr} <= ?2"),
-                        vec![bind(lo), bind(hi)],
-                        max.clone(),
-                        nulls,
-                    ),
                 }
-            }
-            Delta::ChangeTracking { .. } => {
-                return Err(Error::config(&req.stream, "change_tracking on SQLite is not supported yet"));
-            }
-        };
+                Delta::ChangeTracking { .. } => {
+                    return Err(Error::config(
+                        &req.stream,
+                        "change_tracking on SQLite is not supported yet",
+                    ));
+                }
+            };
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         if let Some(h) = header_tx.take() {
-            let _ = h.send(Ok(Header { schema: schema.clone(), to, null_rows }));
+            let _ = h.send(Ok(Header {
+                schema: schema.clone(),
+                to,
+                null_rows,
+            }));
         }
         let mut st = conn.prepare(&sql).map_err(|e| sql_err(rel, e))?;
-        let mut rows = st.query(rusqlite::params_from_iter(params.iter())).map_err(|e| sql_err(rel, e))?;
+        let mut rows = st
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(|e| sql_err(rel, e))?;
         let n = kinds.len();
         let cap = req.batch_size.max(1);
         let mut builders: Vec<Col> = kinds.iter().map(|k| Col::new(*k, cap)).collect();
@@ -203,14 +262,19 @@ fn run_read(
             for (i, b) in builders.iter_mut().enumerate().take(n) {
                 let v: ValueRef<'_> = row.get_ref(i).map_err(|e| sql_err(rel, e))?;
                 b.push(v).map_err(|m| {
-                    Error::data(format!("{rel}: column {} row {}: {m}", schema.field(i).name(), total + 1))
+                    Error::data(format!(
+                        "{rel}: column {} row {}: {m}",
+                        schema.field(i).name(),
+                        total + 1
+                    ))
                 })?;
             }
             count += 1;
             total += 1;
             if count == cap {
                 let cols = builders.iter_mut().map(Col::finish).collect();
-                let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::source(BACKEND, e))?;
+                let batch = RecordBatch::try_new(schema.clone(), cols)
+                    .map_err(|e| Error::source(BACKEND, e))?;
                 if tx.blocking_send(Ok(batch)).is_err() {
                     return Ok(()); // The reader went away.
                 }
@@ -219,7 +283,8 @@ fn run_read(
         }
         if count > 0 {
             let cols = builders.iter_mut().map(Col::finish).collect();
-            let batch = RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::source(BACKEND, e))?;
+            let batch = RecordBatch::try_new(schema.clone(), cols)
+                .map_err(|e| Error::source(BACKEND, e))?;
             let _ = tx.blocking_send(Ok(batch));
         }
         drop(rows);
@@ -248,7 +313,10 @@ impl Source for SqliteSource {
         })
         .await
         .map_err(|e| Error::source(BACKEND, e))??;
-        Ok(TableInfo { schema: Arc::new(schema_of(&cols.0)), primary_key: cols.1 })
+        Ok(TableInfo {
+            schema: Arc::new(schema_of(&cols.0)),
+            primary_key: cols.1,
+        })
     }
 
     async fn read(&self, req: &ReadRequest) -> Result<Extract> {
@@ -257,7 +325,9 @@ impl Source for SqliteSource {
         let path = self.path.clone();
         let req2 = req.clone();
         tokio::task::spawn_blocking(move || run_read(path, req2, header_tx, tx));
-        let header = header_rx.await.map_err(|_| Error::source(BACKEND, "reader thread stopped"))??;
+        let header = header_rx
+            .await
+            .map_err(|_| Error::source(BACKEND, "reader thread stopped"))??;
         let batches = highwater_core::StreamAdapter::new(header.schema.clone(), batches).boxed();
         Ok(Extract {
             schema: header.schema,
@@ -272,7 +342,8 @@ impl Source for SqliteSource {
 }
 
 fn primary_key(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
-    let mut st = conn.prepare("SELECT name, pk FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")?;
+    let mut st =
+        conn.prepare("SELECT name, pk FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk")?;
     let rows = st.query_map([table], |r| r.get::<_, String>(0))?;
     rows.collect()
 }

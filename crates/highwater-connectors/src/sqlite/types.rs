@@ -8,8 +8,8 @@
 
 use std::sync::Arc;
 
-use arrow_array::builder::*;
 use arrow_array::ArrayRef;
+use arrow_array::builder::*;
 use arrow_schema::{DataType, TimeUnit};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use rusqlite::types::ValueRef;
@@ -88,8 +88,7 @@ impl Col {
     /// Append one value; `Err` holds a description of the offending value.
     pub fn push(&mut self, v: ValueRef<'_>) -> Result<(), String> {
         match (self, v) {
-            (Col::Int(b), ValueRef::Null)
-            | (Col::Int(b), ValueRef::Text(&[])) => b.append_null(),
+            (Col::Int(b), ValueRef::Null) | (Col::Int(b), ValueRef::Text(&[])) => b.append_null(),
             (Col::Float(b), ValueRef::Null) => b.append_null(),
             (Col::Text(b), ValueRef::Null) => b.append_null(),
             (Col::Blob(b), ValueRef::Null) => b.append_null(),
@@ -97,24 +96,36 @@ impl Col {
             (Col::Timestamp(b), ValueRef::Null) => b.append_null(),
             (Col::Date(b), ValueRef::Null) => b.append_null(),
             (Col::Int(b), ValueRef::Integer(i)) => b.append_value(i),
-            (Col::Int(b), ValueRef::Real(f)) if f.fract() == 0.0 && f.abs() < 9.0e18 => b.append_value(f as i64),
+            (Col::Int(b), ValueRef::Real(f)) if f.fract() == 0.0 && f.abs() < 9.0e18 => {
+                b.append_value(f as i64)
+            }
             (Col::Int(b), ValueRef::Text(t)) => {
                 let s = std::str::from_utf8(t).map_err(|_| "invalid UTF-8".to_string())?;
-                b.append_value(s.trim().parse().map_err(|_| format!("text '{s}' is not an integer"))?)
+                b.append_value(
+                    s.trim()
+                        .parse()
+                        .map_err(|_| format!("text '{s}' is not an integer"))?,
+                )
             }
             (Col::Float(b), ValueRef::Integer(i)) => b.append_value(i as f64),
             (Col::Float(b), ValueRef::Real(f)) => b.append_value(f),
             (Col::Float(b), ValueRef::Text(t)) => {
                 let s = std::str::from_utf8(t).map_err(|_| "invalid UTF-8".to_string())?;
-                b.append_value(s.trim().parse().map_err(|_| format!("text '{s}' is not a number"))?)
+                b.append_value(
+                    s.trim()
+                        .parse()
+                        .map_err(|_| format!("text '{s}' is not a number"))?,
+                )
             }
-            (Col::Text(b), ValueRef::Text(t)) => {
-                b.append_value(std::str::from_utf8(t).map_err(|_| "invalid UTF-8 text".to_string())?)
-            }
+            (Col::Text(b), ValueRef::Text(t)) => b.append_value(
+                std::str::from_utf8(t).map_err(|_| "invalid UTF-8 text".to_string())?,
+            ),
             (Col::Text(b), ValueRef::Integer(i)) => b.append_value(i.to_string()),
             (Col::Text(b), ValueRef::Real(f)) => b.append_value(f.to_string()),
             (Col::Text(b), ValueRef::Blob(x)) => b.append_value(String::from_utf8_lossy(x)),
-            (Col::Blob(b), ValueRef::Blob(x)) | (Col::Blob(b), ValueRef::Text(x)) => b.append_value(x),
+            (Col::Blob(b), ValueRef::Blob(x)) | (Col::Blob(b), ValueRef::Text(x)) => {
+                b.append_value(x)
+            }
             (Col::Bool(b), ValueRef::Integer(i)) => b.append_value(i != 0),
             (Col::Bool(b), ValueRef::Text(t)) => match t.to_ascii_lowercase().as_slice() {
                 b"true" | b"t" | b"1" => b.append_value(true),
@@ -123,16 +134,23 @@ impl Col {
             },
             (Col::Timestamp(b), ValueRef::Text(t)) => {
                 let s = std::str::from_utf8(t).map_err(|_| "invalid UTF-8".to_string())?;
-                b.append_value(parse_timestamp(s).ok_or_else(|| format!("'{s}' is not a timestamp"))?)
+                b.append_value(
+                    parse_timestamp(s).ok_or_else(|| format!("'{s}' is not a timestamp"))?,
+                )
             }
-            (Col::Timestamp(b), ValueRef::Integer(secs)) => {
-                b.append_value(secs.checked_mul(1_000_000).ok_or("timestamp out of range")?)
-            }
+            (Col::Timestamp(b), ValueRef::Integer(secs)) => b.append_value(
+                secs.checked_mul(1_000_000)
+                    .ok_or("timestamp out of range")?,
+            ),
             (Col::Date(b), ValueRef::Text(t)) => {
                 let s = std::str::from_utf8(t).map_err(|_| "invalid UTF-8".to_string())?;
                 let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
                     .ok()
-                    .or_else(|| parse_timestamp(s).and_then(|us| DateTime::from_timestamp_micros(us)).map(|t| t.date_naive()))
+                    .or_else(|| {
+                        parse_timestamp(s)
+                            .and_then(DateTime::from_timestamp_micros)
+                            .map(|t| t.date_naive())
+                    })
                     .ok_or_else(|| format!("'{s}' is not a date"))?;
                 b.append_value((d - NaiveDate::default()).num_days() as i32)
             }
@@ -160,12 +178,22 @@ pub fn parse_timestamp(s: &str) -> Option<i64> {
     if let Ok(t) = DateTime::parse_from_rfc3339(&s.replacen(' ', "T", 1)) {
         return Some(t.timestamp_micros());
     }
-    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"] {
+    for f in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s.trim_end_matches('Z'), f) {
             return Some(t.and_utc().timestamp_micros());
         }
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_micros())
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().map(|d| {
+        d.and_hms_opt(0, 0, 0)
+            .unwrap_or_default()
+            .and_utc()
+            .timestamp_micros()
+    })
 }
 
 #[cfg(test)]

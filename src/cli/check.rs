@@ -1,0 +1,116 @@
+//! `highwater check`: validate the configuration, test every connection
+//! ("Test connection"), and describe every stream's table and columns.
+//! Exit 2 when the configuration (or a table/column it names) is wrong, 1
+//! when a server cannot be reached.
+
+use std::path::Path;
+
+use highwater_core::ErrorKind;
+use serde_json::json;
+
+use super::output;
+
+pub async fn run(config: &Path, json: bool) -> i32 {
+    let plan = match super::load_plan(config) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let mut code = 0;
+    let mut report = Vec::new();
+    let bump = |k: ErrorKind, code: &mut i32| {
+        let c = if k == ErrorKind::Config { 2 } else { 1 };
+        *code = (*code).max(c);
+    };
+    for (name, c) in &plan.connections {
+        let res = highwater_connectors::check(&c.kind, c.url.expose()).await;
+        let (ok, msg) = match res {
+            Ok(m) => (true, m),
+            Err(e) => {
+                bump(e.kind(), &mut code);
+                (false, plan.secrets.redact(&e.to_string()))
+            }
+        };
+        if !json {
+            println!("{:<7} connection {name} ({}): {msg}", mark(ok), c.url);
+        }
+        report
+            .push(json!({"connection": name, "url": c.url.to_string(), "ok": ok, "message": msg}));
+    }
+    for s in &plan.streams {
+        let from = &plan.connections[&s.from];
+        let res = async {
+            let src = highwater_connectors::source(&from.kind, from.url.expose()).await?;
+            src.describe(&s.relation).await
+        }
+        .await;
+        let (ok, msg) = match res {
+            Ok(info) => {
+                let names: Vec<&str> = info
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                let missing: Vec<String> = s
+                    .cursor
+                    .iter()
+                    .chain(&s.primary_key)
+                    .filter(|c| !names.contains(&c.as_str()))
+                    .map(|c| format!("column {c} not found"))
+                    .collect();
+                if missing.is_empty() {
+                    (
+                        true,
+                        format!("{} columns; mode {}", names.len(), s.mode.as_str()),
+                    )
+                } else {
+                    code = code.max(2);
+                    (
+                        false,
+                        format!("{} (columns: {})", missing.join(", "), names.join(", ")),
+                    )
+                }
+            }
+            Err(e) => {
+                let k = if e.to_string().contains("not found") {
+                    ErrorKind::Config
+                } else {
+                    e.kind()
+                };
+                bump(k, &mut code);
+                (false, plan.secrets.redact(&e.to_string()))
+            }
+        };
+        if !json {
+            println!(
+                "{:<7} stream {} ({}:{}) {}: {msg}",
+                mark(ok),
+                s.name,
+                plan.file,
+                s.line,
+                s.relation
+            );
+        }
+        report.push(json!({"stream": s.name, "line": s.line, "ok": ok, "message": msg}));
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else if code == 0 {
+        println!(
+            "configuration {} is valid; every connection answered",
+            plan.file
+        );
+    }
+    code
+}
+
+fn mark(ok: bool) -> String {
+    output::status_mark(if ok {
+        highwater_core::RunStatus::Succeeded
+    } else {
+        highwater_core::RunStatus::Failed
+    })
+}

@@ -1,0 +1,193 @@
+//! One file per command. Each returns the process exit code.
+
+mod check;
+mod demo;
+mod expr;
+mod init;
+pub mod output;
+mod run;
+mod runs;
+mod state;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use highwater_config::Plan;
+use highwater_core::Error;
+
+/// Incremental loads from operational databases into files, object storage
+/// and databases: one full load, then only what changed.
+///
+/// Quick start: `highwater demo` runs the Data Factory watermark tutorial on
+/// an embedded SQLite database. For your own tables: `highwater init`, edit
+/// highwater.yaml, `highwater check`, `highwater run`.
+#[derive(Parser, Debug)]
+#[command(
+    name = "highwater",
+    version,
+    about,
+    long_about,
+    propagate_version = true
+)]
+pub struct Args {
+    /// The configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "HIGHWATER_CONFIG",
+        default_value = "highwater.yaml"
+    )]
+    pub config: PathBuf,
+
+    /// More log output (-v: info, -vv: debug). HIGHWATER_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the Data Factory incremental-copy tutorial end to end on an
+    /// embedded SQLite database and a local folder. No server, no config.
+    Demo {
+        /// Folder for the demo's database, config, state and output files.
+        #[arg(long, default_value = "highwater-demo")]
+        dir: PathBuf,
+    },
+    /// Write a commented highwater.yaml to start from.
+    Init {
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Validate the configuration and test every connection and stream.
+    Check {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run streams once: the first run copies everything, later runs the delta.
+    Run {
+        /// Streams to run (default: all).
+        streams: Vec<String>,
+        /// Ignore the saved positions and copy everything again.
+        #[arg(long)]
+        full_refresh: bool,
+        /// Print the run record as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show past runs, or one run with `runs show RUN_ID`.
+    Runs {
+        #[command(subcommand)]
+        show: Option<RunsCommand>,
+        /// How many runs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each stream's position (watermark or version), or reset one.
+    State {
+        #[command(subcommand)]
+        reset: Option<StateCommand>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate a Data Factory expression, e.g. `highwater expr "@concat('a', 'b')"`.
+    Expr {
+        /// The expression, as it would appear in a pipeline's JSON string.
+        expression: String,
+        /// A JSON file with parameters, variables, activity outputs, item, now, …
+        #[arg(long)]
+        context: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// One run with each stream's activity.
+    Show {
+        /// Run id (or a unique prefix).
+        run_id: String,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// Forget a stream's position: its next run copies everything.
+    Reset {
+        /// The stream's name.
+        stream: String,
+    },
+}
+
+pub async fn dispatch(args: Args) -> i32 {
+    let config = args.config.clone();
+    match args.command {
+        Command::Demo { dir } => demo::run(&dir).await,
+        Command::Init { force } => init::run(&config, force),
+        Command::Check { json } => check::run(&config, json).await,
+        Command::Run {
+            streams,
+            full_refresh,
+            json,
+        } => run::run(&config, streams, full_refresh, json).await,
+        Command::Runs {
+            show: None,
+            limit,
+            json,
+        } => runs::list(&config, limit, json).await,
+        Command::Runs {
+            show: Some(RunsCommand::Show { run_id, json }),
+            json: json_outer,
+            ..
+        } => runs::show(&config, &run_id, json || json_outer).await,
+        Command::State { reset: None, json } => state::show(&config, json).await,
+        Command::State {
+            reset: Some(StateCommand::Reset { stream }),
+            ..
+        } => state::reset(&config, &stream).await,
+        Command::Expr {
+            expression,
+            context,
+        } => expr::run(&expression, context.as_deref()),
+    }
+}
+
+/// Read and validate the config; print the error and return exit 2 on failure.
+pub fn load_plan(path: &Path) -> Result<Plan, i32> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                " (create one with `highwater init`, or pass --config)"
+            } else {
+                ""
+            };
+            output::error(&format!("cannot read {}: {e}{hint}", path.display()));
+            return Err(2);
+        }
+    };
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = if base.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        base
+    };
+    let env = |k: &str| std::env::var(k).ok();
+    highwater_config::plan::load(&path.display().to_string(), &text, &base, &env).map_err(
+        |e: Error| {
+            output::error(&e.to_string());
+            2
+        },
+    )
+}

@@ -1,0 +1,148 @@
+//! Terminal output: logging, errors, progress bars (on a terminal) or plain
+//! lines (otherwise), and `NO_COLOR`.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use highwater_core::{RunStatus, StreamRun};
+use highwater_engine::{Event, Observer};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HIGHWATER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color())
+        .with_target(false)
+        .try_init();
+}
+
+/// Colour only on a terminal and when NO_COLOR is unset.
+pub fn color() -> bool {
+    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+fn paint(code: &str, s: &str) -> String {
+    if color() {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+pub fn error(msg: &str) {
+    eprintln!("{} {msg}", paint("1;31", "error:"));
+}
+
+pub fn status_mark(s: RunStatus) -> String {
+    match s {
+        RunStatus::Succeeded => paint("32", "ok"),
+        RunStatus::Failed => paint("31", "FAILED"),
+        RunStatus::InProgress => paint("33", "running"),
+    }
+}
+
+/// One line per finished stream.
+pub fn stream_line(r: &StreamRun) -> String {
+    let secs = r
+        .finished_at
+        .map(|f| (f - r.started_at).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let mut line = format!("{:<7} {}  [{}]", status_mark(r.status), r.stream, r.mode);
+    match r.status {
+        RunStatus::Failed => {
+            line.push_str(&format!("  {}", r.error.as_deref().unwrap_or("failed")));
+        }
+        _ => {
+            line.push_str(&format!("  {} rows", r.rows_written));
+            if r.full_reload {
+                line.push_str(" (full load)");
+            }
+            if let (Some(f), Some(t)) = (&r.watermark_from, &r.watermark_to) {
+                line.push_str(&format!("  position {f} → {t}"));
+            } else if let Some(t) = &r.watermark_to {
+                line.push_str(&format!("  position → {t}"));
+            }
+            for o in &r.outputs {
+                line.push_str(&format!("\n          → {o}"));
+            }
+            line.push_str(&format!("  ({secs:.2}s)"));
+        }
+    }
+    line
+}
+
+/// Renders run events: progress bars on a terminal, plain lines otherwise.
+pub struct Progress {
+    bars: Option<(MultiProgress, Mutex<HashMap<String, ProgressBar>>)>,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        let tty = std::io::stderr().is_terminal();
+        let bars = tty.then(|| {
+            (
+                MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                Mutex::new(HashMap::new()),
+            )
+        });
+        Progress { bars }
+    }
+}
+
+impl Observer for Progress {
+    fn event(&self, event: Event<'_>) {
+        match (&self.bars, event) {
+            (Some((multi, bars)), Event::Started { stream, mode }) => {
+                let pb = multi.add(ProgressBar::new_spinner());
+                let template = if color() {
+                    "{spinner:.cyan} {prefix:.bold} {msg} {human_pos} rows ({per_sec}) {elapsed}"
+                } else {
+                    "{spinner} {prefix} {msg} {human_pos} rows ({per_sec}) {elapsed}"
+                };
+                pb.set_style(
+                    ProgressStyle::with_template(template)
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                pb.set_prefix(stream.to_string());
+                pb.set_message(format!("[{mode}]"));
+                pb.enable_steady_tick(Duration::from_millis(120));
+                if let Ok(mut b) = bars.lock() {
+                    b.insert(stream.to_string(), pb);
+                }
+            }
+            (Some((_, bars)), Event::Progress { stream, rows }) => {
+                if let Some(pb) = bars.lock().ok().and_then(|b| b.get(stream).cloned()) {
+                    pb.set_position(rows);
+                }
+            }
+            (Some((multi, _)), Event::Note { stream, message }) => {
+                let _ = multi.println(format!("{stream}: {message}"));
+            }
+            (Some((_, bars)), Event::Finished { run }) => {
+                if let Some(pb) = bars.lock().ok().and_then(|mut b| b.remove(&run.stream)) {
+                    pb.finish_and_clear();
+                }
+            }
+            (None, Event::Started { stream, mode }) => eprintln!("{stream}: started [{mode}]"),
+            (None, Event::Progress { .. }) => {}
+            (None, Event::Note { stream, message }) => eprintln!("{stream}: {message}"),
+            (None, Event::Finished { run }) => match run.status {
+                RunStatus::Failed => eprintln!("{}: failed", run.stream),
+                _ => eprintln!(
+                    "{}: finished, {} rows written",
+                    run.stream, run.rows_written
+                ),
+            },
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `highwater run [STREAM…] [--full-refresh] [--json]`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use highwater_engine::{RunOptions, run_streams};
+
+use super::output;
+
+pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: bool) -> i32 {
+    let plan = match super::load_plan(config) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let state = match highwater_engine::open_state(&plan) {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(&plan.secrets.redact(&e.to_string()));
+            return e.exit_code();
+        }
+    };
+    let opts = RunOptions {
+        streams,
+        full_refresh,
+        run_id: None,
+    };
+    let outcome = match run_streams(
+        &plan,
+        state.clone(),
+        &opts,
+        Arc::new(output::Progress::new()),
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            output::error(&plan.secrets.redact(&e.to_string()));
+            return e.exit_code();
+        }
+    };
+    if json {
+        match state.run(&outcome.run_id).await {
+            Ok(Some(r)) => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
+            _ => println!("{{\"run_id\": \"{}\"}}", outcome.run_id),
+        }
+    } else {
+        println!(
+            "run {} {}",
+            outcome.run_id,
+            output::status_mark(outcome.status)
+        );
+        for s in &outcome.streams {
+            println!("  {}", output::stream_line(s));
+            for n in &s.notes {
+                println!("          note: {n}");
+            }
+        }
+    }
+    for s in outcome.streams.iter().filter(|s| s.error.is_some()) {
+        output::error(s.error.as_deref().unwrap_or_default());
+    }
+    outcome.exit_code
+}

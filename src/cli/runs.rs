@@ -1,0 +1,93 @@
+//! `highwater runs [--json]` and `highwater runs show RUN_ID [--json]`.
+
+use std::path::Path;
+
+use super::output;
+
+fn open(config: &Path) -> Result<std::sync::Arc<dyn highwater_core::StateStore>, i32> {
+    let plan = super::load_plan(config)?;
+    highwater_engine::open_state(&plan).map_err(|e| {
+        output::error(&e.to_string());
+        e.exit_code()
+    })
+}
+
+pub async fn list(config: &Path, limit: usize, json: bool) -> i32 {
+    let state = match open(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match state.runs(limit).await {
+        Ok(runs) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&runs).unwrap_or_default()
+            );
+            0
+        }
+        Ok(runs) => {
+            if runs.is_empty() {
+                println!("no runs yet: start one with `highwater run`");
+            }
+            for r in runs {
+                let rows: u64 = r.streams.iter().map(|s| s.rows_written).sum();
+                let secs = r
+                    .finished_at
+                    .map(|f| (f - r.started_at).num_milliseconds() as f64 / 1000.0);
+                println!(
+                    "{}  {}  {:<10} {} stream(s)  {} rows  {}",
+                    r.run_id,
+                    r.started_at.format("%Y-%m-%d %H:%M:%S"),
+                    r.status.as_str(),
+                    r.streams.len(),
+                    rows,
+                    secs.map(|s| format!("{s:.2}s")).unwrap_or_default()
+                );
+            }
+            0
+        }
+        Err(e) => {
+            output::error(&e.to_string());
+            1
+        }
+    }
+}
+
+pub async fn show(config: &Path, run_id: &str, json: bool) -> i32 {
+    let state = match open(config) {
+        Ok(s) => s,
+        Err(c) => return c,
+    };
+    match state.run(run_id).await {
+        Ok(Some(r)) if json => {
+            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            0
+        }
+        Ok(Some(r)) => {
+            println!("run {}  {}", r.run_id, r.status.as_str());
+            println!("  started  {}", r.started_at.to_rfc3339());
+            if let Some(f) = r.finished_at {
+                println!("  finished {}", f.to_rfc3339());
+            }
+            for s in &r.streams {
+                println!("  {}", output::stream_line(s));
+                println!(
+                    "          rows read {}, written {}",
+                    s.rows_read, s.rows_written
+                );
+                for n in &s.notes {
+                    println!("          note: {n}");
+                }
+            }
+            0
+        }
+        Ok(None) => {
+            output::error(&format!("no run {run_id} (see `highwater runs`)"));
+            2
+        }
+        Err(e) => {
+            output::error(&e.to_string());
+            1
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! `highwater state [--json]` and `highwater state reset STREAM`.
+
+use std::path::Path;
+
+use highwater_core::Position;
+use serde_json::json;
+
+use super::output;
+
+pub async fn show(config: &Path, json: bool) -> i32 {
+    let plan = match super::load_plan(config) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let state = match highwater_engine::open_state(&plan) {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(&e.to_string());
+            return e.exit_code();
+        }
+    };
+    let positions = match state.positions().await {
+        Ok(p) => p,
+        Err(e) => {
+            output::error(&e.to_string());
+            return 1;
+        }
+    };
+    if json {
+        let mut out = Vec::new();
+        for s in &plan.streams {
+            let p = positions.iter().find(|p| p.0 == s.name);
+            out.push(json!({
+                "stream": s.name,
+                "mode": s.mode.as_str(),
+                "position": p.map(|p| p.1.display_value()),
+                "watermark": p.and_then(|p| match &p.1 { Position::Watermark(w) => w.value.as_ref().map(|v| v.to_string()), _ => None }),
+                "version": p.and_then(|p| match &p.1 { Position::Version(v) => Some(*v), _ => None }),
+                "boundary_rows": p.and_then(|p| match &p.1 { Position::Watermark(w) => Some(w.boundary.len()), _ => None }),
+                "updated_at": p.map(|p| p.2.to_rfc3339()),
+                "run_id": p.map(|p| p.3.clone()),
+            }));
+        }
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return 0;
+    }
+    for s in &plan.streams {
+        match positions.iter().find(|p| p.0 == s.name) {
+            Some((_, p, at, run)) => println!(
+                "{:<24} {:<16} {:<40} {}  (run {run})",
+                s.name,
+                s.mode.as_str(),
+                p.display_value(),
+                at.format("%Y-%m-%d %H:%M:%S")
+            ),
+            None => println!(
+                "{:<24} {:<16} (no position: next run is a full load)",
+                s.name,
+                s.mode.as_str()
+            ),
+        }
+    }
+    0
+}
+
+pub async fn reset(config: &Path, stream: &str) -> i32 {
+    let plan = match super::load_plan(config) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let state = match highwater_engine::open_state(&plan) {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(&e.to_string());
+            return e.exit_code();
+        }
+    };
+    let Some(_lock) = (match state.lock_stream(stream) {
+        Ok(l) => l,
+        Err(e) => {
+            output::error(&e.to_string());
+            return 1;
+        }
+    }) else {
+        output::error(&format!(
+            "stream {stream} is running in another process; reset it when that run ends"
+        ));
+        return 1;
+    };
+    let known = plan.streams.iter().any(|s| s.name == stream);
+    match state.reset(stream).await {
+        Ok(true) => {
+            println!("stream {stream}: position forgotten; the next run copies everything");
+            0
+        }
+        Ok(false) if known => {
+            println!("stream {stream}: had no position");
+            0
+        }
+        Ok(false) => {
+            output::error(&format!("unknown stream {stream}"));
+            2
+        }
+        Err(e) => {
+            output::error(&e.to_string());
+            1
+        }
+    }
+}
