@@ -1,1 +1,13 @@
+//! The one integration-test binary: drives the real `highwater` binary
+//! against real PostgreSQL, real SQLite files and real folders.
+//!
+//! Services: PostgreSQL at `HIGHWATER_TEST_PG` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). A missing service fails
+//! the test with the command that starts it. Each test makes its own
+//! database and temporary folder.
 
+mod util;
+
+mod cli;
+mod crash;
+mod watermark;

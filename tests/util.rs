@@ -1,0 +1,226 @@
+//! Test helpers: temporary folders, the real binary, unique databases.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio_postgres::{Client, NoTls};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A unique name for databases and folders: `hw_<pid>_<n>_<tag>`.
+pub fn unique(tag: &str) -> String {
+    format!("hw_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), tag)
+}
+
+/// A temporary folder, removed on drop (kept when HIGHWATER_KEEP_TEST_DIRS is set).
+pub struct Dir {
+    pub path: PathBuf,
+}
+
+impl Dir {
+    pub fn new(tag: &str) -> Dir {
+        let path = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&path).unwrap();
+        Dir { path }
+    }
+
+    pub fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        let p = self.path.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, text).unwrap();
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.path.join("highwater.yaml")
+    }
+
+    /// Run `highwater -c <dir>/highwater.yaml ARGS…`.
+    pub fn hw(&self, args: &[&str]) -> Output {
+        self.hw_env(args, &[])
+    }
+
+    pub fn hw_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.command(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run highwater")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.arg("-c").arg(self.config()).args(args).current_dir(&self.path);
+        c.env("NO_COLOR", "1");
+        c.env_remove("HIGHWATER_FAILPOINT");
+        c
+    }
+
+    /// All files under `sub` (recursive) whose name ends with `ext`, sorted.
+    pub fn files(&self, sub: &str, ext: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        walk(&self.path.join(sub), &mut out);
+        out.retain(|p| p.to_string_lossy().ends_with(ext) && !p.to_string_lossy().contains("/_highwater/"));
+        out.sort();
+        out
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if std::env::var_os("HIGHWATER_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_highwater"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Assert the exit code, printing both streams when it differs.
+#[track_caller]
+pub fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit code\n--- stdout\n{}\n--- stderr\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Parse CSV files (header + rows) into rows of fields; NULL is "".
+pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut rows = parse_csv(&text);
+    let header = if rows.is_empty() { vec![] } else { rows.remove(0) };
+    (header, rows)
+}
+
+/// A small RFC 4180 parser for test assertions.
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut field)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+/// All data rows of all CSV files under `sub`, each file's header checked equal.
+pub fn all_csv_rows(dir: &Dir, sub: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for f in dir.files(sub, ".csv") {
+        out.extend(read_csv(&f).1);
+    }
+    out
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("HIGHWATER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh PostgreSQL database, dropped at the end of the test.
+pub struct PgDb {
+    pub name: String,
+    pub url: String,
+    pub client: Client,
+}
+
+pub async fn pg_connect(url: &str) -> Client {
+    let (client, conn) = match tokio_postgres::connect(url, NoTls).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "PostgreSQL is not reachable at {url}: {e}\nstart it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+        ),
+    };
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+impl PgDb {
+    pub async fn new(tag: &str) -> PgDb {
+        let name = unique(tag);
+        let admin = pg_connect(&pg_admin_url()).await;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        let base = pg_admin_url();
+        let url = match base.rsplit_once('/') {
+            Some((b, _)) => format!("{b}/{name}"),
+            None => base.clone(),
+        };
+        let client = pg_connect(&url).await;
+        PgDb { name, url, client }
+    }
+
+    pub async fn exec(&self, sql: &str) {
+        self.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// A second connection (for concurrent transactions).
+    pub async fn connect(&self) -> Client {
+        pg_connect(&self.url).await
+    }
+}
+
+impl Drop for PgDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop synchronously with psql so it works from any context.
+        let _ = Command::new("psql")
+            .args([&pg_admin_url(), "-q", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+            .output();
+    }
+}
