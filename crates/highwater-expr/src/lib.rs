@@ -83,8 +83,10 @@
 //!
 //! # Known deviations from Data Factory
 //!
-//! - `xpath()` is not implemented; `xml()` accepts only XML strings and only
-//!   checks that they look like XML.
+//! - `xpath()` implements XPath 1.0 without variables, namespaces by URI,
+//!   and the `id`/`lang` functions (see [`xpath`]); XML parsing has no DTD
+//!   support. Element nodes returned by `xpath()` are compact, where the
+//!   reference indents the outermost element when it has children.
 //! - Culture-aware string ordering in `greater`/`less` is approximated
 //!   (alphabetical ignoring case and common Latin accents, then lower case
 //!   first).
@@ -103,6 +105,8 @@ mod parser;
 mod scope;
 mod timezones;
 pub mod value;
+pub mod xml;
+pub mod xpath;
 
 pub use ast::{Expr, Node, NodeKind, Segment, Span, Template};
 pub use error::{Error, EvalError, EvalErrorKind, ParseError};

@@ -48,6 +48,78 @@ fn expression_like() -> impl Strategy<Value = String> {
     prop::collection::vec(pieces, 0..40).prop_map(|v| v.concat())
 }
 
+fn xml_like() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "<a>",
+        "</a>",
+        "<b x='1'>",
+        "</b>",
+        "<c/>",
+        "text",
+        "&amp;",
+        "&#65;",
+        "&bad;",
+        "<!--c-->",
+        "<![CDATA[x]]>",
+        "<?xml version=\"1.0\"?>",
+        "<?pi d?>",
+        " ",
+        "<",
+        ">",
+        "\"",
+        "=",
+        "é",
+    ]);
+    prop::collection::vec(pieces, 0..20).prop_map(|v| v.concat())
+}
+
+fn xpath_like() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "/",
+        "//",
+        "a",
+        "b",
+        "*",
+        "@x",
+        "text()",
+        "node()",
+        "[",
+        "]",
+        "1",
+        "2.5",
+        "'s'",
+        "(",
+        ")",
+        ",",
+        "=",
+        "!=",
+        "<",
+        ">=",
+        "+",
+        "-",
+        " div ",
+        " mod ",
+        " and ",
+        " or ",
+        "|",
+        ".",
+        "..",
+        "count(",
+        "sum(",
+        "string(",
+        "substring(",
+        "last()",
+        "position()",
+        "child::",
+        "ancestor::",
+        "following-sibling::",
+        "name(",
+        "concat(",
+        " ",
+    ]);
+    prop::collection::vec(pieces, 0..16).prop_map(|v| v.concat())
+}
+
 fn ident() -> impl Strategy<Value = String> {
     "[a-zA-Z_][a-zA-Z0-9_]{0,6}"
 }
@@ -132,6 +204,18 @@ proptest! {
             .map_err(|e| TestCaseError::fail(format!("{printed:?}: {e}")))?;
         prop_assert_eq!(parsed.template(), &template, "printed as {:?}", printed);
         let _ = parsed.eval(&EmptyScope);
+    }
+
+    #[test]
+    fn xml_and_xpath_never_panic(text in xml_like(), path in xpath_like()) {
+        if let Ok(doc) = highwater_expr::xml::parse(&text) {
+            let again = highwater_expr::xml::parse(&highwater_expr::xml::write(&doc));
+            prop_assert!(again.is_ok(), "{:?} re-serialized does not parse", text);
+            let _ = highwater_expr::xml::to_json(&doc);
+            let _ = highwater_expr::xpath::evaluate(&doc, &path);
+        }
+        let doc = highwater_expr::xml::parse("<a x='1'><b>1</b><b>t<c/></b><!--c--></a>").unwrap();
+        let _ = highwater_expr::xpath::evaluate(&doc, &path);
     }
 
     #[test]

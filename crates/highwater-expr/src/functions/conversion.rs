@@ -2,7 +2,9 @@
 //!
 //! Binary values are represented the way Data Factory serializes them:
 //! `{"$content-type": "application/octet-stream", "$content": "<base64>"}`;
-//! `xml()` returns the same shape with `application/xml;charset=utf-8`.
+//! `xml()` returns the same shape with `application/xml;charset=utf-8`
+//! (see [`crate::xml`] for the XML/JSON mapping and [`crate::xpath`] for
+//! the supported XPath).
 //! `int()` rejects floats (`int(1.9)` is an error, not 1) but parses strings
 //! with an exponent (`int('1e3')` is 1000). `bool()` accepts `true`/`false`
 //! strings in any case and numbers (non-zero is true), nothing else.
@@ -13,7 +15,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use serde_json::{Map, Value};
 
 use super::Args;
-use crate::error::{EvalError, EvalErrorKind};
+use crate::error::EvalError;
 use crate::value::{float_value, is_int, to_compact_json, to_interpolated_string};
 
 /// What `encodeUriComponent` leaves alone: letters, digits and `-_.~`.
@@ -246,11 +248,37 @@ fn parse_int(s: &str) -> Option<i64> {
 }
 
 pub fn json(a: &Args<'_>) -> Result<Value, EvalError> {
-    let s = a.str(0)?;
+    if let Some(text) = xml_text(a.get(0)) {
+        let doc = crate::xml::parse(&text)
+            .map_err(|e| a.value_error(0, format!("is not valid XML: {e}")))?;
+        return Ok(crate::xml::to_json(&doc));
+    }
+    let s = match a.get(0) {
+        Value::String(s) => s,
+        _ => return Err(a.type_error(0, "a string or an XML value")),
+    };
     if s.trim().is_empty() {
         return Ok(Value::Null);
     }
     serde_json::from_str(s).map_err(|e| a.value_error(0, format!("is not valid JSON: {e}")))
+}
+
+/// The text of an XML value (what `xml()` returns), if `v` is one.
+fn xml_text(v: &Value) -> Option<String> {
+    let m = v.as_object()?;
+    if !m
+        .get("$content-type")?
+        .as_str()?
+        .starts_with("application/xml")
+    {
+        return None;
+    }
+    let bytes = STANDARD.decode(m.get("$content")?.as_str()?).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn xml_value(text: &str) -> Value {
+    binary_value("application/xml;charset=utf-8", text.as_bytes())
 }
 
 pub fn string(a: &Args<'_>) -> Result<Value, EvalError> {
@@ -258,26 +286,38 @@ pub fn string(a: &Args<'_>) -> Result<Value, EvalError> {
 }
 
 pub fn xml(a: &Args<'_>) -> Result<Value, EvalError> {
-    let s = match a.get(0) {
-        Value::String(s) => s,
-        Value::Object(_) => {
-            return Err(a.error(
-                EvalErrorKind::Value,
-                "from an object is not supported by highwater; pass an XML string",
-            ));
+    let doc = match a.get(0) {
+        Value::String(s) => {
+            crate::xml::parse(s).map_err(|e| a.value_error(0, format!("is not valid XML: {e}")))?
         }
-        _ => return Err(a.type_error(0, "a string of XML")),
+        v @ Value::Object(_) => crate::xml::from_json(v)
+            .map_err(|e| a.value_error(0, format!("cannot be converted to XML: {e}")))?,
+        _ => return Err(a.type_error(0, "a string of XML or an object")),
     };
-    let t = s.trim();
-    if !(t.starts_with('<') && t.ends_with('>')) {
-        return Err(a.value_error(0, "is not XML"));
-    }
-    Ok(binary_value("application/xml;charset=utf-8", s.as_bytes()))
+    Ok(xml_value(&crate::xml::write(&doc)))
 }
 
 pub fn xpath(a: &Args<'_>) -> Result<Value, EvalError> {
-    Err(a.error(
-        EvalErrorKind::Value,
-        "is not supported by highwater (XPath evaluation is not implemented)",
-    ))
+    let text =
+        xml_text(a.get(0)).ok_or_else(|| a.type_error(0, "an XML value (use xml() first)"))?;
+    let path = a.str(1)?;
+    let doc =
+        crate::xml::parse(&text).map_err(|e| a.value_error(0, format!("is not valid XML: {e}")))?;
+    let result = crate::xpath::evaluate(&doc, path)
+        .map_err(|e| a.value_error(1, format!("is not a supported XPath expression: {e}")))?;
+    use crate::xpath::{XItem, XResult};
+    Ok(match result {
+        XResult::Nodes(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|i| match i {
+                    XItem::Xml(x) => xml_value(&x),
+                    XItem::Text(t) => Value::String(t),
+                })
+                .collect(),
+        ),
+        XResult::Number(x) => float_value(x).unwrap_or(Value::Null),
+        XResult::String(s) => Value::String(s),
+        XResult::Bool(b) => Value::Bool(b),
+    })
 }
