@@ -28,7 +28,7 @@ pub fn type_name(v: &Value) -> &'static str {
     }
 }
 
-/// "string 'x'", "integer 5", "null", "array [1,2]" — for error messages,
+/// `string 'x'`, `integer 5`, `null`, `array [1,2]` — for error messages,
 /// truncated to a readable length.
 pub fn describe(v: &Value) -> String {
     let shown = match v {

@@ -1,13 +1,14 @@
 //! Comparison functions (`and`, `or`, `if` are lazy and live in
-//! [`crate::eval`]).
+//! the evaluator, `eval.rs`).
 //!
 //! `equals` is deep equality, case-sensitive, with integers equal to floats
 //! of the same value at the top level only and booleans never equal to
 //! numbers. `greater` and friends take two numbers (mixed integer and float
 //! is fine) or two strings; strings compare the way .NET's invariant culture
-//! does, approximated here: letters compare alphabetically ignoring case and
-//! common Latin accents first (`'B' > 'a'`, `'é' < 'f'`), then lower case
-//! sorts before upper case (`'A' > 'a'`).
+//! does, approximated here: punctuation (in ICU's order) before digits
+//! before letters; letters alphabetically ignoring case and common Latin
+//! accents (`'B' > 'a'`, `'é' < 'f'`, `ß` as `ss`); then accents; then lower
+//! case before upper case (`'A' > 'a'`).
 
 use std::cmp::Ordering;
 
@@ -28,30 +29,65 @@ pub fn not(a: &Args<'_>) -> Result<Value, EvalError> {
     Ok(Value::Bool(!a.bool(0)?))
 }
 
-fn base_letter(c: char) -> char {
-    match c {
-        'à'..='å' => 'a',
-        'ç' => 'c',
-        'è'..='ë' => 'e',
-        'ì'..='ï' => 'i',
-        'ñ' => 'n',
-        'ò'..='ö' | 'ø' => 'o',
-        'ù'..='ü' => 'u',
-        'ý' | 'ÿ' => 'y',
-        c => c,
-    }
-}
+/// ICU root collation order of ASCII punctuation and symbols, which sort
+/// before digits, which sort before letters.
+const PUNCTUATION: &str = " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$";
 
-fn lower(c: char) -> char {
-    c.to_lowercase().next().unwrap_or(c)
+/// Primary weights of one character: letters alphabetically ignoring case
+/// and common accents (`ß` is `ss`, `æ` is `ae`).
+fn primary(c: char, out: &mut Vec<u32>) {
+    let lower = c.to_lowercase().next().unwrap_or(c);
+    let base: &str = match lower {
+        'à'..='å' | 'ā' | 'ă' | 'ą' => "a",
+        'æ' => "ae",
+        'ç' | 'ć' | 'č' => "c",
+        'ď' | 'đ' | 'ð' => "d",
+        'è'..='ë' | 'ē' | 'ė' | 'ę' | 'ě' => "e",
+        'ì'..='ï' | 'ī' | 'į' | 'ı' => "i",
+        'ł' | 'ľ' => "l",
+        'ñ' | 'ń' | 'ň' => "n",
+        'ò'..='ö' | 'ø' | 'ō' | 'ő' => "o",
+        'œ' => "oe",
+        'ř' => "r",
+        'ß' => "ss",
+        'ś' | 'š' | 'ş' => "s",
+        'ť' | 'ţ' => "t",
+        'þ' => "th",
+        'ù'..='ü' | 'ū' | 'ů' | 'ű' => "u",
+        'ý' | 'ÿ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        _ => "",
+    };
+    if !base.is_empty() {
+        out.extend(base.bytes().map(|b| 200 + u32::from(b - b'a')));
+        return;
+    }
+    out.push(match lower {
+        c if c.is_ascii_lowercase() => 200 + (c as u32 - 'a' as u32),
+        c if c.is_ascii_digit() => 100 + (c as u32 - '0' as u32),
+        c => match PUNCTUATION.find(c) {
+            Some(i) => 1 + i as u32,
+            None if c.is_whitespace() => 0,
+            // Other symbols (emoji, math, currency) sort after punctuation,
+            // before digits; other scripts' letters after Latin letters.
+            None if !c.is_alphanumeric() => 60,
+            None => 1000 + c as u32,
+        },
+    });
 }
 
 /// Culture-like string ordering, see the module doc.
 pub(crate) fn culture_cmp(x: &str, y: &str) -> Ordering {
-    let primary = |s: &str| -> Vec<char> { s.chars().map(|c| base_letter(lower(c))).collect() };
-    let accents = |s: &str| -> Vec<char> { s.chars().map(lower).collect() };
-    primary(x)
-        .cmp(&primary(y))
+    let key = |s: &str| -> Vec<u32> {
+        let mut k = Vec::new();
+        for c in s.chars() {
+            primary(c, &mut k);
+        }
+        k
+    };
+    let accents = |s: &str| -> Vec<char> { s.chars().flat_map(char::to_lowercase).collect() };
+    key(x)
+        .cmp(&key(y))
         .then_with(|| accents(x).cmp(&accents(y)))
         .then_with(|| {
             // Lower case before upper case.

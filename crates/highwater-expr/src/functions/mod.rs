@@ -4,7 +4,7 @@
 //!
 //! Arguments arrive evaluated, except for the short-circuiting `and`, `or`,
 //! `if` and `coalesce`, and the references (`pipeline()`, `activity()`, …),
-//! which [`crate::eval`] handles before calling into this table.
+//! which the evaluator (`eval.rs`) handles before calling into this table.
 //!
 //! Each category lives in its own module: [`string`], [`collection`],
 //! [`logical`], [`conversion`], [`math`], [`date`].
