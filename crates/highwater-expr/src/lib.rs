@@ -88,11 +88,22 @@
 //!   support. Element nodes returned by `xpath()` are compact, where the
 //!   reference indents the outermost element when it has children.
 //! - Culture-aware string ordering in `greater`/`less` is approximated
-//!   (alphabetical ignoring case and common Latin accents, then lower case
-//!   first).
+//!   (ICU-like: punctuation, then symbols, digits, letters; letters
+//!   alphabetically ignoring case and common Latin accents, then lower case
+//!   first); rare scripts and contractions may order differently.
+//! - `xml()` of an object writes child elements in key order (sorted, see
+//!   the next point about objects).
 //! - Float results that are not finite are errors (the reference returns the
-//!   string `"Infinity"`); `json()` rejects trailing text and truncated JSON
-//!   that the reference's lenient parser accepts.
+//!   string `"Infinity"`); `json()` rejects truncated JSON (`'[1,2'`) that
+//!   the reference's lenient parser completes (trailing text after a
+//!   complete value is ignored by both).
+//! - Objects print their keys in sorted order, not insertion order, because
+//!   the workspace builds `serde_json` without `preserve_order`
+//!   (`string(json('{"b":1,"a":2}'))` is `{"a":2,"b":1}` here).
+//! - `formatDateTime`'s third argument (a locale) is accepted and ignored:
+//!   names of months and days are always English (invariant culture).
+//! - Positions count UTF-16 code units like .NET, but a substring that would
+//!   split a surrogate pair yields U+FFFD instead of a lone surrogate.
 //! - Timestamps with an offset are treated as the reference does on a UTC
 //!   host (shifted to UTC, printed with `+00:00`).
 

@@ -815,6 +815,7 @@ const CASES: &[(&str, Option<&str>)] = &[
     (r##"@json(null)"##, None),
     (r##"@json('')"##, Some(r##"null"##)),
     (r##"@json('abc')"##, None),
+    (r##"@json('{"a":1} extra')"##, Some(r##"{"a":1}"##)),
     (r##"@base64(createArray(1))"##, Some(r##""WzFd""##)),
     (r##"@base64(1)"##, None),
     (r##"@base64(null)"##, None),

@@ -260,7 +260,15 @@ pub fn json(a: &Args<'_>) -> Result<Value, EvalError> {
     if s.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_json::from_str(s).map_err(|e| a.value_error(0, format!("is not valid JSON: {e}")))
+    // Like the reference, read the first JSON value and ignore what follows.
+    match serde_json::Deserializer::from_str(s)
+        .into_iter::<Value>()
+        .next()
+    {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(a.value_error(0, format!("is not valid JSON: {e}"))),
+        None => Ok(Value::Null),
+    }
 }
 
 /// The text of an XML value (what `xml()` returns), if `v` is one.
