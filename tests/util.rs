@@ -206,7 +206,7 @@ impl PgDb {
     }
 
     pub async fn exec(&self, sql: &str) {
-        self.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error()));
     }
 
     /// A second connection (for concurrent transactions).
