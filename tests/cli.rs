@@ -283,3 +283,36 @@ fn help_explains_the_commands() {
     let o = std::process::Command::new(bin()).arg("bogus").output().unwrap();
     assert_code(&o, 2);
 }
+
+#[test]
+fn expr_command_evaluates_with_a_context_file() {
+    let dir = Dir::new("expr");
+    dir.write(
+        "ctx.json",
+        r#"{"parameters": {"tableList": [{"TABLE_NAME": "orders"}]},
+            "activities": {"LookupOldWaterMarkActivity": {"firstRow": {"TableName": "data_source_table", "WatermarkValue": "2017-09-05T08:06:00Z"}}},
+            "run_id": "d4bf3ce2-5d60-43f3-9318-923155f61037",
+            "now": "2024-01-16T10:00:00Z"}"#,
+    );
+    let ctx = dir.join("ctx.json");
+    let ctx = ctx.to_str().unwrap();
+    let run = |e: &str| {
+        std::process::Command::new(bin()).args(["expr", e, "--context", ctx]).output().unwrap()
+    };
+    let o = run("@concat('Incremental-', pipeline().RunId, '.txt')");
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), "\"Incremental-d4bf3ce2-5d60-43f3-9318-923155f61037.txt\"");
+    let o = run("select * from t where LastModifytime > '@{activity('LookupOldWaterMarkActivity').output.firstRow.WatermarkValue}'");
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), "\"select * from t where LastModifytime > '2017-09-05T08:06:00Z'\"");
+    let o = run("@{pipeline().parameters.tableList[0].TABLE_NAME}-@{equals(1, 1.0)}-@{utcNow('yyyyMMdd')}");
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).trim(), "\"orders-True-20240116\"");
+    let o = run("@add(1, 'x')");
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("`add` expects numbers, got string 'x' as argument 2"), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty());
+    let o = run("@concat('a',");
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("line 1, column"), "{}", stderr(&o));
+}

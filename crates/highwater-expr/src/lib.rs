@@ -91,15 +91,12 @@
 //!   (ICU-like: punctuation, then symbols, digits, letters; letters
 //!   alphabetically ignoring case and common Latin accents, then lower case
 //!   first); rare scripts and contractions may order differently.
-//! - `xml()` of an object writes child elements in key order (sorted, see
-//!   the next point about objects).
+//! - Objects keep their keys in insertion order, as Data Factory does
+//!   (the workspace builds `serde_json` with `preserve_order`).
 //! - Float results that are not finite are errors (the reference returns the
 //!   string `"Infinity"`); `json()` rejects truncated JSON (`'[1,2'`) that
 //!   the reference's lenient parser completes (trailing text after a
 //!   complete value is ignored by both).
-//! - Objects print their keys in sorted order, not insertion order, because
-//!   the workspace builds `serde_json` without `preserve_order`
-//!   (`string(json('{"b":1,"a":2}'))` is `{"a":2,"b":1}` here).
 //! - `formatDateTime`'s third argument (a locale) is accepted and ignored:
 //!   names of months and days are always English (invariant culture).
 //! - Positions count UTF-16 code units like .NET, but a substring that would
