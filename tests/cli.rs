@@ -28,7 +28,9 @@ fn demo_runs_the_tutorial() {
     assert!(out.contains("1,aaaa,2017-09-01T00:56:00"), "{out}");
     assert!(out.contains("7,newdata,2017-09-07T09:01:00"), "{out}");
     let files: Vec<_> = {
-        let d = Dir { path: dir.join("d") };
+        let d = Dir {
+            path: dir.join("d"),
+        };
         let f = d.files("lake/incrementalcopy", ".csv");
         std::mem::forget(d);
         f
@@ -38,7 +40,11 @@ fn demo_runs_the_tutorial() {
     sizes.sort();
     assert_eq!(sizes, [3, 5]);
     // Running it again starts from scratch.
-    let o = std::process::Command::new(bin()).args(["demo", "--dir"]).arg(dir.join("d")).output().unwrap();
+    let o = std::process::Command::new(bin())
+        .args(["demo", "--dir"])
+        .arg(dir.join("d"))
+        .output()
+        .unwrap();
     assert_code(&o, 0);
 }
 
@@ -76,18 +82,35 @@ async fn missing_table_and_column_name_the_stream_and_keep_state() {
     let streams = format!(
         "{}{}",
         pg_stream("no_table", "public.nope", ""),
-        pg_stream("no_column", "t", "    mode: watermark\n    cursor: updatedat\n")
+        pg_stream(
+            "no_column",
+            "t",
+            "    mode: watermark\n    cursor: updatedat\n"
+        )
     );
     dir.write("highwater.yaml", &config(&db.url, &streams));
     let o = dir.hw(&["run"]);
     assert_code(&o, 2);
     let err = stderr(&o);
-    assert!(err.contains("stream no_table (") && err.contains("nope"), "{err}");
-    assert!(err.contains("stream no_column (") && err.contains("updatedat"), "{err}");
+    assert!(
+        err.contains("stream no_table (") && err.contains("nope"),
+        "{err}"
+    );
+    assert!(
+        err.contains("stream no_column (") && err.contains("updatedat"),
+        "{err}"
+    );
     assert!(err.contains("highwater.yaml:"), "{err}");
     let o = dir.hw(&["state", "--json"]);
     let state: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert!(state.as_array().unwrap().iter().all(|s| s["position"].is_null()), "{state}");
+    assert!(
+        state
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["position"].is_null()),
+        "{state}"
+    );
     assert!(dir.files("lake", ".csv").is_empty());
     // check reports the same, with exit 2.
     let o = dir.hw(&["check"]);
@@ -100,17 +123,35 @@ async fn null_cursor_policy() {
     let db = PgDb::new("nulls").await;
     db.exec("CREATE TABLE t (id int primary key, updated_at timestamptz); INSERT INTO t VALUES (1, now() - interval '1 minute'), (2, NULL);").await;
     let dir = Dir::new("nulls");
-    dir.write("highwater.yaml", &config(&db.url, &pg_stream("t", "t", "    mode: watermark\n    cursor: updated_at\n    primary_key: [id]\n")));
+    dir.write(
+        "highwater.yaml",
+        &config(
+            &db.url,
+            &pg_stream(
+                "t",
+                "t",
+                "    mode: watermark\n    cursor: updated_at\n    primary_key: [id]\n",
+            ),
+        ),
+    );
     // The full load copies rows with a NULL cursor too.
     assert_code(&dir.hw(&["run"]), 0);
     assert_eq!(all_csv_rows(&dir, "lake").len(), 2);
     let before = stdout(&dir.hw(&["state", "--json"]));
-    db.exec("INSERT INTO t VALUES (3, NULL), (4, now() - interval '1 second')").await;
+    db.exec("INSERT INTO t VALUES (3, NULL), (4, now() - interval '1 second')")
+        .await;
     let o = dir.hw(&["run"]);
     assert_code(&o, 1);
     let err = stderr(&o);
-    assert!(err.contains("updated_at") && err.contains("1 row(s)"), "{err}");
-    assert_eq!(stdout(&dir.hw(&["state", "--json"])), before, "state must not move after a failed run");
+    assert!(
+        err.contains("updated_at") && err.contains("1 row(s)"),
+        "{err}"
+    );
+    assert_eq!(
+        stdout(&dir.hw(&["state", "--json"])),
+        before,
+        "state must not move after a failed run"
+    );
     assert_eq!(all_csv_rows(&dir, "lake").len(), 2);
     // With skip, the run goes on without the NULL row.
     dir.write(
@@ -119,7 +160,10 @@ async fn null_cursor_policy() {
     );
     let o = dir.hw(&["run"]);
     assert_code(&o, 0);
-    let ids: Vec<String> = all_csv_rows(&dir, "lake").into_iter().map(|r| r[0].clone()).collect();
+    let ids: Vec<String> = all_csv_rows(&dir, "lake")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
     assert_eq!(ids.len(), 3);
     assert!(ids.contains(&"4".to_string()) && !ids.contains(&"3".to_string()));
 }
@@ -129,13 +173,19 @@ fn unreachable_server_fails_without_leaking_the_password() {
     let dir = Dir::new("unreachable");
     dir.write(
         "highwater.yaml",
-        &config("postgres://app:${HW_TEST_SECRET}@127.0.0.1:1/shop", &pg_stream("t", "t", "")),
+        &config(
+            "postgres://app:${HW_TEST_SECRET}@127.0.0.1:1/shop",
+            &pg_stream("t", "t", ""),
+        ),
     );
     let o = dir.hw_env(&["run"], &[("HW_TEST_SECRET", "Sup3rSecretPw")]);
     assert_code(&o, 1);
     let all = format!("{}{}", stdout(&o), stderr(&o));
     assert!(all.contains("stream t"), "{all}");
-    assert!(all.contains("127.0.0.1:1") || all.contains("connect"), "{all}");
+    assert!(
+        all.contains("127.0.0.1:1") || all.contains("connect"),
+        "{all}"
+    );
     assert!(!all.contains("Sup3rSecretPw"), "{all}");
     let o = dir.hw_env(&["check"], &[("HW_TEST_SECRET", "Sup3rSecretPw")]);
     assert_code(&o, 1);
@@ -152,11 +202,22 @@ fn unreachable_server_fails_without_leaking_the_password() {
 #[tokio::test]
 async fn passwords_never_reach_output_state_or_run_records() {
     let db = PgDb::new("secrets").await;
-    db.exec("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2);").await;
+    db.exec("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2);")
+        .await;
     // Trust auth accepts any password, so a real run carries one.
     let url = db.url.replace("postgres@", "postgres:Pa55wordInUrl@");
     let dir = Dir::new("secrets");
-    dir.write("highwater.yaml", &config(&url, &format!("{}{}", pg_stream("t", "t", ""), pg_stream("bad", "missing_table", ""))));
+    dir.write(
+        "highwater.yaml",
+        &config(
+            &url,
+            &format!(
+                "{}{}",
+                pg_stream("t", "t", ""),
+                pg_stream("bad", "missing_table", "")
+            ),
+        ),
+    );
     let o = dir.hw(&["run"]);
     assert_code(&o, 2);
     let mut seen = format!("{}{}", stdout(&o), stderr(&o));
@@ -169,10 +230,18 @@ async fn passwords_never_reach_output_state_or_run_records() {
     for f in std::fs::read_dir(dir.join(".highwater")).unwrap().flatten() {
         if f.path().is_file() {
             let bytes = std::fs::read(f.path()).unwrap();
-            assert!(!String::from_utf8_lossy(&bytes).contains("Pa55wordInUrl"), "{:?}", f.path());
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains("Pa55wordInUrl"),
+                "{:?}",
+                f.path()
+            );
         }
     }
-    assert_eq!(all_csv_rows(&dir, "lake/t").len(), 2, "the good stream ran although the other failed");
+    assert_eq!(
+        all_csv_rows(&dir, "lake/t").len(),
+        2,
+        "the good stream ran although the other failed"
+    );
 }
 
 #[tokio::test]
@@ -188,7 +257,12 @@ async fn hostile_table_names_cannot_change_the_database() {
     dir.write("highwater.yaml", &config(&db.url, &streams));
     let o = dir.hw(&["run"]);
     assert_code(&o, 2);
-    let n: i64 = db.client.query_one("SELECT count(*) FROM victims", &[]).await.unwrap().get(0);
+    let n: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM victims", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 1, "the victims table must survive");
     let rows = all_csv_rows(&dir, "lake/weird");
     assert_eq!(rows, vec![vec!["7".to_string(), "ok".to_string()]]);
@@ -202,8 +276,15 @@ async fn runs_state_reset_and_full_refresh() {
     db.exec("CREATE TABLE a (id int primary key, at timestamptz); INSERT INTO a VALUES (1, now() - interval '1 minute');
              CREATE TABLE b (id int primary key); INSERT INTO b VALUES (1), (2);").await;
     let dir = Dir::new("runs");
-    let streams = format!("{}{}", pg_stream("a", "a", "    mode: watermark\n    cursor: at\n"), pg_stream("b", "b", ""));
-    dir.write("highwater.yaml", &format!("concurrency: 2\n{}", config(&db.url, &streams)));
+    let streams = format!(
+        "{}{}",
+        pg_stream("a", "a", "    mode: watermark\n    cursor: at\n"),
+        pg_stream("b", "b", "")
+    );
+    dir.write(
+        "highwater.yaml",
+        &format!("concurrency: 2\n{}", config(&db.url, &streams)),
+    );
     assert_code(&dir.hw(&["run"]), 0);
     let o = dir.hw(&["runs", "--json"]);
     assert_code(&o, 0);
@@ -265,22 +346,35 @@ async fn one_failing_stream_does_not_stop_the_others() {
     assert_eq!(all_csv_rows(&dir, "lake/a").len(), 100);
     assert_eq!(all_csv_rows(&dir, "lake/c").len(), 1);
     assert!(stderr(&o).contains("stream b"), "{}", stderr(&o));
-    let runs: serde_json::Value = serde_json::from_str(&stdout(&dir.hw(&["runs", "--json"]))).unwrap();
+    let runs: serde_json::Value =
+        serde_json::from_str(&stdout(&dir.hw(&["runs", "--json"]))).unwrap();
     assert_eq!(runs[0]["status"], "Failed");
-    let b = runs[0]["streams"].as_array().unwrap().iter().find(|s| s["stream"] == "b").unwrap().clone();
+    let b = runs[0]["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "b")
+        .unwrap()
+        .clone();
     assert_eq!(b["status"], "Failed");
     assert!(b["error"].as_str().unwrap().contains("connect"), "{b}");
 }
 
 #[test]
 fn help_explains_the_commands() {
-    let o = std::process::Command::new(bin()).arg("--help").output().unwrap();
+    let o = std::process::Command::new(bin())
+        .arg("--help")
+        .output()
+        .unwrap();
     assert_code(&o, 0);
     let out = stdout(&o);
     for cmd in ["demo", "init", "check", "run", "runs", "state", "expr"] {
         assert!(out.contains(cmd), "{out}");
     }
-    let o = std::process::Command::new(bin()).arg("bogus").output().unwrap();
+    let o = std::process::Command::new(bin())
+        .arg("bogus")
+        .output()
+        .unwrap();
     assert_code(&o, 2);
 }
 
@@ -297,20 +391,37 @@ fn expr_command_evaluates_with_a_context_file() {
     let ctx = dir.join("ctx.json");
     let ctx = ctx.to_str().unwrap();
     let run = |e: &str| {
-        std::process::Command::new(bin()).args(["expr", e, "--context", ctx]).output().unwrap()
+        std::process::Command::new(bin())
+            .args(["expr", e, "--context", ctx])
+            .output()
+            .unwrap()
     };
     let o = run("@concat('Incremental-', pipeline().RunId, '.txt')");
     assert_code(&o, 0);
-    assert_eq!(stdout(&o).trim(), "\"Incremental-d4bf3ce2-5d60-43f3-9318-923155f61037.txt\"");
-    let o = run("select * from t where LastModifytime > '@{activity('LookupOldWaterMarkActivity').output.firstRow.WatermarkValue}'");
+    assert_eq!(
+        stdout(&o).trim(),
+        "\"Incremental-d4bf3ce2-5d60-43f3-9318-923155f61037.txt\""
+    );
+    let o = run(
+        "select * from t where LastModifytime > '@{activity('LookupOldWaterMarkActivity').output.firstRow.WatermarkValue}'",
+    );
     assert_code(&o, 0);
-    assert_eq!(stdout(&o).trim(), "\"select * from t where LastModifytime > '2017-09-05T08:06:00Z'\"");
-    let o = run("@{pipeline().parameters.tableList[0].TABLE_NAME}-@{equals(1, 1.0)}-@{utcNow('yyyyMMdd')}");
+    assert_eq!(
+        stdout(&o).trim(),
+        "\"select * from t where LastModifytime > '2017-09-05T08:06:00Z'\""
+    );
+    let o = run(
+        "@{pipeline().parameters.tableList[0].TABLE_NAME}-@{equals(1, 1.0)}-@{utcNow('yyyyMMdd')}",
+    );
     assert_code(&o, 0);
     assert_eq!(stdout(&o).trim(), "\"orders-True-20240116\"");
     let o = run("@add(1, 'x')");
     assert_code(&o, 1);
-    assert!(stderr(&o).contains("`add` expects numbers, got string 'x' as argument 2"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`add` expects numbers, got string 'x' as argument 2"),
+        "{}",
+        stderr(&o)
+    );
     assert!(stdout(&o).is_empty());
     let o = run("@concat('a',");
     assert_code(&o, 1);

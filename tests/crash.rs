@@ -32,12 +32,15 @@ fn no_partial_files(dir: &Dir) {
     for f in dir.files("lake", "") {
         all.push(f.to_string_lossy().to_string());
     }
-    assert!(all.iter().all(|f| !f.contains('#')), "staging leftovers: {all:?}");
+    assert!(
+        all.iter().all(|f| !f.contains('#')),
+        "staging leftovers: {all:?}"
+    );
 }
 
 fn cfg(url: &str, format: &str) -> String {
     format!(
-        "connections:\n  pg: {url}\n  lake: file://./lake\nstreams:\n  t:\n    from: pg\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"t/t-{{run_id}}.{format}\"\n    batch_size: 500\n"
+        "connections:\n  pg: {url}\n  lake: file://./lake\nstreams:\n  t:\n    from: pg\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"t/t-{{run_id}}.{format}\"\n    batch_size: 50\n"
     )
 }
 
@@ -51,16 +54,33 @@ async fn failpoints_at_every_step_leave_no_gap_and_no_duplicate() {
         dir.write("highwater.yaml", &cfg(&db.url, "csv"));
         // Start from a committed position for half the points.
         let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
-        assert_eq!(o.status.code(), None, "{point}: the process should have aborted\n{}", stderr(&o));
-        db.exec(&format!("INSERT INTO t SELECT g, 'v' || g FROM generate_series({next}, {}) g", next + 999)).await;
+        assert_eq!(
+            o.status.code(),
+            None,
+            "{point}: the process should have aborted\n{}",
+            stderr(&o)
+        );
+        db.exec(&format!(
+            "INSERT INTO t SELECT g, 'v' || g FROM generate_series({next}, {}) g",
+            next + 999
+        ))
+        .await;
         next += 1000;
         let o = dir.hw(&["run"]);
         assert_code(&o, 0);
         // Crash again in the middle of an incremental run, then finish.
-        db.exec(&format!("INSERT INTO t SELECT g, 'v' || g FROM generate_series({next}, {}) g", next + 999)).await;
+        db.exec(&format!(
+            "INSERT INTO t SELECT g, 'v' || g FROM generate_series({next}, {}) g",
+            next + 999
+        ))
+        .await;
         next += 1000;
         let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
-        assert!(o.status.code().is_none() || o.status.code() == Some(0), "{point}: {}", stderr(&o));
+        assert!(
+            o.status.code().is_none() || o.status.code() == Some(0),
+            "{point}: {}",
+            stderr(&o)
+        );
         assert_code(&dir.hw(&["run"]), 0);
         let ids = ids_exactly_once(&dir, "lake/t");
         assert_eq!(ids.len() as i64, next - 1, "{point}: rows missing");
@@ -78,13 +98,25 @@ async fn kill_9_at_random_instants() {
         let dir = Dir::new("kill9");
         dir.write("highwater.yaml", &cfg(&db.url, format));
         // Deterministic "random" delays that fall before, during and after the copy.
-        for (i, delay_ms) in [5u64, 40, 90, 150, 220, 300, 450, 700].into_iter().enumerate() {
-            let mut child = dir.command(&["run"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        for (i, delay_ms) in [5u64, 40, 90, 150, 220, 300, 450, 700]
+            .into_iter()
+            .enumerate()
+        {
+            let mut child = dir
+                .command(&["run"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             let _ = child.kill(); // SIGKILL
             let _ = child.wait();
             if i % 2 == 0 {
-                db.exec(&format!("INSERT INTO t SELECT g, 'v' || g, 'y' FROM generate_series({next}, {}) g", next + 4999)).await;
+                db.exec(&format!(
+                    "INSERT INTO t SELECT g, 'v' || g, 'y' FROM generate_series({next}, {}) g",
+                    next + 4999
+                ))
+                .await;
                 next += 5000;
             }
         }
@@ -97,10 +129,18 @@ async fn kill_9_at_random_instants() {
             let mut seen = BTreeSet::new();
             for f in dir.files("lake/t", ".parquet") {
                 let file = std::fs::File::open(&f).unwrap();
-                let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .unwrap()
+                        .build()
+                        .unwrap();
                 for b in reader {
                     let b = b.unwrap();
-                    let col = b.column(0).as_any().downcast_ref::<arrow_array::Int64Array>().unwrap();
+                    let col = b
+                        .column(0)
+                        .as_any()
+                        .downcast_ref::<arrow_array::Int64Array>()
+                        .unwrap();
                     for v in col.iter() {
                         assert!(seen.insert(v.unwrap()), "row copied twice");
                     }
@@ -120,13 +160,50 @@ async fn two_processes_on_one_stream() {
     db.exec("CREATE TABLE t (id bigint primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50000) g;").await;
     let dir = Dir::new("twoproc");
     dir.write("highwater.yaml", &cfg(&db.url, "csv"));
-    let a = dir.command(&["run"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let b = dir.command(&["run"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let a = dir
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b = dir
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     for o in [&a, &b] {
-        assert!(matches!(o.status.code(), Some(0) | Some(1)), "{}", stderr(o));
+        assert!(
+            matches!(o.status.code(), Some(0) | Some(1)),
+            "{}",
+            stderr(o)
+        );
     }
     assert_code(&dir.hw(&["run"]), 0);
     let ids = ids_exactly_once(&dir, "lake/t");
     assert_eq!(ids.len(), 50000);
+}
+
+/// A killed run shows as Failed in the history, not InProgress forever.
+#[tokio::test]
+async fn killed_runs_are_reported_failed() {
+    let db = PgDb::new("killedrun").await;
+    db.exec("CREATE TABLE t (id bigint primary key, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 100) g;").await;
+    let dir = Dir::new("killedrun");
+    dir.write("highwater.yaml", &cfg(&db.url, "csv"));
+    let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", "engine.mid_write")]);
+    assert_eq!(o.status.code(), None);
+    let runs: serde_json::Value =
+        serde_json::from_str(&stdout(&dir.hw(&["runs", "--json"]))).unwrap();
+    assert_eq!(runs[0]["status"], "Failed");
+    assert_eq!(runs[0]["streams"][0]["status"], "Failed");
+    assert!(
+        runs[0]["streams"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("stopped")
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    assert_eq!(ids_exactly_once(&dir, "lake/t").len(), 100);
 }

@@ -12,7 +12,12 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique name for databases and folders: `hw_<pid>_<n>_<tag>`.
 pub fn unique(tag: &str) -> String {
-    format!("hw_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), tag)
+    format!(
+        "hw_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        tag
+    )
 }
 
 /// A temporary folder, removed on drop (kept when HIGHWATER_KEEP_TEST_DIRS is set).
@@ -58,7 +63,10 @@ impl Dir {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(bin());
-        c.arg("-c").arg(self.config()).args(args).current_dir(&self.path);
+        c.arg("-c")
+            .arg(self.config())
+            .args(args)
+            .current_dir(&self.path);
         c.env("NO_COLOR", "1");
         c.env_remove("HIGHWATER_FAILPOINT");
         c
@@ -68,14 +76,18 @@ impl Dir {
     pub fn files(&self, sub: &str, ext: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();
         walk(&self.path.join(sub), &mut out);
-        out.retain(|p| p.to_string_lossy().ends_with(ext) && !p.to_string_lossy().contains("/_highwater/"));
+        out.retain(|p| {
+            p.to_string_lossy().ends_with(ext) && !p.to_string_lossy().contains("/_highwater/")
+        });
         out.sort();
         out
     }
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -122,7 +134,11 @@ pub fn assert_code(o: &Output, code: i32) {
 pub fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
     let text = std::fs::read_to_string(path).unwrap();
     let mut rows = parse_csv(&text);
-    let header = if rows.is_empty() { vec![] } else { rows.remove(0) };
+    let header = if rows.is_empty() {
+        vec![]
+    } else {
+        rows.remove(0)
+    };
     (header, rows)
 }
 
@@ -168,7 +184,8 @@ pub fn all_csv_rows(dir: &Dir, sub: &str) -> Vec<Vec<String>> {
 }
 
 pub fn pg_admin_url() -> String {
-    std::env::var("HIGHWATER_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("HIGHWATER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A fresh PostgreSQL database, dropped at the end of the test.
@@ -195,7 +212,10 @@ impl PgDb {
     pub async fn new(tag: &str) -> PgDb {
         let name = unique(tag);
         let admin = pg_connect(&pg_admin_url()).await;
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
         let base = pg_admin_url();
         let url = match base.rsplit_once('/') {
             Some((b, _)) => format!("{b}/{name}"),
@@ -206,7 +226,10 @@ impl PgDb {
     }
 
     pub async fn exec(&self, sql: &str) {
-        self.client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error()));
+        self.client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error()));
     }
 
     /// A second connection (for concurrent transactions).
@@ -220,7 +243,12 @@ impl Drop for PgDb {
         let name = self.name.clone();
         // Drop synchronously with psql so it works from any context.
         let _ = Command::new("psql")
-            .args([&pg_admin_url(), "-q", "-c", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+            .args([
+                &pg_admin_url(),
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ])
             .output();
     }
 }

@@ -40,7 +40,14 @@ async fn tutorial_flow_on_postgres() {
     let dir = Dir::new("tutorial");
     dir.write(
         "highwater.yaml",
-        &config(&db.url, &stream("people", "public.data_source_table", "    mode: watermark\n    cursor: lastmodifytime\n    primary_key: [personid]\n")),
+        &config(
+            &db.url,
+            &stream(
+                "people",
+                "public.data_source_table",
+                "    mode: watermark\n    cursor: lastmodifytime\n    primary_key: [personid]\n",
+            ),
+        ),
     );
     let o = dir.hw(&["run"]);
     assert_code(&o, 0);
@@ -90,7 +97,17 @@ async fn ties_at_the_boundary_postgres() {
     )
     .await;
     let dir = Dir::new("ties");
-    dir.write("highwater.yaml", &config(&db.url, &stream("t", "t", "    mode: watermark\n    cursor: updated_at\n    primary_key: [id]\n")));
+    dir.write(
+        "highwater.yaml",
+        &config(
+            &db.url,
+            &stream(
+                "t",
+                "t",
+                "    mode: watermark\n    cursor: updated_at\n    primary_key: [id]\n",
+            ),
+        ),
+    );
     assert_code(&dir.hw(&["run"]), 0);
     // Same cursor value as the watermark, inserted after the run.
     db.exec("INSERT INTO t VALUES (4, 'd', '2024-01-01 10:00:05+00'), (5, 'e', '2024-01-01 10:00:05+00')").await;
@@ -99,8 +116,15 @@ async fn ties_at_the_boundary_postgres() {
     assert_code(&dir.hw(&["run"]), 0);
     assert_code(&dir.hw(&["run"]), 0);
     let rows = rows_by_id(&dir, "lake/t");
-    assert_eq!(rows.keys().cloned().collect::<Vec<_>>(), ["1", "2", "3", "4", "5", "6", "7"]);
-    assert_eq!(dir.files("lake/t", ".csv").len(), 3, "the last run had no changes");
+    assert_eq!(
+        rows.keys().cloned().collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5", "6", "7"]
+    );
+    assert_eq!(
+        dir.files("lake/t", ".csv").len(),
+        3,
+        "the last run had no changes"
+    );
 }
 
 #[tokio::test]
@@ -113,16 +137,28 @@ async fn ties_at_the_boundary_sqlite() {
          INSERT INTO t VALUES (1, 'a', '2024-01-01 10:00:00'), (2, 'b', '2024-01-01 10:00:05'), (3, 'c', '2024-01-01 10:00:05');",
     )
     .unwrap();
-    dir.write("highwater.yaml", &config("sqlite://src.db", &stream("t", "t", "    mode: watermark\n    cursor: updated_at\n")));
+    dir.write(
+        "highwater.yaml",
+        &config(
+            "sqlite://src.db",
+            &stream("t", "t", "    mode: watermark\n    cursor: updated_at\n"),
+        ),
+    );
     assert_code(&dir.hw(&["run"]), 0);
     conn.execute_batch("INSERT INTO t VALUES (4, 'd', '2024-01-01 10:00:05'), (5, 'e', '2024-01-01 10:00:04.999999')").unwrap();
     assert_code(&dir.hw(&["run"]), 0);
-    conn.execute_batch("INSERT INTO t VALUES (6, 'f', '2024-01-01 10:00:05'), (7, 'g', '2024-01-01 10:00:06')").unwrap();
+    conn.execute_batch(
+        "INSERT INTO t VALUES (6, 'f', '2024-01-01 10:00:05'), (7, 'g', '2024-01-01 10:00:06')",
+    )
+    .unwrap();
     assert_code(&dir.hw(&["run"]), 0);
     let rows = rows_by_id(&dir, "lake/t");
     // Row 5 was inserted behind the watermark with an explicit old timestamp:
     // no watermark tool can see it (documented); every other row arrives once.
-    assert_eq!(rows.keys().cloned().collect::<Vec<_>>(), ["1", "2", "3", "4", "6", "7"]);
+    assert_eq!(
+        rows.keys().cloned().collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "6", "7"]
+    );
     assert_eq!(rows["4"], ["4", "d", "2024-01-01T10:00:05"]);
 }
 
@@ -131,14 +167,28 @@ async fn ties_at_the_boundary_sqlite() {
 #[tokio::test]
 async fn late_commit_is_copied_by_a_later_run() {
     let db = PgDb::new("late").await;
-    db.exec("CREATE TABLE t (id int primary key, updated_at timestamptz not null default now())").await;
-    db.exec("INSERT INTO t (id, updated_at) VALUES (1, now() - interval '1 hour')").await;
+    db.exec("CREATE TABLE t (id int primary key, updated_at timestamptz not null default now())")
+        .await;
+    db.exec("INSERT INTO t (id, updated_at) VALUES (1, now() - interval '1 hour')")
+        .await;
     let dir = Dir::new("late");
-    dir.write("highwater.yaml", &config(&db.url, &stream("t", "t", "    mode: watermark\n    cursor: updated_at\n    primary_key: [id]\n")));
+    dir.write(
+        "highwater.yaml",
+        &config(
+            &db.url,
+            &stream(
+                "t",
+                "t",
+                "    mode: watermark\n    cursor: updated_at\n    primary_key: [id]\n",
+            ),
+        ),
+    );
     assert_code(&dir.hw(&["run"]), 0);
 
     let late = db.connect().await;
-    late.batch_execute("BEGIN; INSERT INTO t (id) VALUES (2);").await.unwrap();
+    late.batch_execute("BEGIN; INSERT INTO t (id) VALUES (2);")
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     // Committed after the late transaction started, so its cursor is newer.
     db.exec("INSERT INTO t (id) VALUES (3)").await;
@@ -148,7 +198,11 @@ async fn late_commit_is_copied_by_a_later_run() {
     db.exec("INSERT INTO t (id) VALUES (4)").await;
     assert_code(&dir.hw(&["run"]), 0);
     let rows = rows_by_id(&dir, "lake/t");
-    assert_eq!(rows.keys().cloned().collect::<Vec<_>>(), ["1", "2", "3", "4"], "late row 2 must arrive exactly once");
+    assert_eq!(
+        rows.keys().cloned().collect::<Vec<_>>(),
+        ["1", "2", "3", "4"],
+        "late row 2 must arrive exactly once"
+    );
 }
 
 /// Timestamps that differ only in the last microsecond survive the round
@@ -162,20 +216,47 @@ async fn precision_and_time_zones_survive_state() {
     )
     .await;
     let dir = Dir::new("precision");
-    dir.write("highwater.yaml", &config(&db.url, &stream("t", "t", "    mode: watermark\n    cursor: updated_at\n    primary_key: [id]\n")));
+    dir.write(
+        "highwater.yaml",
+        &config(
+            &db.url,
+            &stream(
+                "t",
+                "t",
+                "    mode: watermark\n    cursor: updated_at\n    primary_key: [id]\n",
+            ),
+        ),
+    );
     assert_code(&dir.hw(&["run"]), 0);
     let o = dir.hw(&["state", "--json"]);
     assert_code(&o, 0);
     let state: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(state[0]["watermark"], "2024-03-10T07:00:00.000001+00:00");
     // One microsecond later: only the new row arrives.
-    db.exec("INSERT INTO t VALUES (2, '2024-03-10 07:00:00.000002+00', '2024-03-10 12:00:00.000002')").await;
+    db.exec(
+        "INSERT INTO t VALUES (2, '2024-03-10 07:00:00.000002+00', '2024-03-10 12:00:00.000002')",
+    )
+    .await;
     assert_code(&dir.hw(&["run"]), 0);
     let files = dir.files("lake/t", ".csv");
     assert_eq!(files.len(), 2);
     let all = rows_by_id(&dir, "lake/t");
-    assert_eq!(all["1"], ["1", "2024-03-10T07:00:00.000001+00:00", "2024-03-10T12:00:00.000001"]);
-    assert_eq!(all["2"], ["2", "2024-03-10T07:00:00.000002+00:00", "2024-03-10T12:00:00.000002"]);
+    assert_eq!(
+        all["1"],
+        [
+            "1",
+            "2024-03-10T07:00:00.000001+00:00",
+            "2024-03-10T12:00:00.000001"
+        ]
+    );
+    assert_eq!(
+        all["2"],
+        [
+            "2",
+            "2024-03-10T07:00:00.000002+00:00",
+            "2024-03-10T12:00:00.000002"
+        ]
+    );
     let o = dir.hw(&["state", "--json"]);
     let state: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(state[0]["watermark"], "2024-03-10T07:00:00.000002+00:00");
@@ -195,7 +276,11 @@ async fn integer_and_date_cursors() {
     let streams = format!(
         "{}{}",
         stream("i", "i", "    mode: watermark\n    cursor: id\n"),
-        stream("d", "d", "    mode: watermark\n    cursor: day\n    primary_key: [id]\n")
+        stream(
+            "d",
+            "d",
+            "    mode: watermark\n    cursor: day\n    primary_key: [id]\n"
+        )
     );
     dir.write("highwater.yaml", &config(&db.url, &streams));
     assert_code(&dir.hw(&["run"]), 0);
@@ -228,15 +313,30 @@ async fn parquet_and_jsonl_carry_types() {
     let today = chrono::Utc::now().format("%Y/%m/%d").to_string();
     assert!(pq[0].to_string_lossy().contains(&today), "{:?}", pq[0]);
     let file = std::fs::File::open(&pq[0]).unwrap();
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
     let schema = reader.schema().clone();
-    assert_eq!(schema.field_with_name("amount").unwrap().data_type(), &arrow_schema::DataType::Decimal128(12, 2));
-    assert!(matches!(schema.field_with_name("at").unwrap().data_type(), arrow_schema::DataType::Timestamp(_, Some(_))));
-    assert!(schema.field_with_name(highwater_core::CURSOR_COLUMN).is_err(), "hidden column leaked");
+    assert_eq!(
+        schema.field_with_name("amount").unwrap().data_type(),
+        &arrow_schema::DataType::Decimal128(12, 2)
+    );
+    assert!(matches!(
+        schema.field_with_name("at").unwrap().data_type(),
+        arrow_schema::DataType::Timestamp(_, Some(_))
+    ));
+    assert!(
+        schema
+            .field_with_name(highwater_core::CURSOR_COLUMN)
+            .is_err(),
+        "hidden column leaked"
+    );
     let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
     assert_eq!(rows, 1000);
     let js = std::fs::read_to_string(dir.join("lake/js/js.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = js.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = js
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 10);
     assert_eq!(lines[2]["name"], "n3");
     assert_eq!(lines[2]["id"], 3);

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
     status      TEXT NOT NULL,
     started_at  TEXT NOT NULL,
-    finished_at TEXT
+    finished_at TEXT,
+    pid         INTEGER
 );
 CREATE TABLE IF NOT EXISTS stream_runs (
     run_id  TEXT NOT NULL,
@@ -116,6 +117,18 @@ impl SqliteState {
         })?;
         rows.collect()
     }
+}
+
+/// Whether a process with this id runs on this machine (Linux: /proc).
+fn process_alive(pid: i64) -> bool {
+    if pid == std::process::id() as i64 {
+        return true;
+    }
+    let proc = Path::new("/proc");
+    if !proc.exists() {
+        return true; // Cannot tell: never declare a live run dead.
+    }
+    proc.join(pid.to_string()).exists()
 }
 
 fn lock_file_name(stream: &str) -> String {
@@ -300,8 +313,8 @@ impl StateStore for SqliteState {
     async fn begin_run(&self, run_id: &str, started_at: DateTime<Utc>) -> Result<()> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO runs (run_id, status, started_at) VALUES (?1, 'InProgress', ?2)",
-                params![run_id, ts(started_at)],
+                "INSERT INTO runs (run_id, status, started_at, pid) VALUES (?1, 'InProgress', ?2, ?3)",
+                params![run_id, ts(started_at), std::process::id()],
             )
         })?;
         Ok(())
@@ -346,10 +359,10 @@ impl StateStore for SqliteState {
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        type Row = (String, String, String, Option<String>);
+        type Row = (String, String, String, Option<String>, Option<i64>);
         let found: Vec<Row> = self.with(|c| {
             let mut st = c.prepare(
-                "SELECT run_id, status, started_at, finished_at FROM runs
+                "SELECT run_id, status, started_at, finished_at, pid FROM runs
                  WHERE run_id = ?1 OR run_id LIKE ?2 ESCAPE '\\' ORDER BY started_at DESC LIMIT 2",
             )?;
             let prefix = format!(
@@ -360,7 +373,7 @@ impl StateStore for SqliteState {
                     .replace('_', "\\_")
             );
             let rows = st.query_map(params![run_id, prefix], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
             rows.collect()
         })?;
@@ -378,15 +391,32 @@ impl StateStore for SqliteState {
             let rows = st.query_map(params![row.0], |r| r.get(0))?;
             rows.collect()
         })?;
-        let streams = records
+        let mut streams = records
             .iter()
             .map(|r| {
                 serde_json::from_str(r).map_err(|e| err(format!("unreadable run record: {e}")))
             })
             .collect::<Result<Vec<StreamRun>>>()?;
+        let mut status = RunStatus::parse(&row.1);
+        if status == RunStatus::InProgress && row.4.is_some_and(|pid| !process_alive(pid)) {
+            // The process was killed: say so, and remember it.
+            status = RunStatus::Failed;
+            for s in streams
+                .iter_mut()
+                .filter(|s| s.status == RunStatus::InProgress)
+            {
+                s.status = RunStatus::Failed;
+                s.error = Some(
+                    "the process stopped before this stream finished (killed?); the next run settles it".into(),
+                );
+                self.record_stream_run(&row.0, s).await?;
+            }
+            self.finish_run(&row.0, RunStatus::Failed, Utc::now())
+                .await?;
+        }
         Ok(Some(RunRecord {
             run_id: row.0,
-            status: RunStatus::parse(&row.1),
+            status,
             started_at: parse_ts(&row.2),
             finished_at: row.3.as_deref().map(parse_ts),
             streams,
