@@ -341,3 +341,55 @@ async fn parquet_and_jsonl_carry_types() {
     assert_eq!(lines[2]["name"], "n3");
     assert_eq!(lines[2]["id"], 3);
 }
+
+/// `cursor: [updated_at, created_at]` means the first non-NULL; a table
+/// without a primary key de-duplicates the boundary by whole rows.
+#[tokio::test]
+async fn cursor_lists_and_tables_without_keys() {
+    let db = PgDb::new("coalesce").await;
+    db.exec(
+        "CREATE TABLE t (id int, created_at timestamptz not null, updated_at timestamptz);
+         INSERT INTO t VALUES (1, '2024-01-01 00:00:00+00', NULL), (2, '2024-01-01 00:00:00+00', '2024-01-02 00:00:00+00');",
+    )
+    .await;
+    let dir = Dir::new("coalesce");
+    dir.write("highwater.yaml", &config(&db.url, &stream("t", "t", "    mode: watermark\n    cursor: [updated_at, created_at]\n")));
+    assert_code(&dir.hw(&["run"]), 0);
+    // Row 3 ties with the watermark through created_at; row 1 gets updated.
+    db.exec("INSERT INTO t VALUES (3, '2024-01-02 00:00:00+00', NULL); UPDATE t SET updated_at = '2024-01-03 00:00:00+00' WHERE id = 1;").await;
+    assert_code(&dir.hw(&["run"]), 0);
+    assert_code(&dir.hw(&["run"]), 0);
+    let mut ids: Vec<String> = all_csv_rows(&dir, "lake/t").into_iter().map(|r| r[0].clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["1", "1", "2", "3"], "row 1 twice (insert, then update), others once");
+    assert_eq!(dir.files("lake/t", ".csv").len(), 2);
+}
+
+#[test]
+fn sqlite_query_source_with_integer_cursor() {
+    let dir = Dir::new("sqlite_query");
+    let conn = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE events (seq integer primary key, kind text, payload blob, score real, ok boolean, day date);
+         INSERT INTO events (kind, payload, score, ok, day) VALUES ('a', x'00ff', 1.5, 1, '2024-01-01'), ('b', NULL, NULL, 0, NULL), ('a', x'01', 2.5, 1, '2024-01-03');",
+    )
+    .unwrap();
+    let streams = "  ev:\n    from: src\n    query: \"select seq, kind, score, ok, day from events where kind = 'a'\"\n    mode: watermark\n    cursor: seq\n    to: lake\n    path: \"ev/{run_id}.jsonl\"\n";
+    dir.write("highwater.yaml", &config("sqlite://src.db", streams));
+    assert_code(&dir.hw(&["run"]), 0);
+    conn.execute_batch("INSERT INTO events (kind, score, ok) VALUES ('a', 3.5, 0), ('b', 0, 0)").unwrap();
+    assert_code(&dir.hw(&["run"]), 0);
+    let mut lines = Vec::new();
+    for f in dir.files("lake/ev", ".jsonl") {
+        for l in std::fs::read_to_string(f).unwrap().lines() {
+            lines.push(serde_json::from_str::<serde_json::Value>(l).unwrap());
+        }
+    }
+    lines.sort_by_key(|v| v["seq"].as_i64());
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["seq"], 1);
+    assert_eq!(lines[0]["ok"], true);
+    assert_eq!(lines[0]["day"], "2024-01-01");
+    assert_eq!(lines[2]["seq"], 4);
+    assert_eq!(lines[2]["score"], 3.5);
+}
