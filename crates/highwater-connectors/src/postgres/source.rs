@@ -291,16 +291,19 @@ impl Source for PgSource {
                     )
                     .await
                     .map_err(pg_err)?;
-                let filter = if is_time {
-                    format!(
-                        "FILTER (WHERE {expr} <= (SELECT current_setting('highwater.cap')::timestamptz))"
-                    )
+                // Two scalar subqueries, each answerable from an index on the
+                // cursor (a FILTER clause would force a full scan).
+                let capped = if is_time {
+                    format!("WHERE {expr} <= (SELECT current_setting('highwater.cap')::timestamptz)")
                 } else {
                     String::new()
                 };
                 let row = client
                     .query_one(
-                        &format!("SELECT max({expr}) {filter}, count(*) FILTER (WHERE {expr} IS NULL) FROM {from}"),
+                        &format!(
+                            "SELECT (SELECT max({expr}) FROM {from} {capped}), \
+                                    (SELECT count(*) FROM {from} WHERE {expr} IS NULL)"
+                        ),
                         &[],
                     )
                     .await
