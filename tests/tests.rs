@@ -10,4 +10,5 @@ mod util;
 
 mod cli;
 mod crash;
+mod objects;
 mod watermark;
