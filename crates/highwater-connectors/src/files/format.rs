@@ -1,5 +1,10 @@
-//! Encoders: Arrow batches → bytes of CSV, JSON Lines or Parquet, pushed into
-//! an `AsyncWrite` as they are produced (bounded memory).
+//! Encoders: Arrow batches → bytes of CSV, JSON Lines or Parquet, streamed
+//! into an object-store upload as they are produced (bounded memory).
+//!
+//! CSV and JSON Lines are encoded into a buffer that becomes one upload part
+//! when it reaches [`PART_SIZE`] (the part is handed over, not copied), with
+//! one part in flight while the next is encoded. A file that fits in one
+//! buffer is written with a single atomic `put`.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -8,12 +13,19 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use highwater_core::{Error, Result};
 use object_store::buffered::BufWriter;
+use object_store::path::Path;
+use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
-use tokio::io::AsyncWriteExt;
+use tokio::task::JoinHandle;
 
-/// A `Write` whose bytes are taken out after each batch.
+use super::csv::CsvEncoder;
+
+/// Bytes per upload part (S3 needs at least 5 MiB for all but the last).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// A `Write` whose bytes are taken out after each batch (for arrow_json).
 #[derive(Clone, Default)]
 pub struct SharedBuf(Arc<Mutex<Vec<u8>>>);
 
@@ -31,56 +43,136 @@ impl Write for SharedBuf {
 }
 
 impl SharedBuf {
-    fn take(&self) -> Vec<u8> {
-        self.0
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default()
+    fn drain_into(&self, out: &mut Vec<u8>) {
+        if let Ok(mut v) = self.0.lock() {
+            out.append(&mut v);
+        }
     }
-}
-
-/// Timestamps in ISO 8601; fractions only where present.
-const TS_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f";
-const TSTZ_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.f%:z";
-
-pub enum Encoder {
-    Csv {
-        w: arrow_csv::Writer<SharedBuf>,
-        buf: SharedBuf,
-        out: BufWriter,
-    },
-    Jsonl {
-        w: arrow_json::LineDelimitedWriter<SharedBuf>,
-        buf: SharedBuf,
-        out: BufWriter,
-    },
-    Parquet {
-        w: AsyncArrowWriter<BufWriter>,
-    },
 }
 
 fn enc_err(target: &str, e: impl std::fmt::Display) -> Error {
     Error::sink(target, e)
 }
 
-impl Encoder {
-    pub fn new(format: &str, schema: SchemaRef, out: BufWriter, target: &str) -> Result<Encoder> {
-        match format {
-            "csv" => {
-                let buf = SharedBuf::default();
-                let w = arrow_csv::WriterBuilder::new()
-                    .with_header(true)
-                    .with_timestamp_format(TS_FORMAT.into())
-                    .with_datetime_format(TS_FORMAT.into())
-                    .with_timestamp_tz_format(TSTZ_FORMAT.into())
-                    .with_date_format("%Y-%m-%d".into())
-                    .build(buf.clone());
-                Ok(Encoder::Csv { w, buf, out })
+/// A buffered upload: parts of [`PART_SIZE`], one in flight.
+pub struct Output {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    buf: Vec<u8>,
+    upload: Option<Box<dyn MultipartUpload>>,
+    in_flight: Option<JoinHandle<object_store::Result<()>>>,
+}
+
+impl Output {
+    pub fn new(store: Arc<dyn ObjectStore>, path: Path) -> Output {
+        Output {
+            store,
+            path,
+            buf: Vec::with_capacity(PART_SIZE + 1024 * 1024),
+            upload: None,
+            in_flight: None,
+        }
+    }
+
+    async fn wait_in_flight(&mut self, target: &str) -> Result<()> {
+        if let Some(h) = self.in_flight.take() {
+            h.await
+                .map_err(|e| enc_err(target, e))?
+                .map_err(|e| enc_err(target, e))?;
+        }
+        Ok(())
+    }
+
+    /// Send a part when the buffer is full.
+    pub async fn maybe_flush(&mut self, target: &str) -> Result<()> {
+        if self.buf.len() < PART_SIZE {
+            return Ok(());
+        }
+        if self.upload.is_none() {
+            let up = self
+                .store
+                .put_multipart(&self.path)
+                .await
+                .map_err(|e| enc_err(target, e))?;
+            self.upload = Some(up);
+        }
+        self.wait_in_flight(target).await?;
+        let part = std::mem::replace(&mut self.buf, Vec::with_capacity(PART_SIZE + 1024 * 1024));
+        if let Some(up) = self.upload.as_mut() {
+            self.in_flight = Some(tokio::spawn(up.put_part(PutPayload::from(part))));
+        }
+        Ok(())
+    }
+
+    /// Publish atomically.
+    pub async fn finish(mut self, target: &str) -> Result<()> {
+        self.wait_in_flight(target).await?;
+        let rest = std::mem::take(&mut self.buf);
+        match self.upload.take() {
+            None => {
+                self.store
+                    .put(&self.path, PutPayload::from(rest))
+                    .await
+                    .map_err(|e| enc_err(target, e))?;
             }
+            Some(mut up) => {
+                if !rest.is_empty() {
+                    up.put_part(PutPayload::from(rest))
+                        .await
+                        .map_err(|e| enc_err(target, e))?;
+                }
+                up.complete().await.map_err(|e| enc_err(target, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn abort(mut self) {
+        if let Some(h) = self.in_flight.take() {
+            let _ = h.await;
+        }
+        if let Some(mut up) = self.upload.take() {
+            let _ = up.abort().await;
+        }
+    }
+}
+
+pub enum Encoder {
+    Csv {
+        enc: CsvEncoder,
+        out: Output,
+    },
+    Jsonl {
+        w: arrow_json::LineDelimitedWriter<SharedBuf>,
+        buf: SharedBuf,
+        out: Output,
+    },
+    Parquet {
+        w: AsyncArrowWriter<BufWriter>,
+    },
+}
+
+impl Encoder {
+    pub fn new(
+        format: &str,
+        schema: SchemaRef,
+        store: Arc<dyn ObjectStore>,
+        path: Path,
+        target: &str,
+    ) -> Result<Encoder> {
+        match format {
+            "csv" => Ok(Encoder::Csv {
+                enc: CsvEncoder::default(),
+                out: Output::new(store, path),
+            }),
             "jsonl" => {
                 let buf = SharedBuf::default();
                 let w = arrow_json::LineDelimitedWriter::new(buf.clone());
-                Ok(Encoder::Jsonl { w, buf, out })
+                Ok(Encoder::Jsonl {
+                    w,
+                    buf,
+                    out: Output::new(store, path),
+                })
             }
             "parquet" => {
                 let props = WriterProperties::builder()
@@ -88,6 +180,7 @@ impl Encoder {
                     .set_max_row_group_row_count(Some(128 * 1024))
                     .set_max_row_group_bytes(Some(32 * 1024 * 1024))
                     .build();
+                let out = BufWriter::with_capacity(store, path, PART_SIZE);
                 let w = AsyncArrowWriter::try_new(out, schema, Some(props))
                     .map_err(|e| enc_err(target, e))?;
                 Ok(Encoder::Parquet { w })
@@ -98,17 +191,14 @@ impl Encoder {
 
     pub async fn write(&mut self, batch: &RecordBatch, target: &str) -> Result<()> {
         match self {
-            Encoder::Csv { w, buf, out } => {
-                w.write(batch).map_err(|e| enc_err(target, e))?;
-                out.write_all(&buf.take())
-                    .await
-                    .map_err(|e| enc_err(target, e))
+            Encoder::Csv { enc, out } => {
+                enc.encode(batch, &mut out.buf)?;
+                out.maybe_flush(target).await
             }
             Encoder::Jsonl { w, buf, out } => {
                 w.write(batch).map_err(|e| enc_err(target, e))?;
-                out.write_all(&buf.take())
-                    .await
-                    .map_err(|e| enc_err(target, e))
+                buf.drain_into(&mut out.buf);
+                out.maybe_flush(target).await
             }
             Encoder::Parquet { w } => w.write(batch).await.map_err(|e| enc_err(target, e)),
         }
@@ -117,24 +207,15 @@ impl Encoder {
     /// Flush and complete the upload: the object becomes visible atomically.
     pub async fn finish(self, target: &str) -> Result<()> {
         match self {
-            Encoder::Csv { w, buf, mut out } => {
-                drop(w);
-                out.write_all(&buf.take())
-                    .await
-                    .map_err(|e| enc_err(target, e))?;
-                out.shutdown().await.map_err(|e| enc_err(target, e))
-            }
+            Encoder::Csv { out, .. } => out.finish(target).await,
             Encoder::Jsonl {
                 mut w,
                 buf,
                 mut out,
             } => {
                 w.finish().map_err(|e| enc_err(target, e))?;
-                drop(w);
-                out.write_all(&buf.take())
-                    .await
-                    .map_err(|e| enc_err(target, e))?;
-                out.shutdown().await.map_err(|e| enc_err(target, e))
+                buf.drain_into(&mut out.buf);
+                out.finish(target).await
             }
             Encoder::Parquet { w } => w.close().await.map(|_| ()).map_err(|e| enc_err(target, e)),
         }
@@ -143,9 +224,7 @@ impl Encoder {
     /// Abandon the upload; nothing becomes visible.
     pub async fn abort(self) {
         match self {
-            Encoder::Csv { mut out, .. } | Encoder::Jsonl { mut out, .. } => {
-                let _ = out.abort().await;
-            }
+            Encoder::Csv { out, .. } | Encoder::Jsonl { out, .. } => out.abort().await,
             Encoder::Parquet { w } => {
                 let mut out = w.into_inner();
                 let _ = out.abort().await;

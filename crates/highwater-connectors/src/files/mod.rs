@@ -20,6 +20,7 @@
 //! ignored by Spark, Hive, DuckDB globbing conventions, so the markers do not
 //! read as data.
 
+mod csv;
 mod format;
 mod sink;
 

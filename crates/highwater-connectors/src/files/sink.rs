@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use highwater_core::{
     Committed, ConnKind, Error, Recovered, Result, Sink, SinkWriter, WriteRequest,
 };
-use object_store::buffered::BufWriter;
 use object_store::path::{Path, PathPart};
 use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -171,8 +170,13 @@ impl Sink for FileSink {
                 Err(e) => return Err(Error::sink(&url, e)),
             }
         }
-        let out = BufWriter::with_capacity(self.store.clone(), path.clone(), 8 * 1024 * 1024);
-        let encoder = Encoder::new(&req.format, req.schema.clone(), out, &url)?;
+        let encoder = Encoder::new(
+            &req.format,
+            req.schema.clone(),
+            self.store.clone(),
+            path.clone(),
+            &url,
+        )?;
         Ok(Box::new(FileWriter {
             store: self.store.clone(),
             marker: FileSink::marker(&req.stream, &req.run_id),
