@@ -602,7 +602,12 @@ pub async fn killed_runs(b: Backend) {
         db.exec(&format!("DELETE FROM data_source_table WHERE personid = {}", id - 1)).await;
         id += 2;
         db.settle().await;
-        let mut child = dir.command(&["run"]).spawn().unwrap();
+        let mut child = dir
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(5 + round * 12));
         let _ = child.kill();
         let _ = child.wait();
