@@ -620,6 +620,33 @@ pub async fn killed_runs(b: Backend) {
     lake.assert_matches(&db.table().await);
 }
 
+/// An update of the primary key is a delete of the old key and an insert
+/// of the new one; a row inserted and deleted in one window arrives once as
+/// `D` (documented choice); deleting every row arrives as `D`s.
+pub async fn key_updates_and_deletes(b: Backend) {
+    let (dir, db, mut lake) = start(b, "ct_keys", "2d", 1000).await;
+    db.exec("UPDATE data_source_table SET personid = 50 WHERE personid = 2").await;
+    db.exec("INSERT INTO data_source_table (personid, name, age) VALUES (7, 'brief', 1)").await;
+    db.exec("DELETE FROM data_source_table WHERE personid = 7").await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(
+        ops(&r.rows),
+        vec![s("2", "", "", "D"), s("50", "bbbb", "24", "I"), s("7", "", "", "D")],
+        "{}",
+        r.out
+    );
+    lake.assert_matches(&db.table().await);
+    db.exec("DELETE FROM data_source_table").await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(r.rows.len(), 5, "{}", r.out);
+    assert!(r.rows.iter().all(|x| x.4 == "D"), "{:?}", r.rows);
+    lake.assert_matches(&db.table().await);
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -656,4 +683,5 @@ conformance!(
     concurrent_writers,
     retention_reload,
     killed_runs,
+    key_updates_and_deletes,
 );
