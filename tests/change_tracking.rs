@@ -42,9 +42,17 @@ type Row3 = (i64, Option<String>, Option<i64>);
 impl Conn {
     async fn exec(&mut self, sql: &str) {
         match self {
-            Conn::Lite(c) => c.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}")),
-            Conn::Pg(c) => c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")),
-            Conn::My(c) => c.query_drop(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Conn::Lite(c) => c
+                .execute_batch(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Conn::Pg(c) => c
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Conn::My(c) => c
+                .query_drop(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
         }
     }
 
@@ -136,14 +144,20 @@ impl Db {
         let start = Instant::now();
         loop {
             let xmin: i64 = c
-                .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint", &[])
+                .query_one(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                    &[],
+                )
                 .await
                 .unwrap()
                 .get(0);
             if xmin > x {
                 return;
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "a transaction stayed open for a minute");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "a transaction stayed open for a minute"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -204,7 +218,9 @@ struct Run {
 
 impl Run {
     fn full_reload(&self) -> bool {
-        self.json.as_ref().is_some_and(|j| j["streams"][0]["full_reload"] == Json::Bool(true))
+        self.json
+            .as_ref()
+            .is_some_and(|j| j["streams"][0]["full_reload"] == Json::Bool(true))
     }
 }
 
@@ -237,12 +253,24 @@ impl Lake {
             let (header, data) = read_csv(&f);
             assert_eq!(
                 header,
-                ["personid", "name", "age", "SYS_CHANGE_VERSION", "SYS_CHANGE_OPERATION"],
+                [
+                    "personid",
+                    "name",
+                    "age",
+                    "SYS_CHANGE_VERSION",
+                    "SYS_CHANGE_OPERATION"
+                ],
                 "{}",
                 f.display()
             );
             for r in data {
-                rows.push((r[0].clone(), r[1].clone(), r[2].clone(), r[3].clone(), r[4].clone()));
+                rows.push((
+                    r[0].clone(),
+                    r[1].clone(),
+                    r[2].clone(),
+                    r[3].clone(),
+                    r[4].clone(),
+                ));
             }
         }
         if full {
@@ -255,7 +283,11 @@ impl Lake {
                     self.copy.insert(id, (r.1.clone(), r.2.clone()));
                 }
                 "D" => {
-                    assert_eq!((r.1.as_str(), r.2.as_str()), ("", ""), "a deleted row carries NULLs: {r:?}");
+                    assert_eq!(
+                        (r.1.as_str(), r.2.as_str()),
+                        ("", ""),
+                        "a deleted row carries NULLs: {r:?}"
+                    );
                     self.copy.remove(&id);
                 }
                 other => panic!("unknown operation {other} in {r:?}"),
@@ -295,15 +327,27 @@ impl Lake {
         let want: BTreeMap<i64, (String, String)> = source
             .iter()
             .map(|(id, n, a)| {
-                (*id, (n.clone().unwrap_or_default(), a.map(|a| a.to_string()).unwrap_or_default()))
+                (
+                    *id,
+                    (
+                        n.clone().unwrap_or_default(),
+                        a.map(|a| a.to_string()).unwrap_or_default(),
+                    ),
+                )
             })
             .collect();
-        assert_eq!(self.copy, want, "the copy built from the files differs from the source table");
+        assert_eq!(
+            self.copy, want,
+            "the copy built from the files differs from the source table"
+        );
     }
 }
 
 fn ops(rows: &[CtRow]) -> Vec<(String, String, String, String)> {
-    let mut v: Vec<_> = rows.iter().map(|r| (r.0.clone(), r.1.clone(), r.2.clone(), r.4.clone())).collect();
+    let mut v: Vec<_> = rows
+        .iter()
+        .map(|r| (r.0.clone(), r.1.clone(), r.2.clone(), r.4.clone()))
+        .collect();
     v.sort();
     v
 }
@@ -322,7 +366,11 @@ async fn start(b: Backend, tag: &str, retention: &str, batch_size: usize) -> (Di
     db.settle().await;
     let r = lake.run(&dir);
     assert_eq!(r.code, Some(0), "{}", r.out);
-    assert!(r.out.contains("set up change tracking"), "setup is logged: {}", r.out);
+    assert!(
+        r.out.contains("set up change tracking"),
+        "setup is logged: {}",
+        r.out
+    );
     assert!(r.full_reload(), "the first run is a full load: {}", r.out);
     assert_eq!(
         ops(&r.rows),
@@ -335,7 +383,10 @@ async fn start(b: Backend, tag: &str, retention: &str, batch_size: usize) -> (Di
         ]
     );
     let v = &r.rows[0].3;
-    assert!(r.rows.iter().all(|x| &x.3 == v), "a full load carries one baseline version");
+    assert!(
+        r.rows.iter().all(|x| &x.3 == v),
+        "a full load carries one baseline version"
+    );
     (dir, db, lake)
 }
 
@@ -343,23 +394,35 @@ async fn start(b: Backend, tag: &str, retention: &str, batch_size: usize) -> (Di
 /// → exactly 1 U, 3 D, 6 I with current values; then no changes → no file.
 pub async fn tutorial(b: Backend) {
     let (dir, db, mut lake) = start(b, "ct_tutorial", "2d", 1000).await;
-    db.exec("INSERT INTO data_source_table (personid, name, age) VALUES (6, 'new', 50)").await;
-    db.exec("UPDATE data_source_table SET age = 10, name = 'update' WHERE personid = 1").await;
-    db.exec("DELETE FROM data_source_table WHERE personid = 3").await;
-    db.exec("UPDATE data_source_table SET age = 51 WHERE personid = 6").await;
+    db.exec("INSERT INTO data_source_table (personid, name, age) VALUES (6, 'new', 50)")
+        .await;
+    db.exec("UPDATE data_source_table SET age = 10, name = 'update' WHERE personid = 1")
+        .await;
+    db.exec("DELETE FROM data_source_table WHERE personid = 3")
+        .await;
+    db.exec("UPDATE data_source_table SET age = 51 WHERE personid = 6")
+        .await;
     db.settle().await;
     let r = lake.run(&dir);
     assert_eq!(r.code, Some(0), "{}", r.out);
     assert!(!r.full_reload(), "{}", r.out);
     assert_eq!(
         ops(&r.rows),
-        vec![s("1", "update", "10", "U"), s("3", "", "", "D"), s("6", "new", "51", "I")],
+        vec![
+            s("1", "update", "10", "U"),
+            s("3", "", "", "D"),
+            s("6", "new", "51", "I")
+        ],
         "{}",
         r.out
     );
     assert_eq!(lake.seen.len(), 2, "one file per run");
     let versions: BTreeSet<&String> = r.rows.iter().map(|x| &x.3).collect();
-    assert!(versions.len() >= 2, "changes carry their own versions: {:?}", r.rows);
+    assert!(
+        versions.len() >= 2,
+        "changes carry their own versions: {:?}",
+        r.rows
+    );
     lake.assert_matches(&db.table().await);
 
     // No changes: success, no file, and it says so.
@@ -376,20 +439,33 @@ pub async fn check_and_disable(b: Backend) {
     let (dir, db, mut lake) = start(b, "ct_disable", "2d", 1000).await;
     let o = dir.hw(&["check"]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("change tracking is set up"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("change tracking is set up"),
+        "{}",
+        stdout(&o)
+    );
     let o = dir.hw(&["changes", "status"]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("minimum valid version"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("minimum valid version"),
+        "{}",
+        stdout(&o)
+    );
 
     let o = dir.hw(&["changes", "disable", "people"]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("_hw_ct_data_source_table"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("_hw_ct_data_source_table"),
+        "{}",
+        stdout(&o)
+    );
     let o = dir.hw(&["changes", "status"]);
     assert!(stdout(&o).contains("not set up"), "{}", stdout(&o));
     let o = dir.hw(&["check"]);
     assert!(stdout(&o).contains("not set up"), "{}", stdout(&o));
     // Nothing left behind: writes to the table work and log nothing.
-    db.exec("UPDATE data_source_table SET age = 99 WHERE personid = 2").await;
+    db.exec("UPDATE data_source_table SET age = 99 WHERE personid = 2")
+        .await;
     let o = dir.hw(&["changes", "disable", "people"]);
     assert_code(&o, 0);
     assert!(stdout(&o).contains("nothing to remove"), "{}", stdout(&o));
@@ -410,12 +486,15 @@ pub async fn late_commit(b: Backend) {
     let (dir, db, mut lake) = start(b, "ct_late", "2d", 1000).await;
     let mut a = db.connect().await;
     a.begin().await;
-    a.exec("INSERT INTO data_source_table (personid, name, age) VALUES (100, 'first', 1)").await;
+    a.exec("INSERT INTO data_source_table (personid, name, age) VALUES (100, 'first', 1)")
+        .await;
     // B starts after A and commits first (on MariaDB and SQLite it waits for A).
     let mut bconn = db.connect().await;
     let bt = tokio::spawn(async move {
         bconn.begin().await;
-        bconn.exec("INSERT INTO data_source_table (personid, name, age) VALUES (101, 'second', 2)").await;
+        bconn
+            .exec("INSERT INTO data_source_table (personid, name, age) VALUES (101, 'second', 2)")
+            .await;
         bconn.exec("COMMIT").await;
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -425,7 +504,10 @@ pub async fn late_commit(b: Backend) {
         .unwrap();
     assert_code(&r1, 0);
     let mid = lake.collect(&dir, false);
-    assert!(!mid.iter().any(|r| r.0 == "100"), "an uncommitted row was read: {mid:?}");
+    assert!(
+        !mid.iter().any(|r| r.0 == "100"),
+        "an uncommitted row was read: {mid:?}"
+    );
     a.exec("COMMIT").await;
     bt.await.unwrap();
     db.settle().await;
@@ -510,9 +592,11 @@ pub async fn concurrent_writers(b: Backend) {
     let mut runs = 0;
     while Instant::now() < deadline {
         let path = dir.path.clone();
-        let o = tokio::task::spawn_blocking(move || command_in(&path, &["run", "--json"]).output().unwrap())
-            .await
-            .unwrap();
+        let o = tokio::task::spawn_blocking(move || {
+            command_in(&path, &["run", "--json"]).output().unwrap()
+        })
+        .await
+        .unwrap();
         assert_code(&o, 0);
         let full = serde_json::from_str::<Json>(&stdout(&o))
             .is_ok_and(|j| j["streams"][0]["full_reload"] == Json::Bool(true));
@@ -537,20 +621,30 @@ pub async fn concurrent_writers(b: Backend) {
 /// run record, and continues incrementally.
 pub async fn retention_reload(b: Backend) {
     let (dir, db, mut lake) = start(b, "ct_ret", "1s", 1000).await;
-    db.exec("UPDATE data_source_table SET age = 77 WHERE personid = 4").await;
-    db.exec("DELETE FROM data_source_table WHERE personid = 5").await;
+    db.exec("UPDATE data_source_table SET age = 77 WHERE personid = 4")
+        .await;
+    db.exec("DELETE FROM data_source_table WHERE personid = 5")
+        .await;
     tokio::time::sleep(Duration::from_millis(2200)).await;
     db.settle().await;
     let r = lake.run(&dir);
     assert_eq!(r.code, Some(0), "{}", r.out);
     assert!(r.full_reload(), "{}", r.out);
     assert!(r.out.contains("full reload"), "the run says so: {}", r.out);
-    let run_id = r.json.as_ref().unwrap()["run_id"].as_str().unwrap().to_string();
+    let run_id = r.json.as_ref().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let o = dir.hw(&["runs", "show", &run_id, "--json"]);
     assert_code(&o, 0);
     let rec: Json = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(rec["streams"][0]["full_reload"], Json::Bool(true), "{rec}");
-    assert!(rec["streams"][0]["notes"].to_string().contains("minimum valid version"), "{rec}");
+    assert!(
+        rec["streams"][0]["notes"]
+            .to_string()
+            .contains("minimum valid version"),
+        "{rec}"
+    );
     assert_eq!(
         ops(&r.rows),
         vec![
@@ -562,7 +656,8 @@ pub async fn retention_reload(b: Backend) {
     );
     lake.assert_matches(&db.table().await);
     // And incrementally from there.
-    db.exec("UPDATE data_source_table SET age = 78 WHERE personid = 4").await;
+    db.exec("UPDATE data_source_table SET age = 78 WHERE personid = 4")
+        .await;
     db.settle().await;
     let r = lake.run(&dir);
     assert!(!r.full_reload(), "{}", r.out);
@@ -576,7 +671,11 @@ pub async fn retention_reload(b: Backend) {
 pub async fn killed_runs(b: Backend) {
     let (dir, db, mut lake) = start(b, "ct_kill", "2d", 1).await;
     let mut id = 10;
-    for fp in ["engine.mid_write", "files.after_data_before_marker", "engine.after_publish"] {
+    for fp in [
+        "engine.mid_write",
+        "files.after_data_before_marker",
+        "engine.after_publish",
+    ] {
         for _ in 0..3 {
             db.exec(&format!(
                 "INSERT INTO data_source_table (personid, name, age) VALUES ({id}, '{fp}', {id})"
@@ -584,11 +683,24 @@ pub async fn killed_runs(b: Backend) {
             .await;
             id += 1;
         }
-        db.exec(&format!("UPDATE data_source_table SET age = age + 1 WHERE personid = {}", id - 3)).await;
-        db.exec(&format!("DELETE FROM data_source_table WHERE personid = {}", id - 2)).await;
+        db.exec(&format!(
+            "UPDATE data_source_table SET age = age + 1 WHERE personid = {}",
+            id - 3
+        ))
+        .await;
+        db.exec(&format!(
+            "DELETE FROM data_source_table WHERE personid = {}",
+            id - 2
+        ))
+        .await;
         db.settle().await;
         let r = lake.run_env(&dir, &[("HIGHWATER_FAILPOINT", fp)]);
-        assert_ne!(r.code, Some(0), "{fp} should have stopped the run: {}", r.out);
+        assert_ne!(
+            r.code,
+            Some(0),
+            "{fp} should have stopped the run: {}",
+            r.out
+        );
         let r = lake.run(&dir);
         assert_eq!(r.code, Some(0), "{}", r.out);
         lake.assert_matches(&db.table().await);
@@ -599,7 +711,11 @@ pub async fn killed_runs(b: Backend) {
             id + 1
         ))
         .await;
-        db.exec(&format!("DELETE FROM data_source_table WHERE personid = {}", id - 1)).await;
+        db.exec(&format!(
+            "DELETE FROM data_source_table WHERE personid = {}",
+            id - 1
+        ))
+        .await;
         id += 2;
         db.settle().await;
         let mut child = dir
@@ -625,15 +741,22 @@ pub async fn killed_runs(b: Backend) {
 /// `D` (documented choice); deleting every row arrives as `D`s.
 pub async fn key_updates_and_deletes(b: Backend) {
     let (dir, db, mut lake) = start(b, "ct_keys", "2d", 1000).await;
-    db.exec("UPDATE data_source_table SET personid = 50 WHERE personid = 2").await;
-    db.exec("INSERT INTO data_source_table (personid, name, age) VALUES (7, 'brief', 1)").await;
-    db.exec("DELETE FROM data_source_table WHERE personid = 7").await;
+    db.exec("UPDATE data_source_table SET personid = 50 WHERE personid = 2")
+        .await;
+    db.exec("INSERT INTO data_source_table (personid, name, age) VALUES (7, 'brief', 1)")
+        .await;
+    db.exec("DELETE FROM data_source_table WHERE personid = 7")
+        .await;
     db.settle().await;
     let r = lake.run(&dir);
     assert_eq!(r.code, Some(0), "{}", r.out);
     assert_eq!(
         ops(&r.rows),
-        vec![s("2", "", "", "D"), s("50", "bbbb", "24", "I"), s("7", "", "", "D")],
+        vec![
+            s("2", "", "", "D"),
+            s("50", "bbbb", "24", "I"),
+            s("7", "", "", "D")
+        ],
         "{}",
         r.out
     );

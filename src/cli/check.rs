@@ -107,7 +107,11 @@ pub async fn run(config: &Path, json: bool) -> i32 {
                 }
             };
             if !json {
-                println!("{:<7} stream {} change tracking: {ct_msg}", mark(ct_ok), s.name);
+                println!(
+                    "{:<7} stream {} change tracking: {ct_msg}",
+                    mark(ct_ok),
+                    s.name
+                );
             }
             entry["change_tracking"] = match ct {
                 Ok(st) => json!({

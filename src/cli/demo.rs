@@ -151,7 +151,9 @@ async fn change_tracking(dir: &Path) -> Result<i32, String> {
     std::fs::write(&config, CT_CONFIG)
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
 
-    println!("\n== The change-tracking tutorial (Data Factory: incrementally copy with change tracking) ==");
+    println!(
+        "\n== The change-tracking tutorial (Data Factory: incrementally copy with change tracking) =="
+    );
     println!(
         "Source: {} with data_source_table(PersonID primary key, Name, Age), 5 rows.",
         dir.join("source.db").display()

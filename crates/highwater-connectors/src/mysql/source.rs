@@ -65,7 +65,10 @@ pub(super) fn relation_sql(rel: &Relation) -> String {
 }
 
 /// Column names and kinds of a relation.
-pub(super) async fn describe_conn(conn: &mut Conn, rel: &Relation) -> Result<Vec<(String, MyKind)>> {
+pub(super) async fn describe_conn(
+    conn: &mut Conn,
+    rel: &Relation,
+) -> Result<Vec<(String, MyKind)>> {
     let st = conn
         .prep(format!("SELECT * FROM {} LIMIT 0", relation_sql(rel)))
         .await
@@ -170,7 +173,17 @@ impl Source for MySource {
         let batch_size = req.batch_size.max(1);
         let rel_name = rel.to_string();
         tokio::spawn(async move {
-            let res = pump(&mut conn, &sql, params, &task_schema, kinds, batch_size, &tx, &rel_name).await;
+            let res = pump(
+                &mut conn,
+                &sql,
+                params,
+                &task_schema,
+                kinds,
+                batch_size,
+                &tx,
+                &rel_name,
+            )
+            .await;
             match res {
                 Ok(()) => {
                     if let Err(e) = conn.query_drop("COMMIT").await {

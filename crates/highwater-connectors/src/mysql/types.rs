@@ -56,8 +56,12 @@ impl MyKind {
             MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => MyKind::Timestamp,
             MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => MyKind::Time,
             MYSQL_TYPE_BIT | MYSQL_TYPE_GEOMETRY => MyKind::Binary,
-            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING | MYSQL_TYPE_STRING
-            | MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB
+            MYSQL_TYPE_VARCHAR
+            | MYSQL_TYPE_VAR_STRING
+            | MYSQL_TYPE_STRING
+            | MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB
             | MYSQL_TYPE_BLOB
                 if c.character_set() == 63 =>
             {
@@ -182,11 +186,9 @@ impl Col {
                 };
                 b.append_value(format!("{sign}{hours:02}:{m:02}:{s:02}{frac}"))
             }
-            (Col::Str(b), Value::Date(y, mo, d, h, mi, s, us)) => {
-                b.append_value(format!(
-                    "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"
-                ))
-            }
+            (Col::Str(b), Value::Date(y, mo, d, h, mi, s, us)) => b.append_value(format!(
+                "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}.{us:06}"
+            )),
             (Col::Bin(b), Value::Bytes(x)) => b.append_value(x),
             (Col::Date(b), Value::Date(y, mo, d, ..)) => {
                 let day = NaiveDate::from_ymd_opt(*y as i32, *mo as u32, *d as u32)
@@ -234,7 +236,10 @@ pub fn parse_decimal(s: &str, scale: i8) -> Result<i128, String> {
     let mut acc: i128 = 0;
     for c in int.chars().chain(frac.chars()) {
         let d = c.to_digit(10).ok_or_else(bad)? as i128;
-        acc = acc.checked_mul(10).and_then(|a| a.checked_add(d)).ok_or_else(bad)?;
+        acc = acc
+            .checked_mul(10)
+            .and_then(|a| a.checked_add(d))
+            .ok_or_else(bad)?;
     }
     for _ in frac.len()..scale.max(0) as usize {
         acc = acc.checked_mul(10).ok_or_else(bad)?;

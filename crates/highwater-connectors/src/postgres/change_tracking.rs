@@ -94,10 +94,7 @@ pub(super) async fn names(client: &Client, rel: &Relation) -> Result<Names> {
 
 async fn meta_row(client: &Client, n: &Names) -> Result<Option<i64>> {
     let exists: bool = client
-        .query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[&n.meta()],
-        )
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&n.meta()])
         .await
         .map_err(pg_err)?
         .get(0);
@@ -225,8 +222,10 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
         )
     };
     let set_i = "hw_op = 'I', hw_version = EXCLUDED.hw_version, hw_created = EXCLUDED.hw_created, hw_changed_at = EXCLUDED.hw_changed_at";
-    let set_u = "hw_op = 'U', hw_version = EXCLUDED.hw_version, hw_changed_at = EXCLUDED.hw_changed_at";
-    let set_d = "hw_op = 'D', hw_version = EXCLUDED.hw_version, hw_changed_at = EXCLUDED.hw_changed_at";
+    let set_u =
+        "hw_op = 'U', hw_version = EXCLUDED.hw_version, hw_changed_at = EXCLUDED.hw_changed_at";
+    let set_d =
+        "hw_op = 'D', hw_version = EXCLUDED.hw_version, hw_changed_at = EXCLUDED.hw_changed_at";
     let trigger = q(&trigger_name(&n.table, "trg"));
     let truncate = q(&trigger_name(&n.table, "truncate"));
     client
@@ -274,7 +273,12 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
             new = of("NEW"),
         ))
         .await
-        .map_err(|e| Error::source("postgres", format!("setting up change tracking on {t}: {}", pg_err(e))))?;
+        .map_err(|e| {
+            Error::source(
+                "postgres",
+                format!("setting up change tracking on {t}: {}", pg_err(e)),
+            )
+        })?;
     client
         .execute(
             &format!(
@@ -321,11 +325,7 @@ pub(super) async fn plan(
     fresh: bool,
 ) -> Result<Plan> {
     let n = names(client, rel).await?;
-    let to: i64 = client
-        .query_one(TO_SQL, &[])
-        .await
-        .map_err(pg_err)?
-        .get(0);
+    let to: i64 = client.query_one(TO_SQL, &[]).await.map_err(pg_err)?.get(0);
     let min_valid = meta_row(client, &n).await?.ok_or_else(|| {
         Error::source(
             "postgres",

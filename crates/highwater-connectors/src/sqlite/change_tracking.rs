@@ -363,10 +363,7 @@ pub(super) fn plan(
             }
         })
         .collect();
-    let join: Vec<String> = pk
-        .iter()
-        .map(|c| format!("t.{0} = c.{0}", q(c)))
-        .collect();
+    let join: Vec<String> = pk.iter().map(|c| format!("t.{0} = c.{0}", q(c))).collect();
     Ok(Plan {
         sql: format!(
             "SELECT {}, c.hw_version AS {vc},
