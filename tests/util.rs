@@ -81,7 +81,10 @@ impl Dir {
 /// that cannot borrow a [`Dir`]).
 pub fn command_in(path: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
-    c.arg("-c").arg(path.join("highwater.yaml")).args(args).current_dir(path);
+    c.arg("-c")
+        .arg(path.join("highwater.yaml"))
+        .args(args)
+        .current_dir(path);
     c.env("NO_COLOR", "1");
     c.env_remove("HIGHWATER_FAILPOINT");
     c
@@ -261,7 +264,8 @@ pub fn my_admin_url() -> String {
 }
 
 pub async fn my_connect(url: &str) -> mysql_async::Conn {
-    let opts = mysql_async::Opts::from_url(url).unwrap_or_else(|e| panic!("bad MariaDB URL {url}: {e}"));
+    let opts =
+        mysql_async::Opts::from_url(url).unwrap_or_else(|e| panic!("bad MariaDB URL {url}: {e}"));
     match mysql_async::Conn::new(opts).await {
         Ok(c) => c,
         Err(e) => panic!(
@@ -282,9 +286,15 @@ impl MyDb {
         let name = unique(tag);
         let base = my_admin_url();
         let mut admin = my_connect(&format!("{base}/")).await;
-        admin.query_drop(format!("CREATE DATABASE `{name}`")).await.unwrap();
+        admin
+            .query_drop(format!("CREATE DATABASE `{name}`"))
+            .await
+            .unwrap();
         let _ = admin.disconnect().await;
-        MyDb { url: format!("{base}/{name}"), name }
+        MyDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
     }
 
     /// A new connection to the database.
@@ -296,10 +306,22 @@ impl MyDb {
 impl Drop for MyDb {
     fn drop(&mut self) {
         let url = my_admin_url();
-        let hostport = url.rsplit('@').next().unwrap_or("127.0.0.1:3306").trim_end_matches('/');
+        let hostport = url
+            .rsplit('@')
+            .next()
+            .unwrap_or("127.0.0.1:3306")
+            .trim_end_matches('/');
         let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
         let _ = Command::new("mysql")
-            .args(["-uroot", "-h", host, "-P", port, "-e", &format!("DROP DATABASE IF EXISTS `{}`", self.name)])
+            .args([
+                "-uroot",
+                "-h",
+                host,
+                "-P",
+                port,
+                "-e",
+                &format!("DROP DATABASE IF EXISTS `{}`", self.name),
+            ])
             .output();
     }
 }

@@ -306,7 +306,9 @@ impl Source for PgSource {
                 // Two scalar subqueries, each answerable from an index on the
                 // cursor (a FILTER clause would force a full scan).
                 let capped = if is_time {
-                    format!("WHERE {expr} <= (SELECT current_setting('highwater.cap')::timestamptz)")
+                    format!(
+                        "WHERE {expr} <= (SELECT current_setting('highwater.cap')::timestamptz)"
+                    )
                 } else {
                     String::new()
                 };
