@@ -12,5 +12,6 @@ mod util;
 mod change_tracking;
 mod cli;
 mod crash;
+mod mariadb;
 mod objects;
 mod watermark;

@@ -8,7 +8,7 @@
 //! |------------|--------|------|
 //! | `sqlite`   | yes    | –    |
 //! | `postgres` | yes    | –    |
-//! | `mysql`    | full, change tracking | – |
+//! | `mysql`    | yes    | –    |
 //! | `files`    | –      | local folder, Azure Blob, S3 (CSV, Parquet, JSON Lines) |
 //!
 //! A connector never imports the engine. Errors carry the backend and never

@@ -12,8 +12,10 @@
 //! 6. COMMIT
 //! ```
 //!
-//! Modes: `full` and `change_tracking`. `watermark` is not supported yet on
-//! this backend (a clear configuration error says so).
+//! Modes: `full`, `watermark` (integer, date, datetime and timestamp
+//! cursors; `[after, to]` inclusive with the engine's boundary
+//! de-duplication; MariaDB cannot tell which transactions are still open,
+//! so late commits are covered by `lag:` only) and `change_tracking`.
 
 pub(crate) mod change_tracking;
 mod source;

@@ -5,8 +5,12 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
+use chrono::{DateTime, Datelike, NaiveDate, Timelike};
 use futures::StreamExt;
-use highwater_core::{Delta, Error, Extract, ReadRequest, Relation, Result, Source, TableInfo};
+use highwater_core::{
+    CURSOR_COLUMN, CursorValue, Delta, Error, Extract, Lag, ReadRequest, Relation, Result, Source,
+    TableInfo, WatermarkPosition,
+};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
 
@@ -142,13 +146,18 @@ impl Source for MySource {
             .collect();
         let mut version_to = None;
         let mut full_reload = true;
+        let mut to = None;
+        let mut null_rows = 0;
         let (sql, params): (String, Vec<Value>) = match &req.delta {
             Delta::Full => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
-            Delta::Watermark { .. } => {
-                return Err(Error::config(
-                    format!("stream {}", req.stream),
-                    "mode watermark on MariaDB/MySQL is not supported yet; use full or change_tracking",
-                ));
+            Delta::Watermark { cursor, after, lag } => {
+                let w = watermark(&mut conn, req, &cols, cursor, after.as_ref(), *lag).await?;
+                kinds.push(w.kind);
+                fields.push(Field::new(CURSOR_COLUMN, w.kind.data_type(), true));
+                to = w.to;
+                null_rows = w.null_rows;
+                full_reload = after.is_none();
+                (w.sql, w.params)
             }
             Delta::ChangeTracking { after, .. } => {
                 let plan =
@@ -198,14 +207,179 @@ impl Source for MySource {
         });
         Ok(Extract {
             schema,
-            to: None,
+            to,
             version_to,
             full_reload,
-            null_rows: 0,
+            null_rows,
             notes,
             batches,
         })
     }
+}
+
+/// What a watermark read needs, decided in the snapshot.
+struct Watermark {
+    sql: String,
+    params: Vec<Value>,
+    kind: MyKind,
+    to: Option<CursorValue>,
+    null_rows: u64,
+}
+
+/// A cursor value as a bound parameter.
+fn bind(v: &CursorValue) -> Value {
+    let dt = |us: i64| {
+        let t = DateTime::from_timestamp_micros(us)
+            .unwrap_or_default()
+            .naive_utc();
+        Value::Date(
+            t.year() as u16,
+            t.month() as u8,
+            t.day() as u8,
+            t.hour() as u8,
+            t.minute() as u8,
+            t.second() as u8,
+            t.nanosecond() / 1000,
+        )
+    };
+    match v {
+        CursorValue::Int(i) => Value::Int(*i),
+        CursorValue::Timestamp(us) | CursorValue::TimestampTz(us) => dt(*us),
+        CursorValue::Date(d) => dt(*d as i64 * 86_400_000_000),
+        CursorValue::Text(t) => Value::Bytes(t.clone().into_bytes()),
+    }
+}
+
+/// A value read back from the server as a cursor value of `kind`.
+fn cursor_value(v: &Value, kind: MyKind) -> Result<Option<CursorValue>> {
+    let bad = || Error::source(BACKEND, format!("unexpected cursor value {v:?}"));
+    Ok(match (v, kind) {
+        (Value::NULL, _) => None,
+        (Value::Int(i), _) => Some(CursorValue::Int(*i)),
+        (Value::UInt(u), _) => Some(CursorValue::Int(i64::try_from(*u).map_err(|_| bad())?)),
+        (Value::Date(y, mo, d, h, mi, s, us), k) => {
+            let t = NaiveDate::from_ymd_opt(*y as i32, *mo as u32, *d as u32)
+                .and_then(|d| d.and_hms_micro_opt(*h as u32, *mi as u32, *s as u32, *us))
+                .ok_or_else(bad)?;
+            Some(match k {
+                MyKind::Date => {
+                    CursorValue::Date((t.date() - NaiveDate::default()).num_days() as i32)
+                }
+                MyKind::Timestamp => CursorValue::TimestampTz(t.and_utc().timestamp_micros()),
+                _ => CursorValue::Timestamp(t.and_utc().timestamp_micros()),
+            })
+        }
+        (Value::Bytes(b), MyKind::Int) => Some(CursorValue::Int(
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(bad)?,
+        )),
+        _ => return Err(bad()),
+    })
+}
+
+/// Watermark mode: the new upper bound in the snapshot, and the query for
+/// `[after, to]` (inclusive; the engine skips boundary rows already copied).
+/// MariaDB cannot tell which transactions are open, so late commits are
+/// covered by `lag:` only.
+async fn watermark(
+    conn: &mut Conn,
+    req: &ReadRequest,
+    cols: &[(String, MyKind)],
+    cursor: &[String],
+    after: Option<&WatermarkPosition>,
+    lag: Option<Lag>,
+) -> Result<Watermark> {
+    let rel = &req.relation;
+    let mut kind = None;
+    for c in cursor {
+        let Some((_, k)) = cols.iter().find(|(n, _)| n == c) else {
+            return Err(Error::config(
+                format!("stream {}", req.stream),
+                format!("cursor column {c} not found in {rel}"),
+            ));
+        };
+        if !matches!(
+            k,
+            MyKind::Int | MyKind::UInt | MyKind::Date | MyKind::DateTime | MyKind::Timestamp
+        ) {
+            return Err(Error::config(
+                format!("stream {}", req.stream),
+                format!(
+                    "cursor column {c} has type {:?}; use a datetime, timestamp, date or integer column",
+                    k
+                ),
+            ));
+        }
+        kind.get_or_insert(*k);
+    }
+    let kind =
+        kind.ok_or_else(|| Error::config(format!("stream {}", req.stream), "cursor is empty"))?;
+    let kind = if kind == MyKind::UInt {
+        MyKind::Int
+    } else {
+        kind
+    };
+    let quoted: Vec<String> = cursor.iter().map(|c| q(c)).collect();
+    let expr = if quoted.len() == 1 {
+        quoted[0].clone()
+    } else {
+        format!("COALESCE({})", quoted.join(", "))
+    };
+    let from = relation_sql(rel);
+    // The upper bound, held back by `lag`.
+    let (cap_sql, cap_params) = match lag {
+        Some(Lag::Micros(us)) if kind != MyKind::Int => {
+            let now = chrono::Utc::now().timestamp_micros() - us;
+            let cap = match kind {
+                MyKind::Date => CursorValue::Date(now.div_euclid(86_400_000_000) as i32),
+                _ => CursorValue::Timestamp(now),
+            };
+            (format!(" AND {expr} <= ?"), vec![bind(&cap)])
+        }
+        _ => (String::new(), vec![]),
+    };
+    let row: Option<Row> = conn
+        .exec_first(
+            format!(
+                "SELECT (SELECT MAX({expr}) FROM {from} WHERE {expr} IS NOT NULL{cap_sql}),
+                        (SELECT COUNT(*) FROM {from} WHERE {expr} IS NULL)"
+            ),
+            cap_params,
+        )
+        .await
+        .map_err(|e| Error::source(BACKEND, format!("{rel}: {}", my_err(e))))?;
+    let row = row.ok_or_else(|| Error::source(BACKEND, "no answer to the bound query"))?;
+    let mut to = cursor_value(row.as_ref(0).unwrap_or(&Value::NULL), kind)?;
+    if let (Some(CursorValue::Int(i)), Some(Lag::Units(n))) = (&to, lag) {
+        to = Some(CursorValue::Int(i.saturating_sub(n)));
+    }
+    let null_rows = match row.as_ref(1) {
+        Some(Value::Int(n)) => *n as u64,
+        Some(Value::UInt(n)) => *n,
+        _ => 0,
+    };
+    let select = format!("SELECT *, {expr} AS {} FROM {from}", q(CURSOR_COLUMN));
+    let first = after.is_none();
+    let lo = after.and_then(|a| a.value.as_ref());
+    let (cond, params) = match (&to, lo) {
+        (None, _) if first => (format!("{expr} IS NULL"), vec![]),
+        (None, _) => ("FALSE".to_string(), vec![]),
+        (Some(hi), None) if first => (format!("{expr} <= ? OR {expr} IS NULL"), vec![bind(hi)]),
+        (Some(hi), None) => (format!("{expr} <= ?"), vec![bind(hi)]),
+        (Some(hi), Some(lo)) => (
+            format!("{expr} >= ? AND {expr} <= ?"),
+            vec![bind(lo), bind(hi)],
+        ),
+    };
+    Ok(Watermark {
+        sql: format!("{select} WHERE {cond}"),
+        params,
+        kind,
+        to,
+        null_rows,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
