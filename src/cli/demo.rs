@@ -186,6 +186,9 @@ async fn run_once(config: &Path) -> Result<i32, String> {
     .map_err(|e| e.to_string())?;
     for s in &outcome.streams {
         println!("{}", output::stream_line(s));
+        for n in &s.notes {
+            println!("          note: {n}");
+        }
         for o in &s.outputs {
             if let Some(path) = o.strip_prefix("file://") {
                 let text = std::fs::read_to_string(PathBuf::from(path)).unwrap_or_default();
