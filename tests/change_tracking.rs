@@ -174,6 +174,10 @@ impl Db {
 }
 
 fn config(dir: &Dir, db: &Db, retention: &str, batch_size: usize) {
+    config_table(dir, db, "data_source_table", retention, batch_size)
+}
+
+fn config_table(dir: &Dir, db: &Db, table: &str, retention: &str, batch_size: usize) {
     dir.write(
         "highwater.yaml",
         &format!(
@@ -183,7 +187,7 @@ fn config(dir: &Dir, db: &Db, retention: &str, batch_size: usize) {
 streams:
   people:
     from: src
-    table: data_source_table
+    table: {table}
     mode: change_tracking
     primary_key: [personid]
     change_retention: {retention}
@@ -770,6 +774,57 @@ pub async fn key_updates_and_deletes(b: Backend) {
     lake.assert_matches(&db.table().await);
 }
 
+/// A table whose name holds a quote, a backslash and a space: identifiers
+/// are quoted and no name is spliced into SQL text unescaped, triggers
+/// included.
+pub async fn hostile_table_name(b: Backend) {
+    let dir = Dir::new("ct_hostile");
+    let db = Db::new(b, &dir, "ct_hostile").await;
+    let name = r"it's a\table";
+    let quoted = match b {
+        Backend::Mariadb => format!("`{name}`"),
+        _ => format!("\"{name}\""),
+    };
+    db.exec(&format!(
+        "CREATE TABLE {quoted} (personid int NOT NULL, name varchar(255), age int, PRIMARY KEY (personid));
+         INSERT INTO {quoted} (personid, name, age) VALUES (1, 'a', 1), (2, 'b', 2);"
+    ))
+    .await;
+    config_table(&dir, &db, r#""it's a\\table""#, "2d", 1000);
+    let mut lake = Lake::new();
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(r.rows.len(), 2, "{}", r.out);
+    db.exec(&format!(
+        "INSERT INTO {quoted} (personid, name, age) VALUES (3, 'c''d', 3);
+         UPDATE {quoted} SET age = 10 WHERE personid = 1;
+         DELETE FROM {quoted} WHERE personid = 2;"
+    ))
+    .await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(
+        ops(&r.rows),
+        vec![
+            s("1", "a", "10", "U"),
+            s("2", "", "", "D"),
+            s("3", "c'd", "3", "I")
+        ],
+        "{}",
+        r.out
+    );
+    let o = dir.hw(&["changes", "status"]);
+    assert!(stdout(&o).contains("is set up"), "{}", stdout(&o));
+    let o = dir.hw(&["changes", "disable", "people"]);
+    assert_code(&o, 0);
+    let o = dir.hw(&["changes", "status"]);
+    assert!(stdout(&o).contains("not set up"), "{}", stdout(&o));
+    db.exec(&format!("DELETE FROM {quoted} WHERE personid = 1"))
+        .await;
+}
+
 macro_rules! conformance {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -807,4 +862,5 @@ conformance!(
     retention_reload,
     killed_runs,
     key_updates_and_deletes,
+    hostile_table_name,
 );

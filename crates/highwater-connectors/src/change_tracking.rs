@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! _highwater_ct            one row per tracked table: table_name, version
-//!                          counter (SQLite, MariaDB), min_valid_version
+//!                          counter (SQLite, MariaDB; MariaDB also a numeric
+//!                          id the triggers use), min_valid_version
 //! _hw_ct_<t>               the change log, ONE ROW PER PRIMARY KEY:
 //!                          pk columns, hw_op (I/U/D of the last change),
 //!                          hw_version (version of the last change),
@@ -102,8 +103,10 @@ pub(crate) fn output_schema(fields: Vec<Field>) -> Schema {
     Schema::new(fields)
 }
 
-/// A text as an SQL string literal (for trigger bodies, which take no
-/// parameters): single quotes doubled.
+/// A text as an SQLite string literal (for trigger bodies, which take no
+/// parameters): single quotes doubled, SQLite's only escape. Not for
+/// MariaDB (backslash escapes) nor PostgreSQL
+/// (`standard_conforming_strings`): their triggers splice no text.
 pub(crate) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }

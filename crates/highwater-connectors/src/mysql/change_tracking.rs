@@ -32,8 +32,7 @@ use mysql_async::{Conn, Value};
 use super::source::{connect, my_err, q};
 use super::types::MyKind;
 use crate::change_tracking::{
-    META_TABLE, OPERATION_COLUMN, Status, VERSION_COLUMN, literal, log_table, table_of,
-    trigger_name,
+    META_TABLE, OPERATION_COLUMN, Status, VERSION_COLUMN, log_table, table_of, trigger_name,
 };
 
 /// Names of one tracked table, database resolved.
@@ -251,7 +250,6 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
         .collect::<Vec<_>>()
         .join(" AND ");
     let (log, meta, t) = (n.log(), n.meta(), n.t());
-    let tl = literal(&n.table);
     let ins = |row: &str, op: &str, created: &str, set: &str| {
         format!(
             "INSERT INTO {log} ({cols}, hw_op, hw_version, hw_created, hw_changed_at)
@@ -263,14 +261,10 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
     let set_i = "hw_op = 'I', hw_version = v, hw_created = v, hw_changed_at = UTC_TIMESTAMP(6)";
     let set_u = "hw_op = 'U', hw_version = v, hw_changed_at = UTC_TIMESTAMP(6)";
     let set_d = "hw_op = 'D', hw_version = v, hw_changed_at = UTC_TIMESTAMP(6)";
-    let bump = format!(
-        "DECLARE v BIGINT;
-         UPDATE {meta} SET version = version + 1 WHERE table_name = {tl};
-         SELECT version INTO v FROM {meta} WHERE table_name = {tl};"
-    );
     conn.query_drop(format!(
         "CREATE TABLE IF NOT EXISTS {meta} (
             table_name VARCHAR(192) NOT NULL PRIMARY KEY,
+            id BIGINT NOT NULL AUTO_INCREMENT UNIQUE,
             version BIGINT NOT NULL,
             min_valid_version BIGINT NOT NULL,
             created_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
@@ -299,6 +293,21 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
     )
     .await
     .map_err(my_err)?;
+    // Triggers find their counter row by its numeric id: no table name
+    // (which may hold quotes or backslashes) is spliced into their bodies.
+    let id: i64 = conn
+        .exec_first(
+            format!("SELECT id FROM {meta} WHERE table_name = ?"),
+            (n.table.as_str(),),
+        )
+        .await
+        .map_err(my_err)?
+        .ok_or_else(|| Error::source("mysql", "the meta row vanished during setup"))?;
+    let bump = format!(
+        "DECLARE v BIGINT;
+         UPDATE {meta} SET version = version + 1 WHERE id = {id};
+         SELECT version INTO v FROM {meta} WHERE id = {id};"
+    );
     let bodies = [
         ("ins", "INSERT", ins("NEW", "I", "v", set_i)),
         (

@@ -40,8 +40,7 @@ use tokio_postgres::Client;
 use super::source::pg_err;
 use super::types::PgKind;
 use crate::change_tracking::{
-    META_TABLE, OPERATION_COLUMN, Status, VERSION_COLUMN, literal, log_table, table_of,
-    trigger_name,
+    META_TABLE, OPERATION_COLUMN, Status, VERSION_COLUMN, log_table, table_of, trigger_name,
 };
 use crate::util::quote_ident;
 
@@ -212,7 +211,6 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
             .join(", ")
     };
     let (log, meta, t, func) = (n.log(), n.meta(), n.t(), n.func());
-    let tl = literal(&n.table);
     let ins = |row: &str, op: &str, created: &str, set: &str| {
         format!(
             "INSERT INTO {log} ({cols}, hw_op, hw_version, hw_created, hw_changed_at)
@@ -247,7 +245,7 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
              BEGIN
                IF TG_OP = 'TRUNCATE' THEN
                  DELETE FROM {log};
-                 UPDATE {meta} SET min_valid_version = v WHERE table_name = {tl};
+                 UPDATE {meta} SET min_valid_version = v WHERE table_name = TG_TABLE_NAME;
                ELSIF TG_OP = 'INSERT' THEN
                  {ins_new}
                ELSIF TG_OP = 'DELETE' THEN
