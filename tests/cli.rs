@@ -39,6 +39,26 @@ fn demo_runs_the_tutorial() {
     let mut sizes: Vec<usize> = files.iter().map(|f| read_csv(f).1.len()).collect();
     sizes.sort();
     assert_eq!(sizes, [3, 5]);
+    // The change-tracking tutorial: full copy, then 6 I, 1 U, 3 D.
+    assert!(
+        out.contains("PersonID,Name,Age,SYS_CHANGE_VERSION,SYS_CHANGE_OPERATION"),
+        "{out}"
+    );
+    assert!(
+        out.contains("set up change tracking on data_source_table"),
+        "{out}"
+    );
+    assert!(out.contains("6,new,50,1,I"), "{out}");
+    assert!(out.contains("1,update,10,2,U"), "{out}");
+    assert!(out.contains("3,,,3,D"), "{out}");
+    let ct = Dir {
+        path: dir.join("d/change-tracking"),
+    };
+    let ct_files = ct.files("lake/incchgtracking", ".csv");
+    std::mem::forget(ct);
+    let mut sizes: Vec<usize> = ct_files.iter().map(|f| read_csv(f).1.len()).collect();
+    sizes.sort();
+    assert_eq!(sizes, [3, 5]);
     // Running it again starts from scratch.
     let o = std::process::Command::new(bin())
         .args(["demo", "--dir"])
@@ -368,7 +388,9 @@ fn help_explains_the_commands() {
         .unwrap();
     assert_code(&o, 0);
     let out = stdout(&o);
-    for cmd in ["demo", "init", "check", "run", "runs", "state", "expr"] {
+    for cmd in [
+        "demo", "init", "check", "run", "runs", "state", "changes", "expr",
+    ] {
         assert!(out.contains(cmd), "{out}");
     }
     let o = std::process::Command::new(bin())

@@ -11,7 +11,10 @@ use crate::util::*;
 
 fn python() -> String {
     std::env::var("HIGHWATER_TEST_PYTHON").unwrap_or_else(|_| {
-        format!("{}/.cache/highwater-ci/venv/bin/python", std::env::var("HOME").unwrap_or_default())
+        format!(
+            "{}/.cache/highwater-ci/venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
     })
 }
 
@@ -20,7 +23,12 @@ fn objstore(cmd: &str, kind: &str, name: &str) -> String {
     let o = Command::new(python())
         .args([script, cmd, kind, name])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}); run `bash .ci/run` once to install the emulators", python()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); run `bash .ci/run` once to install the emulators",
+                python()
+            )
+        });
     assert!(
         o.status.success(),
         "{cmd} {kind} {name} failed (is the emulator running? `bash .ci/run` starts Azurite and moto):\n{}",
@@ -43,8 +51,11 @@ fn env(kind: &str) -> Vec<(&'static str, &'static str)> {
 
 /// Data objects (not commit markers) of the container, by name.
 fn data_objects(kind: &str, name: &str) -> BTreeMap<String, String> {
-    let all: BTreeMap<String, String> = serde_json::from_str(&objstore("dump", kind, name)).unwrap();
-    all.into_iter().filter(|(k, _)| !k.contains("_highwater/")).collect()
+    let all: BTreeMap<String, String> =
+        serde_json::from_str(&objstore("dump", kind, name)).unwrap();
+    all.into_iter()
+        .filter(|(k, _)| !k.contains("_highwater/"))
+        .collect()
 }
 
 fn run_object_store_flow(kind: &str) {
@@ -67,17 +78,33 @@ fn run_object_store_flow(kind: &str) {
     let o = dir.hw_env(&["check"], &env);
     assert_code(&o, 0);
     assert_code(&dir.hw_env(&["run"], &env), 0);
-    conn.execute_batch("INSERT INTO t VALUES (3, 'c', '2024-01-03 00:00:00')").unwrap();
+    conn.execute_batch("INSERT INTO t VALUES (3, 'c', '2024-01-03 00:00:00')")
+        .unwrap();
     // A crash after the data object is complete but before its commit marker…
-    let o = dir.hw_env(&["run"], &[env.clone(), vec![("HIGHWATER_FAILPOINT", "files.after_data_before_marker")]].concat());
+    let o = dir.hw_env(
+        &["run"],
+        &[
+            env.clone(),
+            vec![("HIGHWATER_FAILPOINT", "files.after_data_before_marker")],
+        ]
+        .concat(),
+    );
     assert_eq!(o.status.code(), None, "{}", stderr(&o));
-    assert_eq!(data_objects(kind, &container).len(), 2, "the unpublished delta is visible until settled");
+    assert_eq!(
+        data_objects(kind, &container).len(),
+        2,
+        "the unpublished delta is visible until settled"
+    );
     // …is settled by the next run: the orphan is removed and the range read again.
-    conn.execute_batch("INSERT INTO t VALUES (4, 'd', '2024-01-04 00:00:00')").unwrap();
+    conn.execute_batch("INSERT INTO t VALUES (4, 'd', '2024-01-04 00:00:00')")
+        .unwrap();
     assert_code(&dir.hw_env(&["run"], &env), 0);
     let objects = data_objects(kind, &container);
     assert_eq!(objects.len(), 2, "{objects:?}");
-    assert!(objects.keys().all(|k| k.starts_with("landing/t/")), "{objects:?}");
+    assert!(
+        objects.keys().all(|k| k.starts_with("landing/t/")),
+        "{objects:?}"
+    );
     let mut ids = Vec::new();
     for text in objects.values() {
         let rows = parse_csv(text);

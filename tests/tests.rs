@@ -2,13 +2,16 @@
 //! against real PostgreSQL, real SQLite files and real folders.
 //!
 //! Services: PostgreSQL at `HIGHWATER_TEST_PG` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`). A missing service fails
+//! `postgres://postgres@127.0.0.1:5432/postgres`), MariaDB at
+//! `HIGHWATER_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`). A missing service fails
 //! the test with the command that starts it. Each test makes its own
 //! database and temporary folder.
 
 mod util;
 
+mod change_tracking;
 mod cli;
 mod crash;
+mod mariadb;
 mod objects;
 mod watermark;

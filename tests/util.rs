@@ -62,14 +62,7 @@ impl Dir {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(bin());
-        c.arg("-c")
-            .arg(self.config())
-            .args(args)
-            .current_dir(&self.path);
-        c.env("NO_COLOR", "1");
-        c.env_remove("HIGHWATER_FAILPOINT");
-        c
+        command_in(&self.path, args)
     }
 
     /// All files under `sub` (recursive) whose name ends with `ext`, sorted.
@@ -82,6 +75,19 @@ impl Dir {
         out.sort();
         out
     }
+}
+
+/// `highwater -c <path>/highwater.yaml ARGS…` run in `path` (for threads
+/// that cannot borrow a [`Dir`]).
+pub fn command_in(path: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("-c")
+        .arg(path.join("highwater.yaml"))
+        .args(args)
+        .current_dir(path);
+    c.env("NO_COLOR", "1");
+    c.env_remove("HIGHWATER_FAILPOINT");
+    c
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -248,6 +254,73 @@ impl Drop for PgDb {
                 "-q",
                 "-c",
                 &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ])
+            .output();
+    }
+}
+
+pub fn my_admin_url() -> String {
+    std::env::var("HIGHWATER_TEST_MYSQL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+pub async fn my_connect(url: &str) -> mysql_async::Conn {
+    let opts =
+        mysql_async::Opts::from_url(url).unwrap_or_else(|e| panic!("bad MariaDB URL {url}: {e}"));
+    match mysql_async::Conn::new(opts).await {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "MariaDB is not reachable at {url}: {e}\nstart it with: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"
+        ),
+    }
+}
+
+/// A fresh MariaDB/MySQL database, dropped at the end of the test.
+pub struct MyDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl MyDb {
+    pub async fn new(tag: &str) -> MyDb {
+        use mysql_async::prelude::Queryable;
+        let name = unique(tag);
+        let base = my_admin_url();
+        let mut admin = my_connect(&format!("{base}/")).await;
+        admin
+            .query_drop(format!("CREATE DATABASE `{name}`"))
+            .await
+            .unwrap();
+        let _ = admin.disconnect().await;
+        MyDb {
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+
+    /// A new connection to the database.
+    pub async fn connect(&self) -> mysql_async::Conn {
+        my_connect(&self.url).await
+    }
+}
+
+impl Drop for MyDb {
+    fn drop(&mut self) {
+        let url = my_admin_url();
+        let hostport = url
+            .rsplit('@')
+            .next()
+            .unwrap_or("127.0.0.1:3306")
+            .trim_end_matches('/');
+        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3306"));
+        let _ = Command::new("mysql")
+            .args([
+                "-uroot",
+                "-h",
+                host,
+                "-P",
+                port,
+                "-e",
+                &format!("DROP DATABASE IF EXISTS `{}`", self.name),
             ])
             .output();
     }

@@ -353,15 +353,32 @@ async fn cursor_lists_and_tables_without_keys() {
     )
     .await;
     let dir = Dir::new("coalesce");
-    dir.write("highwater.yaml", &config(&db.url, &stream("t", "t", "    mode: watermark\n    cursor: [updated_at, created_at]\n")));
+    dir.write(
+        "highwater.yaml",
+        &config(
+            &db.url,
+            &stream(
+                "t",
+                "t",
+                "    mode: watermark\n    cursor: [updated_at, created_at]\n",
+            ),
+        ),
+    );
     assert_code(&dir.hw(&["run"]), 0);
     // Row 3 ties with the watermark through created_at; row 1 gets updated.
     db.exec("INSERT INTO t VALUES (3, '2024-01-02 00:00:00+00', NULL); UPDATE t SET updated_at = '2024-01-03 00:00:00+00' WHERE id = 1;").await;
     assert_code(&dir.hw(&["run"]), 0);
     assert_code(&dir.hw(&["run"]), 0);
-    let mut ids: Vec<String> = all_csv_rows(&dir, "lake/t").into_iter().map(|r| r[0].clone()).collect();
+    let mut ids: Vec<String> = all_csv_rows(&dir, "lake/t")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
     ids.sort();
-    assert_eq!(ids, ["1", "1", "2", "3"], "row 1 twice (insert, then update), others once");
+    assert_eq!(
+        ids,
+        ["1", "1", "2", "3"],
+        "row 1 twice (insert, then update), others once"
+    );
     assert_eq!(dir.files("lake/t", ".csv").len(), 2);
 }
 
@@ -377,7 +394,8 @@ fn sqlite_query_source_with_integer_cursor() {
     let streams = "  ev:\n    from: src\n    query: \"select seq, kind, score, ok, day from events where kind = 'a'\"\n    mode: watermark\n    cursor: seq\n    to: lake\n    path: \"ev/{run_id}.jsonl\"\n";
     dir.write("highwater.yaml", &config("sqlite://src.db", streams));
     assert_code(&dir.hw(&["run"]), 0);
-    conn.execute_batch("INSERT INTO events (kind, score, ok) VALUES ('a', 3.5, 0), ('b', 0, 0)").unwrap();
+    conn.execute_batch("INSERT INTO events (kind, score, ok) VALUES ('a', 3.5, 0), ('b', 0, 0)")
+        .unwrap();
     assert_code(&dir.hw(&["run"]), 0);
     let mut lines = Vec::new();
     for f in dir.files("lake/ev", ".jsonl") {

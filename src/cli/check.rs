@@ -91,7 +91,39 @@ pub async fn run(config: &Path, json: bool) -> i32 {
                 s.relation
             );
         }
-        report.push(json!({"stream": s.name, "line": s.line, "ok": ok, "message": msg}));
+        let mut entry = json!({"stream": s.name, "line": s.line, "ok": ok, "message": msg});
+        if ok && s.mode == highwater_config::Mode::ChangeTracking {
+            let ct = highwater_connectors::change_tracking::status(
+                &from.kind,
+                from.url.expose(),
+                &s.relation,
+            )
+            .await;
+            let (ct_ok, ct_msg) = match &ct {
+                Ok(st) => (true, st.to_string()),
+                Err(e) => {
+                    bump(e.kind(), &mut code);
+                    (false, plan.secrets.redact(&e.to_string()))
+                }
+            };
+            if !json {
+                println!(
+                    "{:<7} stream {} change tracking: {ct_msg}",
+                    mark(ct_ok),
+                    s.name
+                );
+            }
+            entry["change_tracking"] = match ct {
+                Ok(st) => json!({
+                    "set_up": st.set_up,
+                    "current_version": st.current_version,
+                    "min_valid_version": st.min_valid_version,
+                    "log_rows": st.log_rows,
+                }),
+                Err(_) => json!({"error": ct_msg}),
+            };
+        }
+        report.push(entry);
     }
     if json {
         println!(

@@ -1,10 +1,16 @@
-//! `highwater demo [--dir D]`: the Data Factory watermark tutorial, end to
-//! end, on an embedded SQLite database and a local folder.
+//! `highwater demo [--dir D]`: the Data Factory watermark and change-tracking
+//! tutorials, end to end, on embedded SQLite databases and a local folder.
 //!
-//! It writes `D/source.db` and `D/highwater.yaml` (so the user can go on
-//! with `highwater -c D/highwater.yaml run`), runs the full copy, applies the
-//! tutorial's inserts and an update, runs the delta copy, and prints both
-//! output files and the run history.
+//! Watermark: it writes `D/source.db` and `D/highwater.yaml` (so the user
+//! can go on with `highwater -c D/highwater.yaml run`), runs the full copy,
+//! applies the tutorial's inserts and an update, runs the delta copy, and
+//! prints both output files and the run history.
+//!
+//! Change tracking: the same in `D/change-tracking/`: the tutorial's
+//! `data_source_table(PersonID, Name, Age)` with five rows, a first run that
+//! sets change tracking up and copies the table, the tutorial's insert of
+//! row 6 and update of row 1 plus a delete of row 3, and the delta run
+//! (`SYS_CHANGE_VERSION`, `SYS_CHANGE_OPERATION` = `I`/`U`/`D`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +33,38 @@ streams:
     to: lake
     path: \"incrementalcopy/Incremental-{run_id}.csv\"
     format: csv
+";
+
+const CT_CONFIG: &str = "# Written by `highwater demo`: the Data Factory change-tracking tutorial.
+connections:
+  source: sqlite://source.db
+  lake: file://./lake
+streams:
+  data_source_table:
+    from: source
+    table: data_source_table
+    mode: change_tracking
+    primary_key: [PersonID]
+    change_retention: 2d
+    to: lake
+    path: \"incchgtracking/Incremental-{run_id}.csv\"
+    format: csv
+";
+
+const CT_SETUP: &str = "
+CREATE TABLE data_source_table (PersonID int NOT NULL, Name varchar(255), Age int, PRIMARY KEY (PersonID));
+INSERT INTO data_source_table (PersonID, Name, Age) VALUES
+  (1, 'aaaa', 21),
+  (2, 'bbbb', 24),
+  (3, 'cccc', 20),
+  (4, 'dddd', 26),
+  (5, 'eeee', 22);
+";
+
+const CT_CHANGES: &str = "
+INSERT INTO data_source_table (PersonID, Name, Age) VALUES (6, 'new', 50);
+UPDATE data_source_table SET Age = 10, Name = 'update' WHERE PersonID = 1;
+DELETE FROM data_source_table WHERE PersonID = 3;
 ";
 
 const SETUP: &str = "
@@ -95,7 +133,43 @@ async fn demo(dir: &Path) -> Result<i32, String> {
     );
     let code = super::runs::list(&config, 10, false).await;
     println!("\nTry: highwater -c {} state", config.display());
-    Ok(if first == 0 && second == 0 { code } else { 1 })
+    let ct = change_tracking(&dir.join("change-tracking")).await?;
+    Ok(if first == 0 && second == 0 && ct == 0 {
+        code
+    } else {
+        1
+    })
+}
+
+/// The change-tracking tutorial in its own folder.
+async fn change_tracking(dir: &Path) -> Result<i32, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let db = rusqlite::Connection::open(dir.join("source.db")).map_err(|e| e.to_string())?;
+    db.execute_batch(CT_SETUP).map_err(|e| e.to_string())?;
+    let config = dir.join("highwater.yaml");
+    std::fs::write(&config, CT_CONFIG)
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+
+    println!(
+        "\n== The change-tracking tutorial (Data Factory: incrementally copy with change tracking) =="
+    );
+    println!(
+        "Source: {} with data_source_table(PersonID primary key, Name, Age), 5 rows.",
+        dir.join("source.db").display()
+    );
+    println!("Config: {}\n", config.display());
+    println!("-- Run 1: set up change tracking, take the baseline version, copy the table --");
+    let first = run_once(&config).await?;
+    println!("\n-- Changes: insert row 6, update row 1, delete row 3 --{CT_CHANGES}");
+    db.execute_batch(CT_CHANGES).map_err(|e| e.to_string())?;
+    println!("-- Run 2: the delta copy (net changes since the baseline) --");
+    let second = run_once(&config).await?;
+    println!(
+        "\nTry: highwater -c {0} changes status   (and `changes disable data_source_table` to remove the triggers)",
+        config.display()
+    );
+    Ok(if first == 0 && second == 0 { 0 } else { 1 })
 }
 
 async fn run_once(config: &Path) -> Result<i32, String> {
@@ -112,6 +186,9 @@ async fn run_once(config: &Path) -> Result<i32, String> {
     .map_err(|e| e.to_string())?;
     for s in &outcome.streams {
         println!("{}", output::stream_line(s));
+        for n in &s.notes {
+            println!("          note: {n}");
+        }
         for o in &s.outputs {
             if let Some(path) = o.strip_prefix("file://") {
                 let text = std::fs::read_to_string(PathBuf::from(path)).unwrap_or_default();

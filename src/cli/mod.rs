@@ -1,5 +1,6 @@
 //! One file per command. Each returns the process exit code.
 
+mod changes;
 mod check;
 mod demo;
 mod expr;
@@ -99,6 +100,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change tracking installed in source databases: `changes status`,
+    /// `changes disable STREAM`.
+    Changes {
+        #[command(subcommand)]
+        command: ChangesCommand,
+    },
     /// Evaluate a Data Factory expression, e.g. `highwater expr "@concat('a', 'b')"`.
     Expr {
         /// The expression, as it would appear in a pipeline's JSON string.
@@ -118,6 +125,22 @@ pub enum RunsCommand {
         /// Print as JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ChangesCommand {
+    /// Whether change tracking is set up for each change_tracking stream,
+    /// with its current and minimum valid versions.
+    Status {
+        /// Streams (default: every change_tracking stream).
+        streams: Vec<String>,
+    },
+    /// Remove the triggers, change log and meta row that the stream's first
+    /// run created. The next run sets them up again and reloads in full.
+    Disable {
+        /// The stream's name.
+        stream: String,
     },
 }
 
@@ -156,6 +179,12 @@ pub async fn dispatch(args: Args) -> i32 {
             reset: Some(StateCommand::Reset { stream }),
             ..
         } => state::reset(&config, &stream).await,
+        Command::Changes {
+            command: ChangesCommand::Status { streams },
+        } => changes::status(&config, streams).await,
+        Command::Changes {
+            command: ChangesCommand::Disable { stream },
+        } => changes::disable(&config, &stream).await,
         Command::Expr {
             expression,
             context,

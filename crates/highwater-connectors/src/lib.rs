@@ -8,6 +8,7 @@
 //! |------------|--------|------|
 //! | `sqlite`   | yes    | –    |
 //! | `postgres` | yes    | –    |
+//! | `mysql`    | yes    | –    |
 //! | `files`    | –      | local folder, Azure Blob, S3 (CSV, Parquet, JSON Lines) |
 //!
 //! A connector never imports the engine. Errors carry the backend and never
@@ -17,7 +18,9 @@ use std::sync::Arc;
 
 use highwater_core::{ConnKind, Error, Result, Sink, Source};
 
+pub mod change_tracking;
 pub mod files;
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 mod util;
@@ -27,10 +30,7 @@ pub async fn source(kind: &ConnKind, url: &str) -> Result<Arc<dyn Source>> {
     match kind {
         ConnKind::Sqlite(path) => Ok(Arc::new(sqlite::SqliteSource::new(path.clone()))),
         ConnKind::Postgres => Ok(Arc::new(postgres::PgSource::new(url))),
-        ConnKind::Mysql => Err(Error::config(
-            "connection",
-            "reading from mysql:// is not supported yet",
-        )),
+        ConnKind::Mysql => Ok(Arc::new(mysql::MySource::new(url))),
         ConnKind::Mssql => Err(Error::config(
             "connection",
             "reading from mssql:// is not supported yet",
@@ -62,10 +62,11 @@ pub async fn check(kind: &ConnKind, url: &str) -> Result<String> {
     match kind {
         ConnKind::Sqlite(path) => sqlite::check(path),
         ConnKind::Postgres => postgres::check(url).await,
+        ConnKind::Mysql => mysql::check(url).await,
         ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => {
             files::FileSink::open(kind)?.check().await
         }
-        ConnKind::Mysql | ConnKind::Mssql => Err(Error::config(
+        ConnKind::Mssql => Err(Error::config(
             "connection",
             "this backend is not supported yet",
         )),

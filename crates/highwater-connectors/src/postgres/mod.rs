@@ -27,7 +27,8 @@
 //! with a cast to the cursor's type; the query text holds only quoted
 //! identifiers.
 
-mod source;
+pub(crate) mod change_tracking;
+pub(crate) mod source;
 mod types;
 
 pub use source::PgSource;

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls};
 
+use super::change_tracking;
 use super::types::{Col, PgKind};
 use crate::util::{batch_channel, quote_ident, redact_url};
 
@@ -34,7 +35,7 @@ impl PgSource {
     }
 }
 
-fn pg_err(e: tokio_postgres::Error) -> Error {
+pub(super) fn pg_err(e: tokio_postgres::Error) -> Error {
     // The server's message (with detail) is what a user can act on.
     match e.as_db_error() {
         Some(db) => Error::source(BACKEND, db.message()),
@@ -191,6 +192,17 @@ impl Source for PgSource {
         let client = connect(&self.url).await?;
         let rel = &req.relation;
         let mut notes = Vec::new();
+        let mut version_to = None;
+        let mut full_reload = !matches!(&req.delta, Delta::Watermark { after: Some(_), .. });
+
+        // Change tracking: set up and prune before the snapshot.
+        let mut fresh = false;
+        if let Delta::ChangeTracking { retention_secs, .. } = &req.delta {
+            let (n, f) =
+                change_tracking::prepare(&client, rel, &req.primary_key, *retention_secs).await?;
+            notes.extend(n);
+            fresh = f;
+        }
 
         // Step 1 (watermark only): the late-commit cap, before the snapshot.
         let mut cap: Option<(DateTime<Utc>, i64, i64)> = None;
@@ -359,11 +371,26 @@ impl Source for PgSource {
                     select.join(", ")
                 )
             }
-            Delta::ChangeTracking { .. } => {
-                return Err(Error::config(
-                    format!("stream {}", req.stream),
-                    "change_tracking on PostgreSQL is not supported yet",
-                ));
+            Delta::ChangeTracking { after, .. } => {
+                let plan = change_tracking::plan(
+                    &client,
+                    rel,
+                    &d.names,
+                    &d.kinds,
+                    &req.primary_key,
+                    *after,
+                    fresh,
+                )
+                .await?;
+                kinds.push(PgKind::Int8);
+                kinds.push(PgKind::Text);
+                let out = crate::change_tracking::output_schema(std::mem::take(&mut fields));
+                fields = out.fields().iter().map(|f| f.as_ref().clone()).collect();
+                version_to = Some(plan.version_to);
+                full_reload = plan.full_reload;
+                notes.extend(plan.notes);
+                let _ = &select;
+                plan.sql
             }
         };
 
@@ -392,8 +419,8 @@ impl Source for PgSource {
         Ok(Extract {
             schema,
             to,
-            version_to: None,
-            full_reload: !matches!(&req.delta, Delta::Watermark { after: Some(_), .. }),
+            version_to,
+            full_reload,
             null_rows,
             notes,
             batches,

@@ -9,7 +9,8 @@
 //! integers, text timestamps as text. The watermark keeps the exact stored
 //! text, so no precision or format is lost between runs.
 
-mod source;
+pub(crate) mod change_tracking;
+pub(crate) mod source;
 mod types;
 
 pub use source::SqliteSource;

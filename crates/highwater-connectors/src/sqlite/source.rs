@@ -14,6 +14,7 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use super::change_tracking;
 use super::types::{Col, Kind};
 use crate::util::{batch_channel, quote_ident};
 
@@ -143,6 +144,9 @@ struct Header {
     schema: SchemaRef,
     to: Option<CursorValue>,
     null_rows: u64,
+    version_to: Option<i64>,
+    full_reload: bool,
+    notes: Vec<String>,
 }
 
 fn run_read(
@@ -161,8 +165,17 @@ fn run_read(
         }
     };
     let result = (|| -> Result<()> {
-        let conn = open(&path)?;
         let rel = &req.relation;
+        // Change tracking: set up and prune before the snapshot.
+        let (mut notes, fresh) = match &req.delta {
+            Delta::ChangeTracking { retention_secs, .. } => {
+                change_tracking::prepare(&path, rel, &req.primary_key, *retention_secs)?
+            }
+            _ => (vec![], false),
+        };
+        let mut version_to = None;
+        let mut full_reload = !matches!(&req.delta, Delta::Watermark { after: Some(_), .. });
+        let conn = open(&path)?;
         conn.execute_batch("BEGIN").map_err(|e| sql_err(rel, e))?;
         let cols = describe_conn(&conn, rel)?;
         let mut kinds: Vec<Kind> = cols.iter().map(|c| c.1).collect();
@@ -234,11 +247,17 @@ fn run_read(
                         ),
                     }
                 }
-                Delta::ChangeTracking { .. } => {
-                    return Err(Error::config(
-                        &req.stream,
-                        "change_tracking on SQLite is not supported yet",
-                    ));
+                Delta::ChangeTracking { after, .. } => {
+                    let plan =
+                        change_tracking::plan(&conn, rel, &cols, &req.primary_key, *after, fresh)?;
+                    kinds.push(Kind::Int);
+                    kinds.push(Kind::Text);
+                    let out = crate::change_tracking::output_schema(std::mem::take(&mut fields));
+                    fields = out.fields().iter().map(|f| f.as_ref().clone()).collect();
+                    version_to = Some(plan.version_to);
+                    full_reload = plan.full_reload;
+                    notes.extend(plan.notes);
+                    (plan.sql, plan.params, None, 0)
                 }
             };
         let schema: SchemaRef = Arc::new(Schema::new(fields));
@@ -247,6 +266,9 @@ fn run_read(
                 schema: schema.clone(),
                 to,
                 null_rows,
+                version_to,
+                full_reload,
+                notes,
             }));
         }
         let mut st = conn.prepare(&sql).map_err(|e| sql_err(rel, e))?;
@@ -332,10 +354,10 @@ impl Source for SqliteSource {
         Ok(Extract {
             schema: header.schema,
             to: header.to,
-            version_to: None,
-            full_reload: !matches!(&req.delta, Delta::Watermark { after: Some(_), .. }),
+            version_to: header.version_to,
+            full_reload: header.full_reload,
             null_rows: header.null_rows,
-            notes: vec![],
+            notes: header.notes,
             batches,
         })
     }

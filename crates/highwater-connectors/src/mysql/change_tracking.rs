@@ -1,0 +1,529 @@
+//! Change tracking on MariaDB/MySQL: triggers, a change log and a version
+//! counter row (see [`crate::change_tracking`] for the objects and the
+//! net-change semantics).
+//!
+//! Why a run never skips a change. Each trigger first increments the
+//! table's counter row in `_highwater_ct` (InnoDB) and stamps the log row
+//! with the new value. The UPDATE takes the counter row's exclusive lock and
+//! InnoDB holds it until the writing transaction commits or rolls back, so
+//! a second writer of the same table waits at its first tracked change until
+//! the first one has finished: versions are handed out in commit order.
+//! A run reads the counter in a consistent snapshot (`START TRANSACTION WITH
+//! CONSISTENT SNAPSHOT`, a non-locking read that never waits); every change
+//! with a version ≤ that value committed before the snapshot and is visible
+//! in it, and any change not visible gets a larger version, read next time.
+//! Two transactions therefore cannot commit in the opposite order of their
+//! versions.
+//!
+//! The cost, documented for users: writers of one tracked table are
+//! serialised from their first tracked change to their commit, and two
+//! transactions that lock rows of the table in opposite orders can now meet
+//! at the counter and deadlock (InnoDB detects it and rolls one back; the
+//! application retries as for any deadlock). Lock order is always counter
+//! row, then log rows: pruning takes the counter row first as well, so
+//! highwater's own statements never deadlock with writers. The log's
+//! `INSERT … ON DUPLICATE KEY UPDATE` only runs while the counter is held,
+//! so its next-key/gap locks never meet another writer's.
+
+use highwater_core::{Error, Relation, Result};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Value};
+
+use super::source::{connect, my_err, q};
+use super::types::MyKind;
+use crate::change_tracking::{
+    META_TABLE, OPERATION_COLUMN, Status, VERSION_COLUMN, log_table, table_of, trigger_name,
+};
+
+/// Names of one tracked table, database resolved.
+struct Names {
+    db: String,
+    table: String,
+    log: String,
+}
+
+impl Names {
+    fn t(&self) -> String {
+        format!("{}.{}", q(&self.db), q(&self.table))
+    }
+    fn log(&self) -> String {
+        format!("{}.{}", q(&self.db), q(&self.log))
+    }
+    fn meta(&self) -> String {
+        format!("{}.{}", q(&self.db), q(META_TABLE))
+    }
+    fn trigger(&self, ev: &str) -> String {
+        format!("{}.{}", q(&self.db), q(&trigger_name(&self.table, ev)))
+    }
+}
+
+async fn names(conn: &mut Conn, rel: &Relation) -> Result<Names> {
+    let (schema, table) = table_of(rel)?;
+    let db = match schema {
+        Some(s) => s.to_string(),
+        None => conn
+            .query_first::<Option<String>, _>("SELECT DATABASE()")
+            .await
+            .map_err(my_err)?
+            .flatten()
+            .ok_or_else(|| {
+                Error::config(
+                    "connection",
+                    "the mysql:// URL names no database; add /DATABASE or qualify the table",
+                )
+            })?,
+    };
+    Ok(Names {
+        db,
+        table: table.to_string(),
+        log: log_table(table),
+    })
+}
+
+async fn table_exists(conn: &mut Conn, db: &str, name: &str) -> Result<bool> {
+    let n: Option<i64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, name),
+        )
+        .await
+        .map_err(my_err)?;
+    Ok(n.unwrap_or(0) > 0)
+}
+
+/// `(version, min_valid_version)` of the meta row, if there is one.
+async fn meta_row(conn: &mut Conn, n: &Names) -> Result<Option<(i64, i64)>> {
+    if !table_exists(conn, &n.db, META_TABLE).await? {
+        return Ok(None);
+    }
+    conn.exec_first(
+        format!(
+            "SELECT version, min_valid_version FROM {} WHERE table_name = ?",
+            n.meta()
+        ),
+        (n.table.as_str(),),
+    )
+    .await
+    .map_err(my_err)
+}
+
+/// Set up (if needed) and prune, each in its own transaction, before the
+/// snapshot. Returns notes and whether tracking was set up just now.
+pub(super) async fn prepare(
+    conn: &mut Conn,
+    rel: &Relation,
+    pk: &[String],
+    retention_secs: i64,
+) -> Result<(Vec<String>, bool)> {
+    let n = names(conn, rel).await?;
+    let mut notes = Vec::new();
+    let mut fresh = false;
+    if meta_row(conn, &n).await?.is_none() {
+        // Two streams on one table must not set it up twice at once.
+        let lock = format!("highwater-ct:{}", n.t());
+        conn.exec_drop("SELECT GET_LOCK(?, 60)", (lock.as_str(),))
+            .await
+            .map_err(my_err)?;
+        let res = async {
+            if meta_row(conn, &n).await?.is_some() {
+                return Ok(None);
+            }
+            setup(conn, &n, pk).await.map(Some)
+        }
+        .await;
+        let _ = conn
+            .exec_drop("SELECT RELEASE_LOCK(?)", (lock.as_str(),))
+            .await;
+        if let Some(created) = res? {
+            fresh = true;
+            notes.push(format!(
+                "set up change tracking on {}.{}: created {}",
+                n.db,
+                n.table,
+                created.join(", ")
+            ));
+        }
+    }
+    // Prune only when something is older than the retention (a plain
+    // consistent read first, so steady-state runs take no lock).
+    let cutoff = format!("-{retention_secs}");
+    let stale: Option<i64> = conn
+        .exec_first(
+            format!(
+                "SELECT 1 FROM {} WHERE hw_changed_at < UTC_TIMESTAMP(6) + INTERVAL ? SECOND LIMIT 1",
+                n.log()
+            ),
+            (cutoff.as_str(),),
+        )
+        .await
+        .map_err(my_err)?;
+    if stale.is_some() {
+        conn.query_drop("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .await
+            .map_err(my_err)?;
+        conn.query_drop("START TRANSACTION").await.map_err(my_err)?;
+        let res: Result<()> = async {
+            // Counter row first: the writers' lock order.
+            conn.exec_drop(
+                format!(
+                    "SELECT version FROM {} WHERE table_name = ? FOR UPDATE",
+                    n.meta()
+                ),
+                (n.table.as_str(),),
+            )
+            .await
+            .map_err(my_err)?;
+            let row: Option<(i64, Option<i64>)> = conn
+                .exec_first(
+                    format!(
+                        "SELECT COUNT(*), MAX(hw_version) FROM {} WHERE hw_changed_at < UTC_TIMESTAMP(6) + INTERVAL ? SECOND",
+                        n.log()
+                    ),
+                    (cutoff.as_str(),),
+                )
+                .await
+                .map_err(my_err)?;
+            if let Some((count, Some(max))) = row {
+                conn.exec_drop(
+                    format!(
+                        "DELETE FROM {} WHERE hw_version <= ? AND hw_changed_at < UTC_TIMESTAMP(6) + INTERVAL ? SECOND",
+                        n.log()
+                    ),
+                    (max, cutoff.as_str()),
+                )
+                .await
+                .map_err(my_err)?;
+                conn.exec_drop(
+                    format!(
+                        "UPDATE {} SET min_valid_version = GREATEST(min_valid_version, ?) WHERE table_name = ?",
+                        n.meta()
+                    ),
+                    (max, n.table.as_str()),
+                )
+                .await
+                .map_err(my_err)?;
+                tracing::info!(table = %n.t(), rows = count, min_valid_version = max, "Pruned the change log.");
+            }
+            Ok(())
+        }
+        .await;
+        match res {
+            Ok(()) => conn.query_drop("COMMIT").await.map_err(my_err)?,
+            Err(e) => {
+                let _ = conn.query_drop("ROLLBACK").await;
+                return Err(e);
+            }
+        }
+    }
+    Ok((notes, fresh))
+}
+
+async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>> {
+    let mut defs = Vec::new();
+    for c in pk {
+        let ty: Option<String> = conn
+            .exec_first(
+                "SELECT COLUMN_TYPE FROM information_schema.COLUMNS
+                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+                (n.db.as_str(), n.table.as_str(), c.as_str()),
+            )
+            .await
+            .map_err(my_err)?;
+        let Some(ty) = ty else {
+            return Err(Error::config(
+                format!("primary_key column {c}"),
+                format!("not found in {}.{}", n.db, n.table),
+            ));
+        };
+        defs.push(format!("{} {ty}", q(c)));
+    }
+    let cols = pk.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+    let of = |r: &str| {
+        pk.iter()
+            .map(|c| format!("{r}.{}", q(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let same_key = pk
+        .iter()
+        .map(|c| format!("OLD.{0} <=> NEW.{0}", q(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let (log, meta, t) = (n.log(), n.meta(), n.t());
+    let ins = |row: &str, op: &str, created: &str, set: &str| {
+        format!(
+            "INSERT INTO {log} ({cols}, hw_op, hw_version, hw_created, hw_changed_at)
+             VALUES ({}, '{op}', v, {created}, UTC_TIMESTAMP(6))
+             ON DUPLICATE KEY UPDATE {set};",
+            of(row)
+        )
+    };
+    let set_i = "hw_op = 'I', hw_version = v, hw_created = v, hw_changed_at = UTC_TIMESTAMP(6)";
+    let set_u = "hw_op = 'U', hw_version = v, hw_changed_at = UTC_TIMESTAMP(6)";
+    let set_d = "hw_op = 'D', hw_version = v, hw_changed_at = UTC_TIMESTAMP(6)";
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {meta} (
+            table_name VARCHAR(192) NOT NULL PRIMARY KEY,
+            id BIGINT NOT NULL AUTO_INCREMENT UNIQUE,
+            version BIGINT NOT NULL,
+            min_valid_version BIGINT NOT NULL,
+            created_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
+    ))
+    .await
+    .map_err(my_err)?;
+    conn.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {log} (
+            {defs},
+            hw_op CHAR(1) NOT NULL,
+            hw_version BIGINT NOT NULL,
+            hw_created BIGINT NULL,
+            hw_changed_at DATETIME(6) NOT NULL,
+            PRIMARY KEY ({cols}),
+            KEY hw_version (hw_version)) ENGINE=InnoDB",
+        defs = defs.join(", ")
+    ))
+    .await
+    .map_err(my_err)?;
+    conn.exec_drop(
+        format!(
+            "INSERT IGNORE INTO {meta} (table_name, version, min_valid_version, created_at)
+             VALUES (?, 0, 0, UTC_TIMESTAMP(6))"
+        ),
+        (n.table.as_str(),),
+    )
+    .await
+    .map_err(my_err)?;
+    // Triggers find their counter row by its numeric id: no table name
+    // (which may hold quotes or backslashes) is spliced into their bodies.
+    let id: i64 = conn
+        .exec_first(
+            format!("SELECT id FROM {meta} WHERE table_name = ?"),
+            (n.table.as_str(),),
+        )
+        .await
+        .map_err(my_err)?
+        .ok_or_else(|| Error::source("mysql", "the meta row vanished during setup"))?;
+    let bump = format!(
+        "DECLARE v BIGINT;
+         UPDATE {meta} SET version = version + 1 WHERE id = {id};
+         SELECT version INTO v FROM {meta} WHERE id = {id};"
+    );
+    let bodies = [
+        ("ins", "INSERT", ins("NEW", "I", "v", set_i)),
+        (
+            "upd",
+            "UPDATE",
+            format!(
+                "IF {same_key} THEN {} ELSE {} {} END IF;",
+                ins("NEW", "U", "NULL", set_u),
+                ins("OLD", "D", "NULL", set_d),
+                ins("NEW", "I", "v", set_i)
+            ),
+        ),
+        ("del", "DELETE", ins("OLD", "D", "NULL", set_d)),
+    ];
+    for (ev, event, body) in bodies {
+        conn.query_drop(format!(
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER {event} ON {t} FOR EACH ROW BEGIN {bump} {body} END",
+            n.trigger(ev)
+        ))
+        .await
+        .map_err(|e| {
+            Error::source(
+                "mysql",
+                format!("setting up change tracking on {t}: {}", my_err(e)),
+            )
+        })?;
+    }
+    Ok(vec![
+        format!("table {}", n.log),
+        format!(
+            "triggers {}, {}, {}",
+            trigger_name(&n.table, "ins"),
+            trigger_name(&n.table, "upd"),
+            trigger_name(&n.table, "del")
+        ),
+        format!("row {} in {META_TABLE}", n.table),
+    ])
+}
+
+/// What to read, decided in the snapshot.
+pub(super) struct Plan {
+    pub sql: String,
+    pub params: Vec<Value>,
+    pub version_to: i64,
+    pub full_reload: bool,
+    pub notes: Vec<String>,
+}
+
+/// Inside the consistent snapshot: the window, the reload decision and the
+/// query.
+pub(super) async fn plan(
+    conn: &mut Conn,
+    rel: &Relation,
+    cols: &[(String, MyKind)],
+    pk: &[String],
+    after: Option<i64>,
+    fresh: bool,
+) -> Result<Plan> {
+    let n = names(conn, rel).await?;
+    let (to, min_valid) = meta_row(conn, &n).await?.ok_or_else(|| {
+        Error::source(
+            "mysql",
+            format!("change tracking on {} was removed during the run", n.t()),
+        )
+    })?;
+    let mut notes = Vec::new();
+    let reload = match after {
+        None => true,
+        Some(_) if fresh => {
+            notes.push(
+                "change tracking was not set up (disabled since the last run?): reloading the table in full"
+                    .to_string(),
+            );
+            true
+        }
+        Some(a) if a < min_valid => {
+            notes.push(format!(
+                "full reload: the last synchronised version {a} is older than the minimum valid version {min_valid} \
+                 (changes were pruned after change_retention); replace your copy with this output"
+            ));
+            true
+        }
+        Some(a) if a > to => {
+            notes.push(format!(
+                "full reload: the last synchronised version {a} is newer than the current version {to} \
+                 (change tracking was set up again)"
+            ));
+            true
+        }
+        Some(_) => false,
+    };
+    let (vc, oc) = (q(VERSION_COLUMN), q(OPERATION_COLUMN));
+    if reload {
+        let list: Vec<String> = cols.iter().map(|(c, _)| format!("t.{}", q(c))).collect();
+        return Ok(Plan {
+            sql: format!(
+                "SELECT {}, CAST(? AS SIGNED) AS {vc}, 'I' AS {oc} FROM {} AS t",
+                list.join(", "),
+                n.t()
+            ),
+            params: vec![Value::Int(to)],
+            version_to: to,
+            full_reload: true,
+            notes,
+        });
+    }
+    let list: Vec<String> = cols
+        .iter()
+        .map(|(c, _)| format!("{}.{}", if pk.contains(c) { "c" } else { "t" }, q(c)))
+        .collect();
+    let join = pk
+        .iter()
+        .map(|c| format!("t.{0} = c.{0}", q(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let a = after.unwrap_or_default();
+    Ok(Plan {
+        sql: format!(
+            "SELECT {}, c.hw_version AS {vc},
+                    CASE WHEN c.hw_op = 'D' THEN 'D' WHEN c.hw_created > ? THEN 'I' ELSE 'U' END AS {oc}
+               FROM {} AS c LEFT JOIN {} AS t ON {join}
+              WHERE c.hw_version > ? AND c.hw_version <= ?
+              ORDER BY c.hw_version",
+            list.join(", "),
+            n.log(),
+            n.t()
+        ),
+        params: vec![Value::Int(a), Value::Int(a), Value::Int(to)],
+        version_to: to,
+        full_reload: false,
+        notes,
+    })
+}
+
+pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
+    let mut conn = connect(url).await?;
+    let n = names(&mut conn, rel).await?;
+    let Some((v, m)) = meta_row(&mut conn, &n).await? else {
+        return Ok(Status::default());
+    };
+    let has_log = table_exists(&mut conn, &n.db, &n.log).await?;
+    let triggers: Option<i64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.TRIGGERS
+              WHERE TRIGGER_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME IN (?, ?, ?)",
+            (
+                n.db.as_str(),
+                n.table.as_str(),
+                trigger_name(&n.table, "ins"),
+                trigger_name(&n.table, "upd"),
+                trigger_name(&n.table, "del"),
+            ),
+        )
+        .await
+        .map_err(my_err)?;
+    let log_rows: Option<i64> = if has_log {
+        conn.query_first(format!("SELECT COUNT(*) FROM {}", n.log()))
+            .await
+            .map_err(my_err)?
+    } else {
+        None
+    };
+    let _ = conn.disconnect().await;
+    Ok(Status {
+        set_up: has_log && triggers == Some(3),
+        current_version: Some(v),
+        min_valid_version: Some(m),
+        log_rows,
+    })
+}
+
+pub async fn disable(url: &str, rel: &Relation) -> Result<Vec<String>> {
+    let mut conn = connect(url).await?;
+    let n = names(&mut conn, rel).await?;
+    let mut removed = Vec::new();
+    for ev in ["ins", "upd", "del"] {
+        let name = trigger_name(&n.table, ev);
+        let exists: Option<i64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME = ?",
+                (n.db.as_str(), name.as_str()),
+            )
+            .await
+            .map_err(my_err)?;
+        if exists.unwrap_or(0) > 0 {
+            conn.query_drop(format!("DROP TRIGGER IF EXISTS {}", n.trigger(ev)))
+                .await
+                .map_err(my_err)?;
+            removed.push(format!("trigger {name}"));
+        }
+    }
+    if table_exists(&mut conn, &n.db, &n.log).await? {
+        conn.query_drop(format!("DROP TABLE {}", n.log()))
+            .await
+            .map_err(my_err)?;
+        removed.push(format!("table {}", n.log));
+    }
+    if meta_row(&mut conn, &n).await?.is_some() {
+        conn.exec_drop(
+            format!("DELETE FROM {} WHERE table_name = ?", n.meta()),
+            (n.table.as_str(),),
+        )
+        .await
+        .map_err(my_err)?;
+        removed.push(format!("row {} in {META_TABLE}", n.table));
+        let left: Option<i64> = conn
+            .query_first(format!("SELECT COUNT(*) FROM {}", n.meta()))
+            .await
+            .map_err(my_err)?;
+        if left.unwrap_or(0) == 0 {
+            conn.query_drop(format!("DROP TABLE {}", n.meta()))
+                .await
+                .map_err(my_err)?;
+            removed.push(format!("table {META_TABLE}"));
+        }
+    }
+    let _ = conn.disconnect().await;
+    Ok(removed)
+}

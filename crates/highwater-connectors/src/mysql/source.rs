@@ -1,0 +1,437 @@
+//! [`MySource`]: describe, and read one delta in one consistent snapshot.
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_schema::{Field, Schema, SchemaRef};
+use async_trait::async_trait;
+use chrono::{DateTime, Datelike, NaiveDate, Timelike};
+use futures::StreamExt;
+use highwater_core::{
+    CURSOR_COLUMN, CursorValue, Delta, Error, Extract, Lag, ReadRequest, Relation, Result, Source,
+    TableInfo, WatermarkPosition,
+};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Row, Value};
+
+use super::change_tracking;
+use super::types::{Col, MyKind};
+use crate::util::{batch_channel, quote_ident, redact_url};
+
+const BACKEND: &str = "mysql";
+
+/// Reads from one MariaDB/MySQL database; one connection per read.
+pub struct MySource {
+    url: String,
+}
+
+impl MySource {
+    pub fn new(url: &str) -> Self {
+        MySource {
+            url: url.to_string(),
+        }
+    }
+}
+
+pub(super) fn my_err(e: mysql_async::Error) -> Error {
+    match e {
+        mysql_async::Error::Server(s) => Error::source(BACKEND, s.message),
+        other => Error::source(BACKEND, other),
+    }
+}
+
+pub(super) async fn connect(url: &str) -> Result<Conn> {
+    let conn_err = |m: String| Error::Connection {
+        target: redact_url(url),
+        message: m,
+    };
+    let opts = Opts::from_url(url).map_err(|e| conn_err(e.to_string()))?;
+    let mut conn = Conn::new(opts).await.map_err(|e| conn_err(e.to_string()))?;
+    conn.query_drop("SET time_zone = '+00:00'")
+        .await
+        .map_err(my_err)?;
+    Ok(conn)
+}
+
+pub(super) fn q(s: &str) -> String {
+    quote_ident(s, '`')
+}
+
+pub(super) fn relation_sql(rel: &Relation) -> String {
+    match rel {
+        Relation::Table {
+            schema: Some(s),
+            name,
+        } => format!("{}.{}", q(s), q(name)),
+        Relation::Table { schema: None, name } => q(name),
+        Relation::Query(qs) => format!("({qs}) AS q"),
+    }
+}
+
+/// Column names and kinds of a relation.
+pub(super) async fn describe_conn(
+    conn: &mut Conn,
+    rel: &Relation,
+) -> Result<Vec<(String, MyKind)>> {
+    let st = conn
+        .prep(format!("SELECT * FROM {} LIMIT 0", relation_sql(rel)))
+        .await
+        .map_err(|e| {
+            let m = my_err(e).to_string();
+            if m.contains("doesn't exist") && matches!(rel, Relation::Table { .. }) {
+                Error::source(BACKEND, format!("table {rel} not found ({m})"))
+            } else {
+                Error::source(BACKEND, format!("{rel}: {m}"))
+            }
+        })?;
+    let cols = st
+        .columns()
+        .iter()
+        .map(|c| (c.name_str().to_string(), MyKind::from_column(c)))
+        .collect();
+    let _ = conn.close(st).await;
+    Ok(cols)
+}
+
+#[async_trait]
+impl Source for MySource {
+    async fn describe(&self, relation: &Relation) -> Result<TableInfo> {
+        let mut conn = connect(&self.url).await?;
+        let cols = describe_conn(&mut conn, relation).await?;
+        let primary_key = match relation {
+            Relation::Table { schema, name } => conn
+                .exec::<String, _, _>(
+                    "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
+                      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?
+                        AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+                    (schema.clone(), name.clone()),
+                )
+                .await
+                .unwrap_or_default(),
+            Relation::Query(_) => vec![],
+        };
+        let _ = conn.disconnect().await;
+        Ok(TableInfo {
+            schema: Arc::new(Schema::new(
+                cols.iter()
+                    .map(|(n, k)| Field::new(n, k.data_type(), true))
+                    .collect::<Vec<_>>(),
+            )),
+            primary_key,
+        })
+    }
+
+    async fn read(&self, req: &ReadRequest) -> Result<Extract> {
+        let mut conn = connect(&self.url).await?;
+        let rel = &req.relation;
+        let mut notes = Vec::new();
+        let mut fresh = false;
+        if let Delta::ChangeTracking { retention_secs, .. } = &req.delta {
+            let (n, f) =
+                change_tracking::prepare(&mut conn, rel, &req.primary_key, *retention_secs).await?;
+            notes.extend(n);
+            fresh = f;
+        }
+        conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .await
+            .map_err(my_err)?;
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            .await
+            .map_err(my_err)?;
+        let cols = describe_conn(&mut conn, rel).await?;
+        let mut kinds: Vec<MyKind> = cols.iter().map(|c| c.1).collect();
+        let mut fields: Vec<Field> = cols
+            .iter()
+            .map(|(n, k)| Field::new(n, k.data_type(), true))
+            .collect();
+        let mut version_to = None;
+        let mut full_reload = true;
+        let mut to = None;
+        let mut null_rows = 0;
+        let (sql, params): (String, Vec<Value>) = match &req.delta {
+            Delta::Full => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
+            Delta::Watermark { cursor, after, lag } => {
+                let w = watermark(&mut conn, req, &cols, cursor, after.as_ref(), *lag).await?;
+                kinds.push(w.kind);
+                fields.push(Field::new(CURSOR_COLUMN, w.kind.data_type(), true));
+                to = w.to;
+                null_rows = w.null_rows;
+                full_reload = after.is_none();
+                (w.sql, w.params)
+            }
+            Delta::ChangeTracking { after, .. } => {
+                let plan =
+                    change_tracking::plan(&mut conn, rel, &cols, &req.primary_key, *after, fresh)
+                        .await?;
+                kinds.push(MyKind::Int);
+                kinds.push(MyKind::Text);
+                fields = crate::change_tracking::output_schema(fields)
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                version_to = Some(plan.version_to);
+                full_reload = plan.full_reload;
+                notes.extend(plan.notes);
+                (plan.sql, plan.params)
+            }
+        };
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let (tx, batches) = batch_channel(schema.clone());
+        let task_schema = schema.clone();
+        let batch_size = req.batch_size.max(1);
+        let rel_name = rel.to_string();
+        tokio::spawn(async move {
+            let res = pump(
+                &mut conn,
+                &sql,
+                params,
+                &task_schema,
+                kinds,
+                batch_size,
+                &tx,
+                &rel_name,
+            )
+            .await;
+            match res {
+                Ok(()) => {
+                    if let Err(e) = conn.query_drop("COMMIT").await {
+                        let _ = tx.send(Err(my_err(e))).await;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+            let _ = conn.disconnect().await;
+        });
+        Ok(Extract {
+            schema,
+            to,
+            version_to,
+            full_reload,
+            null_rows,
+            notes,
+            batches,
+        })
+    }
+}
+
+/// What a watermark read needs, decided in the snapshot.
+struct Watermark {
+    sql: String,
+    params: Vec<Value>,
+    kind: MyKind,
+    to: Option<CursorValue>,
+    null_rows: u64,
+}
+
+/// A cursor value as a bound parameter.
+fn bind(v: &CursorValue) -> Value {
+    let dt = |us: i64| {
+        let t = DateTime::from_timestamp_micros(us)
+            .unwrap_or_default()
+            .naive_utc();
+        Value::Date(
+            t.year() as u16,
+            t.month() as u8,
+            t.day() as u8,
+            t.hour() as u8,
+            t.minute() as u8,
+            t.second() as u8,
+            t.nanosecond() / 1000,
+        )
+    };
+    match v {
+        CursorValue::Int(i) => Value::Int(*i),
+        CursorValue::Timestamp(us) | CursorValue::TimestampTz(us) => dt(*us),
+        CursorValue::Date(d) => dt(*d as i64 * 86_400_000_000),
+        CursorValue::Text(t) => Value::Bytes(t.clone().into_bytes()),
+    }
+}
+
+/// A value read back from the server as a cursor value of `kind`.
+fn cursor_value(v: &Value, kind: MyKind) -> Result<Option<CursorValue>> {
+    let bad = || Error::source(BACKEND, format!("unexpected cursor value {v:?}"));
+    Ok(match (v, kind) {
+        (Value::NULL, _) => None,
+        (Value::Int(i), _) => Some(CursorValue::Int(*i)),
+        (Value::UInt(u), _) => Some(CursorValue::Int(i64::try_from(*u).map_err(|_| bad())?)),
+        (Value::Date(y, mo, d, h, mi, s, us), k) => {
+            let t = NaiveDate::from_ymd_opt(*y as i32, *mo as u32, *d as u32)
+                .and_then(|d| d.and_hms_micro_opt(*h as u32, *mi as u32, *s as u32, *us))
+                .ok_or_else(bad)?;
+            Some(match k {
+                MyKind::Date => {
+                    CursorValue::Date((t.date() - NaiveDate::default()).num_days() as i32)
+                }
+                MyKind::Timestamp => CursorValue::TimestampTz(t.and_utc().timestamp_micros()),
+                _ => CursorValue::Timestamp(t.and_utc().timestamp_micros()),
+            })
+        }
+        (Value::Bytes(b), MyKind::Int) => Some(CursorValue::Int(
+            std::str::from_utf8(b)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(bad)?,
+        )),
+        _ => return Err(bad()),
+    })
+}
+
+/// Watermark mode: the new upper bound in the snapshot, and the query for
+/// `[after, to]` (inclusive; the engine skips boundary rows already copied).
+/// MariaDB cannot tell which transactions are open, so late commits are
+/// covered by `lag:` only.
+async fn watermark(
+    conn: &mut Conn,
+    req: &ReadRequest,
+    cols: &[(String, MyKind)],
+    cursor: &[String],
+    after: Option<&WatermarkPosition>,
+    lag: Option<Lag>,
+) -> Result<Watermark> {
+    let rel = &req.relation;
+    let mut kind = None;
+    for c in cursor {
+        let Some((_, k)) = cols.iter().find(|(n, _)| n == c) else {
+            return Err(Error::config(
+                format!("stream {}", req.stream),
+                format!("cursor column {c} not found in {rel}"),
+            ));
+        };
+        if !matches!(
+            k,
+            MyKind::Int | MyKind::UInt | MyKind::Date | MyKind::DateTime | MyKind::Timestamp
+        ) {
+            return Err(Error::config(
+                format!("stream {}", req.stream),
+                format!(
+                    "cursor column {c} has type {:?}; use a datetime, timestamp, date or integer column",
+                    k
+                ),
+            ));
+        }
+        kind.get_or_insert(*k);
+    }
+    let kind =
+        kind.ok_or_else(|| Error::config(format!("stream {}", req.stream), "cursor is empty"))?;
+    let kind = if kind == MyKind::UInt {
+        MyKind::Int
+    } else {
+        kind
+    };
+    let quoted: Vec<String> = cursor.iter().map(|c| q(c)).collect();
+    let expr = if quoted.len() == 1 {
+        quoted[0].clone()
+    } else {
+        format!("COALESCE({})", quoted.join(", "))
+    };
+    let from = relation_sql(rel);
+    // The upper bound, held back by `lag`.
+    let (cap_sql, cap_params) = match lag {
+        Some(Lag::Micros(us)) if kind != MyKind::Int => {
+            let now = chrono::Utc::now().timestamp_micros() - us;
+            let cap = match kind {
+                MyKind::Date => CursorValue::Date(now.div_euclid(86_400_000_000) as i32),
+                _ => CursorValue::Timestamp(now),
+            };
+            (format!(" AND {expr} <= ?"), vec![bind(&cap)])
+        }
+        _ => (String::new(), vec![]),
+    };
+    let row: Option<Row> = conn
+        .exec_first(
+            format!(
+                "SELECT (SELECT MAX({expr}) FROM {from} WHERE {expr} IS NOT NULL{cap_sql}),
+                        (SELECT COUNT(*) FROM {from} WHERE {expr} IS NULL)"
+            ),
+            cap_params,
+        )
+        .await
+        .map_err(|e| Error::source(BACKEND, format!("{rel}: {}", my_err(e))))?;
+    let row = row.ok_or_else(|| Error::source(BACKEND, "no answer to the bound query"))?;
+    let mut to = cursor_value(row.as_ref(0).unwrap_or(&Value::NULL), kind)?;
+    if let (Some(CursorValue::Int(i)), Some(Lag::Units(n))) = (&to, lag) {
+        to = Some(CursorValue::Int(i.saturating_sub(n)));
+    }
+    let null_rows = match row.as_ref(1) {
+        Some(Value::Int(n)) => *n as u64,
+        Some(Value::UInt(n)) => *n,
+        _ => 0,
+    };
+    let select = format!("SELECT *, {expr} AS {} FROM {from}", q(CURSOR_COLUMN));
+    let first = after.is_none();
+    let lo = after.and_then(|a| a.value.as_ref());
+    let (cond, params) = match (&to, lo) {
+        (None, _) if first => (format!("{expr} IS NULL"), vec![]),
+        (None, _) => ("FALSE".to_string(), vec![]),
+        (Some(hi), None) if first => (format!("{expr} <= ? OR {expr} IS NULL"), vec![bind(hi)]),
+        (Some(hi), None) => (format!("{expr} <= ?"), vec![bind(hi)]),
+        (Some(hi), Some(lo)) => (
+            format!("{expr} >= ? AND {expr} <= ?"),
+            vec![bind(lo), bind(hi)],
+        ),
+    };
+    Ok(Watermark {
+        sql: format!("{select} WHERE {cond}"),
+        params,
+        kind,
+        to,
+        null_rows,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    conn: &mut Conn,
+    sql: &str,
+    params: Vec<Value>,
+    schema: &SchemaRef,
+    kinds: Vec<MyKind>,
+    batch_size: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    rel: &str,
+) -> Result<()> {
+    let bad = |m: String| Error::source(BACKEND, format!("{rel}: {m}"));
+    let mut result = conn
+        .exec_iter(sql, params)
+        .await
+        .map_err(|e| bad(my_err(e).to_string()))?;
+    let Some(mut rows) = result.stream::<Row>().await.map_err(my_err)? else {
+        return Ok(());
+    };
+    let mut cols: Vec<Col> = kinds.iter().map(|k| Col::new(*k, batch_size)).collect();
+    let mut n = 0usize;
+    let mut total = 0u64;
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(my_err)?;
+        for (i, col) in cols.iter_mut().enumerate() {
+            let v = row.as_ref(i).unwrap_or(&Value::NULL);
+            col.push(v).map_err(|m| {
+                bad(format!(
+                    "column {} row {}: {m}",
+                    schema.field(i).name(),
+                    total + 1
+                ))
+            })?;
+        }
+        n += 1;
+        total += 1;
+        if n == batch_size {
+            let arrays = cols.iter_mut().map(Col::finish).collect();
+            let batch =
+                RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(e.to_string()))?;
+            if tx.send(Ok(batch)).await.is_err() {
+                return Ok(());
+            }
+            n = 0;
+        }
+    }
+    if n > 0 {
+        let arrays = cols.iter_mut().map(Col::finish).collect();
+        let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(e.to_string()))?;
+        let _ = tx.send(Ok(batch)).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,545 @@
+//! Change tracking on PostgreSQL: a trigger writing a change log whose
+//! version is the writing transaction's id (see [`crate::change_tracking`]
+//! for the objects and the net-change semantics).
+//!
+//! Why a run never skips a change. A version taken from a sequence at write
+//! time follows *write* order, not commit order: a run could read version
+//! 10 committed while 9 is still open, move to 10 and lose 9 forever. Here
+//! the version of a change is the 64-bit id of its transaction
+//! (`pg_current_xact_id()`, which never wraps), and a run caps what it reads
+//! by its snapshot's `xmin`, the oldest transaction still running:
+//!
+//! ```text
+//! BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
+//! to = pg_snapshot_xmin(pg_current_snapshot()) - 1
+//!      every transaction with id <= to has finished: committed ones are
+//!      visible in this snapshot, aborted ones left nothing
+//! read log rows with after < hw_version <= to
+//! ```
+//!
+//! A transaction with id ≤ `to` committed before the snapshot, so its
+//! changes are in this read (or in an earlier one). A transaction still
+//! running has an id ≥ `xmin` > `to`, and one that starts later gets a larger
+//! id still: both are read by a later run, whose window starts at `to`. So
+//! two transactions that commit in the opposite order of their ids cannot
+//! make a run skip a change; the price is that a long-running write
+//! transaction (in any database of the cluster) holds the window back. The
+//! log keeps one row per key, so a change newer than `to` hides the older
+//! ones for this run; the key is read by the next run with its newest
+//! values (net changes). Writers are not serialised and any isolation level
+//! works for them.
+//!
+//! A full load reads every row of the table except keys whose log row is
+//! newer than `to` (visible but past the window): those come with the next
+//! delta, so each change lands exactly once. `TRUNCATE` clears the log and
+//! raises the minimum valid version, so every stream reloads.
+
+use highwater_core::{Error, Relation, Result};
+use tokio_postgres::Client;
+
+use super::source::pg_err;
+use super::types::PgKind;
+use crate::change_tracking::{
+    META_TABLE, OPERATION_COLUMN, Status, VERSION_COLUMN, log_table, table_of, trigger_name,
+};
+use crate::util::quote_ident;
+
+fn q(s: &str) -> String {
+    quote_ident(s, '"')
+}
+
+/// Names of one tracked table, schema resolved.
+pub(super) struct Names {
+    schema: String,
+    table: String,
+    log: String,
+}
+
+impl Names {
+    fn t(&self) -> String {
+        format!("{}.{}", q(&self.schema), q(&self.table))
+    }
+    fn log(&self) -> String {
+        format!("{}.{}", q(&self.schema), q(&self.log))
+    }
+    fn meta(&self) -> String {
+        format!("{}.{}", q(&self.schema), q(META_TABLE))
+    }
+    fn func(&self) -> String {
+        format!(
+            "{}.{}",
+            q(&self.schema),
+            q(&trigger_name(&self.table, "fn"))
+        )
+    }
+}
+
+pub(super) async fn names(client: &Client, rel: &Relation) -> Result<Names> {
+    let (schema, table) = table_of(rel)?;
+    let schema = match schema {
+        Some(s) => s.to_string(),
+        None => client
+            .query_one("SELECT current_schema()::text", &[])
+            .await
+            .map_err(pg_err)?
+            .get(0),
+    };
+    Ok(Names {
+        schema,
+        table: table.to_string(),
+        log: log_table(table),
+    })
+}
+
+async fn meta_row(client: &Client, n: &Names) -> Result<Option<i64>> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&n.meta()])
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT min_valid_version FROM {} WHERE table_name = $1",
+                n.meta()
+            ),
+            &[&n.table],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Set up (if needed) and prune, each in its own transaction, before the
+/// read snapshot. Returns notes and whether tracking was set up just now.
+pub(super) async fn prepare(
+    client: &Client,
+    rel: &Relation,
+    pk: &[String],
+    retention_secs: i64,
+) -> Result<(Vec<String>, bool)> {
+    let n = names(client, rel).await?;
+    let mut notes = Vec::new();
+    let mut fresh = false;
+    if meta_row(client, &n).await?.is_none() {
+        client.batch_execute("BEGIN").await.map_err(pg_err)?;
+        let res = async {
+            // Two streams on one table must not set it up twice at once.
+            client
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))",
+                    &[&format!("highwater-ct:{}", n.t())],
+                )
+                .await
+                .map_err(pg_err)?;
+            if meta_row(client, &n).await?.is_some() {
+                return Ok(None);
+            }
+            setup(client, &n, pk).await.map(Some)
+        }
+        .await;
+        match res {
+            Ok(created) => {
+                client.batch_execute("COMMIT").await.map_err(pg_err)?;
+                if let Some(created) = created {
+                    fresh = true;
+                    notes.push(format!(
+                        "set up change tracking on {}: created {}",
+                        n.t(),
+                        created.join(", ")
+                    ));
+                }
+            }
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        }
+    }
+    // Prune: one statement, its own transaction.
+    let pruned = client
+        .query_one(
+            &format!(
+                "WITH d AS (DELETE FROM {log} WHERE hw_changed_at < clock_timestamp() - make_interval(secs => $1)
+                            RETURNING hw_version),
+                      m AS (SELECT count(*) AS n, max(hw_version) AS v FROM d),
+                      u AS (UPDATE {meta} SET min_valid_version = GREATEST(min_valid_version, (SELECT v FROM m))
+                             WHERE table_name = $2 AND (SELECT v FROM m) IS NOT NULL RETURNING 1)
+                 SELECT n, v FROM m, (SELECT count(*) FROM u) AS uu",
+                log = n.log(),
+                meta = n.meta()
+            ),
+            &[&(retention_secs as f64), &n.table],
+        )
+        .await
+        .map_err(pg_err)?;
+    let (count, max): (i64, Option<i64>) = (pruned.get(0), pruned.get(1));
+    if count > 0 {
+        tracing::info!(table = %n.t(), rows = count, min_valid_version = ?max, "Pruned the change log.");
+    }
+    Ok((notes, fresh))
+}
+
+async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>> {
+    let mut defs = Vec::new();
+    for c in pk {
+        let row = client
+            .query_opt(
+                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                  WHERE a.attrelid = to_regclass($1) AND a.attname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&n.t(), c],
+            )
+            .await
+            .map_err(pg_err)?;
+        let Some(row) = row else {
+            return Err(Error::config(
+                format!("primary_key column {c}"),
+                format!("not found in {}", n.t()),
+            ));
+        };
+        let ty: String = row.get(0);
+        defs.push(format!("{} {ty}", q(c)));
+    }
+    let cols = pk.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+    let of = |r: &str| {
+        pk.iter()
+            .map(|c| format!("{r}.{}", q(c)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (log, meta, t, func) = (n.log(), n.meta(), n.t(), n.func());
+    let ins = |row: &str, op: &str, created: &str, set: &str| {
+        format!(
+            "INSERT INTO {log} ({cols}, hw_op, hw_version, hw_created, hw_changed_at)
+             VALUES ({}, '{op}', v, {created}, clock_timestamp())
+             ON CONFLICT ({cols}) DO UPDATE SET {set};",
+            of(row)
+        )
+    };
+    let set_i = "hw_op = 'I', hw_version = EXCLUDED.hw_version, hw_created = EXCLUDED.hw_created, hw_changed_at = EXCLUDED.hw_changed_at";
+    let set_u =
+        "hw_op = 'U', hw_version = EXCLUDED.hw_version, hw_changed_at = EXCLUDED.hw_changed_at";
+    let set_d =
+        "hw_op = 'D', hw_version = EXCLUDED.hw_version, hw_changed_at = EXCLUDED.hw_changed_at";
+    let trigger = q(&trigger_name(&n.table, "trg"));
+    let truncate = q(&trigger_name(&n.table, "truncate"));
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {meta} (
+                table_name text PRIMARY KEY,
+                min_valid_version bigint NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now());
+             CREATE TABLE IF NOT EXISTS {log} (
+                {defs},
+                hw_op char(1) NOT NULL,
+                hw_version bigint NOT NULL,
+                hw_created bigint,
+                hw_changed_at timestamptz NOT NULL,
+                PRIMARY KEY ({cols}));
+             CREATE INDEX IF NOT EXISTS {idx} ON {log} (hw_version);
+             CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $hw$
+             DECLARE v bigint := pg_current_xact_id()::text::bigint;
+             BEGIN
+               IF TG_OP = 'TRUNCATE' THEN
+                 DELETE FROM {log};
+                 UPDATE {meta} SET min_valid_version = v WHERE table_name = TG_TABLE_NAME;
+               ELSIF TG_OP = 'INSERT' THEN
+                 {ins_new}
+               ELSIF TG_OP = 'DELETE' THEN
+                 {del_old}
+               ELSIF ROW({old}) IS DISTINCT FROM ROW({new}) THEN
+                 {del_old}
+                 {ins_new}
+               ELSE
+                 {upd_new}
+               END IF;
+               RETURN NULL;
+             END $hw$;
+             CREATE OR REPLACE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t}
+               FOR EACH ROW EXECUTE FUNCTION {func}();
+             CREATE OR REPLACE TRIGGER {truncate} AFTER TRUNCATE ON {t}
+               FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+            defs = defs.join(", "),
+            idx = q(&format!("{}_version", n.log)),
+            ins_new = ins("NEW", "I", "v", set_i),
+            del_old = ins("OLD", "D", "NULL", set_d),
+            upd_new = ins("NEW", "U", "NULL", set_u),
+            old = of("OLD"),
+            new = of("NEW"),
+        ))
+        .await
+        .map_err(|e| {
+            Error::source(
+                "postgres",
+                format!("setting up change tracking on {t}: {}", pg_err(e)),
+            )
+        })?;
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {meta} (table_name, min_valid_version) VALUES ($1, 0) ON CONFLICT DO NOTHING"
+            ),
+            &[&n.table],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(vec![
+        format!("table {}", n.log),
+        format!("function {}", trigger_name(&n.table, "fn")),
+        format!(
+            "triggers {}, {}",
+            trigger_name(&n.table, "trg"),
+            trigger_name(&n.table, "truncate")
+        ),
+        format!("row {} in {}.{META_TABLE}", n.table, n.schema),
+    ])
+}
+
+/// What to read, decided in the snapshot.
+pub(super) struct Plan {
+    pub sql: String,
+    pub version_to: i64,
+    pub full_reload: bool,
+    pub notes: Vec<String>,
+}
+
+/// The highest version all of whose transactions have finished, in the
+/// current snapshot.
+const TO_SQL: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint - 1";
+
+/// Inside the REPEATABLE READ transaction: the window and the `COPY` query.
+/// `select` are the table's select expressions (already cast), `names` its
+/// column names.
+pub(super) async fn plan(
+    client: &Client,
+    rel: &Relation,
+    names_: &[String],
+    kinds: &[PgKind],
+    pk: &[String],
+    after: Option<i64>,
+    fresh: bool,
+) -> Result<Plan> {
+    let n = names(client, rel).await?;
+    let to: i64 = client.query_one(TO_SQL, &[]).await.map_err(pg_err)?.get(0);
+    let min_valid = meta_row(client, &n).await?.ok_or_else(|| {
+        Error::source(
+            "postgres",
+            format!("change tracking on {} was removed during the run", n.t()),
+        )
+    })?;
+    let mut notes = Vec::new();
+    let reload = match after {
+        None => true,
+        Some(_) if fresh => {
+            notes.push(
+                "change tracking was not set up (disabled since the last run?): reloading the table in full"
+                    .to_string(),
+            );
+            true
+        }
+        Some(a) if a < min_valid => {
+            notes.push(format!(
+                "full reload: the last synchronised version {a} is older than the minimum valid version {min_valid} \
+                 (changes were pruned after change_retention, or the table was truncated); replace your copy with this output"
+            ));
+            true
+        }
+        Some(_) => false,
+    };
+    let after_v = after.unwrap_or_default();
+    client
+        .execute(
+            "SELECT set_config('highwater.after', $1, true), set_config('highwater.to', $2, true)",
+            &[&after_v.to_string(), &to.to_string()],
+        )
+        .await
+        .map_err(pg_err)?;
+    let lo = "(SELECT current_setting('highwater.after')::int8)";
+    let hi = "(SELECT current_setting('highwater.to')::int8)";
+    let (vc, oc) = (q(VERSION_COLUMN), q(OPERATION_COLUMN));
+    let col = |alias: &str, c: &str, k: &PgKind| match k {
+        PgKind::AsText => format!("{alias}.{}::text", q(c)),
+        _ => format!("{alias}.{}", q(c)),
+    };
+    let join = pk
+        .iter()
+        .map(|c| format!("t.{0} = c.{0}", q(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let sql = if reload {
+        let list: Vec<String> = names_
+            .iter()
+            .zip(kinds)
+            .map(|(c, k)| col("t", c, k))
+            .collect();
+        format!(
+            "COPY (SELECT {}, {hi} AS {vc}, 'I'::text AS {oc} FROM {} AS t
+                    WHERE NOT EXISTS (SELECT 1 FROM {} AS c WHERE {join} AND c.hw_version > {hi}))
+             TO STDOUT (FORMAT binary)",
+            list.join(", "),
+            n.t(),
+            n.log()
+        )
+    } else {
+        let list: Vec<String> = names_
+            .iter()
+            .zip(kinds)
+            .map(|(c, k)| col(if pk.contains(c) { "c" } else { "t" }, c, k))
+            .collect();
+        format!(
+            "COPY (SELECT {}, c.hw_version AS {vc},
+                          CASE WHEN c.hw_op = 'D' THEN 'D' WHEN c.hw_created > {lo} THEN 'I' ELSE 'U' END::text AS {oc}
+                     FROM {} AS c LEFT JOIN {} AS t ON {join}
+                    WHERE c.hw_version > {lo} AND c.hw_version <= {hi}
+                    ORDER BY c.hw_version)
+             TO STDOUT (FORMAT binary)",
+            list.join(", "),
+            n.log(),
+            n.t()
+        )
+    };
+    Ok(Plan {
+        sql,
+        version_to: to,
+        full_reload: reload,
+        notes,
+    })
+}
+
+pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
+    let client = super::source::connect(url).await?;
+    let n = names(&client, rel).await?;
+    let Some(min_valid) = meta_row(&client, &n).await? else {
+        return Ok(Status::default());
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT to_regclass($1) IS NOT NULL,
+                        (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($2) AND tgname IN ($3, $4)),
+                        ({TO_SQL})"
+            ),
+            &[
+                &n.log(),
+                &n.t(),
+                &trigger_name(&n.table, "trg"),
+                &trigger_name(&n.table, "truncate"),
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+    let has_log: bool = row.get(0);
+    let triggers: i64 = row.get(1);
+    let log_rows = if has_log {
+        Some(
+            client
+                .query_one(&format!("SELECT count(*) FROM {}", n.log()), &[])
+                .await
+                .map_err(pg_err)?
+                .get(0),
+        )
+    } else {
+        None
+    };
+    Ok(Status {
+        set_up: has_log && triggers == 2,
+        current_version: Some(row.get(2)),
+        min_valid_version: Some(min_valid),
+        log_rows,
+    })
+}
+
+pub async fn disable(url: &str, rel: &Relation) -> Result<Vec<String>> {
+    let client = super::source::connect(url).await?;
+    let n = names(&client, rel).await?;
+    let mut removed = Vec::new();
+    client.batch_execute("BEGIN").await.map_err(pg_err)?;
+    let res: Result<()> = async {
+        let has_table: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&n.t()])
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if has_table {
+            for tg in ["trg", "truncate"] {
+                let name = trigger_name(&n.table, tg);
+                let exists: bool = client
+                    .query_one(
+                        "SELECT count(*) > 0 FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2",
+                        &[&n.t(), &name],
+                    )
+                    .await
+                    .map_err(pg_err)?
+                    .get(0);
+                if exists {
+                    client
+                        .batch_execute(&format!("DROP TRIGGER {} ON {}", q(&name), n.t()))
+                        .await
+                        .map_err(pg_err)?;
+                    removed.push(format!("trigger {name}"));
+                }
+            }
+        }
+        let has_fn: bool = client
+            .query_one("SELECT to_regprocedure($1 || '()') IS NOT NULL", &[&n.func()])
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if has_fn {
+            client
+                .batch_execute(&format!("DROP FUNCTION {}()", n.func()))
+                .await
+                .map_err(pg_err)?;
+            removed.push(format!("function {}", trigger_name(&n.table, "fn")));
+        }
+        let has_log: bool = client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&n.log()])
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if has_log {
+            client
+                .batch_execute(&format!("DROP TABLE {}", n.log()))
+                .await
+                .map_err(pg_err)?;
+            removed.push(format!("table {}", n.log));
+        }
+        if meta_row(&client, &n).await?.is_some() {
+            client
+                .execute(
+                    &format!("DELETE FROM {} WHERE table_name = $1", n.meta()),
+                    &[&n.table],
+                )
+                .await
+                .map_err(pg_err)?;
+            removed.push(format!("row {} in {}.{META_TABLE}", n.table, n.schema));
+            let left: i64 = client
+                .query_one(&format!("SELECT count(*) FROM {}", n.meta()), &[])
+                .await
+                .map_err(pg_err)?
+                .get(0);
+            if left == 0 {
+                client
+                    .batch_execute(&format!("DROP TABLE {}", n.meta()))
+                    .await
+                    .map_err(pg_err)?;
+                removed.push(format!("table {}.{META_TABLE}", n.schema));
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => {
+            client.batch_execute("COMMIT").await.map_err(pg_err)?;
+            Ok(removed)
+        }
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! `highwater changes status [STREAM…]` and `highwater changes disable
+//! STREAM`: inspect or remove the change tracking that the first run of a
+//! `change_tracking` stream set up in its source database (triggers, the
+//! change log `_hw_ct_<table>`, the table's row in `_highwater_ct`).
+//!
+//! Disabling does not touch the stream's position; its next run sets change
+//! tracking up again and reloads the table in full (the run says so).
+
+use std::path::Path;
+
+use highwater_config::{Mode, Plan, StreamPlan};
+
+use super::output;
+
+fn ct_streams<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a StreamPlan>, String> {
+    let mut out = Vec::new();
+    for n in names {
+        match plan.streams.iter().find(|s| &s.name == n) {
+            Some(s) if s.mode == Mode::ChangeTracking => out.push(s),
+            Some(s) => {
+                return Err(format!(
+                    "stream {n} ({}:{}) has mode {}, not change_tracking",
+                    plan.file,
+                    s.line,
+                    s.mode.as_str()
+                ));
+            }
+            None => {
+                let known: Vec<&str> = plan.streams.iter().map(|s| s.name.as_str()).collect();
+                return Err(format!(
+                    "{}: unknown stream {n} (streams: {})",
+                    plan.file,
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    if names.is_empty() {
+        out.extend(
+            plan.streams
+                .iter()
+                .filter(|s| s.mode == Mode::ChangeTracking),
+        );
+    }
+    Ok(out)
+}
+
+pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
+    let plan = match super::load_plan(config) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let selected = match ct_streams(&plan, &streams) {
+        Ok(s) => s,
+        Err(m) => {
+            output::error(&m);
+            return 2;
+        }
+    };
+    let mut code = 0;
+    for s in selected {
+        let c = &plan.connections[&s.from];
+        match highwater_connectors::change_tracking::status(&c.kind, c.url.expose(), &s.relation)
+            .await
+        {
+            Ok(st) => println!("stream {} ({}): {st}", s.name, s.relation),
+            Err(e) => {
+                output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
+                code = code.max(e.exit_code());
+            }
+        }
+    }
+    code
+}
+
+pub async fn disable(config: &Path, stream: &str) -> i32 {
+    let plan = match super::load_plan(config) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let s = match ct_streams(&plan, &[stream.to_string()]) {
+        Ok(s) => s[0],
+        Err(m) => {
+            output::error(&m);
+            return 2;
+        }
+    };
+    let c = &plan.connections[&s.from];
+    match highwater_connectors::change_tracking::disable(&c.kind, c.url.expose(), &s.relation).await
+    {
+        Ok(removed) if removed.is_empty() => {
+            println!(
+                "stream {}: change tracking was not set up on {}; nothing to remove",
+                s.name, s.relation
+            );
+            0
+        }
+        Ok(removed) => {
+            println!(
+                "stream {}: removed change tracking from {}: {}",
+                s.name,
+                s.relation,
+                removed.join(", ")
+            );
+            println!("The next run sets it up again and reloads the table in full.");
+            0
+        }
+        Err(e) => {
+            output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
+            e.exit_code()
+        }
+    }
+}

@@ -1,0 +1,866 @@
+//! Change-tracking conformance suite: the same tests against SQLite,
+//! PostgreSQL and MariaDB (`change_tracking::{sqlite,postgres,mariadb}::*`).
+//!
+//! Every test drives the real binary on the tutorial's table
+//! `data_source_table(personid int primary key, name varchar(255), age int)`
+//! and checks the rows that arrived: values, operations, counts, and that
+//! applying every file in order to an empty copy (full loads replace it;
+//! `I`/`U` upsert; `D` delete) yields exactly the source table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use serde_json::Value as Json;
+
+use crate::util::{Dir, MyDb, PgDb, assert_code, command_in, read_csv, stderr, stdout};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Mariadb,
+}
+
+/// The source database of one test.
+enum Db {
+    Sqlite(PathBuf),
+    Pg(PgDb),
+    My(MyDb),
+}
+
+/// One connection, for statements and explicit transactions.
+enum Conn {
+    Lite(rusqlite::Connection),
+    Pg(tokio_postgres::Client),
+    My(mysql_async::Conn),
+}
+
+type Row3 = (i64, Option<String>, Option<i64>);
+
+impl Conn {
+    async fn exec(&mut self, sql: &str) {
+        match self {
+            Conn::Lite(c) => c
+                .execute_batch(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Conn::Pg(c) => c
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+            Conn::My(c) => c
+                .query_drop(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+
+    /// `BEGIN` as each database spells a write transaction.
+    async fn begin(&mut self) {
+        let sql = match self {
+            Conn::Lite(_) => "BEGIN IMMEDIATE",
+            _ => "BEGIN",
+        };
+        self.exec(sql).await;
+    }
+
+    async fn table(&mut self) -> Vec<Row3> {
+        let sql = "SELECT personid, name, age FROM data_source_table ORDER BY personid";
+        match self {
+            Conn::Lite(c) => {
+                let mut st = c.prepare(sql).unwrap();
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Conn::Pg(c) => c
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r.get::<_, i32>(0) as i64,
+                        r.get(1),
+                        r.get::<_, Option<i32>>(2).map(i64::from),
+                    )
+                })
+                .collect(),
+            Conn::My(c) => c.query(sql).await.unwrap(),
+        }
+    }
+}
+
+impl Db {
+    async fn new(b: Backend, dir: &Dir, tag: &str) -> Db {
+        match b {
+            Backend::Sqlite => Db::Sqlite(dir.join("source.db")),
+            Backend::Postgres => Db::Pg(PgDb::new(tag).await),
+            Backend::Mariadb => Db::My(MyDb::new(tag).await),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(_) => "sqlite://source.db".into(),
+            Db::Pg(p) => p.url.clone(),
+            Db::My(m) => m.url.clone(),
+        }
+    }
+
+    async fn connect(&self) -> Conn {
+        match self {
+            Db::Sqlite(p) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                c.busy_timeout(Duration::from_secs(30)).unwrap();
+                Conn::Lite(c)
+            }
+            Db::Pg(p) => Conn::Pg(p.connect().await),
+            Db::My(m) => Conn::My(m.connect().await),
+        }
+    }
+
+    async fn exec(&self, sql: &str) {
+        self.connect().await.exec(sql).await;
+    }
+
+    async fn table(&self) -> Vec<Row3> {
+        self.connect().await.table().await
+    }
+
+    /// PostgreSQL: wait until every transaction that began before now has
+    /// finished (in the whole cluster), so the next run's window covers
+    /// every change made so far. Other tests may hold transactions open.
+    async fn settle(&self) {
+        let Db::Pg(p) = self else { return };
+        let c = p.connect().await;
+        let x: i64 = c
+            .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let start = Instant::now();
+        loop {
+            let xmin: i64 = c
+                .query_one(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if xmin > x {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "a transaction stayed open for a minute"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The tutorial's table and rows.
+    async fn tutorial_table(&self) {
+        self.exec(
+            "CREATE TABLE data_source_table (personid int NOT NULL, name varchar(255), age int, PRIMARY KEY (personid));
+             INSERT INTO data_source_table (personid, name, age) VALUES
+               (1, 'aaaa', 21), (2, 'bbbb', 24), (3, 'cccc', 20), (4, 'dddd', 26), (5, 'eeee', 22);",
+        )
+        .await;
+    }
+}
+
+fn config(dir: &Dir, db: &Db, retention: &str, batch_size: usize) {
+    config_table(dir, db, "data_source_table", retention, batch_size)
+}
+
+fn config_table(dir: &Dir, db: &Db, table: &str, retention: &str, batch_size: usize) {
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:
+  src: {}
+  lake: file://./lake
+streams:
+  people:
+    from: src
+    table: {table}
+    mode: change_tracking
+    primary_key: [personid]
+    change_retention: {retention}
+    batch_size: {batch_size}
+    to: lake
+    path: \"ct/Incremental-{{run_id}}.csv\"
+    format: csv
+",
+            db.url()
+        ),
+    );
+}
+
+/// One file's rows: `(personid, name, age, version, operation)`.
+type CtRow = (String, String, String, String, String);
+
+/// Files seen so far, so each run's new files can be told apart.
+struct Lake {
+    seen: BTreeSet<PathBuf>,
+    /// The stream's copy, built by applying every file in order.
+    copy: BTreeMap<i64, (String, String)>,
+    /// Every delta row applied, to check that none arrives twice.
+    applied: Vec<CtRow>,
+}
+
+struct Run {
+    code: Option<i32>,
+    out: String,
+    json: Option<Json>,
+    rows: Vec<CtRow>,
+}
+
+impl Run {
+    fn full_reload(&self) -> bool {
+        self.json
+            .as_ref()
+            .is_some_and(|j| j["streams"][0]["full_reload"] == Json::Bool(true))
+    }
+}
+
+impl Lake {
+    fn new() -> Lake {
+        Lake {
+            seen: BTreeSet::new(),
+            copy: BTreeMap::new(),
+            applied: vec![],
+        }
+    }
+
+    /// Read the files that appeared since the last call; apply them.
+    fn collect(&mut self, dir: &Dir, full: bool) -> Vec<CtRow> {
+        let mut rows = Vec::new();
+        for f in dir.files("lake/ct", ".csv") {
+            // Published means: its commit marker exists. A killed run can
+            // leave a data file without one; the next run removes it.
+            let run_id = f
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("Incremental-"))
+                .unwrap_or_default()
+                .to_string();
+            let marker = dir.join(&format!("lake/_highwater/commits/people/{run_id}.json"));
+            if self.seen.contains(&f) || !marker.exists() {
+                continue;
+            }
+            self.seen.insert(f.clone());
+            let (header, data) = read_csv(&f);
+            assert_eq!(
+                header,
+                [
+                    "personid",
+                    "name",
+                    "age",
+                    "SYS_CHANGE_VERSION",
+                    "SYS_CHANGE_OPERATION"
+                ],
+                "{}",
+                f.display()
+            );
+            for r in data {
+                rows.push((
+                    r[0].clone(),
+                    r[1].clone(),
+                    r[2].clone(),
+                    r[3].clone(),
+                    r[4].clone(),
+                ));
+            }
+        }
+        if full {
+            self.copy.clear();
+        }
+        for r in &rows {
+            let id: i64 = r.0.parse().expect("the primary key is never NULL");
+            match r.4.as_str() {
+                "I" | "U" => {
+                    self.copy.insert(id, (r.1.clone(), r.2.clone()));
+                }
+                "D" => {
+                    assert_eq!(
+                        (r.1.as_str(), r.2.as_str()),
+                        ("", ""),
+                        "a deleted row carries NULLs: {r:?}"
+                    );
+                    self.copy.remove(&id);
+                }
+                other => panic!("unknown operation {other} in {r:?}"),
+            }
+            if !full {
+                assert!(
+                    !self.applied.iter().any(|a| a.0 == r.0 && a.3 == r.3),
+                    "change ({}, version {}) arrived twice",
+                    r.0,
+                    r.3
+                );
+                self.applied.push(r.clone());
+            }
+        }
+        rows
+    }
+
+    fn run(&mut self, dir: &Dir) -> Run {
+        self.run_env(dir, &[])
+    }
+
+    fn run_env(&mut self, dir: &Dir, env: &[(&str, &str)]) -> Run {
+        let o = dir.hw_env(&["run", "--json"], env);
+        let out = format!("{}\n{}", stdout(&o), stderr(&o));
+        let json: Option<Json> = serde_json::from_str(&stdout(&o)).ok();
+        let mut run = Run {
+            code: o.status.code(),
+            out,
+            json,
+            rows: vec![],
+        };
+        run.rows = self.collect(dir, run.full_reload());
+        run
+    }
+
+    fn assert_matches(&self, source: &[Row3]) {
+        let want: BTreeMap<i64, (String, String)> = source
+            .iter()
+            .map(|(id, n, a)| {
+                (
+                    *id,
+                    (
+                        n.clone().unwrap_or_default(),
+                        a.map(|a| a.to_string()).unwrap_or_default(),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(
+            self.copy, want,
+            "the copy built from the files differs from the source table"
+        );
+    }
+}
+
+fn ops(rows: &[CtRow]) -> Vec<(String, String, String, String)> {
+    let mut v: Vec<_> = rows
+        .iter()
+        .map(|r| (r.0.clone(), r.1.clone(), r.2.clone(), r.4.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+fn s(a: &str, b: &str, c: &str, d: &str) -> (String, String, String, String) {
+    (a.into(), b.into(), c.into(), d.into())
+}
+
+/// Set up the tutorial, run the full copy, check it.
+async fn start(b: Backend, tag: &str, retention: &str, batch_size: usize) -> (Dir, Db, Lake) {
+    let dir = Dir::new(tag);
+    let db = Db::new(b, &dir, tag).await;
+    db.tutorial_table().await;
+    config(&dir, &db, retention, batch_size);
+    let mut lake = Lake::new();
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(
+        r.out.contains("set up change tracking"),
+        "setup is logged: {}",
+        r.out
+    );
+    assert!(r.full_reload(), "the first run is a full load: {}", r.out);
+    assert_eq!(
+        ops(&r.rows),
+        vec![
+            s("1", "aaaa", "21", "I"),
+            s("2", "bbbb", "24", "I"),
+            s("3", "cccc", "20", "I"),
+            s("4", "dddd", "26", "I"),
+            s("5", "eeee", "22", "I"),
+        ]
+    );
+    let v = &r.rows[0].3;
+    assert!(
+        r.rows.iter().all(|x| &x.3 == v),
+        "a full load carries one baseline version"
+    );
+    (dir, db, lake)
+}
+
+/// The tutorial: 5 rows full; insert 6, update 1, delete 3, update 6 again
+/// → exactly 1 U, 3 D, 6 I with current values; then no changes → no file.
+pub async fn tutorial(b: Backend) {
+    let (dir, db, mut lake) = start(b, "ct_tutorial", "2d", 1000).await;
+    db.exec("INSERT INTO data_source_table (personid, name, age) VALUES (6, 'new', 50)")
+        .await;
+    db.exec("UPDATE data_source_table SET age = 10, name = 'update' WHERE personid = 1")
+        .await;
+    db.exec("DELETE FROM data_source_table WHERE personid = 3")
+        .await;
+    db.exec("UPDATE data_source_table SET age = 51 WHERE personid = 6")
+        .await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(!r.full_reload(), "{}", r.out);
+    assert_eq!(
+        ops(&r.rows),
+        vec![
+            s("1", "update", "10", "U"),
+            s("3", "", "", "D"),
+            s("6", "new", "51", "I")
+        ],
+        "{}",
+        r.out
+    );
+    assert_eq!(lake.seen.len(), 2, "one file per run");
+    let versions: BTreeSet<&String> = r.rows.iter().map(|x| &x.3).collect();
+    assert!(
+        versions.len() >= 2,
+        "changes carry their own versions: {:?}",
+        r.rows
+    );
+    lake.assert_matches(&db.table().await);
+
+    // No changes: success, no file, and it says so.
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(r.rows.is_empty());
+    assert!(r.out.contains("no changes"), "{}", r.out);
+    assert_eq!(lake.seen.len(), 2);
+}
+
+/// `check` and `changes status` report the setup; `changes disable`
+/// removes it; the next run sets it up again and reloads in full.
+pub async fn check_and_disable(b: Backend) {
+    let (dir, db, mut lake) = start(b, "ct_disable", "2d", 1000).await;
+    let o = dir.hw(&["check"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("change tracking is set up"),
+        "{}",
+        stdout(&o)
+    );
+    let o = dir.hw(&["changes", "status"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("minimum valid version"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = dir.hw(&["changes", "disable", "people"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("_hw_ct_data_source_table"),
+        "{}",
+        stdout(&o)
+    );
+    let o = dir.hw(&["changes", "status"]);
+    assert!(stdout(&o).contains("not set up"), "{}", stdout(&o));
+    let o = dir.hw(&["check"]);
+    assert!(stdout(&o).contains("not set up"), "{}", stdout(&o));
+    // Nothing left behind: writes to the table work and log nothing.
+    db.exec("UPDATE data_source_table SET age = 99 WHERE personid = 2")
+        .await;
+    let o = dir.hw(&["changes", "disable", "people"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("nothing to remove"), "{}", stdout(&o));
+
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(r.full_reload(), "{}", r.out);
+    assert!(r.out.contains("set up change tracking"), "{}", r.out);
+    assert_eq!(r.rows.len(), 5);
+    lake.assert_matches(&db.table().await);
+}
+
+/// Two transactions that commit in the opposite order of their start (and
+/// of their versions, where versions are taken at write time): a run in
+/// between must not move past the one still open.
+pub async fn late_commit(b: Backend) {
+    let (dir, db, mut lake) = start(b, "ct_late", "2d", 1000).await;
+    let mut a = db.connect().await;
+    a.begin().await;
+    a.exec("INSERT INTO data_source_table (personid, name, age) VALUES (100, 'first', 1)")
+        .await;
+    // B starts after A and commits first (on MariaDB and SQLite it waits for A).
+    let mut bconn = db.connect().await;
+    let bt = tokio::spawn(async move {
+        bconn.begin().await;
+        bconn
+            .exec("INSERT INTO data_source_table (personid, name, age) VALUES (101, 'second', 2)")
+            .await;
+        bconn.exec("COMMIT").await;
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let path = dir.path.clone();
+    let r1 = tokio::task::spawn_blocking(move || command_in(&path, &["run"]).output().unwrap())
+        .await
+        .unwrap();
+    assert_code(&r1, 0);
+    let mid = lake.collect(&dir, false);
+    assert!(
+        !mid.iter().any(|r| r.0 == "100"),
+        "an uncommitted row was read: {mid:?}"
+    );
+    a.exec("COMMIT").await;
+    bt.await.unwrap();
+    db.settle().await;
+    let r2 = lake.run(&dir);
+    assert_eq!(r2.code, Some(0), "{}", r2.out);
+    let mut all = mid.clone();
+    all.extend(r2.rows.clone());
+    assert_eq!(
+        ops(&all),
+        vec![s("100", "first", "1", "I"), s("101", "second", "2", "I")],
+        "run in between: {mid:?}\nrun after: {}",
+        r2.out
+    );
+    lake.assert_matches(&db.table().await);
+}
+
+/// Tiny deterministic generator for the writers.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Writers inserting, updating and deleting for a few seconds while runs
+/// happen every few hundred milliseconds: applying the files in order to
+/// the full copy yields exactly the source table.
+pub async fn concurrent_writers(b: Backend) {
+    let (dir, db, mut lake) = start(b, "ct_conc", "2d", 7).await;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut writers = Vec::new();
+    for w in 0..2u64 {
+        let mut c = db.connect().await;
+        writers.push(tokio::spawn(async move {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w + 1));
+            // Each writer owns its own key range, so the writers never wait
+            // on each other's rows (only on change tracking's own locks).
+            let base = 1000 + w as i64 * 100_000;
+            let mut live: Vec<i64> = if w == 0 { vec![1, 2, 3, 4, 5] } else { vec![] };
+            let mut next = base;
+            let mut txns = 0;
+            while Instant::now() < deadline {
+                c.begin().await;
+                for _ in 0..=rng.next(3) {
+                    match rng.next(3) {
+                        0 => {
+                            c.exec(&format!(
+                                "INSERT INTO data_source_table (personid, name, age) VALUES ({next}, 'w{w}', {})",
+                                rng.next(100)
+                            ))
+                            .await;
+                            live.push(next);
+                            next += 1;
+                        }
+                        1 if !live.is_empty() => {
+                            let id = live[rng.next(live.len() as u64) as usize];
+                            c.exec(&format!(
+                                "UPDATE data_source_table SET age = {}, name = 'u{txns}' WHERE personid = {id}",
+                                rng.next(100)
+                            ))
+                            .await;
+                        }
+                        2 if !live.is_empty() => {
+                            let i = rng.next(live.len() as u64) as usize;
+                            let id = live.swap_remove(i);
+                            c.exec(&format!("DELETE FROM data_source_table WHERE personid = {id}")).await;
+                        }
+                        _ => {}
+                    }
+                }
+                c.exec("COMMIT").await;
+                txns += 1;
+                tokio::time::sleep(Duration::from_millis(rng.next(15))).await;
+            }
+            txns
+        }));
+    }
+    let mut runs = 0;
+    while Instant::now() < deadline {
+        let path = dir.path.clone();
+        let o = tokio::task::spawn_blocking(move || {
+            command_in(&path, &["run", "--json"]).output().unwrap()
+        })
+        .await
+        .unwrap();
+        assert_code(&o, 0);
+        let full = serde_json::from_str::<Json>(&stdout(&o))
+            .is_ok_and(|j| j["streams"][0]["full_reload"] == Json::Bool(true));
+        assert!(!full, "no reload expected: {}", stdout(&o));
+        lake.collect(&dir, false);
+        runs += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut txns = 0;
+    for w in writers {
+        txns += w.await.unwrap();
+    }
+    assert!(txns > 20, "the writers made only {txns} transactions");
+    assert!(runs >= 3, "only {runs} runs");
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    lake.assert_matches(&db.table().await);
+}
+
+/// Past the retention the run reloads in full, says so in its output and
+/// run record, and continues incrementally.
+pub async fn retention_reload(b: Backend) {
+    let (dir, db, mut lake) = start(b, "ct_ret", "1s", 1000).await;
+    db.exec("UPDATE data_source_table SET age = 77 WHERE personid = 4")
+        .await;
+    db.exec("DELETE FROM data_source_table WHERE personid = 5")
+        .await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(r.full_reload(), "{}", r.out);
+    assert!(r.out.contains("full reload"), "the run says so: {}", r.out);
+    let run_id = r.json.as_ref().unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = dir.hw(&["runs", "show", &run_id, "--json"]);
+    assert_code(&o, 0);
+    let rec: Json = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(rec["streams"][0]["full_reload"], Json::Bool(true), "{rec}");
+    assert!(
+        rec["streams"][0]["notes"]
+            .to_string()
+            .contains("minimum valid version"),
+        "{rec}"
+    );
+    assert_eq!(
+        ops(&r.rows),
+        vec![
+            s("1", "aaaa", "21", "I"),
+            s("2", "bbbb", "24", "I"),
+            s("3", "cccc", "20", "I"),
+            s("4", "dddd", "77", "I"),
+        ]
+    );
+    lake.assert_matches(&db.table().await);
+    // And incrementally from there.
+    db.exec("UPDATE data_source_table SET age = 78 WHERE personid = 4")
+        .await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert!(!r.full_reload(), "{}", r.out);
+    assert_eq!(ops(&r.rows), vec![s("4", "dddd", "78", "U")], "{}", r.out);
+    lake.assert_matches(&db.table().await);
+}
+
+/// A run killed at the named crash points (as `kill -9` would), then a
+/// re-run: no change lost, none twice. Then real `kill -9`s at random
+/// moments.
+pub async fn killed_runs(b: Backend) {
+    let (dir, db, mut lake) = start(b, "ct_kill", "2d", 1).await;
+    let mut id = 10;
+    for fp in [
+        "engine.mid_write",
+        "files.after_data_before_marker",
+        "engine.after_publish",
+    ] {
+        for _ in 0..3 {
+            db.exec(&format!(
+                "INSERT INTO data_source_table (personid, name, age) VALUES ({id}, '{fp}', {id})"
+            ))
+            .await;
+            id += 1;
+        }
+        db.exec(&format!(
+            "UPDATE data_source_table SET age = age + 1 WHERE personid = {}",
+            id - 3
+        ))
+        .await;
+        db.exec(&format!(
+            "DELETE FROM data_source_table WHERE personid = {}",
+            id - 2
+        ))
+        .await;
+        db.settle().await;
+        let r = lake.run_env(&dir, &[("HIGHWATER_FAILPOINT", fp)]);
+        assert_ne!(
+            r.code,
+            Some(0),
+            "{fp} should have stopped the run: {}",
+            r.out
+        );
+        let r = lake.run(&dir);
+        assert_eq!(r.code, Some(0), "{}", r.out);
+        lake.assert_matches(&db.table().await);
+    }
+    for round in 0..6u64 {
+        db.exec(&format!(
+            "INSERT INTO data_source_table (personid, name, age) VALUES ({id}, 'k', 1), ({}, 'k', 2)",
+            id + 1
+        ))
+        .await;
+        db.exec(&format!(
+            "DELETE FROM data_source_table WHERE personid = {}",
+            id - 1
+        ))
+        .await;
+        id += 2;
+        db.settle().await;
+        let mut child = dir
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5 + round * 12));
+        let _ = child.kill();
+        let _ = child.wait();
+        lake.collect(&dir, false);
+    }
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    lake.assert_matches(&db.table().await);
+}
+
+/// An update of the primary key is a delete of the old key and an insert
+/// of the new one; a row inserted and deleted in one window arrives once as
+/// `D` (documented choice); deleting every row arrives as `D`s.
+pub async fn key_updates_and_deletes(b: Backend) {
+    let (dir, db, mut lake) = start(b, "ct_keys", "2d", 1000).await;
+    db.exec("UPDATE data_source_table SET personid = 50 WHERE personid = 2")
+        .await;
+    db.exec("INSERT INTO data_source_table (personid, name, age) VALUES (7, 'brief', 1)")
+        .await;
+    db.exec("DELETE FROM data_source_table WHERE personid = 7")
+        .await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(
+        ops(&r.rows),
+        vec![
+            s("2", "", "", "D"),
+            s("50", "bbbb", "24", "I"),
+            s("7", "", "", "D")
+        ],
+        "{}",
+        r.out
+    );
+    lake.assert_matches(&db.table().await);
+    db.exec("DELETE FROM data_source_table").await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(r.rows.len(), 5, "{}", r.out);
+    assert!(r.rows.iter().all(|x| x.4 == "D"), "{:?}", r.rows);
+    lake.assert_matches(&db.table().await);
+}
+
+/// A table whose name holds a quote, a backslash and a space: identifiers
+/// are quoted and no name is spliced into SQL text unescaped, triggers
+/// included.
+pub async fn hostile_table_name(b: Backend) {
+    let dir = Dir::new("ct_hostile");
+    let db = Db::new(b, &dir, "ct_hostile").await;
+    let name = r"it's a\table";
+    let quoted = match b {
+        Backend::Mariadb => format!("`{name}`"),
+        _ => format!("\"{name}\""),
+    };
+    db.exec(&format!(
+        "CREATE TABLE {quoted} (personid int NOT NULL, name varchar(255), age int, PRIMARY KEY (personid));
+         INSERT INTO {quoted} (personid, name, age) VALUES (1, 'a', 1), (2, 'b', 2);"
+    ))
+    .await;
+    config_table(&dir, &db, r#""it's a\\table""#, "2d", 1000);
+    let mut lake = Lake::new();
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(r.rows.len(), 2, "{}", r.out);
+    db.exec(&format!(
+        "INSERT INTO {quoted} (personid, name, age) VALUES (3, 'c''d', 3);
+         UPDATE {quoted} SET age = 10 WHERE personid = 1;
+         DELETE FROM {quoted} WHERE personid = 2;"
+    ))
+    .await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(
+        ops(&r.rows),
+        vec![
+            s("1", "a", "10", "U"),
+            s("2", "", "", "D"),
+            s("3", "c'd", "3", "I")
+        ],
+        "{}",
+        r.out
+    );
+    let o = dir.hw(&["changes", "status"]);
+    assert!(stdout(&o).contains("is set up"), "{}", stdout(&o));
+    let o = dir.hw(&["changes", "disable", "people"]);
+    assert_code(&o, 0);
+    let o = dir.hw(&["changes", "status"]);
+    assert!(stdout(&o).contains("not set up"), "{}", stdout(&o));
+    db.exec(&format!("DELETE FROM {quoted} WHERE personid = 1"))
+        .await;
+}
+
+macro_rules! conformance {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(super::Backend::Postgres).await
+                }
+            )*
+        }
+        mod mariadb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(super::Backend::Mariadb).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    tutorial,
+    check_and_disable,
+    late_commit,
+    concurrent_writers,
+    retention_reload,
+    killed_runs,
+    key_updates_and_deletes,
+    hostile_table_name,
+);
