@@ -82,10 +82,11 @@ impl<'a> Col<'a> {
             DataType::Utf8 => Col::Str(a.as_string::<i32>()),
             DataType::Date32 => Col::Date(a.as_primitive::<Date32Type>()),
             DataType::Timestamp(TimeUnit::Microsecond, tz) => {
-                if let Some(tz) = tz {
-                    if !matches!(tz.as_ref(), "+00:00" | "UTC" | "Z") {
-                        return Col::fallback(a);
-                    }
+                if tz
+                    .as_deref()
+                    .is_some_and(|tz| !matches!(tz, "+00:00" | "UTC" | "Z"))
+                {
+                    return Col::fallback(a);
                 }
                 Col::Ts(a.as_primitive::<TimestampMicrosecondType>(), tz.is_some())
             }
@@ -260,7 +261,7 @@ fn write_timestamp(out: &mut Vec<u8>, us: i64, tz: bool) {
     write_padded(out, secs % 60, 2);
     if frac != 0 {
         out.push(b'.');
-        if frac % 1000 == 0 {
+        if frac.is_multiple_of(1000) {
             write_padded(out, frac / 1000, 3);
         } else {
             write_padded(out, frac, 6);

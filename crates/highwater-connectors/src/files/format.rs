@@ -148,7 +148,7 @@ pub enum Encoder {
         out: Output,
     },
     Parquet {
-        w: AsyncArrowWriter<BufWriter>,
+        w: Box<AsyncArrowWriter<BufWriter>>,
     },
 }
 
@@ -183,7 +183,7 @@ impl Encoder {
                 let out = BufWriter::with_capacity(store, path, PART_SIZE);
                 let w = AsyncArrowWriter::try_new(out, schema, Some(props))
                     .map_err(|e| enc_err(target, e))?;
-                Ok(Encoder::Parquet { w })
+                Ok(Encoder::Parquet { w: Box::new(w) })
             }
             other => Err(Error::config(target, format!("unknown format {other}"))),
         }
@@ -226,7 +226,7 @@ impl Encoder {
         match self {
             Encoder::Csv { out, .. } | Encoder::Jsonl { out, .. } => out.abort().await,
             Encoder::Parquet { w } => {
-                let mut out = w.into_inner();
+                let mut out = (*w).into_inner();
                 let _ = out.abort().await;
             }
         }
