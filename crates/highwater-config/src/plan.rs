@@ -159,7 +159,7 @@ pub fn load(
         }
     };
     let default_batch = match &raw.batch_size {
-        None => 32_768,
+        None => 16_384,
         Some(b) if b.value >= 1 && b.value <= 10_000_000 => b.value as usize,
         Some(b) => {
             errors.push(format!(
@@ -167,7 +167,7 @@ pub fn load(
                 b.referenced.line(),
                 b.value
             ));
-            32_768
+            16_384
         }
     };
 

@@ -17,7 +17,7 @@ pub struct RawConfig {
     pub state: Option<Spanned<String>>,
     /// How many streams one `run` copies at the same time (default 4).
     pub concurrency: Option<Spanned<i64>>,
-    /// Rows per batch between source and target (default 32768).
+    /// Rows per batch between source and target (default 16384).
     pub batch_size: Option<Spanned<i64>>,
     /// Named connections: `name: url`. `${VAR}` is replaced from the environment.
     #[serde(default)]

@@ -177,8 +177,8 @@ impl Encoder {
             "parquet" => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_row_count(Some(128 * 1024))
-                    .set_max_row_group_bytes(Some(32 * 1024 * 1024))
+                    .set_max_row_group_row_count(Some(64 * 1024))
+                    .set_max_row_group_bytes(Some(16 * 1024 * 1024))
                     .build();
                 let out = BufWriter::with_capacity(store, path, PART_SIZE);
                 let w = AsyncArrowWriter::try_new(out, schema, Some(props))
