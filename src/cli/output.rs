@@ -43,12 +43,26 @@ pub fn error(msg: &str) {
     eprintln!("{} {msg}", paint("1;31", "error:"));
 }
 
+/// `ok` / `FAILED` / `running`, padded to one width before colouring.
 pub fn status_mark(s: RunStatus) -> String {
     match s {
-        RunStatus::Succeeded => paint("32", "ok"),
-        RunStatus::Failed => paint("31", "FAILED"),
-        RunStatus::InProgress => paint("33", "running"),
+        RunStatus::Succeeded => paint("32", &format!("{:<7}", "ok")),
+        RunStatus::Failed => paint("31", &format!("{:<7}", "FAILED")),
+        RunStatus::InProgress => paint("33", &format!("{:<7}", "running")),
     }
+}
+
+/// 1234567 → "1,234,567".
+pub fn group_digits(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// One line per finished stream.
@@ -57,7 +71,7 @@ pub fn stream_line(r: &StreamRun) -> String {
         .finished_at
         .map(|f| (f - r.started_at).num_milliseconds() as f64 / 1000.0)
         .unwrap_or(0.0);
-    let mut line = format!("{:<7} {}  [{}]", status_mark(r.status), r.stream, r.mode);
+    let mut line = format!("{} {}  [{}]", status_mark(r.status), r.stream, r.mode);
     match r.status {
         RunStatus::Failed => {
             line.push_str(&format!("  {}", r.error.as_deref().unwrap_or("failed")));
@@ -67,10 +81,11 @@ pub fn stream_line(r: &StreamRun) -> String {
             if r.full_reload {
                 line.push_str(" (full load)");
             }
-            if let (Some(f), Some(t)) = (&r.watermark_from, &r.watermark_to) {
-                line.push_str(&format!("  position {f} → {t}"));
-            } else if let Some(t) = &r.watermark_to {
-                line.push_str(&format!("  position → {t}"));
+            match (&r.watermark_from, &r.watermark_to) {
+                _ if r.mode == "full" => {}
+                (Some(f), Some(t)) => line.push_str(&format!("  position {f} → {t}")),
+                (None, Some(t)) => line.push_str(&format!("  position → {t}")),
+                _ => {}
             }
             for o in &r.outputs {
                 line.push_str(&format!("\n          → {o}"));
@@ -105,9 +120,9 @@ impl Observer for Progress {
             (Some((multi, bars)), Event::Started { stream, mode }) => {
                 let pb = multi.add(ProgressBar::new_spinner());
                 let template = if color() {
-                    "{spinner:.cyan} {prefix:.bold} {msg} {human_pos} rows ({per_sec}) {elapsed}"
+                    "{spinner:.cyan} {prefix:.bold} {msg} {human_pos} rows {elapsed}"
                 } else {
-                    "{spinner} {prefix} {msg} {human_pos} rows ({per_sec}) {elapsed}"
+                    "{spinner} {prefix} {msg} {human_pos} rows {elapsed}"
                 };
                 pb.set_style(
                     ProgressStyle::with_template(template)
@@ -123,6 +138,11 @@ impl Observer for Progress {
             (Some((_, bars)), Event::Progress { stream, rows }) => {
                 if let Some(pb) = bars.lock().ok().and_then(|b| b.get(stream).cloned()) {
                     pb.set_position(rows);
+                    let secs = pb.elapsed().as_secs_f64().max(0.001);
+                    pb.set_message(format!(
+                        "{:>9} rows/s ",
+                        group_digits((rows as f64 / secs) as u64)
+                    ));
                 }
             }
             (Some((multi, _)), Event::Note { stream, message }) => {
