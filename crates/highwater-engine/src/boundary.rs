@@ -63,6 +63,16 @@ impl BoundaryFilter {
                 .project(&out_cols)
                 .map_err(|e| Error::source("engine", e))?,
         );
+        // The watermark never moves back: with no row in range (`to` is None,
+        // e.g. every row is newer than a held-back bound) or a bound below
+        // the last watermark (a larger `lag`), the position stays where it
+        // is, boundary keys included.
+        let after_value = after.and_then(|a| a.value.clone());
+        let to = match (to, &after_value) {
+            (None, Some(a)) => Some(a.clone()),
+            (Some(t), Some(a)) if t.compare(a) == Some(std::cmp::Ordering::Less) => Some(a.clone()),
+            (to, _) => to,
+        };
         Ok(BoundaryFilter {
             after: after.and_then(|a| a.value.clone()),
             skip: after.map(|a| a.boundary.clone()).unwrap_or_default(),
@@ -248,6 +258,21 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_watermark_never_moves_back() {
+        let pk = vec!["id".to_string()];
+        let b = batch(&[1, 2], &[7, 7]);
+        let mut f = BoundaryFilter::new(&b.schema(), None, Some(CursorValue::Int(7)), &pk).unwrap();
+        f.apply(&b).unwrap();
+        let p1 = f.finish(0);
+        for to in [None, Some(CursorValue::Int(5))] {
+            let empty = batch(&[], &[]);
+            let mut f = BoundaryFilter::new(&empty.schema(), Some(&p1), to, &pk).unwrap();
+            assert_eq!(f.apply(&empty).unwrap().num_rows(), 0);
+            assert_eq!(f.finish(0), p1, "position and boundary unchanged");
+        }
     }
 
     #[test]
