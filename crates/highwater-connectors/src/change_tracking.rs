@@ -160,3 +160,39 @@ pub async fn disable(kind: &ConnKind, url: &str, relation: &Relation) -> Result<
         )),
     }
 }
+
+/// Whether a change-tracking read must reload the table in full, and the
+/// note that says why. `after` is the stream's last synchronised version,
+/// `fresh` says setup ran in this read, `min_valid`/`to` are the log's
+/// minimum valid and current versions, `pruned_cause` explains how versions
+/// become invalid on this backend.
+pub(crate) fn reload_decision(
+    after: Option<i64>,
+    fresh: bool,
+    min_valid: i64,
+    to: i64,
+    pruned_cause: &str,
+) -> (bool, Option<String>) {
+    match after {
+        None => (true, None),
+        Some(_) if fresh => (
+            true,
+            Some("change tracking was not set up (disabled since the last run?): reloading the table in full".into()),
+        ),
+        Some(a) if a < min_valid => (
+            true,
+            Some(format!(
+                "full reload: the last synchronised version {a} is older than the minimum valid version {min_valid} \
+                 ({pruned_cause}); replace your copy with this output"
+            )),
+        ),
+        Some(a) if a > to => (
+            true,
+            Some(format!(
+                "full reload: the last synchronised version {a} is newer than the current version {to} \
+                 (change tracking was set up again)"
+            )),
+        ),
+        Some(_) => (false, None),
+    }
+}

@@ -330,25 +330,14 @@ pub(super) async fn plan(
             format!("change tracking on {} was removed during the run", n.t()),
         )
     })?;
-    let mut notes = Vec::new();
-    let reload = match after {
-        None => true,
-        Some(_) if fresh => {
-            notes.push(
-                "change tracking was not set up (disabled since the last run?): reloading the table in full"
-                    .to_string(),
-            );
-            true
-        }
-        Some(a) if a < min_valid => {
-            notes.push(format!(
-                "full reload: the last synchronised version {a} is older than the minimum valid version {min_valid} \
-                 (changes were pruned after change_retention, or the table was truncated); replace your copy with this output"
-            ));
-            true
-        }
-        Some(_) => false,
-    };
+    let (reload, note) = crate::change_tracking::reload_decision(
+        after,
+        fresh,
+        min_valid,
+        to,
+        "changes were pruned after change_retention, or the table was truncated",
+    );
+    let notes: Vec<String> = note.into_iter().collect();
     let after_v = after.unwrap_or_default();
     client
         .execute(
