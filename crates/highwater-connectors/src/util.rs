@@ -46,6 +46,19 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Send one batch built from `arrays`; `Ok(false)` when the reader went
+/// away (the read was cancelled), so the producer can stop.
+pub async fn emit(
+    tx: &mpsc::Sender<Result<RecordBatch>>,
+    schema: &SchemaRef,
+    arrays: Vec<arrow_array::ArrayRef>,
+    backend: &'static str,
+) -> Result<bool> {
+    let batch = RecordBatch::try_new(schema.clone(), arrays)
+        .map_err(|e| highwater_core::Error::source(backend, e))?;
+    Ok(tx.send(Ok(batch)).await.is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -16,7 +16,7 @@ use mysql_async::{Conn, Opts, Row, Value};
 
 use super::change_tracking;
 use super::types::{Col, MyKind};
-use crate::util::{batch_channel, quote_ident, redact_url};
+use crate::util::{batch_channel, emit, quote_ident, redact_url};
 
 const BACKEND: &str = "mysql";
 
@@ -419,19 +419,27 @@ async fn pump(
         n += 1;
         total += 1;
         if n == batch_size {
-            let arrays = cols.iter_mut().map(Col::finish).collect();
-            let batch =
-                RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(e.to_string()))?;
-            if tx.send(Ok(batch)).await.is_err() {
+            if !emit(
+                tx,
+                schema,
+                cols.iter_mut().map(Col::finish).collect(),
+                "mysql",
+            )
+            .await?
+            {
                 return Ok(());
             }
             n = 0;
         }
     }
     if n > 0 {
-        let arrays = cols.iter_mut().map(Col::finish).collect();
-        let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(e.to_string()))?;
-        let _ = tx.send(Ok(batch)).await;
+        emit(
+            tx,
+            schema,
+            cols.iter_mut().map(Col::finish).collect(),
+            "mysql",
+        )
+        .await?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use tokio_postgres::{Client, NoTls};
 
 use super::change_tracking;
 use super::types::{Col, PgKind};
-use crate::util::{batch_channel, quote_ident, redact_url};
+use crate::util::{batch_channel, emit, quote_ident, redact_url};
 
 const BACKEND: &str = "postgres";
 
@@ -520,10 +520,14 @@ async fn pump(
             rows += 1;
             total += 1;
             if rows == batch_size {
-                let arrays = cols.iter_mut().map(Col::finish).collect();
-                let batch =
-                    RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(e.to_string()))?;
-                if tx.send(Ok(batch)).await.is_err() {
+                if !emit(
+                    tx,
+                    schema,
+                    cols.iter_mut().map(Col::finish).collect(),
+                    BACKEND,
+                )
+                .await?
+                {
                     return Ok(());
                 }
                 rows = 0;
@@ -531,9 +535,13 @@ async fn pump(
         }
     }
     if rows > 0 {
-        let arrays = cols.iter_mut().map(Col::finish).collect();
-        let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| bad(e.to_string()))?;
-        let _ = tx.send(Ok(batch)).await;
+        emit(
+            tx,
+            schema,
+            cols.iter_mut().map(Col::finish).collect(),
+            BACKEND,
+        )
+        .await?;
     }
     Ok(())
 }
