@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let args = cli::Args::parse();
     cli::output::init_logging(args.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -27,4 +28,23 @@ fn main() -> ExitCode {
     // Do not wait for background connection tasks.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     ExitCode::from(code as u8)
+}
+
+/// `highwater runs | head` closes stdout early; `println!` then panics with
+/// "Broken pipe". Exit quietly with the shell's SIGPIPE status instead of
+/// printing a panic (Rust ignores SIGPIPE, and restoring it needs `unsafe`).
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info)
+    }));
 }

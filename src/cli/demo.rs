@@ -93,6 +93,41 @@ pub async fn run(dir: &Path) -> i32 {
     }
 }
 
+/// One tutorial: a source table, a config, a first run, the tutorial's
+/// changes, a second run.
+struct Tutorial {
+    title: &'static str,
+    table: &'static str,
+    setup: &'static str,
+    config: &'static str,
+    first: &'static str,
+    changes_title: &'static str,
+    changes: &'static str,
+    second: &'static str,
+}
+
+const WATERMARK: Tutorial = Tutorial {
+    title: "The watermark tutorial (Data Factory: incrementally copy one table)",
+    table: "data_source_table(PersonID, Name, LastModifytime)",
+    setup: SETUP,
+    config: CONFIG,
+    first: "Run 1: the full copy",
+    changes_title: "Changes: insert rows 6 and 7, update row 3",
+    changes: CHANGES,
+    second: "Run 2: the delta copy",
+};
+
+const CHANGE_TRACKING: Tutorial = Tutorial {
+    title: "The change-tracking tutorial (Data Factory: incrementally copy with change tracking)",
+    table: "data_source_table(PersonID primary key, Name, Age)",
+    setup: CT_SETUP,
+    config: CT_CONFIG,
+    first: "Run 1: set up change tracking, take the baseline version, copy the table",
+    changes_title: "Changes: insert row 6, update row 1, delete row 3",
+    changes: CT_CHANGES,
+    second: "Run 2: the delta copy (net changes since the baseline)",
+};
+
 async fn demo(dir: &Path) -> Result<i32, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // Start from scratch: remove only what an earlier demo wrote.
@@ -104,72 +139,49 @@ async fn demo(dir: &Path) -> Result<i32, String> {
     ] {
         let _ = std::fs::remove_file(dir.join(name));
     }
-    for name in [".highwater", "lake"] {
+    for name in [".highwater", "lake", "change-tracking"] {
         let _ = std::fs::remove_dir_all(dir.join(name));
     }
-    let db = rusqlite::Connection::open(dir.join("source.db")).map_err(|e| e.to_string())?;
-    db.execute_batch(SETUP).map_err(|e| e.to_string())?;
-    let config = dir.join("highwater.yaml");
-    std::fs::write(&config, CONFIG)
-        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
-
-    println!("== The watermark tutorial (Data Factory: incrementally copy one table) ==");
-    println!(
-        "Source: {} with data_source_table(PersonID, Name, LastModifytime), 5 rows.",
-        dir.join("source.db").display()
-    );
-    println!("Config: {}\n", config.display());
-
-    println!("-- Run 1: the full copy --");
-    let first = run_once(&config).await?;
-    println!("\n-- Changes: insert rows 6 and 7, update row 3 --{CHANGES}");
-    db.execute_batch(CHANGES).map_err(|e| e.to_string())?;
-    println!("-- Run 2: the delta copy --");
-    let second = run_once(&config).await?;
-
+    let (wm, config) = play(&WATERMARK, dir).await?;
     println!(
         "\n-- Run history (`highwater -c {} runs`) --",
         config.display()
     );
     let code = super::runs::list(&config, 10, false).await;
     println!("\nTry: highwater -c {} state", config.display());
-    let ct = change_tracking(&dir.join("change-tracking")).await?;
-    Ok(if first == 0 && second == 0 && ct == 0 {
-        code
-    } else {
-        1
-    })
-}
 
-/// The change-tracking tutorial in its own folder.
-async fn change_tracking(dir: &Path) -> Result<i32, String> {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let db = rusqlite::Connection::open(dir.join("source.db")).map_err(|e| e.to_string())?;
-    db.execute_batch(CT_SETUP).map_err(|e| e.to_string())?;
-    let config = dir.join("highwater.yaml");
-    std::fs::write(&config, CT_CONFIG)
-        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
-
-    println!(
-        "\n== The change-tracking tutorial (Data Factory: incrementally copy with change tracking) =="
-    );
-    println!(
-        "Source: {} with data_source_table(PersonID primary key, Name, Age), 5 rows.",
-        dir.join("source.db").display()
-    );
-    println!("Config: {}\n", config.display());
-    println!("-- Run 1: set up change tracking, take the baseline version, copy the table --");
-    let first = run_once(&config).await?;
-    println!("\n-- Changes: insert row 6, update row 1, delete row 3 --{CT_CHANGES}");
-    db.execute_batch(CT_CHANGES).map_err(|e| e.to_string())?;
-    println!("-- Run 2: the delta copy (net changes since the baseline) --");
-    let second = run_once(&config).await?;
+    let (ct, config) = play(&CHANGE_TRACKING, &dir.join("change-tracking")).await?;
     println!(
         "\nTry: highwater -c {0} changes status   (and `changes disable data_source_table` to remove the triggers)",
         config.display()
     );
-    Ok(if first == 0 && second == 0 { 0 } else { 1 })
+    Ok(if wm == 0 && ct == 0 { code } else { 1 })
+}
+
+/// Set the tutorial up in `dir`, run, apply its changes, run again; the
+/// exit code (0 when both runs succeeded) and the config's path.
+async fn play(t: &Tutorial, dir: &Path) -> Result<(i32, PathBuf), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let db = rusqlite::Connection::open(dir.join("source.db")).map_err(|e| e.to_string())?;
+    db.execute_batch(t.setup).map_err(|e| e.to_string())?;
+    let config = dir.join("highwater.yaml");
+    std::fs::write(&config, t.config)
+        .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+
+    println!("\n== {} ==", t.title);
+    println!(
+        "Source: {} with {}, 5 rows.",
+        dir.join("source.db").display(),
+        t.table
+    );
+    println!("Config: {}\n", config.display());
+    println!("-- {} --", t.first);
+    let first = run_once(&config).await?;
+    println!("\n-- {} --{}", t.changes_title, t.changes);
+    db.execute_batch(t.changes).map_err(|e| e.to_string())?;
+    println!("-- {} --", t.second);
+    let second = run_once(&config).await?;
+    Ok((if first == 0 && second == 0 { 0 } else { 1 }, config))
 }
 
 async fn run_once(config: &Path) -> Result<i32, String> {
