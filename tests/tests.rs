@@ -14,4 +14,5 @@ mod cli;
 mod crash;
 mod mariadb;
 mod objects;
+mod state_pg;
 mod watermark;

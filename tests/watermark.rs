@@ -417,11 +417,22 @@ fn sqlite_query_source_with_integer_cursor() {
 #[tokio::test]
 async fn integer_cursor_warns_about_open_writers_and_lag_holds_back() {
     let db = PgDb::new("intwarn").await;
-    db.exec("CREATE TABLE t (id bigserial primary key, v text); INSERT INTO t (v) VALUES ('a'), ('b');").await;
+    db.exec(
+        "CREATE TABLE t (id bigserial primary key, v text); INSERT INTO t (v) VALUES ('a'), ('b');",
+    )
+    .await;
     let dir = Dir::new("intwarn");
-    dir.write("highwater.yaml", &config(&db.url, &stream("t", "t", "    mode: watermark\n    cursor: id\n")));
+    dir.write(
+        "highwater.yaml",
+        &config(
+            &db.url,
+            &stream("t", "t", "    mode: watermark\n    cursor: id\n"),
+        ),
+    );
     let open = db.connect().await;
-    open.batch_execute("BEGIN; INSERT INTO t (v) VALUES ('late');").await.unwrap();
+    open.batch_execute("BEGIN; INSERT INTO t (v) VALUES ('late');")
+        .await
+        .unwrap();
     db.exec("INSERT INTO t (v) VALUES ('c')").await;
     let o = dir.hw(&["run"]);
     assert_code(&o, 0);
@@ -430,8 +441,25 @@ async fn integer_cursor_warns_about_open_writers_and_lag_holds_back() {
     open.batch_execute("ROLLBACK").await.unwrap();
     // With lag: 2 the newest two ids wait for a later run.
     let dir2 = Dir::new("intlag");
-    dir2.write("highwater.yaml", &config(&db.url, &stream("t", "t", "    mode: watermark\n    cursor: id\n    lag: 2\n")));
+    dir2.write(
+        "highwater.yaml",
+        &config(
+            &db.url,
+            &stream(
+                "t",
+                "t",
+                "    mode: watermark\n    cursor: id\n    lag: 2\n",
+            ),
+        ),
+    );
     assert_code(&dir2.hw(&["run"]), 0);
-    let ids: Vec<String> = all_csv_rows(&dir2, "lake/t").into_iter().map(|r| r[0].clone()).collect();
-    assert_eq!(ids, ["1", "2"], "ids 3 (rolled back) and 4 are within the lag");
+    let ids: Vec<String> = all_csv_rows(&dir2, "lake/t")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        ["1", "2"],
+        "ids 3 (rolled back) and 4 are within the lag"
+    );
 }

@@ -187,7 +187,9 @@ async fn play(t: &Tutorial, dir: &Path) -> Result<(i32, PathBuf), String> {
 async fn run_once(config: &Path) -> Result<i32, String> {
     let plan =
         super::load_plan(config).map_err(|_| "the demo configuration is invalid".to_string())?;
-    let state = highwater_engine::open_state(&plan).map_err(|e| e.to_string())?;
+    let state = highwater_engine::open_state(&plan)
+        .await
+        .map_err(|e| e.to_string())?;
     let outcome = run_streams(
         &plan,
         state,

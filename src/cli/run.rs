@@ -12,7 +12,7 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
         Ok(p) => p,
         Err(code) => return code,
     };
-    let state = match highwater_engine::open_state(&plan) {
+    let state = match highwater_engine::open_state(&plan).await {
         Ok(s) => s,
         Err(e) => {
             output::error(&plan.secrets.redact(&e.to_string()));

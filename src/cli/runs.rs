@@ -4,16 +4,16 @@ use std::path::Path;
 
 use super::output;
 
-fn open(config: &Path) -> Result<std::sync::Arc<dyn highwater_core::StateStore>, i32> {
+async fn open(config: &Path) -> Result<std::sync::Arc<dyn highwater_core::StateStore>, i32> {
     let plan = super::load_plan(config)?;
-    highwater_engine::open_state(&plan).map_err(|e| {
-        output::error(&e.to_string());
+    highwater_engine::open_state(&plan).await.map_err(|e| {
+        output::error(&plan.secrets.redact(&e.to_string()));
         e.exit_code()
     })
 }
 
 pub async fn list(config: &Path, limit: usize, json: bool) -> i32 {
-    let state = match open(config) {
+    let state = match open(config).await {
         Ok(s) => s,
         Err(c) => return c,
     };
@@ -54,7 +54,7 @@ pub async fn list(config: &Path, limit: usize, json: bool) -> i32 {
 }
 
 pub async fn show(config: &Path, run_id: &str, json: bool) -> i32 {
-    let state = match open(config) {
+    let state = match open(config).await {
         Ok(s) => s,
         Err(c) => return c,
     };

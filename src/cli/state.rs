@@ -12,10 +12,10 @@ pub async fn show(config: &Path, json: bool) -> i32 {
         Ok(p) => p,
         Err(c) => return c,
     };
-    let state = match highwater_engine::open_state(&plan) {
+    let state = match highwater_engine::open_state(&plan).await {
         Ok(s) => s,
         Err(e) => {
-            output::error(&e.to_string());
+            output::error(&plan.secrets.redact(&e.to_string()));
             return e.exit_code();
         }
     };
@@ -68,14 +68,14 @@ pub async fn reset(config: &Path, stream: &str) -> i32 {
         Ok(p) => p,
         Err(c) => return c,
     };
-    let state = match highwater_engine::open_state(&plan) {
+    let state = match highwater_engine::open_state(&plan).await {
         Ok(s) => s,
         Err(e) => {
-            output::error(&e.to_string());
+            output::error(&plan.secrets.redact(&e.to_string()));
             return e.exit_code();
         }
     };
-    let Some(_lock) = (match state.lock_stream(stream) {
+    let Some(_lock) = (match state.lock_stream(stream).await {
         Ok(l) => l,
         Err(e) => {
             output::error(&e.to_string());

@@ -104,7 +104,7 @@ pub struct StreamLock(pub Box<dyn Any + Send>);
 pub trait StateStore: Send + Sync {
     /// Take the stream's lock without waiting; `None` when another process
     /// holds it. A crashed process's lock is released by the OS.
-    fn lock_stream(&self, stream: &str) -> Result<Option<StreamLock>>;
+    async fn lock_stream(&self, stream: &str) -> Result<Option<StreamLock>>;
 
     /// The stream's committed position.
     async fn position(&self, stream: &str) -> Result<Option<Position>>;

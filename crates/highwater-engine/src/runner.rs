@@ -38,12 +38,11 @@ pub struct RunOutcome {
 }
 
 /// Open the state store the plan names.
-pub fn open_state(plan: &Plan) -> Result<Arc<dyn StateStore>> {
+pub async fn open_state(plan: &Plan) -> Result<Arc<dyn StateStore>> {
     match &plan.state {
         StateLocation::Sqlite(path) => Ok(Arc::new(highwater_state::SqliteState::open(path)?)),
-        StateLocation::Postgres(_) => Err(Error::config(
-            &plan.file,
-            "state: postgres:// state stores are not supported yet; use a file path",
+        StateLocation::Postgres(url) => Ok(Arc::new(
+            highwater_state::PgState::open(url.expose(), &url.redacted()).await?,
         )),
     }
 }
@@ -183,7 +182,7 @@ impl Ctx<'_> {
     }
 
     async fn run_stream(&self, s: &StreamPlan, rec: &mut StreamRun) -> Result<()> {
-        let Some(_lock) = self.state.lock_stream(&s.name)? else {
+        let Some(_lock) = self.state.lock_stream(&s.name).await? else {
             return Err(Error::state(
                 "another highwater process is running this stream; try again when it ends",
             ));

@@ -1,7 +1,9 @@
 //! State stores: where positions, write-ahead attempts and the run history
 //! live.
 //!
-//! [`SqliteState`] is the default (`.highwater/state.db` beside the config).
+//! [`SqliteState`] is the default (`.highwater/state.db` beside the config);
+//! [`PgState`] keeps state in a PostgreSQL database (`state: postgres://…`)
+//! so several machines can share it.
 //! Stream locks are OS file locks on `<state dir>/locks/<stream>.lock`, so a
 //! process killed with `kill -9` releases them, and a second process never
 //! settles an attempt that a live process is still working on.
@@ -9,6 +11,20 @@
 //! Every change of state is one SQLite transaction; `commit_attempt` is a
 //! compare-and-swap on the position the attempt started from.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgState;
 pub use sqlite::SqliteState;
+
+/// Whether a process with this id runs on this machine (Linux: /proc).
+pub(crate) fn process_alive(pid: i64) -> bool {
+    if pid == std::process::id() as i64 {
+        return true;
+    }
+    let proc = std::path::Path::new("/proc");
+    if !proc.exists() {
+        return true; // Cannot tell: never declare a live run dead.
+    }
+    proc.join(pid.to_string()).exists()
+}

@@ -119,18 +119,6 @@ impl SqliteState {
     }
 }
 
-/// Whether a process with this id runs on this machine (Linux: /proc).
-fn process_alive(pid: i64) -> bool {
-    if pid == std::process::id() as i64 {
-        return true;
-    }
-    let proc = Path::new("/proc");
-    if !proc.exists() {
-        return true; // Cannot tell: never declare a live run dead.
-    }
-    proc.join(pid.to_string()).exists()
-}
-
 fn lock_file_name(stream: &str) -> String {
     // Stream names are config keys; keep the file name portable whatever they hold.
     let safe: String = stream
@@ -151,7 +139,7 @@ fn lock_file_name(stream: &str) -> String {
 
 #[async_trait]
 impl StateStore for SqliteState {
-    fn lock_stream(&self, stream: &str) -> Result<Option<StreamLock>> {
+    async fn lock_stream(&self, stream: &str) -> Result<Option<StreamLock>> {
         std::fs::create_dir_all(&self.lock_dir)
             .map_err(|e| err(format!("cannot create {}: {e}", self.lock_dir.display())))?;
         let path = self.lock_dir.join(lock_file_name(stream));
@@ -398,7 +386,7 @@ impl StateStore for SqliteState {
             })
             .collect::<Result<Vec<StreamRun>>>()?;
         let mut status = RunStatus::parse(&row.1);
-        if status == RunStatus::InProgress && row.4.is_some_and(|pid| !process_alive(pid)) {
+        if status == RunStatus::InProgress && row.4.is_some_and(|pid| !crate::process_alive(pid)) {
             // The process was killed: say so, and remember it.
             status = RunStatus::Failed;
             for s in streams
@@ -465,11 +453,11 @@ mod tests {
         s.abandon_attempt(&b, "test").await.unwrap();
         assert!(s.open_attempts("s").await.unwrap().is_empty());
         // Locks exclude each other within a process too (separate open files).
-        let l = s.lock_stream("s").unwrap();
+        let l = s.lock_stream("s").await.unwrap();
         assert!(l.is_some());
-        assert!(s.lock_stream("s").unwrap().is_none());
+        assert!(s.lock_stream("s").await.unwrap().is_none());
         drop(l);
-        assert!(s.lock_stream("s").unwrap().is_some());
+        assert!(s.lock_stream("s").await.unwrap().is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
