@@ -5,6 +5,7 @@
 //! of the configuration redacted.
 
 mod cli;
+mod serve;
 
 use std::process::ExitCode;
 

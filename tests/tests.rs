@@ -14,5 +14,6 @@ mod cli;
 mod crash;
 mod mariadb;
 mod objects;
+mod serve;
 mod state_pg;
 mod watermark;

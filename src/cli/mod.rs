@@ -106,6 +106,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ChangesCommand,
     },
+    /// Run streams on their `schedule:` and serve the monitoring page,
+    /// /metrics (Prometheus) and /api/runs until Ctrl-C.
+    Serve {
+        /// Address to listen on (port 0 picks a free port; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+    },
     /// Evaluate a Data Factory expression, e.g. `highwater expr "@concat('a', 'b')"`.
     Expr {
         /// The expression, as it would appear in a pipeline's JSON string.
@@ -185,6 +192,7 @@ pub async fn dispatch(args: Args) -> i32 {
         Command::Changes {
             command: ChangesCommand::Disable { stream },
         } => changes::disable(&config, &stream).await,
+        Command::Serve { listen } => crate::serve::run(&config, &listen).await,
         Command::Expr {
             expression,
             context,

@@ -232,7 +232,10 @@ pub fn load(
             streams,
             secrets,
         }),
-        1 => Err(Error::config(file, strip_file(&errors[0], file))),
+        1 => {
+            let (place, message) = split_place(&errors[0], file);
+            Err(Error::config(place, message))
+        }
         n => Err(Error::config(
             file,
             format!(
@@ -261,12 +264,24 @@ fn key_line(text: &str, name: &str, value_line: u64) -> u64 {
     value_line
 }
 
-fn strip_file(msg: &str, file: &str) -> String {
-    // A single error reads `file:line: …`; the Config error adds `file: ` in front.
-    match msg.strip_prefix(file).and_then(|r| r.strip_prefix(':')) {
-        Some(rest) => format!("line {}", rest.trim_start()),
-        None => msg.to_string(),
+/// `file:line: message` → (`file:line`, `message`); the Config error prints
+/// them joined again, so a single error reads exactly like a listed one.
+fn split_place(msg: &str, file: &str) -> (String, String) {
+    let Some(rest) = msg.strip_prefix(file) else {
+        return (file.to_string(), msg.to_string());
+    };
+    let line: String = rest
+        .strip_prefix(':')
+        .unwrap_or("")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    if line.is_empty() {
+        let m = rest.trim_start_matches(':').trim_start();
+        return (file.to_string(), m.to_string());
     }
+    let m = rest[1 + line.len()..].trim_start_matches(':').trim_start();
+    (format!("{file}:{line}"), m.to_string())
 }
 
 fn validate_stream(
@@ -480,6 +495,12 @@ fn validate_stream(
         None => None,
     };
 
+    if let Some(Err(e)) = s.schedule.as_ref().map(|c| c.parse::<croner::Cron>()) {
+        errs.push(format!(
+            "schedule: `{}` is not a cron expression ({e}); e.g. \"*/5 * * * *\" (minute hour day month weekday)",
+            s.schedule.as_deref().unwrap_or_default()
+        ));
+    }
     let (from, to, relation, target) = (from?, to?, relation?, target?);
     let _ = name;
     Some(StreamPlan {

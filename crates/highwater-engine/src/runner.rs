@@ -84,8 +84,9 @@ pub async fn run_streams(
         full_refresh: opts.full_refresh,
         observer,
     };
-    let mut results: Vec<(StreamRun, Option<ErrorKind>)> = futures::stream::iter(selected)
-        .map(|s| ctx.run_one(s))
+    // Built first, then driven: keeps the future `Send` for callers that spawn it.
+    let runs: Vec<_> = selected.into_iter().map(|s| ctx.run_one(s)).collect();
+    let mut results: Vec<(StreamRun, Option<ErrorKind>)> = futures::stream::iter(runs)
         .buffer_unordered(plan.concurrency)
         .collect()
         .await;

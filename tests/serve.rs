@@ -1,0 +1,125 @@
+//! `highwater serve`: scheduled runs, the monitoring page and /metrics.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+fn get(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn metric(body: &str, line_prefix: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[test]
+fn serve_runs_schedules_and_reports_metrics() {
+    let dir = Dir::new("serve");
+    let conn = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE t (id integer primary key, v text); INSERT INTO t (v) VALUES ('a'), ('b');",
+    )
+    .unwrap();
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  src: sqlite://src.db\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"t/{run_id}.csv\"\n    schedule: \"*/1 * * * * *\"\n  manual:\n    from: src\n    table: t\n    to: lake\n    path: \"m.csv\"\n",
+    );
+    let mut child = dir
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // Drain the rest of stdout in the background.
+    std::thread::spawn(move || for _ in lines {});
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(
+        &get(&addr, "/metrics"),
+        "highwater_stream_runs_total{stream=\"t\",status=\"succeeded\"}",
+    ) < 2.0
+    {
+        assert!(Instant::now() < deadline, "no scheduled runs");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    conn.execute_batch("INSERT INTO t (v) VALUES ('c'), ('d'), ('e');")
+        .unwrap();
+    while metric(
+        &get(&addr, "/metrics"),
+        "highwater_stream_rows_written_total{stream=\"t\"}",
+    ) < 5.0
+    {
+        assert!(Instant::now() < deadline, "new rows not copied");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let page = get(&addr, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("<td>t</td>") && page.contains("manual"),
+        "{page}"
+    );
+    let runs = get(&addr, "/api/runs");
+    assert!(runs.contains("\"status\":\"Succeeded\""), "{runs}");
+    assert!(
+        get(&addr, "/metrics")
+            .contains("highwater_stream_runs_total{stream=\"manual\",status=\"succeeded\"} 0")
+    );
+
+    // SIGTERM stops it cleanly.
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut ids: Vec<String> = all_csv_rows(&dir, "lake/t")
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["1", "2", "3", "4", "5"], "every row exactly once");
+    assert!(
+        !dir.join("lake/m.csv").exists(),
+        "unscheduled streams do not run"
+    );
+}
+
+#[test]
+fn a_bad_schedule_is_a_configuration_error() {
+    let dir = Dir::new("serve_bad");
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  src: sqlite://src.db\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    to: lake\n    path: \"t.csv\"\n    schedule: \"every five minutes\"\n",
+    );
+    let o = dir.hw(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("highwater.yaml:5") && stderr(&o).contains("schedule"),
+        "{}",
+        stderr(&o)
+    );
+}
