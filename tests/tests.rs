@@ -13,6 +13,7 @@ mod change_tracking;
 mod cli;
 mod crash;
 mod mariadb;
+mod memory;
 mod objects;
 mod serve;
 mod state_pg;
