@@ -46,6 +46,23 @@ CREATE TABLE IF NOT EXISTS stream_runs (
 );
 ";
 
+/// Bring a state file written by an earlier version up to date.
+/// `PRAGMA user_version` counts the migrations applied.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        // 1: runs.pid, to report runs whose process died.
+        let has_pid: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'pid'")?
+            .exists([])?;
+        if !has_pid {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN pid INTEGER")?;
+        }
+        conn.execute_batch("PRAGMA user_version = 1")?;
+    }
+    Ok(())
+}
+
 /// run_id, from, target, started_at of an open attempt.
 type AttemptRow = (String, Option<String>, String, String);
 
@@ -96,6 +113,7 @@ impl SqliteState {
             .map_err(err)?;
         conn.execute_batch(SCHEMA)
             .map_err(|e| err(format!("cannot initialise {}: {e}", path.display())))?;
+        migrate(&conn).map_err(|e| err(format!("cannot upgrade {}: {e}", path.display())))?;
         Ok(SqliteState {
             conn: Mutex::new(conn),
             lock_dir: dir.join("locks"),
