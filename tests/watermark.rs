@@ -305,7 +305,7 @@ async fn parquet_and_jsonl_carry_types() {
     )
     .await;
     let dir = Dir::new("formats");
-    let streams = "  pq:\n    from: src\n    table: t\n    mode: watermark\n    cursor: at\n    to: lake\n    path: \"pq/{yyyy}/{MM}/{dd}/{HH}{mm}-{run_id}.parquet\"\n    batch_size: 100\n  js:\n    from: src\n    query: \"select id, name, amount from t where id <= 10\"\n    to: lake\n    path: \"js/{stream}.jsonl\"\n";
+    let streams = "  pq:\n    from: src\n    table: t\n    mode: watermark\n    cursor: at\n    to: lake\n    path: \"pq/{yyyy}/{MM}/{dd}/{HH}{mm}-{run_id}.parquet\"\n    batch_size: 100\n  js:\n    from: src\n    query: \"select id, name, amount, n from t where id <= 10\"\n    to: lake\n    path: \"js/{stream}.jsonl\"\n";
     dir.write("highwater.yaml", &config(&db.url, streams));
     assert_code(&dir.hw(&["run"]), 0);
     let pq = dir.files("lake/pq", ".parquet");
@@ -339,6 +339,12 @@ async fn parquet_and_jsonl_carry_types() {
         .collect();
     assert_eq!(lines.len(), 10);
     assert_eq!(lines[2]["name"], "n3");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.as_object().unwrap().len() == 4 && l["n"].is_null()),
+        "NULLs are explicit"
+    );
     assert_eq!(lines[2]["id"], 3);
 }
 

@@ -167,7 +167,10 @@ impl Encoder {
             }),
             "jsonl" => {
                 let buf = SharedBuf::default();
-                let w = arrow_json::LineDelimitedWriter::new(buf.clone());
+                // Every line carries every column; NULL is `null`, not a missing key.
+                let w = arrow_json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow_json::writer::LineDelimited>(buf.clone());
                 Ok(Encoder::Jsonl {
                     w,
                     buf,
