@@ -132,6 +132,15 @@ impl Source for MySource {
             notes.extend(n);
             fresh = f;
         }
+        // Watermark: the late-commit cap, read before the snapshot (see `open_cap`).
+        let cap = match &req.delta {
+            Delta::Watermark { lag, .. } => {
+                let (cap, note) = open_cap(&mut conn, *lag).await?;
+                notes.extend(note);
+                Some(cap)
+            }
+            _ => None,
+        };
         conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .await
             .map_err(my_err)?;
@@ -151,7 +160,9 @@ impl Source for MySource {
         let (sql, params): (String, Vec<Value>) = match &req.delta {
             Delta::Full => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
             Delta::Watermark { cursor, after, lag } => {
-                let w = watermark(&mut conn, req, &cols, cursor, after.as_ref(), *lag).await?;
+                let cap = cap.clone().unwrap_or_default();
+                let w =
+                    watermark(&mut conn, req, &cols, cursor, after.as_ref(), *lag, &cap).await?;
                 kinds.push(w.kind);
                 fields.push(Field::new(CURSOR_COLUMN, w.kind.data_type(), true));
                 to = w.to;
@@ -279,10 +290,46 @@ fn cursor_value(v: &Value, kind: MyKind) -> Result<Option<CursorValue>> {
     })
 }
 
+/// The late-commit cap for time cursors, read *before* the snapshot, as
+/// the server's own text `YYYY-MM-DD HH:MM:SS.ffffff` (session time zone):
+/// the start of the oldest open InnoDB transaction (`INNODB_TRX`, second
+/// precision, so rounded down), but at most 50 ms before now (a statement takes `NOW()` a moment before InnoDB lists its transaction), and
+/// `lag:` earlier still. A transaction invisible to the snapshot started
+/// after this cap, so rows it writes with `NOW()` fall into a later range.
+/// Without the PROCESS privilege `INNODB_TRX` is empty or unreadable: the
+/// run says so and relies on `lag:`.
+async fn open_cap(conn: &mut Conn, lag: Option<Lag>) -> Result<(String, Option<String>)> {
+    let lag_us = match lag {
+        Some(Lag::Micros(us)) => us,
+        _ => 0,
+    };
+    let with_trx = "SELECT DATE_FORMAT(LEAST(NOW(6) - INTERVAL 50000 MICROSECOND - INTERVAL ? MICROSECOND,
+            COALESCE((SELECT MIN(trx_started) FROM information_schema.INNODB_TRX
+                      WHERE trx_mysql_thread_id <> CONNECTION_ID()), NOW(6))), '%Y-%m-%d %H:%i:%s.%f')";
+    match conn.exec_first::<String, _, _>(with_trx, (lag_us,)).await {
+        Ok(Some(cap)) => Ok((cap, None)),
+        Ok(None) | Err(_) => {
+            let cap: Option<String> = conn
+                .exec_first(
+                    "SELECT DATE_FORMAT(NOW(6) - INTERVAL 50000 MICROSECOND - INTERVAL ? MICROSECOND, '%Y-%m-%d %H:%i:%s.%f')",
+                    (lag_us,),
+                )
+                .await
+                .map_err(my_err)?;
+            let note = lag.is_none().then(|| {
+                "warning: cannot read information_schema.INNODB_TRX (needs the PROCESS privilege): \
+                 rows committed late by open transactions are covered only by `lag:`"
+                    .to_string()
+            });
+            Ok((cap.unwrap_or_default(), note))
+        }
+    }
+}
+
 /// Watermark mode: the new upper bound in the snapshot, and the query for
 /// `[after, to]` (inclusive; the engine skips boundary rows already copied).
-/// MariaDB cannot tell which transactions are open, so late commits are
-/// covered by `lag:` only.
+/// Time cursors are capped by [`open_cap`]; integer cursors only by `lag:`.
+#[allow(clippy::too_many_arguments)]
 async fn watermark(
     conn: &mut Conn,
     req: &ReadRequest,
@@ -290,6 +337,7 @@ async fn watermark(
     cursor: &[String],
     after: Option<&WatermarkPosition>,
     lag: Option<Lag>,
+    cap: &str,
 ) -> Result<Watermark> {
     let rel = &req.relation;
     let mut kind = None;
@@ -328,17 +376,11 @@ async fn watermark(
         format!("COALESCE({})", quoted.join(", "))
     };
     let from = relation_sql(rel);
-    // The upper bound, held back by `lag`.
-    let (cap_sql, cap_params) = match lag {
-        Some(Lag::Micros(us)) if kind != MyKind::Int => {
-            let now = chrono::Utc::now().timestamp_micros() - us;
-            let cap = match kind {
-                MyKind::Date => CursorValue::Date(now.div_euclid(86_400_000_000) as i32),
-                _ => CursorValue::Timestamp(now),
-            };
-            (format!(" AND {expr} <= ?"), vec![bind(&cap)])
-        }
-        _ => (String::new(), vec![]),
+    // The upper bound: time cursors stop at the late-commit cap.
+    let (cap_sql, cap_params) = match kind {
+        MyKind::Int => (String::new(), vec![]),
+        MyKind::Date => (format!(" AND {expr} <= DATE(?)"), vec![Value::from(cap)]),
+        _ => (format!(" AND {expr} <= ?"), vec![Value::from(cap)]),
     };
     let row: Option<Row> = conn
         .exec_first(
