@@ -711,3 +711,22 @@ fn execute_pipeline_runs_a_sibling_pipeline_with_parameters() {
         stderr(&o)
     );
 }
+
+#[test]
+fn stored_procedure_on_sqlite_says_it_has_none() {
+    let dir = control_flow_dir("");
+    dir.write(
+        "pipeline.json",
+        r#"{"name": "p", "properties": {"activities": [
+            {"name": "Proc", "type": "SqlServerStoredProcedure",
+             "linkedServiceName": {"referenceName": "Db", "type": "LinkedServiceReference"},
+             "typeProperties": {"storedProcedureName": "usp_x"}}]}}"#,
+    );
+    let o = dir.hw(&["pipeline", "run", "pipeline.json"]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("activity Proc (SqlServerStoredProcedure) failed: storedProcedureName: SQLite has no stored procedures"),
+        "{}",
+        stderr(&o)
+    );
+}
