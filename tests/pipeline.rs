@@ -490,6 +490,27 @@ fn malformed_pipelines_exit_2_and_name_the_place() {
         "{err}"
     );
     assert!(err.contains("activity L: dataset Nope not found"), "{err}");
+
+    // The tutorial's own sink (an Azure SQL table through an upsert procedure).
+    dir.write(
+        "dataset/SqlSink.json",
+        r#"{"name": "SqlSink", "properties": {"type": "AzureSqlTable",
+            "linkedServiceName": {"referenceName": "Db", "type": "LinkedServiceReference"},
+            "typeProperties": {"tableName": "copy_of_t"}}}"#,
+    );
+    dir.write(
+        "sink.json",
+        r#"{"name": "x", "properties": {"activities": [
+            {"name": "ToTable", "type": "Copy", "typeProperties": {"source": {"type": "SqlSource"}},
+             "inputs": [{"referenceName": "Table"}], "outputs": [{"referenceName": "SqlSink"}]}]}}"#,
+    );
+    let o = dir.hw(&["pipeline", "run", "sink.json"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("activity ToTable: copying into a database table (AzureSqlTable dataset SqlSink) is not supported yet"),
+        "{}",
+        stderr(&o)
+    );
     let o = dir.hw(&["pipeline", "run", "pipeline.json", "--param", "nope=1"]);
     assert_code(&o, 2);
     assert!(

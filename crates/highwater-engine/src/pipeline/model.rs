@@ -443,6 +443,26 @@ impl Factory {
                     ));
                 }
             }
+            // What the interpreter cannot run is said before anything runs.
+            let reads = a.inputs.first().cloned().or_else(|| a.lookup_dataset());
+            if matches!(a.kind, ActivityKind::Copy | ActivityKind::Lookup)
+                && let Some(d) = reads.and_then(|r| factory.datasets.get(&r.name))
+                && d.is_file()
+            {
+                errors.push(format!(
+                    "activity {}: reading a {} dataset ({}) is not supported yet; read from a table dataset",
+                    a.name, d.kind, d.name
+                ));
+            }
+            if a.kind == ActivityKind::Copy
+                && let Some(d) = a.outputs.first().and_then(|r| factory.datasets.get(&r.name))
+                && !d.is_file()
+            {
+                errors.push(format!(
+                    "activity {}: copying into a database table ({} dataset {}) is not supported yet; write to a file dataset (DelimitedText, Parquet, Json, AzureBlob)",
+                    a.name, d.kind, d.name
+                ));
+            }
         });
         match errors.len() {
             0 => Ok(factory),
