@@ -15,6 +15,7 @@ mod crash;
 mod mariadb;
 mod memory;
 mod objects;
+mod pipeline;
 mod serve;
 mod state_pg;
 mod watermark;

@@ -6,6 +6,7 @@ mod demo;
 mod expr;
 mod init;
 pub mod output;
+mod pipeline;
 mod run;
 mod runs;
 mod state;
@@ -44,6 +45,10 @@ pub struct Args {
     /// More log output (-v: info, -vv: debug). HIGHWATER_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Set by `main` when `--config` or HIGHWATER_CONFIG was given (not the default).
+    #[arg(skip)]
+    pub config_explicit: bool,
 
     #[command(subcommand)]
     pub command: Command,
@@ -113,6 +118,11 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
     },
+    /// Data Factory pipelines: `pipeline run FILE.json [--param k=v]…`.
+    Pipeline {
+        #[command(subcommand)]
+        command: PipelineCommand,
+    },
     /// Evaluate a Data Factory expression, e.g. `highwater expr "@concat('a', 'b')"`.
     Expr {
         /// The expression, as it would appear in a pipeline's JSON string.
@@ -120,6 +130,24 @@ pub enum Command {
         /// A JSON file with parameters, variables, activity outputs, item, now, …
         #[arg(long)]
         context: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PipelineCommand {
+    /// Run a pipeline JSON file from a Data Factory git layout (datasets in
+    /// `dataset/` or `datasets/` next to it). Linked services map to the
+    /// connections of `highwater.yaml` by name.
+    Run {
+        /// The pipeline file (`pipeline.json`, `pipeline/X.json`).
+        file: PathBuf,
+        /// A pipeline parameter: `--param name=value`; JSON for non-string
+        /// parameters (`--param tableList='[{"TABLE_NAME":"a"}]'`).
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Print the run record as JSON on stdout.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -197,11 +225,21 @@ pub async fn dispatch(args: Args) -> i32 {
             expression,
             context,
         } => expr::run(&expression, context.as_deref()),
+        Command::Pipeline {
+            command: PipelineCommand::Run { file, params, json },
+        } => pipeline::run(&config, args.config_explicit, &file, &params, json).await,
     }
 }
 
 /// Read and validate the config; print the error and return exit 2 on failure.
 pub fn load_plan(path: &Path) -> Result<Plan, i32> {
+    load_plan_with(path, highwater_config::plan::load)
+}
+
+type Loader = fn(&str, &str, &Path, &dyn Fn(&str) -> Option<String>) -> Result<Plan, Error>;
+
+/// [`load_plan`] with another validation (`load_connections` for pipelines).
+pub fn load_plan_with(path: &Path, load: Loader) -> Result<Plan, i32> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -221,10 +259,8 @@ pub fn load_plan(path: &Path) -> Result<Plan, i32> {
         base
     };
     let env = |k: &str| std::env::var(k).ok();
-    highwater_config::plan::load(&path.display().to_string(), &text, &base, &env).map_err(
-        |e: Error| {
-            output::error(&e.to_string());
-            2
-        },
-    )
+    load(&path.display().to_string(), &text, &base, &env).map_err(|e: Error| {
+        output::error(&e.to_string());
+        2
+    })
 }

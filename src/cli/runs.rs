@@ -5,7 +5,8 @@ use std::path::Path;
 use super::output;
 
 async fn open(config: &Path) -> Result<std::sync::Arc<dyn highwater_core::StateStore>, i32> {
-    let plan = super::load_plan(config)?;
+    // A config that only maps connections for pipelines has runs too.
+    let plan = super::load_plan_with(config, highwater_config::plan::load_connections)?;
     highwater_engine::open_state(&plan).await.map_err(|e| {
         output::error(&plan.secrets.redact(&e.to_string()));
         e.exit_code()

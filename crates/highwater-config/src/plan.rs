@@ -121,6 +121,27 @@ pub fn load(
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plan, Error> {
+    load_inner(file, text, base_dir, env, true)
+}
+
+/// Like [`load`], for `highwater pipeline run`: a config that only names
+/// connections (and the state store), without streams, is valid.
+pub fn load_connections(
+    file: &str,
+    text: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Error> {
+    load_inner(file, text, base_dir, env, false)
+}
+
+fn load_inner(
+    file: &str,
+    text: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    require_streams: bool,
+) -> Result<Plan, Error> {
     let raw: RawConfig = serde_saphyr::from_str(text)
         .map_err(|e| Error::config(file, format!("invalid configuration: {e}")))?;
     let mut errors: Vec<String> = Vec::new();
@@ -197,7 +218,7 @@ pub fn load(
         }
     }
 
-    if raw.streams.is_empty() {
+    if require_streams && raw.streams.is_empty() {
         errors.push(format!(
             "{file}: no streams: add at least one under `streams:`"
         ));

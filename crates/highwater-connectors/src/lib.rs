@@ -11,6 +11,9 @@
 //! | `mysql`    | yes    | –    |
 //! | `files`    | –      | local folder, Azure Blob, S3 (CSV, Parquet, JSON Lines) |
 //!
+//! [`call_procedure`] runs a stored procedure (PostgreSQL, MariaDB/MySQL)
+//! for the pipeline interpreter, with bound values.
+//!
 //! A connector never imports the engine. Errors carry the backend and never
 //! the connection URL (which may hold a password).
 
@@ -22,8 +25,11 @@ pub mod change_tracking;
 pub mod files;
 pub mod mysql;
 pub mod postgres;
+pub mod procedure;
 pub mod sqlite;
 mod util;
+
+pub use procedure::{ProcParam, ProcType, Procedure, call_procedure};
 
 /// Open a source for a database connection.
 pub async fn source(kind: &ConnKind, url: &str) -> Result<Arc<dyn Source>> {

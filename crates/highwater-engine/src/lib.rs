@@ -17,9 +17,13 @@
 //! sink says whether it published; if so the position it carried in its
 //! commit marker is committed, otherwise its leftovers are removed and the
 //! range is read again.
+//!
+//! A Data Factory pipeline ([`pipeline`]) is interpreted activity by
+//! activity over the same connectors and run history; see its module doc.
 
 pub mod boundary;
 pub mod events;
+pub mod pipeline;
 pub mod runner;
 pub mod template;
 

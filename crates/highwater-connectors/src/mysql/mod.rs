@@ -18,7 +18,8 @@
 //! so late commits are covered by `lag:` only) and `change_tracking`.
 
 pub(crate) mod change_tracking;
-mod source;
+pub(crate) mod procedure;
+pub(crate) mod source;
 mod types;
 
 pub use source::MySource;

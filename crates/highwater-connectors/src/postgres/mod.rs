@@ -28,6 +28,7 @@
 //! identifiers.
 
 pub(crate) mod change_tracking;
+pub(crate) mod procedure;
 pub(crate) mod source;
 mod types;
 

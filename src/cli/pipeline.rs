@@ -1,0 +1,160 @@
+//! `highwater pipeline run FILE.json [--param k=v]… [--json]`: run a Data
+//! Factory pipeline against the connections of `highwater.yaml`.
+//!
+//! Which `highwater.yaml`: an explicit `--config` (or `HIGHWATER_CONFIG`)
+//! wins; otherwise the one in the pipeline's folder, then in the factory
+//! root (the parent of `pipeline/`), then `./highwater.yaml`. Each linked
+//! service the pipeline uses must be a connection of that name.
+
+use std::path::{Path, PathBuf};
+
+use highwater_engine::pipeline::{Factory, parameters, run_pipeline};
+
+use super::output;
+
+/// Find the config for `pipeline` (see the module doc).
+fn config_for(pipeline: &Path, config: &Path, explicit: bool) -> PathBuf {
+    if explicit {
+        return config.to_path_buf();
+    }
+    let mut dir = pipeline.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.as_os_str().is_empty() {
+        dir = PathBuf::from(".");
+    }
+    let mut candidates = vec![dir.join("highwater.yaml")];
+    if dir
+        .file_name()
+        .is_some_and(|n| n == "pipeline" || n == "pipelines")
+        && let Some(root) = dir.parent()
+    {
+        candidates.push(root.join("highwater.yaml"));
+    }
+    candidates
+        .into_iter()
+        .find(|c| c.is_file())
+        .unwrap_or_else(|| config.to_path_buf())
+}
+
+/// One line per activity execution: rows only where the activity moves rows.
+fn activity_line(r: &highwater_core::StreamRun) -> String {
+    let secs = r
+        .finished_at
+        .map(|f| (f - r.started_at).num_milliseconds() as f64 / 1000.0)
+        .unwrap_or(0.0);
+    let mut line = format!(
+        "{} {}  [{}]",
+        output::status_mark(r.status),
+        r.stream,
+        r.mode
+    );
+    if let Some(e) = &r.error {
+        line.push_str(&format!("  {e}"));
+        return line;
+    }
+    match r.mode.as_str() {
+        "Lookup" => line.push_str(&format!("  {} rows read", r.rows_read)),
+        "Copy" => line.push_str(&format!(
+            "  {} rows read, {} written",
+            r.rows_read, r.rows_written
+        )),
+        _ => {}
+    }
+    for o in &r.outputs {
+        line.push_str(&format!("\n          → {o}"));
+    }
+    line.push_str(&format!("  ({secs:.2}s)"));
+    line
+}
+
+fn parse_param(p: &str) -> Option<(String, String)> {
+    let (k, v) = p.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty()).then(|| (k.to_string(), v.to_string()))
+}
+
+pub async fn run(
+    config: &Path,
+    config_explicit: bool,
+    file: &Path,
+    params: &[String],
+    json: bool,
+) -> i32 {
+    let factory = match Factory::load(file) {
+        Ok(f) => f,
+        Err(e) => {
+            output::error(&e.to_string());
+            return 2;
+        }
+    };
+    let mut given = Vec::new();
+    for p in params {
+        match parse_param(p) {
+            Some(kv) => given.push(kv),
+            None => {
+                output::error(&format!("--param {p}: expected NAME=VALUE"));
+                return 2;
+            }
+        }
+    }
+    let config = config_for(file, config, config_explicit);
+    let plan = match super::load_plan_with(&config, highwater_config::plan::load_connections) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let names: Vec<&str> = plan.connections.keys().map(String::as_str).collect();
+    if let Err(e) = factory.check_connections(&names, &plan.file) {
+        output::error(&e.to_string());
+        return 2;
+    }
+    let parameters = match parameters(&factory, &given) {
+        Ok(p) => p,
+        Err(e) => {
+            output::error(&e.to_string());
+            return 2;
+        }
+    };
+    let state = match highwater_engine::open_state(&plan).await {
+        Ok(s) => s,
+        Err(e) => {
+            output::error(&plan.secrets.redact(&e.to_string()));
+            return e.exit_code();
+        }
+    };
+    let name = factory.name.clone();
+    let secrets = plan.secrets.clone();
+    let outcome = match run_pipeline(factory, plan, state.clone(), parameters, None).await {
+        Ok(o) => o,
+        Err(e) => {
+            output::error(&secrets.redact(&e.to_string()));
+            return 1;
+        }
+    };
+    if json {
+        match state.run(&outcome.run_id).await {
+            Ok(Some(r)) => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
+            _ => println!("{{\"run_id\": \"{}\"}}", outcome.run_id),
+        }
+    } else {
+        println!(
+            "pipeline {name} run {} {}",
+            outcome.run_id,
+            output::status_mark(outcome.status)
+        );
+        for a in &outcome.activities {
+            println!("  {}", activity_line(a));
+            for n in &a.notes {
+                println!("          note: {n}");
+            }
+        }
+        for s in &outcome.skipped {
+            println!("  {s}: skipped");
+        }
+    }
+    for e in &outcome.errors {
+        output::error(e);
+    }
+    match outcome.status {
+        highwater_core::RunStatus::Succeeded => 0,
+        _ => 1,
+    }
+}
