@@ -264,3 +264,14 @@ pub fn load_plan_with(path: &Path, load: Loader) -> Result<Plan, i32> {
         2
     })
 }
+
+/// Open the state store a validated config names; on failure print the
+/// (redacted) error and return the exit code.
+pub async fn open_state(
+    plan: &Plan,
+) -> Result<std::sync::Arc<dyn highwater_core::StateStore>, i32> {
+    highwater_engine::open_state(plan).await.map_err(|e| {
+        output::error(&plan.secrets.redact(&e.to_string()));
+        e.exit_code()
+    })
+}

@@ -166,3 +166,11 @@ impl Observer for Progress {
         }
     }
 }
+
+/// The run record as JSON on stdout (`run --json`, `pipeline run --json`).
+pub async fn print_run_json(state: &dyn highwater_core::StateStore, run_id: &str) {
+    match state.run(run_id).await {
+        Ok(Some(r)) => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
+        _ => println!("{}", serde_json::json!({ "run_id": run_id })),
+    }
+}

@@ -113,12 +113,9 @@ pub async fn run(
             return 2;
         }
     };
-    let state = match highwater_engine::open_state(&plan).await {
+    let state = match super::open_state(&plan).await {
         Ok(s) => s,
-        Err(e) => {
-            output::error(&plan.secrets.redact(&e.to_string()));
-            return e.exit_code();
-        }
+        Err(code) => return code,
     };
     let name = factory.name.clone();
     let secrets = plan.secrets.clone();
@@ -130,10 +127,7 @@ pub async fn run(
         }
     };
     if json {
-        match state.run(&outcome.run_id).await {
-            Ok(Some(r)) => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
-            _ => println!("{{\"run_id\": \"{}\"}}", outcome.run_id),
-        }
+        output::print_run_json(state.as_ref(), &outcome.run_id).await;
     } else {
         println!(
             "pipeline {name} run {} {}",

@@ -12,12 +12,9 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
         Ok(p) => p,
         Err(code) => return code,
     };
-    let state = match highwater_engine::open_state(&plan).await {
+    let state = match super::open_state(&plan).await {
         Ok(s) => s,
-        Err(e) => {
-            output::error(&plan.secrets.redact(&e.to_string()));
-            return e.exit_code();
-        }
+        Err(code) => return code,
     };
     let opts = RunOptions {
         streams,
@@ -39,10 +36,7 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
         }
     };
     if json {
-        match state.run(&outcome.run_id).await {
-            Ok(Some(r)) => println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
-            _ => println!("{{\"run_id\": \"{}\"}}", outcome.run_id),
-        }
+        output::print_run_json(state.as_ref(), &outcome.run_id).await;
     } else {
         println!(
             "run {} {}",

@@ -7,10 +7,7 @@ use super::output;
 async fn open(config: &Path) -> Result<std::sync::Arc<dyn highwater_core::StateStore>, i32> {
     // A config that only maps connections for pipelines has runs too.
     let plan = super::load_plan_with(config, highwater_config::plan::load_connections)?;
-    highwater_engine::open_state(&plan).await.map_err(|e| {
-        output::error(&plan.secrets.redact(&e.to_string()));
-        e.exit_code()
-    })
+    super::open_state(&plan).await
 }
 
 pub async fn list(config: &Path, limit: usize, json: bool) -> i32 {

@@ -12,12 +12,9 @@ pub async fn show(config: &Path, json: bool) -> i32 {
         Ok(p) => p,
         Err(c) => return c,
     };
-    let state = match highwater_engine::open_state(&plan).await {
+    let state = match super::open_state(&plan).await {
         Ok(s) => s,
-        Err(e) => {
-            output::error(&plan.secrets.redact(&e.to_string()));
-            return e.exit_code();
-        }
+        Err(code) => return code,
     };
     let positions = match state.positions().await {
         Ok(p) => p,
@@ -68,12 +65,9 @@ pub async fn reset(config: &Path, stream: &str) -> i32 {
         Ok(p) => p,
         Err(c) => return c,
     };
-    let state = match highwater_engine::open_state(&plan).await {
+    let state = match super::open_state(&plan).await {
         Ok(s) => s,
-        Err(e) => {
-            output::error(&plan.secrets.redact(&e.to_string()));
-            return e.exit_code();
-        }
+        Err(code) => return code,
     };
     let Some(_lock) = (match state.lock_stream(stream).await {
         Ok(l) => l,

@@ -54,12 +54,9 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         Ok(p) => p,
         Err(c) => return c,
     };
-    let state = match highwater_engine::open_state(&plan).await {
+    let state = match crate::cli::open_state(&plan).await {
         Ok(s) => s,
-        Err(e) => {
-            output::error(&plan.secrets.redact(&e.to_string()));
-            return e.exit_code();
-        }
+        Err(code) => return code,
     };
     let mut schedules: Vec<(String, Cron)> = Vec::new();
     for s in &plan.streams {

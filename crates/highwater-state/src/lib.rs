@@ -28,3 +28,27 @@ pub(crate) fn process_alive(pid: i64) -> bool {
     }
     proc.join(pid.to_string()).exists()
 }
+
+/// A run's process died (killed?) while it was `InProgress`: mark its
+/// unfinished streams and the run itself Failed, so the history says so.
+pub(crate) async fn record_dead_run(
+    store: &dyn highwater_core::StateStore,
+    run_id: &str,
+    streams: &mut [highwater_core::StreamRun],
+) -> highwater_core::Result<()> {
+    use highwater_core::RunStatus;
+    for s in streams
+        .iter_mut()
+        .filter(|s| s.status == RunStatus::InProgress)
+    {
+        s.status = RunStatus::Failed;
+        s.error = Some(
+            "the process stopped before this stream finished (killed?); the next run settles it"
+                .into(),
+        );
+        store.record_stream_run(run_id, s).await?;
+    }
+    store
+        .finish_run(run_id, RunStatus::Failed, chrono::Utc::now())
+        .await
+}

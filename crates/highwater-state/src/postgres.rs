@@ -423,18 +423,7 @@ impl StateStore for PgState {
             && pid.is_some_and(|p| !crate::process_alive(p));
         if status == RunStatus::InProgress && dead {
             status = RunStatus::Failed;
-            for s in streams
-                .iter_mut()
-                .filter(|s| s.status == RunStatus::InProgress)
-            {
-                s.status = RunStatus::Failed;
-                s.error = Some(
-                    "the process stopped before this stream finished (killed?); the next run settles it".into(),
-                );
-                self.record_stream_run(&run_id, s).await?;
-            }
-            self.finish_run(&run_id, RunStatus::Failed, Utc::now())
-                .await?;
+            crate::record_dead_run(self, &run_id, &mut streams).await?;
         }
         Ok(Some(RunRecord {
             run_id,

@@ -407,18 +407,7 @@ impl StateStore for SqliteState {
         if status == RunStatus::InProgress && row.4.is_some_and(|pid| !crate::process_alive(pid)) {
             // The process was killed: say so, and remember it.
             status = RunStatus::Failed;
-            for s in streams
-                .iter_mut()
-                .filter(|s| s.status == RunStatus::InProgress)
-            {
-                s.status = RunStatus::Failed;
-                s.error = Some(
-                    "the process stopped before this stream finished (killed?); the next run settles it".into(),
-                );
-                self.record_stream_run(&row.0, s).await?;
-            }
-            self.finish_run(&row.0, RunStatus::Failed, Utc::now())
-                .await?;
+            crate::record_dead_run(self, &row.0, &mut streams).await?;
         }
         Ok(Some(RunRecord {
             run_id: row.0,
