@@ -449,3 +449,42 @@ fn expr_command_evaluates_with_a_context_file() {
     assert_code(&o, 1);
     assert!(stderr(&o).contains("line 1, column"), "{}", stderr(&o));
 }
+
+/// `sslmode` as libpq means it: `require` encrypts, `verify-full` also
+/// checks the certificate (the machine's PostgreSQL uses Debian's snakeoil
+/// certificate, issued for `localhost`).
+#[tokio::test]
+async fn postgres_tls_modes() {
+    let db = PgDb::new("tls").await;
+    db.exec("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1), (2);")
+        .await;
+    let ssl_on: String = db.client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
+    assert_eq!(
+        ssl_on, "on",
+        "this test needs PostgreSQL with ssl = on (Debian's default)"
+    );
+    let dir = Dir::new("tls");
+    let url = format!("{}?sslmode=require", db.url);
+    dir.write("highwater.yaml", &config(&url, &pg_stream("t", "t", "")));
+    let o = dir.hw(&["check"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("(TLS)"), "{}", stdout(&o));
+    assert_code(&dir.hw(&["run"]), 0);
+    assert_eq!(all_csv_rows(&dir, "lake/t").len(), 2);
+
+    // verify-full checks the host name: 127.0.0.1 is not in the certificate.
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem",
+        db.url
+    );
+    dir.write("highwater.yaml", &config(&url, &pg_stream("t", "t", "")));
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("certificate"), "{}", stderr(&o));
+    // …and passes for localhost with the certificate as root.
+    let url = url.replace("127.0.0.1", "localhost");
+    dir.write("highwater.yaml", &config(&url, &pg_stream("t", "t", "")));
+    let o = dir.hw(&["check"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("(TLS)"), "{}", stdout(&o));
+}

@@ -200,9 +200,7 @@ fn load_inner(
             Ok((url, kind)) => {
                 if let Some(pw) = url.password() {
                     secrets.add(pw);
-                    if let Ok(decoded) = percent_decode(pw) {
-                        secrets.add(&decoded);
-                    }
+                    secrets.add(&percent_encoding::percent_decode_str(pw).decode_utf8_lossy());
                 }
                 connections.insert(
                     name.clone(),
@@ -633,23 +631,6 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     } else {
         base.join(path)
     }
-}
-
-fn percent_decode(s: &str) -> Result<String, ()> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
 }
 
 /// Type a connection URL by its scheme and resolve relative paths.

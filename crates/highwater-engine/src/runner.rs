@@ -41,9 +41,15 @@ pub struct RunOutcome {
 pub async fn open_state(plan: &Plan) -> Result<Arc<dyn StateStore>> {
     match &plan.state {
         StateLocation::Sqlite(path) => Ok(Arc::new(highwater_state::SqliteState::open(path)?)),
-        StateLocation::Postgres(url) => Ok(Arc::new(
-            highwater_state::PgState::open(url.expose(), &url.redacted()).await?,
-        )),
+        StateLocation::Postgres(url) => {
+            // The connectors' connect: TLS per the URL's sslmode.
+            let connect: highwater_state::PgConnect = Arc::new(|url: String| {
+                Box::pin(async move { highwater_connectors::postgres::connect(&url).await })
+            });
+            Ok(Arc::new(
+                highwater_state::PgState::open(url.expose(), &url.redacted(), connect).await?,
+            ))
+        }
     }
 }
 

@@ -14,7 +14,7 @@
 mod postgres;
 mod sqlite;
 
-pub use postgres::PgState;
+pub use postgres::{PgConnect, PgState};
 pub use sqlite::SqliteState;
 
 /// Whether a process with this id runs on this machine (Linux: /proc).

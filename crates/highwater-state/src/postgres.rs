@@ -16,7 +16,7 @@ use highwater_core::{
     Attempt, Error, Position, Result, RunRecord, RunStatus, StateStore, StreamLock, StreamRun,
 };
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 const SCHEMA: &str = "
 CREATE SCHEMA IF NOT EXISTS highwater;
@@ -61,6 +61,7 @@ const DDL_LOCK: i64 = 0x6869_6768_7761_7465;
 /// State in a PostgreSQL database, shared by every process that names it.
 pub struct PgState {
     url: String,
+    connect: PgConnect,
     client: Arc<Mutex<Client>>,
 }
 
@@ -75,19 +76,13 @@ fn pg_err(e: tokio_postgres::Error) -> Error {
     }
 }
 
-async fn connect(url: &str, redacted: &str) -> Result<Client> {
-    let (client, conn) =
-        tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|e| Error::Connection {
-                target: redacted.to_string(),
-                message: e.to_string(),
-            })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(client)
-}
+/// How the store opens a connection (the caller supplies TLS per `sslmode`;
+/// this crate does no network policy of its own).
+pub type PgConnect = Arc<
+    dyn Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Client>> + Send>>
+        + Send
+        + Sync,
+>;
 
 fn pos_json(p: &Option<Position>) -> Option<String> {
     p.as_ref().map(Position::to_json)
@@ -115,8 +110,8 @@ fn hostname() -> String {
 
 impl PgState {
     /// Connect and create the schema if needed. `redacted` names the URL in errors.
-    pub async fn open(url: &str, redacted: &str) -> Result<PgState> {
-        let mut client = connect(url, redacted).await?;
+    pub async fn open(url: &str, redacted: &str, connect: PgConnect) -> Result<PgState> {
+        let mut client = connect(url.to_string()).await?;
         let tx = client.transaction().await.map_err(pg_err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
             .await
@@ -130,6 +125,7 @@ impl PgState {
         tx.commit().await.map_err(pg_err)?;
         Ok(PgState {
             url: url.to_string(),
+            connect,
             client: Arc::new(Mutex::new(client)),
         })
     }
@@ -139,7 +135,7 @@ impl PgState {
 impl StateStore for PgState {
     async fn lock_stream(&self, stream: &str) -> Result<Option<StreamLock>> {
         // Its own session: the lock lives exactly as long as this connection.
-        let client = connect(&self.url, "state store").await?;
+        let client = (self.connect)(self.url.clone()).await?;
         let got: bool = client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(stream)])
             .await

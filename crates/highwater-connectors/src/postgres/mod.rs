@@ -30,9 +30,10 @@
 pub(crate) mod change_tracking;
 pub(crate) mod procedure;
 pub(crate) mod source;
+mod tls;
 mod types;
 
-pub use source::PgSource;
+pub use source::{PgSource, connect};
 
 use highwater_core::{Error, Result};
 
@@ -40,13 +41,19 @@ use highwater_core::{Error, Result};
 pub async fn check(url: &str) -> Result<String> {
     let client = source::connect(url).await?;
     let row = client
-        .query_one("SELECT version(), current_database()", &[])
+        .query_one(
+            "SELECT version(), current_database(),
+                    coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+            &[],
+        )
         .await
         .map_err(|e| Error::source("postgres", e))?;
     let v: String = row.get(0);
     let db: String = row.get(1);
+    let tls: bool = row.get(2);
     Ok(format!(
-        "database {db}: {}",
-        v.split(" on ").next().unwrap_or(&v)
+        "database {db}: {}{}",
+        v.split(" on ").next().unwrap_or(&v),
+        if tls { " (TLS)" } else { "" }
     ))
 }

@@ -1,5 +1,6 @@
 //! [`PgSource`]: describe, and read one delta through binary `COPY`.
 
+use std::error::Error as _;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -43,21 +44,42 @@ pub(super) fn pg_err(e: tokio_postgres::Error) -> Error {
     }
 }
 
-/// Connect; the connection task runs on the runtime until the client drops.
-pub(super) async fn connect(url: &str) -> Result<Client> {
-    let (client, conn) =
-        tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|e| Error::Connection {
-                target: redact_url(url),
-                message: e.to_string(),
-            })?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "PostgreSQL connection closed.");
+/// Connect (TLS per `sslmode`, see [`super::tls`]); the connection task
+/// runs on the runtime until the client drops.
+pub async fn connect(url: &str) -> Result<Client> {
+    let conn_err = |message: String| Error::Connection {
+        target: redact_url(url),
+        message,
+    };
+    let (pg_url, mode) = super::tls::parse(url);
+    match super::tls::client_config(&mode).map_err(conn_err)? {
+        None => {
+            let (client, conn) = tokio_postgres::connect(&pg_url, NoTls)
+                .await
+                .map_err(|e| conn_err(e.to_string()))?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection closed.");
+                }
+            });
+            Ok(client)
         }
-    });
-    Ok(client)
+        Some(config) => {
+            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+            let (client, conn) = tokio_postgres::connect(&pg_url, tls).await.map_err(|e| {
+                conn_err(format!(
+                    "{e}{}",
+                    e.source().map(|s| format!(": {s}")).unwrap_or_default()
+                ))
+            })?;
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "PostgreSQL connection closed.");
+                }
+            });
+            Ok(client)
+        }
+    }
 }
 
 fn relation_sql(rel: &Relation) -> String {
