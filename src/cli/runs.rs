@@ -32,8 +32,19 @@ pub async fn list(config: &Path, limit: usize, json: bool) -> i32 {
                 let secs = r
                     .finished_at
                     .map(|f| (f - r.started_at).num_milliseconds() as f64 / 1000.0);
+                // Pipeline runs record activities (mode = activity type).
+                let stream_modes = ["full", "watermark", "change_tracking"];
+                let what = if r
+                    .streams
+                    .iter()
+                    .all(|s| stream_modes.contains(&s.mode.as_str()))
+                {
+                    "stream(s)"
+                } else {
+                    "activity run(s)"
+                };
                 println!(
-                    "{}  {}  {:<10} {} stream(s)  {} rows  {}",
+                    "{}  {}  {:<10} {} {what}  {} rows  {}",
                     r.run_id,
                     r.started_at.format("%Y-%m-%d %H:%M:%S"),
                     r.status.as_str(),
