@@ -22,7 +22,16 @@ pub async fn run(config: &Path, json: bool) -> i32 {
         *code = (*code).max(c);
     };
     for (name, c) in &plan.connections {
-        let res = highwater_connectors::check(&c.kind, c.url.expose()).await;
+        // A database that streams write into is tested for writing too.
+        let is_target = c.kind.is_database() && plan.streams.iter().any(|s| &s.to == name);
+        let res = if is_target {
+            match highwater_connectors::sink(&c.kind, c.url.expose()).await {
+                Ok(sink) => sink.check().await,
+                Err(e) => Err(e),
+            }
+        } else {
+            highwater_connectors::check(&c.kind, c.url.expose()).await
+        };
         let (ok, msg) = match res {
             Ok(m) => (true, m),
             Err(e) => {

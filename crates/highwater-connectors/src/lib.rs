@@ -6,9 +6,9 @@
 //!
 //! | backend    | source | sink |
 //! |------------|--------|------|
-//! | `sqlite`   | yes    | –    |
-//! | `postgres` | yes    | –    |
-//! | `mysql`    | yes    | –    |
+//! | `sqlite`   | yes    | table (`into:`), append / merge / replace |
+//! | `postgres` | yes    | table (`into:`), append / merge / replace |
+//! | `mysql`    | yes    | table (`into:`), append / merge / replace |
 //! | `files`    | –      | local folder, Azure Blob, S3 (CSV, Parquet, JSON Lines) |
 //!
 //! [`call_procedure`] runs a stored procedure (PostgreSQL, MariaDB/MySQL)
@@ -27,6 +27,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod procedure;
 pub mod sqlite;
+pub mod table;
 mod util;
 
 pub use procedure::{ProcParam, ProcType, Procedure, call_procedure};
@@ -49,17 +50,18 @@ pub async fn source(kind: &ConnKind, url: &str) -> Result<Arc<dyn Source>> {
 }
 
 /// Open a sink for a target connection.
-pub async fn sink(kind: &ConnKind, _url: &str) -> Result<Arc<dyn Sink>> {
+pub async fn sink(kind: &ConnKind, url: &str) -> Result<Arc<dyn Sink>> {
     match kind {
         ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => {
             Ok(Arc::new(files::FileSink::open(kind)?))
         }
-        ConnKind::Sqlite(_) | ConnKind::Postgres | ConnKind::Mysql | ConnKind::Mssql => {
-            Err(Error::config(
-                "connection",
-                "database targets (`into:`) are not supported yet; write to file://, az:// or s3://",
-            ))
-        }
+        ConnKind::Sqlite(path) => Ok(Arc::new(sqlite::SqliteSink::new(path.clone()))),
+        ConnKind::Postgres => Ok(Arc::new(postgres::PgSink::new(url))),
+        ConnKind::Mysql => Ok(Arc::new(mysql::MySink::new(url))),
+        ConnKind::Mssql => Err(Error::config(
+            "connection",
+            "writing to mssql:// is not supported yet; write to sqlite://, postgres://, mysql:// or a file target",
+        )),
     }
 }
 

@@ -27,6 +27,35 @@ pub struct WriteRequest {
     /// May an existing output of the same name be replaced? False for
     /// incremental modes: each delta must land in a name of its own.
     pub overwrite: bool,
+    /// Database targets only: how rows are applied to the table. `None`
+    /// for file targets.
+    pub table: Option<TableWrite>,
+}
+
+/// How a database target applies an attempt's rows (see `docs/decisions.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableWrite {
+    pub mode: TableWriteMode,
+    /// Key columns: the target's primary key when the sink creates it, the
+    /// upsert key for `Merge`, the de-duplication key for `Replace`.
+    pub primary_key: Vec<String>,
+    /// Batches carry `SYS_CHANGE_VERSION` and `SYS_CHANGE_OPERATION`
+    /// (`I`/`U`/`D`): a merge applies `D` rows as deletes by key and does
+    /// not store the two columns; an append keeps them (a change log).
+    pub change_tracking: bool,
+}
+
+/// The three ways rows reach a table, each applied in the commit's one
+/// transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableWriteMode {
+    /// Insert every row (a log; updates add rows).
+    Append,
+    /// Upsert by key, last row of a key wins; change-tracking deletes delete.
+    Merge,
+    /// The table's rows become exactly this attempt's rows (full copies,
+    /// and full reloads of a merge target).
+    Replace,
 }
 
 /// What a committed write produced.

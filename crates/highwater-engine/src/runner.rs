@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use highwater_config::{Mode, Plan, StateLocation, StreamPlan, Target};
+use highwater_config::{Mode, Plan, StateLocation, StreamPlan, Target, WriteMode};
 use highwater_core::{
     Attempt, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Recovered, Result,
-    RunStatus, Sink, StateStore, StreamRun, WatermarkPosition, WriteRequest, failpoint,
+    RunStatus, Sink, StateStore, StreamRun, TableWrite, TableWriteMode, WatermarkPosition,
+    WriteRequest, failpoint,
 };
 
 use crate::boundary::BoundaryFilter;
@@ -196,14 +197,11 @@ impl Ctx<'_> {
         };
         let from_conn = &self.plan.connections[&s.from];
         let to_conn = &self.plan.connections[&s.to];
-        let (path_template, format) = match &s.target {
-            Target::File { path, format } => (path.clone(), format.as_str()),
-            Target::Table { .. } => {
-                return Err(Error::config(
-                    "into",
-                    "database targets are not supported yet; write to a file target",
-                ));
-            }
+        // File targets render a path per attempt; a database target is
+        // one table, and the attempt's staging is named after the run.
+        let (path_template, format, table_write) = match &s.target {
+            Target::File { path, format } => (path.clone(), format.as_str(), None),
+            Target::Table { into, write } => (into.clone(), "table", Some(*write)),
         };
         let sink = highwater_connectors::sink(&to_conn.kind, to_conn.url.expose()).await?;
         let incremental = s.mode != Mode::Full;
@@ -387,12 +385,33 @@ impl Ctx<'_> {
             }
         };
 
-        let Some(first) = first else {
+        // A full copy into a table replaces its rows, so an empty source
+        // still commits (an empty table), and a full reload of a merge
+        // target replaces it too: deletes missed meanwhile do not linger.
+        let table = table_write.map(|write| TableWrite {
+            mode: match (s.mode, write) {
+                (Mode::Full, _) => TableWriteMode::Replace,
+                (_, WriteMode::Merge) if extract.full_reload => TableWriteMode::Replace,
+                (_, WriteMode::Merge) => TableWriteMode::Merge,
+                (_, WriteMode::Append) => TableWriteMode::Append,
+            },
+            primary_key: s.primary_key.clone(),
+            change_tracking: s.mode == Mode::ChangeTracking,
+        });
+        let replace_empty = table
+            .as_ref()
+            .is_some_and(|t| t.mode == TableWriteMode::Replace);
+        if first.is_none() && !replace_empty {
             // No rows: no file. Still move the position if it moved (e.g. a
             // change-tracking version, or a first run over an empty table).
             let to = new_position(filter);
             rec.watermark_to = Some(to.display_value());
-            self.note(s, rec, "no changes; no file written".to_string());
+            let what = if table.is_some() {
+                "no changes; nothing written"
+            } else {
+                "no changes; no file written"
+            };
+            self.note(s, rec, what.to_string());
             if current.as_ref() != Some(&to) {
                 let attempt = self.attempt(s, &current, "");
                 self.state.begin_attempt(&attempt).await?;
@@ -402,9 +421,12 @@ impl Ctx<'_> {
                 }
             }
             return Ok(());
-        };
+        }
 
-        let target = template::render(&path_template, &s.name, &self.run_id, self.started);
+        let target = match table {
+            Some(_) => path_template.clone(),
+            None => template::render(&path_template, &s.name, &self.run_id, self.started),
+        };
         let attempt = self.attempt(s, &current, &target);
         failpoint("engine.before_attempt");
         self.state.begin_attempt(&attempt).await?;
@@ -416,6 +438,7 @@ impl Ctx<'_> {
                 sink.as_ref(),
                 &target,
                 format,
+                table,
                 out_schema,
                 first,
                 &mut extract.batches,
@@ -469,8 +492,9 @@ impl Ctx<'_> {
         sink: &dyn Sink,
         target: &str,
         format: &str,
+        table: Option<TableWrite>,
         schema: arrow_schema::SchemaRef,
-        first: arrow_array::RecordBatch,
+        first: Option<arrow_array::RecordBatch>,
         batches: &mut highwater_core::BatchStream,
         filter: &mut Option<BoundaryFilter>,
         incremental: bool,
@@ -483,12 +507,15 @@ impl Ctx<'_> {
                 format: format.to_string(),
                 schema,
                 overwrite: !incremental,
+                table,
             })
             .await?;
         let started = Instant::now();
-        let mut written = first.num_rows() as u64;
+        let mut written = first.as_ref().map_or(0, |b| b.num_rows() as u64);
         let res: Result<()> = async {
-            writer.write(first).await?;
+            if let Some(first) = first {
+                writer.write(first).await?;
+            }
             self.observer.event(Event::Progress {
                 stream: &s.name,
                 rows: written,

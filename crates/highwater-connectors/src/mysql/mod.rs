@@ -19,9 +19,11 @@
 
 pub(crate) mod change_tracking;
 pub(crate) mod procedure;
+mod sink;
 pub(crate) mod source;
 mod types;
 
+pub use sink::MySink;
 pub use source::MySource;
 
 use highwater_core::Result;

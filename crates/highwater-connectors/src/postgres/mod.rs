@@ -29,10 +29,12 @@
 
 pub(crate) mod change_tracking;
 pub(crate) mod procedure;
+pub(crate) mod sink;
 pub(crate) mod source;
 mod tls;
 mod types;
 
+pub use sink::PgSink;
 pub use source::{PgSource, connect};
 
 use highwater_core::{Error, Result};

@@ -10,9 +10,11 @@
 //! text, so no precision or format is lost between runs.
 
 pub(crate) mod change_tracking;
+pub(crate) mod sink;
 pub(crate) mod source;
 mod types;
 
+pub use sink::SqliteSink;
 pub use source::SqliteSource;
 
 use std::path::Path;

@@ -1015,6 +1015,7 @@ async fn copy(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Res
             format: format.to_string(),
             schema: extract.schema.clone(),
             overwrite: true,
+            table: None,
         })
         .await?;
     let mut rows_read = 0u64;

@@ -1,0 +1,469 @@
+//! Database targets (`to:` a database, `into:`, `write: append | merge`):
+//! the same scenarios for SQLite → PostgreSQL, PostgreSQL → MariaDB and
+//! PostgreSQL → SQLite (`db_targets::<pair>::*`). Every test compares the
+//! target table with the source table row by row: values, counts, and no
+//! duplicates, including after crashes at each step of the commit protocol
+//! and `kill -9` at random instants.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+
+use crate::util::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Mariadb,
+}
+
+/// A database of one test: the source or the target.
+enum Db {
+    Sqlite(PathBuf, &'static str),
+    Pg(PgDb),
+    My(MyDb),
+}
+
+type Row = (i64, Option<String>, Option<i64>);
+
+impl Db {
+    async fn new(b: Backend, dir: &Dir, file: &'static str) -> Db {
+        match b {
+            Backend::Sqlite => Db::Sqlite(dir.join(file), file),
+            Backend::Postgres => Db::Pg(PgDb::new("dbt").await),
+            Backend::Mariadb => Db::My(MyDb::new("dbt").await),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(_, f) => format!("sqlite://{f}"),
+            Db::Pg(p) => p.url.clone(),
+            Db::My(m) => m.url.clone(),
+        }
+    }
+
+    async fn exec(&self, sql: &str) {
+        match self {
+            Db::Sqlite(p, _) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                c.busy_timeout(Duration::from_secs(30)).unwrap();
+                c.execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Db::Pg(p) => p.exec(sql).await,
+            Db::My(m) => {
+                let mut c = m.connect().await;
+                c.query_drop(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.disconnect().await;
+            }
+        }
+    }
+
+    /// `(id, name, qty)` of `table` ordered by id; `table` is quoted SQL.
+    async fn rows(&self, table: &str) -> Vec<Row> {
+        match self {
+            Db::Sqlite(p, _) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                let mut st = c
+                    .prepare(&format!("SELECT id, name, qty FROM {table} ORDER BY id"))
+                    .unwrap();
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Db::Pg(p) => p
+                .client
+                .query(
+                    &format!(
+                        "SELECT id::bigint, name::text, qty::bigint FROM {table} ORDER BY id"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{table}: {e}"))
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+            Db::My(m) => {
+                let mut c = m.connect().await;
+                let rows = c
+                    .query(format!(
+                        "SELECT CAST(id AS SIGNED), name, CAST(qty AS SIGNED) FROM {table} ORDER BY id"
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("{table}: {e}"));
+                let _ = c.disconnect().await;
+                rows
+            }
+        }
+    }
+
+    /// Names of the tables in the database (to see that nothing was
+    /// dropped and no staging table is left).
+    async fn tables(&self) -> Vec<String> {
+        let mut out: Vec<String> = match self {
+            Db::Sqlite(p, _) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                let mut st = c
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .unwrap();
+                st.query_map([], |r| r.get(0))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Db::Pg(p) => p
+                .client
+                .query(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect(),
+            Db::My(m) => {
+                let mut c = m.connect().await;
+                let t = c.query("SHOW TABLES").await.unwrap();
+                let _ = c.disconnect().await;
+                t
+            }
+        };
+        out.sort();
+        out
+    }
+
+    /// Insert rows `a..=b` (`name` = `n<id>`, `qty` = id, `ver` = id).
+    async fn insert_range(&self, a: i64, b: i64) {
+        let sql = match self {
+            Db::Pg(_) => format!(
+                "INSERT INTO src SELECT g, 'n' || g, g, g FROM generate_series({a}, {b}) g"
+            ),
+            _ => format!(
+                "WITH RECURSIVE g(x) AS (SELECT {a} UNION ALL SELECT x + 1 FROM g WHERE x < {b}) INSERT INTO src SELECT x, 'n' || x, x, x FROM g"
+            ),
+        };
+        self.exec(&sql).await;
+    }
+
+    /// PostgreSQL: wait until every transaction that began before now has
+    /// finished, so the next run's window covers every change made so far.
+    async fn settle(&self) {
+        let Db::Pg(p) = self else { return };
+        let c = p.connect().await;
+        let x: i64 = c
+            .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let start = Instant::now();
+        loop {
+            let xmin: i64 = c
+                .query_one(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if xmin > x {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+struct Case {
+    dir: Dir,
+    src: Db,
+    dst: Db,
+    /// The target table as `into:` names it, and as quoted SQL to read it.
+    into: String,
+    read: String,
+}
+
+impl Case {
+    async fn new(src: Backend, dst: Backend) -> Case {
+        let dir = Dir::new("dbt");
+        let src = Db::new(src, &dir, "source.db").await;
+        let dst = Db::new(dst, &dir, "target.db").await;
+        src.exec(
+            "CREATE TABLE src (id int NOT NULL PRIMARY KEY, name varchar(255), qty int, ver int)",
+        )
+        .await;
+        let (into, read) = match dst {
+            Db::Pg(_) => ("public.people", "public.people"),
+            _ => ("people", "people"),
+        };
+        Case {
+            dir,
+            src,
+            dst,
+            into: into.into(),
+            read: read.into(),
+        }
+    }
+
+    fn config(&self, mode: &str, write: &str, batch_size: usize) {
+        let extra = match mode {
+            "watermark" => "    cursor: ver\n",
+            _ => "",
+        };
+        self.dir.write(
+            "highwater.yaml",
+            &format!(
+                "connections:\n  src: {}\n  dst: {}\nstreams:\n  people:\n    from: src\n    table: src\n    mode: {mode}\n{extra}    primary_key: [id]\n    batch_size: {batch_size}\n    to: dst\n    into: {:?}\n    write: {write}\n",
+                self.src.url(),
+                self.dst.url(),
+                self.into,
+            ),
+        );
+    }
+
+    fn run(&self) {
+        let o = self.dir.hw(&["run"]);
+        assert_code(&o, 0);
+    }
+
+    async fn source_rows(&self) -> Vec<Row> {
+        self.src.rows("src").await
+    }
+
+    async fn target_rows(&self) -> Vec<Row> {
+        self.dst.rows(&self.read).await
+    }
+
+    async fn assert_equal(&self, what: &str) {
+        let (s, t) = (self.source_rows().await, self.target_rows().await);
+        assert_eq!(s.len(), t.len(), "{what}: row counts differ");
+        assert_eq!(s, t, "{what}: the target differs from the source");
+    }
+
+    /// No staging table left, and the commit table is there.
+    async fn assert_clean(&self) {
+        let tables = self.dst.tables().await;
+        assert!(
+            tables.iter().all(|t| !t.starts_with("_highwater_stage")),
+            "staging left: {tables:?}"
+        );
+        assert!(tables.iter().any(|t| t == "_highwater_commits"), "{tables:?}");
+    }
+}
+
+pub async fn watermark_append(src: Backend, dst: Backend) {
+    let c = Case::new(src, dst).await;
+    c.config("watermark", "append", 3);
+    c.src.insert_range(1, 10).await;
+    c.run();
+    c.assert_equal("full load").await;
+    c.src.insert_range(11, 17).await;
+    c.src.settle().await;
+    c.run();
+    c.assert_equal("delta").await;
+    let o = c.dir.hw(&["run"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("no changes"), "{}", stdout(&o));
+    c.assert_equal("no change").await;
+    c.assert_clean().await;
+}
+
+pub async fn watermark_merge(src: Backend, dst: Backend) {
+    let c = Case::new(src, dst).await;
+    c.config("watermark", "merge", 3);
+    c.src.insert_range(1, 10).await;
+    c.run();
+    c.assert_equal("full load").await;
+    c.src.insert_range(11, 12).await;
+    c.src
+        .exec("UPDATE src SET name = 'it''s \"new\"\t\\n', qty = NULL, ver = 100 WHERE id IN (2, 11)")
+        .await;
+    c.src.exec("UPDATE src SET qty = 7, ver = 101 WHERE id = 5").await;
+    c.src.settle().await;
+    c.run();
+    c.assert_equal("after inserts and updates").await;
+    let t = c.target_rows().await;
+    assert_eq!(t[1], (2, Some("it's \"new\"\t\\n".into()), None));
+    assert_eq!(t.len(), 12);
+    c.assert_clean().await;
+}
+
+pub async fn change_tracking_merge(src: Backend, dst: Backend) {
+    let c = Case::new(src, dst).await;
+    c.config("change_tracking", "merge", 4);
+    c.src.insert_range(1, 10).await;
+    c.run();
+    c.assert_equal("full load").await;
+    c.src.insert_range(11, 13).await;
+    c.src.exec("UPDATE src SET name = 'changed', qty = 0 WHERE id IN (1, 12)").await;
+    c.src.exec("DELETE FROM src WHERE id IN (3, 4, 13)").await;
+    c.src.settle().await;
+    c.run();
+    c.assert_equal("after insert, update, delete").await;
+    let t = c.target_rows().await;
+    assert_eq!(t.len(), 10);
+    assert!(t.iter().all(|r| ![3, 4, 13].contains(&r.0)));
+    // Delete and re-insert a key between two runs: the net change is one row.
+    c.src.exec("DELETE FROM src WHERE id = 5").await;
+    c.src.exec("INSERT INTO src VALUES (5, 'again', 55, 55)").await;
+    c.src.exec("DELETE FROM src WHERE id = 6").await;
+    c.src.settle().await;
+    c.run();
+    c.assert_equal("re-inserted key").await;
+    c.assert_clean().await;
+}
+
+pub async fn full_reruns(src: Backend, dst: Backend) {
+    let c = Case::new(src, dst).await;
+    // `write: append` too: a full copy replaces the rows, it never duplicates.
+    c.config("full", "append", 4);
+    c.src.insert_range(1, 9).await;
+    c.run();
+    c.assert_equal("first").await;
+    c.run();
+    c.assert_equal("second, unchanged").await;
+    c.src.exec("DELETE FROM src WHERE id > 3").await;
+    c.src.exec("UPDATE src SET name = 'x' WHERE id = 1").await;
+    c.run();
+    c.assert_equal("after delete and update").await;
+    c.src.exec("DELETE FROM src").await;
+    c.run();
+    assert!(c.target_rows().await.is_empty(), "an empty source empties the target");
+    c.assert_clean().await;
+}
+
+pub async fn failpoints(src: Backend, dst: Backend) {
+    for write in ["append", "merge"] {
+        for point in [
+            "engine.mid_write",
+            "engine.before_sink_commit",
+            "engine.after_publish",
+        ] {
+            let c = Case::new(src, dst).await;
+            c.config("watermark", write, 5);
+            c.src.insert_range(1, 40).await;
+            // Crash during the full load, then finish it.
+            let o = c.dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
+            assert_eq!(o.status.code(), None, "{point}: should abort\n{}", stderr(&o));
+            c.run();
+            c.assert_equal(&format!("{write} {point}: full load")).await;
+            // Crash during a delta, then finish it.
+            c.src.insert_range(41, 70).await;
+            c.src.settle().await;
+            let o = c.dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
+            assert_eq!(o.status.code(), None, "{point}: should abort\n{}", stderr(&o));
+            c.run();
+            c.assert_equal(&format!("{write} {point}: delta")).await;
+            assert_eq!(c.target_rows().await.len(), 70);
+            c.assert_clean().await;
+        }
+    }
+}
+
+pub async fn kill_9(src: Backend, dst: Backend) {
+    let c = Case::new(src, dst).await;
+    c.config("watermark", "append", 500);
+    c.src.insert_range(1, 20000).await;
+    let mut next = 20001;
+    for (i, delay_ms) in [10u64, 60, 120, 200, 300, 450].into_iter().enumerate() {
+        let mut child = c
+            .dir
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if i % 2 == 0 {
+            c.src.insert_range(next, next + 2999).await;
+            next += 3000;
+        }
+    }
+    c.src.settle().await;
+    c.run();
+    c.assert_equal("after kill -9 and a re-run").await;
+    assert_eq!(c.target_rows().await.len() as i64, next - 1);
+}
+
+pub async fn hostile_into(src: Backend, dst: Backend) {
+    let mut c = Case::new(src, dst).await;
+    let (into, read) = match dst {
+        Backend::Mariadb => (
+            "pe`ople; DROP TABLE src; --".to_string(),
+            "`pe``ople; DROP TABLE src; --`".to_string(),
+        ),
+        Backend::Postgres => (
+            "public.pe\"ople; DROP TABLE src; --".to_string(),
+            "public.\"pe\"\"ople; DROP TABLE src; --\"".to_string(),
+        ),
+        Backend::Sqlite => (
+            "pe\"ople'); DROP TABLE src; --".to_string(),
+            "\"pe\"\"ople'); DROP TABLE src; --\"".to_string(),
+        ),
+    };
+    c.into = into;
+    c.read = read;
+    // The target database has its own `src` table that must survive.
+    c.dst.exec("CREATE TABLE src (id int)").await;
+    c.config("watermark", "merge", 3);
+    c.src.insert_range(1, 5).await;
+    c.run();
+    c.assert_equal("hostile name").await;
+    let tables = c.dst.tables().await;
+    assert!(tables.iter().any(|t| t == "src"), "{tables:?}");
+    assert!(
+        tables.iter().any(|t| t.contains("DROP TABLE src")),
+        "the table keeps its odd name: {tables:?}"
+    );
+}
+
+macro_rules! pair {
+    ($name:ident, $src:expr, $dst:expr) => {
+        mod $name {
+            use super::Backend::*;
+
+            #[tokio::test]
+            async fn watermark_append() {
+                super::watermark_append($src, $dst).await
+            }
+            #[tokio::test]
+            async fn watermark_merge() {
+                super::watermark_merge($src, $dst).await
+            }
+            #[tokio::test]
+            async fn change_tracking_merge() {
+                super::change_tracking_merge($src, $dst).await
+            }
+            #[tokio::test]
+            async fn full_reruns() {
+                super::full_reruns($src, $dst).await
+            }
+            #[tokio::test]
+            async fn failpoints() {
+                super::failpoints($src, $dst).await
+            }
+            #[tokio::test]
+            async fn kill_9() {
+                super::kill_9($src, $dst).await
+            }
+            #[tokio::test]
+            async fn hostile_into() {
+                super::hostile_into($src, $dst).await
+            }
+        }
+    };
+}
+
+pair!(sqlite_to_postgres, Sqlite, Postgres);
+pair!(postgres_to_mariadb, Postgres, Mariadb);
+pair!(postgres_to_sqlite, Postgres, Sqlite);
