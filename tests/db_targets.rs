@@ -80,9 +80,7 @@ impl Db {
             Db::Pg(p) => p
                 .client
                 .query(
-                    &format!(
-                        "SELECT id::bigint, name::text, qty::bigint FROM {table} ORDER BY id"
-                    ),
+                    &format!("SELECT id::bigint, name::text, qty::bigint FROM {table} ORDER BY id"),
                     &[],
                 )
                 .await
@@ -143,9 +141,9 @@ impl Db {
     /// Insert rows `a..=b` (`name` = `n<id>`, `qty` = id, `ver` = id).
     async fn insert_range(&self, a: i64, b: i64) {
         let sql = match self {
-            Db::Pg(_) => format!(
-                "INSERT INTO src SELECT g, 'n' || g, g, g FROM generate_series({a}, {b}) g"
-            ),
+            Db::Pg(_) => {
+                format!("INSERT INTO src SELECT g, 'n' || g, g, g FROM generate_series({a}, {b}) g")
+            }
             _ => format!(
                 "WITH RECURSIVE g(x) AS (SELECT {a} UNION ALL SELECT x + 1 FROM g WHERE x < {b}) INSERT INTO src SELECT x, 'n' || x, x, x FROM g"
             ),
@@ -255,7 +253,10 @@ impl Case {
             tables.iter().all(|t| !t.starts_with("_highwater_stage")),
             "staging left: {tables:?}"
         );
-        assert!(tables.iter().any(|t| t == "_highwater_commits"), "{tables:?}");
+        assert!(
+            tables.iter().any(|t| t == "_highwater_commits"),
+            "{tables:?}"
+        );
     }
 }
 
@@ -284,9 +285,13 @@ pub async fn watermark_merge(src: Backend, dst: Backend) {
     c.assert_equal("full load").await;
     c.src.insert_range(11, 12).await;
     c.src
-        .exec("UPDATE src SET name = 'it''s \"new\"\t\\n', qty = NULL, ver = 100 WHERE id IN (2, 11)")
+        .exec(
+            "UPDATE src SET name = 'it''s \"new\"\t\\n', qty = NULL, ver = 100 WHERE id IN (2, 11)",
+        )
         .await;
-    c.src.exec("UPDATE src SET qty = 7, ver = 101 WHERE id = 5").await;
+    c.src
+        .exec("UPDATE src SET qty = 7, ver = 101 WHERE id = 5")
+        .await;
     c.src.settle().await;
     c.run();
     c.assert_equal("after inserts and updates").await;
@@ -303,7 +308,9 @@ pub async fn change_tracking_merge(src: Backend, dst: Backend) {
     c.run();
     c.assert_equal("full load").await;
     c.src.insert_range(11, 13).await;
-    c.src.exec("UPDATE src SET name = 'changed', qty = 0 WHERE id IN (1, 12)").await;
+    c.src
+        .exec("UPDATE src SET name = 'changed', qty = 0 WHERE id IN (1, 12)")
+        .await;
     c.src.exec("DELETE FROM src WHERE id IN (3, 4, 13)").await;
     c.src.settle().await;
     c.run();
@@ -313,7 +320,9 @@ pub async fn change_tracking_merge(src: Backend, dst: Backend) {
     assert!(t.iter().all(|r| ![3, 4, 13].contains(&r.0)));
     // Delete and re-insert a key between two runs: the net change is one row.
     c.src.exec("DELETE FROM src WHERE id = 5").await;
-    c.src.exec("INSERT INTO src VALUES (5, 'again', 55, 55)").await;
+    c.src
+        .exec("INSERT INTO src VALUES (5, 'again', 55, 55)")
+        .await;
     c.src.exec("DELETE FROM src WHERE id = 6").await;
     c.src.settle().await;
     c.run();
@@ -336,7 +345,10 @@ pub async fn full_reruns(src: Backend, dst: Backend) {
     c.assert_equal("after delete and update").await;
     c.src.exec("DELETE FROM src").await;
     c.run();
-    assert!(c.target_rows().await.is_empty(), "an empty source empties the target");
+    assert!(
+        c.target_rows().await.is_empty(),
+        "an empty source empties the target"
+    );
     c.assert_clean().await;
 }
 
@@ -352,14 +364,24 @@ pub async fn failpoints(src: Backend, dst: Backend) {
             c.src.insert_range(1, 40).await;
             // Crash during the full load, then finish it.
             let o = c.dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
-            assert_eq!(o.status.code(), None, "{point}: should abort\n{}", stderr(&o));
+            assert_eq!(
+                o.status.code(),
+                None,
+                "{point}: should abort\n{}",
+                stderr(&o)
+            );
             c.run();
             c.assert_equal(&format!("{write} {point}: full load")).await;
             // Crash during a delta, then finish it.
             c.src.insert_range(41, 70).await;
             c.src.settle().await;
             let o = c.dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
-            assert_eq!(o.status.code(), None, "{point}: should abort\n{}", stderr(&o));
+            assert_eq!(
+                o.status.code(),
+                None,
+                "{point}: should abort\n{}",
+                stderr(&o)
+            );
             c.run();
             c.assert_equal(&format!("{write} {point}: delta")).await;
             assert_eq!(c.target_rows().await.len(), 70);

@@ -166,9 +166,7 @@ impl Flavor {
                 | D::UInt32
                 | D::UInt64 => "INTEGER".into(),
                 D::Float16 | D::Float32 | D::Float64 => "REAL".into(),
-                D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => {
-                    "BLOB".into()
-                }
+                D::Binary | D::LargeBinary | D::BinaryView | D::FixedSizeBinary(_) => "BLOB".into(),
                 // Text keeps every digit; SQLite's NUMERIC would round to a double.
                 _ => "TEXT".into(),
             },
@@ -387,11 +385,9 @@ impl Layout {
             k.push(self.q(SEQ));
             let idx = self.q(&format!("{}_key", self.staging));
             out.push(match self.flavor {
-                Flavor::Postgres => format!(
-                    "CREATE INDEX ON {} ({})",
-                    self.staging_sql(),
-                    k.join(", ")
-                ),
+                Flavor::Postgres => {
+                    format!("CREATE INDEX ON {} ({})", self.staging_sql(), k.join(", "))
+                }
                 Flavor::Sqlite => format!(
                     "CREATE INDEX temp.{idx} ON {} ({})",
                     self.q(&self.staging),
@@ -453,9 +449,8 @@ impl Layout {
         let names = self.stored_names();
         let cols: Vec<String> = names.iter().map(|n| self.q(n)).collect();
         let cols = cols.join(", ");
-        let mut insert = format!(
-            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} WHERE {filter}"
-        );
+        let mut insert =
+            format!("INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} WHERE {filter}");
         if self.mode == TableWriteMode::Merge {
             let rest: Vec<&&str> = names
                 .iter()
@@ -477,10 +472,7 @@ impl Layout {
                 }
                 _ => {
                     if rest.is_empty() {
-                        insert.push_str(&format!(
-                            " ON CONFLICT ({}) DO NOTHING",
-                            keys.join(", ")
-                        ));
+                        insert.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", keys.join(", ")));
                     } else {
                         let set: Vec<String> = rest
                             .iter()
@@ -575,12 +567,8 @@ pub fn cell(a: &ArrayRef, i: usize) -> Result<Cell> {
         D::LargeUtf8 => Cell::Text(a.as_string::<i64>().value(i).to_string()),
         D::Binary => Cell::Bytes(a.as_binary::<i32>().value(i).to_vec()),
         D::LargeBinary => Cell::Bytes(a.as_binary::<i64>().value(i).to_vec()),
-        D::Decimal128(_, _) => {
-            Cell::Decimal(a.as_primitive::<Decimal128Type>().value_as_string(i))
-        }
-        D::Decimal256(_, _) => {
-            Cell::Decimal(a.as_primitive::<Decimal256Type>().value_as_string(i))
-        }
+        D::Decimal128(_, _) => Cell::Decimal(a.as_primitive::<Decimal128Type>().value_as_string(i)),
+        D::Decimal256(_, _) => Cell::Decimal(a.as_primitive::<Decimal256Type>().value_as_string(i)),
         D::Date32 => Cell::Date(
             a.as_primitive::<Date32Type>()
                 .value_as_date(i)
@@ -593,9 +581,7 @@ pub fn cell(a: &ArrayRef, i: usize) -> Result<Cell> {
         ),
         D::Timestamp(unit, tz) => {
             let ts = match unit {
-                TimeUnit::Second => a
-                    .as_primitive::<TimestampSecondType>()
-                    .value_as_datetime(i),
+                TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value_as_datetime(i),
                 TimeUnit::Millisecond => a
                     .as_primitive::<TimestampMillisecondType>()
                     .value_as_datetime(i),
@@ -623,7 +609,7 @@ pub fn cell(a: &ArrayRef, i: usize) -> Result<Cell> {
                 a.as_ref(),
                 &arrow_cast::display::FormatOptions::default(),
             )
-            .map_err(|e| Error::data(e))?;
+            .map_err(Error::data)?;
             Cell::Text(f.value(i).to_string())
         }
     })

@@ -513,9 +513,12 @@ impl Ctx<'_> {
         let started = Instant::now();
         let mut written = first.as_ref().map_or(0, |b| b.num_rows() as u64);
         let res: Result<()> = async {
-            if let Some(first) = first {
-                writer.write(first).await?;
-            }
+            // No first batch: the stream has ended (an empty full copy),
+            // and an ended stream must not be polled again.
+            let Some(first) = first else {
+                return Ok(());
+            };
+            writer.write(first).await?;
             self.observer.event(Event::Progress {
                 stream: &s.name,
                 rows: written,

@@ -126,7 +126,8 @@ impl Sink for MySink {
         let name = self.name("(check)");
         let err = my_sink_err(&name);
         let mut conn = connect(&self.url).await?;
-        let db: Option<Option<String>> = conn.query_first("SELECT DATABASE()").await.map_err(&err)?;
+        let db: Option<Option<String>> =
+            conn.query_first("SELECT DATABASE()").await.map_err(&err)?;
         let Some(db) = db.flatten() else {
             return Err(Error::sink(
                 &name,

@@ -124,7 +124,10 @@ impl Sink for PgSink {
         let client = connect(&self.url).await?;
         let err = self.err(target);
         let exists = client
-            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&layout.commits_sql()])
+            .query_one(
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[&layout.commits_sql()],
+            )
             .await
             .map_err(&err)?;
         if !exists.get::<_, bool>(0) {
@@ -317,10 +320,7 @@ impl SinkWriter for PgWriter {
     async fn abort(self: Box<Self>) -> Result<()> {
         // The temporary table goes with the session; drop it anyway so a
         // pooled connection would not keep it.
-        let _ = self
-            .client
-            .batch_execute(&self.layout.drop_staging())
-            .await;
+        let _ = self.client.batch_execute(&self.layout.drop_staging()).await;
         Ok(())
     }
 }

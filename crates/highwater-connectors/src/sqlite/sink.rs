@@ -31,7 +31,13 @@ impl SqliteSink {
         SqliteSink { path }
     }
 
-    fn layout(&self, target: &str, stream: &str, run_id: &str, req: Option<&WriteRequest>) -> Result<Layout> {
+    fn layout(
+        &self,
+        target: &str,
+        stream: &str,
+        run_id: &str,
+        req: Option<&WriteRequest>,
+    ) -> Result<Layout> {
         let schema = req
             .map(|r| r.schema.clone())
             .unwrap_or_else(|| Arc::new(arrow_schema::Schema::empty()));
@@ -48,7 +54,9 @@ impl SqliteSink {
         {
             return Err(Error::config(
                 "into",
-                format!("`{target}`: a SQLite target has no schemas; write `into: table` (or `main.table`)"),
+                format!(
+                    "`{target}`: a SQLite target has no schemas; write `into: table` (or `main.table`)"
+                ),
             ));
         }
         Ok(layout)
