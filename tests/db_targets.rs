@@ -138,6 +138,43 @@ impl Db {
         out
     }
 
+    /// Every row of `sql` as text (NULL as `None`); the query casts each
+    /// column to text itself.
+    async fn text_rows(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        match self {
+            Db::Sqlite(p, _) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                let mut st = c.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let n = st.column_count();
+                st.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Db::Pg(p) => p
+                .client
+                .query(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .iter()
+                .map(|r| (0..r.len()).map(|i| r.get(i)).collect())
+                .collect(),
+            Db::My(m) => {
+                let mut c = m.connect().await;
+                let rows: Vec<mysql_async::Row> =
+                    c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.disconnect().await;
+                rows.into_iter()
+                    .map(|r| {
+                        (0..r.len())
+                            .map(|i| r.get::<Option<String>, _>(i).unwrap())
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// Insert rows `a..=b` (`name` = `n<id>`, `qty` = id, `ver` = id).
     async fn insert_range(&self, a: i64, b: i64) {
         let sql = match self {
@@ -449,6 +486,153 @@ pub async fn hostile_into(src: Backend, dst: Backend) {
     );
 }
 
+/// Column types survive the trip: PostgreSQL source → each target.
+pub async fn types_round_trip(dst: Backend) {
+    let dir = Dir::new("dbt_types");
+    let src = Db::new(Backend::Postgres, &dir, "source.db").await;
+    let dst_db = Db::new(dst, &dir, "target.db").await;
+    src.exec(
+        "CREATE TABLE src (id int PRIMARY KEY, ts timestamp, tsz timestamptz, num numeric(12,3), flag boolean, bin bytea, d date, f double precision, note text);
+         INSERT INTO src VALUES
+           (1, '2017-09-01 00:56:00.123456', '2017-09-01 02:56:00.123456+02', 12345.678, true, '\\x00ff10', '2017-09-01', 0.5, E'tab\there \"q\" back\\\\slash\nline, ünï'),
+           (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+    )
+    .await;
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  src: {}\n  dst: {}\nstreams:\n  t:\n    from: src\n    table: src\n    mode: full\n    primary_key: [id]\n    to: dst\n    into: typed\n    write: merge\n",
+            src.url(),
+            dst_db.url()
+        ),
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    let sql = match dst {
+        Backend::Postgres => {
+            "SELECT id::text, to_char(ts, 'YYYY-MM-DD HH24:MI:SS.US'), to_char(tsz AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), num::text, flag::int::text, encode(bin, 'hex'), d::text, f::text, note FROM typed ORDER BY id"
+        }
+        Backend::Mariadb => {
+            "SELECT CAST(id AS CHAR), DATE_FORMAT(ts, '%Y-%m-%d %H:%i:%s.%f'), DATE_FORMAT(tsz, '%Y-%m-%d %H:%i:%s.%f'), CAST(num AS CHAR), CAST(flag AS CHAR), LOWER(HEX(bin)), CAST(d AS CHAR), CAST(f AS CHAR), note FROM typed ORDER BY id"
+        }
+        Backend::Sqlite => {
+            "SELECT CAST(id AS TEXT), ts, substr(tsz, 1, 26), num, CAST(flag AS TEXT), nullif(lower(hex(bin)), ''), d, CAST(f AS TEXT), note FROM typed ORDER BY id"
+        }
+    };
+    let rows = dst_db.text_rows(sql).await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                s("1"),
+                s("2017-09-01 00:56:00.123456"),
+                s("2017-09-01 00:56:00.123456"),
+                s("12345.678"),
+                s("1"),
+                s("00ff10"),
+                s("2017-09-01"),
+                s("0.5"),
+                s("tab\there \"q\" back\\slash\nline, ünï"),
+            ],
+            vec![s("2"), None, None, None, None, None, None, None, None],
+        ]
+    );
+}
+
+/// An append target of a change-tracking stream is the change log: the
+/// `SYS_` columns are kept and deletes arrive as `D` rows.
+pub async fn change_tracking_append(src: Backend, dst: Backend) {
+    let c = Case::new(src, dst).await;
+    c.config("change_tracking", "append", 4);
+    c.src.insert_range(1, 5).await;
+    c.run();
+    c.src.insert_range(6, 6).await;
+    c.src.exec("UPDATE src SET name = 'u' WHERE id = 2").await;
+    c.src.exec("DELETE FROM src WHERE id = 3").await;
+    c.src.settle().await;
+    c.run();
+    let (q, cast) = match c.dst {
+        Db::My(_) => ('`', "CHAR"),
+        Db::Pg(_) => ('"', "text"),
+        Db::Sqlite(..) => ('"', "TEXT"),
+    };
+    let rows = c
+        .dst
+        .text_rows(&format!(
+            "SELECT CAST(id AS {cast}), {q}SYS_CHANGE_OPERATION{q}, name FROM {} ORDER BY {q}SYS_CHANGE_VERSION{q}, id",
+            c.read
+        ))
+        .await;
+    let got: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+        .collect();
+    assert_eq!(got.len(), 8, "5 baseline rows and 3 changes: {rows:?}");
+    for id in 1..=5 {
+        assert!(got[..5].contains(&(id.to_string(), "I".into())), "{got:?}");
+    }
+    let mut changes: Vec<(String, String)> = got[5..].to_vec();
+    changes.sort();
+    assert_eq!(
+        changes,
+        [
+            ("2".into(), "U".into()),
+            ("3".into(), "D".into()),
+            ("6".into(), "I".into())
+        ]
+    );
+    let deleted = rows.iter().find(|r| r[1].as_deref() == Some("D")).unwrap();
+    assert_eq!(deleted[2], None, "a D row carries its key and NULLs");
+}
+
+/// Two rows of one copy share a key: the last one wins, deterministically.
+pub async fn repeated_key_last_wins(src: Backend, dst: Backend) {
+    let c = Case::new(src, dst).await;
+    c.src.insert_range(1, 4).await;
+    c.dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  src: {}\n  dst: {}\nstreams:\n  people:\n    from: src\n    query: \"SELECT id, name, qty, ver FROM (SELECT id, name, qty, ver, 0 AS o FROM src UNION ALL SELECT id, 'last', 99, ver, 1 FROM src WHERE id = 2) x ORDER BY o, id\"\n    mode: full\n    primary_key: [id]\n    batch_size: 2\n    to: dst\n    into: {:?}\n    write: merge\n",
+            c.src.url(),
+            c.dst.url(),
+            c.into
+        ),
+    );
+    c.run();
+    let t = c.target_rows().await;
+    assert_eq!(t.len(), 4, "{t:?}");
+    assert_eq!(t[1], (2, Some("last".into()), Some(99)));
+    assert_eq!(t[0], (1, Some("n1".into()), Some(1)));
+}
+
+/// Two streams write into one database at once (the commit table is shared).
+pub async fn two_streams_one_database(src: Backend, dst: Backend) {
+    let c = Case::new(src, dst).await;
+    c.src.insert_range(1, 30).await;
+    let second = match dst {
+        Backend::Postgres => "public.people2",
+        _ => "people2",
+    };
+    let mut yaml = String::from("concurrency: 2\n");
+    yaml.push_str(&format!(
+        "connections:\n  src: {}\n  dst: {}\nstreams:\n",
+        c.src.url(),
+        c.dst.url()
+    ));
+    for (name, into) in [("a", c.into.as_str()), ("b", second)] {
+        yaml.push_str(&format!(
+            "  {name}:\n    from: src\n    table: src\n    mode: watermark\n    cursor: ver\n    primary_key: [id]\n    batch_size: 7\n    to: dst\n    into: {into}\n    write: merge\n"
+        ));
+    }
+    c.dir.write("highwater.yaml", &yaml);
+    c.run();
+    c.assert_equal("stream a").await;
+    assert_eq!(c.dst.rows(second).await, c.source_rows().await, "stream b");
+    let o = c.dir.hw(&["check"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("writable"), "{}", stdout(&o));
+}
+
 macro_rules! pair {
     ($name:ident, $src:expr, $dst:expr) => {
         mod $name {
@@ -482,6 +666,18 @@ macro_rules! pair {
             async fn hostile_into() {
                 super::hostile_into($src, $dst).await
             }
+            #[tokio::test]
+            async fn change_tracking_append() {
+                super::change_tracking_append($src, $dst).await
+            }
+            #[tokio::test]
+            async fn repeated_key_last_wins() {
+                super::repeated_key_last_wins($src, $dst).await
+            }
+            #[tokio::test]
+            async fn two_streams_one_database() {
+                super::two_streams_one_database($src, $dst).await
+            }
         }
     };
 }
@@ -489,3 +685,20 @@ macro_rules! pair {
 pair!(sqlite_to_postgres, Sqlite, Postgres);
 pair!(postgres_to_mariadb, Postgres, Mariadb);
 pair!(postgres_to_sqlite, Postgres, Sqlite);
+
+mod types {
+    use super::Backend::*;
+
+    #[tokio::test]
+    async fn postgres_to_postgres() {
+        super::types_round_trip(Postgres).await
+    }
+    #[tokio::test]
+    async fn postgres_to_mariadb() {
+        super::types_round_trip(Mariadb).await
+    }
+    #[tokio::test]
+    async fn postgres_to_sqlite() {
+        super::types_round_trip(Sqlite).await
+    }
+}

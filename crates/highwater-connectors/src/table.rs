@@ -79,15 +79,27 @@ impl TableName {
     }
 }
 
-/// The staging table's name for an attempt: fixed by `(stream, run_id)` so
-/// `recover` finds what a crashed attempt left (FNV-1a, stable across builds).
-pub fn staging_name(stream: &str, run_id: &str) -> String {
+/// FNV-1a: stable across builds and platforms.
+fn fnv(bytes: impl Iterator<Item = u8>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in stream.bytes().chain([0u8]).chain(run_id.bytes()) {
+    for b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h
+}
+
+/// The staging table's name for an attempt: fixed by `(stream, run_id)` so
+/// `recover` finds what a crashed attempt left.
+pub fn staging_name(stream: &str, run_id: &str) -> String {
+    let h = fnv(stream.bytes().chain([0u8]).chain(run_id.bytes()));
     format!("_highwater_stage_{h:016x}")
+}
+
+/// An advisory-lock key for a target table (PostgreSQL): commits into one
+/// table run one at a time, so two streams cannot race to create it.
+pub fn lock_key(target: &str) -> i64 {
+    fnv(target.bytes()) as i64
 }
 
 /// The SQL flavours of the three backends.

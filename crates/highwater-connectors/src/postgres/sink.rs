@@ -17,8 +17,12 @@ use highwater_core::{Committed, Error, Recovered, Result, Sink, SinkWriter, Writ
 use tokio_postgres::Client;
 
 use super::source::connect;
-use crate::table::{Cell, Flavor, Layout, TableName, cell};
+use crate::table::{Cell, Flavor, Layout, TableName, cell, lock_key};
 use crate::util::redact_url;
+
+/// The advisory lock key that serialises creating `_highwater_commits`
+/// and schemas ("hwsetup" in ASCII).
+const SETUP_LOCK: i64 = 0x6877_7365_7475_70;
 
 /// A PostgreSQL database that streams write tables into.
 pub struct PgSink {
@@ -43,7 +47,11 @@ impl PgSink {
         }
     }
 
-    async fn ensure_schema(&self, client: &Client, target: &TableName) -> Result<()> {
+    async fn ensure_schema(
+        &self,
+        client: &tokio_postgres::Transaction<'_>,
+        target: &TableName,
+    ) -> Result<()> {
         let Some(schema) = &target.schema else {
             return Ok(());
         };
@@ -75,13 +83,22 @@ impl Sink for PgSink {
             req.schema.clone(),
             req.table.as_ref(),
         )?;
-        let client = connect(&self.url).await?;
+        let mut client = connect(&self.url).await?;
         let err = self.err(&req.target);
-        self.ensure_schema(&client, &layout.target).await?;
-        client
-            .batch_execute(&layout.create_commits())
-            .await
-            .map_err(&err)?;
+        {
+            // Streams writing into one database begin concurrently, and
+            // concurrent `CREATE … IF NOT EXISTS` of one name can fail in
+            // PostgreSQL: serialise the setup on an advisory lock.
+            let tx = client.transaction().await.map_err(&err)?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SETUP_LOCK])
+                .await
+                .map_err(&err)?;
+            self.ensure_schema(&tx, &layout.target).await?;
+            tx.batch_execute(&layout.create_commits())
+                .await
+                .map_err(&err)?;
+            tx.commit().await.map_err(&err)?;
+        }
         client
             .batch_execute(&layout.create_staging())
             .await
@@ -297,6 +314,12 @@ impl SinkWriter for PgWriter {
             Error::sink(&target, msg)
         };
         let tx = client.transaction().await.map_err(err)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&lock_key(&req.target)],
+        )
+        .await
+        .map_err(err)?;
         for sql in layout.prepare().into_iter().chain(layout.apply()) {
             tx.batch_execute(&sql).await.map_err(err)?;
         }
