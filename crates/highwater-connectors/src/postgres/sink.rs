@@ -22,7 +22,7 @@ use crate::util::redact_url;
 
 /// The advisory lock key that serialises creating `_highwater_commits`
 /// and schemas ("hwsetup" in ASCII).
-const SETUP_LOCK: i64 = 0x6877_7365_7475_70;
+const SETUP_LOCK: i64 = 0x0068_7773_6574_7570;
 
 /// A PostgreSQL database that streams write tables into.
 pub struct PgSink {
