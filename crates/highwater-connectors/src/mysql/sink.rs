@@ -244,7 +244,9 @@ impl SinkWriter for MyWriter {
             .map_err(&err)?;
             tx.commit().await.map_err(&err)?;
         }
-        // Published; a failure here leaves staging for `recover` to drop.
+        // Published; a failure (or crash) here leaves staging for `recover`
+        // to drop.
+        highwater_core::failpoint("mysql.after_commit_before_drop");
         let _ = conn.query_drop(self.layout.drop_staging()).await;
         let _ = conn.disconnect().await;
         Ok(Committed {
