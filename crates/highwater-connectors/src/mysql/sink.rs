@@ -18,7 +18,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
 
 use super::source::connect;
-use crate::table::{Cell, Flavor, Layout, cell};
+use crate::table::{COMMITS, Cell, Flavor, Layout, cell};
 use crate::util::redact_url;
 
 /// A MariaDB/MySQL database that streams write tables into.
@@ -102,17 +102,29 @@ impl Sink for MySink {
             // An attempt that wrote nothing (a position-only move).
             return Ok(Recovered::NotPublished);
         }
-        let layout = self.layout(target, stream, run_id, None)?;
+        // A name this sink would refuse was never published by it (e.g.
+        // the stream wrote files before its target changed).
+        let Ok(layout) = self.layout(target, stream, run_id, None) else {
+            return Ok(Recovered::NotPublished);
+        };
         let name = self.name(target);
         let err = my_sink_err(&name);
         let mut conn = connect(&self.url).await?;
-        conn.query_drop(layout.create_commits())
+        // Look, do not create: the attempt may name a database that is gone.
+        let found: Option<i64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?",
+                (layout.target.schema.clone(), COMMITS),
+            )
             .await
             .map_err(&err)?;
-        let info: Option<String> = conn
-            .exec_first(layout.select_commit(), (stream, run_id))
-            .await
-            .map_err(&err)?;
+        let info: Option<String> = if found.unwrap_or(0) > 0 {
+            conn.exec_first(layout.select_commit(), (stream, run_id))
+                .await
+                .map_err(&err)?
+        } else {
+            None
+        };
         // Published or not, a staging table left by a crash is garbage now.
         conn.query_drop(layout.drop_staging()).await.map_err(&err)?;
         let _ = conn.disconnect().await;

@@ -130,14 +130,18 @@ impl Sink for PgSink {
             // An attempt that wrote nothing (a position-only move).
             return Ok(Recovered::NotPublished);
         }
-        let layout = Layout::new(
+        // A name this sink would refuse was never published by it (e.g.
+        // the stream wrote files before its target changed).
+        let Ok(layout) = Layout::new(
             Flavor::Postgres,
             target,
             stream,
             run_id,
             std::sync::Arc::new(arrow_schema::Schema::empty()),
             None,
-        )?;
+        ) else {
+            return Ok(Recovered::NotPublished);
+        };
         let client = connect(&self.url).await?;
         let err = self.err(target);
         let exists = client

@@ -131,7 +131,11 @@ impl Sink for SqliteSink {
             // An attempt that wrote nothing (a position-only move).
             return Ok(Recovered::NotPublished);
         }
-        let layout = self.layout(target, stream, run_id, None)?;
+        // A name this sink would refuse was never published by it (e.g.
+        // the stream wrote files before its target changed).
+        let Ok(layout) = self.layout(target, stream, run_id, None) else {
+            return Ok(Recovered::NotPublished);
+        };
         let conn = Arc::new(Mutex::new(open(&self.path)?));
         let (create, select) = (layout.create_commits(), layout.select_commit());
         let (stream, run_id) = (stream.to_string(), run_id.to_string());
