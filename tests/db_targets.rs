@@ -714,3 +714,33 @@ mod types {
         super::types_round_trip(Sqlite).await
     }
 }
+
+/// An existing PostgreSQL table keeps its column types: SQLite's text
+/// timestamps land in a `timestamptz` column, and a column the source does
+/// not have keeps its default.
+#[tokio::test]
+async fn existing_postgres_table_keeps_its_types() {
+    let c = Case::new(Backend::Sqlite, Backend::Postgres).await;
+    c.src.exec("ALTER TABLE src ADD COLUMN at text; ").await;
+    c.src
+        .exec("INSERT INTO src VALUES (1, 'a', 10, 1, '2017-09-01 00:56:00.5+02:00'), (2, 'b', NULL, 2, NULL)")
+        .await;
+    c.dst
+        .exec("CREATE TABLE public.people (id bigint PRIMARY KEY, name varchar(20), qty numeric(10,2), ver int, at timestamptz, extra text DEFAULT 'kept')")
+        .await;
+    c.config("watermark", "merge", 10);
+    c.run();
+    c.assert_equal("existing table").await;
+    let rows = c
+        .dst
+        .text_rows("SELECT id::text, qty::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), extra FROM public.people ORDER BY id")
+        .await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![s("1"), s("10.00"), s("2017-08-31 22:56:00.500"), s("kept")],
+            vec![s("2"), None, None, s("kept")],
+        ]
+    );
+}

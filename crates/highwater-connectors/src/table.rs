@@ -199,6 +199,10 @@ pub struct Layout {
     pub mode: TableWriteMode,
     /// Index of `SYS_CHANGE_OPERATION` when deletes are applied.
     pub op: Option<usize>,
+    /// Column types of an existing target, by column name, as the database
+    /// spells them (PostgreSQL `format_type`): staging takes them, so text
+    /// values are parsed into the target's types on the way in.
+    pub existing: std::collections::HashMap<String, String>,
 }
 
 impl Layout {
@@ -248,6 +252,7 @@ impl Layout {
             key: table.primary_key.clone(),
             mode: table.mode,
             op,
+            existing: Default::default(),
         })
     }
 
@@ -303,11 +308,11 @@ impl Layout {
             .iter()
             .map(|f| {
                 let key = self.key.contains(f.name());
-                format!(
-                    "{} {}",
-                    self.q(f.name()),
-                    self.flavor.column_type(f.data_type(), key)
-                )
+                let ty = match self.existing.get(f.name()) {
+                    Some(t) => t.clone(),
+                    None => self.flavor.column_type(f.data_type(), key),
+                };
+                format!("{} {ty}", self.q(f.name()))
             })
             .collect();
         let seq = format!("{} bigint NOT NULL", self.q(SEQ));

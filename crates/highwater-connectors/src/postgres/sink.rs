@@ -75,7 +75,7 @@ impl PgSink {
 #[async_trait]
 impl Sink for PgSink {
     async fn begin(&self, req: WriteRequest) -> Result<Box<dyn SinkWriter>> {
-        let layout = Layout::new(
+        let mut layout = Layout::new(
             Flavor::Postgres,
             &req.target,
             &req.stream,
@@ -98,6 +98,18 @@ impl Sink for PgSink {
                 .await
                 .map_err(&err)?;
             tx.commit().await.map_err(&err)?;
+        }
+        // An existing target lends its column types to staging.
+        for row in client
+            .query(
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+                &[&layout.target_sql()],
+            )
+            .await
+            .map_err(&err)?
+        {
+            layout.existing.insert(row.get(0), row.get(1));
         }
         client
             .batch_execute(&layout.create_staging())
