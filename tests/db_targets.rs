@@ -744,3 +744,30 @@ async fn existing_postgres_table_keeps_its_types() {
         ]
     );
 }
+
+/// Source and target in one SQLite file: the sink writes nothing to the
+/// main database until the source's read snapshot has ended (no lock wait).
+#[tokio::test]
+async fn sqlite_source_and_target_in_one_file() {
+    let dir = Dir::new("dbt_one_file");
+    let db = Db::new(Backend::Sqlite, &dir, "one.db").await;
+    db.exec("CREATE TABLE src (id int NOT NULL PRIMARY KEY, name varchar(255), qty int, ver int)")
+        .await;
+    db.insert_range(1, 5000).await;
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  db: sqlite://one.db\nstreams:\n  copy:\n    from: db\n    table: src\n    mode: change_tracking\n    primary_key: [id]\n    batch_size: 100\n    to: db\n    into: people\n    write: merge\n",
+    );
+    let started = Instant::now();
+    assert_code(&dir.hw(&["run"]), 0);
+    db.exec("UPDATE src SET name = 'u' WHERE id <= 10; DELETE FROM src WHERE id > 4990")
+        .await;
+    assert_code(&dir.hw(&["run"]), 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "waited on a lock"
+    );
+    let (s, t) = (db.rows("src").await, db.rows("people").await);
+    assert_eq!(t.len(), 4990);
+    assert_eq!(s, t);
+}

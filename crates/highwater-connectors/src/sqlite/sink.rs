@@ -103,12 +103,13 @@ impl Sink for SqliteSink {
     async fn begin(&self, req: WriteRequest) -> Result<Box<dyn SinkWriter>> {
         let layout = self.layout(&req.target, &req.stream, &req.run_id, Some(&req))?;
         let conn = Arc::new(Mutex::new(open(&self.path)?));
-        let ddl = [layout.create_commits(), layout.create_staging()];
+        // Only the temporary database is written before the commit: the
+        // source may be this same file, still reading in its snapshot, and
+        // a write to the main database would wait for that reader while the
+        // reader waits for us.
+        let ddl = layout.create_staging();
         blocking(&conn, self.name(&req.target), move |c| {
-            for sql in ddl {
-                c.execute_batch(&sql)?;
-            }
-            Ok(())
+            c.execute_batch(&ddl)
         })
         .await?;
         Ok(Box::new(SqliteWriter {
@@ -247,7 +248,11 @@ impl SinkWriter for SqliteWriter {
             .into_iter()
             .chain(self.layout.apply())
             .collect();
-        let (insert, drop) = (self.layout.insert_commit(), self.layout.drop_staging());
+        let (insert, drop, commits) = (
+            self.layout.insert_commit(),
+            self.layout.drop_staging(),
+            self.layout.create_commits(),
+        );
         let params = [
             self.req.stream.clone(),
             self.req.run_id.clone(),
@@ -256,6 +261,7 @@ impl SinkWriter for SqliteWriter {
         ];
         blocking(&self.conn, self.target.clone(), move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute_batch(&commits)?;
             for sql in statements {
                 tx.execute_batch(&sql)?;
             }
