@@ -6,7 +6,7 @@
 //! are always bound, identifiers always quoted):
 //!
 //! ```text
-//! begin    CREATE TABLE IF NOT EXISTS _highwater_commits
+//! begin    CREATE TABLE IF NOT EXISTS _highwater_commits (SQLite: at commit)
 //!          CREATE staging table (the batch's columns + a row sequence)
 //! write    rows → staging (PostgreSQL COPY; SQLite, MariaDB multi-row INSERT)
 //! commit   index staging by key; then ONE transaction:

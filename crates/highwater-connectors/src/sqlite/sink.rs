@@ -1,6 +1,7 @@
 //! [`SqliteSink`]: a SQLite table as a target. Rows go into a `TEMP`
 //! staging table with multi-row INSERTs of bound values, on a blocking
-//! thread; one `BEGIN IMMEDIATE … COMMIT` creates the target if missing,
+//! thread; one `BEGIN IMMEDIATE … COMMIT` creates the target (and
+//! `_highwater_commits`) if missing,
 //! applies the rows, records the commit and drops staging (SQLite DDL is
 //! transactional). See `crate::table` for the statements.
 //!
