@@ -208,6 +208,13 @@ impl Ctx<'_> {
 
         // Settle what a crashed attempt left.
         for a in self.state.open_attempts(&s.name).await? {
+            if a.target.is_empty() {
+                // A position-only move (no rows, no output): nothing was published.
+                self.state
+                    .abandon_attempt(&a, "stopped before its position moved")
+                    .await?;
+                continue;
+            }
             match sink
                 .recover(&s.name, &a.run_id, &a.target, incremental)
                 .await?

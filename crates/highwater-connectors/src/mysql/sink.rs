@@ -98,10 +98,6 @@ impl Sink for MySink {
         target: &str,
         _owned: bool,
     ) -> Result<Recovered> {
-        if target.is_empty() {
-            // An attempt that wrote nothing (a position-only move).
-            return Ok(Recovered::NotPublished);
-        }
         // A name this sink would refuse was never published by it (e.g.
         // the stream wrote files before its target changed).
         let Ok(layout) = self.layout(target, stream, run_id, None) else {

@@ -138,10 +138,6 @@ impl Sink for PgSink {
         target: &str,
         _owned: bool,
     ) -> Result<Recovered> {
-        if target.is_empty() {
-            // An attempt that wrote nothing (a position-only move).
-            return Ok(Recovered::NotPublished);
-        }
         // A name this sink would refuse was never published by it (e.g.
         // the stream wrote files before its target changed).
         let Ok(layout) = Layout::new(
