@@ -491,26 +491,6 @@ fn malformed_pipelines_exit_2_and_name_the_place() {
     );
     assert!(err.contains("activity L: dataset Nope not found"), "{err}");
 
-    // The tutorial's own sink (an Azure SQL table through an upsert procedure).
-    dir.write(
-        "dataset/SqlSink.json",
-        r#"{"name": "SqlSink", "properties": {"type": "AzureSqlTable",
-            "linkedServiceName": {"referenceName": "Db", "type": "LinkedServiceReference"},
-            "typeProperties": {"tableName": "copy_of_t"}}}"#,
-    );
-    dir.write(
-        "sink.json",
-        r#"{"name": "x", "properties": {"activities": [
-            {"name": "ToTable", "type": "Copy", "typeProperties": {"source": {"type": "SqlSource"}},
-             "inputs": [{"referenceName": "Table"}], "outputs": [{"referenceName": "SqlSink"}]}]}}"#,
-    );
-    let o = dir.hw(&["pipeline", "run", "sink.json"]);
-    assert_code(&o, 2);
-    assert!(
-        stderr(&o).contains("activity ToTable: copying into a database table (AzureSqlTable dataset SqlSink) is not supported yet"),
-        "{}",
-        stderr(&o)
-    );
     let o = dir.hw(&["pipeline", "run", "pipeline.json", "--param", "nope=1"]);
     assert_code(&o, 2);
     assert!(
@@ -747,6 +727,90 @@ fn stored_procedure_on_sqlite_says_it_has_none() {
     assert_code(&o, 1);
     assert!(
         stderr(&o).contains("activity Proc (SqlServerStoredProcedure) failed: storedProcedureName: SQLite has no stored procedures"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Copy into a table dataset: insert (append) and `writeBehavior: upsert`,
+/// from SQLite into PostgreSQL, each run one commit transaction.
+#[tokio::test]
+async fn copy_into_a_table_dataset_inserts_and_upserts() {
+    let pg = PgDb::new("adf_sink").await;
+    pg.exec("CREATE TABLE copy_up (id bigint primary key, name text)")
+        .await;
+    let dir = control_flow_dir("");
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n  Dwh: {}\n",
+            pg.url
+        ),
+    );
+    for (name, table) in [
+        ("Appended", "public.copy_log"),
+        ("Upserted", "public.copy_up"),
+    ] {
+        dir.write(
+            &format!("dataset/{name}.json"),
+            &format!(
+                r#"{{"name": "{name}", "properties": {{"type": "AzureSqlTable",
+                    "linkedServiceName": {{"referenceName": "Dwh", "type": "LinkedServiceReference"}},
+                    "typeProperties": {{"tableName": "{table}"}}}}}}"#
+            ),
+        );
+    }
+    dir.write(
+        "sink.json",
+        r#"{"name": "x", "properties": {"activities": [
+            {"name": "Append", "type": "Copy",
+             "typeProperties": {"source": {"type": "SqlSource"}, "sink": {"type": "AzureSqlSink"}},
+             "inputs": [{"referenceName": "Table"}], "outputs": [{"referenceName": "Appended"}]},
+            {"name": "Upsert", "type": "Copy",
+             "typeProperties": {"source": {"type": "SqlSource"},
+                                "sink": {"type": "AzureSqlSink", "writeBehavior": "upsert", "upsertSettings": {"keys": ["id"]}}},
+             "inputs": [{"referenceName": "Table"}], "outputs": [{"referenceName": "Upserted"}]}]}}"#,
+    );
+    assert_code(&dir.hw(&["pipeline", "run", "sink.json"]), 0);
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch("UPDATE t SET name = 'B' WHERE id = 2; INSERT INTO t VALUES (4, 'd');")
+        .unwrap();
+    let o = dir.hw(&["pipeline", "run", "sink.json"]);
+    assert_code(&o, 0);
+    let count = |sql: &'static str| {
+        let c = &pg.client;
+        async move { c.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM copy_log").await,
+        7,
+        "insert appends: 3 + 4 rows"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM copy_up").await,
+        4,
+        "upsert keeps one row per key"
+    );
+    let b: String = pg
+        .client
+        .query_one("SELECT name FROM copy_up WHERE id = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(b, "B");
+    // A stored-procedure sink (SQL Server table types) is refused clearly.
+    dir.write(
+        "sp.json",
+        r#"{"name": "x", "properties": {"activities": [
+            {"name": "Sp", "type": "Copy",
+             "typeProperties": {"source": {"type": "SqlSource"},
+                                "sink": {"type": "AzureSqlSink", "sqlWriterStoredProcedureName": "usp_upsert"}},
+             "inputs": [{"referenceName": "Table"}], "outputs": [{"referenceName": "Upserted"}]}]}}"#,
+    );
+    let o = dir.hw(&["pipeline", "run", "sp.json"]);
+    assert_code(&o, 1);
+    assert!(
+        stdout(&o).contains("Sp") && stderr(&o).contains("sqlWriterStoredProcedureName"),
         "{}",
         stderr(&o)
     );

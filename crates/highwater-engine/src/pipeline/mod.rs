@@ -40,7 +40,7 @@ use futures::future::LocalBoxFuture;
 use highwater_config::Plan;
 use highwater_core::{
     Delta, Error, NullCursorPolicy, ReadRequest, Relation, Result, RunStatus, StateStore,
-    StreamRun, WriteRequest,
+    StreamRun, TableWrite, TableWriteMode, WriteRequest,
 };
 use highwater_expr::{EvalError, Expr, Scope, to_interpolated_string};
 use serde_json::{Map, Value, json};
@@ -977,6 +977,59 @@ fn file_target(d: &ResolvedDataset) -> (String, &'static str) {
     (path, format)
 }
 
+/// A Copy into a table dataset: the table, and how rows land — `insert`
+/// (Data Factory's default) appends, `writeBehavior: upsert` with
+/// `upsertSettings.keys` merges by those keys, in the sink's one commit
+/// transaction with its `_highwater_commits` record.
+fn table_sink(tp: &Value, d: &ResolvedDataset) -> Result<(String, TableWrite)> {
+    let place = || format!("dataset {}", d.name);
+    let sink = tp.get("sink").cloned().unwrap_or(Value::Null);
+    for unsupported in ["sqlWriterStoredProcedureName", "preCopyScript"] {
+        if sink.get(unsupported).is_some_and(|v| !v.is_null()) {
+            return Err(Error::config(
+                place(),
+                format!(
+                    "sink `{unsupported}` is not supported (SQL Server table types / scripts); \
+                     use `writeBehavior: upsert` with `upsertSettings.keys`, or insert"
+                ),
+            ));
+        }
+    }
+    let table = dataset_table(d)
+        .ok_or_else(|| Error::config(place(), "the table dataset names no tableName or table"))?;
+    let upsert = text(sink.get("writeBehavior")).eq_ignore_ascii_case("upsert");
+    let keys: Vec<String> = sink
+        .get("upsertSettings")
+        .and_then(|u| u.get("keys"))
+        .and_then(Value::as_array)
+        .map(|k| {
+            k.iter()
+                .map(|v| text(Some(v)))
+                .filter(|k| !k.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if upsert && keys.is_empty() {
+        return Err(Error::config(
+            place(),
+            "writeBehavior upsert needs upsertSettings.keys",
+        ));
+    }
+    let mode = if upsert {
+        TableWriteMode::Merge
+    } else {
+        TableWriteMode::Append
+    };
+    Ok((
+        table.to_string(),
+        TableWrite {
+            mode,
+            primary_key: keys,
+            change_tracking: false,
+        },
+    ))
+}
+
 async fn copy(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Result<Done> {
     let (Some(input), Some(output)) = (a.inputs.first(), a.outputs.first()) else {
         return Err(Error::config(
@@ -986,22 +1039,19 @@ async fn copy(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Res
     };
     let src = dataset(frame, input)?;
     let dst = dataset(frame, output)?;
-    if !dst.is_file {
-        return Err(Error::config(
-            format!("dataset {}", dst.name),
-            format!(
-                "copying into a database table ({} dataset) is not supported yet; write to a file dataset (DelimitedText, Parquet, Json, AzureBlob)",
-                dst.kind
-            ),
-        ));
-    }
-    let (path, format) = file_target(&dst);
-    if path.is_empty() {
-        return Err(Error::config(
-            format!("dataset {}", dst.name),
-            "the file dataset names no folderPath or fileName",
-        ));
-    }
+    let (target, format, table) = if dst.is_file {
+        let (path, format) = file_target(&dst);
+        if path.is_empty() {
+            return Err(Error::config(
+                format!("dataset {}", dst.name),
+                "the file dataset names no folderPath or fileName",
+            ));
+        }
+        (path, format, None)
+    } else {
+        let (name, write) = table_sink(tp, &dst)?;
+        (name, "", Some(write))
+    };
     let relation = source_relation(tp, &src)?;
     let conn = connection(frame, &dst.linked_service)?;
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
@@ -1011,11 +1061,11 @@ async fn copy(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Res
         .begin(WriteRequest {
             stream: format!("pipeline/{}", record_name.replace('/', ".")),
             run_id: frame.run.run_id.clone(),
-            target: path.clone(),
+            target: target.clone(),
             format: format.to_string(),
             schema: extract.schema.clone(),
             overwrite: true,
-            table: None,
+            table,
         })
         .await?;
     let mut rows_read = 0u64;

@@ -454,15 +454,6 @@ impl Factory {
                     a.name, d.kind, d.name
                 ));
             }
-            if a.kind == ActivityKind::Copy
-                && let Some(d) = a.outputs.first().and_then(|r| factory.datasets.get(&r.name))
-                && !d.is_file()
-            {
-                errors.push(format!(
-                    "activity {}: copying into a database table ({} dataset {}) is not supported yet; write to a file dataset (DelimitedText, Parquet, Json, AzureBlob)",
-                    a.name, d.kind, d.name
-                ));
-            }
         });
         match errors.len() {
             0 => Ok(factory),
