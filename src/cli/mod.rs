@@ -275,3 +275,13 @@ pub async fn open_state(
         e.exit_code()
     })
 }
+
+/// Load and validate the config, then open its state store; errors are
+/// printed and the exit code returned.
+pub async fn load_plan_and_state(
+    config: &Path,
+) -> Result<(Plan, std::sync::Arc<dyn highwater_core::StateStore>), i32> {
+    let plan = load_plan(config)?;
+    let state = open_state(&plan).await?;
+    Ok((plan, state))
+}

@@ -8,12 +8,8 @@ use highwater_engine::{RunOptions, run_streams};
 use super::output;
 
 pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: bool) -> i32 {
-    let plan = match super::load_plan(config) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let state = match super::open_state(&plan).await {
-        Ok(s) => s,
+    let (plan, state) = match super::load_plan_and_state(config).await {
+        Ok(ps) => ps,
         Err(code) => return code,
     };
     let opts = RunOptions {

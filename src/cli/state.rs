@@ -8,12 +8,8 @@ use serde_json::json;
 use super::output;
 
 pub async fn show(config: &Path, json: bool) -> i32 {
-    let plan = match super::load_plan(config) {
-        Ok(p) => p,
-        Err(c) => return c,
-    };
-    let state = match super::open_state(&plan).await {
-        Ok(s) => s,
+    let (plan, state) = match super::load_plan_and_state(config).await {
+        Ok(ps) => ps,
         Err(code) => return code,
     };
     let positions = match state.positions().await {
@@ -61,12 +57,8 @@ pub async fn show(config: &Path, json: bool) -> i32 {
 }
 
 pub async fn reset(config: &Path, stream: &str) -> i32 {
-    let plan = match super::load_plan(config) {
-        Ok(p) => p,
-        Err(c) => return c,
-    };
-    let state = match super::open_state(&plan).await {
-        Ok(s) => s,
+    let (plan, state) = match super::load_plan_and_state(config).await {
+        Ok(ps) => ps,
         Err(code) => return code,
     };
     let Some(_lock) = (match state.lock_stream(stream).await {

@@ -50,12 +50,8 @@ pub struct Shared {
 }
 
 pub async fn run(config: &Path, listen: &str) -> i32 {
-    let plan = match crate::cli::load_plan(config) {
-        Ok(p) => p,
-        Err(c) => return c,
-    };
-    let state = match crate::cli::open_state(&plan).await {
-        Ok(s) => s,
+    let (plan, state) = match crate::cli::load_plan_and_state(config).await {
+        Ok(ps) => ps,
         Err(code) => return code,
     };
     let mut schedules: Vec<(String, Cron)> = Vec::new();
