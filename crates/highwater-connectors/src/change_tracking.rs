@@ -196,3 +196,18 @@ pub(crate) fn reload_decision(
         Some(_) => (false, None),
     }
 }
+
+/// What setup created on backends with one trigger per operation (SQLite,
+/// MariaDB), for the run's notes.
+pub(crate) fn row_trigger_objects(log: &str, table: &str) -> Vec<String> {
+    vec![
+        format!("table {log}"),
+        format!(
+            "triggers {}, {}, {}",
+            trigger_name(table, "ins"),
+            trigger_name(table, "upd"),
+            trigger_name(table, "del")
+        ),
+        format!("row {table} in {META_TABLE}"),
+    ]
+}

@@ -335,16 +335,9 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
             )
         })?;
     }
-    Ok(vec![
-        format!("table {}", n.log),
-        format!(
-            "triggers {}, {}, {}",
-            trigger_name(&n.table, "ins"),
-            trigger_name(&n.table, "upd"),
-            trigger_name(&n.table, "del")
-        ),
-        format!("row {} in {META_TABLE}", n.table),
-    ])
+    Ok(crate::change_tracking::row_trigger_objects(
+        &n.log, &n.table,
+    ))
 }
 
 /// What to read, decided in the snapshot.

@@ -268,16 +268,9 @@ fn setup(conn: &Connection, n: &Names, pk: &[String]) -> Result<Vec<String>> {
         [&n.table],
     )
     .map_err(err)?;
-    Ok(vec![
-        format!("table {}", n.log),
-        format!(
-            "triggers {}, {}, {}",
-            trigger_name(&n.table, "ins"),
-            trigger_name(&n.table, "upd"),
-            trigger_name(&n.table, "del")
-        ),
-        format!("row {} in {META_TABLE}", n.table),
-    ])
+    Ok(crate::change_tracking::row_trigger_objects(
+        &n.log, &n.table,
+    ))
 }
 
 /// What to read, decided in the snapshot.
