@@ -211,3 +211,53 @@ pub(crate) fn row_trigger_objects(log: &str, table: &str) -> Vec<String> {
         format!("row {table} in {META_TABLE}"),
     ]
 }
+
+/// Names of one tracked table in a schema (PostgreSQL) or database
+/// (MariaDB): the table, its change log, the meta table and the triggers,
+/// each qualified and quoted with the backend's quote character.
+pub(crate) struct Names {
+    /// The schema or database that holds the table.
+    pub space: String,
+    pub table: String,
+    pub log: String,
+    quote: char,
+}
+
+impl Names {
+    pub fn new(space: String, table: &str, quote: char) -> Names {
+        Names {
+            space,
+            table: table.to_string(),
+            log: log_table(table),
+            quote,
+        }
+    }
+
+    fn qualify(&self, name: &str) -> String {
+        format!(
+            "{}.{}",
+            crate::util::quote_ident(&self.space, self.quote),
+            crate::util::quote_ident(name, self.quote)
+        )
+    }
+
+    /// The tracked table.
+    pub fn t(&self) -> String {
+        self.qualify(&self.table)
+    }
+
+    /// Its change log.
+    pub fn log(&self) -> String {
+        self.qualify(&self.log)
+    }
+
+    /// The meta table of the schema or database.
+    pub fn meta(&self) -> String {
+        self.qualify(META_TABLE)
+    }
+
+    /// A trigger (or trigger function) of the table: `ins`, `upd`, `fn`, …
+    pub fn trigger(&self, event: &str) -> String {
+        self.qualify(&trigger_name(&self.table, event))
+    }
+}

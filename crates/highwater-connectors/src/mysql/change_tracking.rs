@@ -32,30 +32,8 @@ use mysql_async::{Conn, Value};
 use super::source::{connect, my_err, q};
 use super::types::MyKind;
 use crate::change_tracking::{
-    META_TABLE, OPERATION_COLUMN, Status, VERSION_COLUMN, log_table, table_of, trigger_name,
+    META_TABLE, Names, OPERATION_COLUMN, Status, VERSION_COLUMN, table_of, trigger_name,
 };
-
-/// Names of one tracked table, database resolved.
-struct Names {
-    db: String,
-    table: String,
-    log: String,
-}
-
-impl Names {
-    fn t(&self) -> String {
-        format!("{}.{}", q(&self.db), q(&self.table))
-    }
-    fn log(&self) -> String {
-        format!("{}.{}", q(&self.db), q(&self.log))
-    }
-    fn meta(&self) -> String {
-        format!("{}.{}", q(&self.db), q(META_TABLE))
-    }
-    fn trigger(&self, ev: &str) -> String {
-        format!("{}.{}", q(&self.db), q(&trigger_name(&self.table, ev)))
-    }
-}
 
 async fn names(conn: &mut Conn, rel: &Relation) -> Result<Names> {
     let (schema, table) = table_of(rel)?;
@@ -73,11 +51,7 @@ async fn names(conn: &mut Conn, rel: &Relation) -> Result<Names> {
                 )
             })?,
     };
-    Ok(Names {
-        db,
-        table: table.to_string(),
-        log: log_table(table),
-    })
+    Ok(Names::new(db, table, '`'))
 }
 
 async fn table_exists(conn: &mut Conn, db: &str, name: &str) -> Result<bool> {
@@ -93,7 +67,7 @@ async fn table_exists(conn: &mut Conn, db: &str, name: &str) -> Result<bool> {
 
 /// `(version, min_valid_version)` of the meta row, if there is one.
 async fn meta_row(conn: &mut Conn, n: &Names) -> Result<Option<(i64, i64)>> {
-    if !table_exists(conn, &n.db, META_TABLE).await? {
+    if !table_exists(conn, &n.space, META_TABLE).await? {
         return Ok(None);
     }
     conn.exec_first(
@@ -138,7 +112,7 @@ pub(super) async fn prepare(
             fresh = true;
             notes.push(format!(
                 "set up change tracking on {}.{}: created {}",
-                n.db,
+                n.space,
                 n.table,
                 created.join(", ")
             ));
@@ -225,14 +199,14 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
             .exec_first(
                 "SELECT COLUMN_TYPE FROM information_schema.COLUMNS
                   WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
-                (n.db.as_str(), n.table.as_str(), c.as_str()),
+                (n.space.as_str(), n.table.as_str(), c.as_str()),
             )
             .await
             .map_err(my_err)?;
         let Some(ty) = ty else {
             return Err(Error::config(
                 format!("primary_key column {c}"),
-                format!("not found in {}.{}", n.db, n.table),
+                format!("not found in {}.{}", n.space, n.table),
             ));
         };
         defs.push(format!("{} {ty}", q(c)));
@@ -423,13 +397,13 @@ pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
     let Some((v, m)) = meta_row(&mut conn, &n).await? else {
         return Ok(Status::default());
     };
-    let has_log = table_exists(&mut conn, &n.db, &n.log).await?;
+    let has_log = table_exists(&mut conn, &n.space, &n.log).await?;
     let triggers: Option<i64> = conn
         .exec_first(
             "SELECT COUNT(*) FROM information_schema.TRIGGERS
               WHERE TRIGGER_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME IN (?, ?, ?)",
             (
-                n.db.as_str(),
+                n.space.as_str(),
                 n.table.as_str(),
                 trigger_name(&n.table, "ins"),
                 trigger_name(&n.table, "upd"),
@@ -463,7 +437,7 @@ pub async fn disable(url: &str, rel: &Relation) -> Result<Vec<String>> {
         let exists: Option<i64> = conn
             .exec_first(
                 "SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? AND TRIGGER_NAME = ?",
-                (n.db.as_str(), name.as_str()),
+                (n.space.as_str(), name.as_str()),
             )
             .await
             .map_err(my_err)?;
@@ -474,7 +448,7 @@ pub async fn disable(url: &str, rel: &Relation) -> Result<Vec<String>> {
             removed.push(format!("trigger {name}"));
         }
     }
-    if table_exists(&mut conn, &n.db, &n.log).await? {
+    if table_exists(&mut conn, &n.space, &n.log).await? {
         conn.query_drop(format!("DROP TABLE {}", n.log()))
             .await
             .map_err(my_err)?;

@@ -40,38 +40,12 @@ use tokio_postgres::Client;
 use super::source::pg_err;
 use super::types::PgKind;
 use crate::change_tracking::{
-    META_TABLE, OPERATION_COLUMN, Status, VERSION_COLUMN, log_table, table_of, trigger_name,
+    META_TABLE, Names, OPERATION_COLUMN, Status, VERSION_COLUMN, table_of, trigger_name,
 };
 use crate::util::quote_ident;
 
 fn q(s: &str) -> String {
     quote_ident(s, '"')
-}
-
-/// Names of one tracked table, schema resolved.
-pub(super) struct Names {
-    schema: String,
-    table: String,
-    log: String,
-}
-
-impl Names {
-    fn t(&self) -> String {
-        format!("{}.{}", q(&self.schema), q(&self.table))
-    }
-    fn log(&self) -> String {
-        format!("{}.{}", q(&self.schema), q(&self.log))
-    }
-    fn meta(&self) -> String {
-        format!("{}.{}", q(&self.schema), q(META_TABLE))
-    }
-    fn func(&self) -> String {
-        format!(
-            "{}.{}",
-            q(&self.schema),
-            q(&trigger_name(&self.table, "fn"))
-        )
-    }
 }
 
 pub(super) async fn names(client: &Client, rel: &Relation) -> Result<Names> {
@@ -84,11 +58,7 @@ pub(super) async fn names(client: &Client, rel: &Relation) -> Result<Names> {
             .map_err(pg_err)?
             .get(0),
     };
-    Ok(Names {
-        schema,
-        table: table.to_string(),
-        log: log_table(table),
-    })
+    Ok(Names::new(schema, table, '"'))
 }
 
 async fn meta_row(client: &Client, n: &Names) -> Result<Option<i64>> {
@@ -210,7 +180,7 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (log, meta, t, func) = (n.log(), n.meta(), n.t(), n.func());
+    let (log, meta, t, func) = (n.log(), n.meta(), n.t(), n.trigger("fn"));
     let ins = |row: &str, op: &str, created: &str, set: &str| {
         format!(
             "INSERT INTO {log} ({cols}, hw_op, hw_version, hw_created, hw_changed_at)
@@ -294,7 +264,7 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
             trigger_name(&n.table, "trg"),
             trigger_name(&n.table, "truncate")
         ),
-        format!("row {} in {}.{META_TABLE}", n.table, n.schema),
+        format!("row {} in {}.{META_TABLE}", n.table, n.space),
     ])
 }
 
@@ -473,13 +443,13 @@ pub async fn disable(url: &str, rel: &Relation) -> Result<Vec<String>> {
             }
         }
         let has_fn: bool = client
-            .query_one("SELECT to_regprocedure($1 || '()') IS NOT NULL", &[&n.func()])
+            .query_one("SELECT to_regprocedure($1 || '()') IS NOT NULL", &[&n.trigger("fn")])
             .await
             .map_err(pg_err)?
             .get(0);
         if has_fn {
             client
-                .batch_execute(&format!("DROP FUNCTION {}()", n.func()))
+                .batch_execute(&format!("DROP FUNCTION {}()", n.trigger("fn")))
                 .await
                 .map_err(pg_err)?;
             removed.push(format!("function {}", trigger_name(&n.table, "fn")));
@@ -504,7 +474,7 @@ pub async fn disable(url: &str, rel: &Relation) -> Result<Vec<String>> {
                 )
                 .await
                 .map_err(pg_err)?;
-            removed.push(format!("row {} in {}.{META_TABLE}", n.table, n.schema));
+            removed.push(format!("row {} in {}.{META_TABLE}", n.table, n.space));
             let left: i64 = client
                 .query_one(&format!("SELECT count(*) FROM {}", n.meta()), &[])
                 .await
@@ -515,7 +485,7 @@ pub async fn disable(url: &str, rel: &Relation) -> Result<Vec<String>> {
                     .batch_execute(&format!("DROP TABLE {}", n.meta()))
                     .await
                     .map_err(pg_err)?;
-                removed.push(format!("table {}.{META_TABLE}", n.schema));
+                removed.push(format!("table {}.{META_TABLE}", n.space));
             }
         }
         Ok(())
