@@ -135,31 +135,7 @@ impl Db {
     /// every change made so far. Other tests may hold transactions open.
     async fn settle(&self) {
         let Db::Pg(p) = self else { return };
-        let c = p.connect().await;
-        let x: i64 = c
-            .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
-            .await
-            .unwrap()
-            .get(0);
-        let start = Instant::now();
-        loop {
-            let xmin: i64 = c
-                .query_one(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if xmin > x {
-                return;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "a transaction stayed open for a minute"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        p.wait_for_older_transactions().await;
     }
 
     /// The tutorial's table and rows.

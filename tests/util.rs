@@ -238,6 +238,37 @@ impl PgDb {
             .unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error()));
     }
 
+    /// Wait until every transaction that began before now has finished
+    /// (in the whole cluster), so a change-tracking run's window covers
+    /// every change made so far. Other tests may hold transactions open.
+    pub async fn wait_for_older_transactions(&self) {
+        let c = self.connect().await;
+        let x: i64 = c
+            .query_one("SELECT pg_current_xact_id()::text::bigint", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let start = std::time::Instant::now();
+        loop {
+            let xmin: i64 = c
+                .query_one(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if xmin > x {
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "transactions older than this test's changes stayed open for a minute"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// A second connection (for concurrent transactions).
     pub async fn connect(&self) -> Client {
         pg_connect(&self.url).await
