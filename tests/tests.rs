@@ -9,6 +9,7 @@
 
 mod util;
 
+mod boundary;
 mod change_tracking;
 mod cli;
 mod crash;

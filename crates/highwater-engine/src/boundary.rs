@@ -2,10 +2,16 @@
 //!
 //! A run reads cursor values in `[after, to]`, both inclusive, so rows that
 //! arrive later with a cursor equal to the last watermark are not lost. The
-//! rows copied at exactly `to` are remembered (as 64-bit hashes of their
-//! primary key, or of the whole row without one) and skipped next time when
-//! they come back at the lower bound. State stays bounded by the number of
-//! rows sharing one cursor value.
+//! rows copied at exactly `to` are remembered as 64-bit hashes of their
+//! whole content (every column, key included) and skipped next time when
+//! they come back at the lower bound *unchanged*: a row updated without
+//! moving its cursor (common with `date` or second-precision cursors) hashes
+//! differently and is delivered again, so the update is not lost.
+//!
+//! State is bounded: at most [`BOUNDARY_LIMIT`] rows may share the boundary
+//! value. Past that the run fails before anything is committed, naming the
+//! value and the fix (a finer cursor, or `boundary_limit:`), rather than
+//! silently forgetting rows or growing without bound.
 //!
 //! The filter also removes the hidden cursor column the source appended.
 
@@ -19,12 +25,18 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, Schema, SchemaRef};
 use highwater_core::{CURSOR_COLUMN, CursorValue, Error, Result, WatermarkPosition};
 
+/// The default bound on rows sharing the boundary cursor value (about
+/// 8 bytes each in memory and ~20 in the state store).
+pub const BOUNDARY_LIMIT: usize = 1_000_000;
+
 /// Filters batches of one watermark read and collects the new boundary.
 pub struct BoundaryFilter {
     after: Option<CursorValue>,
     skip: BTreeSet<u64>,
     to: Option<CursorValue>,
-    key_cols: Vec<usize>,
+    /// Columns hashed to recognise a row already delivered: all visible ones.
+    content_cols: Vec<usize>,
+    limit: usize,
     cursor_idx: usize,
     out_cols: Vec<usize>,
     out_schema: SchemaRef,
@@ -32,13 +44,13 @@ pub struct BoundaryFilter {
 }
 
 impl BoundaryFilter {
-    /// `schema` is the source's (with the hidden cursor column);
-    /// `primary_key` may be empty (the whole row is the key).
+    /// `schema` is the source's (with the hidden cursor column); `limit`
+    /// bounds the rows remembered at the boundary (see [`BOUNDARY_LIMIT`]).
     pub fn new(
         schema: &SchemaRef,
         after: Option<&WatermarkPosition>,
         to: Option<CursorValue>,
-        primary_key: &[String],
+        limit: usize,
     ) -> Result<BoundaryFilter> {
         let cursor_idx = schema
             .index_of(CURSOR_COLUMN)
@@ -46,18 +58,6 @@ impl BoundaryFilter {
         let out_cols: Vec<usize> = (0..schema.fields().len())
             .filter(|i| *i != cursor_idx)
             .collect();
-        let key_cols = if primary_key.is_empty() {
-            out_cols.clone()
-        } else {
-            primary_key
-                .iter()
-                .map(|k| {
-                    schema
-                        .index_of(k)
-                        .map_err(|_| Error::config("primary_key", format!("column {k} not found")))
-                })
-                .collect::<Result<Vec<_>>>()?
-        };
         let out_schema = Arc::new(
             schema
                 .project(&out_cols)
@@ -77,7 +77,8 @@ impl BoundaryFilter {
             after: after.and_then(|a| a.value.clone()),
             skip: after.map(|a| a.boundary.clone()).unwrap_or_default(),
             to,
-            key_cols,
+            content_cols: out_cols.clone(),
+            limit,
             cursor_idx,
             out_cols,
             out_schema,
@@ -112,6 +113,9 @@ impl BoundaryFilter {
                 }
                 if eq_to[row] {
                     self.seen_at_to.insert(h);
+                    if self.seen_at_to.len() > self.limit {
+                        return Err(self.over_limit());
+                    }
                 }
             }
         }
@@ -126,9 +130,20 @@ impl BoundaryFilter {
             .map_err(|e| Error::source("engine", e))
     }
 
+    fn over_limit(&self) -> Error {
+        let value = self.to.as_ref().map(|v| v.to_string()).unwrap_or_default();
+        Error::data(format!(
+            "more than {} rows share the cursor value {value}: highwater remembers which rows at \
+             the boundary it delivered, and that many would make the state too large. Use a finer \
+             cursor (a timestamp with fractional seconds, or an increasing integer), or raise \
+             `boundary_limit:` on this stream. Nothing was committed",
+            self.limit
+        ))
+    }
+
     fn key_formatters<'a>(&self, batch: &'a RecordBatch) -> Result<Vec<ArrayFormatter<'a>>> {
         let opts = FormatOptions::default().with_null("\u{0}NULL");
-        self.key_cols
+        self.content_cols
             .iter()
             .map(|i| {
                 ArrayFormatter::try_new(batch.column(*i).as_ref(), &opts)
@@ -152,7 +167,7 @@ impl BoundaryFilter {
     }
 }
 
-/// FNV-1a over the display form of the key columns; stable across versions.
+/// FNV-1a over the display form of the row's columns; stable across versions.
 fn row_hash(formatters: &[ArrayFormatter<'_>], row: usize) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for f in formatters {
@@ -262,14 +277,15 @@ mod tests {
 
     #[test]
     fn the_watermark_never_moves_back() {
-        let pk = vec!["id".to_string()];
+        let limit = BOUNDARY_LIMIT;
         let b = batch(&[1, 2], &[7, 7]);
-        let mut f = BoundaryFilter::new(&b.schema(), None, Some(CursorValue::Int(7)), &pk).unwrap();
+        let mut f =
+            BoundaryFilter::new(&b.schema(), None, Some(CursorValue::Int(7)), limit).unwrap();
         f.apply(&b).unwrap();
         let p1 = f.finish(0);
         for to in [None, Some(CursorValue::Int(5))] {
             let empty = batch(&[], &[]);
-            let mut f = BoundaryFilter::new(&empty.schema(), Some(&p1), to, &pk).unwrap();
+            let mut f = BoundaryFilter::new(&empty.schema(), Some(&p1), to, limit).unwrap();
             assert_eq!(f.apply(&empty).unwrap().num_rows(), 0);
             assert_eq!(f.finish(0), p1, "position and boundary unchanged");
         }
@@ -277,18 +293,18 @@ mod tests {
 
     #[test]
     fn ties_at_the_boundary_are_neither_lost_nor_repeated() {
-        let pk = vec!["id".to_string()];
+        let limit = BOUNDARY_LIMIT;
         // Run 1: rows 1 (c=5), 2 (c=7), 3 (c=7); to = 7.
         let b1 = batch(&[1, 2, 3], &[5, 7, 7]);
         let mut f =
-            BoundaryFilter::new(&b1.schema(), None, Some(CursorValue::Int(7)), &pk).unwrap();
+            BoundaryFilter::new(&b1.schema(), None, Some(CursorValue::Int(7)), limit).unwrap();
         assert_eq!(f.apply(&b1).unwrap().num_rows(), 3);
         let p1 = f.finish(0);
         assert_eq!(p1.boundary.len(), 2);
         // Run 2 reads [7, 7]: rows 2, 3 again plus a late row 4 at c=7.
         let b2 = batch(&[2, 3, 4], &[7, 7, 7]);
         let mut f =
-            BoundaryFilter::new(&b2.schema(), Some(&p1), Some(CursorValue::Int(7)), &pk).unwrap();
+            BoundaryFilter::new(&b2.schema(), Some(&p1), Some(CursorValue::Int(7)), limit).unwrap();
         let out = f.apply(&b2).unwrap();
         assert_eq!(out.num_rows(), 1);
         assert_eq!(out.column(0).as_primitive::<Int64Type>().value(0), 4);
@@ -302,10 +318,64 @@ mod tests {
         // Run 3 reads [7, 9]: only the new row 5.
         let b3 = batch(&[2, 3, 4, 5], &[7, 7, 7, 9]);
         let mut f =
-            BoundaryFilter::new(&b3.schema(), Some(&p2), Some(CursorValue::Int(9)), &pk).unwrap();
+            BoundaryFilter::new(&b3.schema(), Some(&p2), Some(CursorValue::Int(9)), limit).unwrap();
         assert_eq!(f.apply(&b3).unwrap().num_rows(), 1);
         let p3 = f.finish(0);
         assert_eq!(p3.boundary.len(), 1);
         assert_eq!(p3.value, Some(CursorValue::Int(9)));
+    }
+
+    fn batch_named(ids: &[i64], names: &[&str], cursors: &[i64]) -> RecordBatch {
+        let b = batch(ids, cursors);
+        RecordBatch::try_new(
+            b.schema(),
+            vec![
+                b.column(0).clone(),
+                Arc::new(StringArray::from(names.to_vec())),
+                b.column(2).clone(),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_row_updated_without_moving_its_cursor_is_delivered_again() {
+        let limit = BOUNDARY_LIMIT;
+        let b1 = batch_named(&[1, 2], &["a", "b"], &[7, 7]);
+        let mut f =
+            BoundaryFilter::new(&b1.schema(), None, Some(CursorValue::Int(7)), limit).unwrap();
+        assert_eq!(f.apply(&b1).unwrap().num_rows(), 2);
+        let p1 = f.finish(0);
+        // Row 1 changed its content at the same cursor value; row 3 is new.
+        let b2 = batch_named(&[1, 2, 3], &["CHANGED", "b", "c"], &[7, 7, 7]);
+        let mut f =
+            BoundaryFilter::new(&b2.schema(), Some(&p1), Some(CursorValue::Int(7)), limit).unwrap();
+        let out = f.apply(&b2).unwrap();
+        let ids: Vec<i64> = out.column(0).as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(
+            ids,
+            vec![1, 3],
+            "the update and the new row, not the unchanged row"
+        );
+        let p2 = f.finish(0);
+        // A third run with nothing new delivers nothing.
+        let mut f =
+            BoundaryFilter::new(&b2.schema(), Some(&p2), Some(CursorValue::Int(7)), limit).unwrap();
+        assert_eq!(f.apply(&b2).unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn more_rows_at_the_boundary_than_the_limit_fail_loudly() {
+        let b = batch(&[1, 2, 3], &[7, 7, 7]);
+        let mut f = BoundaryFilter::new(&b.schema(), None, Some(CursorValue::Int(7)), 2).unwrap();
+        let e = f.apply(&b).unwrap_err().to_string();
+        assert!(
+            e.contains("more than 2 rows share the cursor value 7"),
+            "{e}"
+        );
+        assert!(e.contains("finer"), "{e}");
+        // Below the limit the same rows pass.
+        let mut f = BoundaryFilter::new(&b.schema(), None, Some(CursorValue::Int(7)), 3).unwrap();
+        assert_eq!(f.apply(&b).unwrap().num_rows(), 3);
     }
 }

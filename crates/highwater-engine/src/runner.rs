@@ -358,7 +358,7 @@ impl Ctx<'_> {
                 &extract.schema,
                 after_wm.as_ref(),
                 extract.to.clone(),
-                &s.primary_key,
+                crate::boundary::BOUNDARY_LIMIT,
             )?),
             _ => None,
         };
