@@ -21,6 +21,7 @@
 //! A Data Factory pipeline ([`pipeline`]) is interpreted activity by
 //! activity over the same connectors and run history; see its module doc.
 
+pub mod attempt;
 pub mod boundary;
 pub mod events;
 pub mod pipeline;

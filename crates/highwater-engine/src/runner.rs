@@ -1,17 +1,18 @@
 //! Running streams: concurrency, the commit protocol, run records.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use highwater_config::{Mode, Plan, StateLocation, StreamPlan, Target, WriteMode};
+use arrow_array::RecordBatch;
 use highwater_core::{
-    Attempt, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Recovered, Result,
-    RunStatus, Sink, StateStore, StreamRun, TableWrite, TableWriteMode, WatermarkPosition,
-    WriteRequest, failpoint,
+    BatchStream, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Result,
+    RunStatus, StateStore, StreamRun, TableWrite, TableWriteMode, WatermarkPosition,
+    WriteRequest,
 };
 
+use crate::attempt::{self, Rows};
 use crate::boundary::BoundaryFilter;
 use crate::events::{Event, Observer};
 use crate::template;
@@ -207,54 +208,8 @@ impl Ctx<'_> {
         let incremental = s.mode != Mode::Full;
 
         // Settle what a crashed attempt left.
-        for a in self.state.open_attempts(&s.name).await? {
-            if a.target.is_empty() {
-                // A position-only move (no rows, no output): nothing was published.
-                self.state
-                    .abandon_attempt(&a, "stopped before its position moved")
-                    .await?;
-                continue;
-            }
-            match sink
-                .recover(&s.name, &a.run_id, &a.target, incremental)
-                .await?
-            {
-                Recovered::Published { info } => {
-                    let to = Position::from_json(&info).map_err(|e| {
-                        Error::state(format!(
-                            "unreadable position in commit marker of run {}: {e}",
-                            a.run_id
-                        ))
-                    })?;
-                    match self.state.commit_attempt(&a, &to).await {
-                        Ok(()) => self.note(
-                            s,
-                            rec,
-                            format!(
-                                "settled run {}: its output was published; position committed",
-                                a.run_id
-                            ),
-                        ),
-                        Err(e) => {
-                            self.state.abandon_attempt(&a, &e.to_string()).await?;
-                            self.note(s, rec, format!("settled run {}: {e}", a.run_id));
-                        }
-                    }
-                }
-                Recovered::NotPublished => {
-                    self.state
-                        .abandon_attempt(&a, "not published before the process stopped")
-                        .await?;
-                    self.note(
-                        s,
-                        rec,
-                        format!(
-                            "settled run {}: it had not published; its range is read again",
-                            a.run_id
-                        ),
-                    );
-                }
-            }
+        for n in attempt::settle(self.state.as_ref(), sink.as_ref(), &s.name, incremental).await? {
+            self.note(s, rec, n);
         }
 
         let current = self.state.position(&s.name).await?;
@@ -353,7 +308,7 @@ impl Ctx<'_> {
             }
         }
 
-        let mut filter = match s.mode {
+        let filter = match s.mode {
             Mode::Watermark => Some(BoundaryFilter::new(
                 &extract.schema,
                 after_wm.as_ref(),
@@ -367,30 +322,21 @@ impl Ctx<'_> {
             .map(|f| f.schema())
             .unwrap_or_else(|| extract.schema.clone());
 
-        // Find the first non-empty batch before creating any output.
-        let mut first = None;
-        while let Some(b) = extract.batches.next().await {
-            let b = b?;
-            rec.rows_read += b.num_rows() as u64;
-            let b = match filter.as_mut() {
-                Some(f) => f.apply(&b)?,
-                None => b,
-            };
-            if b.num_rows() > 0 {
-                first = Some(b);
-                break;
-            }
-        }
-
-        let new_position = |filter: Option<BoundaryFilter>| -> Position {
-            match (s.mode, filter) {
-                (Mode::Watermark, Some(f)) => Position::Watermark(f.finish(extract.null_rows)),
-                (Mode::ChangeTracking, _) => {
-                    Position::Version(extract.version_to.unwrap_or_default())
-                }
-                _ => Position::Full,
-            }
+        let mut rows = StreamRows {
+            stream: &s.name,
+            observer: self.observer.as_ref(),
+            first: None,
+            batches: extract.batches,
+            filter,
+            ended: false,
+            rows_read: 0,
+            mode: s.mode,
+            null_rows: extract.null_rows,
+            version_to: extract.version_to,
         };
+        // Find the first non-empty batch before creating any output.
+        rows.first = rows.next_batch().await?;
+        rec.rows_read = rows.rows_read;
 
         // A full copy into a table replaces its rows, so an empty source
         // still commits (an empty table), and a full reload of a merge
@@ -408,10 +354,10 @@ impl Ctx<'_> {
         let replace_empty = table
             .as_ref()
             .is_some_and(|t| t.mode == TableWriteMode::Replace);
-        if first.is_none() && !replace_empty {
+        if rows.first.is_none() && !replace_empty {
             // No rows: no file. Still move the position if it moved (e.g. a
             // change-tracking version, or a first run over an empty table).
-            let to = new_position(filter);
+            let to = rows.position();
             rec.watermark_to = Some(to.display_value());
             let what = if table.is_some() {
                 "no changes; nothing written"
@@ -419,149 +365,99 @@ impl Ctx<'_> {
                 "no changes; no file written"
             };
             self.note(s, rec, what.to_string());
-            if current.as_ref() != Some(&to) {
-                let attempt = self.attempt(s, &current, "");
-                self.state.begin_attempt(&attempt).await?;
-                if let Err(e) = self.state.commit_attempt(&attempt, &to).await {
-                    self.state.abandon_attempt(&attempt, &e.to_string()).await?;
-                    return Err(e);
-                }
-            }
-            return Ok(());
+            return attempt::move_position(
+                self.state.as_ref(),
+                &s.name,
+                &self.run_id,
+                &current,
+                &to,
+            )
+            .await;
         }
 
         let target = match table {
             Some(_) => path_template.clone(),
             None => template::render(&path_template, &s.name, &self.run_id, self.started),
         };
-        let attempt = self.attempt(s, &current, &target);
-        failpoint("engine.before_attempt");
-        self.state.begin_attempt(&attempt).await?;
-        failpoint("engine.after_begin_attempt");
-        let result = self
-            .copy(
-                s,
-                rec,
-                sink.as_ref(),
-                &target,
-                format,
-                table,
-                out_schema,
-                first,
-                &mut extract.batches,
-                &mut filter,
-                incremental,
-            )
-            .await;
-        let writer = match result {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = self.state.abandon_attempt(&attempt, &e.to_string()).await;
-                return Err(e);
-            }
-        };
-        let to = new_position(filter.take());
-        rec.watermark_to = Some(to.display_value());
-        failpoint("engine.before_sink_commit");
-        let info = to.to_json();
-        let committed = match writer.commit(&info).await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = self.state.abandon_attempt(&attempt, &e.to_string()).await;
-                return Err(e);
-            }
-        };
-        failpoint("engine.after_publish");
-        rec.outputs = committed.outputs;
-        rec.rows_written = committed.rows;
-        // If this fails the attempt stays open: the next run settles it from
-        // the commit marker, so the position is not lost nor moved twice.
-        self.state.commit_attempt(&attempt, &to).await?;
-        failpoint("engine.after_state_commit");
-        Ok(())
-    }
-
-    fn attempt(&self, s: &StreamPlan, from: &Option<Position>, target: &str) -> Attempt {
-        Attempt {
-            stream: s.name.clone(),
-            run_id: self.run_id.clone(),
-            from: from.clone(),
-            target: target.to_string(),
-            started_at: Utc::now(),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn copy(
-        &self,
-        s: &StreamPlan,
-        rec: &mut StreamRun,
-        sink: &dyn Sink,
-        target: &str,
-        format: &str,
-        table: Option<TableWrite>,
-        schema: arrow_schema::SchemaRef,
-        first: Option<arrow_array::RecordBatch>,
-        batches: &mut highwater_core::BatchStream,
-        filter: &mut Option<BoundaryFilter>,
-        incremental: bool,
-    ) -> Result<Box<dyn highwater_core::SinkWriter>> {
-        let mut writer = sink
-            .begin(WriteRequest {
+        let copy = attempt::Copy {
+            key: s.name.clone(),
+            attempt_id: self.run_id.clone(),
+            from: current.clone(),
+            request: WriteRequest {
                 stream: s.name.clone(),
                 run_id: self.run_id.clone(),
-                target: target.to_string(),
+                target,
                 format: format.to_string(),
-                schema,
+                schema: out_schema,
                 overwrite: !incremental,
                 table,
-            })
-            .await?;
-        let started = Instant::now();
-        let mut written = first.as_ref().map_or(0, |b| b.num_rows() as u64);
-        let res: Result<()> = async {
-            // No first batch: the stream has ended (an empty full copy),
-            // and an ended stream must not be polled again.
-            let Some(first) = first else {
-                return Ok(());
+            },
+            owned: incremental,
+        };
+        let result = attempt::execute(self.state.as_ref(), sink.as_ref(), copy, &mut rows).await;
+        rec.rows_read = rows.rows_read;
+        let outcome = result?;
+        for n in outcome.notes {
+            self.note(s, rec, n);
+        }
+        rec.watermark_to = outcome.position.as_ref().map(Position::display_value);
+        rec.outputs = outcome.committed.outputs;
+        rec.rows_written = outcome.committed.rows;
+        Ok(())
+    }
+}
+
+/// A stream's rows: the source's batches through the boundary filter.
+struct StreamRows<'a> {
+    stream: &'a str,
+    observer: &'a dyn Observer,
+    /// The first non-empty batch, pulled before any output is created.
+    first: Option<RecordBatch>,
+    batches: BatchStream,
+    filter: Option<BoundaryFilter>,
+    ended: bool,
+    rows_read: u64,
+    mode: Mode,
+    null_rows: u64,
+    version_to: Option<i64>,
+}
+
+#[async_trait::async_trait]
+impl Rows for StreamRows<'_> {
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if let Some(b) = self.first.take() {
+            return Ok(Some(b));
+        }
+        while !self.ended {
+            let Some(b) = self.batches.next().await else {
+                self.ended = true;
+                break;
             };
-            writer.write(first).await?;
-            self.observer.event(Event::Progress {
-                stream: &s.name,
-                rows: written,
-            });
-            let mut batches_seen = 0u32;
-            while let Some(b) = batches.next().await {
-                let b = b?;
-                rec.rows_read += b.num_rows() as u64;
-                let b = match filter.as_mut() {
-                    Some(f) => f.apply(&b)?,
-                    None => b,
-                };
-                if b.num_rows() == 0 {
-                    continue;
-                }
-                written += b.num_rows() as u64;
-                writer.write(b).await?;
-                self.observer.event(Event::Progress {
-                    stream: &s.name,
-                    rows: written,
-                });
-                batches_seen += 1;
-                if batches_seen == 1 {
-                    failpoint("engine.mid_write");
-                }
-            }
-            Ok(())
-        }
-        .await;
-        tracing::debug!(stream = %s.name, rows = written, elapsed = ?started.elapsed(), "Copied.");
-        match res {
-            Ok(()) => Ok(writer),
-            Err(e) => {
-                let _ = writer.abort().await;
-                Err(e)
+            let b = b?;
+            self.rows_read += b.num_rows() as u64;
+            let b = match self.filter.as_mut() {
+                Some(f) => f.apply(&b)?,
+                None => b,
+            };
+            if b.num_rows() > 0 {
+                return Ok(Some(b));
             }
         }
+        Ok(None)
+    }
+
+    fn position(&mut self) -> Position {
+        match (self.mode, self.filter.take()) {
+            (Mode::Watermark, Some(f)) => Position::Watermark(f.finish(self.null_rows)),
+            (Mode::ChangeTracking, _) => Position::Version(self.version_to.unwrap_or_default()),
+            _ => Position::Full,
+        }
+    }
+
+    fn progress(&mut self, rows_written: u64) {
+        self.observer.event(Event::Progress {
+            stream: self.stream,
+            rows: rows_written,
+        });
     }
 }

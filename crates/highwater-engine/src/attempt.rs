@@ -1,0 +1,263 @@
+//! The one attempt executor: every copy into a target goes through here.
+//!
+//! Declarative streams ([`crate::runner`]) and the pipeline Copy activity
+//! ([`crate::pipeline`]) both call it; nothing else writes to a target. The
+//! protocol, in order:
+//!
+//! ```text
+//! settle(key)        for each open attempt of key (left by a crash):
+//!                      sink.recover → Published { info } → commit_attempt(info)
+//!                                   → NotPublished       → abandon_attempt
+//! execute(copy)      begin_attempt(from, target)        write-ahead, before any row
+//!                    sink.begin → write(batch)*         bounded memory
+//!                    writer.commit(position)            data + commit marker / _highwater_commits row
+//!                      error → ask the target (recover): the answer may be lost
+//!                              while the commit happened (issue 7.4)
+//!                    commit_attempt(from → to)          only now does the position move
+//! ```
+//!
+//! Errors before the sink commit abort the writer and abandon the attempt:
+//! nothing was published. After the commit was sent, the attempt is only
+//! abandoned when the target says it did not publish; when the target cannot
+//! be asked, the attempt stays open and the next run settles it. The
+//! position never moves without the target's commit, and never twice.
+
+use arrow_array::RecordBatch;
+use async_trait::async_trait;
+use chrono::Utc;
+use highwater_core::{
+    Attempt, Committed, Error, Position, Recovered, Result, Sink, SinkWriter, StateStore,
+    WriteRequest, failpoint,
+};
+
+/// The rows of one attempt, pulled batch by batch.
+#[async_trait]
+pub trait Rows: Send {
+    /// The next non-empty batch; `None` once the read has ended (an ended
+    /// read is not polled again).
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>>;
+
+    /// The position the attempt moves to; called once, after the last batch.
+    fn position(&mut self) -> Position;
+
+    /// Called after each written batch with the rows written so far.
+    fn progress(&mut self, _rows_written: u64) {}
+}
+
+/// One attempt to copy rows into a target.
+pub struct Copy {
+    /// The state key: a stream name, or `pipeline/<pipeline>/<activity>`.
+    pub key: String,
+    /// Unique per attempt of this key (a run id, `-retryN` for retries).
+    pub attempt_id: String,
+    /// The committed position the attempt starts from.
+    pub from: Option<Position>,
+    /// What to write; `stream`/`run_id` are set from `key`/`attempt_id`.
+    pub request: WriteRequest,
+    /// The output name belongs to this attempt alone (recovery may remove
+    /// unpublished leftovers under it).
+    pub owned: bool,
+}
+
+/// What a committed attempt produced.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub committed: Committed,
+    pub position: Option<Position>,
+    /// Things the user should know (e.g. a lost commit answer settled).
+    pub notes: Vec<String>,
+}
+
+/// Settle the open attempts of `key` that a crash (or a lost answer) left:
+/// ask the sink whether each published. Call while holding the key's lock.
+/// Returns notes for the run record.
+pub async fn settle(
+    state: &dyn StateStore,
+    sink: &dyn Sink,
+    key: &str,
+    owned: bool,
+) -> Result<Vec<String>> {
+    let mut notes = Vec::new();
+    for a in state.open_attempts(key).await? {
+        if a.target.is_empty() {
+            // A position-only move (no rows, no output): nothing was published.
+            state
+                .abandon_attempt(&a, "stopped before its position moved")
+                .await?;
+            continue;
+        }
+        match sink.recover(key, &a.run_id, &a.target, owned).await? {
+            Recovered::Published { info } => match commit_published(state, &a, &info).await {
+                Ok(()) => notes.push(format!(
+                    "settled run {}: its output was published; position committed",
+                    a.run_id
+                )),
+                Err(e) => {
+                    state.abandon_attempt(&a, &e.to_string()).await?;
+                    notes.push(format!("settled run {}: {e}", a.run_id));
+                }
+            },
+            Recovered::NotPublished => {
+                state
+                    .abandon_attempt(&a, "not published before the process stopped")
+                    .await?;
+                notes.push(format!(
+                    "settled run {}: it had not published; its range is read again",
+                    a.run_id
+                ));
+            }
+        }
+    }
+    Ok(notes)
+}
+
+/// Commit the position a published attempt carried in its marker.
+async fn commit_published(state: &dyn StateStore, a: &Attempt, info: &str) -> Result<()> {
+    let to = position_of(info, &a.run_id)?;
+    state.commit_attempt(a, &to).await
+}
+
+fn position_of(info: &str, run_id: &str) -> Result<Position> {
+    Position::from_json(info).map_err(|e| {
+        Error::state(format!(
+            "unreadable position in the commit record of run {run_id}: {e}"
+        ))
+    })
+}
+
+/// Move a position without writing anything (no rows, but the position
+/// moved: a change-tracking version, a first run over an empty table).
+pub async fn move_position(
+    state: &dyn StateStore,
+    key: &str,
+    attempt_id: &str,
+    from: &Option<Position>,
+    to: &Position,
+) -> Result<()> {
+    if from.as_ref() == Some(to) {
+        return Ok(());
+    }
+    let attempt = attempt(key, attempt_id, from, "");
+    state.begin_attempt(&attempt).await?;
+    if let Err(e) = state.commit_attempt(&attempt, to).await {
+        state.abandon_attempt(&attempt, &e.to_string()).await?;
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn attempt(key: &str, attempt_id: &str, from: &Option<Position>, target: &str) -> Attempt {
+    Attempt {
+        stream: key.to_string(),
+        run_id: attempt_id.to_string(),
+        from: from.clone(),
+        target: target.to_string(),
+        started_at: Utc::now(),
+    }
+}
+
+/// Run one attempt: write-ahead, stream `rows` into the sink, commit the
+/// sink, then the position. See the module doc for what each error means.
+pub async fn execute(
+    state: &dyn StateStore,
+    sink: &dyn Sink,
+    mut copy: Copy,
+    rows: &mut dyn Rows,
+) -> Result<Outcome> {
+    copy.request.stream = copy.key.clone();
+    copy.request.run_id = copy.attempt_id.clone();
+    let target = copy.request.target.clone();
+    let a = attempt(&copy.key, &copy.attempt_id, &copy.from, &target);
+    failpoint("engine.before_attempt");
+    state.begin_attempt(&a).await?;
+    failpoint("engine.after_begin_attempt");
+
+    let (writer, written) = match write_all(sink, copy.request, rows).await {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = state.abandon_attempt(&a, &e.to_string()).await;
+            return Err(e);
+        }
+    };
+    let to = rows.position();
+    failpoint("engine.before_sink_commit");
+    let info = to.to_json();
+    let mut notes = Vec::new();
+    let committed = match writer.commit(&info).await {
+        Ok(c) => c,
+        Err(e) => {
+            // The commit may have happened with its answer lost: ask.
+            match sink.recover(&copy.key, &copy.attempt_id, &target, copy.owned).await {
+                Ok(Recovered::Published { info: stored }) => {
+                    notes.push(format!(
+                        "the target's answer to the commit was lost ({e}); the target says it \
+                         committed, so the position moves"
+                    ));
+                    let to = position_of(&stored, &copy.attempt_id)?;
+                    state.commit_attempt(&a, &to).await?;
+                    failpoint("engine.after_state_commit");
+                    return Ok(Outcome {
+                        committed: Committed {
+                            outputs: vec![target],
+                            rows: written,
+                            bytes: 0,
+                        },
+                        position: Some(to),
+                        notes,
+                    });
+                }
+                Ok(Recovered::NotPublished) => {
+                    let _ = state.abandon_attempt(&a, &e.to_string()).await;
+                    return Err(e);
+                }
+                Err(asked) => {
+                    // Leave the attempt open: the next run asks again.
+                    return Err(e.context(format!(
+                        "the commit's outcome is unknown (the target could not be asked: {asked}); \
+                         the next run settles it"
+                    )));
+                }
+            }
+        }
+    };
+    failpoint("engine.after_publish");
+    // If this fails the attempt stays open: the next run settles it from
+    // the commit marker, so the position is neither lost nor moved twice.
+    state.commit_attempt(&a, &to).await?;
+    failpoint("engine.after_state_commit");
+    Ok(Outcome {
+        committed,
+        position: Some(to),
+        notes,
+    })
+}
+
+async fn write_all(
+    sink: &dyn Sink,
+    request: WriteRequest,
+    rows: &mut dyn Rows,
+) -> Result<(Box<dyn SinkWriter>, u64)> {
+    let mut writer = sink.begin(request).await?;
+    let mut written = 0u64;
+    let res: Result<()> = async {
+        let mut batches = 0u32;
+        while let Some(b) = rows.next_batch().await? {
+            written += b.num_rows() as u64;
+            writer.write(b).await?;
+            rows.progress(written);
+            batches += 1;
+            if batches == 2 {
+                failpoint("engine.mid_write");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => Ok((writer, written)),
+        Err(e) => {
+            let _ = writer.abort().await;
+            Err(e)
+        }
+    }
+}
