@@ -187,7 +187,10 @@ pub async fn execute(
         Ok(c) => c,
         Err(e) => {
             // The commit may have happened with its answer lost: ask.
-            match sink.recover(&copy.key, &copy.attempt_id, &target, copy.owned).await {
+            match sink
+                .recover(&copy.key, &copy.attempt_id, &target, copy.owned)
+                .await
+            {
                 Ok(Recovered::Published { info: stored }) => {
                     notes.push(format!(
                         "the target's answer to the commit was lost ({e}); the target says it \

@@ -2,14 +2,13 @@
 
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use highwater_config::{Mode, Plan, StateLocation, StreamPlan, Target, WriteMode};
-use arrow_array::RecordBatch;
 use highwater_core::{
     BatchStream, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Result,
-    RunStatus, StateStore, StreamRun, TableWrite, TableWriteMode, WatermarkPosition,
-    WriteRequest,
+    RunStatus, StateStore, StreamRun, TableWrite, TableWriteMode, WatermarkPosition, WriteRequest,
 };
 
 use crate::attempt::{self, Rows};

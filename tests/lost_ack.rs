@@ -1,0 +1,188 @@
+//! Lost commit acknowledgements (issue 7, item 4): the target commits, the
+//! connection drops before the answer reaches highwater. A TCP proxy between
+//! highwater and the target forwards everything, but when the client sends
+//! the trigger bytes (`COMMIT`, or the marker's PUT) it lets the server
+//! answer and then cuts both sockets without forwarding that answer.
+//! Settling must ask the target what it committed: no duplicates on an
+//! append target, and the position moves.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mysql_async::prelude::Queryable;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::util::*;
+
+/// A proxy that drops the server's answer to the first client chunk
+/// containing the last of `triggers`, seen after the others in order on
+/// one connection; then passes every later connection through.
+pub struct LossyProxy {
+    pub port: u16,
+    pub fired: Arc<AtomicBool>,
+}
+
+impl LossyProxy {
+    pub async fn start(upstream: &str, triggers: &'static [&'static [u8]]) -> LossyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fired = Arc::new(AtomicBool::new(false));
+        let upstream = upstream.to_string();
+        let f = fired.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(&upstream).await.unwrap();
+                tokio::spawn(pump(client, server, triggers, f.clone()));
+            }
+        });
+        LossyProxy { port, fired }
+    }
+}
+
+async fn pump(
+    client: TcpStream,
+    server: TcpStream,
+    triggers: &'static [&'static [u8]],
+    fired: Arc<AtomicBool>,
+) {
+    let (mut cr, mut cw) = client.into_split();
+    let (mut sr, mut sw) = server.into_split();
+    let cut = Arc::new(tokio::sync::Notify::new());
+    let armed = Arc::new(AtomicBool::new(false));
+    let (cut2, armed2) = (cut.clone(), armed.clone());
+    // client → server: watch for the trigger.
+    let up = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut stage = 0;
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let t = triggers[stage];
+            if !fired.load(Ordering::SeqCst) && buf[..n].windows(t.len()).any(|w| w == t) {
+                stage += 1;
+                if stage == triggers.len() {
+                    fired.store(true, Ordering::SeqCst);
+                    armed2.store(true, Ordering::SeqCst);
+                }
+            }
+            if sw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            if armed2.load(Ordering::SeqCst) {
+                // Wait for the server's answer, then cut everything.
+                cut2.notified().await;
+                break;
+            }
+        }
+    });
+    // server → client: once armed, swallow the answer and cut.
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match sr.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if armed.load(Ordering::SeqCst) {
+            cut.notify_one();
+            break;
+        }
+        if cw.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    up.abort();
+    // Dropping the halves closes both sockets.
+}
+
+/// The commit of the transaction that records `_highwater_commits`.
+const COMMIT_AFTER_RECORD: &[&[u8]] = &[b"(stream, run_id, info, committed_at)", b"COMMIT"];
+
+fn config(src: &str, dst: &str) -> String {
+    format!(
+        "connections:\n  src: {src}\n  dwh: {dst}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    \
+         cursor: id\n    primary_key: [id]\n    to: dwh\n    into: t_copy\n    write: append\n"
+    )
+}
+
+/// Replace the `host:port` of a URL with the proxy's.
+fn via(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (auth, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let user = auth
+        .rsplit_once('@')
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{user}127.0.0.1:{port}/{path}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_commit_answer_postgres_target_is_settled_not_repeated() {
+    let src = PgDb::new("lostack_src").await;
+    src.exec("CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g")
+        .await;
+    let dst = PgDb::new("lostack_dst").await;
+    let proxy = LossyProxy::start("127.0.0.1:5432", COMMIT_AFTER_RECORD).await;
+    let dir = Dir::new("lostack_pg");
+    dir.write(
+        "highwater.yaml",
+        &config(&src.url, &via(&dst.url, proxy.port)),
+    );
+    let o = dir.hw(&["run"]);
+    assert!(
+        proxy.fired.load(Ordering::SeqCst),
+        "the proxy cut a COMMIT answer"
+    );
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("answer to the commit was lost")
+            || stderr(&o).contains("answer to the commit was lost"),
+        "the run says what happened\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    // A second run finds nothing new: the position moved.
+    assert_code(&dir.hw(&["run"]), 0);
+    let n: i64 = dst
+        .client
+        .query_one("SELECT count(*) FROM t_copy", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let d: i64 = dst
+        .client
+        .query_one("SELECT count(DISTINCT id) FROM t_copy", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!((n, d), (1000, 1000), "every row once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_commit_answer_mariadb_target_is_settled_not_repeated() {
+    let src = PgDb::new("lostack_src").await;
+    src.exec("CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g")
+        .await;
+    let dst = MyDb::new("lostack_dst").await;
+    let proxy = LossyProxy::start("127.0.0.1:3306", COMMIT_AFTER_RECORD).await;
+    let dir = Dir::new("lostack_my");
+    // mysql_async moves to the Unix socket unless told not to.
+    let url = format!("{}?prefer_socket=false", via(&dst.url, proxy.port));
+    dir.write("highwater.yaml", &config(&src.url, &url));
+    let o = dir.hw(&["run"]);
+    assert!(
+        proxy.fired.load(Ordering::SeqCst),
+        "the proxy cut a COMMIT answer"
+    );
+    assert_code(&o, 0);
+    assert_code(&dir.hw(&["run"]), 0);
+    let mut c = dst.connect().await;
+    let (n, d): (i64, i64) = c
+        .query_first("SELECT count(*), count(DISTINCT id) FROM t_copy")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((n, d), (1000, 1000), "every row once");
+}
