@@ -333,6 +333,16 @@ fn out_of_range_and_mistyped_values_are_refused_at_load() {
     // An unknown file extension without `format:`.
     refused_at_load(&dir, "    path: \"t-{run_id}.xlsx\"\n", "xlsx");
     refused_at_load(&dir, "    path: \"t-{run_id}\"\n", "format");
+    // Paths the object store would refuse at run time, or that would mix
+    // data with the commit markers.
+    refused_at_load(&dir, "    path: \"a//t-{run_id}.csv\"\n", "empty");
+    refused_at_load(&dir, "    path: \"./t-{run_id}.csv\"\n", "empty");
+    refused_at_load(
+        &dir,
+        "    path: \"_highwater/t-{run_id}.csv\"\n",
+        "_highwater",
+    );
+    refused_at_load(&dir, "    path: \"a\\tb-{run_id}.csv\"\n", "control");
 }
 
 #[test]
