@@ -826,7 +826,26 @@ fn yaml_error(file: &str, e: &serde_saphyr::Error, secrets: &Secrets) -> Error {
     {
         message = m.to_string();
     }
-    let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(i) = message.rfind(" at line ")
+        && message[i..].contains(", column ")
+    {
+        message.truncate(i);
+    }
+    for (untagged, says) in [
+        (
+            "data did not match any variant of untagged enum OneOrMany",
+            "expected a column name or a list of names (quote a name YAML reads as something else: \"n\", \"yes\", \"on\", \"null\", \"1\")",
+        ),
+        (
+            "data did not match any variant of untagged enum DurationOrNumber",
+            "expected a duration like 30s, 5m, 2h, 1d, or a whole number",
+        ),
+    ] {
+        if message.contains(untagged) {
+            message = message.replace(untagged, says);
+        }
+    }
     let message = secrets.redact(&message);
     match e.location() {
         Some(l) if l.line() > 0 => Error::config(
