@@ -5,7 +5,8 @@
 
 use std::path::Path;
 
-use highwater_core::ErrorKind;
+use highwater_config::StateLocation;
+use highwater_core::{ConnKind, ErrorKind};
 use serde_json::json;
 
 use super::output;
@@ -21,6 +22,42 @@ pub async fn run(config: &Path, json: bool) -> i32 {
         let c = if k == ErrorKind::Config { 2 } else { 1 };
         *code = (*code).max(c);
     };
+    // The state store, as `run` will open it (without creating it).
+    let state_place = if plan.state_line > 0 {
+        format!("{}:{}", plan.file, plan.state_line)
+    } else {
+        format!("{} (default)", plan.file)
+    };
+    let (state_ok, state_what, state_msg) = match &plan.state {
+        StateLocation::Sqlite(path) => {
+            let what = path.display().to_string();
+            match sqlite_state_usable(path) {
+                Ok(m) => (true, what, m),
+                Err(m) => (false, what, m),
+            }
+        }
+        StateLocation::Postgres(url) => {
+            let what = url.to_string();
+            match highwater_connectors::check(&ConnKind::Postgres, url.expose()).await {
+                Ok(m) => (true, what, m),
+                Err(e) => (false, what, plan.secrets.redact(&e.to_string())),
+            }
+        }
+    };
+    if !state_ok {
+        bump(ErrorKind::State, &mut code);
+    }
+    let state_what = plan.secrets.redact(&state_what);
+    if !json {
+        println!(
+            "{:<7} state ({state_place}) {state_what}: {}",
+            mark(state_ok),
+            one_line(&state_msg)
+        );
+    }
+    report.push(
+        json!({"state": state_what, "line": plan.state_line, "ok": state_ok, "message": state_msg}),
+    );
     for (name, c) in &plan.connections {
         // A database that streams write into is tested for writing too.
         let is_target = c.kind.is_database() && plan.streams.iter().any(|s| &s.to == name);
@@ -53,33 +90,20 @@ pub async fn run(config: &Path, json: bool) -> i32 {
         }
         .await;
         let (ok, msg) = match res {
-            Ok(info) => {
-                let names: Vec<&str> = info
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
-                let missing: Vec<String> = s
-                    .cursor
-                    .iter()
-                    .chain(&s.primary_key)
-                    .filter(|c| !names.contains(&c.as_str()))
-                    .map(|c| format!("column {c} not found"))
-                    .collect();
-                if missing.is_empty() {
-                    (
-                        true,
-                        format!("{} columns; mode {}", names.len(), s.mode.as_str()),
-                    )
-                } else {
-                    code = code.max(2);
-                    (
-                        false,
-                        format!("{} (columns: {})", missing.join(", "), names.join(", ")),
-                    )
+            Ok(info) => match highwater_config::plan::check_columns(s, &from.kind, &info.schema) {
+                Ok(()) => (
+                    true,
+                    format!(
+                        "{} columns; mode {}",
+                        info.schema.fields().len(),
+                        s.mode.as_str()
+                    ),
+                ),
+                Err(e) => {
+                    bump(e.kind(), &mut code);
+                    (false, plan.secrets.redact(&e.to_string()))
                 }
-            }
+            },
             Err(e) => {
                 let k = if e.to_string().contains("not found") {
                     ErrorKind::Config
@@ -146,6 +170,59 @@ pub async fn run(config: &Path, json: bool) -> i32 {
         );
     }
     code
+}
+
+/// Whether `run` can create or open the SQLite state file at `path`,
+/// checked without creating it: the file (if any) opens for writing, and
+/// its folder (or the nearest existing ancestor, which `run` creates
+/// folders in) is a writable folder.
+fn sqlite_state_usable(path: &Path) -> Result<String, String> {
+    if path.exists() {
+        if !path.is_file() {
+            return Err("exists and is not a file".into());
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open for writing: {e}"))?;
+    }
+    let mut dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.as_os_str().is_empty() {
+        dir = ".".into();
+    }
+    let mut existing = dir.as_path();
+    while !existing.exists() {
+        match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => existing = p,
+            _ => {
+                existing = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !existing.is_dir() {
+        return Err(format!(
+            "cannot create the folder {}: {} is not a folder",
+            dir.display(),
+            existing.display()
+        ));
+    }
+    // The folder takes new files (SQLite writes -wal and -shm next to the
+    // database): create and remove a probe.
+    let probe = existing.join(format!(".highwater-check-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .map_err(|e| format!("cannot write in {}: {e}", existing.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(if path.exists() {
+        "SQLite state store is writable".into()
+    } else {
+        "SQLite state store will be created by the first run".into()
+    })
+}
+
+/// A message on one line.
+fn one_line(m: &str) -> String {
+    m.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn mark(ok: bool) -> String {

@@ -17,6 +17,8 @@ pub struct Plan {
     /// The config file as named by the user (for messages).
     pub file: String,
     pub state: StateLocation,
+    /// Line of `state:` in the config file (0: not given, the default).
+    pub state_line: u64,
     pub concurrency: usize,
     pub connections: BTreeMap<String, ConnectionSpec>,
     pub streams: Vec<StreamPlan>,
@@ -142,22 +144,32 @@ fn load_inner(
     env: &dyn Fn(&str) -> Option<String>,
     require_streams: bool,
 ) -> Result<Plan, Error> {
-    let raw: RawConfig = serde_saphyr::from_str(text)
-        .map_err(|e| Error::config(file, format!("invalid configuration: {e}")))?;
-    let mut errors: Vec<String> = Vec::new();
+    // Every URL credential written in the file, known before anything
+    // can fail: a message may quote any part of the text.
     let mut secrets = Secrets::default();
+    secrets.add_urls_in(text);
+    let raw: RawConfig = match serde_saphyr::from_str_with_options(
+        text,
+        serde_saphyr::options! { with_snippet: false },
+    ) {
+        Ok(r) => r,
+        Err(e) => return Err(yaml_error(file, &e, &secrets)),
+    };
+    let mut errors: Vec<String> = Vec::new();
 
+    let state_line = raw.state.as_ref().map_or(0, |s| s.referenced.line());
     let state = match &raw.state {
         None => StateLocation::Sqlite(base_dir.join(".highwater/state.db")),
-        Some(s) => match expand_env(&s.value, env, &mut secrets) {
+        Some(s) => match expand_url(&s.value, env, &mut secrets) {
             Err(m) => {
                 errors.push(format!("{file}:{}: state: {m}", s.referenced.line()));
                 StateLocation::Sqlite(PathBuf::new())
             }
             Ok(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") => {
                 let url = SecretUrl::new(v);
-                if let Some(pw) = url.password() {
-                    secrets.add(pw);
+                secrets.add_url(&url);
+                if let Some(m) = crate::secret::ambiguous_credentials(url.expose()) {
+                    errors.push(format!("{file}:{}: state: {m}", s.referenced.line()));
                 }
                 StateLocation::Postgres(url)
             }
@@ -195,12 +207,14 @@ fn load_inner(
     let mut connections = BTreeMap::new();
     for (name, url) in &raw.connections {
         let line = url.referenced.line();
-        match expand_env(&url.value, env, &mut secrets).and_then(|v| parse_connection(&v, base_dir))
+        match expand_url(&url.value, env, &mut secrets).and_then(|v| parse_connection(&v, base_dir))
         {
             Ok((url, kind)) => {
-                if let Some(pw) = url.password() {
-                    secrets.add(pw);
-                    secrets.add(&percent_encoding::percent_decode_str(pw).decode_utf8_lossy());
+                secrets.add_url(&url);
+                if kind.is_database()
+                    && let Some(m) = crate::secret::ambiguous_credentials(url.expose())
+                {
+                    errors.push(format!("{file}:{line}: connection {name}: {m}"));
                 }
                 connections.insert(
                     name.clone(),
@@ -225,6 +239,9 @@ fn load_inner(
     for (name, spanned) in raw.streams {
         let line = key_line(text, &name, spanned.referenced.line());
         let mut errs = Vec::new();
+        if let Err(m) = check_stream_name(&name) {
+            errs.push(m);
+        }
         let s = validate_stream(
             &name,
             spanned.value,
@@ -233,8 +250,13 @@ fn load_inner(
             default_batch,
             &mut errs,
         );
+        // A hostile name is quoted, so the message stays one line.
+        let shown = match check_stream_name(&name) {
+            Ok(()) => name.clone(),
+            Err(_) => format!("{name:?}"),
+        };
         for e in errs {
-            errors.push(format!("{file}:{line}: stream {name}: {e}"));
+            errors.push(format!("{file}:{line}: stream {shown}: {e}"));
         }
         if let Some(mut s) = s {
             s.line = line;
@@ -242,10 +264,22 @@ fn load_inner(
         }
     }
 
+    // One line each (a value may hold a newline), no secret.
+    let errors: Vec<String> = errors
+        .iter()
+        .map(|e| {
+            let e: String = e
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            secrets.redact(&e)
+        })
+        .collect();
     match errors.len() {
         0 => Ok(Plan {
             file: file.to_string(),
             state,
+            state_line,
             concurrency,
             connections,
             streams,
@@ -272,7 +306,12 @@ fn key_line(text: &str, name: &str, value_line: u64) -> u64 {
     let upto = (value_line as usize).min(lines.len());
     for i in (0..upto).rev() {
         let t = lines[i].trim_start();
-        for k in [name.to_string(), format!("\"{name}\""), format!("'{name}'")] {
+        for k in [
+            name.to_string(),
+            format!("\"{name}\""),
+            format!("{name:?}"),
+            format!("'{name}'"),
+        ] {
             if let Some(rest) = t.strip_prefix(&k)
                 && rest.trim_start().starts_with(':')
             {
@@ -403,26 +442,50 @@ fn validate_stream(
     };
     let lag = match &s.lag {
         None => None,
-        Some(DurationOrNumber::Number(n)) if *n >= 0 => Some(Lag::Units(*n)),
+        Some(DurationOrNumber::Number(n)) if (0..=MAX_LAG_UNITS).contains(n) => {
+            Some(Lag::Units(*n))
+        }
+        Some(DurationOrNumber::Number(n)) => {
+            errs.push(format!(
+                "lag: {n} is out of range: give 0 to {MAX_LAG_UNITS} (cursor units) for an integer cursor, or a duration like 30s, 5m, 2h, 1d for a time cursor"
+            ));
+            None
+        }
         Some(DurationOrNumber::Text(t)) => match parse_duration_secs(t) {
-            Some(secs) => Some(Lag::Micros(secs.saturating_mul(1_000_000))),
+            Some(secs) if secs <= MAX_DURATION_SECS => Some(Lag::Micros(secs * 1_000_000)),
+            Some(_) => {
+                errs.push(format!(
+                    "lag: `{}` is longer than {}d",
+                    t.trim(),
+                    MAX_DURATION_SECS / 86_400
+                ));
+                None
+            }
             None => {
-                errs.push(format!("lag: `{t}` is not a duration like 30s, 5m, 2h, 1d"));
+                errs.push(format!(
+                    "lag: `{}` is not a duration like 30s, 5m, 2h, 1d",
+                    t.trim()
+                ));
                 None
             }
         },
-        Some(DurationOrNumber::Number(n)) => {
-            errs.push(format!("lag: must not be negative, got {n}"));
-            None
-        }
     };
     let change_retention_secs = match &s.change_retention {
         None => 2 * 86_400,
         Some(DurationOrNumber::Text(t)) => match parse_duration_secs(t) {
-            Some(v) if v > 0 => v,
+            Some(v) if v > 0 && v <= MAX_DURATION_SECS => v,
+            Some(v) if v > 0 => {
+                errs.push(format!(
+                    "change_retention: `{}` is longer than {}d",
+                    t.trim(),
+                    MAX_DURATION_SECS / 86_400
+                ));
+                2 * 86_400
+            }
             _ => {
                 errs.push(format!(
-                    "change_retention: `{t}` is not a duration like 2d, 12h"
+                    "change_retention: `{}` is not a duration like 2d, 12h",
+                    t.trim()
                 ));
                 2 * 86_400
             }
@@ -492,6 +555,12 @@ fn validate_stream(
                     if let Err(m) = check_template(p) {
                         errs.push(format!("path: {m}"));
                     }
+                    if mode != Mode::Full && !p.contains("{run_id}") {
+                        errs.push(format!(
+                            "path: `{p}` needs {{run_id}}: a {} stream writes a new file per run and never replaces an earlier one, e.g. \"{{stream}}/{{stream}}-{{run_id}}.csv\"",
+                            mode.as_str()
+                        ));
+                    }
                     let format = match s.format.as_deref() {
                         Some(f) => parse_format(f).unwrap_or_else(|| {
                             errs.push(format!(
@@ -500,8 +569,21 @@ fn validate_stream(
                             FileFormat::Csv
                         }),
                         None => {
-                            let ext = p.rsplit('.').next().unwrap_or("");
-                            parse_format(ext).unwrap_or(FileFormat::Csv)
+                            let file_name = p.rsplit('/').next().unwrap_or(p);
+                            match file_name.rsplit_once('.') {
+                                Some((_, ext)) => parse_format(ext).unwrap_or_else(|| {
+                                    errs.push(format!(
+                                        "path: `.{ext}` is not a known file format; set `format:` to csv, parquet or jsonl (or end the path with .csv, .parquet or .jsonl)"
+                                    ));
+                                    FileFormat::Csv
+                                }),
+                                None => {
+                                    errs.push(format!(
+                                        "path: `{p}` has no file extension; set `format:` to csv, parquet or jsonl"
+                                    ));
+                                    FileFormat::Csv
+                                }
+                            }
                         }
                     };
                     Some(Target::File {
@@ -540,6 +622,90 @@ fn validate_stream(
     })
 }
 
+/// What `check` and `run` verify once the source described the stream's
+/// relation: the cursor and primary-key columns exist, each cursor column
+/// has a type the source can bound (per backend), and `lag:` is of the
+/// cursor's kind (a duration for time cursors, a number for integers).
+pub fn check_columns(
+    s: &StreamPlan,
+    source: &ConnKind,
+    schema: &arrow_schema::Schema,
+) -> Result<(), Error> {
+    use arrow_schema::DataType as T;
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    for (what, cols) in [("cursor", &s.cursor), ("primary_key", &s.primary_key)] {
+        for c in cols.iter() {
+            if !names.contains(&c.as_str()) {
+                return Err(Error::config(
+                    format!("{what} column {c}"),
+                    format!(
+                        "not found in {} (columns: {})",
+                        s.relation,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    if s.mode != Mode::Watermark {
+        return Ok(());
+    }
+    for c in &s.cursor {
+        let Ok(field) = schema.field_with_name(c) else {
+            continue;
+        };
+        let t = field.data_type();
+        let is_int = t.is_integer();
+        let is_time = matches!(t, T::Timestamp(..) | T::Date32 | T::Date64);
+        let usable = match source {
+            ConnKind::Postgres => is_time || matches!(t, T::Int16 | T::Int32 | T::Int64 | T::Int8),
+            ConnKind::Mysql => is_time || is_int,
+            // SQLite: integers, and timestamps stored as text.
+            ConnKind::Sqlite(_) => !matches!(
+                t,
+                T::Float16
+                    | T::Float32
+                    | T::Float64
+                    | T::Binary
+                    | T::LargeBinary
+                    | T::BinaryView
+                    | T::FixedSizeBinary(_)
+            ),
+            _ => true,
+        };
+        if !usable {
+            return Err(Error::config(
+                format!("cursor column {c}"),
+                format!(
+                    "has type {t}, which cannot be a cursor; use a timestamp, date or integer column"
+                ),
+            ));
+        }
+        let time_like = is_time || matches!(t, T::Utf8 | T::LargeUtf8 | T::Utf8View);
+        match s.lag {
+            Some(Lag::Units(n)) if !is_int => {
+                return Err(Error::config(
+                    "lag",
+                    format!(
+                        "`{n}` is a number, but cursor column {c} is not an integer ({t}); give a duration like `lag: {n}s`"
+                    ),
+                ));
+            }
+            Some(Lag::Micros(us)) if !time_like => {
+                return Err(Error::config(
+                    "lag",
+                    format!(
+                        "`{}s` is a duration, but cursor column {c} is an integer ({t}); give a number of cursor units like `lag: 100`",
+                        us / 1_000_000
+                    ),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn parse_format(f: &str) -> Option<FileFormat> {
     match f.to_ascii_lowercase().as_str() {
         "csv" | "txt" => Some(FileFormat::Csv),
@@ -551,6 +717,12 @@ fn parse_format(f: &str) -> Option<FileFormat> {
 
 /// Check `{placeholder}` names in a path template.
 pub fn check_template(t: &str) -> Result<(), String> {
+    if t.chars().any(|c| c.is_control() || c == '\\') {
+        return Err(format!(
+            "`{}` holds a control character or `\\`; separate folders with `/`",
+            t.escape_debug()
+        ));
+    }
     let mut rest = t;
     while let Some(i) = rest.find('{') {
         let after = &rest[i + 1..];
@@ -576,7 +748,48 @@ pub fn check_template(t: &str) -> Result<(), String> {
     if t.split('/').any(|seg| seg == "..") {
         return Err(format!("`{t}` must stay inside the target (no `..`)"));
     }
+    let t_rel = t.strip_prefix('/').unwrap_or(t);
+    if t_rel.split('/').any(|seg| seg.is_empty() || seg == ".") {
+        return Err(format!(
+            "`{}` has an empty or `.` folder; write folders as `a/b/file`",
+            t.escape_debug()
+        ));
+    }
+    if t_rel.split('/').next() == Some("_highwater") {
+        return Err(format!(
+            "`{t}`: the folder `_highwater/` holds highwater's commit markers; write data elsewhere"
+        ));
+    }
     Ok(())
+}
+
+/// The longest `lag:` or `change_retention:` (ten years): longer is a
+/// mistake, and time arithmetic on it must not overflow.
+pub const MAX_DURATION_SECS: i64 = 3650 * 86_400;
+
+/// The largest numeric `lag:` (integer cursors; e.g. ten years of
+/// nanoseconds fits).
+pub const MAX_LAG_UNITS: i64 = 1_000_000_000_000_000_000;
+
+/// The longest stream name.
+pub const MAX_STREAM_NAME: usize = 100;
+
+/// A stream name becomes part of file paths (`{stream}`, lock files) and
+/// messages: letters, digits, `_`, `-` and `.`, not starting with `.`.
+pub fn check_stream_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.chars().count() <= MAX_STREAM_NAME
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the name must be 1 to {MAX_STREAM_NAME} letters, digits, `_`, `-` or `.`, not starting with `.` (it names files and folders)"
+        ))
+    }
 }
 
 /// `30s`, `5m`, `2h`, `2d`, `1w`, or a number of seconds as text.
@@ -595,29 +808,116 @@ pub fn parse_duration_secs(t: &str) -> Option<i64> {
     n.checked_mul(mult)
 }
 
-/// Replace `${VAR}` with the environment's value; values are remembered as secrets.
-fn expand_env(
+/// A YAML error as one line, `file:line:column: message`, without the
+/// source snippet (it may quote a password) and with every credential
+/// found in the text redacted.
+fn yaml_error(file: &str, e: &serde_saphyr::Error, secrets: &Secrets) -> Error {
+    let e = e.without_snippet();
+    let mut message = e.to_string();
+    // The location is ours to print; drop the library's own prefix.
+    for prefix in ["error: ", "Error: "] {
+        if let Some(m) = message.strip_prefix(prefix) {
+            message = m.to_string();
+        }
+    }
+    if let Some(rest) = message.strip_prefix("line ")
+        && let Some((_, m)) = rest.split_once(": ")
+        && rest.split(':').next().is_some_and(|l| l.contains("column"))
+    {
+        message = m.to_string();
+    }
+    let mut message = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(i) = message.rfind(" at line ")
+        && message[i..].contains(", column ")
+    {
+        message.truncate(i);
+    }
+    for (untagged, says) in [
+        (
+            "data did not match any variant of untagged enum OneOrMany",
+            "expected a column name or a list of names (quote a name YAML reads as something else: \"n\", \"yes\", \"on\", \"null\", \"1\")",
+        ),
+        (
+            "data did not match any variant of untagged enum DurationOrNumber",
+            "expected a duration like 30s, 5m, 2h, 1d, or a whole number",
+        ),
+    ] {
+        if message.contains(untagged) {
+            message = message.replace(untagged, says);
+        }
+    }
+    let message = secrets.redact(&message);
+    match e.location() {
+        Some(l) if l.line() > 0 => Error::config(
+            format!("{file}:{}:{}", l.line(), l.column()),
+            format!("invalid configuration: {message}"),
+        ),
+        _ => Error::config(file, format!("invalid configuration: {message}")),
+    }
+}
+
+/// `${VAR}` expanded in a connection or state URL. Values are remembered
+/// as secrets; a value inside the URL's user or password is inserted
+/// literally (percent-encoded), so a password may hold `@ / : # %`.
+fn expand_url(
     s: &str,
     env: &dyn Fn(&str) -> Option<String>,
     secrets: &mut Secrets,
 ) -> Result<String, String> {
+    // Where the credentials are, read on the text with each `${…}` masked.
+    let masked: String = {
+        let mut m = String::with_capacity(s.len());
+        let mut rest = s;
+        while let Some(i) = rest.find("${") {
+            m.push_str(&rest[..i]);
+            let len = rest[i..].find('}').map_or(rest.len() - i, |j| j + 1);
+            m.push_str(&"x".repeat(len));
+            rest = &rest[i + len..];
+        }
+        m.push_str(rest);
+        m
+    };
+    let userinfo = masked.find("://").and_then(|start| {
+        let rest = &masked[start + 3..];
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        rest[..end].rfind('@').map(|at| start + 3..start + 3 + at)
+    });
+    expand_env_with(s, env, secrets, &|at, v| match &userinfo {
+        Some(r) if r.contains(&at) => {
+            percent_encoding::utf8_percent_encode(v, crate::secret::USERINFO_VALUE).to_string()
+        }
+        _ => v.to_string(),
+    })
+}
+
+/// Replace `${VAR}` with the environment's value; values are remembered as
+/// secrets. `insert(offset, value)` gives the text inserted for a
+/// placeholder at byte `offset` of `s`. Messages never quote `s`.
+fn expand_env_with(
+    s: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    secrets: &mut Secrets,
+    insert: &dyn Fn(usize, &str) -> String,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find("${") {
+        let offset = s.len() - rest.len() + i;
         out.push_str(&rest[..i]);
         let after = &rest[i + 2..];
         let j = after
             .find('}')
-            .ok_or_else(|| format!("unclosed `${{` in `{s}`"))?;
+            .ok_or_else(|| "unclosed `${`: write `${NAME}`".to_string())?;
         let var = &after[..j];
         if var.is_empty() || !var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "`${{{var}}}` is not a valid environment variable name"
-            ));
+            return Err(
+                "`${…}` holds something other than an environment variable name (letters, digits, _)"
+                    .into(),
+            );
         }
         let val = env(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
         secrets.add(&val);
-        out.push_str(&val);
+        out.push_str(&insert(offset, &val));
         rest = &after[j + 1..];
     }
     out.push_str(rest);
@@ -728,6 +1028,175 @@ mod tests {
             .to_string();
         assert!(e.contains("tabel"), "{e}");
         assert!(e.contains("6"), "{e}");
+    }
+
+    /// Random configs from the fragments users write (valid, borderline,
+    /// hostile): validation returns, it never panics.
+    #[test]
+    fn random_configs_never_panic() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let keys = [
+            "from",
+            "to",
+            "table",
+            "query",
+            "mode",
+            "cursor",
+            "primary_key",
+            "lag",
+            "path",
+            "format",
+            "into",
+            "write",
+            "schedule",
+            "on_null_cursor",
+            "batch_size",
+            "change_retention",
+            "bogus",
+        ];
+        let values = [
+            "a",
+            "b",
+            "c",
+            "watermark",
+            "change_tracking",
+            "full",
+            "merge",
+            "append",
+            "x",
+            "[x, y]",
+            "[]",
+            "{}",
+            "~",
+            "\"\"",
+            "0",
+            "-1",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "18446744073709551616",
+            "1e400",
+            "100000000d",
+            "3650d",
+            "3651d",
+            "99999999999999999999s",
+            "1.5",
+            "\"{run_id}.csv\"",
+            "\"{\"",
+            "\"}\"",
+            "\"{stream}/{run_id}\"",
+            "\"../{run_id}.csv\"",
+            "\"a//{run_id}.csv\"",
+            "\"_highwater/{run_id}.csv\"",
+            "\"\\u0000{run_id}.csv\"",
+            "\"t.xlsx\"",
+            "\"* * * * *\"",
+            "\"* * *\"",
+            "\"60 25 32 13 8\"",
+            "\"é{run_id}.csv\"",
+            "\"ｄ\"",
+            "\"５s\"",
+            "\"s\"",
+            "\"d5\"",
+            "&a x",
+            "*a",
+            "!!binary aGk=",
+            "|\n  multi\n  line",
+        ];
+        let urls = [
+            "postgres://u:${PW}@h/db",
+            "postgres://u:p@ss/w:rd#%41@h/db",
+            "postgres://u:p%40ss@h/db?password=x&sig=y",
+            "mysql://u:p?ss@h/db",
+            "sqlite://",
+            "sqlite://x.db",
+            "file://",
+            "file://./out",
+            "az://",
+            "s3://b/p",
+            "nope://x",
+            "${PW}",
+            "${",
+            "${NOPE}",
+            "${a-b}",
+            "postgres://é:ü@h/ｄｂ",
+            "",
+        ];
+        let names = [
+            "a",
+            "\"../../x\"",
+            "\"\"",
+            "\"é\"",
+            "'q'",
+            "\"a\\nb\"",
+            "s.t",
+            ".h",
+            "-",
+        ];
+        let (mut valid, mut stream_errors) = (0, 0);
+        for _ in 0..3000 {
+            let mut y = String::new();
+            if next(3) == 0 {
+                y.push_str(&format!("state: {}\n", urls[next(urls.len())]));
+            }
+            if next(4) == 0 {
+                y.push_str(&format!("concurrency: {}\n", values[next(values.len())]));
+            }
+            if next(4) == 0 {
+                y.push_str(&format!("batch_size: {}\n", values[next(values.len())]));
+            }
+            y.push_str("connections:\n");
+            for c in ["a", "b", "c"] {
+                if next(4) > 0 {
+                    y.push_str(&format!("  {c}: {}\n", urls[next(urls.len())]));
+                }
+            }
+            y.push_str("streams:\n");
+            for _ in 0..next(3) + 1 {
+                y.push_str(&format!("  {}:\n", names[next(names.len())]));
+                for _ in 0..next(8) {
+                    y.push_str(&format!(
+                        "    {}: {}\n",
+                        keys[next(keys.len())],
+                        values[next(values.len())]
+                    ));
+                }
+            }
+            if next(10) == 0 {
+                let cut = next(y.len() + 1);
+                y.truncate(
+                    (0..=cut)
+                        .rev()
+                        .find(|i| y.is_char_boundary(*i))
+                        .unwrap_or(0),
+                );
+            }
+            for f in [load, load_connections] {
+                let r = std::panic::catch_unwind(|| f("h.yaml", &y, Path::new("."), &env));
+                assert!(r.is_ok(), "panicked on:\n{y}");
+                if let Ok(Ok(_)) = r {
+                    valid += 1;
+                }
+                if let Ok(Err(e)) = r {
+                    let e = e.to_string();
+                    stream_errors += usize::from(e.contains(": stream "));
+                    assert!(
+                        !e.contains("hunter2secret") && !e.contains("ss/w:rd"),
+                        "{e}"
+                    );
+                }
+            }
+        }
+        // The generator reaches validation, not only the YAML parser.
+        assert!(
+            valid > 10 && stream_errors > 300,
+            "{valid} valid, {stream_errors}"
+        );
     }
 
     #[test]

@@ -222,26 +222,8 @@ impl Ctx<'_> {
                 }
                 _ => e,
             })?;
-        let names: Vec<&str> = info
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
-        for (what, cols) in [("cursor", &s.cursor), ("primary_key", &s.primary_key)] {
-            for c in cols.iter() {
-                if !names.contains(&c.as_str()) {
-                    return Err(Error::config(
-                        format!("{what} column {c}"),
-                        format!(
-                            "not found in {} (columns: {})",
-                            s.relation,
-                            names.join(", ")
-                        ),
-                    ));
-                }
-            }
-        }
+        // Columns exist, cursor types are usable, `lag:` fits the cursor.
+        highwater_config::plan::check_columns(s, &from_conn.kind, &info.schema)?;
 
         let after = if self.full_refresh {
             None
