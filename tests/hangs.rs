@@ -277,3 +277,168 @@ fn refused_connection_keeps_the_root_cause_once() {
         );
     }
 }
+
+/// A private PostgreSQL cluster whose messages are German (`LANGUAGE=de`;
+/// the machine has the `postgres-15.mo` catalogs but no German locale, so
+/// `lc_messages` stays `C.UTF-8` and gettext follows `LANGUAGE`), with
+/// password authentication. Stopped and removed on drop.
+struct GermanPg {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl GermanPg {
+    fn pg_bin() -> std::path::PathBuf {
+        let out = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .expect("pg_config (PostgreSQL server binaries) must be installed");
+        std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    }
+
+    /// Run a server binary as the `postgres` OS user when we are root
+    /// (PostgreSQL refuses to run as root).
+    fn cmd(&self, tool: &str) -> std::process::Command {
+        let is_root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+        let mut c = if is_root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(self.bin.join(tool));
+            c
+        } else {
+            std::process::Command::new(self.bin.join(tool))
+        };
+        c.env("LANGUAGE", "de").env("LC_ALL", "C.UTF-8");
+        c
+    }
+
+    fn start(password: &str) -> GermanPg {
+        let dir = std::env::temp_dir().join(unique("pg_de"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let _ = std::process::Command::new("chown")
+            .args(["postgres"])
+            .arg(&dir)
+            .output();
+        let pw = dir.join("pw");
+        std::fs::write(&pw, password).unwrap();
+        let _ = std::process::Command::new("chown")
+            .args(["postgres"])
+            .arg(&pw)
+            .output();
+        let pg = GermanPg {
+            bin: Self::pg_bin(),
+            port: closed_port(),
+            dir,
+        };
+        let data = pg.dir.join("data");
+        let o = pg
+            .cmd("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "--locale=C.UTF-8",
+                "-U",
+                "postgres",
+                "-A",
+                "scram-sha-256",
+                "--no-sync",
+            ])
+            .arg(format!("--pwfile={}", pw.display()))
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let o = pg
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(pg.dir.join("log"))
+            .args(["-w", "-o"])
+            .arg(format!(
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                pg.port,
+                pg.dir.display()
+            ))
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        pg
+    }
+}
+
+impl Drop for GermanPg {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Exit codes come from SQLSTATEs, not from English message text: a server
+/// answering in German gives the same codes as the English one (missing
+/// table and missing column: 2, wrong password: 1).
+#[tokio::test]
+async fn translated_server_messages_give_the_same_exit_codes() {
+    let pg = GermanPg::start("Richtig123");
+    let url = format!(
+        "postgres://postgres:Richtig123@127.0.0.1:{}/postgres",
+        pg.port
+    );
+    let client = pg_connect(&url).await;
+    client
+        .batch_execute(
+            "CREATE TABLE t (id int primary key, v text); INSERT INTO t VALUES (1, 'a');",
+        )
+        .await
+        .unwrap();
+    let err = client
+        .batch_execute("SELECT * FROM nope")
+        .await
+        .unwrap_err();
+    let german = err.as_db_error().unwrap().message().to_string();
+    assert!(german.contains("existiert nicht"), "not German: {german}");
+
+    let dir = Dir::new("pg_de");
+    let case = |table: &str, extra: &str, url: &str| {
+        dir.write(
+            "highwater.yaml",
+            &format!(
+                "connections:\n  src: {url}\n  lake: file://./lake\nstreams:\n  s:\n    from: src\n    table: {table}\n{extra}    to: lake\n    path: \"s/s-{{run_id}}.csv\"\n"
+            ),
+        );
+        let o = run_within(&dir, &["run"], &[], Duration::from_secs(60));
+        assert!(!stderr(&o).contains("Richtig123"), "{}", stderr(&o));
+        o
+    };
+    let o = case("public.nope", "", &url);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("existiert nicht"), "{}", stderr(&o));
+    let o = case("t", "    mode: watermark\n    cursor: updatedat\n", &url);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("updatedat"), "{}", stderr(&o));
+    let o = case("t", "", &url.replace("Richtig123", "Falsch"));
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("Passwort"), "{}", stderr(&o));
+    assert!(dir.files("lake", ".csv").is_empty());
+    // The right table copies.
+    let o = case("t", "", &url);
+    assert_code(&o, 0);
+    let rows = all_csv_rows(&dir, "lake");
+    assert_eq!(rows, vec![vec!["1".to_string(), "a".to_string()]]);
+}
