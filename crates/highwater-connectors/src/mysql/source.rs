@@ -381,7 +381,7 @@ async fn watermark(
             cap_params,
         )
         .await
-        .map_err(|e| Error::source(BACKEND, format!("{rel}: {}", my_err(e))))?;
+        .map_err(|e| super::errors::source_at(rel, e))?;
     let row = row.ok_or_else(|| Error::source(BACKEND, "no answer to the bound query"))?;
     let mut to = cursor_value(row.as_ref(0).unwrap_or(&Value::NULL), kind)?;
     if let (Some(CursorValue::Int(i)), Some(Lag::Units(n))) = (&to, lag) {
@@ -429,7 +429,7 @@ async fn pump(
     let mut result = conn
         .exec_iter(sql, params)
         .await
-        .map_err(|e| bad(my_err(e).to_string()))?;
+        .map_err(|e| super::errors::source_at(rel, e))?;
     let Some(mut rows) = result.stream::<Row>().await.map_err(my_err)? else {
         return Ok(());
     };
