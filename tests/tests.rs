@@ -14,6 +14,7 @@ mod change_tracking;
 mod cli;
 mod crash;
 mod db_targets;
+mod hangs;
 mod hostile;
 mod lost_ack;
 mod mariadb;

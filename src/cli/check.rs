@@ -105,7 +105,7 @@ pub async fn run(config: &Path, json: bool) -> i32 {
                 }
             },
             Err(e) => {
-                let k = if e.to_string().contains("not found") {
+                let k = if e.cause() == Some(highwater_core::Cause::MissingRelation) {
                     ErrorKind::Config
                 } else {
                     e.kind()

@@ -28,6 +28,7 @@ pub mod postgres;
 pub mod procedure;
 pub mod sqlite;
 pub mod table;
+pub mod timeouts;
 mod util;
 
 pub use procedure::{ProcParam, ProcType, Procedure, call_procedure};

@@ -15,13 +15,15 @@
 
 pub mod error;
 pub mod position;
+pub mod retry;
 pub mod sink;
 pub mod source;
 pub mod state;
 pub mod stream;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Cause, Error, ErrorKind, Result};
 pub use position::{CursorValue, Position, WatermarkPosition};
+pub use retry::{RetryPolicy, with_retries};
 pub use sink::{Committed, Recovered, Sink, SinkWriter, TableWrite, TableWriteMode, WriteRequest};
 pub use source::{
     ConnKind, Delta, Extract, Lag, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo,

@@ -216,8 +216,8 @@ impl Ctx<'_> {
         let info = source
             .describe(&s.relation)
             .await
-            .map_err(|e| match e.kind() {
-                ErrorKind::Source if e.to_string().contains("not found") => {
+            .map_err(|e| match e.cause() {
+                Some(highwater_core::Cause::MissingRelation) => {
                     Error::config(format!("table {}", s.relation), e)
                 }
                 _ => e,

@@ -42,8 +42,10 @@ impl FileSink {
                 })
             }
             ConnKind::Azure { container, prefix } => {
-                let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_container_name(container);
+                let mut b = crate::timeouts::object_store_limits::azure(
+                    object_store::azure::MicrosoftAzureBuilder::from_env(),
+                )
+                .with_container_name(container);
                 if std::env::var("AZURE_STORAGE_USE_EMULATOR")
                     .is_ok_and(|v| v == "true" || v == "1")
                 {
@@ -59,7 +61,10 @@ impl FileSink {
                 ))
             }
             ConnKind::S3 { bucket, prefix } => {
-                let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+                let mut b = crate::timeouts::object_store_limits::s3(
+                    object_store::aws::AmazonS3Builder::from_env(),
+                )
+                .with_bucket_name(bucket);
                 let endpoint =
                     std::env::var("AWS_ENDPOINT_URL").or_else(|_| std::env::var("AWS_ENDPOINT"));
                 if let Ok(ep) = endpoint {

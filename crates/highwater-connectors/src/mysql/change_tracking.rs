@@ -302,12 +302,7 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
             n.trigger(ev)
         ))
         .await
-        .map_err(|e| {
-            Error::source(
-                "mysql",
-                format!("setting up change tracking on {t}: {}", my_err(e)),
-            )
-        })?;
+        .map_err(|e| super::errors::source_at(format!("setting up change tracking on {t}"), e))?;
     }
     Ok(crate::change_tracking::row_trigger_objects(
         &n.log, &n.table,

@@ -18,6 +18,7 @@
 //! so late commits are covered by `lag:` only) and `change_tracking`.
 
 pub(crate) mod change_tracking;
+pub(crate) mod errors;
 pub(crate) mod procedure;
 mod sink;
 pub(crate) mod source;
@@ -26,12 +27,80 @@ mod types;
 pub use sink::MySink;
 pub use source::MySource;
 
-use highwater_core::Result;
+use highwater_core::{Cause, Error, Result, RetryPolicy, with_retries};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts};
+
+use crate::timeouts::{self, Timeouts};
+use crate::util::redact_url;
+
+/// Connect within `connect_timeout` (default 10 s, the whole setup: TCP,
+/// TLS, login, session settings), retrying refused or reset connections a
+/// few times ([`RetryPolicy::CONNECT`]); the session runs in UTC and with
+/// `statement_timeout` as `max_statement_time` (MariaDB) or
+/// `max_execution_time` (MySQL, `SELECT` only). See [`crate::timeouts`].
+pub async fn connect(url: &str) -> Result<Conn> {
+    let target = redact_url(url);
+    let (my_url, limits) = timeouts::split(url)?;
+    let opts = Opts::from_url(&my_url).map_err(|e| Error::Connection {
+        target: target.clone(),
+        message: e.to_string(),
+    })?;
+    with_retries(
+        &format!("connect to {target}"),
+        RetryPolicy::CONNECT,
+        || connect_once(opts.clone(), &target, limits),
+    )
+    .await
+}
+
+async fn connect_once(opts: Opts, target: &str, limits: Timeouts) -> Result<Conn> {
+    let conn_err = |e: mysql_async::Error| {
+        Error::Connection {
+            target: target.to_string(),
+            message: errors::message(&e),
+        }
+        .with_cause(errors::cause(&e))
+    };
+    let setup = async {
+        let mut conn = Conn::new(opts).await.map_err(conn_err)?;
+        conn.query_drop("SET time_zone = '+00:00'")
+            .await
+            .map_err(conn_err)?;
+        if let Some(d) = limits.statement {
+            let maria = format!("SET SESSION max_statement_time = {}", d.as_secs_f64());
+            match conn.query_drop(maria).await {
+                Err(mysql_async::Error::Server(s)) if s.code == errors::UNKNOWN_SYSTEM_VARIABLE => {
+                    conn.query_drop(format!(
+                        "SET SESSION max_execution_time = {}",
+                        d.as_millis()
+                    ))
+                    .await
+                    .map_err(conn_err)?
+                }
+                other => other.map_err(conn_err)?,
+            }
+        }
+        Ok(conn)
+    };
+    match limits.connect {
+        None => setup.await,
+        Some(d) => tokio::time::timeout(d, setup).await.unwrap_or_else(|_| {
+            Err(Error::Connection {
+                target: target.to_string(),
+                message: format!(
+                    "no answer within {} (connect_timeout; raise it with ?connect_timeout=SECONDS in the URL)",
+                    timeouts::show(d)
+                ),
+            }
+            .with_cause(Cause::Timeout))
+        }),
+    }
+}
 
 /// Connect and report the server version.
 pub async fn check(url: &str) -> Result<String> {
-    use mysql_async::prelude::Queryable;
-    let mut conn = source::connect(url).await?;
+    let mut conn = connect(url).await?;
     let row: Option<(String, Option<String>)> = conn
         .query_first("SELECT VERSION(), DATABASE()")
         .await

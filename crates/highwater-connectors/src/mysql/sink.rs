@@ -30,10 +30,7 @@ pub struct MySink {
 const MAX_PARAMS: usize = 30_000;
 
 fn my_sink_err(target: &str) -> impl Fn(mysql_async::Error) -> Error + '_ {
-    move |e| match e {
-        mysql_async::Error::Server(s) => Error::sink(target, s.message),
-        other => Error::sink(target, other),
-    }
+    move |e| super::errors::sink(target, e)
 }
 
 impl MySink {

@@ -12,11 +12,11 @@ use highwater_core::{
     TableInfo, WatermarkPosition,
 };
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, Row, Value};
+use mysql_async::{Conn, Row, Value};
 
 use super::change_tracking;
 use super::types::{Col, MyKind};
-use crate::util::{batch_channel, emit, quote_ident, redact_url};
+use crate::util::{batch_channel, emit, quote_ident};
 
 const BACKEND: &str = "mysql";
 
@@ -34,24 +34,10 @@ impl MySource {
 }
 
 pub(super) fn my_err(e: mysql_async::Error) -> Error {
-    match e {
-        mysql_async::Error::Server(s) => Error::source(BACKEND, s.message),
-        other => Error::source(BACKEND, other),
-    }
+    super::errors::source(e)
 }
 
-pub(super) async fn connect(url: &str) -> Result<Conn> {
-    let conn_err = |m: String| Error::Connection {
-        target: redact_url(url),
-        message: m,
-    };
-    let opts = Opts::from_url(url).map_err(|e| conn_err(e.to_string()))?;
-    let mut conn = Conn::new(opts).await.map_err(|e| conn_err(e.to_string()))?;
-    conn.query_drop("SET time_zone = '+00:00'")
-        .await
-        .map_err(my_err)?;
-    Ok(conn)
-}
+pub(super) use super::connect;
 
 pub(super) fn q(s: &str) -> String {
     quote_ident(s, '`')
@@ -77,11 +63,15 @@ pub(super) async fn describe_conn(
         .prep(format!("SELECT * FROM {} LIMIT 0", relation_sql(rel)))
         .await
         .map_err(|e| {
-            let m = my_err(e).to_string();
-            if m.contains("doesn't exist") && matches!(rel, Relation::Table { .. }) {
-                Error::source(BACKEND, format!("table {rel} not found ({m})"))
+            let missing = matches!(&e, mysql_async::Error::Server(s)
+                if s.code == super::errors::NO_SUCH_TABLE || s.code == super::errors::BAD_DB);
+            if missing && matches!(rel, Relation::Table { .. }) {
+                Error::missing_relation(
+                    BACKEND,
+                    format!("table {rel} not found ({})", super::errors::message(&e)),
+                )
             } else {
-                Error::source(BACKEND, format!("{rel}: {m}"))
+                super::errors::source_at(rel, e)
             }
         })?;
     let cols = st
@@ -391,7 +381,7 @@ async fn watermark(
             cap_params,
         )
         .await
-        .map_err(|e| Error::source(BACKEND, format!("{rel}: {}", my_err(e))))?;
+        .map_err(|e| super::errors::source_at(rel, e))?;
     let row = row.ok_or_else(|| Error::source(BACKEND, "no answer to the bound query"))?;
     let mut to = cursor_value(row.as_ref(0).unwrap_or(&Value::NULL), kind)?;
     if let (Some(CursorValue::Int(i)), Some(Lag::Units(n))) = (&to, lag) {
@@ -439,7 +429,7 @@ async fn pump(
     let mut result = conn
         .exec_iter(sql, params)
         .await
-        .map_err(|e| bad(my_err(e).to_string()))?;
+        .map_err(|e| super::errors::source_at(rel, e))?;
     let Some(mut rows) = result.stream::<Row>().await.map_err(my_err)? else {
         return Ok(());
     };

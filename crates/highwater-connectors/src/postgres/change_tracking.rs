@@ -241,12 +241,7 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
             new = of("NEW"),
         ))
         .await
-        .map_err(|e| {
-            Error::source(
-                "postgres",
-                format!("setting up change tracking on {t}: {}", pg_err(e)),
-            )
-        })?;
+        .map_err(|e| super::errors::source_at(format!("setting up change tracking on {t}"), e))?;
     client
         .execute(
             &format!(

@@ -28,6 +28,7 @@
 //! identifiers.
 
 pub(crate) mod change_tracking;
+pub(crate) mod errors;
 pub(crate) mod procedure;
 pub(crate) mod sink;
 pub(crate) mod source;
@@ -35,13 +36,94 @@ mod tls;
 mod types;
 
 pub use sink::PgSink;
-pub use source::{PgSource, connect};
+pub use source::PgSource;
 
-use highwater_core::{Error, Result};
+use highwater_core::{Cause, Error, Result, RetryPolicy, with_retries};
+use tokio_postgres::{Client, NoTls};
+
+use crate::timeouts::{self, Timeouts};
+use crate::util::redact_url;
+
+/// Connect (TLS per `sslmode`, see [`tls`]) within `connect_timeout`
+/// (default 10 s, the whole setup: TCP, TLS, login, session settings),
+/// retrying refused or reset connections a few times
+/// ([`RetryPolicy::CONNECT`]); `statement_timeout` becomes the session's
+/// setting (see [`crate::timeouts`]). The connection task runs on the
+/// runtime until the client drops.
+pub async fn connect(url: &str) -> Result<Client> {
+    let target = redact_url(url);
+    let (pg_url, limits) = timeouts::split(url)?;
+    with_retries(
+        &format!("connect to {target}"),
+        RetryPolicy::CONNECT,
+        || connect_once(&pg_url, &target, limits),
+    )
+    .await
+}
+
+async fn connect_once(pg_url: &str, target: &str, limits: Timeouts) -> Result<Client> {
+    let conn_err = |message: String, cause: Option<Cause>| {
+        Error::Connection {
+            target: target.to_string(),
+            message,
+        }
+        .with_cause(cause)
+    };
+    let setup = async {
+        let (pg_url, mode) = tls::parse(pg_url);
+        let config = tls::client_config(&mode).map_err(|m| conn_err(m, None))?;
+        let driver_err =
+            |e: tokio_postgres::Error| conn_err(errors::message(&e), errors::cause(&e));
+        let client = match config {
+            None => {
+                let (client, conn) = tokio_postgres::connect(&pg_url, NoTls)
+                    .await
+                    .map_err(driver_err)?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "PostgreSQL connection closed.");
+                    }
+                });
+                client
+            }
+            Some(config) => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
+                let (client, conn) = tokio_postgres::connect(&pg_url, tls)
+                    .await
+                    .map_err(driver_err)?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "PostgreSQL connection closed.");
+                    }
+                });
+                client
+            }
+        };
+        if let Some(d) = limits.statement {
+            client
+                .batch_execute(&format!("SET statement_timeout = {}", d.as_millis()))
+                .await
+                .map_err(driver_err)?;
+        }
+        Ok(client)
+    };
+    match limits.connect {
+        None => setup.await,
+        Some(d) => tokio::time::timeout(d, setup).await.unwrap_or_else(|_| {
+            Err(conn_err(
+                format!(
+                    "no answer within {} (connect_timeout; raise it with ?connect_timeout=SECONDS in the URL)",
+                    timeouts::show(d)
+                ),
+                Some(Cause::Timeout),
+            ))
+        }),
+    }
+}
 
 /// Connect and report the server version.
 pub async fn check(url: &str) -> Result<String> {
-    let client = source::connect(url).await?;
+    let client = connect(url).await?;
     let row = client
         .query_one(
             "SELECT version(), current_database(),
@@ -49,7 +131,7 @@ pub async fn check(url: &str) -> Result<String> {
             &[],
         )
         .await
-        .map_err(|e| Error::source("postgres", e))?;
+        .map_err(errors::source)?;
     let v: String = row.get(0);
     let db: String = row.get(1);
     let tls: bool = row.get(2);

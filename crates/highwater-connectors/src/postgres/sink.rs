@@ -38,13 +38,7 @@ impl PgSink {
 
     fn err(&self, target: &str) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
         let target = format!("{} table {target}", redact_url(&self.url));
-        move |e| {
-            let msg = match e.as_db_error() {
-                Some(db) => db.message().to_string(),
-                None => e.to_string(),
-            };
-            Error::sink(&target, msg)
-        }
+        move |e| super::errors::sink(&target, e)
     }
 
     async fn ensure_schema(
@@ -215,13 +209,7 @@ struct PgWriter {
 
 impl PgWriter {
     fn err(&self) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
-        move |e| {
-            let msg = match e.as_db_error() {
-                Some(db) => db.message().to_string(),
-                None => e.to_string(),
-            };
-            Error::sink(&self.target, msg)
-        }
+        move |e| super::errors::sink(&self.target, e)
     }
 }
 
@@ -318,13 +306,7 @@ impl SinkWriter for PgWriter {
             ..
         } = *self;
         let now = chrono::Utc::now().to_rfc3339();
-        let err = |e: tokio_postgres::Error| {
-            let msg = match e.as_db_error() {
-                Some(db) => db.message().to_string(),
-                None => e.to_string(),
-            };
-            Error::sink(&target, msg)
-        };
+        let err = |e: tokio_postgres::Error| super::errors::sink(&target, e);
         let tx = client.transaction().await.map_err(err)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1)",

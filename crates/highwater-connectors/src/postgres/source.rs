@@ -1,6 +1,5 @@
 //! [`PgSource`]: describe, and read one delta through binary `COPY`.
 
-use std::error::Error as _;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -14,12 +13,12 @@ use highwater_core::{
     TableInfo,
 };
 use tokio::sync::mpsc;
+use tokio_postgres::Client;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls};
 
 use super::change_tracking;
 use super::types::{Col, PgKind};
-use crate::util::{batch_channel, emit, quote_ident, redact_url};
+use crate::util::{batch_channel, emit, quote_ident};
 
 const BACKEND: &str = "postgres";
 
@@ -37,50 +36,10 @@ impl PgSource {
 }
 
 pub(super) fn pg_err(e: tokio_postgres::Error) -> Error {
-    // The server's message (with detail) is what a user can act on.
-    match e.as_db_error() {
-        Some(db) => Error::source(BACKEND, db.message()),
-        None => Error::source(BACKEND, e),
-    }
+    super::errors::source(e)
 }
 
-/// Connect (TLS per `sslmode`, see [`super::tls`]); the connection task
-/// runs on the runtime until the client drops.
-pub async fn connect(url: &str) -> Result<Client> {
-    let conn_err = |message: String| Error::Connection {
-        target: redact_url(url),
-        message,
-    };
-    let (pg_url, mode) = super::tls::parse(url);
-    match super::tls::client_config(&mode).map_err(conn_err)? {
-        None => {
-            let (client, conn) = tokio_postgres::connect(&pg_url, NoTls)
-                .await
-                .map_err(|e| conn_err(e.to_string()))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "PostgreSQL connection closed.");
-                }
-            });
-            Ok(client)
-        }
-        Some(config) => {
-            let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
-            let (client, conn) = tokio_postgres::connect(&pg_url, tls).await.map_err(|e| {
-                conn_err(format!(
-                    "{e}{}",
-                    e.source().map(|s| format!(": {s}")).unwrap_or_default()
-                ))
-            })?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "PostgreSQL connection closed.");
-                }
-            });
-            Ok(client)
-        }
-    }
-}
+pub use super::connect;
 
 fn relation_sql(rel: &Relation) -> String {
     match rel {
@@ -104,11 +63,15 @@ async fn describe_client(client: &Client, rel: &Relation) -> Result<Described> {
         .prepare(&format!("SELECT * FROM {} LIMIT 0", relation_sql(rel)))
         .await
         .map_err(|e| {
-            let m = pg_err(e).to_string();
-            if m.contains("does not exist") && matches!(rel, Relation::Table { .. }) {
-                Error::source(BACKEND, format!("table {rel} not found ({m})"))
+            let missing = e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+                || e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME);
+            if missing && matches!(rel, Relation::Table { .. }) {
+                Error::missing_relation(
+                    BACKEND,
+                    format!("table {rel} not found ({})", super::errors::message(&e)),
+                )
             } else {
-                Error::source(BACKEND, format!("{rel}: {m}"))
+                super::errors::source_at(rel, e)
             }
         })?;
     let cols = st.columns();
@@ -343,7 +306,7 @@ impl Source for PgSource {
                         &[],
                     )
                     .await
-                    .map_err(|e| Error::source(BACKEND, format!("{rel}: {}", pg_err(e))))?;
+                    .map_err(|e| super::errors::source_at(rel, e))?;
                 to = apply_units_lag(cursor_value(&row, 0, &ctype)?, *lag);
                 null_rows = row.get::<_, i64>(1) as u64;
                 if is_time && held_back_us > 1_000_000 {
@@ -420,7 +383,7 @@ impl Source for PgSource {
         let copy = client
             .copy_out(sql.as_str())
             .await
-            .map_err(|e| Error::source(BACKEND, format!("{rel}: {}", pg_err(e))))?;
+            .map_err(|e| super::errors::source_at(rel, e))?;
         let (tx, batches) = batch_channel(schema.clone());
         let task_schema = schema.clone();
         let batch_size = req.batch_size.max(1);

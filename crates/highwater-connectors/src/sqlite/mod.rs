@@ -10,6 +10,7 @@
 //! text, so no precision or format is lost between runs.
 
 pub(crate) mod change_tracking;
+pub(crate) mod errors;
 pub(crate) mod sink;
 pub(crate) mod source;
 mod types;

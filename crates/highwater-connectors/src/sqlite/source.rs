@@ -72,18 +72,19 @@ fn cursor_sql(cols: &[String]) -> String {
 }
 
 fn sql_err(rel: &Relation, e: rusqlite::Error) -> Error {
-    let msg = e.to_string();
-    if msg.contains("no such table") {
-        Error::source(BACKEND, format!("table {rel} not found ({msg})"))
-    } else {
-        Error::source(BACKEND, format!("{rel}: {msg}"))
-    }
+    super::errors::source_at(rel, e)
 }
 
 /// Column names and conversion kinds of a relation.
 fn describe_conn(conn: &Connection, rel: &Relation) -> Result<Vec<(String, Kind)>> {
     let sql = format!("SELECT * FROM {} LIMIT 0", relation_sql(rel));
-    let st = conn.prepare(&sql).map_err(|e| sql_err(rel, e))?;
+    let st = conn.prepare(&sql).map_err(|e| {
+        if super::errors::table_exists(conn, rel) == Some(false) {
+            Error::missing_relation(BACKEND, format!("table {rel} not found ({e})"))
+        } else {
+            sql_err(rel, e)
+        }
+    })?;
     Ok(st
         .columns()
         .map(|c| (c.name().to_string(), Kind::from_decl(c.decl_type())))
