@@ -16,6 +16,7 @@ mod db_targets;
 mod mariadb;
 mod memory;
 mod objects;
+mod pg_types;
 mod pipeline;
 mod serve;
 mod state_pg;

@@ -112,14 +112,51 @@ async fn describe_client(client: &Client, rel: &Relation) -> Result<Described> {
             }
         })?;
     let cols = st.columns();
+    let mut kinds: Vec<PgKind> = cols
+        .iter()
+        .map(|c| PgKind::from_type(c.type_(), c.type_modifier()))
+        .collect();
+    if kinds.iter().any(PgKind::has_money) {
+        // `money` is a count of minor units; their number comes from the
+        // database's `lc_monetary`.
+        let scale: i32 = client
+            .query_one("SELECT scale('1'::money::numeric)", &[])
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        let scale = scale.clamp(0, 18) as i8;
+        kinds = kinds
+            .into_iter()
+            .map(|k| k.with_money_scale(scale))
+            .collect();
+    }
     Ok(Described {
         names: cols.iter().map(|c| c.name().to_string()).collect(),
-        kinds: cols
-            .iter()
-            .map(|c| PgKind::from_type(c.type_(), c.type_modifier()))
-            .collect(),
+        kinds,
         types: cols.iter().map(|c| c.type_().clone()).collect(),
     })
+}
+
+/// The table's primary key (empty for queries, or when unknown).
+async fn primary_key(client: &Client, rel: &Relation) -> Vec<String> {
+    let Relation::Table { schema, name } = rel else {
+        return vec![];
+    };
+    let qualified = match schema {
+        Some(s) => format!("{}.{}", quote_ident(s, '"'), quote_ident(name, '"')),
+        None => quote_ident(name, '"'),
+    };
+    client
+        .query(
+            "SELECT a.attname::text FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+             WHERE i.indrelid = to_regclass($1) AND i.indisprimary
+             ORDER BY array_position(i.indkey, a.attnum)",
+            &[&qualified],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        .unwrap_or_default()
 }
 
 /// The cast used to read a bound back from a setting, per cursor type.
@@ -134,7 +171,12 @@ fn cursor_cast(t: &Type) -> Option<&'static str> {
 }
 
 fn cursor_value(row: &tokio_postgres::Row, idx: usize, t: &Type) -> Result<Option<CursorValue>> {
-    let get_err = |e: tokio_postgres::Error| Error::source(BACKEND, e);
+    let get_err = |e: tokio_postgres::Error| {
+        Error::source(
+            BACKEND,
+            format!("the greatest cursor value cannot be read (is it '-infinity'?): {e}"),
+        )
+    };
     Ok(match *t {
         Type::TIMESTAMPTZ => row
             .try_get::<_, Option<DateTime<Utc>>>(idx)
@@ -184,26 +226,7 @@ impl Source for PgSource {
             .zip(&d.kinds)
             .map(|(n, k)| Field::new(n, k.data_type(), true))
             .collect();
-        let primary_key = match relation {
-            Relation::Table { schema, name } => {
-                let qualified = match schema {
-                    Some(s) => format!("{}.{}", quote_ident(s, '"'), quote_ident(name, '"')),
-                    None => quote_ident(name, '"'),
-                };
-                client
-                    .query(
-                        "SELECT a.attname::text FROM pg_index i
-                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-                         WHERE i.indrelid = to_regclass($1) AND i.indisprimary
-                         ORDER BY array_position(i.indkey, a.attnum)",
-                        &[&qualified],
-                    )
-                    .await
-                    .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
-                    .unwrap_or_default()
-            }
-            Relation::Query(_) => vec![],
-        };
+        let primary_key = primary_key(&client, relation).await;
         Ok(TableInfo {
             schema: Arc::new(Schema::new(fields)),
             primary_key,
@@ -212,6 +235,15 @@ impl Source for PgSource {
 
     async fn read(&self, req: &ReadRequest) -> Result<Extract> {
         let client = connect(&self.url).await?;
+        // Text renderings and time comparisons must not depend on the
+        // role's or database's settings (see docs/types.md).
+        client
+            .batch_execute(
+                "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; \
+                 SET TimeZone = 'UTC'; SET extra_float_digits = 3",
+            )
+            .await
+            .map_err(pg_err)?;
         let rel = &req.relation;
         let mut notes = Vec::new();
         let mut version_to = None;
@@ -262,10 +294,7 @@ impl Source for PgSource {
             .names
             .iter()
             .zip(&d.kinds)
-            .map(|(n, k)| match k {
-                PgKind::AsText => format!("{}::text", quote_ident(n, '"')),
-                _ => quote_ident(n, '"'),
-            })
+            .map(|(n, k)| k.select_expr(&quote_ident(n, '"')))
             .collect();
         let mut kinds = d.kinds.clone();
         let mut fields: Vec<Field> = d
@@ -334,16 +363,34 @@ impl Source for PgSource {
                 } else {
                     String::new()
                 };
+                // Rows whose cursor is 'infinity' lie above every bound:
+                // counted, so they fail the run instead of never arriving.
+                let infinite = if is_time {
+                    format!("(SELECT count(*) FROM {from} WHERE {expr} = 'infinity')")
+                } else {
+                    "0::int8".to_string()
+                };
                 let row = client
                     .query_one(
                         &format!(
                             "SELECT (SELECT max({expr}) FROM {from} {capped}), \
-                                    (SELECT count(*) FROM {from} WHERE {expr} IS NULL)"
+                                    (SELECT count(*) FROM {from} WHERE {expr} IS NULL), {infinite}"
                         ),
                         &[],
                     )
                     .await
                     .map_err(|e| Error::source(BACKEND, format!("{rel}: {}", pg_err(e))))?;
+                let infinite: i64 = row.get(2);
+                if infinite > 0 {
+                    return Err(Error::source(
+                        BACKEND,
+                        format!(
+                            "{rel}: {infinite} row(s) have cursor {} = 'infinity', which no watermark \
+                             range can hold; map it in a `query:` (e.g. CASE WHEN isfinite(col) THEN col END)",
+                            cursor.join("/")
+                        ),
+                    ));
+                }
                 to = apply_units_lag(cursor_value(&row, 0, &ctype)?, *lag);
                 null_rows = row.get::<_, i64>(1) as u64;
                 if is_time && held_back_us > 1_000_000 {
@@ -417,6 +464,16 @@ impl Source for PgSource {
         };
 
         let schema: SchemaRef = Arc::new(Schema::new(fields));
+        // Key columns name the row in a decoding error.
+        let key = if req.primary_key.is_empty() {
+            primary_key(&client, rel).await
+        } else {
+            req.primary_key.clone()
+        };
+        let key_idx: Vec<usize> = key
+            .iter()
+            .filter_map(|k| d.names.iter().position(|n| n == k))
+            .collect();
         let copy = client
             .copy_out(sql.as_str())
             .await
@@ -426,7 +483,16 @@ impl Source for PgSource {
         let batch_size = req.batch_size.max(1);
         let rel_name = rel.to_string();
         tokio::spawn(async move {
-            let res = pump(copy, &task_schema, kinds, batch_size, &tx, &rel_name).await;
+            let res = pump(
+                copy,
+                &task_schema,
+                kinds,
+                &key_idx,
+                batch_size,
+                &tx,
+                &rel_name,
+            )
+            .await;
             match res {
                 Ok(()) => {
                     if let Err(e) = client.batch_execute("COMMIT").await {
@@ -450,11 +516,59 @@ impl Source for PgSource {
     }
 }
 
+/// A row named by its key (`id=7`), or by its number when there is none.
+fn row_name(
+    tuple: &[u8],
+    kinds: &[PgKind],
+    schema: &SchemaRef,
+    key_idx: &[usize],
+    number: u64,
+) -> String {
+    use arrow_cast::display::{ArrayFormatter, FormatOptions};
+    let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(kinds.len());
+    let mut p = 2usize;
+    while fields.len() < kinds.len() && p + 4 <= tuple.len() {
+        let len = i32::from_be_bytes([tuple[p], tuple[p + 1], tuple[p + 2], tuple[p + 3]]);
+        p += 4;
+        if len < 0 {
+            fields.push(None);
+        } else {
+            fields.push(tuple.get(p..p + len as usize));
+            p += len as usize;
+        }
+    }
+    let mut parts = Vec::new();
+    for &k in key_idx {
+        let text = match fields.get(k).copied().flatten() {
+            None => "NULL".to_string(),
+            Some(v) => {
+                let mut col = Col::new(kinds[k].clone(), 1);
+                match col.push(v) {
+                    Ok(()) => {
+                        let a = col.finish();
+                        ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default())
+                            .map(|f| f.value(0).to_string())
+                            .unwrap_or_else(|_| "?".into())
+                    }
+                    Err(_) => "?".into(),
+                }
+            }
+        };
+        parts.push(format!("{}={text}", schema.field(k).name()));
+    }
+    if parts.is_empty() {
+        format!("row {number}")
+    } else {
+        format!("row {} (row {number} of the read)", parts.join(", "))
+    }
+}
+
 /// Parse the binary COPY stream into batches of `batch_size` rows.
 async fn pump(
     copy: tokio_postgres::CopyOutStream,
     schema: &SchemaRef,
     kinds: Vec<PgKind>,
+    key_idx: &[usize],
     batch_size: usize,
     tx: &mpsc::Sender<Result<RecordBatch>>,
     rel: &str,
@@ -463,7 +577,10 @@ async fn pump(
     let mut buf = BytesMut::new();
     let mut header_done = false;
     let ncols = kinds.len();
-    let mut cols: Vec<Col> = kinds.iter().map(|k| Col::new(*k, batch_size)).collect();
+    let mut cols: Vec<Col> = kinds
+        .iter()
+        .map(|k| Col::new(k.clone(), batch_size))
+        .collect();
     let mut rows = 0usize;
     let mut total = 0u64;
     let bad = |m: String| Error::source(BACKEND, format!("{rel}: {m}"));
@@ -528,13 +645,13 @@ async fn pump(
                     col.push_null();
                 } else {
                     let v = &buf[p..p + len as usize];
-                    col.push(v).map_err(|m| {
-                        bad(format!(
-                            "column {} row {}: {m}",
+                    if let Err(m) = col.push(v) {
+                        return Err(bad(format!(
+                            "column {}, {}: {m}",
                             schema.field(i).name(),
-                            total + 1
-                        ))
-                    })?;
+                            row_name(&buf[..pos], &kinds, schema, key_idx, total + 1)
+                        )));
+                    }
                     p += len as usize;
                 }
             }
