@@ -13,6 +13,7 @@ mod change_tracking;
 mod cli;
 mod crash;
 mod db_targets;
+mod late_commits;
 mod mariadb;
 mod memory;
 mod objects;

@@ -159,6 +159,113 @@ async fn primary_key(client: &Client, rel: &Relation) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The most negative UTC offset a writer's session zone may have (IANA
+/// zones span -12:00 to +14:00): a `timestamp`/`date` cursor written with
+/// `now()`/`current_date` in an unknown zone is at least the cap minus this.
+const WRITER_ZONE_SLACK_HOURS: i64 = 12;
+
+/// How long a run waits for transactions whose start it cannot see.
+const HIDDEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The late-commit cap: no transaction invisible to the snapshot taken
+/// after it started before `at`.
+#[derive(Clone)]
+struct Cap {
+    at: DateTime<Utc>,
+    /// Open transactions holding an xid (integer cursors warn).
+    writers: i64,
+    held_back_us: i64,
+    /// Transactions of other roles (start unknown) outlived the wait.
+    blocked: bool,
+    notes: Vec<String>,
+}
+
+impl Cap {
+    fn now(at: DateTime<Utc>) -> Cap {
+        Cap {
+            at,
+            writers: 0,
+            held_back_us: 0,
+            blocked: false,
+            notes: vec![],
+        }
+    }
+}
+
+/// Read the cap before the snapshot. Sessions whose `xact_start` is
+/// visible (own role, or `pg_read_all_stats`) cap at their start. Other
+/// roles' sessions show no start to an unprivileged role, but their
+/// transactions' virtual-xid locks are visible in `pg_locks` to everyone:
+/// the run waits (up to [`HIDDEN_WAIT`]) until every transaction open at
+/// `now` has ended, after which `now` is a safe cap. If one is still open,
+/// the bound stays at the previous watermark (said loudly).
+async fn late_commit_cap(client: &Client, lag: Option<Lag>) -> Result<Cap> {
+    let row = client
+        .query_one(
+            "SELECT clock_timestamp(),
+                    (SELECT min(xact_start) FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()
+                        AND xact_start IS NOT NULL AND backend_type = 'client backend'),
+                    (SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()
+                        AND backend_xid IS NOT NULL),
+                    (SELECT coalesce(array_agg(l.virtualxid), '{}') FROM pg_stat_activity a
+                       JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'virtualxid'
+                        AND l.granted AND l.mode = 'ExclusiveLock'
+                      WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+                        AND a.backend_type IS NULL)",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    let now: DateTime<Utc> = row.get(0);
+    let oldest: Option<DateTime<Utc>> = row.get(1);
+    let writers: i64 = row.get(2);
+    let hidden: Vec<String> = row.get(3);
+    let mut notes = Vec::new();
+    let mut blocked = false;
+    if !hidden.is_empty() {
+        let started = std::time::Instant::now();
+        loop {
+            let open: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'virtualxid' AND granted
+                       AND mode = 'ExclusiveLock' AND virtualxid = ANY($1)",
+                    &[&hidden],
+                )
+                .await
+                .map_err(pg_err)?
+                .get(0);
+            if open == 0 {
+                break;
+            }
+            if started.elapsed() >= HIDDEN_WAIT {
+                blocked = true;
+                notes.push(format!(
+                    "warning: {open} transaction(s) of other roles, open since before this run, are still open \
+                     after {}s and this role cannot see when they started (grant pg_read_all_stats to see it): \
+                     the upper bound stays at the previous watermark",
+                    HIDDEN_WAIT.as_secs()
+                ));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+    let mut c = oldest.map_or(now, |o| o.min(now));
+    if let Some(Lag::Micros(us)) = lag {
+        c = c.min(now - chrono::Duration::microseconds(us));
+    }
+    let held_back_us = (now - c).num_microseconds().unwrap_or(i64::MAX);
+    Ok(Cap {
+        at: c,
+        writers,
+        held_back_us,
+        blocked,
+        notes,
+    })
+}
+
 /// The cast used to read a bound back from a setting, per cursor type.
 fn cursor_cast(t: &Type) -> Option<&'static str> {
     match *t {
@@ -259,30 +366,11 @@ impl Source for PgSource {
         }
 
         // Step 1 (watermark only): the late-commit cap, before the snapshot.
-        let mut cap: Option<(DateTime<Utc>, i64, i64)> = None;
+        let mut cap: Option<Cap> = None;
         if let Delta::Watermark { lag, .. } = &req.delta {
-            let row = client
-                .query_one(
-                    "SELECT clock_timestamp(),
-                            (SELECT min(xact_start) FROM pg_stat_activity
-                              WHERE datname = current_database() AND pid <> pg_backend_pid()
-                                AND xact_start IS NOT NULL AND backend_type = 'client backend'),
-                            (SELECT count(*) FROM pg_stat_activity
-                              WHERE datname = current_database() AND pid <> pg_backend_pid()
-                                AND backend_xid IS NOT NULL)",
-                    &[],
-                )
-                .await
-                .map_err(pg_err)?;
-            let now: DateTime<Utc> = row.get(0);
-            let oldest: Option<DateTime<Utc>> = row.get(1);
-            let writers: i64 = row.get(2);
-            let mut c = oldest.map_or(now, |o| o.min(now));
-            if let Some(Lag::Micros(us)) = lag {
-                c = c.min(now - chrono::Duration::microseconds(*us));
-            }
-            let held_back_us = (now - c).num_microseconds().unwrap_or(i64::MAX);
-            cap = Some((c, writers, held_back_us));
+            let c = late_commit_cap(&client, *lag).await?;
+            notes.extend(c.notes.iter().cloned());
+            cap = Some(c);
         }
 
         client
@@ -344,24 +432,49 @@ impl Source for PgSource {
                 } else {
                     format!("COALESCE({})", quoted.join(", "))
                 };
-                let (cap_ts, writers, held_back_us) = cap.unwrap_or((Utc::now(), 0, 0));
+                let Cap {
+                    at: cap_ts,
+                    writers,
+                    held_back_us,
+                    blocked,
+                    ..
+                } = cap.clone().unwrap_or_else(|| Cap::now(Utc::now()));
                 let is_time = cast != "int8";
                 // Step 3: the new upper bound, in the snapshot.
                 client
                     .execute(
-                        "SELECT set_config('highwater.cap', $1, true)",
-                        &[&CursorValue::TimestampTz(cap_ts.timestamp_micros()).to_sql_text()],
+                        "SELECT set_config('highwater.cap', $1, true), set_config('highwater.prev', $2, true)",
+                        &[
+                            &CursorValue::TimestampTz(cap_ts.timestamp_micros()).to_sql_text(),
+                            &after
+                                .as_ref()
+                                .and_then(|a| a.value.as_ref())
+                                .map(|v| v.to_sql_text())
+                                .unwrap_or_default(),
+                        ],
                     )
                     .await
                     .map_err(pg_err)?;
                 // Two scalar subqueries, each answerable from an index on the
                 // cursor (a FILTER clause would force a full scan).
-                let capped = if is_time {
-                    format!(
-                        "WHERE {expr} <= (SELECT current_setting('highwater.cap')::timestamptz)"
-                    )
-                } else {
-                    String::new()
+                // A zoneless cursor holds the writer's wall clock, in a zone
+                // we cannot see: the cap is lowered by the largest negative
+                // UTC offset (-12:00), see docs/decisions.md.
+                let cap_sql = "(SELECT current_setting('highwater.cap')::timestamptz)";
+                let zoneless = format!(
+                    "(({cap_sql} AT TIME ZONE 'UTC') - interval '{WRITER_ZONE_SLACK_HOURS} hours')"
+                );
+                let prev = after.as_ref().and_then(|a| a.value.as_ref());
+                let capped = match (is_time, blocked, prev) {
+                    (false, ..) => String::new(),
+                    // Transactions of unknown start are still open: do not
+                    // move past the previous watermark.
+                    (true, true, Some(_)) => format!(
+                        "WHERE {expr} <= (SELECT current_setting('highwater.prev')::{cast})"
+                    ),
+                    _ if cast == "timestamp" => format!("WHERE {expr} <= {zoneless}"),
+                    _ if cast == "date" => format!("WHERE {expr} <= {zoneless}::date"),
+                    _ => format!("WHERE {expr} <= {cap_sql}"),
                 };
                 // Rows whose cursor is 'infinity' lie above every bound:
                 // counted, so they fail the run instead of never arriving.
