@@ -10,6 +10,8 @@
 //! per-value dynamic formatting and chrono's format machinery; this encoder
 //! writes bytes straight into the output buffer (see docs/decisions.md).
 //! Types it has no fast path for fall back to `arrow_cast`'s formatter.
+//! Lists are written as JSON arrays (`[1,null,3]`, `["a","b,c"]`): one
+//! field, unambiguous about NULL elements (see docs/types.md).
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
@@ -67,6 +69,7 @@ enum Col<'a> {
     Date(&'a arrow_array::Date32Array),
     Ts(&'a arrow_array::TimestampMicrosecondArray, bool),
     Dec(&'a arrow_array::Decimal128Array, i8),
+    List(&'a arrow_array::ListArray, ArrayFormatter<'a>, bool),
     Other(&'a dyn Array, ArrayFormatter<'a>),
 }
 
@@ -91,6 +94,14 @@ impl<'a> Col<'a> {
                 Col::Ts(a.as_primitive::<TimestampMicrosecondType>(), tz.is_some())
             }
             DataType::Decimal128(_, s) => Col::Dec(a.as_primitive::<Decimal128Type>(), *s),
+            DataType::List(f) => {
+                let l = a.as_list::<i32>();
+                let opts = FormatOptions::default().with_null("null");
+                let fmt = ArrayFormatter::try_new(l.values().as_ref(), &opts)
+                    .map_err(|e| Error::sink("csv", e))?;
+                let bare = f.data_type().is_numeric() || f.data_type() == &DataType::Boolean;
+                Col::List(l, fmt, bare)
+            }
             _ => return Col::fallback(a),
         })
     }
@@ -155,6 +166,31 @@ impl<'a> Col<'a> {
             Col::Dec(a, scale) => {
                 null!(a);
                 write_decimal(out, a.value(row), *scale)
+            }
+            Col::List(a, f, bare) => {
+                null!(a);
+                use std::fmt::Write;
+                scratch.clear();
+                scratch.push('[');
+                let offsets = a.value_offsets();
+                let values = a.values();
+                for (n, i) in (offsets[row] as usize..offsets[row + 1] as usize).enumerate() {
+                    if n > 0 {
+                        scratch.push(',');
+                    }
+                    if values.is_null(i) {
+                        scratch.push_str("null");
+                    } else if *bare {
+                        write!(scratch, "{}", f.value(i)).map_err(|e| Error::sink("csv", e))?;
+                    } else {
+                        let text = f.value(i).to_string();
+                        scratch.push_str(
+                            &serde_json::to_string(&text).map_err(|e| Error::sink("csv", e))?,
+                        );
+                    }
+                }
+                scratch.push(']');
+                write_str(out, scratch);
             }
             Col::Other(a, f) => {
                 null!(a);

@@ -314,10 +314,7 @@ pub(super) async fn plan(
     let lo = "(SELECT current_setting('highwater.after')::int8)";
     let hi = "(SELECT current_setting('highwater.to')::int8)";
     let (vc, oc) = (q(VERSION_COLUMN), q(OPERATION_COLUMN));
-    let col = |alias: &str, c: &str, k: &PgKind| match k {
-        PgKind::AsText => format!("{alias}.{}::text", q(c)),
-        _ => format!("{alias}.{}", q(c)),
-    };
+    let col = |alias: &str, c: &str, k: &PgKind| k.select_expr(&format!("{alias}.{}", q(c)));
     let join = pk
         .iter()
         .map(|c| format!("t.{0} = c.{0}", q(c)))

@@ -75,13 +75,157 @@ async fn describe_client(client: &Client, rel: &Relation) -> Result<Described> {
             }
         })?;
     let cols = st.columns();
+    let mut kinds: Vec<PgKind> = cols
+        .iter()
+        .map(|c| PgKind::from_type(c.type_(), c.type_modifier()))
+        .collect();
+    if kinds.iter().any(PgKind::has_money) {
+        // `money` is a count of minor units; their number comes from the
+        // database's `lc_monetary`.
+        let scale: i32 = client
+            .query_one("SELECT scale('1'::money::numeric)", &[])
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        let scale = scale.clamp(0, 18) as i8;
+        kinds = kinds
+            .into_iter()
+            .map(|k| k.with_money_scale(scale))
+            .collect();
+    }
     Ok(Described {
         names: cols.iter().map(|c| c.name().to_string()).collect(),
-        kinds: cols
-            .iter()
-            .map(|c| PgKind::from_type(c.type_(), c.type_modifier()))
-            .collect(),
+        kinds,
         types: cols.iter().map(|c| c.type_().clone()).collect(),
+    })
+}
+
+/// The table's primary key (empty for queries, or when unknown).
+async fn primary_key(client: &Client, rel: &Relation) -> Vec<String> {
+    let Relation::Table { schema, name } = rel else {
+        return vec![];
+    };
+    let qualified = match schema {
+        Some(s) => format!("{}.{}", quote_ident(s, '"'), quote_ident(name, '"')),
+        None => quote_ident(name, '"'),
+    };
+    client
+        .query(
+            "SELECT a.attname::text FROM pg_index i
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+             WHERE i.indrelid = to_regclass($1) AND i.indisprimary
+             ORDER BY array_position(i.indkey, a.attnum)",
+            &[&qualified],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
+        .unwrap_or_default()
+}
+
+/// The most negative UTC offset a writer's session zone may have (IANA
+/// zones span -12:00 to +14:00): a `timestamp`/`date` cursor written with
+/// `now()`/`current_date` in an unknown zone is at least the cap minus this.
+const WRITER_ZONE_SLACK_HOURS: i64 = 12;
+
+/// How long a run waits for transactions whose start it cannot see.
+const HIDDEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The late-commit cap: no transaction invisible to the snapshot taken
+/// after it started before `at`.
+#[derive(Clone)]
+struct Cap {
+    at: DateTime<Utc>,
+    /// Open transactions holding an xid (integer cursors warn).
+    writers: i64,
+    held_back_us: i64,
+    /// Transactions of other roles (start unknown) outlived the wait.
+    blocked: bool,
+    notes: Vec<String>,
+}
+
+impl Cap {
+    fn now(at: DateTime<Utc>) -> Cap {
+        Cap {
+            at,
+            writers: 0,
+            held_back_us: 0,
+            blocked: false,
+            notes: vec![],
+        }
+    }
+}
+
+/// Read the cap before the snapshot. Sessions whose `xact_start` is
+/// visible (own role, or `pg_read_all_stats`) cap at their start. Other
+/// roles' sessions show no start to an unprivileged role, but their
+/// transactions' virtual-xid locks are visible in `pg_locks` to everyone:
+/// the run waits (up to [`HIDDEN_WAIT`]) until every transaction open at
+/// `now` has ended, after which `now` is a safe cap. If one is still open,
+/// the bound stays at the previous watermark (said loudly).
+async fn late_commit_cap(client: &Client, lag: Option<Lag>) -> Result<Cap> {
+    let row = client
+        .query_one(
+            "SELECT clock_timestamp(),
+                    (SELECT min(xact_start) FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()
+                        AND xact_start IS NOT NULL AND backend_type = 'client backend'),
+                    (SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND pid <> pg_backend_pid()
+                        AND backend_xid IS NOT NULL),
+                    (SELECT coalesce(array_agg(l.virtualxid), '{}') FROM pg_stat_activity a
+                       JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'virtualxid'
+                        AND l.granted AND l.mode = 'ExclusiveLock'
+                      WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+                        AND a.backend_type IS NULL)",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?;
+    let now: DateTime<Utc> = row.get(0);
+    let oldest: Option<DateTime<Utc>> = row.get(1);
+    let writers: i64 = row.get(2);
+    let hidden: Vec<String> = row.get(3);
+    let mut notes = Vec::new();
+    let mut blocked = false;
+    if !hidden.is_empty() {
+        let started = std::time::Instant::now();
+        loop {
+            let open: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'virtualxid' AND granted
+                       AND mode = 'ExclusiveLock' AND virtualxid = ANY($1)",
+                    &[&hidden],
+                )
+                .await
+                .map_err(pg_err)?
+                .get(0);
+            if open == 0 {
+                break;
+            }
+            if started.elapsed() >= HIDDEN_WAIT {
+                blocked = true;
+                notes.push(format!(
+                    "warning: {open} transaction(s) of other roles, open since before this run, are still open \
+                     after {}s and this role cannot see when they started (grant pg_read_all_stats to see it): \
+                     the upper bound stays at the previous watermark",
+                    HIDDEN_WAIT.as_secs()
+                ));
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+    let mut c = oldest.map_or(now, |o| o.min(now));
+    if let Some(Lag::Micros(us)) = lag {
+        c = c.min(now - chrono::Duration::microseconds(us));
+    }
+    let held_back_us = (now - c).num_microseconds().unwrap_or(i64::MAX);
+    Ok(Cap {
+        at: c,
+        writers,
+        held_back_us,
+        blocked,
+        notes,
     })
 }
 
@@ -97,7 +241,12 @@ fn cursor_cast(t: &Type) -> Option<&'static str> {
 }
 
 fn cursor_value(row: &tokio_postgres::Row, idx: usize, t: &Type) -> Result<Option<CursorValue>> {
-    let get_err = |e: tokio_postgres::Error| Error::source(BACKEND, e);
+    let get_err = |e: tokio_postgres::Error| {
+        Error::source(
+            BACKEND,
+            format!("the greatest cursor value cannot be read (is it '-infinity'?): {e}"),
+        )
+    };
     Ok(match *t {
         Type::TIMESTAMPTZ => row
             .try_get::<_, Option<DateTime<Utc>>>(idx)
@@ -147,26 +296,7 @@ impl Source for PgSource {
             .zip(&d.kinds)
             .map(|(n, k)| Field::new(n, k.data_type(), true))
             .collect();
-        let primary_key = match relation {
-            Relation::Table { schema, name } => {
-                let qualified = match schema {
-                    Some(s) => format!("{}.{}", quote_ident(s, '"'), quote_ident(name, '"')),
-                    None => quote_ident(name, '"'),
-                };
-                client
-                    .query(
-                        "SELECT a.attname::text FROM pg_index i
-                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-                         WHERE i.indrelid = to_regclass($1) AND i.indisprimary
-                         ORDER BY array_position(i.indkey, a.attnum)",
-                        &[&qualified],
-                    )
-                    .await
-                    .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
-                    .unwrap_or_default()
-            }
-            Relation::Query(_) => vec![],
-        };
+        let primary_key = primary_key(&client, relation).await;
         Ok(TableInfo {
             schema: Arc::new(Schema::new(fields)),
             primary_key,
@@ -175,6 +305,15 @@ impl Source for PgSource {
 
     async fn read(&self, req: &ReadRequest) -> Result<Extract> {
         let client = connect(&self.url).await?;
+        // Text renderings and time comparisons must not depend on the
+        // role's or database's settings (see docs/types.md).
+        client
+            .batch_execute(
+                "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; \
+                 SET TimeZone = 'UTC'; SET extra_float_digits = 3",
+            )
+            .await
+            .map_err(pg_err)?;
         let rel = &req.relation;
         let mut notes = Vec::new();
         let mut version_to = None;
@@ -190,30 +329,11 @@ impl Source for PgSource {
         }
 
         // Step 1 (watermark only): the late-commit cap, before the snapshot.
-        let mut cap: Option<(DateTime<Utc>, i64, i64)> = None;
+        let mut cap: Option<Cap> = None;
         if let Delta::Watermark { lag, .. } = &req.delta {
-            let row = client
-                .query_one(
-                    "SELECT clock_timestamp(),
-                            (SELECT min(xact_start) FROM pg_stat_activity
-                              WHERE datname = current_database() AND pid <> pg_backend_pid()
-                                AND xact_start IS NOT NULL AND backend_type = 'client backend'),
-                            (SELECT count(*) FROM pg_stat_activity
-                              WHERE datname = current_database() AND pid <> pg_backend_pid()
-                                AND backend_xid IS NOT NULL)",
-                    &[],
-                )
-                .await
-                .map_err(pg_err)?;
-            let now: DateTime<Utc> = row.get(0);
-            let oldest: Option<DateTime<Utc>> = row.get(1);
-            let writers: i64 = row.get(2);
-            let mut c = oldest.map_or(now, |o| o.min(now));
-            if let Some(Lag::Micros(us)) = lag {
-                c = c.min(now - chrono::Duration::microseconds(*us));
-            }
-            let held_back_us = (now - c).num_microseconds().unwrap_or(i64::MAX);
-            cap = Some((c, writers, held_back_us));
+            let c = late_commit_cap(&client, *lag).await?;
+            notes.extend(c.notes.iter().cloned());
+            cap = Some(c);
         }
 
         client
@@ -225,10 +345,7 @@ impl Source for PgSource {
             .names
             .iter()
             .zip(&d.kinds)
-            .map(|(n, k)| match k {
-                PgKind::AsText => format!("{}::text", quote_ident(n, '"')),
-                _ => quote_ident(n, '"'),
-            })
+            .map(|(n, k)| k.select_expr(&quote_ident(n, '"')))
             .collect();
         let mut kinds = d.kinds.clone();
         let mut fields: Vec<Field> = d
@@ -278,35 +395,78 @@ impl Source for PgSource {
                 } else {
                     format!("COALESCE({})", quoted.join(", "))
                 };
-                let (cap_ts, writers, held_back_us) = cap.unwrap_or((Utc::now(), 0, 0));
+                let Cap {
+                    at: cap_ts,
+                    writers,
+                    held_back_us,
+                    blocked,
+                    ..
+                } = cap.clone().unwrap_or_else(|| Cap::now(Utc::now()));
                 let is_time = cast != "int8";
                 // Step 3: the new upper bound, in the snapshot.
                 client
                     .execute(
-                        "SELECT set_config('highwater.cap', $1, true)",
-                        &[&CursorValue::TimestampTz(cap_ts.timestamp_micros()).to_sql_text()],
+                        "SELECT set_config('highwater.cap', $1, true), set_config('highwater.prev', $2, true)",
+                        &[
+                            &CursorValue::TimestampTz(cap_ts.timestamp_micros()).to_sql_text(),
+                            &after
+                                .as_ref()
+                                .and_then(|a| a.value.as_ref())
+                                .map(|v| v.to_sql_text())
+                                .unwrap_or_default(),
+                        ],
                     )
                     .await
                     .map_err(pg_err)?;
                 // Two scalar subqueries, each answerable from an index on the
                 // cursor (a FILTER clause would force a full scan).
-                let capped = if is_time {
-                    format!(
-                        "WHERE {expr} <= (SELECT current_setting('highwater.cap')::timestamptz)"
-                    )
+                // A zoneless cursor holds the writer's wall clock, in a zone
+                // we cannot see: the cap is lowered by the largest negative
+                // UTC offset (-12:00), see docs/decisions.md.
+                let cap_sql = "(SELECT current_setting('highwater.cap')::timestamptz)";
+                let zoneless = format!(
+                    "(({cap_sql} AT TIME ZONE 'UTC') - interval '{WRITER_ZONE_SLACK_HOURS} hours')"
+                );
+                let prev = after.as_ref().and_then(|a| a.value.as_ref());
+                let capped = match (is_time, blocked, prev) {
+                    (false, ..) => String::new(),
+                    // Transactions of unknown start are still open: do not
+                    // move past the previous watermark.
+                    (true, true, Some(_)) => format!(
+                        "WHERE {expr} <= (SELECT current_setting('highwater.prev')::{cast})"
+                    ),
+                    _ if cast == "timestamp" => format!("WHERE {expr} <= {zoneless}"),
+                    _ if cast == "date" => format!("WHERE {expr} <= {zoneless}::date"),
+                    _ => format!("WHERE {expr} <= {cap_sql}"),
+                };
+                // Rows whose cursor is 'infinity' lie above every bound:
+                // counted, so they fail the run instead of never arriving.
+                let infinite = if is_time {
+                    format!("(SELECT count(*) FROM {from} WHERE {expr} = 'infinity')")
                 } else {
-                    String::new()
+                    "0::int8".to_string()
                 };
                 let row = client
                     .query_one(
                         &format!(
                             "SELECT (SELECT max({expr}) FROM {from} {capped}), \
-                                    (SELECT count(*) FROM {from} WHERE {expr} IS NULL)"
+                                    (SELECT count(*) FROM {from} WHERE {expr} IS NULL), {infinite}"
                         ),
                         &[],
                     )
                     .await
                     .map_err(|e| super::errors::source_at(rel, e))?;
+                let infinite: i64 = row.get(2);
+                if infinite > 0 {
+                    return Err(Error::source(
+                        BACKEND,
+                        format!(
+                            "{rel}: {infinite} row(s) have cursor {} = 'infinity', which no watermark \
+                             range can hold; map it in a `query:` (e.g. CASE WHEN isfinite(col) THEN col END)",
+                            cursor.join("/")
+                        ),
+                    ));
+                }
                 to = apply_units_lag(cursor_value(&row, 0, &ctype)?, *lag);
                 null_rows = row.get::<_, i64>(1) as u64;
                 if is_time && held_back_us > 1_000_000 {
@@ -380,6 +540,16 @@ impl Source for PgSource {
         };
 
         let schema: SchemaRef = Arc::new(Schema::new(fields));
+        // Key columns name the row in a decoding error.
+        let key = if req.primary_key.is_empty() {
+            primary_key(&client, rel).await
+        } else {
+            req.primary_key.clone()
+        };
+        let key_idx: Vec<usize> = key
+            .iter()
+            .filter_map(|k| d.names.iter().position(|n| n == k))
+            .collect();
         let copy = client
             .copy_out(sql.as_str())
             .await
@@ -389,7 +559,16 @@ impl Source for PgSource {
         let batch_size = req.batch_size.max(1);
         let rel_name = rel.to_string();
         tokio::spawn(async move {
-            let res = pump(copy, &task_schema, kinds, batch_size, &tx, &rel_name).await;
+            let res = pump(
+                copy,
+                &task_schema,
+                kinds,
+                &key_idx,
+                batch_size,
+                &tx,
+                &rel_name,
+            )
+            .await;
             match res {
                 Ok(()) => {
                     if let Err(e) = client.batch_execute("COMMIT").await {
@@ -413,11 +592,59 @@ impl Source for PgSource {
     }
 }
 
+/// A row named by its key (`id=7`), or by its number when there is none.
+fn row_name(
+    tuple: &[u8],
+    kinds: &[PgKind],
+    schema: &SchemaRef,
+    key_idx: &[usize],
+    number: u64,
+) -> String {
+    use arrow_cast::display::{ArrayFormatter, FormatOptions};
+    let mut fields: Vec<Option<&[u8]>> = Vec::with_capacity(kinds.len());
+    let mut p = 2usize;
+    while fields.len() < kinds.len() && p + 4 <= tuple.len() {
+        let len = i32::from_be_bytes([tuple[p], tuple[p + 1], tuple[p + 2], tuple[p + 3]]);
+        p += 4;
+        if len < 0 {
+            fields.push(None);
+        } else {
+            fields.push(tuple.get(p..p + len as usize));
+            p += len as usize;
+        }
+    }
+    let mut parts = Vec::new();
+    for &k in key_idx {
+        let text = match fields.get(k).copied().flatten() {
+            None => "NULL".to_string(),
+            Some(v) => {
+                let mut col = Col::new(kinds[k].clone(), 1);
+                match col.push(v) {
+                    Ok(()) => {
+                        let a = col.finish();
+                        ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default())
+                            .map(|f| f.value(0).to_string())
+                            .unwrap_or_else(|_| "?".into())
+                    }
+                    Err(_) => "?".into(),
+                }
+            }
+        };
+        parts.push(format!("{}={text}", schema.field(k).name()));
+    }
+    if parts.is_empty() {
+        format!("row {number}")
+    } else {
+        format!("row {} (row {number} of the read)", parts.join(", "))
+    }
+}
+
 /// Parse the binary COPY stream into batches of `batch_size` rows.
 async fn pump(
     copy: tokio_postgres::CopyOutStream,
     schema: &SchemaRef,
     kinds: Vec<PgKind>,
+    key_idx: &[usize],
     batch_size: usize,
     tx: &mpsc::Sender<Result<RecordBatch>>,
     rel: &str,
@@ -426,7 +653,10 @@ async fn pump(
     let mut buf = BytesMut::new();
     let mut header_done = false;
     let ncols = kinds.len();
-    let mut cols: Vec<Col> = kinds.iter().map(|k| Col::new(*k, batch_size)).collect();
+    let mut cols: Vec<Col> = kinds
+        .iter()
+        .map(|k| Col::new(k.clone(), batch_size))
+        .collect();
     let mut rows = 0usize;
     let mut total = 0u64;
     let bad = |m: String| Error::source(BACKEND, format!("{rel}: {m}"));
@@ -491,13 +721,13 @@ async fn pump(
                     col.push_null();
                 } else {
                     let v = &buf[p..p + len as usize];
-                    col.push(v).map_err(|m| {
-                        bad(format!(
-                            "column {} row {}: {m}",
+                    if let Err(m) = col.push(v) {
+                        return Err(bad(format!(
+                            "column {}, {}: {m}",
                             schema.field(i).name(),
-                            total + 1
-                        ))
-                    })?;
+                            row_name(&buf[..pos], &kinds, schema, key_idx, total + 1)
+                        )));
+                    }
                     p += len as usize;
                 }
             }

@@ -8,18 +8,20 @@
 
 use std::sync::Arc;
 
-use arrow_array::ArrayRef;
 use arrow_array::builder::*;
-use arrow_schema::{DataType, TimeUnit};
-use tokio_postgres::types::Type;
+use arrow_array::{ArrayRef, ListArray};
+use arrow_buffer::{NullBuffer, OffsetBuffer, i256};
+use arrow_schema::{DataType, Field, TimeUnit};
+use tokio_postgres::types::{Kind, Type};
 
 /// Microseconds between 1970-01-01 and 2000-01-01 (PostgreSQL's epoch).
 pub const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// Days between 1970-01-01 and 2000-01-01.
 pub const PG_EPOCH_DAYS: i32 = 10_957;
 
-/// How a column is read and decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a column is read and decoded (the mapping is documented in
+/// docs/types.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PgKind {
     Bool,
     Int2,
@@ -35,17 +37,32 @@ pub enum PgKind {
     Time,
     Timestamp,
     TimestampTz,
+    /// `numeric(p, s)` with `1 <= p <= 76` and `0 <= s <= p`: Decimal128
+    /// up to 38 digits, Decimal256 above.
     Numeric {
         precision: u8,
         scale: i8,
     },
+    /// `money`: an int8 count of minor units; `scale` is the fraction
+    /// digits of the database's `lc_monetary` (read at describe time).
+    Money {
+        scale: i8,
+    },
     Uuid,
+    /// A one-dimensional array: an Arrow list of the element kind.
+    List(Box<PgKind>),
     /// Selected as `::text`, decoded as text.
     AsText,
 }
 
 impl PgKind {
     pub fn from_type(t: &Type, typmod: i32) -> PgKind {
+        if let Kind::Array(elem) = t.kind() {
+            return PgKind::List(Box::new(PgKind::from_type(elem, typmod)));
+        }
+        if let Kind::Domain(base) = t.kind() {
+            return PgKind::from_type(base, typmod);
+        }
         match *t {
             Type::BOOL => PgKind::Bool,
             Type::INT2 => PgKind::Int2,
@@ -64,19 +81,53 @@ impl PgKind {
             Type::TIMESTAMP => PgKind::Timestamp,
             Type::TIMESTAMPTZ => PgKind::TimestampTz,
             Type::UUID => PgKind::Uuid,
+            Type::MONEY => PgKind::Money { scale: 2 },
             Type::NUMERIC if typmod >= 4 => {
-                let precision = (((typmod - 4) >> 16) & 0xffff) as u8;
-                let scale = ((typmod - 4) & 0xffff) as i16;
-                if (1..=38).contains(&precision) && (0..=precision as i16).contains(&scale) {
+                let precision = ((typmod - 4) >> 16) & 0xffff;
+                // The scale is an 11-bit signed field (PostgreSQL 15 allows
+                // negative scales and scales above the precision).
+                let scale = ((typmod - 4) & 0x7ff) as i16;
+                let scale = if scale >= 0x400 { scale - 0x800 } else { scale };
+                if (1..=76).contains(&precision) && (0..=precision as i16).contains(&scale) {
                     PgKind::Numeric {
-                        precision,
+                        precision: precision as u8,
                         scale: scale as i8,
                     }
                 } else {
                     PgKind::AsText
                 }
             }
+            // Unconstrained numeric has no fixed scale: exact text (NaN and
+            // ±Infinity as PostgreSQL spells them).
             _ => PgKind::AsText,
+        }
+    }
+
+    /// The select-list expression reading this column (binary COPY needs
+    /// a decoder for every type; the rest is read as text).
+    pub fn select_expr(&self, quoted: &str) -> String {
+        match self {
+            PgKind::AsText => format!("{quoted}::text"),
+            PgKind::List(e) if **e == PgKind::AsText => format!("{quoted}::text[]"),
+            _ => quoted.to_string(),
+        }
+    }
+
+    /// Whether the kind (or its element) is `money`.
+    pub fn has_money(&self) -> bool {
+        match self {
+            PgKind::Money { .. } => true,
+            PgKind::List(e) => e.has_money(),
+            _ => false,
+        }
+    }
+
+    /// The same kind with `money` at `scale` fraction digits.
+    pub fn with_money_scale(self, scale: i8) -> PgKind {
+        match self {
+            PgKind::Money { .. } => PgKind::Money { scale },
+            PgKind::List(e) => PgKind::List(Box::new(e.with_money_scale(scale))),
+            k => k,
         }
     }
 
@@ -96,7 +147,12 @@ impl PgKind {
             PgKind::TimestampTz => {
                 DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into()))
             }
-            PgKind::Numeric { precision, scale } => DataType::Decimal128(*precision, *scale),
+            PgKind::Numeric { precision, scale } if *precision <= 38 => {
+                DataType::Decimal128(*precision, *scale)
+            }
+            PgKind::Numeric { precision, scale } => DataType::Decimal256(*precision, *scale),
+            PgKind::Money { scale } => DataType::Decimal128(19, *scale),
+            PgKind::List(e) => DataType::List(Arc::new(Field::new("item", e.data_type(), true))),
         }
     }
 }
@@ -115,12 +171,24 @@ pub enum Col {
     Time(Time64MicrosecondBuilder),
     Ts(TimestampMicrosecondBuilder, Option<Arc<str>>),
     Dec(Decimal128Builder, u8, i8),
+    Dec256(Decimal256Builder, u8, i8),
+    Money(Decimal128Builder, i8),
+    List {
+        kind: PgKind,
+        offsets: Vec<i32>,
+        valid: Vec<bool>,
+        items: Box<Col>,
+    },
 }
 
 fn be<const N: usize>(b: &[u8]) -> Result<[u8; N], String> {
     b.try_into()
         .map_err(|_| format!("expected {N} bytes, got {}", b.len()))
 }
+
+/// Advice for a value that has no Arrow counterpart.
+const MAP_IT: &str = "map it in a `query:` (e.g. CASE WHEN isfinite(col) THEN col END)";
+const MAP_NAN: &str = "map it in a `query:` (e.g. NULLIF(col, 'NaN'))";
 
 impl Col {
     pub fn new(kind: PgKind, cap: usize) -> Col {
@@ -142,9 +210,23 @@ impl Col {
                 TimestampMicrosecondBuilder::with_capacity(cap),
                 Some("+00:00".into()),
             ),
-            PgKind::Numeric { precision, scale } => {
+            PgKind::Numeric { precision, scale } if precision <= 38 => {
                 Col::Dec(Decimal128Builder::with_capacity(cap), precision, scale)
             }
+            PgKind::Numeric { precision, scale } => {
+                Col::Dec256(Decimal256Builder::with_capacity(cap), precision, scale)
+            }
+            PgKind::Money { scale } => Col::Money(Decimal128Builder::with_capacity(cap), scale),
+            PgKind::List(e) => Col::List {
+                items: Box::new(Col::new((*e).clone(), cap * 4)),
+                kind: PgKind::List(e),
+                offsets: {
+                    let mut o = Vec::with_capacity(cap + 1);
+                    o.push(0);
+                    o
+                },
+                valid: Vec::with_capacity(cap),
+            },
         }
     }
 
@@ -161,7 +243,12 @@ impl Col {
             Col::Date(b) => b.append_null(),
             Col::Time(b) => b.append_null(),
             Col::Ts(b, _) => b.append_null(),
-            Col::Dec(b, ..) => b.append_null(),
+            Col::Dec(b, ..) | Col::Money(b, _) => b.append_null(),
+            Col::Dec256(b, ..) => b.append_null(),
+            Col::List { offsets, valid, .. } => {
+                offsets.push(offsets.last().copied().unwrap_or(0));
+                valid.push(false);
+            }
         }
     }
 
@@ -184,21 +271,43 @@ impl Col {
             Col::Str(b, PgKind::Uuid) => b.append_value(format_uuid(&be::<16>(v)?)),
             Col::Str(b, _) => b.append_value(std::str::from_utf8(v).map_err(|e| e.to_string())?),
             Col::Bin(b) => b.append_value(v),
-            Col::Date(b) => {
-                let d = i32::from_be_bytes(be(v)?);
-                b.append_value(d.saturating_add(PG_EPOCH_DAYS))
-            }
+            Col::Date(b) => match i32::from_be_bytes(be(v)?) {
+                i32::MAX => return Err(format!("date 'infinity' has no Arrow value; {MAP_IT}")),
+                i32::MIN => return Err(format!("date '-infinity' has no Arrow value; {MAP_IT}")),
+                d => b.append_value(d.saturating_add(PG_EPOCH_DAYS)),
+            },
             Col::Time(b) => b.append_value(i64::from_be_bytes(be(v)?)),
-            Col::Ts(b, _) => {
-                let us = i64::from_be_bytes(be(v)?);
-                match us {
-                    i64::MAX | i64::MIN => {
-                        return Err("infinite timestamps cannot be copied".into());
-                    }
-                    _ => b.append_value(us.saturating_add(PG_EPOCH_MICROS)),
+            Col::Ts(b, _) => match i64::from_be_bytes(be(v)?) {
+                i64::MAX => {
+                    return Err(format!("timestamp 'infinity' has no Arrow value; {MAP_IT}"));
                 }
+                i64::MIN => {
+                    return Err(format!(
+                        "timestamp '-infinity' has no Arrow value; {MAP_IT}"
+                    ));
+                }
+                us => b.append_value(
+                    us.checked_add(PG_EPOCH_MICROS)
+                        .ok_or("timestamp out of range")?,
+                ),
+            },
+            Col::Dec(b, p, scale) => {
+                let d = decode_numeric(v, *p, *scale)?;
+                b.append_value(d.to_i128().ok_or("numeric out of range")?)
             }
-            Col::Dec(b, _, scale) => b.append_value(decode_numeric(v, *scale)?),
+            Col::Dec256(b, p, scale) => b.append_value(decode_numeric(v, *p, *scale)?),
+            Col::Money(b, _) => b.append_value(i64::from_be_bytes(be(v)?) as i128),
+            Col::List {
+                offsets,
+                valid,
+                items,
+                ..
+            } => {
+                let n = decode_array(v, items)?;
+                let last = offsets.last().copied().unwrap_or(0);
+                offsets.push(last + n);
+                valid.push(true);
+            }
         }
         Ok(())
     }
@@ -221,8 +330,67 @@ impl Col {
                     .with_precision_and_scale(*p, *s)
                     .expect("precision and scale were validated"),
             ),
+            Col::Dec256(b, p, s) => Arc::new(
+                b.finish()
+                    .with_precision_and_scale(*p, *s)
+                    .expect("precision and scale were validated"),
+            ),
+            Col::Money(b, s) => Arc::new(
+                b.finish()
+                    .with_precision_and_scale(19, *s)
+                    .expect("money scale is small"),
+            ),
+            Col::List {
+                kind,
+                offsets,
+                valid,
+                items,
+            } => {
+                let PgKind::List(e) = kind else {
+                    unreachable!("a list column has a list kind")
+                };
+                let field = Arc::new(Field::new("item", e.data_type(), true));
+                let offsets = OffsetBuffer::new(std::mem::replace(offsets, vec![0]).into());
+                let nulls = NullBuffer::from(std::mem::take(valid));
+                Arc::new(ListArray::new(field, offsets, items.finish(), Some(nulls)))
+            }
         }
     }
+}
+
+/// Array binary format: ndim, has-null flag, element oid, per dimension
+/// (size, lower bound), then per element an i32 length (-1 = NULL) and
+/// the element's binary value. Pushes the elements; returns how many.
+fn decode_array(v: &[u8], items: &mut Col) -> Result<i32, String> {
+    let i32_at = |p: usize| -> Result<i32, String> {
+        v.get(p..p + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| "short array".to_string())
+    };
+    let ndim = i32_at(0)?;
+    if ndim == 0 {
+        return Ok(0);
+    }
+    if ndim != 1 {
+        return Err(format!(
+            "{ndim}-dimensional array: only one-dimensional arrays map to lists; \
+             select it through a `query:` (e.g. col::text)"
+        ));
+    }
+    let n = i32_at(12)?;
+    let mut p = 20usize;
+    for _ in 0..n {
+        let len = i32_at(p)?;
+        p += 4;
+        if len < 0 {
+            items.push_null();
+        } else {
+            let e = v.get(p..p + len as usize).ok_or("short array")?;
+            items.push(e)?;
+            p += len as usize;
+        }
+    }
+    Ok(n)
 }
 
 fn format_uuid(b: &[u8; 16]) -> String {
@@ -238,39 +406,61 @@ fn format_uuid(b: &[u8; 16]) -> String {
 }
 
 /// NUMERIC binary (ndigits, weight, sign, dscale, base-10000 digits) → the
-/// unscaled i128 at `scale`.
-pub fn decode_numeric(v: &[u8], scale: i8) -> Result<i128, String> {
+/// unscaled integer at `scale`, checked against `precision` digits.
+///
+/// Each base-10000 digit is placed at its own power of ten, so no
+/// intermediate holds more digits than the result (a value with 38
+/// significant digits fits although its digit groups span 40).
+pub fn decode_numeric(v: &[u8], precision: u8, scale: i8) -> Result<i256, String> {
     if v.len() < 8 {
         return Err("short numeric".into());
     }
     let ndigits = i16::from_be_bytes([v[0], v[1]]) as i64;
     let weight = i16::from_be_bytes([v[2], v[3]]) as i64;
     let sign = u16::from_be_bytes([v[4], v[5]]);
-    if sign == 0xC000 || sign == 0xD000 || sign == 0xF000 {
-        return Err("NaN or infinite numeric cannot be copied as a decimal".into());
+    match sign {
+        0xC000 => return Err(format!("numeric NaN has no decimal value; {MAP_NAN}")),
+        0xD000 | 0xF000 => {
+            return Err(format!("numeric infinity has no decimal value; {MAP_NAN}"));
+        }
+        _ => {}
     }
-    if v.len() < 8 + 2 * ndigits as usize {
+    if ndigits < 0 || v.len() < 8 + 2 * ndigits as usize {
         return Err("short numeric".into());
     }
-    let overflow = || "numeric value out of range for its declared precision".to_string();
-    let mut acc: i128 = 0;
-    for i in 0..ndigits as usize {
-        let d = i16::from_be_bytes([v[8 + 2 * i], v[9 + 2 * i]]) as i128;
-        acc = acc
-            .checked_mul(10_000)
-            .and_then(|a| a.checked_add(d))
-            .ok_or_else(overflow)?;
+    let overflow = || format!("numeric value does not fit numeric({precision},{scale})");
+    let ten = i256::from_i128(10);
+    let mut acc = i256::ZERO;
+    for i in 0..ndigits {
+        let d = i16::from_be_bytes([v[8 + 2 * i as usize], v[9 + 2 * i as usize]]) as i128;
+        // This digit is d * 10000^(weight - i); at `scale` that is
+        // d * 10^(4 * (weight - i) + scale).
+        let e = 4 * (weight - i) + scale as i64;
+        if e >= 0 {
+            let f = ten.checked_pow(e as u32).ok_or_else(overflow)?;
+            let t = i256::from_i128(d).checked_mul(f).ok_or_else(overflow)?;
+            acc = acc.checked_add(t).ok_or_else(overflow)?;
+        } else {
+            let f = 10i128.checked_pow((-e) as u32).unwrap_or(i128::MAX);
+            if d % f != 0 {
+                return Err(format!(
+                    "numeric value has more than {scale} fraction digits"
+                ));
+            }
+            acc = acc
+                .checked_add(i256::from_i128(d / f))
+                .ok_or_else(overflow)?;
+        }
     }
-    // acc holds value * 10000^(ndigits - 1 - weight); bring it to 10^scale.
-    let exp10 = scale as i64 - 4 * (ndigits - 1 - weight);
-    if exp10 >= 0 {
-        let f = 10i128.checked_pow(exp10 as u32).ok_or_else(overflow)?;
-        acc = acc.checked_mul(f).ok_or_else(overflow)?;
+    let limit = ten.checked_pow(precision as u32).ok_or_else(overflow)?;
+    if acc >= limit {
+        return Err(overflow());
+    }
+    Ok(if sign == 0x4000 {
+        acc.wrapping_neg()
     } else {
-        let f = 10i128.checked_pow((-exp10) as u32).ok_or_else(overflow)?;
-        acc /= f;
-    }
-    Ok(if sign == 0x4000 { -acc } else { acc })
+        acc
+    })
 }
 
 #[cfg(test)]
@@ -292,21 +482,28 @@ mod tests {
     #[test]
     fn numeric_decodes() {
         // 12345.67 = digits [1, 2345, 6700], weight 1
+        let dec = |v: Vec<u8>, p, s| decode_numeric(&v, p, s).map(|d| d.to_i128().unwrap());
         assert_eq!(
-            decode_numeric(&numeric(3, 1, 0, 2, &[1, 2345, 6700]), 2).unwrap(),
+            dec(numeric(3, 1, 0, 2, &[1, 2345, 6700]), 12, 2).unwrap(),
             1_234_567
         );
         // -0.05
-        assert_eq!(
-            decode_numeric(&numeric(1, -1, 0x4000, 2, &[500]), 2).unwrap(),
-            -5
-        );
+        assert_eq!(dec(numeric(1, -1, 0x4000, 2, &[500]), 12, 2).unwrap(), -5);
         // 0
-        assert_eq!(decode_numeric(&numeric(0, 0, 0, 0, &[]), 2).unwrap(), 0);
+        assert_eq!(dec(numeric(0, 0, 0, 0, &[]), 12, 2).unwrap(), 0);
         // 10000 = [1], weight 1
-        assert_eq!(
-            decode_numeric(&numeric(1, 1, 0, 0, &[1]), 2).unwrap(),
-            1_000_000
+        assert_eq!(dec(numeric(1, 1, 0, 0, &[1]), 12, 2).unwrap(), 1_000_000);
+        // 38 significant digits at scale 10 (digit groups span 40 digits).
+        let max = numeric(
+            10,
+            6,
+            0,
+            10,
+            &[9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9999, 9900],
         );
+        assert_eq!(dec(max.clone(), 38, 10).unwrap(), 10i128.pow(38) - 1);
+        assert!(dec(max, 37, 10).is_err());
+        // 5 fraction digits do not fit scale 2.
+        assert!(dec(numeric(2, 0, 0, 5, &[1, 2345]), 12, 2).is_err());
     }
 }

@@ -1,0 +1,173 @@
+//! Late commits against the PostgreSQL cap: writers in several session
+//! time zones, every cursor type, and a reader role without privileges.
+
+use crate::util::*;
+
+fn watermark_of(dir: &Dir, stream: &str) -> serde_json::Value {
+    let o = dir.hw(&["state", "--json"]);
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == stream)
+        .map(|s| s["watermark"].clone())
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Writers whose session TimeZone differs from the database's insert with
+/// `now()`/`current_date` and commit after a run: the watermark of every
+/// cursor type stays at or below every late row's value, so a later
+/// (inclusive) range reads it. A `timestamp` cursor lost the New York row.
+#[tokio::test]
+async fn late_commits_from_writers_in_other_time_zones_are_not_lost() {
+    let db = PgDb::new("zones").await;
+    db.exec(
+        "CREATE TABLE t (id int primary key, tz timestamptz NOT NULL DEFAULT now(),
+           tl timestamp NOT NULL DEFAULT now(), d date NOT NULL DEFAULT current_date);
+         INSERT INTO t (id, tz, tl, d) VALUES (0, now() - interval '2 days', now() - interval '2 days', current_date - 2);",
+    )
+    .await;
+    let dir = Dir::new("zones");
+    let s = |name: &str, cursor: &str| {
+        format!(
+            "  {name}:\n    from: src\n    table: t\n    mode: watermark\n    cursor: {cursor}\n    primary_key: [id]\n    to: lake\n    path: \"{name}/{{run_id}}.csv\"\n"
+        )
+    };
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  src: {}\n  lake: file://./lake\nstreams:\n{}{}{}",
+            db.url,
+            s("tz", "tz"),
+            s("tl", "tl"),
+            s("d", "d")
+        ),
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    // Committed before the writers begin, in UTC: a zoneless cursor's
+    // watermark must not pass the writers' wall clocks.
+    db.exec("SET TimeZone = 'UTC'; INSERT INTO t (id) VALUES (99)")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let zones = [
+        "UTC",
+        "America/New_York",
+        "Asia/Kolkata",
+        "Pacific/Chatham",
+        "Etc/GMT+12",
+    ];
+    let mut writers = Vec::new();
+    for (i, z) in zones.iter().enumerate() {
+        let w = db.connect().await;
+        w.batch_execute(&format!(
+            "SET TimeZone = '{z}'; BEGIN; INSERT INTO t (id) VALUES ({});",
+            i + 1
+        ))
+        .await
+        .unwrap();
+        writers.push(w);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // Committed rows newer than the open transactions, in UTC.
+    db.exec("SET TimeZone = 'UTC'; INSERT INTO t (id) VALUES (100)")
+        .await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    for w in &writers {
+        w.batch_execute("COMMIT").await.unwrap();
+    }
+    // Every late row is at or above its stream's watermark.
+    let c = db.connect().await;
+    for (stream, col) in [("tz", "tz"), ("tl", "tl"), ("d", "d")] {
+        let wm = watermark_of(&dir, stream);
+        let Some(wm) = wm.as_str() else { continue };
+        let below: i64 = c
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM t WHERE id BETWEEN 1 AND {} AND {col} < $1::text::{}",
+                    zones.len(),
+                    match col {
+                        "tz" => "timestamptz",
+                        "tl" => "timestamp",
+                        _ => "date",
+                    }
+                ),
+                &[&wm],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(
+            below, 0,
+            "stream {stream}: late rows below watermark {wm} are lost"
+        );
+    }
+    assert_code(&dir.hw(&["run"]), 0);
+    // The timestamptz stream has them all by now, each once.
+    let mut ids: Vec<i32> = all_csv_rows(&dir, "lake/tz")
+        .into_iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2, 3, 4, 5, 99, 100]);
+}
+
+/// A role with only SELECT cannot see other roles' `xact_start`: the cap
+/// waits for their transactions instead of silently becoming "now".
+#[tokio::test]
+async fn late_commit_cap_works_without_privileges() {
+    let db = PgDb::new("unpriv").await;
+    let role = unique("r");
+    db.exec(&format!(
+        "CREATE TABLE t (id int primary key, at timestamptz NOT NULL DEFAULT now());
+         INSERT INTO t VALUES (0, now() - interval '1 day');
+         DROP ROLE IF EXISTS {role}; CREATE ROLE {role} LOGIN;
+         GRANT CONNECT ON DATABASE {} TO {role}; GRANT USAGE ON SCHEMA public TO {role};
+         GRANT SELECT ON t TO {role};",
+        db.name
+    ))
+    .await;
+    let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
+    assert_ne!(url, db.url, "the test URL names the postgres user");
+    let dir = Dir::new("unpriv");
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  src: {url}\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: at\n    primary_key: [id]\n    to: lake\n    path: \"t/{{run_id}}.csv\"\n"
+        ),
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    let late = db.connect().await;
+    late.batch_execute("BEGIN; INSERT INTO t (id) VALUES (1);")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    db.exec("INSERT INTO t (id) VALUES (2)").await;
+    let child = dir
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    late.batch_execute("COMMIT").await.unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 0);
+    db.exec("INSERT INTO t (id) VALUES (3)").await;
+    assert_code(&dir.hw(&["run"]), 0);
+    let mut ids: Vec<i32> = all_csv_rows(&dir, "lake/t")
+        .into_iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, [0, 1, 2, 3], "late row 1 must arrive exactly once");
+    drop(dir);
+    let admin = pg_connect(&pg_admin_url()).await;
+    let _ = admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE); DROP ROLE IF EXISTS {role}",
+            db.name
+        ))
+        .await;
+}
