@@ -12,6 +12,7 @@ mod util;
 mod change_tracking;
 mod cli;
 mod crash;
+mod ct_generations;
 mod db_targets;
 mod mariadb;
 mod memory;

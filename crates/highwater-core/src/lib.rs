@@ -21,7 +21,7 @@ pub mod state;
 pub mod stream;
 
 pub use error::{Error, ErrorKind, Result};
-pub use position::{CursorValue, Position, WatermarkPosition};
+pub use position::{ChangeVersion, CursorValue, Position, WatermarkPosition};
 pub use sink::{Committed, Recovered, Sink, SinkWriter, TableWrite, TableWriteMode, WriteRequest};
 pub use source::{
     ConnKind, Delta, Extract, Lag, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo,

@@ -307,7 +307,7 @@ impl Ctx<'_> {
             },
             Mode::ChangeTracking => Delta::ChangeTracking {
                 after: match &after {
-                    Some(Position::Version(v)) => Some(*v),
+                    Some(Position::Version(v)) => Some(v.clone()),
                     _ => None,
                 },
                 retention_secs: s.change_retention_secs,
@@ -386,7 +386,7 @@ impl Ctx<'_> {
             match (s.mode, filter) {
                 (Mode::Watermark, Some(f)) => Position::Watermark(f.finish(extract.null_rows)),
                 (Mode::ChangeTracking, _) => {
-                    Position::Version(extract.version_to.unwrap_or_default())
+                    Position::Version(extract.version_to.clone().unwrap_or_default())
                 }
                 _ => Position::Full,
             }
