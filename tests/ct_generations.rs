@@ -93,6 +93,24 @@ pub async fn disable_other_stream(b: Backend) {
     assert_eq!(r.code, Some(0), "{}", r.out);
     assert!(r.full_reload(), "{}", r.out);
     la.assert_matches(&db.table().await);
+    let o = dir.hw(&["changes", "status"]);
+    assert_code(&o, 0);
+    let status = stdout(&o);
+    let line = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(&format!("stream {name} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        line("a").contains("is complete") && line("a").contains("this stream is at version"),
+        "{status}"
+    );
+    assert!(
+        line("b").contains("is complete") && line("b").contains("its next run reloads in full"),
+        "b's position is of the removed generation: {status}"
+    );
     // Changes logged by the new generation.
     db.exec("INSERT INTO data_source_table (personid, name, age) VALUES (8, 'eight', 8)")
         .await;

@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use highwater_config::{Mode, Plan, StreamPlan};
-use highwater_core::Relation;
+use highwater_core::{Position, Relation};
 
 use super::output;
 
@@ -94,13 +94,35 @@ pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
             return 2;
         }
     };
+    // Positions tell whether each stream's next run is a delta; without a
+    // reachable state store the status of the objects is still shown.
+    let state = highwater_engine::open_state(&plan).await.ok();
     let mut code = 0;
     for s in selected {
         let c = &plan.connections[&s.from];
         match highwater_connectors::change_tracking::status(&c.kind, c.url.expose(), &s.relation)
             .await
         {
-            Ok(st) => println!("stream {} ({}): {st}", s.name, s.relation),
+            Ok(st) => {
+                let position = match &state {
+                    Some(state) => state.position(&s.name).await.ok().flatten(),
+                    None => None,
+                };
+                let next = match position {
+                    Some(Position::Version(v)) => match (&v.generation, &st.generation) {
+                        (Some(g), Some(cur)) if g == cur && st.complete() => format!(
+                            "; this stream is at version {} of this generation",
+                            v.version
+                        ),
+                        (Some(g), _) => format!(
+                            "; this stream's position is of generation {g}: its next run reloads in full"
+                        ),
+                        (None, _) => "; this stream's position predates generations: its next run reloads in full".to_string(),
+                    },
+                    _ => String::new(),
+                };
+                println!("stream {} ({}): {st}{next}", s.name, s.relation)
+            }
             Err(e) => {
                 output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
                 code = code.max(e.exit_code());

@@ -165,8 +165,9 @@ pub enum RunsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ChangesCommand {
-    /// Whether change tracking is set up for each change_tracking stream,
-    /// with its current and minimum valid versions.
+    /// Whether change tracking is complete, incomplete (naming what is
+    /// missing) or not set up for each change_tracking stream, with its
+    /// generation and current and minimum valid versions.
     Status {
         /// Streams (default: every change_tracking stream).
         streams: Vec<String>,
