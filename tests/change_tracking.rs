@@ -17,30 +17,30 @@ use serde_json::Value as Json;
 use crate::util::{Dir, MyDb, PgDb, assert_code, command_in, read_csv, stderr, stdout};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
     Mariadb,
 }
 
 /// The source database of one test.
-enum Db {
+pub(crate) enum Db {
     Sqlite(PathBuf),
     Pg(PgDb),
     My(MyDb),
 }
 
 /// One connection, for statements and explicit transactions.
-enum Conn {
+pub(crate) enum Conn {
     Lite(rusqlite::Connection),
     Pg(tokio_postgres::Client),
     My(mysql_async::Conn),
 }
 
-type Row3 = (i64, Option<String>, Option<i64>);
+pub(crate) type Row3 = (i64, Option<String>, Option<i64>);
 
 impl Conn {
-    async fn exec(&mut self, sql: &str) {
+    pub(crate) async fn exec(&mut self, sql: &str) {
         match self {
             Conn::Lite(c) => c
                 .execute_batch(sql)
@@ -57,7 +57,7 @@ impl Conn {
     }
 
     /// `BEGIN` as each database spells a write transaction.
-    async fn begin(&mut self) {
+    pub(crate) async fn begin(&mut self) {
         let sql = match self {
             Conn::Lite(_) => "BEGIN IMMEDIATE",
             _ => "BEGIN",
@@ -65,7 +65,7 @@ impl Conn {
         self.exec(sql).await;
     }
 
-    async fn table(&mut self) -> Vec<Row3> {
+    pub(crate) async fn table(&mut self) -> Vec<Row3> {
         let sql = "SELECT personid, name, age FROM data_source_table ORDER BY personid";
         match self {
             Conn::Lite(c) => {
@@ -94,7 +94,7 @@ impl Conn {
 }
 
 impl Db {
-    async fn new(b: Backend, dir: &Dir, tag: &str) -> Db {
+    pub(crate) async fn new(b: Backend, dir: &Dir, tag: &str) -> Db {
         match b {
             Backend::Sqlite => Db::Sqlite(dir.join("source.db")),
             Backend::Postgres => Db::Pg(PgDb::new(tag).await),
@@ -102,7 +102,7 @@ impl Db {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         match self {
             Db::Sqlite(_) => "sqlite://source.db".into(),
             Db::Pg(p) => p.url.clone(),
@@ -110,7 +110,7 @@ impl Db {
         }
     }
 
-    async fn connect(&self) -> Conn {
+    pub(crate) async fn connect(&self) -> Conn {
         match self {
             Db::Sqlite(p) => {
                 let c = rusqlite::Connection::open(p).unwrap();
@@ -122,24 +122,24 @@ impl Db {
         }
     }
 
-    async fn exec(&self, sql: &str) {
+    pub(crate) async fn exec(&self, sql: &str) {
         self.connect().await.exec(sql).await;
     }
 
-    async fn table(&self) -> Vec<Row3> {
+    pub(crate) async fn table(&self) -> Vec<Row3> {
         self.connect().await.table().await
     }
 
     /// PostgreSQL: wait until every transaction that began before now has
     /// finished (in the whole cluster), so the next run's window covers
     /// every change made so far. Other tests may hold transactions open.
-    async fn settle(&self) {
+    pub(crate) async fn settle(&self) {
         let Db::Pg(p) = self else { return };
         p.wait_for_older_transactions().await;
     }
 
     /// The tutorial's table and rows.
-    async fn tutorial_table(&self) {
+    pub(crate) async fn tutorial_table(&self) {
         self.exec(
             "CREATE TABLE data_source_table (personid int NOT NULL, name varchar(255), age int, PRIMARY KEY (personid));
              INSERT INTO data_source_table (personid, name, age) VALUES
@@ -149,7 +149,7 @@ impl Db {
     }
 }
 
-fn config(dir: &Dir, db: &Db, retention: &str, batch_size: usize) {
+pub(crate) fn config(dir: &Dir, db: &Db, retention: &str, batch_size: usize) {
     config_table(dir, db, "data_source_table", retention, batch_size)
 }
 
@@ -178,26 +178,29 @@ streams:
 }
 
 /// One file's rows: `(personid, name, age, version, operation)`.
-type CtRow = (String, String, String, String, String);
+pub(crate) type CtRow = (String, String, String, String, String);
 
 /// Files seen so far, so each run's new files can be told apart.
-struct Lake {
-    seen: BTreeSet<PathBuf>,
+pub(crate) struct Lake {
+    /// The stream whose files (under `lake/<sub>`) this copy applies.
+    stream: String,
+    sub: String,
+    pub(crate) seen: BTreeSet<PathBuf>,
     /// The stream's copy, built by applying every file in order.
     copy: BTreeMap<i64, (String, String)>,
     /// Every delta row applied, to check that none arrives twice.
     applied: Vec<CtRow>,
 }
 
-struct Run {
-    code: Option<i32>,
-    out: String,
-    json: Option<Json>,
-    rows: Vec<CtRow>,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) out: String,
+    pub(crate) json: Option<Json>,
+    pub(crate) rows: Vec<CtRow>,
 }
 
 impl Run {
-    fn full_reload(&self) -> bool {
+    pub(crate) fn full_reload(&self) -> bool {
         self.json
             .as_ref()
             .is_some_and(|j| j["streams"][0]["full_reload"] == Json::Bool(true))
@@ -206,7 +209,14 @@ impl Run {
 
 impl Lake {
     fn new() -> Lake {
+        Lake::for_stream("people", "ct")
+    }
+
+    /// The copy of `stream`, whose files are under `lake/<sub>`.
+    pub(crate) fn for_stream(stream: &str, sub: &str) -> Lake {
         Lake {
+            stream: stream.into(),
+            sub: sub.into(),
             seen: BTreeSet::new(),
             copy: BTreeMap::new(),
             applied: vec![],
@@ -214,9 +224,9 @@ impl Lake {
     }
 
     /// Read the files that appeared since the last call; apply them.
-    fn collect(&mut self, dir: &Dir, full: bool) -> Vec<CtRow> {
+    pub(crate) fn collect(&mut self, dir: &Dir, full: bool) -> Vec<CtRow> {
         let mut rows = Vec::new();
-        for f in dir.files("lake/ct", ".csv") {
+        for f in dir.files(&format!("lake/{}", self.sub), ".csv") {
             // Published means: its commit marker exists. A killed run can
             // leave a data file without one; the next run removes it.
             let run_id = f
@@ -225,7 +235,10 @@ impl Lake {
                 .and_then(|n| n.strip_prefix("Incremental-"))
                 .unwrap_or_default()
                 .to_string();
-            let marker = dir.join(&format!("lake/_highwater/commits/people/{run_id}.json"));
+            let marker = dir.join(&format!(
+                "lake/_highwater/commits/{}/{run_id}.json",
+                self.stream
+            ));
             if self.seen.contains(&f) || !marker.exists() {
                 continue;
             }
@@ -285,12 +298,22 @@ impl Lake {
         rows
     }
 
-    fn run(&mut self, dir: &Dir) -> Run {
+    pub(crate) fn run(&mut self, dir: &Dir) -> Run {
         self.run_env(dir, &[])
     }
 
-    fn run_env(&mut self, dir: &Dir, env: &[(&str, &str)]) -> Run {
-        let o = dir.hw_env(&["run", "--json"], env);
+    pub(crate) fn run_env(&mut self, dir: &Dir, env: &[(&str, &str)]) -> Run {
+        self.run_args(dir, &["run", "--json"], env)
+    }
+
+    /// Run only this lake's stream.
+    pub(crate) fn run_stream(&mut self, dir: &Dir, env: &[(&str, &str)]) -> Run {
+        let stream = self.stream.clone();
+        self.run_args(dir, &["run", "--json", &stream], env)
+    }
+
+    fn run_args(&mut self, dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let o = dir.hw_env(args, env);
         let out = format!("{}\n{}", stdout(&o), stderr(&o));
         let json: Option<Json> = serde_json::from_str(&stdout(&o)).ok();
         let mut run = Run {
@@ -303,7 +326,7 @@ impl Lake {
         run
     }
 
-    fn assert_matches(&self, source: &[Row3]) {
+    pub(crate) fn assert_matches(&self, source: &[Row3]) {
         let want: BTreeMap<i64, (String, String)> = source
             .iter()
             .map(|(id, n, a)| {
@@ -323,7 +346,7 @@ impl Lake {
     }
 }
 
-fn ops(rows: &[CtRow]) -> Vec<(String, String, String, String)> {
+pub(crate) fn ops(rows: &[CtRow]) -> Vec<(String, String, String, String)> {
     let mut v: Vec<_> = rows
         .iter()
         .map(|r| (r.0.clone(), r.1.clone(), r.2.clone(), r.4.clone()))
@@ -332,12 +355,17 @@ fn ops(rows: &[CtRow]) -> Vec<(String, String, String, String)> {
     v
 }
 
-fn s(a: &str, b: &str, c: &str, d: &str) -> (String, String, String, String) {
+pub(crate) fn s(a: &str, b: &str, c: &str, d: &str) -> (String, String, String, String) {
     (a.into(), b.into(), c.into(), d.into())
 }
 
 /// Set up the tutorial, run the full copy, check it.
-async fn start(b: Backend, tag: &str, retention: &str, batch_size: usize) -> (Dir, Db, Lake) {
+pub(crate) async fn start(
+    b: Backend,
+    tag: &str,
+    retention: &str,
+    batch_size: usize,
+) -> (Dir, Db, Lake) {
     let dir = Dir::new(tag);
     let db = Db::new(b, &dir, tag).await;
     db.tutorial_table().await;
@@ -420,7 +448,7 @@ pub async fn check_and_disable(b: Backend) {
     let o = dir.hw(&["check"]);
     assert_code(&o, 0);
     assert!(
-        stdout(&o).contains("change tracking is set up"),
+        stdout(&o).contains("change tracking is complete"),
         "{}",
         stdout(&o)
     );
@@ -792,7 +820,7 @@ pub async fn hostile_table_name(b: Backend) {
         r.out
     );
     let o = dir.hw(&["changes", "status"]);
-    assert!(stdout(&o).contains("is set up"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("is complete"), "{}", stdout(&o));
     let o = dir.hw(&["changes", "disable", "people"]);
     assert_code(&o, 0);
     let o = dir.hw(&["changes", "status"]);

@@ -13,6 +13,7 @@ mod boundary;
 mod change_tracking;
 mod cli;
 mod crash;
+mod ct_generations;
 mod db_targets;
 mod hangs;
 mod hostile;

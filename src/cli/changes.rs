@@ -4,11 +4,15 @@
 //! change log `_hw_ct_<table>`, the table's row in `_highwater_ct`).
 //!
 //! Disabling does not touch the stream's position; its next run sets change
-//! tracking up again and reloads the table in full (the run says so).
+//! tracking up again, as a new generation, and reloads the table in full
+//! (the run says so). Every other change-tracking stream on the same table
+//! reloads in full as well (its position belongs to the removed change
+//! log), so `disable` refuses while such streams exist, unless `--force`.
 
 use std::path::Path;
 
 use highwater_config::{Mode, Plan, StreamPlan};
+use highwater_core::{Position, Relation};
 
 use super::output;
 
@@ -45,6 +49,39 @@ fn ct_streams<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a StreamPlan
     Ok(out)
 }
 
+/// Whether two relations may be the same table (a missing schema matches
+/// any: the database's default one is not known here).
+fn same_table(a: &Relation, b: &Relation) -> bool {
+    match (a, b) {
+        (
+            Relation::Table {
+                schema: sa,
+                name: na,
+            },
+            Relation::Table {
+                schema: sb,
+                name: nb,
+            },
+        ) => na == nb && (sa.is_none() || sb.is_none() || sa == sb),
+        _ => false,
+    }
+}
+
+/// The other change-tracking streams of the config that read the same table
+/// of the same database as `s`.
+fn sharing<'a>(plan: &'a Plan, s: &StreamPlan) -> Vec<&'a StreamPlan> {
+    let c = &plan.connections[&s.from];
+    plan.streams
+        .iter()
+        .filter(|o| o.name != s.name && o.mode == Mode::ChangeTracking)
+        .filter(|o| {
+            let oc = &plan.connections[&o.from];
+            (o.from == s.from || (oc.kind == c.kind && oc.url.expose() == c.url.expose()))
+                && same_table(&o.relation, &s.relation)
+        })
+        .collect()
+}
+
 pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
     let plan = match super::load_plan(config) {
         Ok(p) => p,
@@ -57,13 +94,35 @@ pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
             return 2;
         }
     };
+    // Positions tell whether each stream's next run is a delta; without a
+    // reachable state store the status of the objects is still shown.
+    let state = highwater_engine::open_state(&plan).await.ok();
     let mut code = 0;
     for s in selected {
         let c = &plan.connections[&s.from];
         match highwater_connectors::change_tracking::status(&c.kind, c.url.expose(), &s.relation)
             .await
         {
-            Ok(st) => println!("stream {} ({}): {st}", s.name, s.relation),
+            Ok(st) => {
+                let position = match &state {
+                    Some(state) => state.position(&s.name).await.ok().flatten(),
+                    None => None,
+                };
+                let next = match position {
+                    Some(Position::Version(v)) => match (&v.generation, &st.generation) {
+                        (Some(g), Some(cur)) if g == cur && st.complete() => format!(
+                            "; this stream is at version {} of this generation",
+                            v.version
+                        ),
+                        (Some(g), _) => format!(
+                            "; this stream's position is of generation {g}: its next run reloads in full"
+                        ),
+                        (None, _) => "; this stream's position predates generations: its next run reloads in full".to_string(),
+                    },
+                    _ => String::new(),
+                };
+                println!("stream {} ({}): {st}{next}", s.name, s.relation)
+            }
             Err(e) => {
                 output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
                 code = code.max(e.exit_code());
@@ -73,7 +132,7 @@ pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
     code
 }
 
-pub async fn disable(config: &Path, stream: &str) -> i32 {
+pub async fn disable(config: &Path, stream: &str, force: bool) -> i32 {
     let plan = match super::load_plan(config) {
         Ok(p) => p,
         Err(c) => return c,
@@ -85,6 +144,27 @@ pub async fn disable(config: &Path, stream: &str) -> i32 {
             return 2;
         }
     };
+    let others = sharing(&plan, s);
+    let list = others
+        .iter()
+        .map(|o| format!("stream {} ({})", o.name, plan.place(o)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !others.is_empty() && !force {
+        output::error(&format!(
+            "stream {}: change tracking on {} is shared with {list}; removing it would make \
+             {} reload in full. Nothing removed. Run `highwater changes disable {} --force` to remove it anyway",
+            s.name,
+            s.relation,
+            if others.len() == 1 {
+                "that stream"
+            } else {
+                "those streams"
+            },
+            s.name
+        ));
+        return 2;
+    }
     let c = &plan.connections[&s.from];
     match highwater_connectors::change_tracking::disable(&c.kind, c.url.expose(), &s.relation).await
     {
@@ -103,6 +183,13 @@ pub async fn disable(config: &Path, stream: &str) -> i32 {
                 removed.join(", ")
             );
             println!("The next run sets it up again and reloads the table in full.");
+            if !others.is_empty() {
+                println!(
+                    "Also tracking {} (--force): {list} will reload in full on {} next run.",
+                    s.relation,
+                    if others.len() == 1 { "its" } else { "their" }
+                );
+            }
             0
         }
         Err(e) => {

@@ -149,6 +149,9 @@ pub async fn run(config: &Path, json: bool) -> i32 {
             entry["change_tracking"] = match ct {
                 Ok(st) => json!({
                     "set_up": st.set_up,
+                    "complete": st.complete(),
+                    "missing": st.missing,
+                    "generation": st.generation,
                     "current_version": st.current_version,
                     "min_valid_version": st.min_valid_version,
                     "log_rows": st.log_rows,

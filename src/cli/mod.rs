@@ -165,17 +165,23 @@ pub enum RunsCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ChangesCommand {
-    /// Whether change tracking is set up for each change_tracking stream,
-    /// with its current and minimum valid versions.
+    /// Whether change tracking is complete, incomplete (naming what is
+    /// missing) or not set up for each change_tracking stream, with its
+    /// generation and current and minimum valid versions.
     Status {
         /// Streams (default: every change_tracking stream).
         streams: Vec<String>,
     },
     /// Remove the triggers, change log and meta row that the stream's first
     /// run created. The next run sets them up again and reloads in full.
+    /// Refused while other change_tracking streams use the same table.
     Disable {
         /// The stream's name.
         stream: String,
+        /// Remove them although other streams use the same table (those
+        /// streams reload in full on their next run).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -218,8 +224,8 @@ pub async fn dispatch(args: Args) -> i32 {
             command: ChangesCommand::Status { streams },
         } => changes::status(&config, streams).await,
         Command::Changes {
-            command: ChangesCommand::Disable { stream },
-        } => changes::disable(&config, &stream).await,
+            command: ChangesCommand::Disable { stream, force },
+        } => changes::disable(&config, &stream, force).await,
         Command::Serve { listen } => crate::serve::run(&config, &listen).await,
         Command::Expr {
             expression,

@@ -19,17 +19,37 @@
 //! _hw_ct_<t>_ins/_upd/_del AFTER … FOR EACH ROW triggers writing the log
 //! ```
 //!
+//! Every installation of these objects is a *generation*: a random id
+//! (with its creation time) written in the table's meta row as the very
+//! last step of setup, so the meta row's `generation` is also the marker
+//! that setup finished. A stream's position is a version *and* the
+//! generation it was read from (`ChangeVersion`); a version means nothing in
+//! another generation, where the counter restarted and changes made while
+//! nothing tracked the table were never logged.
+//!
 //! A run (see each backend for how the snapshot is taken):
 //!
 //! ```text
-//! 1. set up if the meta row is missing (logged as a note)   own transaction
+//! 1. inspect: meta row with a generation, log, every trigger
+//!    complete  → go on
+//!    otherwise → under a lock, inspect again, then install: remove what
+//!                is left, create everything, write a new generation last
+//!                (logged loudly: set up, or repaired naming what was missing)
 //! 2. prune log rows older than change_retention;           own transaction
 //!    min_valid_version = max(min_valid_version, max pruned version)
-//! 3. one snapshot: to = current version;
-//!    reload = after is None, after < min_valid_version, after > to
+//! 3. one snapshot: to = current version, g = current generation;
+//!    reload = after is None, after.generation != g (or unknown),
+//!             after < min_valid_version, after > to
 //!    reload → every row of t, SYS_CHANGE_VERSION = to, SYS_CHANGE_OPERATION = 'I'
 //!    else   → log LEFT JOIN t on the primary key, after < hw_version <= to
+//!    the new position is (to, g)
 //! ```
+//!
+//! Setup is one transaction on SQLite and PostgreSQL. MariaDB commits each
+//! DDL statement on its own: there the meta row's generation is cleared
+//! first and written last, so a setup killed at any step leaves a meta row
+//! without a generation (or no meta row and stray objects), which the next
+//! run sees as incomplete and repairs.
 //!
 //! Net changes, as `CHANGETABLE(CHANGES t, after)`: one row per primary key
 //! and run, with the values of the snapshot. The operation is `D` when the
@@ -47,7 +67,7 @@
 //! After a reload the consumer replaces its copy: the run says so.
 
 use arrow_schema::{DataType, Field, Schema};
-use highwater_core::{ConnKind, Error, Relation, Result};
+use highwater_core::{ChangeVersion, ConnKind, Error, Relation, Result};
 
 /// Name of the version column appended to change-tracking output.
 pub const VERSION_COLUMN: &str = "SYS_CHANGE_VERSION";
@@ -66,11 +86,17 @@ pub fn trigger_name(table: &str, event: &str) -> String {
     format!("_hw_ct_{table}_{event}")
 }
 
-/// What `check` reports about one stream's change tracking.
+/// What `check` and `changes status` report about one stream's change
+/// tracking.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
-    /// The meta row, the log and the triggers exist.
+    /// Some of the objects exist (complete or not).
     pub set_up: bool,
+    /// The objects a complete setup has and this one lacks (empty when
+    /// complete or not set up), e.g. `trigger _hw_ct_t_del`.
+    pub missing: Vec<String>,
+    /// The generation of the installed objects (complete setups only).
+    pub generation: Option<String>,
     /// The newest version (SQLite, MariaDB: the counter; PostgreSQL: the
     /// newest transaction id all of whose predecessors have finished).
     pub current_version: Option<i64>,
@@ -80,17 +106,101 @@ pub struct Status {
     pub log_rows: Option<i64>,
 }
 
+impl Status {
+    /// Every object is there, with a generation.
+    pub fn complete(&self) -> bool {
+        self.set_up && self.missing.is_empty() && self.generation.is_some()
+    }
+}
+
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if !self.set_up {
             return f.write_str("change tracking is not set up (the first run sets it up)");
         }
+        if !self.complete() {
+            return write!(
+                f,
+                "change tracking is incomplete: missing {} (the next run repairs it and reloads in full)",
+                self.missing.join(", ")
+            );
+        }
         write!(
             f,
-            "change tracking is set up: current version {}, minimum valid version {}, {} row(s) in the change log",
+            "change tracking is complete (generation {}): current version {}, minimum valid version {}, {} row(s) in the change log",
+            self.generation.as_deref().unwrap_or_default(),
             self.current_version.unwrap_or_default(),
             self.min_valid_version.unwrap_or_default(),
             self.log_rows.unwrap_or_default()
+        )
+    }
+}
+
+/// What a backend found of one table's tracking objects.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Installed {
+    /// Some object of this table exists (meta row, log or trigger).
+    pub any: bool,
+    /// What a complete setup has and this one lacks.
+    pub missing: Vec<String>,
+    /// The meta row's generation (written last by setup).
+    pub generation: Option<String>,
+}
+
+impl Installed {
+    pub fn complete(&self) -> bool {
+        self.missing.is_empty() && self.generation.is_some()
+    }
+
+    /// Record a missing object.
+    pub fn lacks(&mut self, what: impl Into<String>) {
+        self.missing.push(what.into());
+    }
+}
+
+/// What `missing` says when the meta row has no generation.
+pub(crate) fn no_generation() -> String {
+    format!("the generation in {META_TABLE} (setup did not finish, or predates generations)")
+}
+
+/// A new generation id: creation time (UTC) and random bits.
+pub(crate) fn new_generation() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        &id[..12]
+    )
+}
+
+/// The note of a run that (re)installed the tracking objects of `table`.
+/// `before` is what the run found.
+pub(crate) fn install_note(
+    table: &str,
+    before: &Installed,
+    created: &[String],
+    generation: &str,
+) -> String {
+    if before.any {
+        let missing = if before.missing.is_empty() {
+            no_generation()
+        } else {
+            before.missing.join(", ")
+        };
+        tracing::warn!(
+            table,
+            missing,
+            generation,
+            "Repaired incomplete change tracking."
+        );
+        format!(
+            "change tracking on {table} was incomplete (missing {missing}): changes may not have been logged; \
+             re-created it as generation {generation}; every change-tracking stream on {table} reloads in full"
+        )
+    } else {
+        format!(
+            "set up change tracking on {table} (generation {generation}): created {}",
+            created.join(", ")
         )
     }
 }
@@ -162,39 +272,63 @@ pub async fn disable(kind: &ConnKind, url: &str, relation: &Relation) -> Result<
 }
 
 /// Whether a change-tracking read must reload the table in full, and the
-/// note that says why. `after` is the stream's last synchronised version,
-/// `fresh` says setup ran in this read, `min_valid`/`to` are the log's
-/// minimum valid and current versions, `pruned_cause` explains how versions
-/// become invalid on this backend.
+/// note that says why. `after` is the stream's position, `generation` the
+/// generation read in the snapshot, `min_valid`/`to` the log's minimum valid
+/// and current versions, `pruned_cause` explains how versions become invalid
+/// on this backend.
 pub(crate) fn reload_decision(
-    after: Option<i64>,
-    fresh: bool,
+    table: &str,
+    after: Option<&ChangeVersion>,
+    generation: &str,
     min_valid: i64,
     to: i64,
     pruned_cause: &str,
 ) -> (bool, Option<String>) {
-    match after {
-        None => (true, None),
-        Some(_) if fresh => (
-            true,
-            Some("change tracking was not set up (disabled since the last run?): reloading the table in full".into()),
-        ),
-        Some(a) if a < min_valid => (
+    let Some(after) = after else {
+        return (true, None);
+    };
+    let a = after.version;
+    match after.generation.as_deref() {
+        None => {
+            return (
+                true,
+                Some(format!(
+                    "this stream's position (version {a}) predates change-tracking generations \
+                     (saved by an older highwater), so it cannot be matched to the change log of {table}; \
+                     reloading in full"
+                )),
+            );
+        }
+        Some(g) if g != generation => {
+            return (
+                true,
+                Some(format!(
+                    "change tracking on {table} was re-created since this stream's last run; reloading in full \
+                     (position of generation {g}, change log of generation {generation})"
+                )),
+            );
+        }
+        Some(_) => {}
+    }
+    if a < min_valid {
+        return (
             true,
             Some(format!(
                 "full reload: the last synchronised version {a} is older than the minimum valid version {min_valid} \
                  ({pruned_cause}); replace your copy with this output"
             )),
-        ),
-        Some(a) if a > to => (
+        );
+    }
+    if a > to {
+        return (
             true,
             Some(format!(
                 "full reload: the last synchronised version {a} is newer than the current version {to} \
-                 (change tracking was set up again)"
+                 of the change log of {table}; reloading in full"
             )),
-        ),
-        Some(_) => (false, None),
+        );
     }
+    (false, None)
 }
 
 /// What setup created on backends with one trigger per operation (SQLite,
@@ -211,6 +345,9 @@ pub(crate) fn row_trigger_objects(log: &str, table: &str) -> Vec<String> {
         format!("row {table} in {META_TABLE}"),
     ]
 }
+
+/// The row triggers of backends with one trigger per operation.
+pub(crate) const ROW_TRIGGERS: [&str; 3] = ["ins", "upd", "del"];
 
 /// Names of one tracked table in a schema (PostgreSQL) or database
 /// (MariaDB): the table, its change log, the meta table and the triggers,

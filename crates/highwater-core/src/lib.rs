@@ -22,7 +22,7 @@ pub mod state;
 pub mod stream;
 
 pub use error::{Cause, Error, ErrorKind, Result};
-pub use position::{CursorValue, Position, WatermarkPosition};
+pub use position::{ChangeVersion, CursorValue, Position, WatermarkPosition};
 pub use retry::{RetryPolicy, with_retries};
 pub use sink::{Committed, Recovered, Sink, SinkWriter, TableWrite, TableWriteMode, WriteRequest};
 pub use source::{

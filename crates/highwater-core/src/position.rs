@@ -105,6 +105,62 @@ pub struct WatermarkPosition {
     pub null_rows: u64,
 }
 
+/// A change-tracking position: the last synchronised version, and the
+/// generation of the tracking objects (change log, triggers) it was read
+/// from. Versions of one generation mean nothing in another: when the
+/// objects are removed and set up again, or repaired, their generation
+/// changes and a stream whose position names another generation reloads in
+/// full.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "ChangeVersionRepr")]
+pub struct ChangeVersion {
+    pub version: i64,
+    /// `None`: written before generations existed (a bare version in the
+    /// state store); it predates every generation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<String>,
+}
+
+impl ChangeVersion {
+    pub fn new(version: i64, generation: impl Into<String>) -> ChangeVersion {
+        ChangeVersion {
+            version,
+            generation: Some(generation.into()),
+        }
+    }
+}
+
+/// What the state store may hold: a bare version (older highwater) or the
+/// version with its generation.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ChangeVersionRepr {
+    Bare(i64),
+    Full {
+        version: i64,
+        #[serde(default)]
+        generation: Option<String>,
+    },
+}
+
+impl From<ChangeVersionRepr> for ChangeVersion {
+    fn from(r: ChangeVersionRepr) -> ChangeVersion {
+        match r {
+            ChangeVersionRepr::Bare(version) => ChangeVersion {
+                version,
+                generation: None,
+            },
+            ChangeVersionRepr::Full {
+                version,
+                generation,
+            } => ChangeVersion {
+                version,
+                generation,
+            },
+        }
+    }
+}
+
 /// The position of a stream: where the next delta starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,8 +168,8 @@ pub enum Position {
     /// `full` mode: nothing to remember but that a run happened.
     Full,
     Watermark(WatermarkPosition),
-    /// The last synchronised change-tracking version.
-    Version(i64),
+    /// The last synchronised change-tracking version (and its generation).
+    Version(ChangeVersion),
 }
 
 impl Position {
@@ -122,7 +178,7 @@ impl Position {
         match self {
             Position::Full => "-".to_string(),
             Position::Watermark(w) => w.value.as_ref().map_or("-".to_string(), |v| v.to_string()),
-            Position::Version(v) => v.to_string(),
+            Position::Version(v) => v.version.to_string(),
         }
     }
 
@@ -153,6 +209,24 @@ mod tests {
             null_rows: 0,
         });
         assert_eq!(Position::from_json(&p.to_json()).unwrap(), p);
+    }
+
+    #[test]
+    fn change_versions_keep_their_generation_and_read_old_state() {
+        let p = Position::Version(ChangeVersion::new(42, "g1"));
+        assert_eq!(
+            p.to_json(),
+            r#"{"version":{"version":42,"generation":"g1"}}"#
+        );
+        assert_eq!(Position::from_json(&p.to_json()).unwrap(), p);
+        // Written by a highwater without generations: readable, no generation.
+        assert_eq!(
+            Position::from_json(r#"{"version":7}"#).unwrap(),
+            Position::Version(ChangeVersion {
+                version: 7,
+                generation: None
+            })
+        );
     }
 
     #[test]

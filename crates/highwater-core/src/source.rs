@@ -7,7 +7,7 @@ use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 
 use crate::Result;
-use crate::position::{CursorValue, WatermarkPosition};
+use crate::position::{ChangeVersion, CursorValue, WatermarkPosition};
 use crate::stream::BatchStream;
 
 /// What to read: a table (schema-qualified name, split but not quoted) or a
@@ -87,9 +87,10 @@ pub enum Delta {
         /// tell which transactions are still open.
         lag: Option<Lag>,
     },
-    /// Net changes after version `after`; `None` means set up and load in full.
+    /// Net changes after version `after`; `None` means set up and load in
+    /// full, as does a version of another generation of the change log.
     ChangeTracking {
-        after: Option<i64>,
+        after: Option<ChangeVersion>,
         retention_secs: i64,
     },
 }
@@ -143,8 +144,9 @@ pub struct Extract {
     /// Watermark mode: the new upper bound (inclusive); `None` when the
     /// relation holds no row with a cursor in range.
     pub to: Option<CursorValue>,
-    /// Change tracking: the version the changes run up to.
-    pub version_to: Option<i64>,
+    /// Change tracking: the version the changes run up to, in the
+    /// generation of the change log they were read from.
+    pub version_to: Option<ChangeVersion>,
     /// The source read everything although a delta was asked (first run,
     /// or change tracking past retention).
     pub full_reload: bool,

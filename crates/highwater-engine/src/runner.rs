@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use highwater_config::{Mode, Plan, StateLocation, StreamPlan, Target, WriteMode};
 use highwater_core::{
-    BatchStream, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Result,
+    BatchStream, ChangeVersion, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Result,
     RunStatus, StateStore, StreamRun, TableWrite, TableWriteMode, WatermarkPosition, WriteRequest,
 };
 
@@ -243,7 +243,7 @@ impl Ctx<'_> {
             },
             Mode::ChangeTracking => Delta::ChangeTracking {
                 after: match &after {
-                    Some(Position::Version(v)) => Some(*v),
+                    Some(Position::Version(v)) => Some(v.clone()),
                     _ => None,
                 },
                 retention_secs: s.change_retention_secs,
@@ -400,7 +400,7 @@ struct StreamRows<'a> {
     rows_read: u64,
     mode: Mode,
     null_rows: u64,
-    version_to: Option<i64>,
+    version_to: Option<ChangeVersion>,
 }
 
 #[async_trait::async_trait]
@@ -430,7 +430,9 @@ impl Rows for StreamRows<'_> {
     fn position(&mut self) -> Position {
         match (self.mode, self.filter.take()) {
             (Mode::Watermark, Some(f)) => Position::Watermark(f.finish(self.null_rows)),
-            (Mode::ChangeTracking, _) => Position::Version(self.version_to.unwrap_or_default()),
+            (Mode::ChangeTracking, _) => {
+                Position::Version(self.version_to.clone().unwrap_or_default())
+            }
             _ => Position::Full,
         }
     }

@@ -24,15 +24,24 @@
 //! highwater's own statements never deadlock with writers. The log's
 //! `INSERT … ON DUPLICATE KEY UPDATE` only runs while the counter is held,
 //! so its next-key/gap locks never meet another writer's.
+//!
+//! Setup cannot be one transaction: MariaDB commits each DDL statement on
+//! its own. So it is ordered for a kill at any instant: the meta row is
+//! made (or its generation cleared) first, leftovers are dropped, the log
+//! and the three triggers are created, and the generation — the marker
+//! that setup finished — is written last. Every run checks the marker, the
+//! log and the triggers before trusting a position; anything missing is
+//! repaired (as a new generation) and the table reloaded in full.
 
-use highwater_core::{Error, Relation, Result};
+use highwater_core::{ChangeVersion, Error, Relation, Result, failpoint};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
 
 use super::source::{connect, my_err, q};
 use super::types::MyKind;
 use crate::change_tracking::{
-    META_TABLE, Names, OPERATION_COLUMN, Status, VERSION_COLUMN, table_of, trigger_name,
+    Installed, META_TABLE, Names, OPERATION_COLUMN, ROW_TRIGGERS, Status, VERSION_COLUMN, table_of,
+    trigger_name,
 };
 
 async fn names(conn: &mut Conn, rel: &Relation) -> Result<Names> {
@@ -65,14 +74,32 @@ async fn table_exists(conn: &mut Conn, db: &str, name: &str) -> Result<bool> {
     Ok(n.unwrap_or(0) > 0)
 }
 
-/// `(version, min_valid_version)` of the meta row, if there is one.
-async fn meta_row(conn: &mut Conn, n: &Names) -> Result<Option<(i64, i64)>> {
+async fn has_generation_column(conn: &mut Conn, db: &str) -> Result<bool> {
+    let n: Option<i64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.COLUMNS
+              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = 'generation'",
+            (db, META_TABLE),
+        )
+        .await
+        .map_err(my_err)?;
+    Ok(n.unwrap_or(0) > 0)
+}
+
+/// `(version, min_valid_version, generation)` of the meta row, if there is
+/// one (the generation is NULL until setup finishes).
+async fn meta_row(conn: &mut Conn, n: &Names) -> Result<Option<(i64, i64, Option<String>)>> {
     if !table_exists(conn, &n.space, META_TABLE).await? {
         return Ok(None);
     }
+    let generation = if has_generation_column(conn, &n.space).await? {
+        "generation"
+    } else {
+        "NULL"
+    };
     conn.exec_first(
         format!(
-            "SELECT version, min_valid_version FROM {} WHERE table_name = ?",
+            "SELECT version, min_valid_version, {generation} FROM {} WHERE table_name = ?",
             n.meta()
         ),
         (n.table.as_str(),),
@@ -81,42 +108,98 @@ async fn meta_row(conn: &mut Conn, n: &Names) -> Result<Option<(i64, i64)>> {
     .map_err(my_err)
 }
 
-/// Set up (if needed) and prune, each in its own transaction, before the
-/// snapshot. Returns notes and whether tracking was set up just now.
+/// What exists of the table's tracking objects.
+async fn inspect(conn: &mut Conn, n: &Names) -> Result<Installed> {
+    let mut found = Installed::default();
+    match meta_row(conn, n).await? {
+        None => found.lacks(format!("row {} in {META_TABLE}", n.table)),
+        Some((_, _, None)) => {
+            found.any = true;
+            found.lacks(crate::change_tracking::no_generation());
+        }
+        Some((_, _, Some(g))) => {
+            found.any = true;
+            found.generation = Some(g);
+        }
+    }
+    if table_exists(conn, &n.space, &n.log).await? {
+        found.any = true;
+    } else {
+        found.lacks(format!("table {}", n.log));
+    }
+    let names: Vec<String> = ROW_TRIGGERS
+        .iter()
+        .map(|ev| trigger_name(&n.table, ev))
+        .collect();
+    let present: Vec<String> = conn
+        .exec(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS
+              WHERE TRIGGER_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME IN (?, ?, ?)",
+            (
+                n.space.as_str(),
+                n.table.as_str(),
+                names[0].as_str(),
+                names[1].as_str(),
+                names[2].as_str(),
+            ),
+        )
+        .await
+        .map_err(my_err)?;
+    for name in names {
+        if present.contains(&name) {
+            found.any = true;
+        } else {
+            found.lacks(format!("trigger {name}"));
+        }
+    }
+    Ok(found)
+}
+
+/// Verify the tracking objects (install or repair them if incomplete) and
+/// prune, before the snapshot. Returns notes.
 pub(super) async fn prepare(
     conn: &mut Conn,
     rel: &Relation,
     pk: &[String],
     retention_secs: i64,
-) -> Result<(Vec<String>, bool)> {
+) -> Result<Vec<String>> {
     let n = names(conn, rel).await?;
     let mut notes = Vec::new();
-    let mut fresh = false;
-    if meta_row(conn, &n).await?.is_none() {
+    if !inspect(conn, &n).await?.complete() {
         // Two streams on one table must not set it up twice at once.
         let lock = format!("highwater-ct:{}", n.t());
-        conn.exec_drop("SELECT GET_LOCK(?, 60)", (lock.as_str(),))
+        let got: Option<Option<i64>> = conn
+            .exec_first("SELECT GET_LOCK(?, 60)", (lock.as_str(),))
             .await
             .map_err(my_err)?;
+        if got.flatten() != Some(1) {
+            return Err(Error::source(
+                "mysql",
+                format!(
+                    "another run has been setting up change tracking on {} for 60 s; try again",
+                    n.t()
+                ),
+            ));
+        }
         let res = async {
-            if meta_row(conn, &n).await?.is_some() {
+            let found = inspect(conn, &n).await?;
+            if found.complete() {
                 return Ok(None);
             }
-            setup(conn, &n, pk).await.map(Some)
+            let generation = crate::change_tracking::new_generation();
+            let created = install(conn, &n, pk, &generation).await?;
+            Ok(Some(crate::change_tracking::install_note(
+                &format!("{}.{}", n.space, n.table),
+                &found,
+                &created,
+                &generation,
+            )))
         }
         .await;
         let _ = conn
             .exec_drop("SELECT RELEASE_LOCK(?)", (lock.as_str(),))
             .await;
-        if let Some(created) = res? {
-            fresh = true;
-            notes.push(format!(
-                "set up change tracking on {}.{}: created {}",
-                n.space,
-                n.table,
-                created.join(", ")
-            ));
-        }
+        notes.extend(res?);
     }
     // Prune only when something is older than the retention (a plain
     // consistent read first, so steady-state runs take no lock).
@@ -189,10 +272,18 @@ pub(super) async fn prepare(
             }
         }
     }
-    Ok((notes, fresh))
+    Ok(notes)
 }
 
-async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>> {
+/// Install the tracking objects, in an order that a kill at any instant
+/// leaves detectably incomplete: meta row without a generation first, then
+/// leftovers dropped, log and triggers created, generation written last.
+async fn install(
+    conn: &mut Conn,
+    n: &Names,
+    pk: &[String],
+    generation: &str,
+) -> Result<Vec<String>> {
     let mut defs = Vec::new();
     for c in pk {
         let ty: Option<String> = conn
@@ -241,12 +332,45 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
             id BIGINT NOT NULL AUTO_INCREMENT UNIQUE,
             version BIGINT NOT NULL,
             min_valid_version BIGINT NOT NULL,
-            created_at DATETIME(6) NOT NULL) ENGINE=InnoDB"
+            created_at DATETIME(6) NOT NULL,
+            generation VARCHAR(64) NULL) ENGINE=InnoDB"
     ))
     .await
     .map_err(my_err)?;
+    if !has_generation_column(conn, &n.space).await? {
+        conn.query_drop(format!(
+            "ALTER TABLE {meta} ADD COLUMN generation VARCHAR(64) NULL"
+        ))
+        .await
+        .map_err(my_err)?;
+    }
+    // 1. The meta row, marked incomplete (no generation) before anything
+    //    else changes. The counter never goes back; older versions become
+    //    invalid.
+    conn.exec_drop(
+        format!(
+            "INSERT INTO {meta} (table_name, version, min_valid_version, created_at, generation)
+             VALUES (?, 0, 0, UTC_TIMESTAMP(6), NULL)
+             ON DUPLICATE KEY UPDATE min_valid_version = version, created_at = UTC_TIMESTAMP(6),
+               generation = NULL"
+        ),
+        (n.table.as_str(),),
+    )
+    .await
+    .map_err(my_err)?;
+    // 2. Leftovers of an earlier setup: the new generation starts from an
+    //    empty log and triggers that point at the current meta row.
+    for ev in ROW_TRIGGERS {
+        conn.query_drop(format!("DROP TRIGGER IF EXISTS {}", n.trigger(ev)))
+            .await
+            .map_err(my_err)?;
+    }
+    conn.query_drop(format!("DROP TABLE IF EXISTS {log}"))
+        .await
+        .map_err(my_err)?;
+    // 3. The log and the triggers.
     conn.query_drop(format!(
-        "CREATE TABLE IF NOT EXISTS {log} (
+        "CREATE TABLE {log} (
             {defs},
             hw_op CHAR(1) NOT NULL,
             hw_version BIGINT NOT NULL,
@@ -256,15 +380,6 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
             KEY hw_version (hw_version)) ENGINE=InnoDB",
         defs = defs.join(", ")
     ))
-    .await
-    .map_err(my_err)?;
-    conn.exec_drop(
-        format!(
-            "INSERT IGNORE INTO {meta} (table_name, version, min_valid_version, created_at)
-             VALUES (?, 0, 0, UTC_TIMESTAMP(6))"
-        ),
-        (n.table.as_str(),),
-    )
     .await
     .map_err(my_err)?;
     // Triggers find their counter row by its numeric id: no table name
@@ -296,14 +411,25 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
         ),
         ("del", "DELETE", ins("OLD", "D", "NULL", set_d)),
     ];
-    for (ev, event, body) in bodies {
+    for (i, (ev, event, body)) in bodies.into_iter().enumerate() {
+        if i == 1 {
+            failpoint("change_tracking.mid_setup");
+        }
         conn.query_drop(format!(
-            "CREATE TRIGGER IF NOT EXISTS {} AFTER {event} ON {t} FOR EACH ROW BEGIN {bump} {body} END",
+            "CREATE TRIGGER {} AFTER {event} ON {t} FOR EACH ROW BEGIN {bump} {body} END",
             n.trigger(ev)
         ))
         .await
         .map_err(|e| super::errors::source_at(format!("setting up change tracking on {t}"), e))?;
     }
+    failpoint("change_tracking.before_complete");
+    // 4. The marker that setup finished: the generation, written last.
+    conn.exec_drop(
+        format!("UPDATE {meta} SET generation = ? WHERE table_name = ?"),
+        (generation, n.table.as_str()),
+    )
+    .await
+    .map_err(my_err)?;
     Ok(crate::change_tracking::row_trigger_objects(
         &n.log, &n.table,
     ))
@@ -313,7 +439,7 @@ async fn setup(conn: &mut Conn, n: &Names, pk: &[String]) -> Result<Vec<String>>
 pub(super) struct Plan {
     pub sql: String,
     pub params: Vec<Value>,
-    pub version_to: i64,
+    pub version_to: ChangeVersion,
     pub full_reload: bool,
     pub notes: Vec<String>,
 }
@@ -325,23 +451,27 @@ pub(super) async fn plan(
     rel: &Relation,
     cols: &[(String, MyKind)],
     pk: &[String],
-    after: Option<i64>,
-    fresh: bool,
+    after: Option<&ChangeVersion>,
 ) -> Result<Plan> {
     let n = names(conn, rel).await?;
-    let (to, min_valid) = meta_row(conn, &n).await?.ok_or_else(|| {
-        Error::source(
+    let Some((to, min_valid, Some(generation))) = meta_row(conn, &n).await? else {
+        return Err(Error::source(
             "mysql",
-            format!("change tracking on {} was removed during the run", n.t()),
-        )
-    })?;
+            format!(
+                "change tracking on {} was removed or left incomplete during the run; run again",
+                n.t()
+            ),
+        ));
+    };
     let (reload, note) = crate::change_tracking::reload_decision(
+        &n.table,
         after,
-        fresh,
+        &generation,
         min_valid,
         to,
         "changes were pruned after change_retention",
     );
+    let version_to = ChangeVersion::new(to, generation);
     let notes: Vec<String> = note.into_iter().collect();
     let (vc, oc) = (q(VERSION_COLUMN), q(OPERATION_COLUMN));
     if reload {
@@ -353,7 +483,7 @@ pub(super) async fn plan(
                 n.t()
             ),
             params: vec![Value::Int(to)],
-            version_to: to,
+            version_to,
             full_reload: true,
             notes,
         });
@@ -367,7 +497,7 @@ pub(super) async fn plan(
         .map(|c| format!("t.{0} = c.{0}", q(c)))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let a = after.unwrap_or_default();
+    let a = after.map_or(0, |a| a.version);
     Ok(Plan {
         sql: format!(
             "SELECT {}, c.hw_version AS {vc},
@@ -380,7 +510,7 @@ pub(super) async fn plan(
             n.t()
         ),
         params: vec![Value::Int(a), Value::Int(a), Value::Int(to)],
-        version_to: to,
+        version_to,
         full_reload: false,
         notes,
     })
@@ -389,25 +519,13 @@ pub(super) async fn plan(
 pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
     let mut conn = connect(url).await?;
     let n = names(&mut conn, rel).await?;
-    let Some((v, m)) = meta_row(&mut conn, &n).await? else {
+    let found = inspect(&mut conn, &n).await?;
+    if !found.any {
+        let _ = conn.disconnect().await;
         return Ok(Status::default());
-    };
-    let has_log = table_exists(&mut conn, &n.space, &n.log).await?;
-    let triggers: Option<i64> = conn
-        .exec_first(
-            "SELECT COUNT(*) FROM information_schema.TRIGGERS
-              WHERE TRIGGER_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? AND TRIGGER_NAME IN (?, ?, ?)",
-            (
-                n.space.as_str(),
-                n.table.as_str(),
-                trigger_name(&n.table, "ins"),
-                trigger_name(&n.table, "upd"),
-                trigger_name(&n.table, "del"),
-            ),
-        )
-        .await
-        .map_err(my_err)?;
-    let log_rows: Option<i64> = if has_log {
+    }
+    let versions = meta_row(&mut conn, &n).await?;
+    let log_rows: Option<i64> = if table_exists(&mut conn, &n.space, &n.log).await? {
         conn.query_first(format!("SELECT COUNT(*) FROM {}", n.log()))
             .await
             .map_err(my_err)?
@@ -416,9 +534,11 @@ pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
     };
     let _ = conn.disconnect().await;
     Ok(Status {
-        set_up: has_log && triggers == Some(3),
-        current_version: Some(v),
-        min_valid_version: Some(m),
+        set_up: true,
+        missing: found.missing,
+        generation: found.generation,
+        current_version: versions.as_ref().map(|v| v.0),
+        min_valid_version: versions.as_ref().map(|v| v.1),
         log_rows,
     })
 }
@@ -427,7 +547,7 @@ pub async fn disable(url: &str, rel: &Relation) -> Result<Vec<String>> {
     let mut conn = connect(url).await?;
     let n = names(&mut conn, rel).await?;
     let mut removed = Vec::new();
-    for ev in ["ins", "upd", "del"] {
+    for ev in ROW_TRIGGERS {
         let name = trigger_name(&n.table, ev);
         let exists: Option<i64> = conn
             .exec_first(

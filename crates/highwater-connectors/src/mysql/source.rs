@@ -115,12 +115,10 @@ impl Source for MySource {
         let mut conn = connect(&self.url).await?;
         let rel = &req.relation;
         let mut notes = Vec::new();
-        let mut fresh = false;
         if let Delta::ChangeTracking { retention_secs, .. } = &req.delta {
-            let (n, f) =
+            let n =
                 change_tracking::prepare(&mut conn, rel, &req.primary_key, *retention_secs).await?;
             notes.extend(n);
-            fresh = f;
         }
         // Watermark: the late-commit cap, read before the snapshot (see `open_cap`).
         let cap = match &req.delta {
@@ -162,7 +160,7 @@ impl Source for MySource {
             }
             Delta::ChangeTracking { after, .. } => {
                 let plan =
-                    change_tracking::plan(&mut conn, rel, &cols, &req.primary_key, *after, fresh)
+                    change_tracking::plan(&mut conn, rel, &cols, &req.primary_key, after.as_ref())
                         .await?;
                 kinds.push(MyKind::Int);
                 kinds.push(MyKind::Text);

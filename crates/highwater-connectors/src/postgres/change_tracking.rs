@@ -33,14 +33,20 @@
 //! newer than `to` (visible but past the window): those come with the next
 //! delta, so each change lands exactly once. `TRUNCATE` clears the log and
 //! raises the minimum valid version, so every stream reloads.
+//!
+//! Setup (or the repair of an incomplete setup) is one transaction: a run
+//! killed in the middle leaves nothing, and the generation is written last
+//! all the same. Every run checks the meta row's generation, the log, the
+//! function and both triggers (present and enabled) before trusting a
+//! position.
 
-use highwater_core::{Error, Relation, Result};
+use highwater_core::{ChangeVersion, Error, Relation, Result, failpoint};
 use tokio_postgres::Client;
 
 use super::source::pg_err;
 use super::types::PgKind;
 use crate::change_tracking::{
-    META_TABLE, Names, OPERATION_COLUMN, Status, VERSION_COLUMN, table_of, trigger_name,
+    Installed, META_TABLE, Names, OPERATION_COLUMN, Status, VERSION_COLUMN, table_of, trigger_name,
 };
 use crate::util::quote_ident;
 
@@ -61,40 +67,105 @@ pub(super) async fn names(client: &Client, rel: &Relation) -> Result<Names> {
     Ok(Names::new(schema, table, '"'))
 }
 
-async fn meta_row(client: &Client, n: &Names) -> Result<Option<i64>> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&n.meta()])
+/// `(min_valid_version, generation)` of the meta row, if there is one (the
+/// generation is NULL until setup finishes, and absent from meta tables
+/// made before generations).
+async fn meta_row(client: &Client, n: &Names) -> Result<Option<(i64, Option<String>)>> {
+    let row = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL,
+                    EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)
+                             AND attname = 'generation' AND NOT attisdropped)",
+            &[&n.meta()],
+        )
         .await
-        .map_err(pg_err)?
-        .get(0);
+        .map_err(pg_err)?;
+    let (exists, has_generation): (bool, bool) = (row.get(0), row.get(1));
     if !exists {
         return Ok(None);
     }
+    let generation = if has_generation {
+        "generation"
+    } else {
+        "NULL::text"
+    };
     let row = client
         .query_opt(
             &format!(
-                "SELECT min_valid_version FROM {} WHERE table_name = $1",
+                "SELECT min_valid_version, {generation} FROM {} WHERE table_name = $1",
                 n.meta()
             ),
             &[&n.table],
         )
         .await
         .map_err(pg_err)?;
-    Ok(row.map(|r| r.get(0)))
+    Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// Set up (if needed) and prune, each in its own transaction, before the
-/// read snapshot. Returns notes and whether tracking was set up just now.
+/// What exists of the table's tracking objects: the meta row and its
+/// generation, the log, the function and the two triggers (enabled).
+async fn inspect(client: &Client, n: &Names) -> Result<Installed> {
+    let mut found = Installed::default();
+    match meta_row(client, n).await? {
+        None => found.lacks(format!("row {} in {}.{META_TABLE}", n.table, n.space)),
+        Some((_, None)) => {
+            found.any = true;
+            found.lacks(crate::change_tracking::no_generation());
+        }
+        Some((_, Some(g))) => {
+            found.any = true;
+            found.generation = Some(g);
+        }
+    }
+    let (trg, truncate) = (
+        trigger_name(&n.table, "trg"),
+        trigger_name(&n.table, "truncate"),
+    );
+    let row = client
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL,
+                    to_regprocedure($2 || '()') IS NOT NULL,
+                    (SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = to_regclass($3) AND tgname = $4),
+                    (SELECT tgenabled::text FROM pg_trigger WHERE tgrelid = to_regclass($3) AND tgname = $5)",
+            &[&n.log(), &n.trigger("fn"), &n.t(), &trg, &truncate],
+        )
+        .await
+        .map_err(pg_err)?;
+    if row.get::<_, bool>(0) {
+        found.any = true;
+    } else {
+        found.lacks(format!("table {}", n.log));
+    }
+    if row.get::<_, bool>(1) {
+        found.any = true;
+    } else {
+        found.lacks(format!("function {}", trigger_name(&n.table, "fn")));
+    }
+    for (i, name) in [(2, trg), (3, truncate)] {
+        match row.get::<_, Option<String>>(i).as_deref() {
+            None => found.lacks(format!("trigger {name}")),
+            Some("D") => {
+                found.any = true;
+                found.lacks(format!("trigger {name} (disabled)"));
+            }
+            Some(_) => found.any = true,
+        }
+    }
+    Ok(found)
+}
+
+/// Verify the tracking objects (install or repair them, in one
+/// transaction, if incomplete) and prune, before the read snapshot.
+/// Returns notes.
 pub(super) async fn prepare(
     client: &Client,
     rel: &Relation,
     pk: &[String],
     retention_secs: i64,
-) -> Result<(Vec<String>, bool)> {
+) -> Result<Vec<String>> {
     let n = names(client, rel).await?;
     let mut notes = Vec::new();
-    let mut fresh = false;
-    if meta_row(client, &n).await?.is_none() {
+    if !inspect(client, &n).await?.complete() {
         client.batch_execute("BEGIN").await.map_err(pg_err)?;
         let res = async {
             // Two streams on one table must not set it up twice at once.
@@ -105,23 +176,24 @@ pub(super) async fn prepare(
                 )
                 .await
                 .map_err(pg_err)?;
-            if meta_row(client, &n).await?.is_some() {
+            let found = inspect(client, &n).await?;
+            if found.complete() {
                 return Ok(None);
             }
-            setup(client, &n, pk).await.map(Some)
+            let generation = crate::change_tracking::new_generation();
+            let created = install(client, &n, pk, &generation).await?;
+            Ok(Some(crate::change_tracking::install_note(
+                &n.table,
+                &found,
+                &created,
+                &generation,
+            )))
         }
         .await;
         match res {
-            Ok(created) => {
+            Ok(note) => {
                 client.batch_execute("COMMIT").await.map_err(pg_err)?;
-                if let Some(created) = created {
-                    fresh = true;
-                    notes.push(format!(
-                        "set up change tracking on {}: created {}",
-                        n.t(),
-                        created.join(", ")
-                    ));
-                }
+                notes.extend(note);
             }
             Err(e) => {
                 let _ = client.batch_execute("ROLLBACK").await;
@@ -150,10 +222,17 @@ pub(super) async fn prepare(
     if count > 0 {
         tracing::info!(table = %n.t(), rows = count, min_valid_version = ?max, "Pruned the change log.");
     }
-    Ok((notes, fresh))
+    Ok(notes)
 }
 
-async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>> {
+/// Remove what is left of an earlier setup, create every object, and write
+/// the meta row's generation last. Inside the caller's transaction.
+async fn install(
+    client: &Client,
+    n: &Names,
+    pk: &[String],
+    generation: &str,
+) -> Result<Vec<String>> {
     let mut defs = Vec::new();
     for c in pk {
         let row = client
@@ -196,20 +275,35 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
         "hw_op = 'D', hw_version = EXCLUDED.hw_version, hw_changed_at = EXCLUDED.hw_changed_at";
     let trigger = q(&trigger_name(&n.table, "trg"));
     let truncate = q(&trigger_name(&n.table, "truncate"));
+    let has_generation: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)
+                             AND attname = 'generation' AND NOT attisdropped)",
+            &[&meta],
+        )
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    let setup_err = |e| super::errors::source_at(format!("setting up change tracking on {t}"), e);
     client
         .batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {meta} (
                 table_name text PRIMARY KEY,
                 min_valid_version bigint NOT NULL,
-                created_at timestamptz NOT NULL DEFAULT now());
-             CREATE TABLE IF NOT EXISTS {log} (
+                created_at timestamptz NOT NULL DEFAULT now(),
+                generation text);
+             {add_generation}
+             DROP TRIGGER IF EXISTS {trigger} ON {t};
+             DROP TRIGGER IF EXISTS {truncate} ON {t};
+             DROP TABLE IF EXISTS {log};
+             CREATE TABLE {log} (
                 {defs},
                 hw_op char(1) NOT NULL,
                 hw_version bigint NOT NULL,
                 hw_created bigint,
                 hw_changed_at timestamptz NOT NULL,
                 PRIMARY KEY ({cols}));
-             CREATE INDEX IF NOT EXISTS {idx} ON {log} (hw_version);
+             CREATE INDEX {idx} ON {log} (hw_version);
              CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $hw$
              DECLARE v bigint := pg_current_xact_id()::text::bigint;
              BEGIN
@@ -227,11 +321,12 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
                  {upd_new}
                END IF;
                RETURN NULL;
-             END $hw$;
-             CREATE OR REPLACE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t}
-               FOR EACH ROW EXECUTE FUNCTION {func}();
-             CREATE OR REPLACE TRIGGER {truncate} AFTER TRUNCATE ON {t}
-               FOR EACH STATEMENT EXECUTE FUNCTION {func}();",
+             END $hw$;",
+            add_generation = if has_generation {
+                String::new()
+            } else {
+                format!("ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS generation text;")
+            },
             defs = defs.join(", "),
             idx = q(&format!("{}_version", n.log)),
             ins_new = ins("NEW", "I", "v", set_i),
@@ -245,9 +340,29 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
     client
         .execute(
             &format!(
-                "INSERT INTO {meta} (table_name, min_valid_version) VALUES ($1, 0) ON CONFLICT DO NOTHING"
+                "INSERT INTO {meta} (table_name, min_valid_version, generation) VALUES ($1, 0, NULL)
+                 ON CONFLICT (table_name) DO UPDATE SET generation = NULL, created_at = now()"
             ),
             &[&n.table],
+        )
+        .await
+        .map_err(pg_err)?;
+    failpoint("change_tracking.mid_setup");
+    client
+        .batch_execute(&format!(
+            "CREATE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE ON {t}
+               FOR EACH ROW EXECUTE FUNCTION {func}();
+             CREATE TRIGGER {truncate} AFTER TRUNCATE ON {t}
+               FOR EACH STATEMENT EXECUTE FUNCTION {func}();"
+        ))
+        .await
+        .map_err(setup_err)?;
+    failpoint("change_tracking.before_complete");
+    // The marker that setup finished: the generation, written last.
+    client
+        .execute(
+            &format!("UPDATE {meta} SET generation = $1 WHERE table_name = $2"),
+            &[&generation, &n.table],
         )
         .await
         .map_err(pg_err)?;
@@ -266,7 +381,7 @@ async fn setup(client: &Client, n: &Names, pk: &[String]) -> Result<Vec<String>>
 /// What to read, decided in the snapshot.
 pub(super) struct Plan {
     pub sql: String,
-    pub version_to: i64,
+    pub version_to: ChangeVersion,
     pub full_reload: bool,
     pub notes: Vec<String>,
 }
@@ -284,26 +399,29 @@ pub(super) async fn plan(
     names_: &[String],
     kinds: &[PgKind],
     pk: &[String],
-    after: Option<i64>,
-    fresh: bool,
+    after: Option<&ChangeVersion>,
 ) -> Result<Plan> {
     let n = names(client, rel).await?;
     let to: i64 = client.query_one(TO_SQL, &[]).await.map_err(pg_err)?.get(0);
-    let min_valid = meta_row(client, &n).await?.ok_or_else(|| {
-        Error::source(
+    let Some((min_valid, Some(generation))) = meta_row(client, &n).await? else {
+        return Err(Error::source(
             "postgres",
-            format!("change tracking on {} was removed during the run", n.t()),
-        )
-    })?;
+            format!(
+                "change tracking on {} was removed or left incomplete during the run; run again",
+                n.t()
+            ),
+        ));
+    };
     let (reload, note) = crate::change_tracking::reload_decision(
+        &n.table,
         after,
-        fresh,
+        &generation,
         min_valid,
         to,
         "changes were pruned after change_retention, or the table was truncated",
     );
     let notes: Vec<String> = note.into_iter().collect();
-    let after_v = after.unwrap_or_default();
+    let after_v = after.map_or(0, |a| a.version);
     client
         .execute(
             "SELECT set_config('highwater.after', $1, true), set_config('highwater.to', $2, true)",
@@ -354,7 +472,7 @@ pub(super) async fn plan(
     };
     Ok(Plan {
         sql,
-        version_to: to,
+        version_to: ChangeVersion::new(to, generation),
         full_reload: reload,
         notes,
     })
@@ -363,27 +481,17 @@ pub(super) async fn plan(
 pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
     let client = super::source::connect(url).await?;
     let n = names(&client, rel).await?;
-    let Some(min_valid) = meta_row(&client, &n).await? else {
+    let found = inspect(&client, &n).await?;
+    if !found.any {
         return Ok(Status::default());
-    };
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT to_regclass($1) IS NOT NULL,
-                        (SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($2) AND tgname IN ($3, $4)),
-                        ({TO_SQL})"
-            ),
-            &[
-                &n.log(),
-                &n.t(),
-                &trigger_name(&n.table, "trg"),
-                &trigger_name(&n.table, "truncate"),
-            ],
-        )
+    }
+    let min_valid = meta_row(&client, &n).await?.map(|m| m.0);
+    let current: i64 = client.query_one(TO_SQL, &[]).await.map_err(pg_err)?.get(0);
+    let has_log: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&n.log()])
         .await
-        .map_err(pg_err)?;
-    let has_log: bool = row.get(0);
-    let triggers: i64 = row.get(1);
+        .map_err(pg_err)?
+        .get(0);
     let log_rows = if has_log {
         Some(
             client
@@ -396,9 +504,11 @@ pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
         None
     };
     Ok(Status {
-        set_up: has_log && triggers == 2,
-        current_version: Some(row.get(2)),
-        min_valid_version: Some(min_valid),
+        set_up: true,
+        missing: found.missing,
+        generation: found.generation,
+        current_version: Some(current),
+        min_valid_version: min_valid,
         log_rows,
     })
 }

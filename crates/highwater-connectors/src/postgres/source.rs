@@ -320,12 +320,10 @@ impl Source for PgSource {
         let mut full_reload = !matches!(&req.delta, Delta::Watermark { after: Some(_), .. });
 
         // Change tracking: set up and prune before the snapshot.
-        let mut fresh = false;
         if let Delta::ChangeTracking { retention_secs, .. } = &req.delta {
-            let (n, f) =
+            let n =
                 change_tracking::prepare(&client, rel, &req.primary_key, *retention_secs).await?;
             notes.extend(n);
-            fresh = f;
         }
 
         // Step 1 (watermark only): the late-commit cap, before the snapshot.
@@ -523,8 +521,7 @@ impl Source for PgSource {
                     &d.names,
                     &d.kinds,
                     &req.primary_key,
-                    *after,
-                    fresh,
+                    after.as_ref(),
                 )
                 .await?;
                 kinds.push(PgKind::Int8);

@@ -10,20 +10,21 @@
 //! every change with a version ≤ the counter it read is visible to it, and
 //! every change it cannot see gets a larger version and is read next time.
 //!
-//! Steady-state runs only read. Setup (first run) and pruning (only when a
-//! log row is older than the retention) take a short write transaction
-//! before the snapshot.
+//! Steady-state runs only read (the completeness check included). Setup
+//! (first run, or repair of an incomplete setup, in one transaction: a
+//! killed setup leaves nothing) and pruning (only when a log row is older
+//! than the retention) take a short write transaction before the snapshot.
 
 use std::path::Path;
 
-use highwater_core::{Error, Relation, Result};
+use highwater_core::{ChangeVersion, Error, Relation, Result, failpoint};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::types::Kind;
 use crate::change_tracking::{
-    META_TABLE, OPERATION_COLUMN, Status, VERSION_COLUMN, literal, log_table, table_of,
-    trigger_name,
+    Installed, META_TABLE, OPERATION_COLUMN, ROW_TRIGGERS, Status, VERSION_COLUMN, literal,
+    log_table, table_of, trigger_name,
 };
 use crate::util::quote_ident;
 
@@ -64,49 +65,97 @@ fn open_rw(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-fn meta_exists(conn: &Connection, n: &Names) -> Result<bool> {
-    let has_meta: bool = conn
-        .query_row(
-            &format!(
-                "SELECT count(*) > 0 FROM {}sqlite_master WHERE type = 'table' AND name = ?1",
-                n.prefix
-            ),
-            [META_TABLE],
-            |r| r.get(0),
-        )
-        .map_err(err)?;
-    if !has_meta {
-        return Ok(false);
-    }
+fn object_exists(conn: &Connection, n: &Names, kind: &str, name: &str) -> Result<bool> {
     conn.query_row(
         &format!(
-            "SELECT count(*) > 0 FROM {}{} WHERE table_name = ?1",
-            n.prefix,
-            q(META_TABLE)
+            "SELECT count(*) > 0 FROM {}sqlite_master WHERE type = ?1 AND name = ?2",
+            n.prefix
         ),
-        [&n.table],
+        [kind, name],
         |r| r.get(0),
     )
     .map_err(err)
 }
 
+fn has_generation_column(conn: &Connection, n: &Names) -> Result<bool> {
+    conn.query_row(
+        &format!(
+            "SELECT count(*) > 0 FROM {}pragma_table_info(?1) WHERE name = 'generation'",
+            n.prefix
+        ),
+        [META_TABLE],
+        |r| r.get(0),
+    )
+    .map_err(err)
+}
+
+/// What exists of the table's tracking objects.
+fn inspect(conn: &Connection, n: &Names) -> Result<Installed> {
+    let mut found = Installed::default();
+    let meta_row = if object_exists(conn, n, "table", META_TABLE)? {
+        let generation = if has_generation_column(conn, n)? {
+            "generation"
+        } else {
+            "NULL"
+        };
+        conn.query_row(
+            &format!(
+                "SELECT {generation} FROM {}{} WHERE table_name = ?1",
+                n.prefix,
+                q(META_TABLE)
+            ),
+            [&n.table],
+            |r| r.get::<_, Option<String>>(0),
+        )
+        .optional()
+        .map_err(err)?
+    } else {
+        None
+    };
+    match meta_row {
+        None => found.lacks(format!("row {} in {META_TABLE}", n.table)),
+        Some(None) => {
+            found.any = true;
+            found.lacks(crate::change_tracking::no_generation());
+        }
+        Some(Some(g)) => {
+            found.any = true;
+            found.generation = Some(g);
+        }
+    }
+    if object_exists(conn, n, "table", &n.log)? {
+        found.any = true;
+    } else {
+        found.lacks(format!("table {}", n.log));
+    }
+    for ev in ROW_TRIGGERS {
+        let name = trigger_name(&n.table, ev);
+        if object_exists(conn, n, "trigger", &name)? {
+            found.any = true;
+        } else {
+            found.lacks(format!("trigger {name}"));
+        }
+    }
+    Ok(found)
+}
+
 /// Seconds since the epoch, as the triggers store them.
 const NOW: &str = "((julianday('now') - 2440587.5) * 86400.0)";
 
-/// Set up (if needed) and prune, before the read snapshot. Returns notes
-/// for the user and whether tracking was set up just now.
+/// Verify the tracking objects (install or repair them if incomplete) and
+/// prune, before the read snapshot. Returns notes for the user.
 pub(super) fn prepare(
     path: &Path,
     rel: &Relation,
     pk: &[String],
     retention_secs: i64,
-) -> Result<(Vec<String>, bool)> {
+) -> Result<Vec<String>> {
     let n = names(rel)?;
     let mut notes = Vec::new();
     let ro = super::source::open(path)?;
-    let set_up = meta_exists(&ro, &n)?;
+    let complete = inspect(&ro, &n)?.complete();
     let cutoff = chrono::Utc::now().timestamp_micros() as f64 / 1e6 - retention_secs as f64;
-    let stale = set_up
+    let stale = complete
         && ro
             .query_row(
                 &format!(
@@ -121,20 +170,23 @@ pub(super) fn prepare(
             .map_err(err)?
             .is_some();
     drop(ro);
-    if set_up && !stale {
-        return Ok((notes, false));
+    if complete && !stale {
+        return Ok(notes);
     }
     let mut conn = open_rw(path)?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
-    let fresh = !meta_exists(&tx, &n)?;
-    if fresh {
-        let created = setup(&tx, &n, pk)?;
-        notes.push(format!(
-            "set up change tracking on {}: created {}",
-            n.table,
-            created.join(", ")
+    // Again, under the write lock: another run may have installed it.
+    let found = inspect(&tx, &n)?;
+    if !found.complete() {
+        let generation = crate::change_tracking::new_generation();
+        let created = install(&tx, &n, pk, &generation)?;
+        notes.push(crate::change_tracking::install_note(
+            &n.table,
+            &found,
+            &created,
+            &generation,
         ));
     } else {
         let pruned: (i64, Option<i64>) = tx
@@ -171,11 +223,13 @@ pub(super) fn prepare(
         }
     }
     tx.commit().map_err(err)?;
-    Ok((notes, fresh))
+    Ok(notes)
 }
 
-/// Create the meta table (if missing), its row, the log and the triggers.
-fn setup(conn: &Connection, n: &Names, pk: &[String]) -> Result<Vec<String>> {
+/// Remove what is left of an earlier setup, then create the meta table (if
+/// missing), the log and the triggers, and write the meta row's generation
+/// last. Runs inside the caller's transaction: all or nothing.
+fn install(conn: &Connection, n: &Names, pk: &[String], generation: &str) -> Result<Vec<String>> {
     let decl: Vec<(String, String)> = {
         let mut st = conn
             .prepare(&format!(
@@ -213,28 +267,66 @@ fn setup(conn: &Connection, n: &Names, pk: &[String]) -> Result<Vec<String>> {
         .join(" OR ");
     let (p, meta, log, t) = (&n.prefix, q(META_TABLE), q(&n.log), q(&n.table));
     let tl = literal(&n.table);
+    // Leftovers of an earlier (incomplete) setup go: a new generation
+    // starts from an empty log.
+    let mut drop = String::new();
+    for ev in ROW_TRIGGERS {
+        drop.push_str(&format!(
+            "DROP TRIGGER IF EXISTS {p}{};",
+            q(&trigger_name(&n.table, ev))
+        ));
+    }
+    drop.push_str(&format!("DROP TABLE IF EXISTS {p}{log};"));
+    conn.execute_batch(&drop).map_err(err)?;
     conn.execute_batch(&format!(
         "CREATE TABLE IF NOT EXISTS {p}{meta} (
             table_name TEXT PRIMARY KEY,
             version INTEGER NOT NULL,
             min_valid_version INTEGER NOT NULL,
-            created_at TEXT NOT NULL);
-         CREATE TABLE IF NOT EXISTS {p}{log} (
+            created_at TEXT NOT NULL,
+            generation TEXT);"
+    ))
+    .map_err(err)?;
+    if !has_generation_column(conn, n)? {
+        conn.execute_batch(&format!("ALTER TABLE {p}{meta} ADD COLUMN generation TEXT"))
+            .map_err(err)?;
+    }
+    // The counter never goes back; every older version becomes invalid.
+    conn.execute(
+        &format!(
+            "INSERT INTO {p}{meta} (table_name, version, min_valid_version, created_at, generation)
+             VALUES (?1, 0, 0, datetime('now'), NULL)
+             ON CONFLICT (table_name) DO UPDATE SET min_valid_version = version,
+               created_at = excluded.created_at, generation = NULL"
+        ),
+        [&n.table],
+    )
+    .map_err(err)?;
+    conn.execute_batch(&format!(
+        "CREATE TABLE {p}{log} (
             {defs},
             hw_op TEXT NOT NULL,
             hw_version INTEGER NOT NULL,
             hw_created INTEGER,
             hw_changed_at REAL NOT NULL,
             PRIMARY KEY ({cols}));
-         CREATE INDEX IF NOT EXISTS {p}{log_idx} ON {log} (hw_version);
-         CREATE TRIGGER IF NOT EXISTS {p}{ins} AFTER INSERT ON {t} BEGIN
+         CREATE INDEX {p}{log_idx} ON {log} (hw_version);
+         CREATE TRIGGER {p}{ins} AFTER INSERT ON {t} BEGIN
             UPDATE {meta} SET version = version + 1 WHERE table_name = {tl};
             INSERT INTO {log} ({cols}, hw_op, hw_version, hw_created, hw_changed_at)
               SELECT {new}, 'I', version, version, {NOW} FROM {meta} WHERE table_name = {tl}
               ON CONFLICT ({cols}) DO UPDATE SET hw_op = excluded.hw_op, hw_version = excluded.hw_version,
                 hw_created = excluded.hw_created, hw_changed_at = excluded.hw_changed_at;
-         END;
-         CREATE TRIGGER IF NOT EXISTS {p}{upd} AFTER UPDATE ON {t} BEGIN
+         END;",
+        defs = pk_defs.join(", "),
+        log_idx = q(&format!("{}_version", n.log)),
+        ins = q(&trigger_name(&n.table, "ins")),
+        new = of("NEW"),
+    ))
+    .map_err(err)?;
+    failpoint("change_tracking.mid_setup");
+    conn.execute_batch(&format!(
+        "CREATE TRIGGER {p}{upd} AFTER UPDATE ON {t} BEGIN
             UPDATE {meta} SET version = version + 1 WHERE table_name = {tl};
             INSERT INTO {log} ({cols}, hw_op, hw_version, hw_created, hw_changed_at)
               SELECT {old}, 'D', version, NULL, {NOW} FROM {meta} WHERE table_name = {tl} AND ({key_changed})
@@ -247,25 +339,24 @@ fn setup(conn: &Connection, n: &Names, pk: &[String]) -> Result<Vec<String>> {
               ON CONFLICT ({cols}) DO UPDATE SET hw_op = excluded.hw_op, hw_version = excluded.hw_version,
                 hw_created = coalesce(excluded.hw_created, hw_created), hw_changed_at = excluded.hw_changed_at;
          END;
-         CREATE TRIGGER IF NOT EXISTS {p}{del} AFTER DELETE ON {t} BEGIN
+         CREATE TRIGGER {p}{del} AFTER DELETE ON {t} BEGIN
             UPDATE {meta} SET version = version + 1 WHERE table_name = {tl};
             INSERT INTO {log} ({cols}, hw_op, hw_version, hw_created, hw_changed_at)
               SELECT {old}, 'D', version, NULL, {NOW} FROM {meta} WHERE table_name = {tl}
               ON CONFLICT ({cols}) DO UPDATE SET hw_op = 'D', hw_version = excluded.hw_version,
                 hw_changed_at = excluded.hw_changed_at;
          END;",
-        defs = pk_defs.join(", "),
-        log_idx = q(&format!("{}_version", n.log)),
-        ins = q(&trigger_name(&n.table, "ins")),
         upd = q(&trigger_name(&n.table, "upd")),
         del = q(&trigger_name(&n.table, "del")),
         new = of("NEW"),
         old = of("OLD"),
     ))
     .map_err(err)?;
+    failpoint("change_tracking.before_complete");
+    // The marker that setup finished: the generation, written last.
     conn.execute(
-        &format!("INSERT OR IGNORE INTO {p}{meta} (table_name, version, min_valid_version, created_at) VALUES (?1, 0, 0, datetime('now'))"),
-        [&n.table],
+        &format!("UPDATE {p}{meta} SET generation = ?1 WHERE table_name = ?2"),
+        [generation, n.table.as_str()],
     )
     .map_err(err)?;
     Ok(crate::change_tracking::row_trigger_objects(
@@ -277,7 +368,7 @@ fn setup(conn: &Connection, n: &Names, pk: &[String]) -> Result<Vec<String>> {
 pub(super) struct Plan {
     pub sql: String,
     pub params: Vec<Value>,
-    pub version_to: i64,
+    pub version_to: ChangeVersion,
     pub full_reload: bool,
     pub notes: Vec<String>,
 }
@@ -289,28 +380,39 @@ pub(super) fn plan(
     rel: &Relation,
     cols: &[(String, Kind)],
     pk: &[String],
-    after: Option<i64>,
-    fresh: bool,
+    after: Option<&ChangeVersion>,
 ) -> Result<Plan> {
     let n = names(rel)?;
-    let (to, min_valid): (i64, i64) = conn
+    let row: Option<(i64, i64, Option<String>)> = conn
         .query_row(
             &format!(
-                "SELECT version, min_valid_version FROM {}{} WHERE table_name = ?1",
+                "SELECT version, min_valid_version, generation FROM {}{} WHERE table_name = ?1",
                 n.prefix,
                 q(META_TABLE)
             ),
             [&n.table],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
+        .optional()
         .map_err(err)?;
+    let Some((to, min_valid, Some(generation))) = row else {
+        return Err(Error::source(
+            BACKEND,
+            format!(
+                "change tracking on {} was removed or left incomplete during the run; run again",
+                n.table
+            ),
+        ));
+    };
     let (reload, note) = crate::change_tracking::reload_decision(
+        &n.table,
         after,
-        fresh,
+        &generation,
         min_valid,
         to,
         "changes were pruned after change_retention",
     );
+    let version_to = ChangeVersion::new(to, generation);
     let notes: Vec<String> = note.into_iter().collect();
     let t = format!("{}{}", n.prefix, q(&n.table));
     let (vc, oc) = (q(VERSION_COLUMN), q(OPERATION_COLUMN));
@@ -322,12 +424,12 @@ pub(super) fn plan(
                 list.join(", ")
             ),
             params: vec![Value::Integer(to)],
-            version_to: to,
+            version_to,
             full_reload: true,
             notes,
         });
     }
-    let after = after.unwrap_or_default();
+    let after = after.map_or(0, |a| a.version);
     let list: Vec<String> = cols
         .iter()
         .map(|(c, _)| {
@@ -352,7 +454,7 @@ pub(super) fn plan(
             join.join(" AND ")
         ),
         params: vec![Value::Integer(after), Value::Integer(to)],
-        version_to: to,
+        version_to,
         full_reload: false,
         notes,
     })
@@ -361,10 +463,11 @@ pub(super) fn plan(
 pub fn status(path: &Path, rel: &Relation) -> Result<Status> {
     let n = names(rel)?;
     let conn = super::source::open(path)?;
-    if !meta_exists(&conn, &n)? {
+    let found = inspect(&conn, &n)?;
+    if !found.any {
         return Ok(Status::default());
     }
-    let (v, m): (i64, i64) = conn
+    let versions: Option<(i64, i64)> = conn
         .query_row(
             &format!(
                 "SELECT version, min_valid_version FROM {}{} WHERE table_name = ?1",
@@ -374,7 +477,8 @@ pub fn status(path: &Path, rel: &Relation) -> Result<Status> {
             [&n.table],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .map_err(err)?;
+        .optional()
+        .unwrap_or(None);
     let rows: Option<i64> = conn
         .query_row(
             &format!("SELECT count(*) FROM {}{}", n.prefix, q(&n.log)),
@@ -382,20 +486,12 @@ pub fn status(path: &Path, rel: &Relation) -> Result<Status> {
             |r| r.get(0),
         )
         .ok();
-    let triggers: i64 = conn
-        .query_row(
-            &format!(
-                "SELECT count(*) FROM {}sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND name LIKE '\\_hw\\_ct\\_%' ESCAPE '\\'",
-                n.prefix
-            ),
-            [&n.table],
-            |r| r.get(0),
-        )
-        .map_err(err)?;
     Ok(Status {
-        set_up: rows.is_some() && triggers == 3,
-        current_version: Some(v),
-        min_valid_version: Some(m),
+        set_up: true,
+        missing: found.missing,
+        generation: found.generation,
+        current_version: versions.map(|v| v.0),
+        min_valid_version: versions.map(|v| v.1),
         log_rows: rows,
     })
 }
@@ -407,7 +503,7 @@ pub fn disable(path: &Path, rel: &Relation) -> Result<Vec<String>> {
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
     let mut removed = Vec::new();
-    for ev in ["ins", "upd", "del"] {
+    for ev in ROW_TRIGGERS {
         let name = trigger_name(&n.table, ev);
         let exists: bool = tx
             .query_row(
@@ -440,7 +536,19 @@ pub fn disable(path: &Path, rel: &Relation) -> Result<Vec<String>> {
             .map_err(err)?;
         removed.push(format!("table {}", n.log));
     }
-    if meta_exists(&tx, &n)? {
+    let has_meta_row = object_exists(&tx, &n, "table", META_TABLE)?
+        && tx
+            .query_row(
+                &format!(
+                    "SELECT count(*) > 0 FROM {}{} WHERE table_name = ?1",
+                    n.prefix,
+                    q(META_TABLE)
+                ),
+                [&n.table],
+                |r| r.get::<_, bool>(0),
+            )
+            .map_err(err)?;
+    if has_meta_row {
         tx.execute(
             &format!(
                 "DELETE FROM {}{} WHERE table_name = ?1",

@@ -145,7 +145,7 @@ struct Header {
     schema: SchemaRef,
     to: Option<CursorValue>,
     null_rows: u64,
-    version_to: Option<i64>,
+    version_to: Option<highwater_core::ChangeVersion>,
     full_reload: bool,
     notes: Vec<String>,
 }
@@ -168,11 +168,11 @@ fn run_read(
     let result = (|| -> Result<()> {
         let rel = &req.relation;
         // Change tracking: set up and prune before the snapshot.
-        let (mut notes, fresh) = match &req.delta {
+        let mut notes = match &req.delta {
             Delta::ChangeTracking { retention_secs, .. } => {
                 change_tracking::prepare(&path, rel, &req.primary_key, *retention_secs)?
             }
-            _ => (vec![], false),
+            _ => vec![],
         };
         let mut version_to = None;
         let mut full_reload = !matches!(&req.delta, Delta::Watermark { after: Some(_), .. });
@@ -250,7 +250,7 @@ fn run_read(
                 }
                 Delta::ChangeTracking { after, .. } => {
                     let plan =
-                        change_tracking::plan(&conn, rel, &cols, &req.primary_key, *after, fresh)?;
+                        change_tracking::plan(&conn, rel, &cols, &req.primary_key, after.as_ref())?;
                     kinds.push(Kind::Int);
                     kinds.push(Kind::Text);
                     let out = crate::change_tracking::output_schema(std::mem::take(&mut fields));
