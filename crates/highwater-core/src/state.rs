@@ -130,6 +130,15 @@ pub trait StateStore: Send + Sync {
     /// Close the attempt without moving the position.
     async fn abandon_attempt(&self, attempt: &Attempt, why: &str) -> Result<()>;
 
+    /// Fails if this store no longer holds the stream's lock (e.g. the
+    /// session holding a PostgreSQL advisory lock died, so another process
+    /// may have taken the stream). Call it right before publishing output;
+    /// `commit_attempt` checks again. Stores whose locks cannot be lost
+    /// keep the default.
+    async fn verify_lock(&self, _stream: &str) -> Result<()> {
+        Ok(())
+    }
+
     /// Start a run record.
     async fn begin_run(&self, run_id: &str, started_at: DateTime<Utc>) -> Result<()>;
 

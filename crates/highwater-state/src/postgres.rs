@@ -3,7 +3,8 @@
 //!
 //! Tables live in the schema `highwater` of the given database and mirror
 //! the SQLite store. Stream locks are session-level advisory locks, each on
-//! its own connection held by the [`StreamLock`]: a process that dies loses
+//! its own connection held by the [`StreamLock`] (`application_name`
+//! `highwater lock: <stream>`): a process that dies loses
 //! its connection and so its locks, exactly like the SQLite store's file
 //! locks. `commit_attempt` is one transaction that locks the position row
 //! (`FOR UPDATE`) and compares before it moves it.
@@ -29,7 +30,7 @@ use highwater_core::{
     Attempt, Error, Position, Result, RunRecord, RunStatus, StateStore, StreamLock, StreamRun,
 };
 use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, GenericClient};
 
 use crate::{Locks, lock_lost, not_locked};
 
@@ -258,11 +259,11 @@ impl PgState {
         )))
     }
 
-    /// Inside `tx`: fail unless this store's session for `stream`'s lock is
-    /// open and the server shows it holding the lock.
-    async fn verify_lock(
+    /// Fail unless this store's session for `stream`'s lock is open and the
+    /// server shows it holding the lock (`c`: the change's transaction).
+    async fn holds_lock(
         &self,
-        tx: &Transaction<'_>,
+        tx: &impl GenericClient,
         stream: &str,
         doing: &str,
     ) -> std::result::Result<(), Fail> {
@@ -305,11 +306,14 @@ impl StateStore for PgState {
         // Its own session: the lock lives exactly as long as this connection.
         let client = self.reconnect().await?;
         let key = lock_key(stream);
+        // Named, so that `pg_stat_activity` shows who holds which stream.
+        let name = format!("highwater lock: {stream}");
         let row = client
             .query_one(
                 "SELECT pg_try_advisory_lock($1), pg_backend_pid(),
-                        (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())",
-                &[&key],
+                        (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()),
+                        set_config('application_name', $2, false)",
+                &[&key, &name],
             )
             .await
             .map_err(pg_err)?;
@@ -356,7 +360,7 @@ impl StateStore for PgState {
     async fn reset(&self, stream: &str) -> Result<bool> {
         retrying!(self, |c, _retry| {
             let tx = c.transaction().await?;
-            self.verify_lock(&tx, stream, "resetting its position")
+            self.holds_lock(&tx, stream, "resetting its position")
                 .await?;
             let n = tx
                 .execute(
@@ -438,7 +442,7 @@ impl StateStore for PgState {
         let doing = format!("committing run {}", a.run_id);
         retrying!(self, |c, retry| {
             let tx = c.transaction().await?;
-            self.verify_lock(&tx, &a.stream, &doing).await?;
+            self.holds_lock(&tx, &a.stream, &doing).await?;
             // Serialise committers of this stream, even before its first position exists.
             tx.execute(
                 "SELECT pg_advisory_xact_lock($1)",
@@ -506,11 +510,17 @@ impl StateStore for PgState {
         })
     }
 
+    async fn verify_lock(&self, stream: &str) -> Result<()> {
+        retrying!(self, |c, _retry| {
+            self.holds_lock(&*c, stream, "continuing").await
+        })
+    }
+
     async fn abandon_attempt(&self, a: &Attempt, why: &str) -> Result<()> {
         let doing = format!("abandoning run {}", a.run_id);
         retrying!(self, |c, _retry| {
             let tx = c.transaction().await?;
-            self.verify_lock(&tx, &a.stream, &doing).await?;
+            self.holds_lock(&tx, &a.stream, &doing).await?;
             tx.execute(
                 "UPDATE highwater.attempts SET status = 'Abandoned', note = $3, finished_at = now()
                  WHERE stream = $1 AND run_id = $2 AND status = 'Open'",

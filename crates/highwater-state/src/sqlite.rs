@@ -426,6 +426,13 @@ impl StateStore for SqliteState {
         .await
     }
 
+    async fn verify_lock(&self, stream: &str) -> Result<()> {
+        let locks = self.locks.clone();
+        let stream = stream.to_string();
+        self.call(move |_| check_lock(&locks, &stream, "continuing"))
+            .await
+    }
+
     async fn abandon_attempt(&self, a: &Attempt, why: &str) -> Result<()> {
         let (stream, run_id, why) = (a.stream.clone(), a.run_id.clone(), why.to_string());
         let locks = self.locks.clone();

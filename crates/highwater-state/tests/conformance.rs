@@ -176,7 +176,8 @@ impl PgDatabase {
         self.admin
             .query(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-                 AND database = (SELECT oid FROM pg_database WHERE datname = $1)",
+                 AND database = (SELECT oid FROM pg_database WHERE datname = $1)
+                 AND pid IN (SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'highwater lock: %')",
                 &[&self.name],
             )
             .await
@@ -413,6 +414,8 @@ async fn changes_need_the_stream_lock(b: Backend) {
     let a = attempt("s", "r1", None);
     s.begin_attempt(&a).await.unwrap();
     // Without the lock: nothing changes.
+    let e = message(s.verify_lock("s").await);
+    assert!(e.contains("not locked"), "{e}");
     let e = message(s.commit_attempt(&a, &wm(1)).await);
     assert!(e.contains("not locked"), "{e}");
     let e = message(s.abandon_attempt(&a, "x").await);
@@ -426,12 +429,14 @@ async fn changes_need_the_stream_lock(b: Backend) {
     drop(other);
     // With it, it moves.
     let l = lock(&s, "s").await;
+    s.verify_lock("s").await.unwrap();
     s.commit_attempt(&a, &wm(1)).await.unwrap();
     assert_eq!(s.position("s").await.unwrap(), Some(wm(1)));
     // After it is released, nothing moves again.
     let n = attempt("s", "r2", Some(wm(1)));
     s.begin_attempt(&n).await.unwrap();
     drop(l);
+    assert!(s.verify_lock("s").await.is_err());
     assert!(s.commit_attempt(&n, &wm(2)).await.is_err());
     assert_eq!(s.position("s").await.unwrap(), Some(wm(1)));
     // Reset under the lock forgets the position and closes the attempt.
@@ -681,8 +686,11 @@ async fn postgres_lost_lock_is_noticed_before_anything_commits() {
     s.begin_attempt(&a).await.unwrap();
     let holders = db.lock_backends().await;
     assert_eq!(holders.len(), 1, "one session holds the stream lock");
+    s.verify_lock("s").await.unwrap();
     db.kill(holders[0]).await;
 
+    let e = message(s.verify_lock("s").await);
+    assert!(e.contains("lost the lock of stream s"), "{e}");
     let e = message(s.commit_attempt(&a, &wm(2)).await);
     assert!(e.contains("lost the lock of stream s"), "{e}");
     assert_eq!(s.position("s").await.unwrap(), Some(wm(1)));
@@ -818,6 +826,7 @@ async fn sqlite_removed_lock_file_is_a_lost_lock() {
     for f in std::fs::read_dir(dir.0.join("locks")).unwrap() {
         std::fs::remove_file(f.unwrap().path()).unwrap();
     }
+    assert!(s.verify_lock("s").await.is_err());
     let e = message(s.commit_attempt(&a, &wm(1)).await);
     assert!(e.contains("lost the lock of stream s"), "{e}");
     assert_eq!(s.position("s").await.unwrap(), None);
