@@ -124,7 +124,8 @@ pub trait StateStore: Send + Sync {
 
     /// Move the position from `attempt.from` to `to` and close the attempt,
     /// in one transaction. Fails, changing nothing, if the position is no
-    /// longer `attempt.from`.
+    /// longer `attempt.from`, or if this store no longer holds the stream's
+    /// lock (`abandon_attempt` and `reset` need the lock too).
     async fn commit_attempt(&self, attempt: &Attempt, to: &Position) -> Result<()>;
 
     /// Close the attempt without moving the position.
