@@ -541,13 +541,12 @@ async fn positions_round_trip_every_variant(b: Backend) {
     }
     // Read back by another instance.
     let t = b.open().await;
-    for (i, (stream, pos)) in cases.iter().enumerate() {
+    for (stream, pos) in &cases {
         assert_eq!(
             t.position(stream).await.unwrap().as_ref(),
             Some(pos),
             "{stream}"
         );
-        let _ = i;
     }
     let mut all = t.positions().await.unwrap();
     all.sort_by(|a, b| a.0.cmp(&b.0));
