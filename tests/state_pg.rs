@@ -113,3 +113,153 @@ fn unreachable_state_database_is_a_clear_failure() {
     assert!(err.contains("127.0.0.1:1"), "{err}");
     assert!(!err.contains("DownPw999"), "{err}");
 }
+
+fn two_db_config(state_url: &str, src_url: &str) -> String {
+    format!(
+        "state: {state_url}\nconnections:\n  pg: {src_url}\n  lake: file://./lake\nstreams:\n  t:\n    from: pg\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"t/t-{{run_id}}.csv\"\n    batch_size: 50\n"
+    )
+}
+
+/// A source of `n` rows, a state database, and a folder configured for both.
+async fn source_and_state(tag: &str, n: i64) -> (PgDb, PgDb, Dir) {
+    let src = PgDb::new(&format!("{tag}_src")).await;
+    src.exec(&format!(
+        "CREATE TABLE t (id bigint primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, {n}) g;"
+    ))
+    .await;
+    let state = PgDb::new(&format!("{tag}_state")).await;
+    let dir = Dir::new(tag);
+    dir.write("highwater.yaml", &two_db_config(&state.url, &src.url));
+    (src, state, dir)
+}
+
+/// Backends holding a stream lock (an advisory lock) in the state database.
+async fn lock_holders(state: &PgDb) -> Vec<i32> {
+    state
+        .client
+        .query(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND pid IN (SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'highwater lock: %')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Wait until the running process holds its stream lock; its backend.
+async fn wait_for_lock(state: &PgDb, child: &mut std::process::Child) -> i32 {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(pid) = lock_holders(state).await.first() {
+            return *pid;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was seen holding its stream lock"
+        );
+        assert!(start.elapsed() < std::time::Duration::from_secs(60));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+fn ids_once(dir: &Dir) -> Vec<i64> {
+    let mut ids: Vec<i64> = all_csv_rows(dir, "lake/t")
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    ids.sort();
+    let len = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), len, "rows copied twice");
+    ids
+}
+
+fn watermark(dir: &Dir) -> serde_json::Value {
+    let o = dir.hw(&["state", "--json"]);
+    assert_code(&o, 0);
+    let state: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    state[0]["watermark"].clone()
+}
+
+/// The state store's own connection is dropped again and again during a
+/// run (as a failover or a network blip would): it reconnects, the run
+/// succeeds, every row arrives once.
+#[tokio::test]
+async fn state_connection_drops_during_a_run_are_survived() {
+    let (_src, state, dir) = source_and_state("pgstate_drops", 100_000).await;
+    let mut child = dir
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_lock(&state, &mut child).await;
+    let mut killed = 0i64;
+    while child.try_wait().unwrap().is_none() {
+        // Every session of the state database but the lock's and ours.
+        let n: i64 = state
+            .client
+            .query_one(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()
+                 AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        killed += n;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 0);
+    assert!(
+        killed >= 1,
+        "no state connection was dropped during the run"
+    );
+    assert_eq!(ids_once(&dir).len(), 100_000, "rows missing");
+    assert_eq!(watermark(&dir), "100000");
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("no changes"), "{}", stdout(&o));
+}
+
+/// The session holding a run's stream lock dies: another worker may now
+/// take the stream, so the run must not move the position; it fails
+/// clearly, and the next run settles what it left.
+#[tokio::test]
+async fn lost_stream_lock_fails_the_run_and_the_next_run_settles() {
+    let (_src, state, dir) = source_and_state("pgstate_lostlock", 100_000).await;
+    let mut child = dir
+        .command(&["run"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let holder = wait_for_lock(&state, &mut child).await;
+    let ended: bool = state
+        .client
+        .query_one("SELECT pg_terminate_backend($1, 10000)", &[&holder])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ended);
+    let o = child.wait_with_output().unwrap();
+    assert_code(&o, 1);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(out.contains("lost the lock of stream t"), "{out}");
+    assert!(
+        watermark(&dir).is_null(),
+        "the position moved after the lock was lost"
+    );
+    // The next run settles the attempt (published or not) and finishes the copy.
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("settled run"), "{}", stdout(&o));
+    assert_eq!(ids_once(&dir).len(), 100_000, "rows missing");
+    assert_eq!(watermark(&dir), "100000");
+}

@@ -124,11 +124,21 @@ pub trait StateStore: Send + Sync {
 
     /// Move the position from `attempt.from` to `to` and close the attempt,
     /// in one transaction. Fails, changing nothing, if the position is no
-    /// longer `attempt.from`.
+    /// longer `attempt.from`, or if this store no longer holds the stream's
+    /// lock (`abandon_attempt` and `reset` need the lock too).
     async fn commit_attempt(&self, attempt: &Attempt, to: &Position) -> Result<()>;
 
     /// Close the attempt without moving the position.
     async fn abandon_attempt(&self, attempt: &Attempt, why: &str) -> Result<()>;
+
+    /// Fails if this store no longer holds the stream's lock (e.g. the
+    /// session holding a PostgreSQL advisory lock died, so another process
+    /// may have taken the stream). Call it right before publishing output;
+    /// `commit_attempt` checks again. Stores whose locks cannot be lost
+    /// keep the default.
+    async fn verify_lock(&self, _stream: &str) -> Result<()> {
+        Ok(())
+    }
 
     /// Start a run record.
     async fn begin_run(&self, run_id: &str, started_at: DateTime<Utc>) -> Result<()>;

@@ -1,8 +1,14 @@
 //! SQLite implementation of [`StateStore`].
+//!
+//! One thread owns the connection and runs every statement; the async
+//! methods send it jobs and await the answers, so a write that waits for
+//! the disk (an fsync) or for another process's lock never holds up the
+//! runtime's other tasks. Stream locks are OS file locks (see the crate
+//! docs).
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::mpsc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,6 +16,8 @@ use highwater_core::{
     Attempt, Error, Position, Result, RunRecord, RunStatus, StateStore, StreamLock, StreamRun,
 };
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::{Locks, lock_lost, not_locked};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS positions (
@@ -66,10 +74,20 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 /// run_id, from, target, started_at of an open attempt.
 type AttemptRow = (String, Option<String>, String, String);
 
+/// Work for the connection's thread.
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A held stream lock: the locked file and the path it was opened at.
+struct LockFile {
+    file: File,
+    path: PathBuf,
+}
+
 /// The default state store: one SQLite file.
 pub struct SqliteState {
-    conn: Mutex<Connection>,
+    jobs: mpsc::Sender<Job>,
     lock_dir: PathBuf,
+    locks: Locks<LockFile>,
 }
 
 fn err(e: impl std::fmt::Display) -> Error {
@@ -114,15 +132,46 @@ impl SqliteState {
         conn.execute_batch(SCHEMA)
             .map_err(|e| err(format!("cannot initialise {}: {e}", path.display())))?;
         migrate(&conn).map_err(|e| err(format!("cannot upgrade {}: {e}", path.display())))?;
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("highwater-state".into())
+            .spawn(move || {
+                let mut conn = conn;
+                // Ends when the store (the only sender) is dropped.
+                while let Ok(job) = queue.recv() {
+                    // A panicking job loses its own answer, not the store.
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut conn)));
+                }
+            })
+            .map_err(|e| err(format!("cannot start the state store thread: {e}")))?;
         Ok(SqliteState {
-            conn: Mutex::new(conn),
+            jobs,
             lock_dir: dir.join("locks"),
+            locks: Locks::new(),
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T> {
-        let mut conn = self.conn.lock().map_err(|_| err("state store poisoned"))?;
-        f(&mut conn).map_err(err)
+    /// Run `f` on the connection's thread and await its answer.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move |c: &mut Connection| {
+                let _ = tx.send(f(c));
+            }))
+            .map_err(|_| err("the state store thread stopped"))?;
+        rx.await
+            .map_err(|_| err("the state store thread stopped during a state change"))?
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.call(move |c| f(c).map_err(err)).await
     }
 
     fn read_attempts(conn: &Connection, stream: &str) -> rusqlite::Result<Vec<AttemptRow>> {
@@ -135,6 +184,34 @@ impl SqliteState {
         })?;
         rows.collect()
     }
+}
+
+/// Fails unless `locks` holds `stream` and its lock file is still the one
+/// at its path (a removed or replaced file could be locked by another).
+fn check_lock(locks: &Locks<LockFile>, stream: &str, doing: &str) -> Result<()> {
+    locks.with(stream, |held| match held {
+        None => Err(not_locked(stream, doing)),
+        Some(l) if same_file(&l.file, &l.path) => Ok(()),
+        Some(l) => Err(lock_lost(
+            stream,
+            &format!("its lock file {} was removed or replaced", l.path.display()),
+            doing,
+        )),
+    })
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
 }
 
 fn lock_file_name(stream: &str) -> String {
@@ -158,44 +235,57 @@ fn lock_file_name(stream: &str) -> String {
 #[async_trait]
 impl StateStore for SqliteState {
     async fn lock_stream(&self, stream: &str) -> Result<Option<StreamLock>> {
-        std::fs::create_dir_all(&self.lock_dir)
-            .map_err(|e| err(format!("cannot create {}: {e}", self.lock_dir.display())))?;
-        let path = self.lock_dir.join(lock_file_name(stream));
-        let file: File = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| err(format!("cannot open lock {}: {e}", path.display())))?;
-        match file.try_lock() {
-            Ok(()) => Ok(Some(StreamLock(Box::new(file)))),
-            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(err(format!("cannot lock {}: {e}", path.display())))
+        let lock_dir = self.lock_dir.clone();
+        let locks = self.locks.clone();
+        let stream = stream.to_string();
+        // File system work too stays off the runtime.
+        self.call(move |_| {
+            std::fs::create_dir_all(&lock_dir)
+                .map_err(|e| err(format!("cannot create {}: {e}", lock_dir.display())))?;
+            let path = lock_dir.join(lock_file_name(&stream));
+            let file: File = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| err(format!("cannot open lock {}: {e}", path.display())))?;
+            match file.try_lock() {
+                Ok(()) => Ok(Some(locks.hold(&stream, LockFile { file, path }))),
+                Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    Err(err(format!("cannot lock {}: {e}", path.display())))
+                }
             }
-        }
+        })
+        .await
     }
 
     async fn position(&self, stream: &str) -> Result<Option<Position>> {
-        let s: Option<String> = self.with(|c| {
-            c.query_row(
-                "SELECT position FROM positions WHERE stream = ?1",
-                params![stream],
-                |r| r.get(0),
-            )
-            .optional()
-        })?;
+        let stream = stream.to_string();
+        let s: Option<String> = self
+            .with(move |c| {
+                c.query_row(
+                    "SELECT position FROM positions WHERE stream = ?1",
+                    params![stream],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .await?;
         parse_pos(s)
     }
 
     async fn positions(&self) -> Result<Vec<(String, Position, DateTime<Utc>, String)>> {
-        let rows: Vec<(String, String, String, String)> = self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT stream, position, updated_at, run_id FROM positions ORDER BY stream",
-            )?;
-            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-            rows.collect()
-        })?;
+        let rows: Vec<(String, String, String, String)> = self
+            .with(|c| {
+                let mut st = c.prepare(
+                    "SELECT stream, position, updated_at, run_id FROM positions ORDER BY stream",
+                )?;
+                let rows =
+                    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+                rows.collect()
+            })
+            .await?;
         rows.into_iter()
             .map(|(s, p, t, r)| {
                 Ok((
@@ -209,21 +299,31 @@ impl StateStore for SqliteState {
     }
 
     async fn reset(&self, stream: &str) -> Result<bool> {
-        self.with(|c| {
-            let tx = c.transaction()?;
-            let n = tx.execute("DELETE FROM positions WHERE stream = ?1", params![stream])?;
+        let stream = stream.to_string();
+        let locks = self.locks.clone();
+        self.call(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(err)?;
+            check_lock(&locks, &stream, "resetting its position")?;
+            let n = tx
+                .execute("DELETE FROM positions WHERE stream = ?1", params![stream])
+                .map_err(err)?;
             tx.execute(
                 "UPDATE attempts SET status = 'Abandoned', note = 'state reset' WHERE stream = ?1 AND status = 'Open'",
                 params![stream],
-            )?;
-            tx.commit()?;
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)?;
             Ok(n > 0)
         })
+        .await
     }
 
     async fn begin_attempt(&self, a: &Attempt) -> Result<()> {
-        let res = self.with(|c| {
-            c.execute(
+        let a = a.clone();
+        self.call(move |c| {
+            let res = c.execute(
                 "INSERT INTO attempts (stream, run_id, from_pos, target, status, started_at)
                  VALUES (?1, ?2, ?3, ?4, 'Open', ?5)",
                 params![
@@ -233,20 +333,28 @@ impl StateStore for SqliteState {
                     a.target,
                     ts(a.started_at)
                 ],
-            )
-        });
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if e.to_string().contains("UNIQUE") => Err(err(format!(
-                "stream {} already has an open attempt; another run is in progress or must be settled first",
-                a.stream
-            ))),
-            Err(e) => Err(e),
-        }
+            );
+            match res {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(err(format!(
+                        "stream {} already has an open attempt; another run is in progress or must be settled first",
+                        a.stream
+                    )))
+                }
+                Err(e) => Err(err(e)),
+            }
+        })
+        .await
     }
 
     async fn open_attempts(&self, stream: &str) -> Result<Vec<Attempt>> {
-        let rows = self.with(|c| SqliteState::read_attempts(c, stream))?;
+        let owned = stream.to_string();
+        let rows = self
+            .with(move |c| SqliteState::read_attempts(c, &owned))
+            .await?;
         rows.into_iter()
             .map(|(run_id, from, target, started)| {
                 Ok(Attempt {
@@ -261,23 +369,31 @@ impl StateStore for SqliteState {
     }
 
     async fn commit_attempt(&self, a: &Attempt, to: &Position) -> Result<()> {
-        let now = ts(Utc::now());
+        let a = a.clone();
         let to_json = to.to_json();
-        let expected = pos_json(&a.from);
-        let outcome: std::result::Result<(), String> = self.with(|c| {
-            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let locks = self.locks.clone();
+        self.call(move |c| {
+            let now = ts(Utc::now());
+            let expected = pos_json(&a.from);
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(err)?;
+            check_lock(&locks, &a.stream, &format!("committing run {}", a.run_id))?;
             let current: Option<String> = tx
-                .query_row("SELECT position FROM positions WHERE stream = ?1", params![a.stream], |r| r.get(0))
-                .optional()?;
+                .query_row(
+                    "SELECT position FROM positions WHERE stream = ?1",
+                    params![a.stream],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
             let same = match (&current, &expected) {
                 (None, None) => true,
-                (Some(c), Some(e)) => {
-                    Position::from_json(c).ok() == Position::from_json(e).ok()
-                }
+                (Some(c), Some(e)) => Position::from_json(c).ok() == Position::from_json(e).ok(),
                 _ => false,
             };
             if !same {
-                return Ok(Err(format!(
+                return Err(err(format!(
                     "position of stream {} moved under run {} (expected {}, found {}); not committing",
                     a.stream,
                     a.run_id,
@@ -285,76 +401,105 @@ impl StateStore for SqliteState {
                     current.as_deref().unwrap_or("none")
                 )));
             }
-            let n = tx.execute(
-                "UPDATE attempts SET status = 'Committed', to_pos = ?3, finished_at = ?4
-                 WHERE stream = ?1 AND run_id = ?2 AND status = 'Open'",
-                params![a.stream, a.run_id, to_json, now],
-            )?;
+            let n = tx
+                .execute(
+                    "UPDATE attempts SET status = 'Committed', to_pos = ?3, finished_at = ?4
+                     WHERE stream = ?1 AND run_id = ?2 AND status = 'Open'",
+                    params![a.stream, a.run_id, to_json, now],
+                )
+                .map_err(err)?;
             if n != 1 {
-                return Ok(Err(format!("attempt {} of stream {} is not open", a.run_id, a.stream)));
+                return Err(err(format!(
+                    "attempt {} of stream {} is not open",
+                    a.run_id, a.stream
+                )));
             }
             tx.execute(
                 "INSERT INTO positions (stream, position, run_id, updated_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(stream) DO UPDATE SET position = excluded.position,
                      run_id = excluded.run_id, updated_at = excluded.updated_at",
                 params![a.stream, to_json, a.run_id, now],
-            )?;
-            tx.commit()?;
-            Ok(Ok(()))
-        })?;
-        outcome.map_err(err)
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn verify_lock(&self, stream: &str) -> Result<()> {
+        let locks = self.locks.clone();
+        let stream = stream.to_string();
+        self.call(move |_| check_lock(&locks, &stream, "continuing"))
+            .await
     }
 
     async fn abandon_attempt(&self, a: &Attempt, why: &str) -> Result<()> {
-        self.with(|c| {
-            c.execute(
+        let (stream, run_id, why) = (a.stream.clone(), a.run_id.clone(), why.to_string());
+        let locks = self.locks.clone();
+        self.call(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(err)?;
+            check_lock(&locks, &stream, &format!("abandoning run {run_id}"))?;
+            tx.execute(
                 "UPDATE attempts SET status = 'Abandoned', note = ?3, finished_at = ?4
                  WHERE stream = ?1 AND run_id = ?2 AND status = 'Open'",
-                params![a.stream, a.run_id, why, ts(Utc::now())],
+                params![stream, run_id, why, ts(Utc::now())],
             )
-        })?;
-        Ok(())
+            .map_err(err)?;
+            tx.commit().map_err(err)
+        })
+        .await
     }
 
     async fn begin_run(&self, run_id: &str, started_at: DateTime<Utc>) -> Result<()> {
-        self.with(|c| {
+        let run_id = run_id.to_string();
+        self.with(move |c| {
             c.execute(
                 "INSERT INTO runs (run_id, status, started_at, pid) VALUES (?1, 'InProgress', ?2, ?3)",
                 params![run_id, ts(started_at), std::process::id()],
             )
-        })?;
+        })
+        .await?;
         Ok(())
     }
 
     async fn record_stream_run(&self, run_id: &str, run: &StreamRun) -> Result<()> {
         let record = serde_json::to_string(run).map_err(err)?;
-        self.with(|c| {
+        let (run_id, stream) = (run_id.to_string(), run.stream.clone());
+        self.with(move |c| {
             c.execute(
                 "INSERT INTO stream_runs (run_id, stream, record) VALUES (?1, ?2, ?3)
                  ON CONFLICT(run_id, stream) DO UPDATE SET record = excluded.record",
-                params![run_id, run.stream, record],
+                params![run_id, stream, record],
             )
-        })?;
+        })
+        .await?;
         Ok(())
     }
 
     async fn finish_run(&self, run_id: &str, status: RunStatus, at: DateTime<Utc>) -> Result<()> {
-        self.with(|c| {
+        let run_id = run_id.to_string();
+        self.with(move |c| {
             c.execute(
                 "UPDATE runs SET status = ?2, finished_at = ?3 WHERE run_id = ?1",
                 params![run_id, status.as_str(), ts(at)],
             )
-        })?;
+        })
+        .await?;
         Ok(())
     }
 
     async fn runs(&self, limit: usize) -> Result<Vec<RunRecord>> {
-        let ids: Vec<String> = self.with(|c| {
-            let mut st =
-                c.prepare("SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1")?;
-            let rows = st.query_map(params![limit as i64], |r| r.get(0))?;
-            rows.collect()
-        })?;
+        let ids: Vec<String> = self
+            .with(move |c| {
+                let mut st = c.prepare(
+                    "SELECT run_id FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?1",
+                )?;
+                let rows = st.query_map(params![limit as i64], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             if let Some(r) = self.run(&id).await? {
@@ -366,23 +511,38 @@ impl StateStore for SqliteState {
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
         type Row = (String, String, String, Option<String>, Option<i64>);
-        let found: Vec<Row> = self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT run_id, status, started_at, finished_at, pid FROM runs
-                 WHERE run_id = ?1 OR run_id LIKE ?2 ESCAPE '\\' ORDER BY started_at DESC LIMIT 2",
-            )?;
-            let prefix = format!(
-                "{}%",
-                run_id
-                    .replace('\\', "\\\\")
-                    .replace('%', "\\%")
-                    .replace('_', "\\_")
-            );
-            let rows = st.query_map(params![run_id, prefix], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
-            rows.collect()
-        })?;
+        let wanted = run_id.to_string();
+        let (found, records): (Vec<Row>, Vec<(String, String)>) = self
+            .with(move |c| {
+                let mut st = c.prepare(
+                    "SELECT run_id, status, started_at, finished_at, pid FROM runs
+                     WHERE run_id = ?1 OR run_id LIKE ?2 ESCAPE '\\' ORDER BY started_at DESC LIMIT 2",
+                )?;
+                let prefix = format!(
+                    "{}%",
+                    wanted
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                );
+                let rows = st.query_map(params![wanted, prefix], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?;
+                let found: Vec<Row> = rows.collect::<rusqlite::Result<_>>()?;
+                // The stream records of every candidate, in the same read.
+                let mut st = c.prepare(
+                    "SELECT run_id, record FROM stream_runs WHERE run_id = ?1 ORDER BY stream",
+                )?;
+                let mut records = Vec::new();
+                for row in &found {
+                    let rows = st.query_map(params![row.0], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    for r in rows {
+                        records.push(r?);
+                    }
+                }
+                Ok((found, records))
+            })
+            .await?;
         let row = match found.as_slice() {
             [] => return Ok(None),
             [one] => one.clone(),
@@ -391,15 +551,10 @@ impl StateStore for SqliteState {
                 None => return Err(err(format!("run id prefix {run_id} is ambiguous"))),
             },
         };
-        let records: Vec<String> = self.with(|c| {
-            let mut st =
-                c.prepare("SELECT record FROM stream_runs WHERE run_id = ?1 ORDER BY stream")?;
-            let rows = st.query_map(params![row.0], |r| r.get(0))?;
-            rows.collect()
-        })?;
         let mut streams = records
             .iter()
-            .map(|r| {
+            .filter(|(id, _)| *id == row.0)
+            .map(|(_, r)| {
                 serde_json::from_str(r).map_err(|e| err(format!("unreadable run record: {e}")))
             })
             .collect::<Result<Vec<StreamRun>>>()?;
@@ -416,55 +571,5 @@ impl StateStore for SqliteState {
             finished_at: row.3.as_deref().map(parse_ts),
             streams,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use highwater_core::{CursorValue, WatermarkPosition};
-
-    fn wm(v: i64) -> Position {
-        Position::Watermark(WatermarkPosition {
-            value: Some(CursorValue::Int(v)),
-            boundary: Default::default(),
-            null_rows: 0,
-        })
-    }
-
-    #[tokio::test]
-    async fn commit_is_compare_and_swap() {
-        let dir = std::env::temp_dir().join(format!("hw-state-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let s = SqliteState::open(&dir.join("state.db")).unwrap();
-        let a = Attempt {
-            stream: "s".into(),
-            run_id: "r1".into(),
-            from: None,
-            target: "t".into(),
-            started_at: Utc::now(),
-        };
-        s.begin_attempt(&a).await.unwrap();
-        // A second open attempt for the same stream is refused.
-        let b = Attempt {
-            run_id: "r2".into(),
-            ..a.clone()
-        };
-        assert!(s.begin_attempt(&b).await.is_err());
-        s.commit_attempt(&a, &wm(5)).await.unwrap();
-        assert_eq!(s.position("s").await.unwrap(), Some(wm(5)));
-        // An attempt that started from an old position cannot commit.
-        s.begin_attempt(&b).await.unwrap();
-        assert!(s.commit_attempt(&b, &wm(9)).await.is_err());
-        assert_eq!(s.position("s").await.unwrap(), Some(wm(5)));
-        s.abandon_attempt(&b, "test").await.unwrap();
-        assert!(s.open_attempts("s").await.unwrap().is_empty());
-        // Locks exclude each other within a process too (separate open files).
-        let l = s.lock_stream("s").await.unwrap();
-        assert!(l.is_some());
-        assert!(s.lock_stream("s").await.unwrap().is_none());
-        drop(l);
-        assert!(s.lock_stream("s").await.unwrap().is_some());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
