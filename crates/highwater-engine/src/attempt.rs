@@ -25,10 +25,28 @@
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use chrono::Utc;
+use highwater_config::Secrets;
 use highwater_core::{
     Attempt, Committed, Error, Position, Recovered, Result, Sink, SinkWriter, StateStore,
     WriteRequest, failpoint,
 };
+
+/// Where an attempt runs: the state store (whose lock on the key the
+/// caller holds), the target, and the secrets no stored reason may show.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub state: &'a dyn StateStore,
+    pub sink: &'a dyn Sink,
+    pub secrets: &'a Secrets,
+}
+
+impl Env<'_> {
+    async fn abandon(&self, a: &Attempt, why: &str) -> Result<()> {
+        self.state
+            .abandon_attempt(a, &self.secrets.redact(why))
+            .await
+    }
+}
 
 /// The rows of one attempt, pulled batch by batch.
 #[async_trait]
@@ -71,35 +89,29 @@ pub struct Outcome {
 /// Settle the open attempts of `key` that a crash (or a lost answer) left:
 /// ask the sink whether each published. Call while holding the key's lock.
 /// Returns notes for the run record.
-pub async fn settle(
-    state: &dyn StateStore,
-    sink: &dyn Sink,
-    key: &str,
-    owned: bool,
-) -> Result<Vec<String>> {
+pub async fn settle(env: Env<'_>, key: &str, owned: bool) -> Result<Vec<String>> {
     let mut notes = Vec::new();
-    for a in state.open_attempts(key).await? {
+    for a in env.state.open_attempts(key).await? {
         if a.target.is_empty() {
             // A position-only move (no rows, no output): nothing was published.
-            state
-                .abandon_attempt(&a, "stopped before its position moved")
-                .await?;
+            env.abandon(&a, "stopped before its position moved").await?;
             continue;
         }
-        match sink.recover(key, &a.run_id, &a.target, owned).await? {
-            Recovered::Published { info } => match commit_published(state, &a, &info).await {
+        match env.sink.recover(key, &a.run_id, &a.target, owned).await? {
+            Recovered::Published { info } => match commit_published(env.state, &a, &info).await {
                 Ok(()) => notes.push(format!(
                     "settled run {}: its output was published; position committed",
                     a.run_id
                 )),
+                // The position moved since (`state reset`): the output stays
+                // published and the reset's range is read again, as asked.
                 Err(e) => {
-                    state.abandon_attempt(&a, &e.to_string()).await?;
+                    env.abandon(&a, &e.to_string()).await?;
                     notes.push(format!("settled run {}: {e}", a.run_id));
                 }
             },
             Recovered::NotPublished => {
-                state
-                    .abandon_attempt(&a, "not published before the process stopped")
+                env.abandon(&a, "not published before the process stopped")
                     .await?;
                 notes.push(format!(
                     "settled run {}: it had not published; its range is read again",
@@ -128,7 +140,7 @@ fn position_of(info: &str, run_id: &str) -> Result<Position> {
 /// Move a position without writing anything (no rows, but the position
 /// moved: a change-tracking version, a first run over an empty table).
 pub async fn move_position(
-    state: &dyn StateStore,
+    env: Env<'_>,
     key: &str,
     attempt_id: &str,
     from: &Option<Position>,
@@ -138,9 +150,9 @@ pub async fn move_position(
         return Ok(());
     }
     let attempt = attempt(key, attempt_id, from, "");
-    state.begin_attempt(&attempt).await?;
-    if let Err(e) = state.commit_attempt(&attempt, to).await {
-        state.abandon_attempt(&attempt, &e.to_string()).await?;
+    env.state.begin_attempt(&attempt).await?;
+    if let Err(e) = env.state.commit_attempt(&attempt, to).await {
+        env.abandon(&attempt, &e.to_string()).await?;
         return Err(e);
     }
     Ok(())
@@ -159,8 +171,7 @@ fn attempt(key: &str, attempt_id: &str, from: &Option<Position>, target: &str) -
 /// Run one attempt: write-ahead, stream `rows` into the sink, commit the
 /// sink, then the position. See the module doc for what each error means.
 pub async fn execute(
-    state: &dyn StateStore,
-    sink: &dyn Sink,
+    env: Env<'_>,
     mut copy: Copy,
     rows: &mut dyn Rows,
 ) -> Result<Outcome> {
@@ -168,6 +179,7 @@ pub async fn execute(
     copy.request.run_id = copy.attempt_id.clone();
     let target = copy.request.target.clone();
     let a = attempt(&copy.key, &copy.attempt_id, &copy.from, &target);
+    let (state, sink) = (env.state, env.sink);
     failpoint("engine.before_attempt");
     state.begin_attempt(&a).await?;
     failpoint("engine.after_begin_attempt");
@@ -175,12 +187,18 @@ pub async fn execute(
     let (writer, written) = match write_all(sink, copy.request, rows).await {
         Ok(w) => w,
         Err(e) => {
-            let _ = state.abandon_attempt(&a, &e.to_string()).await;
+            let _ = env.abandon(&a, &e.to_string()).await;
             return Err(e);
         }
     };
     let to = rows.position();
     failpoint("engine.before_sink_commit");
+    // A lost lock means another process may be running this key: do not
+    // publish (the attempt stays open for the lock's holder to settle).
+    if let Err(e) = state.verify_lock(&copy.key).await {
+        let _ = writer.abort().await;
+        return Err(e);
+    }
     let info = to.to_json();
     let mut notes = Vec::new();
     let committed = match writer.commit(&info).await {
@@ -210,7 +228,7 @@ pub async fn execute(
                     });
                 }
                 Ok(Recovered::NotPublished) => {
-                    let _ = state.abandon_attempt(&a, &e.to_string()).await;
+                    let _ = env.abandon(&a, &e.to_string()).await;
                     return Err(e);
                 }
                 Err(asked) => {

@@ -7,8 +7,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use highwater_config::{Mode, Plan, StateLocation, StreamPlan, Target, WriteMode};
 use highwater_core::{
-    BatchStream, ChangeVersion, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest, Result,
-    RunStatus, StateStore, StreamRun, TableWrite, TableWriteMode, WatermarkPosition, WriteRequest,
+    BatchStream, ChangeVersion, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest,
+    Result, RunStatus, StateStore, StreamRun, TableWrite, TableWriteMode, WatermarkPosition,
+    WriteRequest,
 };
 
 use crate::attempt::{self, Rows};
@@ -207,7 +208,12 @@ impl Ctx<'_> {
         let incremental = s.mode != Mode::Full;
 
         // Settle what a crashed attempt left.
-        for n in attempt::settle(self.state.as_ref(), sink.as_ref(), &s.name, incremental).await? {
+        let env = attempt::Env {
+            state: self.state.as_ref(),
+            sink: sink.as_ref(),
+            secrets: &self.plan.secrets,
+        };
+        for n in attempt::settle(env, &s.name, incremental).await? {
             self.note(s, rec, n);
         }
 
@@ -347,7 +353,7 @@ impl Ctx<'_> {
             };
             self.note(s, rec, what.to_string());
             return attempt::move_position(
-                self.state.as_ref(),
+                env,
                 &s.name,
                 &self.run_id,
                 &current,
@@ -375,7 +381,7 @@ impl Ctx<'_> {
             },
             owned: incremental,
         };
-        let result = attempt::execute(self.state.as_ref(), sink.as_ref(), copy, &mut rows).await;
+        let result = attempt::execute(env, copy, &mut rows).await;
         rec.rows_read = rows.rows_read;
         let outcome = result?;
         for n in outcome.notes {

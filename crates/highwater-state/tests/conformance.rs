@@ -265,7 +265,8 @@ conformance!(
 // The suite.
 
 use highwater_core::{
-    Attempt, CursorValue, Position, RunStatus, StreamLock, StreamRun, WatermarkPosition,
+    Attempt, ChangeVersion, CursorValue, Position, RunStatus, StreamLock, StreamRun,
+    WatermarkPosition,
 };
 
 fn wm(v: i64) -> Position {
@@ -502,8 +503,20 @@ async fn positions_round_trip_every_variant(b: Backend) {
     };
     let cases: Vec<(&str, Position)> = vec![
         ("full", Position::Full),
-        ("version", Position::Version(i64::MAX)),
-        ("version0", Position::Version(0)),
+        (
+            "version",
+            Position::Version(ChangeVersion {
+                version: i64::MAX,
+                generation: Some("g1".into()),
+            }),
+        ),
+        (
+            "version0",
+            Position::Version(ChangeVersion {
+                version: 0,
+                generation: None,
+            }),
+        ),
         ("int", wm_with(Some(CursorValue::Int(i64::MIN)), &[], 0)),
         (
             "tstz",
