@@ -92,10 +92,10 @@ fn run_object_store_flow(kind: &str) {
     assert_eq!(o.status.code(), None, "{}", stderr(&o));
     assert_eq!(
         data_objects(kind, &container).len(),
-        2,
-        "the unpublished delta is visible until settled"
+        1,
+        "an uncommitted delta is never visible at its final name (staged under _highwater/)"
     );
-    // …is settled by the next run: the orphan is removed and the range read again.
+    // …is settled by the next run: the staged data is removed and the range read again.
     conn.execute_batch("INSERT INTO t VALUES (4, 'd', '2024-01-04 00:00:00')")
         .unwrap();
     assert_code(&dir.hw_env(&["run"], &env), 0);

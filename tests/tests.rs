@@ -24,6 +24,8 @@ mod memory;
 mod objects;
 mod pg_types;
 mod pipeline;
+mod pipeline_copies;
 mod serve;
 mod state_pg;
+mod visibility;
 mod watermark;

@@ -170,11 +170,7 @@ fn attempt(key: &str, attempt_id: &str, from: &Option<Position>, target: &str) -
 
 /// Run one attempt: write-ahead, stream `rows` into the sink, commit the
 /// sink, then the position. See the module doc for what each error means.
-pub async fn execute(
-    env: Env<'_>,
-    mut copy: Copy,
-    rows: &mut dyn Rows,
-) -> Result<Outcome> {
+pub async fn execute(env: Env<'_>, mut copy: Copy, rows: &mut dyn Rows) -> Result<Outcome> {
     copy.request.stream = copy.key.clone();
     copy.request.run_id = copy.attempt_id.clone();
     let target = copy.request.target.clone();

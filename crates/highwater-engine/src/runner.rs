@@ -352,14 +352,7 @@ impl Ctx<'_> {
                 "no changes; no file written"
             };
             self.note(s, rec, what.to_string());
-            return attempt::move_position(
-                env,
-                &s.name,
-                &self.run_id,
-                &current,
-                &to,
-            )
-            .await;
+            return attempt::move_position(env, &s.name, &self.run_id, &current, &to).await;
         }
 
         let target = match table {

@@ -1,4 +1,20 @@
 //! [`FileSink`]: the `Sink` for `file://`, `az://` and `s3://` connections.
+//!
+//! Nothing partial and nothing uncommitted is ever visible at a final name,
+//! and a file once visible there is never removed by recovery:
+//!
+//! ```text
+//! write    rows ─► _highwater/staging/<stream>/<run_id>      (multipart; not the final name)
+//! commit   marker _highwater/commits/<stream>/<run_id>.json  create-if-absent: THE commit
+//!          publish staging ─► final name                     rename (local) / copy+delete
+//! recover  marker present → publish what is still staged → Published
+//!          marker absent  → delete staging only           → NotPublished
+//! ```
+//!
+//! `_highwater/` sits at the connection's root, beside the data folders:
+//! Spark, Hive, Arrow datasets and DuckDB's hive partitioning skip names
+//! starting with `_`, and staged files carry no data extension, so a glob
+//! such as `orders/*.parquet` or `**/*.csv` never matches them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -117,6 +133,28 @@ impl FileSink {
         ])
     }
 
+    /// Where an attempt's data is written before its commit.
+    fn staged(stream: &str, run_id: &str) -> Path {
+        Path::from_iter([
+            PathPart::from("_highwater"),
+            PathPart::from("staging"),
+            PathPart::from(stream),
+            PathPart::from(run_id),
+        ])
+    }
+
+    /// Remove an attempt's staged data (and local multipart leftovers).
+    async fn drop_staged(&self, staged: &Path) -> Result<()> {
+        self.clean_local_staging(staged);
+        match self.store.delete(staged).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::sink(
+                self.url_of(staged),
+                format!("cannot remove staged data: {e}"),
+            )),
+        }
+    }
+
     fn target_path(&self, target: &str) -> Result<Path> {
         Path::parse(target).map_err(|e| {
             Error::sink(
@@ -152,10 +190,48 @@ impl FileSink {
 struct FileWriter {
     store: Arc<dyn ObjectStore>,
     path: Path,
+    staged: Path,
     url: String,
     marker: Path,
     encoder: Encoder,
+    overwrite: bool,
     rows: u64,
+}
+
+/// Move committed data from its staging name to its final name. Idempotent:
+/// staged data already gone means it was published.
+async fn publish(
+    store: &dyn ObjectStore,
+    staged: &Path,
+    path: &Path,
+    overwrite: bool,
+    url: &str,
+) -> Result<()> {
+    let res = if overwrite {
+        store.rename(staged, path).await
+    } else {
+        match store.rename_if_not_exists(staged, path).await {
+            // Published already (a crash fell between publish and cleanup):
+            // the visible file stays as it is.
+            Err(object_store::Error::AlreadyExists { .. }) => store.delete(staged).await,
+            // Stores without conditional copy: the name is this attempt's
+            // own (checked absent at begin), so a plain rename is safe.
+            Err(object_store::Error::NotSupported { .. })
+            | Err(object_store::Error::NotImplemented { .. }) => store.rename(staged, path).await,
+            other => other,
+        }
+    };
+    match res {
+        Ok(()) => Ok(()),
+        Err(object_store::Error::NotFound { .. }) => match store.head(path).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::sink(
+                url,
+                format!("committed, but its staged data is gone: {e}"),
+            )),
+        },
+        Err(e) => Err(Error::sink(url, format!("cannot publish: {e}"))),
+    }
 }
 
 #[async_trait]
@@ -175,19 +251,24 @@ impl Sink for FileSink {
                 Err(e) => return Err(Error::sink(&url, e)),
             }
         }
+        let staged = FileSink::staged(&req.stream, &req.run_id);
+        // A retry of the same attempt id starts clean.
+        self.drop_staged(&staged).await?;
         let encoder = Encoder::new(
             &req.format,
             req.schema.clone(),
             self.store.clone(),
-            path.clone(),
+            staged.clone(),
             &url,
         )?;
         Ok(Box::new(FileWriter {
             store: self.store.clone(),
             marker: FileSink::marker(&req.stream, &req.run_id),
             path,
+            staged,
             url,
             encoder,
+            overwrite: req.overwrite,
             rows: 0,
         }))
     }
@@ -197,9 +278,10 @@ impl Sink for FileSink {
         stream: &str,
         run_id: &str,
         target: &str,
-        owned: bool,
+        _owned: bool,
     ) -> Result<Recovered> {
         let marker = FileSink::marker(stream, run_id);
+        let staged = FileSink::staged(stream, run_id);
         match self.store.get(&marker).await {
             Ok(got) => {
                 let bytes = got
@@ -217,24 +299,34 @@ impl Sink for FileSink {
                     .and_then(|i| i.as_str())
                     .unwrap_or_default()
                     .to_string();
+                // Committed: finish publishing what may still be staged.
+                if let Some(t) = v.get("target").and_then(|t| t.as_str()) {
+                    let path = self.target_path(t)?;
+                    let overwrite = v.get("overwrite").and_then(|o| o.as_bool()) == Some(true);
+                    if self.store.head(&staged).await.is_ok() {
+                        publish(
+                            self.store.as_ref(),
+                            &staged,
+                            &path,
+                            overwrite,
+                            &self.url_of(&path),
+                        )
+                        .await?;
+                    }
+                    self.clean_local_staging(&staged);
+                }
                 Ok(Recovered::Published { info })
             }
             Err(object_store::Error::NotFound { .. }) => {
-                if !target.is_empty() {
-                    let path = self.target_path(target)?;
+                // Not committed: only staging is removed. The final name
+                // was never written by this attempt, so whatever is visible
+                // there (an earlier full copy) stays.
+                self.drop_staged(&staged).await?;
+                if !target.is_empty()
+                    && let Ok(path) = self.target_path(target)
+                {
+                    // Leftovers of attempts made before staging existed.
                     self.clean_local_staging(&path);
-                    if !owned {
-                        return Ok(Recovered::NotPublished);
-                    }
-                    match self.store.delete(&path).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => {
-                            return Err(Error::sink(
-                                self.url_of(&path),
-                                format!("cannot remove unpublished output: {e}"),
-                            ));
-                        }
-                    }
                 }
                 Ok(Recovered::NotPublished)
             }
@@ -264,15 +356,24 @@ impl SinkWriter for FileWriter {
         let FileWriter {
             store,
             path,
+            staged,
             url,
             marker,
             encoder,
+            overwrite,
             rows,
         } = *self;
         encoder.finish(&url).await?;
-        let bytes = store.head(&path).await.map(|m| m.size).unwrap_or(0);
+        let bytes = store.head(&staged).await.map(|m| m.size).unwrap_or(0);
         highwater_core::failpoint("files.after_data_before_marker");
-        let body = serde_json::json!({ "info": info, "outputs": [url], "rows": rows }).to_string();
+        let body = serde_json::json!({
+            "info": info,
+            "outputs": [url],
+            "rows": rows,
+            "target": path.as_ref(),
+            "overwrite": overwrite,
+        })
+        .to_string();
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -283,14 +384,18 @@ impl SinkWriter for FileWriter {
         {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
             Err(e) => {
-                // Not committed: take the data file back so nothing half-published stays.
-                let _ = store.delete(&path).await;
+                // Not committed. Only the staged copy goes; whatever was
+                // visible at the final name before stays untouched.
+                let _ = store.delete(&staged).await;
                 return Err(Error::sink(
                     &url,
                     format!("cannot write commit marker: {e}"),
                 ));
             }
         }
+        highwater_core::failpoint("files.after_marker_before_publish");
+        // Committed. A failure from here on is finished by `recover`.
+        publish(store.as_ref(), &staged, &path, overwrite, &url).await?;
         Ok(Committed {
             outputs: vec![url],
             rows,

@@ -936,23 +936,30 @@ async fn lookup(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> R
     })
 }
 
-/// Output path and format of a file dataset.
-fn file_target(d: &ResolvedDataset) -> (String, &'static str) {
+/// Output path and format of a file dataset. A dataset that names only a
+/// folder gets a file inside it named by Data Factory's rule for copies
+/// from a database, `data_<activity run id>.<ext>`, so two copies (say
+/// the iterations of a parallel ForEach) never write the same file; the
+/// bool says whether the name was generated.
+fn file_target(d: &ResolvedDataset, activity_run_id: &str) -> (String, &'static str, bool) {
     let tp = &d.tp;
     let mut parts = Vec::new();
-    if let Some(loc) = tp.get("location") {
-        for k in [
-            "container",
-            "bucketName",
-            "fileSystem",
-            "folderPath",
-            "fileName",
-        ] {
-            parts.push(text(loc.get(k)));
-        }
+    let loc = tp.get("location").unwrap_or(tp);
+    for k in ["container", "bucketName", "fileSystem", "folderPath"] {
+        parts.push(text(loc.get(k)));
+    }
+    let file_name = text(loc.get("fileName"));
+    let format = file_format(d);
+    let generated = file_name.trim_matches('/').is_empty();
+    if generated {
+        let ext = match format {
+            "parquet" => "parquet",
+            "jsonl" => "json",
+            _ => "txt",
+        };
+        parts.push(format!("data_{activity_run_id}.{ext}"));
     } else {
-        parts.push(text(tp.get("folderPath")));
-        parts.push(text(tp.get("fileName")));
+        parts.push(file_name);
     }
     let path = parts
         .iter()
@@ -960,7 +967,13 @@ fn file_target(d: &ResolvedDataset) -> (String, &'static str) {
         .filter(|p| !p.is_empty())
         .collect::<Vec<_>>()
         .join("/");
-    let format = match d.kind.as_str() {
+    (path, format, generated)
+}
+
+/// The output format of a file dataset.
+fn file_format(d: &ResolvedDataset) -> &'static str {
+    let tp = &d.tp;
+    match d.kind.as_str() {
         "Parquet" => "parquet",
         "Json" => "jsonl",
         "DelimitedText" => "csv",
@@ -973,8 +986,7 @@ fn file_target(d: &ResolvedDataset) -> (String, &'static str) {
             Some("JsonFormat") => "jsonl",
             _ => "csv",
         },
-    };
-    (path, format)
+    }
 }
 
 /// A Copy into a table dataset: the table, and how rows land — `insert`
@@ -1030,6 +1042,10 @@ fn table_sink(tp: &Value, d: &ResolvedDataset) -> Result<(String, TableWrite)> {
     ))
 }
 
+/// A Copy activity: one attempt through the engine's attempt executor,
+/// keyed `pipeline/<pipeline>/<activity record>` in the state store, so a
+/// killed `pipeline run` is settled like a killed stream: nothing partial
+/// visible, nothing published twice.
 async fn copy(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Result<Done> {
     let (Some(input), Some(output)) = (a.inputs.first(), a.outputs.first()) else {
         return Err(Error::config(
@@ -1039,69 +1055,111 @@ async fn copy(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Res
     };
     let src = dataset(frame, input)?;
     let dst = dataset(frame, output)?;
-    let (target, format, table) = if dst.is_file {
-        let (path, format) = file_target(&dst);
+    // Data Factory's activity run id: one per execution of the activity.
+    let activity_run_id = uuid::Uuid::new_v4().to_string();
+    let (target, format, table, overwrite) = if dst.is_file {
+        let (path, format, generated) = file_target(&dst, &activity_run_id);
         if path.is_empty() {
             return Err(Error::config(
                 format!("dataset {}", dst.name),
                 "the file dataset names no folderPath or fileName",
             ));
         }
-        (path, format, None)
+        // A named file is replaced, as Data Factory does; a generated one
+        // is this copy's alone.
+        (path, format, None, !generated)
     } else {
         let (name, write) = table_sink(tp, &dst)?;
-        (name, "", Some(write))
+        (name, "", Some(write), false)
     };
     let relation = source_relation(tp, &src)?;
     let conn = connection(frame, &dst.linked_service)?;
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
+    let pipeline_name = text(frame.ctx.pipeline.get("Pipeline"));
+    let key = format!("pipeline/{pipeline_name}/{record_name}");
+    let state = frame.run.state.as_ref();
+    let Some(_lock) = state.lock_stream(&key).await? else {
+        return Err(Error::state(format!(
+            "another highwater process is running {key} now; try again when it ends"
+        )));
+    };
+    let env = crate::attempt::Env {
+        state,
+        sink: sink.as_ref(),
+        secrets: &frame.run.plan.secrets,
+    };
+    let mut notes = crate::attempt::settle(env, &key, false).await?;
+    let from = state.position(&key).await?;
     let started = Instant::now();
-    let mut extract = read_rows(frame, &src, relation, record_name).await?;
-    let mut writer = sink
-        .begin(WriteRequest {
-            stream: format!("pipeline/{}", record_name.replace('/', ".")),
-            run_id: frame.run.run_id.clone(),
-            target: target.clone(),
+    let extract = read_rows(frame, &src, relation, record_name).await?;
+    notes.extend(extract.notes);
+    let mut rows = CopyRows {
+        batches: extract.batches,
+        rows_read: 0,
+        data_read: 0,
+    };
+    let copy = crate::attempt::Copy {
+        key: key.clone(),
+        attempt_id: activity_run_id.clone(),
+        from,
+        request: WriteRequest {
+            stream: key,
+            run_id: activity_run_id.clone(),
+            target,
             format: format.to_string(),
             schema: extract.schema.clone(),
-            overwrite: true,
+            overwrite,
             table,
-        })
-        .await?;
-    let mut rows_read = 0u64;
-    let mut data_read = 0u64;
-    let res: Result<()> = async {
-        while let Some(b) = extract.batches.next().await {
-            let b = b?;
-            rows_read += b.num_rows() as u64;
-            data_read += b.get_array_memory_size() as u64;
-            writer.write(b).await?;
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = res {
-        let _ = writer.abort().await;
-        return Err(e);
-    }
-    let committed = writer.commit("{}").await?;
+        },
+        owned: !overwrite,
+    };
+    let outcome = crate::attempt::execute(env, copy, &mut rows).await?;
+    notes.extend(outcome.notes);
+    let committed = outcome.committed;
     let secs = started.elapsed().as_secs();
     Ok(Done {
         output: json!({
-            "dataRead": data_read,
+            "dataRead": rows.data_read,
             "dataWritten": committed.bytes,
-            "rowsRead": rows_read,
+            "rowsRead": rows.rows_read,
             "rowsCopied": committed.rows,
             "filesWritten": committed.outputs.len(),
             "copyDuration": secs,
             "sourcePeakConnections": 1,
             "sinkPeakConnections": 1,
+            "activityRunId": activity_run_id,
         }),
-        rows_read,
+        rows_read: rows.rows_read,
         rows_written: committed.rows,
         outputs: committed.outputs,
-        notes: extract.notes,
+        notes,
     })
+}
+
+/// A Copy's rows: every batch of the source's read, as it comes.
+struct CopyRows {
+    batches: highwater_core::BatchStream,
+    rows_read: u64,
+    data_read: u64,
+}
+
+#[async_trait::async_trait]
+impl crate::attempt::Rows for CopyRows {
+    async fn next_batch(&mut self) -> Result<Option<arrow_array::RecordBatch>> {
+        while let Some(b) = self.batches.next().await {
+            let b = b?;
+            self.rows_read += b.num_rows() as u64;
+            self.data_read += b.get_array_memory_size() as u64;
+            if b.num_rows() > 0 {
+                return Ok(Some(b));
+            }
+        }
+        Ok(None)
+    }
+
+    fn position(&mut self) -> highwater_core::Position {
+        highwater_core::Position::Full
+    }
 }
 
 async fn stored_procedure(frame: &Frame, a: &Activity, tp: &Value) -> Result<Done> {
