@@ -207,3 +207,41 @@ async fn killed_runs_are_reported_failed() {
     assert_code(&dir.hw(&["run"]), 0);
     assert_eq!(ids_exactly_once(&dir, "lake/t").len(), 100);
 }
+
+/// A stream another process holds is skipped, not failed (issue 7): exit 0,
+/// run record `Skipped`, nothing written, position unchanged.
+#[tokio::test]
+async fn a_busy_stream_is_skipped_not_failed() {
+    let db = PgDb::new("busy").await;
+    db.exec("CREATE TABLE t (id bigint primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g;").await;
+    let dir = Dir::new("busy");
+    dir.write("highwater.yaml", &cfg(&db.url, "csv"));
+    assert_code(&dir.hw(&["run"]), 0);
+    db.exec("INSERT INTO t SELECT g, 'v' || g FROM generate_series(101, 150) g")
+        .await;
+    // Hold the stream's lock as another highwater process would.
+    let lock = std::fs::read_dir(dir.join(".highwater/locks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("t-"))
+        .expect("the stream's lock file");
+    let held = std::fs::OpenOptions::new().write(true).open(&lock).unwrap();
+    held.try_lock().unwrap();
+    let o = dir.hw(&["run", "--json"]);
+    assert_code(&o, 0);
+    let run: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(run["streams"][0]["status"], "Skipped", "{run:#}");
+    assert_eq!(run["streams"][0]["rows_written"], 0);
+    let runs: serde_json::Value =
+        serde_json::from_str(&stdout(&dir.hw(&["runs", "--json"]))).unwrap();
+    assert_eq!(runs[0]["streams"][0]["status"], "Skipped");
+    assert_eq!(
+        ids_exactly_once(&dir, "lake/t").len(),
+        100,
+        "nothing written"
+    );
+    drop(held);
+    assert_code(&dir.hw(&["run"]), 0);
+    assert_eq!(ids_exactly_once(&dir, "lake/t").len(), 150);
+}

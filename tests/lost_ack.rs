@@ -186,3 +186,109 @@ async fn lost_commit_answer_mariadb_target_is_settled_not_repeated() {
         .unwrap();
     assert_eq!((n, d), (1000, 1000), "every row once");
 }
+
+/// A proxy that cuts the first connection whose server side sends more
+/// than `after` bytes (a reset in the middle of a read); every other
+/// connection passes through.
+async fn cutting_proxy(upstream: &str, after: usize, stall: bool) -> (u16, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fired = Arc::new(AtomicBool::new(false));
+    let upstream = upstream.to_string();
+    let f = fired.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = TcpStream::connect(&upstream).await.unwrap();
+            let f = f.clone();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                });
+                let mut sent = 0usize;
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    let n = match sr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if sent + n > after && !f.swap(true, Ordering::SeqCst) {
+                        if stall {
+                            // Keep the connection open and silent.
+                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        }
+                        break;
+                    }
+                    sent += n;
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    (port, fired)
+}
+
+/// A connection reset in the middle of the source's read is transient: the
+/// run tries the whole attempt again and succeeds; every row arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_mid_read_is_retried_and_loses_nothing() {
+    let src = PgDb::new("reset_src").await;
+    src.exec("CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, repeat('v', 100) || g FROM generate_series(1, 20000) g")
+        .await;
+    let (port, fired) = cutting_proxy("127.0.0.1:5432", 200_000, false).await;
+    let dir = Dir::new("reset");
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  src: {}\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    \
+             cursor: id\n    to: lake\n    path: \"t/t-{{run_id}}.csv\"\n",
+            via(&src.url, port)
+        ),
+    );
+    let o = dir.hw(&["run"]);
+    assert!(fired.load(Ordering::SeqCst));
+    assert_code(&o, 0);
+    assert!(stderr(&o).contains("retrying"), "{}", stderr(&o));
+    let mut ids: Vec<i64> = all_csv_rows(&dir, "lake/t")
+        .iter()
+        .map(|r| r[0].parse().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, (1..=20000).collect::<Vec<_>>(), "every row once");
+}
+
+/// A source that stops answering in the middle of a read (the connection
+/// stays open) fails the run after the idle timeout instead of hanging it;
+/// nothing is committed and the next run copies everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_that_stalls_mid_read_times_out() {
+    let src = PgDb::new("stall_src").await;
+    src.exec("CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, repeat('v', 100) || g FROM generate_series(1, 20000) g")
+        .await;
+    let (port, fired) = cutting_proxy("127.0.0.1:5432", 200_000, true).await;
+    let dir = Dir::new("stall");
+    let cfg = |url: &str| {
+        format!(
+            "connections:\n  src: {url}\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    \
+             cursor: id\n    to: lake\n    path: \"t/t-{{run_id}}.csv\"\n"
+        )
+    };
+    dir.write("highwater.yaml", &cfg(&via(&src.url, port)));
+    let started = std::time::Instant::now();
+    let o = dir.hw_env(&["run"], &[("HIGHWATER_IDLE_TIMEOUT", "2")]);
+    assert!(fired.load(Ordering::SeqCst));
+    assert_code(&o, 1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "failed in time"
+    );
+    assert!(stderr(&o).contains("no answer for 2 s"), "{}", stderr(&o));
+    assert!(dir.files("lake/t", ".csv").is_empty(), "nothing published");
+    dir.write("highwater.yaml", &cfg(&src.url));
+    assert_code(&dir.hw(&["run"]), 0);
+    assert_eq!(all_csv_rows(&dir, "lake/t").len(), 20000);
+}

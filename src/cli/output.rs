@@ -49,6 +49,7 @@ pub fn status_mark(s: RunStatus) -> String {
         RunStatus::Succeeded => paint("32", &format!("{:<7}", "ok")),
         RunStatus::Failed => paint("31", &format!("{:<7}", "FAILED")),
         RunStatus::InProgress => paint("33", &format!("{:<7}", "running")),
+        RunStatus::Skipped => paint("33", &format!("{:<7}", "skipped")),
     }
 }
 
@@ -75,6 +76,12 @@ pub fn stream_line(r: &StreamRun) -> String {
     match r.status {
         RunStatus::Failed => {
             line.push_str(&format!("  {}", r.error.as_deref().unwrap_or("failed")));
+        }
+        RunStatus::Skipped => {
+            line.push_str(&format!(
+                "  {}",
+                r.notes.last().map_or("skipped", |n| n.as_str())
+            ));
         }
         _ => {
             line.push_str(&format!("  {} rows", r.rows_written));
@@ -158,6 +165,7 @@ impl Observer for Progress {
             (None, Event::Note { stream, message }) => eprintln!("{stream}: {message}"),
             (None, Event::Finished { run }) => match run.status {
                 RunStatus::Failed => eprintln!("{}: failed", run.stream),
+                RunStatus::Skipped => eprintln!("{}: skipped", run.stream),
                 _ => eprintln!(
                     "{}: finished, {} rows written",
                     run.stream, run.rows_written

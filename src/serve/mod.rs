@@ -210,6 +210,8 @@ async fn fire(shared: Arc<Shared>, stream: String, limit: Arc<Semaphore>) {
                         s.last_success = r.finished_at;
                         s.last_error = None;
                     }
+                    // Another worker holds the stream: neither success nor failure here.
+                    RunStatus::Skipped | RunStatus::InProgress => {}
                     _ => {
                         s.failed += 1;
                         s.last_error = r.error.clone();

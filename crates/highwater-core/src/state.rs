@@ -46,6 +46,9 @@ pub enum RunStatus {
     InProgress,
     Succeeded,
     Failed,
+    /// Not run: another process held the stream (a busy stream is not a
+    /// failure; its holder is copying it).
+    Skipped,
 }
 
 impl RunStatus {
@@ -54,6 +57,7 @@ impl RunStatus {
             RunStatus::InProgress => "InProgress",
             RunStatus::Succeeded => "Succeeded",
             RunStatus::Failed => "Failed",
+            RunStatus::Skipped => "Skipped",
         }
     }
 
@@ -61,6 +65,7 @@ impl RunStatus {
         match s {
             "Succeeded" => RunStatus::Succeeded,
             "Failed" => RunStatus::Failed,
+            "Skipped" => RunStatus::Skipped,
             _ => RunStatus::InProgress,
         }
     }

@@ -22,14 +22,56 @@
 //! be asked, the attempt stays open and the next run settles it. The
 //! position never moves without the target's commit, and never twice.
 
+use std::future::Future;
+use std::time::Duration;
+
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use chrono::Utc;
 use highwater_config::Secrets;
 use highwater_core::{
-    Attempt, Committed, Error, Position, Recovered, Result, Sink, SinkWriter, StateStore,
+    Attempt, Cause, Committed, Error, Position, Recovered, Result, Sink, SinkWriter, StateStore,
     WriteRequest, failpoint,
 };
+
+/// How long a read may deliver nothing, or a write or a recovery question
+/// may go unanswered, before the attempt fails: a server that accepts the
+/// connection and then stops answering must not hang a run. Default 600 s;
+/// `HIGHWATER_IDLE_TIMEOUT` (seconds) overrides it.
+pub fn idle_timeout() -> Duration {
+    env_secs("HIGHWATER_IDLE_TIMEOUT", 600)
+}
+
+/// How long the target's commit (the merge of a large staging table) may
+/// take. Default 3600 s; `HIGHWATER_COMMIT_TIMEOUT` (seconds) overrides it.
+pub fn commit_timeout() -> Duration {
+    env_secs("HIGHWATER_COMMIT_TIMEOUT", 3600)
+}
+
+fn env_secs(var: &str, default: u64) -> Duration {
+    let secs = std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(default);
+    Duration::from_secs(secs)
+}
+
+/// `f`, or a timeout error naming `what` after `limit`.
+pub async fn bounded<T>(
+    what: &str,
+    limit: Duration,
+    f: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::data(format!(
+            "{what}: no answer for {} s (HIGHWATER_IDLE_TIMEOUT / HIGHWATER_COMMIT_TIMEOUT)",
+            limit.as_secs()
+        ))
+        .with_cause(Cause::Timeout)),
+    }
+}
 
 /// Where an attempt runs: the state store (whose lock on the key the
 /// caller holds), the target, and the secrets no stored reason may show.
@@ -97,7 +139,14 @@ pub async fn settle(env: Env<'_>, key: &str, owned: bool) -> Result<Vec<String>>
             env.abandon(&a, "stopped before its position moved").await?;
             continue;
         }
-        match env.sink.recover(key, &a.run_id, &a.target, owned).await? {
+        let asked = env.sink.recover(key, &a.run_id, &a.target, owned);
+        match bounded(
+            "asking the target about an earlier attempt",
+            idle_timeout(),
+            asked,
+        )
+        .await?
+        {
             Recovered::Published { info } => match commit_published(env.state, &a, &info).await {
                 Ok(()) => notes.push(format!(
                     "settled run {}: its output was published; position committed",
@@ -254,13 +303,14 @@ async fn write_all(
     request: WriteRequest,
     rows: &mut dyn Rows,
 ) -> Result<(Box<dyn SinkWriter>, u64)> {
-    let mut writer = sink.begin(request).await?;
+    let idle = idle_timeout();
+    let mut writer = bounded("opening the target", idle, sink.begin(request)).await?;
     let mut written = 0u64;
     let res: Result<()> = async {
         let mut batches = 0u32;
-        while let Some(b) = rows.next_batch().await? {
+        while let Some(b) = bounded("reading the source", idle, rows.next_batch()).await? {
             written += b.num_rows() as u64;
-            writer.write(b).await?;
+            bounded("writing to the target", idle, writer.write(b)).await?;
             rows.progress(written);
             batches += 1;
             if batches == 2 {

@@ -122,6 +122,20 @@ pub async fn run_streams(
     })
 }
 
+/// Whole-attempt retries of transient failures: 3 tries, 2 s then 4 s apart.
+const STREAM_RETRY: highwater_core::RetryPolicy = highwater_core::RetryPolicy {
+    attempts: 3,
+    initial: std::time::Duration::from_secs(2),
+    max_delay: std::time::Duration::from_secs(10),
+};
+
+/// What became of one stream in a run.
+enum Ran {
+    Done,
+    /// Another process holds the stream.
+    Busy,
+}
+
 struct Ctx<'a> {
     plan: &'a Plan,
     state: Arc<dyn StateStore>,
@@ -153,11 +167,47 @@ impl Ctx<'_> {
             mode: s.mode.as_str(),
         });
         let _ = self.state.record_stream_run(&self.run_id, &rec).await;
-        let result = self.run_stream(s, &mut rec).await;
+        // Transient failures (a deadlock, a serialization failure, a
+        // connection reset) run the whole attempt again: settle, read,
+        // write. The position only ever moves through a committed attempt.
+        let mut tries = 1;
+        let result = loop {
+            let r = self.run_stream(s, &mut rec).await;
+            match r {
+                // Connecting retried already (RetryPolicy::CONNECT); a
+                // server that stays away is not retried again here.
+                Err(e)
+                    if e.is_transient()
+                        && e.kind() != ErrorKind::Connection
+                        && tries < STREAM_RETRY.attempts =>
+                {
+                    let delay = STREAM_RETRY.delay(tries);
+                    self.note(
+                        s,
+                        &mut rec,
+                        format!(
+                            "attempt {tries} failed ({e}); retrying in {} s",
+                            delay.as_secs_f32()
+                        ),
+                    );
+                    tries += 1;
+                    rec.rows_read = 0;
+                    rec.rows_written = 0;
+                    rec.outputs.clear();
+                    rec.watermark_to = None;
+                    tokio::time::sleep(delay).await;
+                }
+                other => break other,
+            }
+        };
         rec.finished_at = Some(Utc::now());
         let kind = match result {
-            Ok(()) => {
+            Ok(Ran::Done) => {
                 rec.status = RunStatus::Succeeded;
+                None
+            }
+            Ok(Ran::Busy) => {
+                rec.status = RunStatus::Skipped;
                 None
             }
             Err(e) => {
@@ -190,12 +240,19 @@ impl Ctx<'_> {
         rec.notes.push(message);
     }
 
-    async fn run_stream(&self, s: &StreamPlan, rec: &mut StreamRun) -> Result<()> {
+    async fn run_stream(&self, s: &StreamPlan, rec: &mut StreamRun) -> Result<Ran> {
         let Some(_lock) = self.state.lock_stream(&s.name).await? else {
-            return Err(Error::state(
-                "another highwater process is running this stream; try again when it ends",
-            ));
+            self.note(
+                s,
+                rec,
+                "skipped: another highwater process is running this stream now".to_string(),
+            );
+            return Ok(Ran::Busy);
         };
+        self.run_locked(s, rec).await.map(|()| Ran::Done)
+    }
+
+    async fn run_locked(&self, s: &StreamPlan, rec: &mut StreamRun) -> Result<()> {
         let from_conn = &self.plan.connections[&s.from];
         let to_conn = &self.plan.connections[&s.to];
         // File targets render a path per attempt; a database target is
@@ -219,8 +276,8 @@ impl Ctx<'_> {
 
         let current = self.state.position(&s.name).await?;
         let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
-        let info = source
-            .describe(&s.relation)
+        let idle = attempt::idle_timeout();
+        let info = attempt::bounded("describing the source", idle, source.describe(&s.relation))
             .await
             .map_err(|e| match e.cause() {
                 Some(highwater_core::Cause::MissingRelation) => {
@@ -264,7 +321,7 @@ impl Ctx<'_> {
             batch_size: s.batch_size,
             on_null_cursor: s.on_null_cursor,
         };
-        let mut extract = source.read(&req).await?;
+        let mut extract = attempt::bounded("reading the source", idle, source.read(&req)).await?;
         rec.full_reload = extract.full_reload && incremental;
         for n in std::mem::take(&mut extract.notes) {
             self.note(s, rec, n);
@@ -322,7 +379,7 @@ impl Ctx<'_> {
             version_to: extract.version_to,
         };
         // Find the first non-empty batch before creating any output.
-        rows.first = rows.next_batch().await?;
+        rows.first = attempt::bounded("reading the source", idle, rows.next_batch()).await?;
         rec.rows_read = rows.rows_read;
 
         // A full copy into a table replaces its rows, so an empty source
