@@ -583,6 +583,7 @@ impl Source for PgSource {
             version_to,
             full_reload,
             null_rows,
+            held_back: 0,
             notes,
             batches,
         })

@@ -358,6 +358,7 @@ impl Source for SqliteSource {
             version_to: header.version_to,
             full_reload: header.full_reload,
             null_rows: header.null_rows,
+            held_back: 0,
             notes: header.notes,
             batches,
         })
