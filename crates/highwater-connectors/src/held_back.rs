@@ -107,7 +107,7 @@ pub(crate) fn note(
     }
     if c.future_rows > 0 {
         reasons.push(format!(
-            "{} of them dated in the future (after {})",
+            "values in the future ({} of them after {})",
             c.future_rows,
             when_text(now)
         ));
