@@ -211,6 +211,22 @@ async fn held_back_rows_are_said_and_delivered_later(kind: &str) {
         "{notes}"
     );
 
+    // An integer cursor with `lag: 2` leaves the newest two ids.
+    src.exec("CREATE TABLE seq (id int primary key, v int); INSERT INTO seq VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0)")
+        .await;
+    yaml.push_str("  seq:\n    from: src\n    table: seq\n    mode: watermark\n    cursor: id\n    primary_key: [id]\n    lag: 2\n    to: lake\n    path: \"seq/{run_id}.csv\"\n");
+    dir.write("highwater.yaml", &yaml);
+    assert_code(&dir.hw(&["run", "seq"]), 0);
+    assert_eq!(ids(&dir, "seq"), [1, 2, 3]);
+    let notes = recorded_notes(&dir, "seq").join("\n");
+    assert!(
+        notes.contains("2 row(s) with id above 3 are held back by lag: 2; a later run copies them once newer rows move id 2 past them"),
+        "{notes}"
+    );
+    src.exec("INSERT INTO seq VALUES (6, 0), (7, 0)").await;
+    assert_code(&dir.hw(&["run", "seq"]), 0);
+    assert_eq!(ids(&dir, "seq"), [1, 2, 3, 4, 5]);
+
     // `lag:` holds a fresh row back until it is 2 s old.
     src.exec(&format!("INSERT INTO lagged VALUES (1, {})", d.now))
         .await;
