@@ -129,13 +129,14 @@ async fn full_load_types_on_mariadb() {
 
 /// A transaction that inserts with `NOW(6)`, stays open across a run and
 /// commits after it: its row is copied by a later run (the cap comes from
-/// `information_schema.INNODB_TRX`).
+/// `information_schema.INNODB_TRX`). A `timestamp` cursor: `datetime`
+/// cursors hold the newest 13 hours back (tests/late_commits.rs).
 #[tokio::test]
 async fn late_commit_on_mariadb() {
     let db = MyDb::new("my_late").await;
     exec(
         &db,
-        "CREATE TABLE t (id int primary key, updated_at datetime(6) NOT NULL DEFAULT NOW(6));
+        "CREATE TABLE t (id int primary key, updated_at timestamp(6) NOT NULL DEFAULT NOW(6));
          INSERT INTO t (id, updated_at) VALUES (1, NOW(6) - INTERVAL 1 HOUR);",
     )
     .await;

@@ -16,6 +16,7 @@ mod crash;
 mod ct_generations;
 mod db_targets;
 mod hangs;
+mod held_back;
 mod hostile;
 mod late_commits;
 mod lost_ack;

@@ -23,6 +23,7 @@ use highwater_core::{ConnKind, Error, Result, Sink, Source};
 
 pub mod change_tracking;
 pub mod files;
+mod held_back;
 pub mod mysql;
 pub mod postgres;
 pub mod procedure;

@@ -152,6 +152,9 @@ pub struct Extract {
     pub full_reload: bool,
     /// Rows whose cursor is NULL in the snapshot.
     pub null_rows: u64,
+    /// Watermark mode: rows above the new bound, left for a later run (a
+    /// note says why and when).
+    pub held_back: u64,
     /// Things the user should know (printed and kept in the run record).
     pub notes: Vec<String>,
     pub batches: BatchStream,

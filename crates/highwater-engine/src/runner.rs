@@ -404,11 +404,15 @@ impl Ctx<'_> {
             let to = rows.position();
             rec.watermark_to = Some(to.display_value());
             let what = if table.is_some() {
-                "no changes; nothing written"
+                "nothing written"
             } else {
-                "no changes; no file written"
+                "no file written"
             };
-            self.note(s, rec, what.to_string());
+            let what = match extract.held_back {
+                0 => format!("no changes; {what}"),
+                n => format!("no changes delivered ({n} row(s) held back, see above); {what}"),
+            };
+            self.note(s, rec, what);
             return attempt::move_position(env, &s.name, &self.run_id, &current, &to).await;
         }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{Field, Schema, SchemaRef};
 use async_trait::async_trait;
-use chrono::{DateTime, Datelike, NaiveDate, Timelike};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike};
 use futures::StreamExt;
 use highwater_core::{
     CURSOR_COLUMN, CursorValue, Delta, Error, Extract, Lag, ReadRequest, Relation, Result, Source,
@@ -145,12 +145,22 @@ impl Source for MySource {
         let mut full_reload = true;
         let mut to = None;
         let mut null_rows = 0;
+        let mut held_back = 0;
         let (sql, params): (String, Vec<Value>) = match &req.delta {
             Delta::Full => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
             Delta::Watermark { cursor, after, lag } => {
-                let cap = cap.clone().unwrap_or_default();
-                let w =
-                    watermark(&mut conn, req, &cols, cursor, after.as_ref(), *lag, &cap).await?;
+                let w = watermark(
+                    &mut conn,
+                    req,
+                    &cols,
+                    cursor,
+                    after.as_ref(),
+                    *lag,
+                    cap.as_ref(),
+                    &mut notes,
+                )
+                .await?;
+                held_back = w.held_back;
                 kinds.push(w.kind);
                 fields.push(Field::new(CURSOR_COLUMN, w.kind.data_type(), true));
                 to = w.to;
@@ -210,6 +220,7 @@ impl Source for MySource {
             version_to,
             full_reload,
             null_rows,
+            held_back,
             notes,
             batches,
         })
@@ -223,6 +234,8 @@ struct Watermark {
     kind: MyKind,
     to: Option<CursorValue>,
     null_rows: u64,
+    /// Rows above the bound, left for a later run.
+    held_back: u64,
 }
 
 /// A cursor value as a bound parameter.
@@ -278,30 +291,72 @@ fn cursor_value(v: &Value, kind: MyKind) -> Result<Option<CursorValue>> {
     })
 }
 
-/// The late-commit cap for time cursors, read *before* the snapshot, as
-/// the server's own text `YYYY-MM-DD HH:MM:SS.ffffff` (session time zone):
-/// the start of the oldest open InnoDB transaction (`INNODB_TRX`, second
-/// precision, so rounded down), but at most 50 ms before now (a statement takes `NOW()` a moment before InnoDB lists its transaction), and
-/// `lag:` earlier still. A transaction invisible to the snapshot started
-/// after this cap, so rows it writes with `NOW()` fall into a later range.
+/// The most negative UTC offset MariaDB accepts for a session `time_zone`
+/// (-12:59; named zones, when loaded, stay within -12:00): a `datetime` or
+/// `date` cursor written with `NOW()`/`CURDATE()` in any session zone by a
+/// transaction that began at the cap is at least the cap (UTC) minus this.
+const WRITER_ZONE_SLACK_HOURS: i64 = 13;
+
+/// The greatest positive offset a writer's zone may have (+14:00 in IANA
+/// zones): zone-less values beyond `now` plus this are dated in the future.
+const WRITER_ZONE_AHEAD_HOURS: i64 = 14;
+
+/// How much earlier than `NOW(6)` the cap stays (a statement takes `NOW()`
+/// a moment before InnoDB lists its transaction).
+const STATEMENT_SLACK_US: i64 = 50_000;
+
+/// The late-commit cap, read before the snapshot. Times are UTC: every
+/// connection sets `time_zone = '+00:00'`.
+#[derive(Clone)]
+struct Cap {
+    now: NaiveDateTime,
+    at: NaiveDateTime,
+    /// The oldest open transaction's start, when it set the cap.
+    open_since: Option<NaiveDateTime>,
+}
+
+fn parse_server_time(s: &str) -> Result<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+        .map_err(|e| Error::source(BACKEND, format!("unexpected server time {s:?}: {e}")))
+}
+
+/// The earliest datetime MariaDB stores.
+fn min_datetime() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(1000, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default()
+}
+
+fn minus(t: NaiveDateTime, d: chrono::Duration) -> NaiveDateTime {
+    t.checked_sub_signed(d)
+        .unwrap_or_else(min_datetime)
+        .max(min_datetime())
+}
+
+/// The late-commit cap for time cursors, read *before* the snapshot: the
+/// start of the oldest open InnoDB transaction that may write (`INNODB_TRX`,
+/// second precision, so rounded down; `READ ONLY` ones such as other
+/// streams' snapshots cannot commit rows), but at most 50 ms before now, and `lag:`
+/// earlier still. A transaction invisible to the snapshot started after
+/// this cap, so rows it writes with `NOW()` fall into a later range.
 /// Without the PROCESS privilege `INNODB_TRX` is empty or unreadable: the
 /// run says so and relies on `lag:`.
-async fn open_cap(conn: &mut Conn, lag: Option<Lag>) -> Result<(String, Option<String>)> {
+async fn open_cap(conn: &mut Conn, lag: Option<Lag>) -> Result<(Cap, Option<String>)> {
     let lag_us = match lag {
         Some(Lag::Micros(us)) => us,
         _ => 0,
     };
-    let with_trx = "SELECT DATE_FORMAT(LEAST(NOW(6) - INTERVAL 50000 MICROSECOND - INTERVAL ? MICROSECOND,
-            COALESCE((SELECT MIN(trx_started) FROM information_schema.INNODB_TRX
-                      WHERE trx_mysql_thread_id <> CONNECTION_ID()), NOW(6))), '%Y-%m-%d %H:%i:%s.%f')";
-    match conn.exec_first::<String, _, _>(with_trx, (lag_us,)).await {
-        Ok(Some(cap)) => Ok((cap, None)),
+    let with_trx = "SELECT DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f'),
+            DATE_FORMAT((SELECT MIN(trx_started) FROM information_schema.INNODB_TRX
+                          WHERE trx_mysql_thread_id <> CONNECTION_ID() AND trx_is_read_only = 0), '%Y-%m-%d %H:%i:%s.%f')";
+    let (now, oldest, note) = match conn
+        .query_first::<(String, Option<String>), _>(with_trx)
+        .await
+    {
+        Ok(Some((now, oldest))) => (now, oldest, None),
         Ok(None) | Err(_) => {
-            let cap: Option<String> = conn
-                .exec_first(
-                    "SELECT DATE_FORMAT(NOW(6) - INTERVAL 50000 MICROSECOND - INTERVAL ? MICROSECOND, '%Y-%m-%d %H:%i:%s.%f')",
-                    (lag_us,),
-                )
+            let now: Option<String> = conn
+                .query_first("SELECT DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f')")
                 .await
                 .map_err(my_err)?;
             let note = lag.is_none().then(|| {
@@ -309,14 +364,61 @@ async fn open_cap(conn: &mut Conn, lag: Option<Lag>) -> Result<(String, Option<S
                  rows committed late by open transactions are covered only by `lag:`"
                     .to_string()
             });
-            Ok((cap.unwrap_or_default(), note))
+            (now.unwrap_or_default(), None, note)
         }
+    };
+    let now = parse_server_time(&now)?;
+    let mut at = minus(
+        now,
+        chrono::Duration::microseconds(STATEMENT_SLACK_US.saturating_add(lag_us)),
+    );
+    let mut open_since = None;
+    if let Some(o) = oldest {
+        let o = parse_server_time(&o)?;
+        if o < at {
+            at = o;
+            open_since = Some(o);
+        }
+    }
+    Ok((
+        Cap {
+            now,
+            at,
+            open_since,
+        },
+        note,
+    ))
+}
+
+fn bind_naive(t: NaiveDateTime) -> Value {
+    Value::Date(
+        t.year() as u16,
+        t.month() as u8,
+        t.day() as u8,
+        t.hour() as u8,
+        t.minute() as u8,
+        t.second() as u8,
+        t.nanosecond() / 1000,
+    )
+}
+
+fn count_of(v: Option<&Value>) -> u64 {
+    match v {
+        Some(Value::Int(n)) => (*n).max(0) as u64,
+        Some(Value::UInt(n)) => *n,
+        Some(Value::Bytes(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
     }
 }
 
 /// Watermark mode: the new upper bound in the snapshot, and the query for
 /// `[after, to]` (inclusive; the engine skips boundary rows already copied).
-/// Time cursors are capped by [`open_cap`]; integer cursors only by `lag:`.
+/// Time cursors are capped by [`open_cap`] (zone-less ones
+/// [`WRITER_ZONE_SLACK_HOURS`] lower); integer cursors only by `lag:`.
+/// Rows above the bound are counted, and said, when there are any.
 #[allow(clippy::too_many_arguments)]
 async fn watermark(
     conn: &mut Conn,
@@ -325,7 +427,8 @@ async fn watermark(
     cursor: &[String],
     after: Option<&WatermarkPosition>,
     lag: Option<Lag>,
-    cap: &str,
+    cap: Option<&Cap>,
+    notes: &mut Vec<String>,
 ) -> Result<Watermark> {
     let rel = &req.relation;
     let mut kind = None;
@@ -364,17 +467,27 @@ async fn watermark(
         format!("COALESCE({})", quoted.join(", "))
     };
     let from = relation_sql(rel);
-    // The upper bound: time cursors stop at the late-commit cap.
-    let (cap_sql, cap_params) = match kind {
-        MyKind::Int => (String::new(), vec![]),
-        MyKind::Date => (format!(" AND {expr} <= DATE(?)"), vec![Value::from(cap)]),
-        _ => (format!(" AND {expr} <= ?"), vec![Value::from(cap)]),
+    // The upper bound: time cursors stop at the late-commit cap. A
+    // `datetime`/`date` holds the writer's wall clock in the writer's
+    // session zone, which no other session sees (see docs/decisions.md).
+    let slack = chrono::Duration::hours(WRITER_ZONE_SLACK_HOURS);
+    let zoneless = matches!(kind, MyKind::DateTime | MyKind::Date);
+    let bound: Option<NaiveDateTime> = match (kind, cap) {
+        (MyKind::Int, _) | (_, None) => None,
+        (MyKind::Timestamp, Some(c)) => Some(c.at),
+        (MyKind::Date, Some(c)) => minus(c.at, slack).date().and_hms_opt(0, 0, 0),
+        (_, Some(c)) => Some(minus(c.at, slack)),
+    };
+    let (cap_sql, cap_params) = match bound {
+        None => (String::new(), vec![]),
+        Some(b) => (format!(" AND {expr} <= ?"), vec![bind_naive(b)]),
     };
     let row: Option<Row> = conn
         .exec_first(
             format!(
                 "SELECT (SELECT MAX({expr}) FROM {from} WHERE {expr} IS NOT NULL{cap_sql}),
-                        (SELECT COUNT(*) FROM {from} WHERE {expr} IS NULL)"
+                        (SELECT COUNT(*) FROM {from} WHERE {expr} IS NULL),
+                        (SELECT MAX({expr}) FROM {from})"
             ),
             cap_params,
         )
@@ -385,11 +498,72 @@ async fn watermark(
     if let (Some(CursorValue::Int(i)), Some(Lag::Units(n))) = (&to, lag) {
         to = Some(CursorValue::Int(i.saturating_sub(n)));
     }
-    let null_rows = match row.as_ref(1) {
-        Some(Value::Int(n)) => *n as u64,
-        Some(Value::UInt(n)) => *n,
-        _ => 0,
+    let null_rows = count_of(row.as_ref(1));
+    let newest = cursor_value(row.as_ref(2).unwrap_or(&Value::NULL), kind)?;
+    let prev = after.and_then(|a| a.value.clone());
+
+    // Rows above the bound: how many, why, until when.
+    let mut held_back = 0;
+    let lower = to.clone().or(prev);
+    let held = match (&newest, &lower) {
+        (Some(n), Some(l)) => n.compare(l) == Some(std::cmp::Ordering::Greater),
+        (Some(_), None) => true,
+        _ => false,
     };
+    if held {
+        let now = cap
+            .map(|c| c.now)
+            .unwrap_or_else(|| chrono::Utc::now().naive_utc());
+        let future = match kind {
+            MyKind::Int => None,
+            MyKind::Timestamp => Some(now),
+            _ => now.checked_add_signed(chrono::Duration::hours(WRITER_ZONE_AHEAD_HOURS)),
+        };
+        let (future_sql, mut params) = match future {
+            Some(f) => (format!("{expr} > ?"), vec![bind_naive(f)]),
+            None => ("FALSE".to_string(), vec![]),
+        };
+        let above_sql = match &lower {
+            Some(l) => {
+                params.push(bind(l));
+                format!("{expr} > ?")
+            }
+            None => format!("{expr} IS NOT NULL"),
+        };
+        let r: Option<Row> = conn
+            .exec_first(
+                format!(
+                    "SELECT COUNT(*), COALESCE(SUM({future_sql}), 0), MAX({expr}) FROM {from} WHERE {above_sql}"
+                ),
+                params,
+            )
+            .await
+            .map_err(|e| super::errors::source_at(rel, e))?;
+        if let Some(r) = r {
+            let counted = crate::held_back::Counted {
+                rows: count_of(r.as_ref(0)),
+                future_rows: count_of(r.as_ref(1)),
+                newest: cursor_value(r.as_ref(2).unwrap_or(&Value::NULL), kind)?,
+            };
+            let why = crate::held_back::Why {
+                open_since: cap.and_then(|c| c.open_since).map(|t| t.and_utc()),
+                hidden_open: false,
+                lag,
+                zone_margin_hours: zoneless.then_some(WRITER_ZONE_SLACK_HOURS),
+            };
+            let above = match (&lower, bound) {
+                (Some(l), _) => l.to_string(),
+                (None, Some(b)) => b.format("%Y-%m-%dT%H:%M:%S%.6f").to_string(),
+                (None, None) => "the bound".to_string(),
+            };
+            if let Some(n) =
+                crate::held_back::note(&cursor.join("/"), &above, now.and_utc(), &why, &counted)
+            {
+                notes.push(n);
+            }
+            held_back = counted.rows;
+        }
+    }
     let select = format!("SELECT *, {expr} AS {} FROM {from}", q(CURSOR_COLUMN));
     let first = after.is_none();
     let lo = after.and_then(|a| a.value.as_ref());
@@ -409,6 +583,7 @@ async fn watermark(
         kind,
         to,
         null_rows,
+        held_back,
     })
 }
 

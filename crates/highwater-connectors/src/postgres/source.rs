@@ -127,6 +127,10 @@ async fn primary_key(client: &Client, rel: &Relation) -> Vec<String> {
 /// `now()`/`current_date` in an unknown zone is at least the cap minus this.
 const WRITER_ZONE_SLACK_HOURS: i64 = 12;
 
+/// The greatest positive offset of a writer's zone (+14:00): zone-less
+/// values beyond `now` plus this are dated in the future.
+const WRITER_ZONE_AHEAD_HOURS: i64 = 14;
+
 /// How long a run waits for transactions whose start it cannot see.
 const HIDDEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -135,6 +139,10 @@ const HIDDEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 #[derive(Clone)]
 struct Cap {
     at: DateTime<Utc>,
+    /// When the cap was read.
+    now: DateTime<Utc>,
+    /// The oldest open transaction's start, when it set the cap.
+    open_since: Option<DateTime<Utc>>,
     /// Open transactions holding an xid (integer cursors warn).
     writers: i64,
     held_back_us: i64,
@@ -147,6 +155,8 @@ impl Cap {
     fn now(at: DateTime<Utc>) -> Cap {
         Cap {
             at,
+            now: at,
+            open_since: None,
             writers: 0,
             held_back_us: 0,
             blocked: false,
@@ -215,13 +225,21 @@ async fn late_commit_cap(client: &Client, lag: Option<Lag>) -> Result<Cap> {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
     }
-    let mut c = oldest.map_or(now, |o| o.min(now));
+    let mut c = now;
     if let Some(Lag::Micros(us)) = lag {
-        c = c.min(now - chrono::Duration::microseconds(us));
+        c = now
+            .checked_sub_signed(chrono::Duration::microseconds(us))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    }
+    let open_since = oldest.filter(|o| *o < c);
+    if let Some(o) = open_since {
+        c = o;
     }
     let held_back_us = (now - c).num_microseconds().unwrap_or(i64::MAX);
     Ok(Cap {
         at: c,
+        now,
+        open_since,
         writers,
         held_back_us,
         blocked,
@@ -355,6 +373,7 @@ impl Source for PgSource {
         let from = relation_sql(rel);
         let mut to = None;
         let mut null_rows = 0u64;
+        let mut held_back = 0u64;
         let sql = match &req.delta {
             Delta::Full => format!(
                 "COPY (SELECT {} FROM {from}) TO STDOUT (FORMAT binary)",
@@ -395,6 +414,8 @@ impl Source for PgSource {
                 };
                 let Cap {
                     at: cap_ts,
+                    now: cap_now,
+                    open_since,
                     writers,
                     held_back_us,
                     blocked,
@@ -448,7 +469,8 @@ impl Source for PgSource {
                     .query_one(
                         &format!(
                             "SELECT (SELECT max({expr}) FROM {from} {capped}), \
-                                    (SELECT count(*) FROM {from} WHERE {expr} IS NULL), {infinite}"
+                                    (SELECT count(*) FROM {from} WHERE {expr} IS NULL), {infinite}, \
+                                    (SELECT max({expr}) FROM {from})"
                         ),
                         &[],
                     )
@@ -467,7 +489,36 @@ impl Source for PgSource {
                 }
                 to = apply_units_lag(cursor_value(&row, 0, &ctype)?, *lag);
                 null_rows = row.get::<_, i64>(1) as u64;
-                if is_time && held_back_us > 1_000_000 {
+                let newest = cursor_value(&row, 3, &ctype)?;
+                let zoneless = matches!(cast, "timestamp" | "date");
+                let why = crate::held_back::Why {
+                    open_since: open_since.filter(|_| is_time),
+                    hidden_open: is_time && blocked && prev.is_some(),
+                    lag: *lag,
+                    zone_margin_hours: zoneless.then_some(WRITER_ZONE_SLACK_HOURS),
+                };
+                let held_note = held_back_rows(
+                    &client,
+                    HeldQuery {
+                        rel,
+                        from: &from,
+                        expr: &expr,
+                        cast,
+                        ctype: &ctype,
+                        cursor: &cursor.join("/"),
+                        to: to.as_ref(),
+                        prev,
+                        newest: newest.as_ref(),
+                        cap: cap_ts,
+                        now: cap_now,
+                    },
+                    &why,
+                )
+                .await?;
+                if let Some((n, note)) = held_note {
+                    held_back = n;
+                    notes.push(note);
+                } else if is_time && open_since.is_some() && held_back_us > 1_000_000 {
                     notes.push(format!(
                         "upper bound held back to {} by a transaction open since then (rows it commits are read next run)",
                         CursorValue::TimestampTz(cap_ts.timestamp_micros())
@@ -583,10 +634,84 @@ impl Source for PgSource {
             version_to,
             full_reload,
             null_rows,
+            held_back,
             notes,
             batches,
         })
     }
+}
+
+/// Where a watermark read looks for rows above its bound.
+struct HeldQuery<'a> {
+    rel: &'a Relation,
+    from: &'a str,
+    expr: &'a str,
+    cast: &'a str,
+    ctype: &'a Type,
+    cursor: &'a str,
+    /// The new watermark.
+    to: Option<&'a CursorValue>,
+    prev: Option<&'a CursorValue>,
+    /// The greatest cursor value in the snapshot.
+    newest: Option<&'a CursorValue>,
+    cap: DateTime<Utc>,
+    now: DateTime<Utc>,
+}
+
+/// Rows above the new watermark, counted in the snapshot when the newest
+/// value lies above it (one count over the cursor index range), and the
+/// note that says why and when they come.
+async fn held_back_rows(
+    client: &Client,
+    h: HeldQuery<'_>,
+    why: &crate::held_back::Why,
+) -> Result<Option<(u64, String)>> {
+    let lower = h.to.or(h.prev);
+    let above = match (h.newest, lower) {
+        (Some(n), Some(l)) => n.compare(l) == Some(std::cmp::Ordering::Greater),
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if !above {
+        return Ok(None);
+    }
+    let (expr, cast) = (h.expr, h.cast);
+    let ahead = h.now + chrono::Duration::hours(WRITER_ZONE_AHEAD_HOURS);
+    let future = match cast {
+        "timestamptz" => Some(CursorValue::TimestampTz(h.now.timestamp_micros()).to_sql_text()),
+        "timestamp" => Some(CursorValue::Timestamp(ahead.timestamp_micros()).to_sql_text()),
+        "date" => Some(ahead.date_naive().to_string()),
+        _ => None,
+    };
+    let future_sql = match future {
+        Some(_) => format!("{expr} > $1::text::{cast}"),
+        None => "$1::text IS NOT NULL AND false".to_string(),
+    };
+    let lower_text = lower.map(|l| l.to_sql_text());
+    let above_sql = match lower_text {
+        Some(_) => format!("{expr} > $2::text::{cast}"),
+        None => format!("$2::text IS NULL AND {expr} IS NOT NULL"),
+    };
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), count(*) FILTER (WHERE {future_sql}), max({expr}) FROM {} WHERE {above_sql}",
+                h.from
+            ),
+            &[&future.unwrap_or_default(), &lower_text],
+        )
+        .await
+        .map_err(|e| super::errors::source_at(h.rel, e))?;
+    let counted = crate::held_back::Counted {
+        rows: row.get::<_, i64>(0).max(0) as u64,
+        future_rows: row.get::<_, i64>(1).max(0) as u64,
+        newest: cursor_value(&row, 2, h.ctype)?,
+    };
+    let above = match lower {
+        Some(l) => l.to_string(),
+        None => CursorValue::TimestampTz(h.cap.timestamp_micros()).to_string(),
+    };
+    Ok(crate::held_back::note(h.cursor, &above, h.now, why, &counted).map(|n| (counted.rows, n)))
 }
 
 /// A row named by its key (`id=7`), or by its number when there is none.

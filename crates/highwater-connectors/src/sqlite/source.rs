@@ -118,19 +118,26 @@ fn bind(v: &CursorValue) -> Value {
     }
 }
 
+/// The `chrono` format of a text timestamp shaped like `t` (to seconds).
+fn text_shape(t: &str) -> String {
+    let sep = if t.as_bytes().get(10) == Some(&b'T') {
+        "T"
+    } else {
+        " "
+    };
+    format!("%Y-%m-%d{sep}%H:%M:%S")
+}
+
 /// Hold the bound back by `lag`. Text timestamps are compared as text, so
 /// the held-back bound is written in the same shape as the stored value.
-fn apply_lag(to: CursorValue, lag: Option<Lag>) -> CursorValue {
+fn apply_lag(to: CursorValue, lag: Option<Lag>, now: chrono::DateTime<chrono::Utc>) -> CursorValue {
     match (to, lag) {
         (CursorValue::Int(i), Some(Lag::Units(n))) => CursorValue::Int(i.saturating_sub(n)),
         (CursorValue::Text(t), Some(Lag::Micros(us))) => {
-            let limit = chrono::Utc::now() - chrono::Duration::microseconds(us);
-            let sep = if t.as_bytes().get(10) == Some(&b'T') {
-                "T"
-            } else {
-                " "
-            };
-            let cap = limit.format(&format!("%Y-%m-%d{sep}%H:%M:%S")).to_string();
+            let limit = now
+                .checked_sub_signed(chrono::Duration::microseconds(us))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+            let cap = limit.format(&text_shape(&t)).to_string();
             if cap < t {
                 CursorValue::Text(cap)
             } else {
@@ -147,6 +154,7 @@ struct Header {
     null_rows: u64,
     version_to: Option<highwater_core::ChangeVersion>,
     full_reload: bool,
+    held_back: u64,
     notes: Vec<String>,
 }
 
@@ -176,6 +184,7 @@ fn run_read(
         };
         let mut version_to = None;
         let mut full_reload = !matches!(&req.delta, Delta::Watermark { after: Some(_), .. });
+        let mut held_back = 0;
         let conn = open(&path)?;
         conn.execute_batch("BEGIN").map_err(|e| sql_err(rel, e))?;
         let cols = describe_conn(&conn, rel)?;
@@ -204,7 +213,52 @@ fn run_read(
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .map_err(|e| sql_err(rel, e))?;
-                    let max = to_cursor(max, &cursor.join(", "))?.map(|m| apply_lag(m, *lag));
+                    let newest = to_cursor(max, &cursor.join(", "))?;
+                    let now = chrono::Utc::now();
+                    let max = newest.clone().map(|m| apply_lag(m, *lag, now));
+                    // Rows above the bound (only `lag:` holds it back here).
+                    let lower = max
+                        .clone()
+                        .or_else(|| after.as_ref().and_then(|a| a.value.clone()));
+                    if let (Some(n), Some(l)) = (&newest, &lower)
+                        && n.compare(l) == Some(std::cmp::Ordering::Greater)
+                    {
+                        let future = match l {
+                            CursorValue::Text(t) => {
+                                Value::Text(now.format(&text_shape(t)).to_string())
+                            }
+                            _ => Value::Null,
+                        };
+                        let (rows, future_rows, top): (i64, i64, Value) = conn
+                            .query_row(
+                                &format!(
+                                    "SELECT count(*), coalesce(sum({expr} > ?1), 0), max({expr}) FROM {} WHERE {expr} > ?2",
+                                    relation_sql(rel)
+                                ),
+                                [future, bind(l)],
+                                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                            )
+                            .map_err(|e| sql_err(rel, e))?;
+                        let counted = crate::held_back::Counted {
+                            rows: rows.max(0) as u64,
+                            future_rows: future_rows.max(0) as u64,
+                            newest: to_cursor(top, &cursor.join(", "))?,
+                        };
+                        let why = crate::held_back::Why {
+                            lag: *lag,
+                            ..Default::default()
+                        };
+                        if let Some(n) = crate::held_back::note(
+                            &cursor.join("/"),
+                            &l.to_string(),
+                            now,
+                            &why,
+                            &counted,
+                        ) {
+                            notes.push(n);
+                            held_back = counted.rows;
+                        }
+                    }
                     let cursor_kind = match &max {
                         Some(CursorValue::Int(_)) => Kind::Int,
                         Some(_) => Kind::Text,
@@ -269,6 +323,7 @@ fn run_read(
                 null_rows,
                 version_to,
                 full_reload,
+                held_back,
                 notes,
             }));
         }
@@ -358,6 +413,7 @@ impl Source for SqliteSource {
             version_to: header.version_to,
             full_reload: header.full_reload,
             null_rows: header.null_rows,
+            held_back: header.held_back,
             notes: header.notes,
             batches,
         })
