@@ -98,7 +98,7 @@ async fn pump(
 }
 
 /// The commit of the transaction that records `_highwater_commits`.
-const COMMIT_AFTER_RECORD: &[&[u8]] = &[b"(stream, run_id, info, committed_at)", b"COMMIT"];
+pub const COMMIT_AFTER_RECORD: &[&[u8]] = &[b"(stream, run_id, info, committed_at)", b"COMMIT"];
 
 fn config(src: &str, dst: &str) -> String {
     format!(

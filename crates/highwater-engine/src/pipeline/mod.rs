@@ -874,16 +874,16 @@ async fn read_rows(
     }
     let conn = connection(frame, &d.linked_service)?;
     let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
-    source
-        .read(&ReadRequest {
-            stream: record_name.to_string(),
-            relation,
-            delta: Delta::Full,
-            primary_key: vec![],
-            batch_size: 16_384,
-            on_null_cursor: NullCursorPolicy::default(),
-        })
-        .await
+    let req = ReadRequest {
+        stream: record_name.to_string(),
+        relation,
+        delta: Delta::Full,
+        primary_key: vec![],
+        batch_size: 16_384,
+        on_null_cursor: NullCursorPolicy::default(),
+    };
+    let read = source.read(&req);
+    crate::attempt::bounded("reading the source", crate::attempt::idle_timeout(), read).await
 }
 
 async fn lookup(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Result<Done> {
