@@ -9,6 +9,7 @@
 
 mod util;
 
+mod adf_sinks;
 mod boundary;
 mod change_tracking;
 mod cli;

@@ -4,8 +4,12 @@
 //!
 //! Values are always bound parameters, never spliced into the SQL text;
 //! the procedure name is split into its parts and each part quoted by the
-//! backend's dialect. Parameters are passed by position, in the order the
-//! activity lists them.
+//! backend's dialect. Parameters are bound by name, as Data Factory binds
+//! them: each backend reads the procedure's parameter names from its
+//! catalog (PostgreSQL `pg_proc.proargnames`, MariaDB
+//! `information_schema.PARAMETERS`) and [`match_names`] pairs them with
+//! the activity's, ignoring case; a name the procedure does not have is an
+//! error naming it, and the order in the activity's JSON does not matter.
 
 use highwater_core::{ConnKind, Error, Result};
 
@@ -141,6 +145,64 @@ impl Procedure {
         }
         Ok(parts)
     }
+}
+
+/// A parameter of the procedure as its catalog declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredParam {
+    pub name: String,
+    /// `OUT` (no value is passed in).
+    pub out_only: bool,
+}
+
+/// Pair the activity's parameters with the procedure's declared ones by
+/// name (exact first, then ignoring case). Returns, for each declared
+/// parameter in order, the index of the activity parameter that gives it.
+pub fn match_names(
+    proc_name: &str,
+    declared: &[DeclaredParam],
+    given: &[ProcParam],
+) -> Result<Vec<Option<usize>>> {
+    let mut out = vec![None; declared.len()];
+    let names = || {
+        let l: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+        if l.is_empty() {
+            "none".to_string()
+        } else {
+            l.join(", ")
+        }
+    };
+    for (i, g) in given.iter().enumerate() {
+        let wanted = g.name.trim().trim_start_matches('@');
+        let exact = declared.iter().position(|d| d.name == wanted);
+        let found = exact.or_else(|| {
+            let ci: Vec<usize> = (0..declared.len())
+                .filter(|j| declared[*j].name.eq_ignore_ascii_case(wanted))
+                .collect();
+            (ci.len() == 1).then(|| ci[0])
+        });
+        let Some(j) = found else {
+            return Err(Error::config(
+                format!("storedProcedureParameters.{}", g.name),
+                format!(
+                    "procedure {proc_name} has no parameter {} (its parameters: {})",
+                    g.name,
+                    names()
+                ),
+            ));
+        };
+        if out[j].is_some() {
+            return Err(Error::config(
+                format!("storedProcedureParameters.{}", g.name),
+                format!(
+                    "parameter {} of {proc_name} is given twice",
+                    declared[j].name
+                ),
+            ));
+        }
+        out[j] = Some(i);
+    }
+    Ok(out)
 }
 
 fn bad_name(text: &str) -> Error {

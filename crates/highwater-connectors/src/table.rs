@@ -14,7 +14,10 @@
 //!            Replace: DELETE FROM target
 //!            key given (not Append): keep the last staged row of each key
 //!            Merge + change tracking: DELETE target rows whose key has a `D`
-//!            INSERT INTO target SELECT … FROM staging [upsert on the key]
+//!            Append/Replace: INSERT INTO target SELECT … FROM staging
+//!            Merge: UPDATE target rows whose key is staged, then INSERT the
+//!              staged rows whose key is absent (by the key columns alone:
+//!              the target needs no unique constraint, as in Data Factory)
 //!            INSERT INTO _highwater_commits (stream, run_id, info, committed_at)
 //!            DROP staging
 //!          COMMIT
@@ -454,59 +457,67 @@ impl Layout {
                 ),
             });
         }
-        let mut filter = "1 = 1".to_string();
-        if let Some(op) = self.op {
-            let op = self.q(self.schema.field(op).name());
+        // Staged rows that carry data (not change-tracking deletes), as
+        // seen through `alias`.
+        let op = self.op.map(|op| self.q(self.schema.field(op).name()));
+        let filter = |alias: &str| match &op {
+            Some(op) => format!("COALESCE({alias}{op}, '') <> 'D'"),
+            None => "1 = 1".to_string(),
+        };
+        if let Some(op) = &op {
             out.push(format!(
                 "DELETE FROM {target} WHERE EXISTS (SELECT 1 FROM {staging} s WHERE {} AND s.{op} = 'D')",
                 key_eq(&target, "s")
             ));
-            filter = format!("COALESCE({op}, '') <> 'D'");
         }
         let names = self.stored_names();
         let cols: Vec<String> = names.iter().map(|n| self.q(n)).collect();
         let cols = cols.join(", ");
-        let mut insert =
-            format!("INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} WHERE {filter}");
-        if self.mode == TableWriteMode::Merge {
-            let rest: Vec<&&str> = names
-                .iter()
-                .filter(|n| !self.key.iter().any(|k| k == **n))
-                .collect();
-            let keys: Vec<String> = self.key.iter().map(|k| self.q(k)).collect();
-            match self.flavor {
-                Flavor::Mysql => {
-                    // Updating a key column to itself keeps the statement
-                    // valid when every column is a key.
-                    let set: Vec<String> = if rest.is_empty() {
-                        keys.iter().map(|k| format!("{k} = {k}")).collect()
-                    } else {
-                        rest.iter()
-                            .map(|n| format!("{c} = VALUES({c})", c = self.q(n)))
-                            .collect()
-                    };
-                    insert.push_str(&format!(" ON DUPLICATE KEY UPDATE {}", set.join(", ")));
-                }
-                _ => {
-                    if rest.is_empty() {
-                        insert.push_str(&format!(" ON CONFLICT ({}) DO NOTHING", keys.join(", ")));
-                    } else {
-                        let set: Vec<String> = rest
-                            .iter()
-                            .map(|n| format!("{c} = excluded.{c}", c = self.q(n)))
-                            .collect();
-                        insert.push_str(&format!(
-                            " ON CONFLICT ({}) DO UPDATE SET {}",
-                            keys.join(", "),
-                            set.join(", ")
-                        ));
-                    }
-                }
-            }
-        } else {
-            insert.push_str(&format!(" ORDER BY {}", self.q(SEQ)));
+        if self.mode != TableWriteMode::Merge {
+            out.push(format!(
+                "INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} WHERE {} ORDER BY {}",
+                filter(""),
+                self.q(SEQ)
+            ));
+            return out;
         }
-        out.push(insert);
+        // Merge by the key columns alone, as Data Factory's upsert does: the
+        // target needs no unique constraint on them. Update the rows whose
+        // key is staged, then insert the staged rows whose key is absent;
+        // columns the copy does not carry keep their values.
+        let rest: Vec<String> = names
+            .iter()
+            .filter(|n| !self.key.iter().any(|k| k == **n))
+            .map(|n| self.q(n))
+            .collect();
+        if !rest.is_empty() {
+            out.push(match self.flavor {
+                Flavor::Mysql => format!(
+                    "UPDATE {target} t JOIN {staging} s ON {} SET {} WHERE {}",
+                    key_eq("s", "t"),
+                    rest.iter()
+                        .map(|c| format!("t.{c} = s.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    filter("s.")
+                ),
+                _ => format!(
+                    "UPDATE {target} AS t SET {} FROM {staging} AS s WHERE {} AND {}",
+                    rest.iter()
+                        .map(|c| format!("{c} = s.{c}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    key_eq("s", "t"),
+                    filter("s.")
+                ),
+            });
+        }
+        out.push(format!(
+            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} s WHERE {} AND NOT EXISTS (SELECT 1 FROM {target} t WHERE {}) ORDER BY {}",
+            filter("s."),
+            key_eq("s", "t"),
+            self.q(SEQ)
+        ));
         out
     }
 
@@ -685,7 +696,18 @@ mod tests {
         let sql = l.apply().join(";\n");
         assert!(!l.create_target().contains(SYS_OP));
         assert!(sql.contains("= 'D'"), "{sql}");
-        assert!(sql.contains("ON CONFLICT (\"id\") DO UPDATE SET \"name\" = excluded.\"name\""));
+        assert!(
+            sql.contains("UPDATE \"s\".\"t\" AS t SET \"name\" = s.\"name\" FROM"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("AND NOT EXISTS (SELECT 1 FROM \"s\".\"t\" t WHERE"),
+            "{sql}"
+        );
+        assert!(
+            !sql.contains("ON CONFLICT"),
+            "no unique constraint needed: {sql}"
+        );
         let l = layout(Flavor::Mysql, TableWriteMode::Append, true);
         assert!(l.create_target().contains(SYS_OP));
         assert!(!l.apply().join(";").contains("DELETE"));

@@ -20,16 +20,198 @@ use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use arrow_schema::{DataType, TimeUnit};
 use highwater_core::{Error, Result};
 
+/// How a CSV file is written. [`CsvOptions::default`] is highwater's own
+/// format (above); a Data Factory DelimitedText dataset sets the rest (see
+/// docs/pipelines.md). Text is produced as UTF-8; the character encoding
+/// and compression are applied after it (`format.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvOptions {
+    /// Write the column names as the first row.
+    pub header: bool,
+    pub delimiter: char,
+    /// `\n`, `\r\n` or one character.
+    pub row_delimiter: String,
+    /// `None`: values are never quoted; the escape character escapes the
+    /// delimiter, line breaks and itself.
+    pub quote: Option<char>,
+    /// Escapes the quote character inside quoted values (`Some(quote)`:
+    /// doubled, as RFC 4180; `None` too).
+    pub escape: Option<char>,
+    /// Quote every value and column name (`quoteAllText`).
+    pub quote_all: bool,
+    /// The text written for NULL.
+    pub null: String,
+    /// Encoding label (`format::Charset::parse` accepts it).
+    pub encoding: String,
+    /// `gzip` or `deflate`; `None`: uncompressed.
+    pub compression: Option<String>,
+    /// `Fastest` instead of `Optimal` compression.
+    pub fastest: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> CsvOptions {
+        CsvOptions {
+            header: true,
+            delimiter: ',',
+            row_delimiter: "\n".into(),
+            quote: Some('"'),
+            escape: Some('"'),
+            quote_all: false,
+            null: String::new(),
+            encoding: "UTF-8".into(),
+            compression: None,
+            fastest: false,
+        }
+    }
+}
+
+impl CsvOptions {
+    /// The `WriteRequest.format` that carries these options: `csv` for the
+    /// defaults, else `csv:` and the options as JSON.
+    pub fn to_format(&self) -> String {
+        if *self == CsvOptions::default() {
+            return "csv".into();
+        }
+        let c = |c: Option<char>| c.map(String::from).unwrap_or_default();
+        format!(
+            "csv:{}",
+            serde_json::json!({
+                "header": self.header,
+                "delimiter": self.delimiter.to_string(),
+                "rowDelimiter": self.row_delimiter,
+                "quote": c(self.quote),
+                "escape": c(self.escape),
+                "quoteAll": self.quote_all,
+                "null": self.null,
+                "encoding": self.encoding,
+                "compression": self.compression,
+                "fastest": self.fastest,
+            })
+        )
+    }
+
+    /// Read a format written by [`CsvOptions::to_format`]; `None` when it
+    /// is not CSV.
+    pub fn from_format(format: &str) -> Result<Option<CsvOptions>> {
+        if format == "csv" {
+            return Ok(Some(CsvOptions::default()));
+        }
+        let Some(json) = format.strip_prefix("csv:") else {
+            return Ok(None);
+        };
+        let bad = || Error::config("format", format!("`{format}` is not a CSV format"));
+        let v: serde_json::Value = serde_json::from_str(json).map_err(|_| bad())?;
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default();
+        let ch = |k: &str| s(k).chars().next();
+        let d = CsvOptions::default();
+        Ok(Some(CsvOptions {
+            header: v
+                .get("header")
+                .and_then(|x| x.as_bool())
+                .unwrap_or(d.header),
+            delimiter: ch("delimiter").ok_or_else(bad)?,
+            row_delimiter: s("rowDelimiter").to_string(),
+            quote: ch("quote"),
+            escape: ch("escape"),
+            quote_all: v.get("quoteAll").and_then(|x| x.as_bool()).unwrap_or(false),
+            null: s("null").to_string(),
+            encoding: s("encoding").to_string(),
+            compression: v
+                .get("compression")
+                .and_then(|x| x.as_str())
+                .map(String::from),
+            fastest: v.get("fastest").and_then(|x| x.as_bool()).unwrap_or(false),
+        }))
+    }
+
+    fn is_default_text(&self) -> bool {
+        let d = CsvOptions::default();
+        self.delimiter == d.delimiter
+            && self.row_delimiter == d.row_delimiter
+            && self.quote == d.quote
+            && self.escape == d.escape
+            && !self.quote_all
+            && self.null.is_empty()
+    }
+
+    /// Append one non-NULL value (its text in `raw`) with this dialect's
+    /// quoting. `column` names the column in errors.
+    fn field(&self, out: &mut Vec<u8>, raw: &str, column: &str) -> Result<()> {
+        let special = |c: char| c == self.delimiter || c == '\r' || c == '\n';
+        let mut buf = [0u8; 4];
+        let mut push =
+            |out: &mut Vec<u8>, c: char| out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        match self.quote {
+            Some(q) => {
+                let esc = self.escape.filter(|e| *e != q);
+                let needs = self.quote_all
+                    || raw.is_empty()
+                    || raw.chars().any(|c| special(c) || c == q || Some(c) == esc);
+                if !needs {
+                    out.extend_from_slice(raw.as_bytes());
+                    return Ok(());
+                }
+                push(out, q);
+                for c in raw.chars() {
+                    if c == q {
+                        push(out, esc.unwrap_or(q));
+                    } else if Some(c) == esc {
+                        push(out, c);
+                    }
+                    push(out, c);
+                }
+                push(out, q);
+            }
+            None => match self.escape {
+                Some(e) => {
+                    for c in raw.chars() {
+                        if special(c) || c == e {
+                            push(out, e);
+                        }
+                        push(out, c);
+                    }
+                }
+                None => {
+                    if raw.chars().any(special) {
+                        return Err(Error::data(format!(
+                            "column {column}: a value holds the column delimiter or a line break, and the dataset has neither quoteChar nor escapeChar to write it"
+                        )));
+                    }
+                    out.extend_from_slice(raw.as_bytes());
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
 /// Encodes batches; writes the header before the first row.
 #[derive(Default)]
 pub struct CsvEncoder {
     header_written: bool,
+    header_off: bool,
+    /// `None`: highwater's own format, on the fast path.
+    options: Option<CsvOptions>,
 }
 
 impl CsvEncoder {
+    pub fn new(options: CsvOptions) -> CsvEncoder {
+        CsvEncoder {
+            header_written: false,
+            header_off: !options.header,
+            options: (!options.is_default_text()).then_some(options),
+        }
+    }
+
     pub fn encode(&mut self, batch: &RecordBatch, out: &mut Vec<u8>) -> Result<()> {
+        if let Some(o) = self.options.take() {
+            let r = self.encode_with(&o, batch, out);
+            self.options = Some(o);
+            return r;
+        }
         let schema = batch.schema();
-        if !self.header_written {
+        if !self.header_written && !self.header_off {
             for (i, f) in schema.fields().iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
@@ -53,6 +235,53 @@ impl CsvEncoder {
                 c.write(row, out, &mut fallback)?;
             }
             out.push(b'\n');
+        }
+        Ok(())
+    }
+
+    /// Any dialect: each value's text is formatted, then quoted or
+    /// escaped by [`CsvOptions::field`].
+    fn encode_with(
+        &mut self,
+        o: &CsvOptions,
+        batch: &RecordBatch,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let schema = batch.schema();
+        let mut delim = [0u8; 4];
+        let delim = o.delimiter.encode_utf8(&mut delim).as_bytes().to_vec();
+        if !self.header_written && o.header {
+            for (i, f) in schema.fields().iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(&delim);
+                }
+                o.field(out, f.name(), f.name())?;
+            }
+            out.extend_from_slice(o.row_delimiter.as_bytes());
+        }
+        self.header_written = true;
+        let cols: Vec<Col<'_>> = batch
+            .columns()
+            .iter()
+            .map(|c| Col::new(c.as_ref()))
+            .collect::<Result<_>>()?;
+        let mut fallback = String::new();
+        let mut raw = Vec::new();
+        for row in 0..batch.num_rows() {
+            for (i, c) in cols.iter().enumerate() {
+                if i > 0 {
+                    out.extend_from_slice(&delim);
+                }
+                if batch.column(i).is_null(row) {
+                    out.extend_from_slice(o.null.as_bytes());
+                    continue;
+                }
+                raw.clear();
+                c.write_raw(row, &mut raw, &mut fallback)?;
+                let text = std::str::from_utf8(&raw).map_err(|e| Error::sink("csv", e))?;
+                o.field(out, text, schema.field(i).name())?;
+            }
+            out.extend_from_slice(o.row_delimiter.as_bytes());
         }
         Ok(())
     }
@@ -114,6 +343,29 @@ impl<'a> Col<'a> {
 
     #[inline]
     fn write(&self, row: usize, out: &mut Vec<u8>, scratch: &mut String) -> Result<()> {
+        self.write_as(row, out, scratch, false)
+    }
+
+    /// The value's text, unquoted (the caller quotes it).
+    fn write_raw(&self, row: usize, out: &mut Vec<u8>, scratch: &mut String) -> Result<()> {
+        self.write_as(row, out, scratch, true)
+    }
+
+    #[inline]
+    fn write_as(
+        &self,
+        row: usize,
+        out: &mut Vec<u8>,
+        scratch: &mut String,
+        raw: bool,
+    ) -> Result<()> {
+        let write_str = |out: &mut Vec<u8>, s: &str| {
+            if raw {
+                out.extend_from_slice(s.as_bytes())
+            } else {
+                write_str(out, s)
+            }
+        };
         macro_rules! null {
             ($a:expr) => {
                 if $a.is_null(row) {
@@ -149,7 +401,7 @@ impl<'a> Col<'a> {
             Col::Str(a) => {
                 null!(a);
                 let s = a.value(row);
-                if s.is_empty() {
+                if s.is_empty() && !raw {
                     out.extend_from_slice(b"\"\"");
                 } else {
                     write_str(out, s)

@@ -20,7 +20,7 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tokio::task::JoinHandle;
 
-use super::csv::CsvEncoder;
+use super::csv::{CsvEncoder, CsvOptions};
 
 /// Bytes per upload part (S3 needs at least 5 MiB for all but the last).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
@@ -137,10 +137,179 @@ impl Output {
     }
 }
 
+/// A character encoding CSV text can be written in.
+pub enum Charset {
+    Utf8,
+    /// UTF-16 with a byte order mark; `true`: big endian.
+    Utf16(bool),
+    /// Any other encoding `encoding_rs` can write (single-byte code pages,
+    /// Shift_JIS, EUC-JP, EUC-KR, GB18030, GBK, Big5).
+    Other(&'static encoding_rs::Encoding),
+}
+
+impl Charset {
+    /// Parse a Data Factory `encodingName` (a .NET encoding name).
+    /// UTF-8 is written without a byte order mark.
+    pub fn parse(name: &str) -> std::result::Result<Charset, String> {
+        let n = name.trim().to_ascii_lowercase();
+        Ok(match n.as_str() {
+            "" | "utf-8" | "utf8" | "utf-8 without bom" => Charset::Utf8,
+            "utf-16" | "utf-16le" | "unicode" => Charset::Utf16(false),
+            "utf-16be" | "unicodefffe" => Charset::Utf16(true),
+            _ => {
+                let e = encoding_rs::Encoding::for_label(n.as_bytes())
+                    .or_else(|| encoding_rs::Encoding::for_label(n.replace("cp", "windows-").as_bytes()))
+                    .filter(|e| e.output_encoding() == *e && *e != encoding_rs::UTF_8)
+                    .filter(|_| !matches!(n.as_str(), "us-ascii" | "ascii" | "utf-7" | "utf-32" | "utf-32be"))
+                    .ok_or_else(|| {
+                        format!(
+                            "encodingName `{name}` is not supported (UTF-8, UTF-16, UTF-16BE, ISO-8859-x, WINDOWS-125x, SHIFT-JIS, EUC-JP, EUC-KR, GB18030, GB2312, BIG5, KOI8-R, …)"
+                        )
+                    })?;
+                Charset::Other(e)
+            }
+        })
+    }
+}
+
+/// The file name extension a compression codec adds, or why it is refused.
+pub fn compression_extension(codec: &str) -> std::result::Result<Option<&'static str>, String> {
+    match codec.trim().to_ascii_lowercase().as_str() {
+        "" | "none" => Ok(None),
+        "gzip" => Ok(Some(".gz")),
+        "deflate" => Ok(Some(".deflate")),
+        other => Err(format!(
+            "compressionCodec `{other}` is not supported (gzip, deflate, or none)"
+        )),
+    }
+}
+
+/// Encoding and compression applied to CSV text after it is produced.
+pub struct Post {
+    charset: Charset,
+    encoder: Option<encoding_rs::Encoder>,
+    bom: bool,
+    zip: Option<Zip>,
+    encoded: Vec<u8>,
+}
+
+enum Zip {
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Deflate(flate2::write::DeflateEncoder<Vec<u8>>),
+}
+
+impl Post {
+    fn new(o: &CsvOptions, target: &str) -> Result<Option<Post>> {
+        let charset = Charset::parse(&o.encoding).map_err(|e| Error::config(target, e))?;
+        let level = if o.fastest {
+            flate2::Compression::fast()
+        } else {
+            flate2::Compression::default()
+        };
+        let codec = o.compression.as_deref().unwrap_or_default();
+        compression_extension(codec).map_err(|e| Error::config(target, e))?;
+        let zip = match codec.trim().to_ascii_lowercase().as_str() {
+            "gzip" => Some(Zip::Gzip(flate2::write::GzEncoder::new(Vec::new(), level))),
+            "deflate" => Some(Zip::Deflate(flate2::write::DeflateEncoder::new(
+                Vec::new(),
+                level,
+            ))),
+            _ => None,
+        };
+        if matches!(charset, Charset::Utf8) && zip.is_none() {
+            return Ok(None);
+        }
+        let encoder = match &charset {
+            Charset::Other(e) => Some(e.new_encoder()),
+            _ => None,
+        };
+        Ok(Some(Post {
+            charset,
+            encoder,
+            bom: false,
+            zip,
+            encoded: Vec::new(),
+        }))
+    }
+
+    /// Turn UTF-8 `text` into the file's bytes, appended to `out`.
+    fn push(&mut self, text: &[u8], last: bool, out: &mut Vec<u8>, target: &str) -> Result<()> {
+        let text = std::str::from_utf8(text).map_err(|e| enc_err(target, e))?;
+        let encoded = &mut self.encoded;
+        encoded.clear();
+        match &self.charset {
+            Charset::Utf8 => encoded.extend_from_slice(text.as_bytes()),
+            Charset::Utf16(be) => {
+                if !self.bom {
+                    self.bom = true;
+                    encoded.extend_from_slice(if *be { &[0xFE, 0xFF] } else { &[0xFF, 0xFE] });
+                }
+                for u in text.encode_utf16() {
+                    encoded.extend_from_slice(&if *be {
+                        u.to_be_bytes()
+                    } else {
+                        u.to_le_bytes()
+                    });
+                }
+            }
+            Charset::Other(e) => {
+                let enc = self.encoder.as_mut().expect("an encoder");
+                let max = enc
+                    .max_buffer_length_from_utf8_without_replacement(text.len())
+                    .unwrap_or(text.len() * 4 + 16);
+                let mut dst = vec![0u8; max];
+                let (res, read, written) =
+                    enc.encode_from_utf8_without_replacement(text, &mut dst, last);
+                match res {
+                    encoding_rs::EncoderResult::InputEmpty => {}
+                    encoding_rs::EncoderResult::Unmappable(c) => {
+                        return Err(Error::data(format!(
+                            "{target}: the character {c:?} cannot be written in {} (encodingName); choose UTF-8",
+                            e.name()
+                        )));
+                    }
+                    encoding_rs::EncoderResult::OutputFull => {
+                        return Err(enc_err(
+                            target,
+                            format!("encoding stopped after {read} bytes"),
+                        ));
+                    }
+                }
+                encoded.extend_from_slice(&dst[..written]);
+            }
+        }
+        match &mut self.zip {
+            None => out.append(encoded),
+            Some(Zip::Gzip(z)) => {
+                z.write_all(encoded).map_err(|e| enc_err(target, e))?;
+                out.append(z.get_mut());
+            }
+            Some(Zip::Deflate(z)) => {
+                z.write_all(encoded).map_err(|e| enc_err(target, e))?;
+                out.append(z.get_mut());
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, out: &mut Vec<u8>, target: &str) -> Result<()> {
+        self.push(&[], true, out, target)?;
+        let rest = match self.zip {
+            None => return Ok(()),
+            Some(Zip::Gzip(z)) => z.finish(),
+            Some(Zip::Deflate(z)) => z.finish(),
+        };
+        out.extend(rest.map_err(|e| enc_err(target, e))?);
+        Ok(())
+    }
+}
+
 pub enum Encoder {
     Csv {
         enc: CsvEncoder,
         out: Output,
+        post: Option<Box<Post>>,
+        text: Vec<u8>,
     },
     Jsonl {
         w: arrow_json::LineDelimitedWriter<SharedBuf>,
@@ -160,11 +329,15 @@ impl Encoder {
         path: Path,
         target: &str,
     ) -> Result<Encoder> {
-        match format {
-            "csv" => Ok(Encoder::Csv {
-                enc: CsvEncoder::default(),
+        if let Some(o) = CsvOptions::from_format(format)? {
+            return Ok(Encoder::Csv {
+                post: Post::new(&o, target)?.map(Box::new),
+                enc: CsvEncoder::new(o),
                 out: Output::new(store, path),
-            }),
+                text: Vec::new(),
+            });
+        }
+        match format {
             "jsonl" => {
                 let buf = SharedBuf::default();
                 // Every line carries every column; NULL is `null`, not a missing key.
@@ -194,8 +367,20 @@ impl Encoder {
 
     pub async fn write(&mut self, batch: &RecordBatch, target: &str) -> Result<()> {
         match self {
-            Encoder::Csv { enc, out } => {
-                enc.encode(batch, &mut out.buf)?;
+            Encoder::Csv {
+                enc,
+                out,
+                post,
+                text,
+            } => {
+                match post {
+                    None => enc.encode(batch, &mut out.buf)?,
+                    Some(p) => {
+                        text.clear();
+                        enc.encode(batch, text)?;
+                        p.push(text, false, &mut out.buf, target)?;
+                    }
+                }
                 out.maybe_flush(target).await
             }
             Encoder::Jsonl { w, buf, out } => {
@@ -210,7 +395,12 @@ impl Encoder {
     /// Flush and complete the upload: the object becomes visible atomically.
     pub async fn finish(self, target: &str) -> Result<()> {
         match self {
-            Encoder::Csv { out, .. } => out.finish(target).await,
+            Encoder::Csv { mut out, post, .. } => {
+                if let Some(p) = post {
+                    p.finish(&mut out.buf, target)?;
+                }
+                out.finish(target).await
+            }
             Encoder::Jsonl {
                 mut w,
                 buf,

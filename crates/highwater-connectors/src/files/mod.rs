@@ -24,4 +24,6 @@ mod csv;
 mod format;
 mod sink;
 
+pub use csv::CsvOptions;
+pub use format::{Charset, compression_extension};
 pub use sink::FileSink;

@@ -1,42 +1,135 @@
-//! `` CALL `schema`.`name`(?, …) `` with every value bound; the server
-//! converts the text to the procedure's declared parameter types.
+//! `` CALL `schema`.`name`(?, …) `` with every value bound, in the order
+//! of the procedure's parameters as `information_schema.PARAMETERS` lists
+//! them: the activity's parameters are matched by name, so their order
+//! does not matter. MariaDB has no parameter defaults, so every `IN`
+//! parameter must be given; `OUT` and `INOUT` ones are passed through
+//! session variables. The server converts the text to the declared types.
 
-use highwater_core::Result;
+use highwater_core::{Error, Result};
 use mysql_async::Value;
 use mysql_async::prelude::Queryable;
 
 use super::source::{connect, my_err};
-use crate::procedure::{ProcType, Procedure};
+use crate::procedure::{DeclaredParam, ProcType, Procedure, match_names};
 use crate::util::quote_ident;
 
-/// The statement text: only quoted identifiers and placeholders.
-pub(crate) fn statement(proc: &Procedure) -> String {
+/// How one declared parameter is passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg {
+    /// `?` bound to the activity parameter with this index.
+    Bound(usize),
+    /// A session variable `@_hw_pN` (OUT / INOUT).
+    Var(usize),
+}
+
+/// The statement text: only quoted identifiers, placeholders and the
+/// session variables of `OUT`/`INOUT` parameters.
+pub(crate) fn statement(proc: &Procedure, args: &[Arg]) -> String {
     let name: Vec<String> = proc
         .name
         .iter()
         .map(|p| quote_ident(&p.text, '`'))
         .collect();
-    let args = vec!["?"; proc.params.len()].join(", ");
-    format!("CALL {}({args})", name.join("."))
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| match a {
+            Arg::Bound(_) => "?".to_string(),
+            Arg::Var(n) => format!("@_hw_p{n}"),
+        })
+        .collect();
+    format!("CALL {}({})", name.join("."), args.join(", "))
+}
+
+fn value(proc: &Procedure, i: usize) -> Value {
+    let p = &proc.params[i];
+    match (&p.value, p.ty) {
+        (None, _) => Value::NULL,
+        (Some(v), ProcType::Boolean) => {
+            Value::Int(i64::from(v.eq_ignore_ascii_case("true") || v == "1"))
+        }
+        (Some(v), _) => Value::Bytes(v.clone().into_bytes()),
+    }
 }
 
 pub(crate) async fn call(url: &str, proc: &Procedure) -> Result<()> {
     let mut conn = connect(url).await?;
-    let params: Vec<Value> = proc
-        .params
-        .iter()
-        .map(|p| match (&p.value, p.ty) {
-            (None, _) => Value::NULL,
-            (Some(v), ProcType::Boolean) => {
-                Value::Int(i64::from(v.eq_ignore_ascii_case("true") || v == "1"))
-            }
-            (Some(v), _) => Value::Bytes(v.clone().into_bytes()),
-        })
-        .collect();
-    let res = conn
-        .exec_drop(statement(proc), params)
-        .await
-        .map_err(my_err);
+    let res = run(&mut conn, proc).await;
     let _ = conn.disconnect().await;
     res
+}
+
+async fn run(conn: &mut mysql_async::Conn, proc: &Procedure) -> Result<()> {
+    let n = proc.name.len();
+    let name = proc.name[n - 1].text.clone();
+    let schema = (n >= 2).then(|| proc.name[n - 2].text.clone());
+    let shown = match &schema {
+        Some(s) => format!("{s}.{name}"),
+        None => name.clone(),
+    };
+    let exists: Option<i64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = COALESCE(?, DATABASE()) AND ROUTINE_NAME = ? AND ROUTINE_TYPE = 'PROCEDURE'",
+            (&schema, &name),
+        )
+        .await
+        .map_err(my_err)?;
+    if exists.unwrap_or(0) == 0 {
+        return Err(Error::config(
+            "storedProcedureName",
+            format!("procedure {shown} does not exist in the database"),
+        ));
+    }
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT PARAMETER_NAME, PARAMETER_MODE FROM information_schema.PARAMETERS
+             WHERE SPECIFIC_SCHEMA = COALESCE(?, DATABASE()) AND SPECIFIC_NAME = ?
+               AND ROUTINE_TYPE = 'PROCEDURE' AND ORDINAL_POSITION > 0
+             ORDER BY ORDINAL_POSITION",
+            (&schema, &name),
+        )
+        .await
+        .map_err(my_err)?;
+    let declared: Vec<DeclaredParam> = rows
+        .iter()
+        .map(|(n, m)| DeclaredParam {
+            name: n.clone(),
+            out_only: m.eq_ignore_ascii_case("OUT"),
+        })
+        .collect();
+    let order = match_names(&shown, &declared, &proc.params)?;
+    let mut args = Vec::new();
+    let mut setup: Vec<(String, Value)> = Vec::new();
+    for (j, ((d, (_, mode)), given)) in declared.iter().zip(&rows).zip(&order).enumerate() {
+        if mode.eq_ignore_ascii_case("IN") {
+            match given {
+                Some(i) => args.push(Arg::Bound(*i)),
+                None => {
+                    return Err(Error::config(
+                        "storedProcedureParameters",
+                        format!(
+                            "procedure {shown} has parameter {}, which the activity does not give (MariaDB has no parameter defaults)",
+                            d.name
+                        ),
+                    ));
+                }
+            }
+        } else {
+            let v = given.map(|i| value(proc, i)).unwrap_or(Value::NULL);
+            setup.push((format!("SET @_hw_p{j} = ?"), v));
+            args.push(Arg::Var(j));
+        }
+    }
+    for (sql, v) in setup {
+        conn.exec_drop(sql, (v,)).await.map_err(my_err)?;
+    }
+    let params: Vec<Value> = args
+        .iter()
+        .filter_map(|a| match a {
+            Arg::Bound(i) => Some(value(proc, *i)),
+            Arg::Var(_) => None,
+        })
+        .collect();
+    conn.exec_drop(statement(proc, &args), params)
+        .await
+        .map_err(my_err)
 }

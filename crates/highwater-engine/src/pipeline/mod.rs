@@ -28,7 +28,9 @@
 //!
 //! Linked services are mapped to `highwater.yaml` connections by name.
 
+pub mod delimited;
 pub mod model;
+pub mod sink;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,7 +42,7 @@ use futures::future::LocalBoxFuture;
 use highwater_config::Plan;
 use highwater_core::{
     Delta, Error, NullCursorPolicy, ReadRequest, Relation, Result, RunStatus, StateStore,
-    StreamRun, TableWrite, TableWriteMode, WriteRequest,
+    StreamRun, TableWrite, WriteRequest,
 };
 use highwater_expr::{EvalError, Expr, Scope, to_interpolated_string};
 use serde_json::{Map, Value, json};
@@ -941,7 +943,11 @@ async fn lookup(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> R
 /// from a database, `data_<activity run id>.<ext>`, so two copies (say
 /// the iterations of a parallel ForEach) never write the same file; the
 /// bool says whether the name was generated.
-fn file_target(d: &ResolvedDataset, activity_run_id: &str) -> (String, &'static str, bool) {
+fn file_target(
+    d: &ResolvedDataset,
+    activity_run_id: &str,
+    extension: Option<&str>,
+) -> (String, &'static str, bool) {
     let tp = &d.tp;
     let mut parts = Vec::new();
     let loc = tp.get("location").unwrap_or(tp);
@@ -952,12 +958,13 @@ fn file_target(d: &ResolvedDataset, activity_run_id: &str) -> (String, &'static 
     let format = file_format(d);
     let generated = file_name.trim_matches('/').is_empty();
     if generated {
-        let ext = match format {
-            "parquet" => "parquet",
-            "jsonl" => "json",
-            _ => "txt",
+        let ext = match (extension, format) {
+            (Some(e), _) => e,
+            (None, "parquet") => ".parquet",
+            (None, "jsonl") => ".json",
+            _ => ".txt",
         };
-        parts.push(format!("data_{activity_run_id}.{ext}"));
+        parts.push(format!("data_{activity_run_id}{ext}"));
     } else {
         parts.push(file_name);
     }
@@ -989,57 +996,17 @@ fn file_format(d: &ResolvedDataset) -> &'static str {
     }
 }
 
-/// A Copy into a table dataset: the table, and how rows land — `insert`
-/// (Data Factory's default) appends, `writeBehavior: upsert` with
-/// `upsertSettings.keys` merges by those keys, in the sink's one commit
-/// transaction with its `_highwater_commits` record.
+/// A Copy into a table dataset: the table, and how rows land — insert
+/// (Data Factory's default) appends; an upsert in any of its spellings
+/// ([`sink::parse`]) merges by `upsertSettings.keys`, in the sink's one
+/// commit transaction with its `_highwater_commits` record.
 fn table_sink(tp: &Value, d: &ResolvedDataset) -> Result<(String, TableWrite)> {
     let place = || format!("dataset {}", d.name);
     let sink = tp.get("sink").cloned().unwrap_or(Value::Null);
-    for unsupported in ["sqlWriterStoredProcedureName", "preCopyScript"] {
-        if sink.get(unsupported).is_some_and(|v| !v.is_null()) {
-            return Err(Error::config(
-                place(),
-                format!(
-                    "sink `{unsupported}` is not supported (SQL Server table types / scripts); \
-                     use `writeBehavior: upsert` with `upsertSettings.keys`, or insert"
-                ),
-            ));
-        }
-    }
+    let write = sink::parse(&sink, false).map_err(|e| Error::config(place(), e.join("; ")))?;
     let table = dataset_table(d)
         .ok_or_else(|| Error::config(place(), "the table dataset names no tableName or table"))?;
-    let upsert = text(sink.get("writeBehavior")).eq_ignore_ascii_case("upsert");
-    let keys: Vec<String> = sink
-        .get("upsertSettings")
-        .and_then(|u| u.get("keys"))
-        .and_then(Value::as_array)
-        .map(|k| {
-            k.iter()
-                .map(|v| text(Some(v)))
-                .filter(|k| !k.is_empty())
-                .collect()
-        })
-        .unwrap_or_default();
-    if upsert && keys.is_empty() {
-        return Err(Error::config(
-            place(),
-            "writeBehavior upsert needs upsertSettings.keys",
-        ));
-    }
-    let mode = if upsert {
-        TableWriteMode::Merge
-    } else {
-        TableWriteMode::Append
-    };
-    Ok((
-        table.to_string(),
-        TableWrite {
-            mode,
-            primary_key: keys,
-            change_tracking: false,
-        },
-    ))
+    Ok((table.to_string(), write))
 }
 
 /// A Copy activity: one attempt through the engine's attempt executor,
@@ -1058,7 +1025,17 @@ async fn copy(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Res
     // Data Factory's activity run id: one per execution of the activity.
     let activity_run_id = uuid::Uuid::new_v4().to_string();
     let (target, format, table, overwrite) = if dst.is_file {
-        let (path, format, generated) = file_target(&dst, &activity_run_id);
+        let sink_tp = tp.get("sink").cloned().unwrap_or(Value::Null);
+        let csv = delimited::options(&dst.kind, &dst.tp, &sink_tp, false)
+            .map_err(|e| Error::config(format!("dataset {}", dst.name), e.join("; ")))?;
+        let ext = csv
+            .as_ref()
+            .map(|o| delimited::generated_extension(o, &sink_tp));
+        let (path, format, generated) = file_target(&dst, &activity_run_id, ext.as_deref());
+        let format = match &csv {
+            Some(o) => o.to_format(),
+            None => format.to_string(),
+        };
         if path.is_empty() {
             return Err(Error::config(
                 format!("dataset {}", dst.name),
@@ -1070,7 +1047,7 @@ async fn copy(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Res
         (path, format, None, !generated)
     } else {
         let (name, write) = table_sink(tp, &dst)?;
-        (name, "", Some(write), false)
+        (name, String::new(), Some(write), false)
     };
     let relation = source_relation(tp, &src)?;
     let conn = connection(frame, &dst.linked_service)?;
@@ -1106,7 +1083,7 @@ async fn copy(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Res
             stream: key,
             run_id: activity_run_id.clone(),
             target,
-            format: format.to_string(),
+            format,
             schema: extract.schema.clone(),
             overwrite,
             table,

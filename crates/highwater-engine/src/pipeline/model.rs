@@ -443,6 +443,36 @@ impl Factory {
                     ));
                 }
             }
+            // How a Copy writes: the sink's write behaviour into a table,
+            // the DelimitedText settings into a file.
+            if a.kind == ActivityKind::Copy
+                && let Some(d) = a.outputs.first().and_then(|r| factory.datasets.get(&r.name))
+            {
+                let sink = a
+                    .type_properties
+                    .get("sink")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let found = if d.is_file() {
+                    super::delimited::options(&d.kind, &d.type_properties, &sink, true)
+                        .err()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|e| {
+                            if e.starts_with("sink.") {
+                                e
+                            } else {
+                                format!("dataset {}: {e}", d.name)
+                            }
+                        })
+                        .collect()
+                } else {
+                    super::sink::parse(&sink, true).err().unwrap_or_default()
+                };
+                for e in found {
+                    errors.push(format!("activity {}: {e}", a.name));
+                }
+            }
             // What the interpreter cannot run is said before anything runs.
             let reads = a.inputs.first().cloned().or_else(|| a.lookup_dataset());
             if matches!(a.kind, ActivityKind::Copy | ActivityKind::Lookup)
