@@ -9,6 +9,7 @@
 
 mod util;
 
+mod attack;
 mod boundary;
 mod change_tracking;
 mod cli;
