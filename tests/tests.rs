@@ -10,6 +10,7 @@
 mod util;
 
 mod adf_sinks;
+mod attack;
 mod boundary;
 mod change_tracking;
 mod cli;
