@@ -99,10 +99,8 @@ cases! {
     pg_ct_files: Postgres ChangeTracking Files Local;
     pg_watermark_merge: Postgres Watermark PgMerge Local;
     pg_ct_merge: Postgres ChangeTracking PgMerge Local;
-    #[ignore = "issue 7: MariaDB INNODB_TRX cache hides open transactions; late commits lost (see mariadb_late_commit_hidden_by_innodb_trx_cache)"]
     mariadb_watermark_files: Mariadb Watermark Files Local;
     mariadb_ct_files: Mariadb ChangeTracking Files Local;
-    #[ignore = "issue 7: MariaDB INNODB_TRX cache hides open transactions; late commits lost (see mariadb_late_commit_hidden_by_innodb_trx_cache)"]
     mariadb_watermark_merge: Mariadb Watermark PgMerge Local;
     mariadb_ct_merge: Mariadb ChangeTracking PgMerge Local;
     sqlite_watermark_files: Sqlite Watermark Files Local;
@@ -110,12 +108,10 @@ cases! {
     sqlite_watermark_merge: Sqlite Watermark PgMerge Local;
     sqlite_ct_merge: Sqlite ChangeTracking PgMerge Local;
     pg_ct_merge_into_mariadb: Postgres ChangeTracking MyMerge Local;
-    #[ignore = "issue 7: MariaDB INNODB_TRX cache hides open transactions; late commits lost (see mariadb_late_commit_hidden_by_innodb_trx_cache)"]
     mariadb_watermark_merge_into_sqlite: Mariadb Watermark LiteMerge Local;
     shared_pg_watermark_files: Postgres Watermark Files SharedPg;
     shared_pg_ct_merge: Postgres ChangeTracking PgMerge SharedPg;
     shared_mariadb_ct_files: Mariadb ChangeTracking Files SharedPg;
-    #[ignore = "issue 7: MariaDB INNODB_TRX cache hides open transactions; late commits lost (see mariadb_late_commit_hidden_by_innodb_trx_cache)"]
     shared_mariadb_watermark_merge: Mariadb Watermark PgMerge SharedPg;
     shared_sqlite_watermark_files: Sqlite Watermark Files SharedPg;
     shared_sqlite_ct_merge: Sqlite ChangeTracking PgMerge SharedPg;
@@ -176,7 +172,7 @@ async fn create_source(db: &Db, b: Backend) {
             "CREATE TABLE t (id bigint PRIMARY KEY, v text NOT NULL, n bigint NOT NULL, ts timestamptz NOT NULL)"
         }
         Backend::Mariadb => {
-            "CREATE TABLE t (id bigint PRIMARY KEY, v varchar(64) NOT NULL, n bigint NOT NULL, ts datetime(6) NOT NULL) ENGINE=InnoDB"
+            "CREATE TABLE t (id bigint PRIMARY KEY, v varchar(64) NOT NULL, n bigint NOT NULL, ts timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) ENGINE=InnoDB"
         }
         Backend::Sqlite => {
             "PRAGMA journal_mode=WAL; CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL, n INTEGER NOT NULL, ts TEXT NOT NULL)"
@@ -765,12 +761,11 @@ fn replay_changes(dir: &Dir, files: &[Published], ctx: &str) -> BTreeMap<i64, (S
 /// a row that transaction commits late falls below the watermark: lost.
 /// (Found by `mariadb_watermark_files` with `HIGHWATER_ATTACK_SECS=20`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 7: MariaDB INNODB_TRX cache hides open transactions from the late-commit cap; late rows lost"]
 async fn mariadb_late_commit_hidden_by_innodb_trx_cache() {
     let db = MyDb::new("atk_trx_cache").await;
     let mut c = db.connect().await;
     c.query_drop(
-        "CREATE TABLE t (id bigint PRIMARY KEY, v varchar(64) NOT NULL, n bigint NOT NULL, ts datetime(6) NOT NULL);
+        "CREATE TABLE t (id bigint PRIMARY KEY, v varchar(64) NOT NULL, n bigint NOT NULL, ts timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6));
          INSERT INTO t VALUES (1, 'a', 1, NOW(6) - INTERVAL 1 HOUR)",
     )
     .await

@@ -346,39 +346,49 @@ async fn open_cap(conn: &mut Conn, lag: Option<Lag>) -> Result<(Cap, Option<Stri
         Some(Lag::Micros(us)) => us,
         _ => 0,
     };
-    let with_trx = "SELECT DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f'),
-            DATE_FORMAT((SELECT MIN(trx_started) FROM information_schema.INNODB_TRX
-                          WHERE trx_mysql_thread_id <> CONNECTION_ID() AND trx_is_read_only = 0), '%Y-%m-%d %H:%i:%s.%f')";
-    let (now, oldest, note) = match conn
-        .query_first::<(String, Option<String>), _>(with_trx)
+    let now: Option<String> = conn
+        .query_first("SELECT DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f')")
         .await
-    {
-        Ok(Some((now, oldest))) => (now, oldest, None),
-        Ok(None) | Err(_) => {
-            let now: Option<String> = conn
-                .query_first("SELECT DATE_FORMAT(NOW(6), '%Y-%m-%d %H:%i:%s.%f')")
-                .await
-                .map_err(my_err)?;
-            let note = lag.is_none().then(|| {
+        .map_err(my_err)?;
+    let now = parse_server_time(&now.unwrap_or_default())?;
+    let slack = chrono::Duration::microseconds(STATEMENT_SLACK_US.saturating_add(lag_us));
+    let (listed, note) = match open_transactions(conn).await {
+        Ok(Some(oldest)) => (Some(oldest), None),
+        Ok(None) => (
+            None,
+            Some(format!(
+                "warning: InnoDB's transaction list (information_schema.INNODB_TRX) did not refresh \
+                 within {} s (something reads it constantly, and InnoDB only refreshes it after 100 ms \
+                 without readers): open transactions cannot be seen, so the watermark stays where it \
+                 was this run",
+                FRESH_LIST_WAIT.as_secs()
+            )),
+        ),
+        Err(_) => (
+            Some(None),
+            lag.is_none().then(|| {
                 "warning: cannot read information_schema.INNODB_TRX (needs the PROCESS privilege): \
                  rows committed late by open transactions are covered only by `lag:`"
                     .to_string()
-            });
-            (now.unwrap_or_default(), None, note)
-        }
+            }),
+        ),
     };
-    let now = parse_server_time(&now)?;
-    let mut at = minus(
-        now,
-        chrono::Duration::microseconds(STATEMENT_SLACK_US.saturating_add(lag_us)),
-    );
+    let mut at = minus(now, slack);
     let mut open_since = None;
-    if let Some(o) = oldest {
-        let o = parse_server_time(&o)?;
-        if o < at {
-            at = o;
-            open_since = Some(o);
+    match listed {
+        // A stale list proves nothing: nothing past the last watermark.
+        None => at = min_datetime(),
+        Some(Some(o)) => {
+            let o = parse_server_time(&o)?;
+            // `trx_started` has whole seconds and a statement takes `NOW()`
+            // a moment before InnoDB lists it: the same slack below it.
+            let o = minus(o, slack);
+            if o < at {
+                at = o;
+                open_since = Some(o);
+            }
         }
+        Some(None) => {}
     }
     Ok((
         Cap {
@@ -388,6 +398,43 @@ async fn open_cap(conn: &mut Conn, lag: Option<Lag>) -> Result<(Cap, Option<Stri
         },
         note,
     ))
+}
+
+/// How long to wait for a fresh `INNODB_TRX` before giving up for this run.
+const FRESH_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The start of the oldest open transaction that may write (`None` inside:
+/// none), from a list *proven fresh*: InnoDB serves `INNODB_TRX` from a
+/// cache it refreshes only after 100 ms without readers, so a constant
+/// reader (monitoring, other streams) freezes it and an open transaction
+/// stays invisible — its late rows would then fall below the watermark
+/// (found by the attack suite). Freshness is proven by a probe: this
+/// connection opens a transaction after `NOW()` was read and waits until
+/// the list shows it; every transaction open at the snapshot (taken after
+/// this) either started after the probe (so after `NOW()`) or is listed.
+/// `Ok(None)`: the list stayed stale; `Err`: unreadable (no privilege).
+async fn open_transactions(conn: &mut Conn) -> Result<Option<Option<String>>> {
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .map_err(my_err)?;
+    let list = "SELECT COALESCE(SUM(trx_mysql_thread_id = CONNECTION_ID()), 0),
+            DATE_FORMAT(MIN(CASE WHEN trx_mysql_thread_id <> CONNECTION_ID() AND trx_is_read_only = 0
+                                 THEN trx_started END), '%Y-%m-%d %H:%i:%s.%f')
+            FROM information_schema.INNODB_TRX";
+    let deadline = std::time::Instant::now() + FRESH_LIST_WAIT;
+    let result = loop {
+        match conn.query_first::<(i64, Option<String>), _>(list).await {
+            Ok(Some((own, oldest))) if own > 0 => break Ok(Some(oldest)),
+            Ok(_) if std::time::Instant::now() < deadline => {
+                // Our own read counts as a reader: stay idle long enough.
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+            }
+            Ok(_) => break Ok(None),
+            Err(e) => break Err(my_err(e)),
+        }
+    };
+    conn.query_drop("COMMIT").await.map_err(my_err)?;
+    result
 }
 
 fn bind_naive(t: NaiveDateTime) -> Value {
