@@ -1,10 +1,12 @@
-//! Lost commit acknowledgements (issue 7, item 4): the target commits, the
-//! connection drops before the answer reaches highwater. A TCP proxy between
+//! Faults between highwater and its servers (issue 7). Lost commit
+//! acknowledgements (item 4): the target commits, the connection drops
+//! before the answer reaches highwater. A TCP proxy between
 //! highwater and the target forwards everything, but when the client sends
 //! the trigger bytes (`COMMIT`, or the marker's PUT) it lets the server
 //! answer and then cuts both sockets without forwarding that answer.
 //! Settling must ask the target what it committed: no duplicates on an
-//! append target, and the position moves.
+//! append target, and the position moves. The same proxy resets or stalls
+//! a source mid-read: transient resets are retried, stalls time out.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,16 +17,31 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::util::*;
 
-/// A proxy that drops the server's answer to the first client chunk
-/// containing the last of `triggers`, seen after the others in order on
-/// one connection; then passes every later connection through.
-pub struct LossyProxy {
+/// What a [`FaultyProxy`] does to the first connection it catches; every
+/// other connection passes through untouched.
+#[derive(Clone, Copy)]
+pub enum Fault {
+    /// Forward the client chunk containing the last of these byte strings
+    /// (seen in order on one connection), let the server answer, then cut
+    /// both sockets without forwarding the answer: a lost acknowledgement.
+    LoseAnswerTo(&'static [&'static [u8]]),
+    /// Once the server has sent more than this many bytes on a connection,
+    /// cut it (a reset mid-read).
+    ResetAfter(usize),
+    /// Once the server has sent more than this many bytes, stop forwarding
+    /// and keep the connection open and silent (a stalled server).
+    StallAfter(usize),
+}
+
+/// A TCP proxy between highwater and a real server that injects one fault.
+pub struct FaultyProxy {
     pub port: u16,
+    /// The fault happened.
     pub fired: Arc<AtomicBool>,
 }
 
-impl LossyProxy {
-    pub async fn start(upstream: &str, triggers: &'static [&'static [u8]]) -> LossyProxy {
+impl FaultyProxy {
+    pub async fn start(upstream: &str, fault: Fault) -> FaultyProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let fired = Arc::new(AtomicBool::new(false));
@@ -33,25 +50,20 @@ impl LossyProxy {
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let server = TcpStream::connect(&upstream).await.unwrap();
-                tokio::spawn(pump(client, server, triggers, f.clone()));
+                tokio::spawn(pump(client, server, fault, f.clone()));
             }
         });
-        LossyProxy { port, fired }
+        FaultyProxy { port, fired }
     }
 }
 
-async fn pump(
-    client: TcpStream,
-    server: TcpStream,
-    triggers: &'static [&'static [u8]],
-    fired: Arc<AtomicBool>,
-) {
+async fn pump(client: TcpStream, server: TcpStream, fault: Fault, fired: Arc<AtomicBool>) {
     let (mut cr, mut cw) = client.into_split();
     let (mut sr, mut sw) = server.into_split();
     let cut = Arc::new(tokio::sync::Notify::new());
     let armed = Arc::new(AtomicBool::new(false));
-    let (cut2, armed2) = (cut.clone(), armed.clone());
-    // client → server: watch for the trigger.
+    let (cut2, armed2, fired2) = (cut.clone(), armed.clone(), fired.clone());
+    // client → server: watch for the triggers of a lost answer.
     let up = tokio::spawn(async move {
         let mut buf = vec![0u8; 64 * 1024];
         let mut stage = 0;
@@ -60,12 +72,14 @@ async fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let t = triggers[stage];
-            if !fired.load(Ordering::SeqCst) && buf[..n].windows(t.len()).any(|w| w == t) {
-                stage += 1;
-                if stage == triggers.len() {
-                    fired.store(true, Ordering::SeqCst);
-                    armed2.store(true, Ordering::SeqCst);
+            if let Fault::LoseAnswerTo(triggers) = fault {
+                let t = triggers[stage];
+                if !fired2.load(Ordering::SeqCst) && buf[..n].windows(t.len()).any(|w| w == t) {
+                    stage += 1;
+                    if stage == triggers.len() {
+                        fired2.store(true, Ordering::SeqCst);
+                        armed2.store(true, Ordering::SeqCst);
+                    }
                 }
             }
             if sw.write_all(&buf[..n]).await.is_err() {
@@ -78,8 +92,9 @@ async fn pump(
             }
         }
     });
-    // server → client: once armed, swallow the answer and cut.
+    // server → client: swallow the answer, or reset or stall mid-stream.
     let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0usize;
     loop {
         let n = match sr.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -89,6 +104,18 @@ async fn pump(
             cut.notify_one();
             break;
         }
+        match fault {
+            Fault::ResetAfter(after) | Fault::StallAfter(after)
+                if sent + n > after && !fired.swap(true, Ordering::SeqCst) =>
+            {
+                if let Fault::StallAfter(_) = fault {
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+                break;
+            }
+            _ => {}
+        }
+        sent += n;
         if cw.write_all(&buf[..n]).await.is_err() {
             break;
         }
@@ -124,7 +151,8 @@ async fn lost_commit_answer_postgres_target_is_settled_not_repeated() {
     src.exec("CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g")
         .await;
     let dst = PgDb::new("lostack_dst").await;
-    let proxy = LossyProxy::start("127.0.0.1:5432", COMMIT_AFTER_RECORD).await;
+    let proxy =
+        FaultyProxy::start("127.0.0.1:5432", Fault::LoseAnswerTo(COMMIT_AFTER_RECORD)).await;
     let dir = Dir::new("lostack_pg");
     dir.write(
         "highwater.yaml",
@@ -166,7 +194,8 @@ async fn lost_commit_answer_mariadb_target_is_settled_not_repeated() {
     src.exec("CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 1000) g")
         .await;
     let dst = MyDb::new("lostack_dst").await;
-    let proxy = LossyProxy::start("127.0.0.1:3306", COMMIT_AFTER_RECORD).await;
+    let proxy =
+        FaultyProxy::start("127.0.0.1:3306", Fault::LoseAnswerTo(COMMIT_AFTER_RECORD)).await;
     let dir = Dir::new("lostack_my");
     // mysql_async moves to the Unix socket unless told not to.
     let url = format!("{}?prefer_socket=false", via(&dst.url, proxy.port));
@@ -187,51 +216,6 @@ async fn lost_commit_answer_mariadb_target_is_settled_not_repeated() {
     assert_eq!((n, d), (1000, 1000), "every row once");
 }
 
-/// A proxy that cuts the first connection whose server side sends more
-/// than `after` bytes (a reset in the middle of a read); every other
-/// connection passes through.
-async fn cutting_proxy(upstream: &str, after: usize, stall: bool) -> (u16, Arc<AtomicBool>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let fired = Arc::new(AtomicBool::new(false));
-    let upstream = upstream.to_string();
-    let f = fired.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let server = TcpStream::connect(&upstream).await.unwrap();
-            let f = f.clone();
-            tokio::spawn(async move {
-                let (mut cr, mut cw) = client.into_split();
-                let (mut sr, mut sw) = server.into_split();
-                let up = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
-                });
-                let mut sent = 0usize;
-                let mut buf = vec![0u8; 16 * 1024];
-                loop {
-                    let n = match sr.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    if sent + n > after && !f.swap(true, Ordering::SeqCst) {
-                        if stall {
-                            // Keep the connection open and silent.
-                            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
-                        }
-                        break;
-                    }
-                    sent += n;
-                    if cw.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                }
-                up.abort();
-            });
-        }
-    });
-    (port, fired)
-}
-
 /// A connection reset in the middle of the source's read is transient: the
 /// run tries the whole attempt again and succeeds; every row arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,7 +223,8 @@ async fn a_reset_mid_read_is_retried_and_loses_nothing() {
     let src = PgDb::new("reset_src").await;
     src.exec("CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, repeat('v', 100) || g FROM generate_series(1, 20000) g")
         .await;
-    let (port, fired) = cutting_proxy("127.0.0.1:5432", 200_000, false).await;
+    let FaultyProxy { port, fired } =
+        FaultyProxy::start("127.0.0.1:5432", Fault::ResetAfter(200_000)).await;
     let dir = Dir::new("reset");
     dir.write(
         "highwater.yaml",
@@ -269,7 +254,8 @@ async fn a_source_that_stalls_mid_read_times_out() {
     let src = PgDb::new("stall_src").await;
     src.exec("CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, repeat('v', 100) || g FROM generate_series(1, 20000) g")
         .await;
-    let (port, fired) = cutting_proxy("127.0.0.1:5432", 200_000, true).await;
+    let FaultyProxy { port, fired } =
+        FaultyProxy::start("127.0.0.1:5432", Fault::StallAfter(200_000)).await;
     let dir = Dir::new("stall");
     let cfg = |url: &str| {
         format!(

@@ -135,8 +135,11 @@ fn s3_target_with_crash_recovery() {
 async fn s3_lost_marker_answer_is_settled_not_repeated() {
     let container = unique("s3ack").replace('_', "-");
     objstore("create", "s3", &container);
-    let proxy =
-        crate::lost_ack::LossyProxy::start("127.0.0.1:5555", &[b"_highwater/commits"]).await;
+    let proxy = crate::lost_ack::FaultyProxy::start(
+        "127.0.0.1:5555",
+        crate::lost_ack::Fault::LoseAnswerTo(&[b"_highwater/commits"]),
+    )
+    .await;
     let dir = Dir::new("s3ack");
     let conn = rusqlite::Connection::open(dir.join("src.db")).unwrap();
     conn.execute_batch(

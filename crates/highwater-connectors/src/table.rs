@@ -41,6 +41,9 @@ use crate::util::quote_ident;
 
 /// The table that records published attempts, in the target's schema.
 pub const COMMITS: &str = "_highwater_commits";
+
+/// The `info` of a fenced (abandoned) attempt's commit record.
+pub const ABANDONED: &str = "abandoned";
 /// The staging table's row sequence column (last row of a key wins).
 pub const SEQ: &str = "_highwater_seq";
 pub const SYS_OP: &str = "SYS_CHANGE_OPERATION";
@@ -531,6 +534,26 @@ impl Layout {
             "INSERT INTO {} (stream, run_id, info, committed_at) VALUES ({p})",
             self.commits_sql()
         )
+    }
+
+    /// Fence an attempt that `recover` found unpublished: a tombstone in
+    /// its commit record's place. A commit of that attempt still in flight
+    /// (its answer lost, its transaction not yet ended) either committed
+    /// first (the insert waits for it and does nothing) or can never
+    /// commit afterwards (its own insert now conflicts). So `NotPublished`
+    /// stays true.
+    pub fn fence_commit(&self) -> String {
+        match self.flavor {
+            Flavor::Postgres => format!(
+                "INSERT INTO {} (stream, run_id, info, committed_at) VALUES ($1, $2, '{ABANDONED}', now()::text) \
+                 ON CONFLICT (stream, run_id) DO NOTHING",
+                self.commits_sql()
+            ),
+            _ => format!(
+                "INSERT IGNORE INTO {} (stream, run_id, info, committed_at) VALUES (?, ?, '{ABANDONED}', NOW(6))",
+                self.commits_sql()
+            ),
+        }
     }
 
     pub fn select_commit(&self) -> String {

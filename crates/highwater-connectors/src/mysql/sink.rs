@@ -18,7 +18,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value};
 
 use super::source::connect;
-use crate::table::{COMMITS, Cell, Flavor, Layout, cell};
+use crate::table::{ABANDONED, COMMITS, Cell, Flavor, Layout, cell};
 use crate::util::redact_url;
 
 /// A MariaDB/MySQL database that streams write tables into.
@@ -112,12 +112,17 @@ impl Sink for MySink {
             .await
             .map_err(&err)?;
         let info: Option<String> = if found.unwrap_or(0) > 0 {
+            // Fence first (it waits for a commit still in flight), then read.
+            conn.exec_drop(layout.fence_commit(), (stream, run_id))
+                .await
+                .map_err(&err)?;
             conn.exec_first(layout.select_commit(), (stream, run_id))
                 .await
                 .map_err(&err)?
         } else {
             None
         };
+        let info = info.filter(|i| i != ABANDONED);
         // Published or not, a staging table left by a crash is garbage now.
         conn.query_drop(layout.drop_staging()).await.map_err(&err)?;
         let _ = conn.disconnect().await;

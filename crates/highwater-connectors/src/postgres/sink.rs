@@ -17,7 +17,7 @@ use highwater_core::{Committed, Error, Recovered, Result, Sink, SinkWriter, Writ
 use tokio_postgres::Client;
 
 use super::source::connect;
-use crate::table::{Cell, Flavor, Layout, TableName, cell, lock_key};
+use crate::table::{ABANDONED, Cell, Flavor, Layout, TableName, cell, lock_key};
 use crate::util::redact_url;
 
 /// The advisory lock key that serialises creating `_highwater_commits`
@@ -156,13 +156,18 @@ impl Sink for PgSink {
         if !exists.get::<_, bool>(0) {
             return Ok(Recovered::NotPublished);
         }
+        // Fence first (it waits for a commit still in flight), then read.
+        client
+            .execute(&layout.fence_commit(), &[&stream, &run_id])
+            .await
+            .map_err(&err)?;
         let row = client
             .query_opt(&layout.select_commit(), &[&stream, &run_id])
             .await
             .map_err(&err)?;
-        Ok(match row {
-            Some(r) => Recovered::Published { info: r.get(0) },
-            None => Recovered::NotPublished,
+        Ok(match row.map(|r| r.get::<_, String>(0)) {
+            Some(info) if info != ABANDONED => Recovered::Published { info },
+            _ => Recovered::NotPublished,
         })
     }
 
