@@ -216,8 +216,10 @@ async fn lost_commit_answer_mariadb_target_is_settled_not_repeated() {
     assert_eq!((n, d), (1000, 1000), "every row once");
 }
 
-/// A connection reset in the middle of the source's read is transient: the
-/// run tries the whole attempt again and succeeds; every row arrives once.
+/// A connection reset in the middle of the source's read (after the
+/// attempt began and batches were written) is transient: the run tries the
+/// whole attempt again, as an attempt of its own, and succeeds; every row
+/// arrives once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_mid_read_is_retried_and_loses_nothing() {
     let src = PgDb::new("reset_src").await;
@@ -230,7 +232,7 @@ async fn a_reset_mid_read_is_retried_and_loses_nothing() {
         "highwater.yaml",
         &format!(
             "connections:\n  src: {}\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    \
-             cursor: id\n    to: lake\n    path: \"t/t-{{run_id}}.csv\"\n",
+             cursor: id\n    to: lake\n    path: \"t/t-{{run_id}}.csv\"\n    batch_size: 500\n",
             via(&src.url, port)
         ),
     );

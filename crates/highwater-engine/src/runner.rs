@@ -172,7 +172,7 @@ impl Ctx<'_> {
         // write. The position only ever moves through a committed attempt.
         let mut tries = 1;
         let result = loop {
-            let r = self.run_stream(s, &mut rec).await;
+            let r = self.run_stream(s, &mut rec, tries).await;
             match r {
                 // Connecting retried already (RetryPolicy::CONNECT); a
                 // server that stays away is not retried again here.
@@ -240,7 +240,7 @@ impl Ctx<'_> {
         rec.notes.push(message);
     }
 
-    async fn run_stream(&self, s: &StreamPlan, rec: &mut StreamRun) -> Result<Ran> {
+    async fn run_stream(&self, s: &StreamPlan, rec: &mut StreamRun, try_no: u32) -> Result<Ran> {
         let Some(_lock) = self.state.lock_stream(&s.name).await? else {
             self.note(
                 s,
@@ -249,10 +249,23 @@ impl Ctx<'_> {
             );
             return Ok(Ran::Busy);
         };
-        self.run_locked(s, rec).await.map(|()| Ran::Done)
+        // Each try is an attempt of its own (the state store keys attempts
+        // by stream and id); a retry's output gets a name of its own too.
+        let attempt_id = match try_no {
+            1 => self.run_id.clone(),
+            n => format!("{}-r{n}", self.run_id),
+        };
+        self.run_locked(s, rec, &attempt_id)
+            .await
+            .map(|()| Ran::Done)
     }
 
-    async fn run_locked(&self, s: &StreamPlan, rec: &mut StreamRun) -> Result<()> {
+    async fn run_locked(
+        &self,
+        s: &StreamPlan,
+        rec: &mut StreamRun,
+        attempt_id: &str,
+    ) -> Result<()> {
         let from_conn = &self.plan.connections[&s.from];
         let to_conn = &self.plan.connections[&s.to];
         // File targets render a path per attempt; a database target is
@@ -413,20 +426,20 @@ impl Ctx<'_> {
                 n => format!("no changes delivered ({n} row(s) held back, see above); {what}"),
             };
             self.note(s, rec, what);
-            return attempt::move_position(env, &s.name, &self.run_id, &current, &to).await;
+            return attempt::move_position(env, &s.name, attempt_id, &current, &to).await;
         }
 
         let target = match table {
             Some(_) => path_template.clone(),
-            None => template::render(&path_template, &s.name, &self.run_id, self.started),
+            None => template::render(&path_template, &s.name, attempt_id, self.started),
         };
         let copy = attempt::Copy {
             key: s.name.clone(),
-            attempt_id: self.run_id.clone(),
+            attempt_id: attempt_id.to_string(),
             from: current.clone(),
             request: WriteRequest {
                 stream: s.name.clone(),
-                run_id: self.run_id.clone(),
+                run_id: attempt_id.to_string(),
                 target,
                 format: format.to_string(),
                 schema: out_schema,
