@@ -280,3 +280,34 @@ async fn a_source_that_stalls_mid_read_times_out() {
     assert_code(&dir.hw(&["run"]), 0);
     assert_eq!(all_csv_rows(&dir, "lake/t").len(), 20000);
 }
+
+/// A shared state database that stops answering (the connection stays
+/// open) fails the run after the idle timeout instead of hanging it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_store_that_stalls_fails_the_run_in_time() {
+    let src = PgDb::new("stall_state_src").await;
+    src.exec("CREATE TABLE t (id int primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 100) g")
+        .await;
+    let state = PgDb::new("stall_state").await;
+    let FaultyProxy { port, fired } =
+        FaultyProxy::start("127.0.0.1:5432", Fault::StallAfter(1_200)).await;
+    let dir = Dir::new("stall_state");
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "state: {}\nconnections:\n  src: {}\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    \
+             cursor: id\n    to: lake\n    path: \"t/t-{{run_id}}.csv\"\n",
+            via(&state.url, port),
+            src.url
+        ),
+    );
+    let started = std::time::Instant::now();
+    let o = dir.hw_env(&["run"], &[("HIGHWATER_IDLE_TIMEOUT", "2")]);
+    assert!(fired.load(Ordering::SeqCst), "the state connection stalled");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(45),
+        "failed in time, not hung"
+    );
+    assert_code(&o, 1);
+    assert!(stderr(&o).contains("no answer"), "{}", stderr(&o));
+}

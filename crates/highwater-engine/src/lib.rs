@@ -27,6 +27,7 @@ pub mod events;
 pub mod pipeline;
 pub mod runner;
 pub mod template;
+pub mod timed_state;
 
 pub use events::{Event, Observer};
 pub use runner::{RunOptions, RunOutcome, open_state, run_streams};

@@ -48,9 +48,14 @@ pub async fn open_state(plan: &Plan) -> Result<Arc<dyn StateStore>> {
             let connect: highwater_state::PgConnect = Arc::new(|url: String| {
                 Box::pin(async move { highwater_connectors::postgres::connect(&url).await })
             });
-            Ok(Arc::new(
-                highwater_state::PgState::open(url.expose(), &url.redacted(), connect).await?,
-            ))
+            let limit = crate::attempt::idle_timeout();
+            let redacted = url.redacted();
+            let open = highwater_state::PgState::open(url.expose(), &redacted, connect);
+            let store = crate::attempt::bounded("opening the state store", limit, open).await?;
+            Ok(Arc::new(crate::timed_state::TimedState::new(
+                Arc::new(store),
+                limit,
+            )))
         }
     }
 }
