@@ -5,56 +5,17 @@
 //! cursor moving, and a row inserted at the last watermark, must both arrive;
 //! a row that did not change must not arrive twice (issue 7, item 1).
 
-use mysql_async::prelude::Queryable;
-
 use crate::util::*;
 
-/// A source database of one backend, with a table `t (id, v, d)`.
-enum Src {
-    Pg(PgDb),
-    My(MyDb),
-    Lite(std::path::PathBuf),
-}
-
-impl Src {
-    async fn new(backend: &str, d_type: &str) -> (Src, Dir) {
-        let dir = Dir::new(&format!("boundary_{backend}"));
-        let src = match backend {
-            "postgres" => Src::Pg(PgDb::new("boundary").await),
-            "mariadb" => Src::My(MyDb::new("boundary").await),
-            _ => Src::Lite(dir.join("src.db")),
-        };
-        src.exec(&format!(
-            "CREATE TABLE t (id int primary key, v varchar(50), d {d_type})"
-        ))
-        .await;
-        (src, dir)
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Src::Pg(db) => db.url.clone(),
-            Src::My(db) => db.url.clone(),
-            Src::Lite(_) => "sqlite://src.db".into(),
-        }
-    }
-
-    async fn exec(&self, sql: &str) {
-        match self {
-            Src::Pg(db) => db.exec(sql).await,
-            Src::My(db) => {
-                let mut c = db.connect().await;
-                c.query_drop(sql)
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-                let _ = c.disconnect().await;
-            }
-            Src::Lite(path) => rusqlite::Connection::open(path)
-                .unwrap()
-                .execute_batch(sql)
-                .unwrap_or_else(|e| panic!("{sql}: {e}")),
-        }
-    }
+/// A source database of one backend with a table `t (id, v, d)`.
+async fn source(backend: &str, d_type: &str) -> (SrcDb, Dir) {
+    let dir = Dir::new(&format!("boundary_{backend}"));
+    let src = SrcDb::new(backend, &dir, "boundary").await;
+    src.exec(&format!(
+        "CREATE TABLE t (id int primary key, v varchar(50), d {d_type})"
+    ))
+    .await;
+    (src, dir)
 }
 
 /// Every delivered row as (id, v), in delivery order, over all files.
@@ -69,7 +30,7 @@ fn delivered(dir: &Dir) -> Vec<(String, String)> {
 }
 
 async fn updates_and_inserts_at_the_boundary(backend: &str, d_type: &str, d: &str) {
-    let (src, dir) = Src::new(backend, d_type).await;
+    let (src, dir) = source(backend, d_type).await;
     src.exec(&format!(
         "INSERT INTO t VALUES (1, 'a', '{d}'), (2, 'b', '{d}')"
     ))

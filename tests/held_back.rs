@@ -10,12 +10,6 @@ use mysql_async::prelude::Queryable;
 
 use crate::util::*;
 
-enum Src {
-    Pg(PgDb),
-    My(MyDb),
-    Lite(std::path::PathBuf),
-}
-
 /// SQL that differs per backend.
 struct Dialect {
     /// A zoned time cursor (SQLite: text timestamps).
@@ -29,71 +23,32 @@ struct Dialect {
     day_earlier: &'static str,
 }
 
-impl Src {
-    async fn new(kind: &str, dir: &Dir) -> Src {
-        match kind {
-            "postgres" => Src::Pg(PgDb::new("held").await),
-            "mariadb" => Src::My(MyDb::new("held").await),
-            _ => {
-                let p = dir.join("src.db");
-                rusqlite::Connection::open(&p).unwrap();
-                Src::Lite(p)
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Src::Pg(db) => db.url.clone(),
-            Src::My(db) => db.url.clone(),
-            Src::Lite(_) => "sqlite://src.db".into(),
-        }
-    }
-
-    fn dialect(&self) -> Dialect {
-        match self {
-            Src::Pg(_) => Dialect {
-                ts: "timestamptz",
-                local: "timestamp",
-                now: "now()",
-                old: "now() - interval '2 days'",
-                future: "now() + interval '1 day'",
-                day_earlier: "at - interval '1 day'",
-            },
-            Src::My(_) => Dialect {
-                ts: "timestamp(6) NULL DEFAULT NULL",
-                local: "datetime(6)",
-                now: "NOW(6)",
-                old: "NOW(6) - INTERVAL 2 DAY",
-                future: "NOW(6) + INTERVAL 1 DAY",
-                day_earlier: "at - INTERVAL 1 DAY",
-            },
-            Src::Lite(_) => Dialect {
-                ts: "text",
-                local: "text",
-                now: "datetime('now')",
-                old: "datetime('now', '-2 days')",
-                future: "datetime('now', '+1 day')",
-                day_earlier: "datetime(at, '-1 day')",
-            },
-        }
-    }
-
-    async fn exec(&self, sql: &str) {
-        match self {
-            Src::Pg(db) => db.exec(sql).await,
-            Src::My(db) => {
-                let mut c = db.connect().await;
-                c.query_drop(sql)
-                    .await
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
-                let _ = c.disconnect().await;
-            }
-            Src::Lite(p) => rusqlite::Connection::open(p)
-                .unwrap()
-                .execute_batch(sql)
-                .unwrap_or_else(|e| panic!("{sql}: {e}")),
-        }
+fn dialect(src: &SrcDb) -> Dialect {
+    match src {
+        SrcDb::Pg(_) => Dialect {
+            ts: "timestamptz",
+            local: "timestamp",
+            now: "now()",
+            old: "now() - interval '2 days'",
+            future: "now() + interval '1 day'",
+            day_earlier: "at - interval '1 day'",
+        },
+        SrcDb::My(_) => Dialect {
+            ts: "timestamp(6) NULL DEFAULT NULL",
+            local: "datetime(6)",
+            now: "NOW(6)",
+            old: "NOW(6) - INTERVAL 2 DAY",
+            future: "NOW(6) + INTERVAL 1 DAY",
+            day_earlier: "at - INTERVAL 1 DAY",
+        },
+        SrcDb::Lite(_) => Dialect {
+            ts: "text",
+            local: "text",
+            now: "datetime('now')",
+            old: "datetime('now', '-2 days')",
+            future: "datetime('now', '+1 day')",
+            day_earlier: "datetime(at, '-1 day')",
+        },
     }
 }
 
@@ -172,9 +127,9 @@ async fn run_until(dir: &Dir, stream: &str, want: &[i64]) {
 
 async fn held_back_rows_are_said_and_delivered_later(kind: &str) {
     let dir = Dir::new("held");
-    let src = Src::new(kind, &dir).await;
-    let d = src.dialect();
-    let lite = matches!(src, Src::Lite(_));
+    let src = SrcDb::new(kind, &dir, "held").await;
+    let d = dialect(&src);
+    let lite = matches!(src, SrcDb::Lite(_));
     let mut yaml = format!(
         "connections:\n  src: {}\n  lake: file://./lake\nstreams:\n",
         src.url()
@@ -252,14 +207,14 @@ async fn held_back_rows_are_said_and_delivered_later(kind: &str) {
     }
     // An open transaction holds back a row committed after it began.
     let open = match &src {
-        Src::Pg(db) => {
+        SrcDb::Pg(db) => {
             let c = db.connect().await;
             c.batch_execute(&format!("BEGIN; INSERT INTO trx VALUES (1, {})", d.now))
                 .await
                 .unwrap();
             Ok(c)
         }
-        Src::My(db) => {
+        SrcDb::My(db) => {
             let mut c = db.connect().await;
             c.query_drop("START TRANSACTION").await.unwrap();
             c.query_drop(format!("INSERT INTO trx VALUES (1, {})", d.now))
@@ -267,7 +222,7 @@ async fn held_back_rows_are_said_and_delivered_later(kind: &str) {
                 .unwrap();
             Err(c)
         }
-        Src::Lite(_) => unreachable!(),
+        SrcDb::Lite(_) => unreachable!(),
     };
     tokio::time::sleep(Duration::from_millis(1100)).await;
     src.exec(&format!("INSERT INTO trx VALUES (2, {})", d.now))
@@ -291,7 +246,7 @@ async fn held_back_rows_are_said_and_delivered_later(kind: &str) {
     // hours back; moving the row a day back stands in for the wait.
     src.exec(&format!("INSERT INTO zoneless VALUES (1, {})", d.now))
         .await;
-    let hours = if matches!(src, Src::Pg(_)) { 12 } else { 13 };
+    let hours = if matches!(src, SrcDb::Pg(_)) { 12 } else { 13 };
     run_held(
         &dir,
         "zoneless",

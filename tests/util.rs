@@ -356,3 +356,54 @@ impl Drop for MyDb {
             .output();
     }
 }
+
+/// A source database of one backend, for suites run on every backend:
+/// `postgres`, `mariadb`, or `sqlite` (the file `src.db` in the test's
+/// folder, named `sqlite://src.db` in its config).
+pub enum SrcDb {
+    Pg(PgDb),
+    My(MyDb),
+    Lite(PathBuf),
+}
+
+impl SrcDb {
+    pub async fn new(backend: &str, dir: &Dir, tag: &str) -> SrcDb {
+        match backend {
+            "postgres" => SrcDb::Pg(PgDb::new(tag).await),
+            "mariadb" => SrcDb::My(MyDb::new(tag).await),
+            _ => {
+                let p = dir.join("src.db");
+                rusqlite::Connection::open(&p).unwrap();
+                SrcDb::Lite(p)
+            }
+        }
+    }
+
+    /// The connection URL for `highwater.yaml`.
+    pub fn url(&self) -> String {
+        match self {
+            SrcDb::Pg(db) => db.url.clone(),
+            SrcDb::My(db) => db.url.clone(),
+            SrcDb::Lite(_) => "sqlite://src.db".into(),
+        }
+    }
+
+    /// Run `sql` (one or more statements); panics with the statement on error.
+    pub async fn exec(&self, sql: &str) {
+        use mysql_async::prelude::Queryable;
+        match self {
+            SrcDb::Pg(db) => db.exec(sql).await,
+            SrcDb::My(db) => {
+                let mut c = db.connect().await;
+                c.query_drop(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.disconnect().await;
+            }
+            SrcDb::Lite(p) => rusqlite::Connection::open(p)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}")),
+        }
+    }
+}
