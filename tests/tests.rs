@@ -9,6 +9,7 @@
 
 mod util;
 
+mod adf_load;
 mod adf_sinks;
 mod attack;
 mod boundary;

@@ -31,6 +31,8 @@
 pub mod delimited;
 pub mod model;
 pub mod sink;
+pub mod typed;
+mod validate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -7,11 +7,13 @@
 //! <root>/linkedService/*.json | <root>/linkedServices/*.json   (names only)
 //! ```
 //!
-//! Validation reports every problem at once, each naming the file and the
-//! activity: JSON syntax (line and column), unknown activity types,
-//! dependencies on activities that do not exist, references to missing
-//! datasets, expressions that do not parse (line and column inside the
-//! string). Linked services are checked against the connections by
+//! Validation reports every problem at once, each as `file:line: activity
+//! X: property: what is wrong` (the line of the activity's `"name"`):
+//! JSON syntax (line and column), unknown activity types, dependencies on
+//! activities that do not exist, expressions that do not parse (line and
+//! column inside the string), then the typed `typeProperties`
+//! ([`super::typed`]) and everything [`super::validate`] checks across the
+//! factory. Linked services are checked against the connections by
 //! [`Factory::check_connections`]. Names are trimmed: published factories
 //! carry names like `" WatermarkDataset "`.
 
@@ -22,6 +24,78 @@ use std::time::Duration;
 use highwater_core::{Error, Result};
 use highwater_expr::Expr;
 use serde_json::{Map, Value};
+
+use super::typed::{ActivityProps, DatasetProps, Found};
+
+/// One problem found at load: where (`file:line`, or `file`) and what.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub place: String,
+    pub message: String,
+}
+
+/// The problems found at load, in the order found.
+#[derive(Debug, Default)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn at(&mut self, place: &str, message: impl Into<String>) {
+        let p = Problem {
+            place: place.to_string(),
+            message: message.into(),
+        };
+        if !self
+            .0
+            .iter()
+            .any(|q| q.place == p.place && q.message == p.message)
+        {
+            self.0.push(p);
+        }
+    }
+}
+
+/// A pipeline file's path and text, to name lines.
+struct Src<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Src<'_> {
+    /// `file:line` of the object whose `"name"` is `name`, else `file`.
+    fn place(&self, name: &str) -> String {
+        match line_of_name(self.text, name) {
+            Some(l) => format!("{}:{l}", self.file),
+            None => self.file.to_string(),
+        }
+    }
+}
+
+/// The line (1-based) of the first `"name": "<name>"` in `text` (the
+/// name compared trimmed, as names are).
+pub fn line_of_name(text: &str, name: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("\"name\"") {
+        let at = from + i;
+        from = at + 6;
+        let rest = text[from..].trim_start();
+        let Some(rest) = rest.strip_prefix(':') else {
+            continue;
+        };
+        let Some(rest) = rest.trim_start().strip_prefix('"') else {
+            continue;
+        };
+        if rest.split('"').next().map(str::trim) == Some(name) {
+            return Some(text[..at].matches('\n').count() + 1);
+        }
+    }
+    None
+}
+
+/// The line (1-based) of the first `"key"` in `text`.
+pub fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let i = text.find(&format!("\"{key}\""))?;
+    Some(text[..i].matches('\n').count() + 1)
+}
 
 /// The activity types the interpreter runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +206,13 @@ pub struct DatasetRef {
 #[derive(Debug, Clone)]
 pub struct Activity {
     pub name: String,
+    /// The name for messages.
+    pub label: String,
+    /// `file:line` of the activity, for messages.
+    pub place: String,
     pub kind: ActivityKind,
+    /// The typed `typeProperties` (checked at load).
+    pub props: ActivityProps,
     pub depends_on: Vec<Dependency>,
     /// `typeProperties` without the nested activity lists.
     pub type_properties: Value,
@@ -164,8 +244,16 @@ pub struct Dataset {
     pub kind: String,
     pub linked_service: String,
     pub type_properties: Value,
+    /// Declared parameters with their default (null when none).
     pub defaults: Map<String, Value>,
+    /// Declared parameters without a `defaultValue`.
+    pub required: Vec<String>,
     pub file: PathBuf,
+    /// The typed `typeProperties`.
+    pub props: DatasetProps,
+    /// What parsing them found (reported when a pipeline uses it), with
+    /// the line of each property.
+    pub problems: Vec<Problem>,
 }
 
 impl Dataset {
@@ -209,6 +297,7 @@ pub struct Factory {
 #[derive(Debug, Clone)]
 pub struct PipelineDef {
     pub name: String,
+    /// The file, for messages.
     pub file: String,
     pub activities: Vec<Activity>,
     pub parameters: Map<String, Value>,
@@ -229,7 +318,9 @@ fn called_pipeline(a: &Activity) -> Option<String> {
 }
 
 /// Parse a pipeline document: name, parameters, variables, activities.
-fn parse_pipeline(pipeline: &Value, path: &Path, errors: &mut Vec<String>) -> PipelineDef {
+fn parse_pipeline(pipeline: &Value, path: &Path, text: &str, errors: &mut Problems) -> PipelineDef {
+    let file = path.display().to_string();
+    let src = Src { file: &file, text };
     let props = pipeline.get("properties").unwrap_or(pipeline);
     let name = name_of(pipeline).unwrap_or_else(|| {
         path.file_stem()
@@ -244,33 +335,34 @@ fn parse_pipeline(pipeline: &Value, path: &Path, errors: &mut Vec<String>) -> Pi
             .unwrap_or_default()
     };
     let activities = match props.get("activities") {
-        Some(Value::Array(list)) => parse_activities(list, "", errors),
+        Some(Value::Array(list)) => parse_activities(list, "", &src, errors),
         _ => {
-            errors.push("no `properties.activities` list".to_string());
+            errors.at(&file, "no `properties.activities` list");
             vec![]
         }
     };
     PipelineDef {
         name,
-        file: path.display().to_string(),
+        file,
         activities,
         parameters: object("parameters"),
         variables: object("variables"),
     }
 }
 
-fn read_json(path: &Path) -> std::result::Result<Value, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    let text = text.trim_start_matches('\u{feff}');
-    serde_json::from_str(text).map_err(|e| {
-        format!(
-            "{}:{}:{}: invalid JSON: {e}",
-            path.display(),
-            e.line(),
-            e.column()
-        )
-    })
+fn read_json(path: &Path) -> std::result::Result<(Value, String), Problem> {
+    let text = std::fs::read_to_string(path).map_err(|e| Problem {
+        place: path.display().to_string(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let text = text.trim_start_matches('\u{feff}').to_string();
+    match serde_json::from_str(&text) {
+        Ok(v) => Ok((v, text)),
+        Err(e) => Err(Problem {
+            place: format!("{}:{}:{}", path.display(), e.line(), e.column()),
+            message: format!("invalid JSON: {e}"),
+        }),
+    }
 }
 
 fn name_of(v: &Value) -> Option<String> {
@@ -303,13 +395,92 @@ fn json_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// A dataset file: name, type, linked service, parameters, typed
+/// `typeProperties` (their problems kept for when a pipeline uses it).
+fn parse_dataset(f: &Path, v: &Value, text: &str, errors: &mut Problems) -> Option<Dataset> {
+    let file = f.display().to_string();
+    let stem = f
+        .file_stem()
+        .map(|s| s.to_string_lossy().trim().to_string())
+        .unwrap_or_default();
+    let name = name_of(v).unwrap_or(stem);
+    let props = v.get("properties").cloned().unwrap_or(Value::Null);
+    let kind = props
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let Some(ls) = props.get("linkedServiceName").and_then(dataset_ref) else {
+        errors.at(&file, format!("dataset {name}: no linkedServiceName"));
+        return None;
+    };
+    let declared = props
+        .get("parameters")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let defaults = declared
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.get("defaultValue").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    let required = declared
+        .iter()
+        .filter(|(_, v)| v.get("defaultValue").is_none())
+        .map(|(k, _)| k.clone())
+        .collect();
+    let tp = props
+        .get("typeProperties")
+        .cloned()
+        .unwrap_or(Value::Object(Map::new()));
+    let at = |key: &str| match line_of_key(text, key) {
+        Some(l) => format!("{file}:{l}"),
+        None => file.clone(),
+    };
+    check_expressions(&tp, "typeProperties", &mut |p, e| {
+        let key = p.rsplit('.').next().unwrap_or(p);
+        errors.at(&at(key), format!("dataset {name}: {p}: {e}"))
+    });
+    let mut found: Found = Vec::new();
+    let typed = DatasetProps::parse(&kind, &tp, &mut found);
+    let key = |p: &str| p.rsplit('.').next().unwrap_or(p).to_string();
+    let mut problems: Vec<Problem> = found
+        .into_iter()
+        .map(|(p, m)| Problem {
+            place: at(&key(&p)),
+            message: format!("dataset {name}: {p} {m}"),
+        })
+        .collect();
+    for (p, m) in super::validate::dataset_expressions(&tp, &declared) {
+        problems.push(Problem {
+            place: at(&key(&p)),
+            message: format!("dataset {name}: {p}: {m}"),
+        });
+    }
+    Some(Dataset {
+        name,
+        kind,
+        linked_service: ls.name,
+        type_properties: tp,
+        defaults,
+        required,
+        file: f.to_path_buf(),
+        props: typed,
+        problems,
+    })
+}
+
 impl Factory {
     /// Read the pipeline at `path` and the datasets of its factory folder,
     /// and validate everything that can be checked without connecting.
     /// Every error is reported at once ([`Error::Config`]: exit 2).
     pub fn load(path: &Path) -> Result<Factory> {
         let file = path.display().to_string();
-        let pipeline = read_json(path).map_err(|e| Error::config(&file, strip(&e, &file)))?;
+        let (pipeline, text) = read_json(path).map_err(|p| Error::config(p.place, p.message))?;
         let mut root = path.parent().map(Path::to_path_buf).unwrap_or_default();
         if root.as_os_str().is_empty() {
             root = PathBuf::from(".");
@@ -320,80 +491,33 @@ impl Factory {
         {
             root = root.parent().map(Path::to_path_buf).unwrap_or(root);
         }
-        let mut errors = Vec::new();
+        let mut errors = Problems::default();
 
         let mut datasets = BTreeMap::new();
         for dir in ["dataset", "datasets"] {
             for f in json_files(&root.join(dir)) {
                 match read_json(&f) {
-                    Err(e) => errors.push(e),
-                    Ok(v) => {
-                        let stem = f
-                            .file_stem()
-                            .map(|s| s.to_string_lossy().trim().to_string())
-                            .unwrap_or_default();
-                        let name = name_of(&v).unwrap_or(stem);
-                        let props = v.get("properties").cloned().unwrap_or(Value::Null);
-                        let kind = props
-                            .get("type")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string();
-                        let Some(ls) = props.get("linkedServiceName").and_then(dataset_ref) else {
-                            errors.push(format!(
-                                "{}: dataset {name}: no linkedServiceName",
-                                f.display()
-                            ));
-                            continue;
-                        };
-                        let defaults = props
-                            .get("parameters")
-                            .and_then(Value::as_object)
-                            .map(|m| {
-                                m.iter()
-                                    .map(|(k, v)| {
-                                        (
-                                            k.clone(),
-                                            v.get("defaultValue").cloned().unwrap_or(Value::Null),
-                                        )
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        let tp = props
-                            .get("typeProperties")
-                            .cloned()
-                            .unwrap_or(Value::Object(Map::new()));
-                        check_expressions(&tp, "typeProperties", &mut |p, e| {
-                            errors.push(format!("{}: dataset {name}: {p}: {e}", f.display()))
-                        });
-                        datasets.insert(
-                            name.clone(),
-                            Dataset {
-                                name,
-                                kind,
-                                linked_service: ls.name,
-                                type_properties: tp,
-                                defaults,
-                                file: f,
-                            },
-                        );
+                    Err(p) => errors.0.push(p),
+                    Ok((v, text)) => {
+                        if let Some(d) = parse_dataset(&f, &v, &text, &mut errors) {
+                            datasets.insert(d.name.clone(), d);
+                        }
                     }
                 }
             }
         }
 
-        let main = parse_pipeline(&pipeline, path, &mut errors);
+        let main = parse_pipeline(&pipeline, path, &text, &mut errors);
 
         // Pipelines run by Execute Pipeline: siblings of this file, by name.
         let mut called: BTreeMap<String, PipelineDef> = BTreeMap::new();
-        let mut wanted: Vec<(String, String)> = Vec::new();
-        let want = |list: &[Activity], wanted: &mut Vec<(String, String)>| {
+        let mut wanted: Vec<(String, String, String)> = Vec::new();
+        let want = |list: &[Activity], wanted: &mut Vec<(String, String, String)>| {
             let mut all = Vec::new();
             collect(list, &mut all);
             for a in all {
                 if let Some(p) = called_pipeline(a) {
-                    wanted.push((p, a.name.clone()));
+                    wanted.push((p, a.label.clone(), a.place.clone()));
                 }
             }
         };
@@ -403,23 +527,22 @@ impl Factory {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let siblings = json_files(folder);
-        while let Some((target, by)) = wanted.pop() {
+        while let Some((target, by, place)) = wanted.pop() {
             if target == main.name || called.contains_key(&target) {
                 continue;
             }
             let found = siblings.iter().find_map(|f| {
-                let v = read_json(f).ok()?;
-                (name_of(&v).as_deref() == Some(target.as_str())).then_some((f.clone(), v))
+                let (v, text) = read_json(f).ok()?;
+                (name_of(&v).as_deref() == Some(target.as_str())).then_some((f.clone(), v, text))
             });
-            let Some((f, v)) = found else {
-                errors.push(format!(
-                    "activity {by}: pipeline {target} not found in the pipeline's folder"
-                ));
+            let Some((f, v, text)) = found else {
+                errors.at(
+                    &place,
+                    format!("activity {by}: pipeline {target} not found in the pipeline's folder"),
+                );
                 continue;
             };
-            let mut errs = Vec::new();
-            let def = parse_pipeline(&v, &f, &mut errs);
-            errors.extend(errs.into_iter().map(|e| format!("pipeline {target}: {e}")));
+            let def = parse_pipeline(&v, &f, &text, &mut errors);
             want(&def.activities, &mut wanted);
             called.insert(target, def);
         }
@@ -434,63 +557,21 @@ impl Factory {
             root,
             called,
         };
-        factory.walk_all(&mut |a| {
-            for r in a.inputs.iter().chain(&a.outputs).chain(a.lookup_dataset().as_ref()) {
-                if !factory.datasets.contains_key(&r.name) {
-                    errors.push(format!(
-                        "activity {}: dataset {} not found in dataset/ or datasets/ next to the pipeline",
-                        a.name, r.name
-                    ));
-                }
-            }
-            // How a Copy writes: the sink's write behaviour into a table,
-            // the DelimitedText settings into a file.
-            if a.kind == ActivityKind::Copy
-                && let Some(d) = a.outputs.first().and_then(|r| factory.datasets.get(&r.name))
-            {
-                let sink = a
-                    .type_properties
-                    .get("sink")
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let found = if d.is_file() {
-                    super::delimited::options(&d.kind, &d.type_properties, &sink, true)
-                        .err()
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|e| {
-                            if e.starts_with("sink.") {
-                                e
-                            } else {
-                                format!("dataset {}: {e}", d.name)
-                            }
-                        })
-                        .collect()
-                } else {
-                    super::sink::parse(&sink, true).err().unwrap_or_default()
-                };
-                for e in found {
-                    errors.push(format!("activity {}: {e}", a.name));
-                }
-            }
-            // What the interpreter cannot run is said before anything runs.
-            let reads = a.inputs.first().cloned().or_else(|| a.lookup_dataset());
-            if matches!(a.kind, ActivityKind::Copy | ActivityKind::Lookup)
-                && let Some(d) = reads.and_then(|r| factory.datasets.get(&r.name))
-                && d.is_file()
-            {
-                errors.push(format!(
-                    "activity {}: reading a {} dataset ({}) is not supported yet; read from a table dataset",
-                    a.name, d.kind, d.name
-                ));
-            }
-        });
+        super::validate::factory(&factory, &mut errors);
+        let errors = errors.0;
         match errors.len() {
             0 => Ok(factory),
-            1 => Err(Error::config(&file, strip(&errors[0], &file))),
+            1 => Err(Error::config(&errors[0].place, &errors[0].message)),
             n => Err(Error::config(
                 &file,
-                format!("{n} errors in the pipeline:\n  {}", errors.join("\n  ")),
+                format!(
+                    "{n} errors in the pipeline:\n  {}",
+                    errors
+                        .iter()
+                        .map(|p| format!("{}: {}", p.place, p.message))
+                        .collect::<Vec<_>>()
+                        .join("\n  ")
+                ),
             )),
         }
     }
@@ -571,26 +652,29 @@ fn collect<'a>(list: &'a [Activity], out: &mut Vec<&'a Activity>) {
     }
 }
 
-fn strip(e: &str, file: &str) -> String {
-    e.strip_prefix(file)
-        .and_then(|r| r.strip_prefix(": "))
-        .unwrap_or(e)
-        .to_string()
-}
-
-fn parse_activities(list: &[Value], parent: &str, errors: &mut Vec<String>) -> Vec<Activity> {
+fn parse_activities(
+    list: &[Value],
+    parent: &str,
+    src: &Src,
+    errors: &mut Problems,
+) -> Vec<Activity> {
     let mut out = Vec::new();
     for (i, v) in list.iter().enumerate() {
         let Some(name) = name_of(v) else {
-            errors.push(format!(
-                "{parent}activities[{i}]: an activity without a name"
-            ));
+            errors.at(
+                src.file,
+                format!("{parent}activities[{i}]: an activity without a name"),
+            );
             continue;
         };
+        let place = src.place(&name);
+        // Names are unique in a pipeline (Data Factory's rule): the
+        // name is the label; the place gives the line.
+        let label = name.clone();
         let t = v.get("type").and_then(Value::as_str).unwrap_or_default();
         let Some(kind) = ActivityKind::parse(t) else {
-            errors.push(format!(
-                "activity {name}: activity type `{t}` is not supported (supported: Lookup, Copy, SqlServerStoredProcedure, ForEach, SetVariable, AppendVariable, IfCondition, Wait, Fail, ExecutePipeline)"
+            errors.at(&place, format!(
+                "activity {label}: activity type `{t}` is not supported (supported: Lookup, Copy, SqlServerStoredProcedure, ForEach, SetVariable, AppendVariable, IfCondition, Wait, Fail, ExecutePipeline)"
             ));
             continue;
         };
@@ -608,11 +692,22 @@ fn parse_activities(list: &[Value], parent: &str, errors: &mut Vec<String>) -> V
             _ => (vec![], vec![]),
         };
         let inner = format!("{parent}{name}/");
-        let children = parse_activities(&children, &inner, errors);
-        let otherwise = parse_activities(&otherwise, &inner, errors);
+        let children = parse_activities(&children, &inner, src, errors);
+        let otherwise = parse_activities(&otherwise, &inner, src, errors);
         check_expressions(&tp, "typeProperties", &mut |p, e| {
-            errors.push(format!("activity {name}: {p}: {e}"))
+            errors.at(&place, format!("activity {label}: {p}: {e}"))
         });
+        let mut found: Found = Vec::new();
+        let props = ActivityProps::parse(kind, &tp, &mut found);
+        for (p, m) in found {
+            errors.at(&place, format!("activity {label}: {p} {m}"));
+        }
+        if v.get("state").and_then(Value::as_str) == Some("Inactive") {
+            errors.at(
+                &place,
+                format!("activity {label}: state: Inactive activities are not supported; remove the activity or make it Active"),
+            );
+        }
         let mut depends_on = Vec::new();
         for d in v
             .get("dependsOn")
@@ -621,9 +716,10 @@ fn parse_activities(list: &[Value], parent: &str, errors: &mut Vec<String>) -> V
             .flatten()
         {
             let Some(activity) = d.get("activity").and_then(Value::as_str) else {
-                errors.push(format!(
-                    "activity {name}: a dependsOn entry without `activity`"
-                ));
+                errors.at(
+                    &place,
+                    format!("activity {label}: a dependsOn entry without `activity`"),
+                );
                 continue;
             };
             let mut conditions = Vec::new();
@@ -638,8 +734,8 @@ fn parse_activities(list: &[Value], parent: &str, errors: &mut Vec<String>) -> V
                     Some("Failed") => conditions.push(Condition::Failed),
                     Some("Completed") => conditions.push(Condition::Completed),
                     Some("Skipped") => conditions.push(Condition::Skipped),
-                    _ => errors.push(format!(
-                        "activity {name}: dependency condition {c} is not one of Succeeded, Failed, Completed, Skipped"
+                    _ => errors.at(&place, format!(
+                        "activity {label}: dependency condition {c} is not one of Succeeded, Failed, Completed, Skipped"
                     )),
                 }
             }
@@ -665,7 +761,7 @@ fn parse_activities(list: &[Value], parent: &str, errors: &mut Vec<String>) -> V
                 check_expressions(
                     pv,
                     &format!("dataset {} parameter {k}", r.name),
-                    &mut |p, e| errors.push(format!("activity {name}: {p}: {e}")),
+                    &mut |p, e| errors.at(&place, format!("activity {label}: {p}: {e}")),
                 );
             }
         }
@@ -684,8 +780,8 @@ fn parse_activities(list: &[Value], parent: &str, errors: &mut Vec<String>) -> V
             Some(t) => match t.as_str().and_then(parse_timespan) {
                 Some(d) => Some(d),
                 None => {
-                    errors.push(format!(
-                        "activity {name}: policy.timeout {t} is not a duration like \"0.12:00:00\" (D.HH:MM:SS)"
+                    errors.at(&place, format!(
+                        "activity {label}: policy.timeout {t} is not a duration like \"0.12:00:00\" (D.HH:MM:SS)"
                     ));
                     None
                 }
@@ -696,7 +792,10 @@ fn parse_activities(list: &[Value], parent: &str, errors: &mut Vec<String>) -> V
             retry_interval,
             timeout,
             name,
+            label,
+            place,
             kind,
+            props,
             depends_on,
             type_properties: tp,
             linked_service: v
@@ -720,10 +819,13 @@ fn parse_activities(list: &[Value], parent: &str, errors: &mut Vec<String>) -> V
     for a in &out {
         for d in &a.depends_on {
             if !listed.contains(&d.activity.to_lowercase()) {
-                errors.push(format!(
-                    "activity {}: depends on {}, which is not an activity of the same container",
-                    a.name, d.activity
-                ));
+                errors.at(
+                    &a.place,
+                    format!(
+                        "activity {}: depends on {}, which is not an activity of the same container",
+                        a.label, d.activity
+                    ),
+                );
             }
         }
     }
@@ -754,10 +856,13 @@ fn parse_activities(list: &[Value], parent: &str, errors: &mut Vec<String>) -> V
         .map(|(a, _)| a.name.as_str())
         .collect();
     if !cyclic.is_empty() {
-        errors.push(format!(
-            "activities {} depend on each other in a cycle",
-            cyclic.join(", ")
-        ));
+        errors.at(
+            src.file,
+            format!(
+                "activities {} depend on each other in a cycle",
+                cyclic.join(", ")
+            ),
+        );
     }
     out
 }
