@@ -6,12 +6,15 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use highwater_core::error::Cause;
 use highwater_core::{
     CURSOR_COLUMN, CursorValue, Delta, Error, Extract, Lag, ReadRequest, Relation, Result, Source,
     TableInfo,
 };
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, OpenFlags};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use super::change_tracking;
@@ -118,30 +121,133 @@ fn bind(v: &CursorValue) -> Value {
     }
 }
 
-/// The `chrono` format of a text timestamp shaped like `t` (to seconds).
-fn text_shape(t: &str) -> String {
-    let sep = if t.as_bytes().get(10) == Some(&b'T') {
-        "T"
-    } else {
-        " "
+/// The `chrono` format of the text timestamp `t` (a date, or a date and
+/// time with `' '` or `'T'`), at its own precision but never finer than
+/// whole seconds; `None` when `t` is no timestamp. Text compares as text:
+/// a bound written in this shape, truncated, sorts at or below every value
+/// written at or after it in the same shape or a finer one.
+fn text_shape(t: &str) -> Option<String> {
+    let b = t.as_bytes();
+    chrono::NaiveDate::parse_from_str(t.get(..10)?, "%Y-%m-%d").ok()?;
+    if t.len() == 10 {
+        return Some("%Y-%m-%d".into());
+    }
+    let sep = match b[10] {
+        b'T' => "T",
+        b' ' => " ",
+        _ => return None,
     };
-    format!("%Y-%m-%d{sep}%H:%M:%S")
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    if !(digits(11..13) && b.get(13) == Some(&b':') && digits(14..16)) {
+        return None;
+    }
+    if b.get(16) == Some(&b':') && digits(17..19) {
+        Some(format!("%Y-%m-%d{sep}%H:%M:%S"))
+    } else {
+        Some(format!("%Y-%m-%d{sep}%H:%M"))
+    }
 }
 
-/// Hold the bound back by `lag`. Text timestamps are compared as text, so
-/// the held-back bound is written in the same shape as the stored value.
-fn apply_lag(to: CursorValue, lag: Option<Lag>, now: chrono::DateTime<chrono::Utc>) -> CursorValue {
-    match (to, lag) {
+/// The greatest bound a text cursor may reach: `limit` in the shape of
+/// `t`, truncated. `None` when `t` is no timestamp.
+fn text_cap(t: &str, limit: DateTime<Utc>) -> Option<String> {
+    text_shape(t).map(|f| limit.format(&f).to_string())
+}
+
+/// How long a watermark read waits for SQLite's write lock to take the
+/// late-commit cap: 10 s, or half the idle timeout
+/// (`HIGHWATER_IDLE_TIMEOUT`) when that is shorter, so a run never hangs.
+fn lock_wait() -> Duration {
+    let idle = std::env::var("HIGHWATER_IDLE_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(600);
+    Duration::from_millis((idle * 500).min(10_000))
+}
+
+/// The late-commit cap of a watermark read, taken before its snapshot
+/// (see `docs/decisions.md`, "Late commits on SQLite").
+#[derive(Debug)]
+enum Cap {
+    /// Read while this run held the write lock: no write transaction was
+    /// open, so every transaction the later snapshot misses began after
+    /// this instant and writes `'now'` values at or above it.
+    Locked(DateTime<Utc>),
+    /// A write transaction held the lock for the whole wait; it has been
+    /// open since before this instant (when the wait began).
+    Busy(DateTime<Utc>),
+    /// The lock cannot be taken (why); the cap is only "now".
+    Unlocked(DateTime<Utc>, String),
+}
+
+/// Take the write lock (`BEGIN IMMEDIATE`) on a second connection, waiting
+/// at most `wait`, read the time, and let go (`ROLLBACK`: nothing is
+/// written). `flags` open that connection (read-write, never create).
+fn take_cap(path: &Path, flags: OpenFlags, wait: Duration) -> Result<Cap> {
+    let place = format!("sqlite://{}", path.display());
+    let unlocked = |why: String| Ok(Cap::Unlocked(Utc::now(), why));
+    let denied = |e: &rusqlite::Error| {
+        matches!(super::errors::cause(e), Some(Cause::Permission))
+            || e.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen)
+    };
+    let conn = match Connection::open_with_flags(path, flags) {
+        Ok(c) => c,
+        Err(e) if denied(&e) => return unlocked(e.to_string()),
+        Err(e) => return Err(super::errors::source_at(place, e)),
+    };
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+        return unlocked("the file is read-only for this process".into());
+    }
+    conn.busy_timeout(wait)
+        .map_err(|e| super::errors::source_at(&place, e))?;
+    let began = Utc::now();
+    match conn.execute_batch("BEGIN IMMEDIATE") {
+        Ok(()) => {
+            let now = Utc::now();
+            conn.execute_batch("ROLLBACK")
+                .map_err(|e| super::errors::source_at(&place, e))?;
+            Ok(Cap::Locked(now))
+        }
+        Err(e) if super::errors::cause(&e) == Some(Cause::Transient) => Ok(Cap::Busy(began)),
+        Err(e) if denied(&e) => unlocked(e.to_string()),
+        Err(e) => Err(super::errors::source_at(place, e)),
+    }
+}
+
+/// The upper bound of a watermark read for the newest value `newest`:
+/// text timestamps at most the cap less a duration `lag:` (in their own
+/// shape), integers less a numeric `lag:`. A busy lock keeps the previous
+/// watermark `prev` (safe by induction: the open transaction began after
+/// the run that set it).
+fn upper_bound(
+    newest: CursorValue,
+    lag: Option<Lag>,
+    cap: &Cap,
+    prev: Option<&CursorValue>,
+) -> CursorValue {
+    if let (Cap::Busy(_), Some(p)) = (cap, prev)
+        && newest.compare(p) == Some(std::cmp::Ordering::Greater)
+    {
+        return p.clone();
+    }
+    match (newest, lag) {
         (CursorValue::Int(i), Some(Lag::Units(n))) => CursorValue::Int(i.saturating_sub(n)),
-        (CursorValue::Text(t), Some(Lag::Micros(us))) => {
-            let limit = now
+        (CursorValue::Text(t), lag) => {
+            let at = match cap {
+                Cap::Locked(t) | Cap::Busy(t) | Cap::Unlocked(t, _) => *t,
+            };
+            let us = match lag {
+                Some(Lag::Micros(us)) => us,
+                _ => 0,
+            };
+            let limit = at
                 .checked_sub_signed(chrono::Duration::microseconds(us))
-                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
-            let cap = limit.format(&text_shape(&t)).to_string();
-            if cap < t {
-                CursorValue::Text(cap)
-            } else {
-                CursorValue::Text(t)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            match text_cap(&t, limit) {
+                Some(c) if c < t => CursorValue::Text(c),
+                _ => CursorValue::Text(t),
             }
         }
         (to, _) => to,
@@ -186,6 +292,16 @@ fn run_read(
         let mut full_reload = !matches!(&req.delta, Delta::Watermark { after: Some(_), .. });
         let mut held_back = 0;
         let conn = open(&path)?;
+        // The late-commit cap, before the snapshot (the read connection is
+        // already open, so closing the lock's connection checkpoints nothing).
+        let cap = match &req.delta {
+            Delta::Watermark { .. } => Some(take_cap(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                lock_wait(),
+            )?),
+            _ => None,
+        };
         conn.execute_batch("BEGIN").map_err(|e| sql_err(rel, e))?;
         let cols = describe_conn(&conn, rel)?;
         let mut kinds: Vec<Kind> = cols.iter().map(|c| c.1).collect();
@@ -214,8 +330,54 @@ fn run_read(
                     )
                     .map_err(|e| sql_err(rel, e))?;
                     let newest = to_cursor(max, &cursor.join(", "))?;
-                    let now = chrono::Utc::now();
-                    let max = newest.clone().map(|m| apply_lag(m, *lag, now));
+                    let now = Utc::now();
+                    let cap = cap.unwrap_or(Cap::Locked(now));
+                    let prev = after.as_ref().and_then(|a| a.value.as_ref());
+                    let file = path.display();
+                    let mut open_since = None;
+                    match &cap {
+                        Cap::Busy(_) if after.is_none() => {
+                            return Err(Error::source(
+                                BACKEND,
+                                format!(
+                                    "sqlite://{file}: a write transaction held the write lock for more than {}s; \
+                                     the first run of stream {} needs it for a moment to bound late commits \
+                                     (run again when that transaction has ended)",
+                                    lock_wait().as_secs_f32(),
+                                    req.stream
+                                ),
+                            )
+                            .with_cause(Cause::Transient));
+                        }
+                        Cap::Busy(since) => {
+                            open_since = Some(*since);
+                            notes.push(format!(
+                                "warning: a write transaction held the write lock of sqlite://{file} for more than {}s \
+                                 (open since before this run): the upper bound stays at the previous watermark",
+                                lock_wait().as_secs_f32()
+                            ));
+                        }
+                        Cap::Unlocked(_, why) => notes.push(format!(
+                            "warning: cannot take the write lock of sqlite://{file} ({why}), so a write transaction \
+                             open during this run is not waited for: rows it commits later with a {} below the new \
+                             watermark are missed{}",
+                            cursor.join("/"),
+                            match lag {
+                                Some(Lag::Micros(us)) => format!(
+                                    " unless older than lag: {}",
+                                    crate::held_back::duration_text(*us)
+                                ),
+                                Some(Lag::Units(n)) => format!(" unless lag: {n} covers them"),
+                                None => "; set `lag:` to hold the bound back".into(),
+                            }
+                        )),
+                        Cap::Locked(_) => {}
+                    }
+                    let max = match (&cap, prev) {
+                        // Busy, and no value to stay at: nothing moves.
+                        (Cap::Busy(_), None) => None,
+                        _ => newest.clone().map(|m| upper_bound(m, *lag, &cap, prev)),
+                    };
                     // Rows above the bound (only `lag:` holds it back here).
                     let lower = max
                         .clone()
@@ -223,10 +385,15 @@ fn run_read(
                     if let (Some(n), Some(l)) = (&newest, &lower)
                         && n.compare(l) == Some(std::cmp::Ordering::Greater)
                     {
+                        // Values after now (to the microsecond) are in the future.
                         let future = match l {
-                            CursorValue::Text(t) => {
-                                Value::Text(now.format(&text_shape(t)).to_string())
-                            }
+                            CursorValue::Text(t) => match text_shape(t) {
+                                Some(f) if f.ends_with("%S") => {
+                                    Value::Text(now.format(&format!("{f}%.6f")).to_string())
+                                }
+                                Some(f) => Value::Text(now.format(&f).to_string()),
+                                None => Value::Null,
+                            },
                             _ => Value::Null,
                         };
                         let (rows, future_rows, top): (i64, i64, Value) = conn
@@ -246,6 +413,7 @@ fn run_read(
                         };
                         let why = crate::held_back::Why {
                             lag: *lag,
+                            open_since,
                             ..Default::default()
                         };
                         if let Some(n) = crate::held_back::note(
@@ -429,3 +597,138 @@ fn primary_key(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> 
 
 #[allow(dead_code)]
 fn _assert_types(_: DataType) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f")
+            .unwrap()
+            .and_utc()
+    }
+
+    #[test]
+    fn text_caps_take_the_shape_of_the_column_truncated() {
+        let now = at("2024-05-06 07:08:09.765");
+        let cap = |t: &str| text_cap(t, now);
+        assert_eq!(
+            cap("2030-01-01 00:00:00.123").unwrap(),
+            "2024-05-06 07:08:09"
+        );
+        assert_eq!(cap("2030-01-01T00:00:00").unwrap(), "2024-05-06T07:08:09");
+        assert_eq!(cap("2030-01-01T00:00:00Z").unwrap(), "2024-05-06T07:08:09");
+        assert_eq!(cap("2030-01-01 00:00").unwrap(), "2024-05-06 07:08");
+        assert_eq!(cap("2030-01-01").unwrap(), "2024-05-06");
+        for no in [
+            "",
+            "abc",
+            "2030-01-01x",
+            "2030-13-01",
+            "1700000000",
+            "2030-01-01 0a:00",
+        ] {
+            assert_eq!(cap(no), None, "{no}");
+        }
+        // A whole-second value written at the cap sorts at or above it;
+        // one written with a fraction in the same second above it too.
+        assert!("2024-05-06 07:08:09" >= cap("2030-01-01 00:00:00.1").unwrap().as_str());
+    }
+
+    #[test]
+    fn upper_bounds_stop_at_the_cap_lag_or_previous_watermark() {
+        let now = at("2024-05-06 07:08:09.765");
+        let text = |t: &str| CursorValue::Text(t.into());
+        let locked = Cap::Locked(now);
+        let b = |v, lag, cap: &Cap, prev: Option<&CursorValue>| upper_bound(v, lag, cap, prev);
+        // Future values stop at the cap; older ones are the bound.
+        assert_eq!(
+            b(text("2024-05-07 00:00:00"), None, &locked, None),
+            text("2024-05-06 07:08:09")
+        );
+        assert_eq!(
+            b(text("2024-05-06 07:08:09.5"), None, &locked, None),
+            text("2024-05-06 07:08:09")
+        );
+        assert_eq!(
+            b(text("2024-05-06 07:08:08.5"), None, &locked, None),
+            text("2024-05-06 07:08:08.5")
+        );
+        assert_eq!(
+            b(text("2024-05-06 07:08:09"), None, &locked, None),
+            text("2024-05-06 07:08:09")
+        );
+        assert_eq!(
+            b(
+                text("2024-05-07 00:00:00"),
+                Some(Lag::Micros(60_000_000)),
+                &locked,
+                None
+            ),
+            text("2024-05-06 07:07:09")
+        );
+        // Not a timestamp: no time cap.
+        assert_eq!(b(text("zzz"), None, &locked, None), text("zzz"));
+        // Integers: only a numeric lag.
+        assert_eq!(
+            b(CursorValue::Int(10), Some(Lag::Units(3)), &locked, None),
+            CursorValue::Int(7)
+        );
+        assert_eq!(
+            b(CursorValue::Int(10), None, &locked, None),
+            CursorValue::Int(10)
+        );
+        // A busy lock keeps the previous watermark.
+        let busy = Cap::Busy(now);
+        let prev = text("2024-05-01 00:00:00");
+        assert_eq!(
+            b(text("2024-05-06 00:00:00"), None, &busy, Some(&prev)),
+            prev
+        );
+        assert_eq!(
+            b(
+                CursorValue::Int(10),
+                None,
+                &busy,
+                Some(&CursorValue::Int(4))
+            ),
+            CursorValue::Int(4)
+        );
+        let unlocked = Cap::Unlocked(now, "read-only".into());
+        assert_eq!(
+            b(text("2024-05-07 00:00:00"), None, &unlocked, None),
+            text("2024-05-06 07:08:09")
+        );
+    }
+
+    #[test]
+    fn the_cap_waits_a_bounded_time_for_the_write_lock_and_falls_back_when_read_only() {
+        let dir = std::env::temp_dir().join(format!("hw_cap_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cap.db");
+        let _ = std::fs::remove_file(&path);
+        let w = Connection::open(&path).unwrap();
+        w.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t (a)")
+            .unwrap();
+        let rw = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let wait = Duration::from_millis(300);
+        let before = Utc::now();
+        match take_cap(&path, rw, wait).unwrap() {
+            Cap::Locked(t) => assert!(t >= before),
+            other => panic!("{other:?}"),
+        }
+        // The lock was let go: a writer gets it at once.
+        w.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert!(matches!(take_cap(&path, rw, wait).unwrap(), Cap::Busy(_)));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        let ro = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        match take_cap(&path, ro, wait).unwrap() {
+            Cap::Unlocked(_, why) => assert!(why.contains("read-only"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        w.execute_batch("COMMIT").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
