@@ -104,6 +104,8 @@ pub struct StreamPlan {
     pub schedule: Option<String>,
     pub on_null_cursor: NullCursorPolicy,
     pub lag: Option<Lag>,
+    /// `writer_time_zone:` as minutes east of UTC.
+    pub writer_offset_minutes: Option<i32>,
     pub batch_size: usize,
     pub change_retention_secs: i64,
 }
@@ -470,6 +472,22 @@ fn validate_stream(
             }
         },
     };
+    let writer_offset_minutes = match s.writer_time_zone.as_deref().map(str::trim) {
+        None => None,
+        Some(z) => match parse_utc_offset(z) {
+            Some(m) if mode == Mode::Watermark => Some(m),
+            Some(_) => {
+                errs.push("writer_time_zone: only used by mode watermark".to_string());
+                None
+            }
+            None => {
+                errs.push(format!(
+                    "writer_time_zone: `{z}` is not a UTC offset like \"+00:00\", \"UTC\" or \"-05:00\" (-14:00 to +14:00; a zone with daylight saving time has no single offset)"
+                ));
+                None
+            }
+        },
+    };
     let change_retention_secs = match &s.change_retention {
         None => 2 * 86_400,
         Some(DurationOrNumber::Text(t)) => match parse_duration_secs(t) {
@@ -617,9 +635,32 @@ fn validate_stream(
         schedule: s.schedule,
         on_null_cursor,
         lag,
+        writer_offset_minutes,
         batch_size,
         change_retention_secs,
     })
+}
+
+/// `UTC`, `Z`, `+HH:MM`, `-HH:MM` or `+HH` → minutes east of UTC, within ±14 h.
+fn parse_utc_offset(z: &str) -> Option<i32> {
+    if z.eq_ignore_ascii_case("utc") || z == "Z" {
+        return Some(0);
+    }
+    let (sign, rest) = match z.as_bytes().first()? {
+        b'+' => (1, &z[1..]),
+        b'-' => (-1, &z[1..]),
+        _ => return None,
+    };
+    let (h, m) = match rest.split_once(':') {
+        Some((h, m)) => (h, m),
+        None => (rest, "0"),
+    };
+    if h.is_empty() || h.len() > 2 || m.len() > 2 {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    let total = h * 60 + m;
+    (m < 60 && total <= 14 * 60).then_some(sign * total)
 }
 
 /// What `check` and `run` verify once the source described the stream's

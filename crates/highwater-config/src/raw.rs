@@ -84,6 +84,12 @@ pub struct RawStream {
     pub on_null_cursor: Option<String>,
     /// Hold back the upper bound: `lag: 30s` (timestamps) or `lag: 100` (integers).
     pub lag: Option<DurationOrNumber>,
+    /// The UTC offset in which every writer writes a zone-less `timestamp` /
+    /// `datetime` / `date` cursor: `writer_time_zone: "+00:00"` (or `UTC`,
+    /// `-05:00`). Without it highwater cannot know the writers' zones and
+    /// holds the newest 12 h (PostgreSQL) / 13 h (MariaDB) of such cursors
+    /// back, so a late commit from any zone is not lost.
+    pub writer_time_zone: Option<String>,
     /// Rows per batch for this stream.
     pub batch_size: Option<i64>,
     /// Change tracking: how long changes are kept, `change_retention: 2d` (default).

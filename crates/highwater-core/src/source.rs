@@ -86,6 +86,10 @@ pub enum Delta {
         /// Hold back the upper bound by this much where the database cannot
         /// tell which transactions are still open.
         lag: Option<Lag>,
+        /// The UTC offset (minutes east) in which writers write a zone-less
+        /// time cursor; `None`: unknown, any zone (the bound is held back by
+        /// the widest offset).
+        writer_offset_minutes: Option<i32>,
     },
     /// Net changes after version `after`; `None` means set up and load in
     /// full, as does a version of another generation of the change log.

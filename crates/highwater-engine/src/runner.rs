@@ -321,6 +321,7 @@ impl Ctx<'_> {
                 cursor: s.cursor.clone(),
                 after: after_wm.clone(),
                 lag: s.lag,
+                writer_offset_minutes: s.writer_offset_minutes,
             },
             Mode::ChangeTracking => Delta::ChangeTracking {
                 after: match &after {

@@ -148,7 +148,12 @@ impl Source for MySource {
         let mut held_back = 0;
         let (sql, params): (String, Vec<Value>) = match &req.delta {
             Delta::Full => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
-            Delta::Watermark { cursor, after, lag } => {
+            Delta::Watermark {
+                cursor,
+                after,
+                lag,
+                writer_offset_minutes,
+            } => {
                 let w = watermark(
                     &mut conn,
                     req,
@@ -156,6 +161,7 @@ impl Source for MySource {
                     cursor,
                     after.as_ref(),
                     *lag,
+                    *writer_offset_minutes,
                     cap.as_ref(),
                     &mut notes,
                 )
@@ -474,6 +480,7 @@ async fn watermark(
     cursor: &[String],
     after: Option<&WatermarkPosition>,
     lag: Option<Lag>,
+    writer_offset_minutes: Option<i32>,
     cap: Option<&Cap>,
     notes: &mut Vec<String>,
 ) -> Result<Watermark> {
@@ -517,13 +524,21 @@ async fn watermark(
     // The upper bound: time cursors stop at the late-commit cap. A
     // `datetime`/`date` holds the writer's wall clock in the writer's
     // session zone, which no other session sees (see docs/decisions.md).
+    // With `writer_time_zone:` the cap is read in the writers' zone;
+    // without it, lowered by the widest offset a session may have.
     let slack = chrono::Duration::hours(WRITER_ZONE_SLACK_HOURS);
+    let in_writer_zone = |t: NaiveDateTime| match writer_offset_minutes {
+        Some(m) => t
+            .checked_add_signed(chrono::Duration::minutes(i64::from(m)))
+            .unwrap_or(t),
+        None => minus(t, slack),
+    };
     let zoneless = matches!(kind, MyKind::DateTime | MyKind::Date);
     let bound: Option<NaiveDateTime> = match (kind, cap) {
         (MyKind::Int, _) | (_, None) => None,
         (MyKind::Timestamp, Some(c)) => Some(c.at),
-        (MyKind::Date, Some(c)) => minus(c.at, slack).date().and_hms_opt(0, 0, 0),
-        (_, Some(c)) => Some(minus(c.at, slack)),
+        (MyKind::Date, Some(c)) => in_writer_zone(c.at).date().and_hms_opt(0, 0, 0),
+        (_, Some(c)) => Some(in_writer_zone(c.at)),
     };
     let (cap_sql, cap_params) = match bound {
         None => (String::new(), vec![]),
@@ -596,7 +611,8 @@ async fn watermark(
                 open_since: cap.and_then(|c| c.open_since).map(|t| t.and_utc()),
                 hidden_open: false,
                 lag,
-                zone_margin_hours: zoneless.then_some(WRITER_ZONE_SLACK_HOURS),
+                zone_margin_hours: (zoneless && writer_offset_minutes.is_none())
+                    .then_some(WRITER_ZONE_SLACK_HOURS),
             };
             let above = match (&lower, bound) {
                 (Some(l), _) => l.to_string(),

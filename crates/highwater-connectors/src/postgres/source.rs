@@ -379,7 +379,12 @@ impl Source for PgSource {
                 "COPY (SELECT {} FROM {from}) TO STDOUT (FORMAT binary)",
                 select.join(", ")
             ),
-            Delta::Watermark { cursor, after, lag } => {
+            Delta::Watermark {
+                cursor,
+                after,
+                lag,
+                writer_offset_minutes,
+            } => {
                 let mut ctype = None;
                 for c in cursor {
                     let Some(i) = d.names.iter().position(|n| n == c) else {
@@ -443,9 +448,14 @@ impl Source for PgSource {
                 // we cannot see: the cap is lowered by the largest negative
                 // UTC offset (-12:00), see docs/decisions.md.
                 let cap_sql = "(SELECT current_setting('highwater.cap')::timestamptz)";
-                let zoneless = format!(
-                    "(({cap_sql} AT TIME ZONE 'UTC') - interval '{WRITER_ZONE_SLACK_HOURS} hours')"
-                );
+                // With `writer_time_zone:` the cap is read in the writers'
+                // zone instead (an integer from the config, not text).
+                let zoneless = match writer_offset_minutes {
+                    Some(m) => format!("(({cap_sql} AT TIME ZONE 'UTC') + interval '{m} minutes')"),
+                    None => format!(
+                        "(({cap_sql} AT TIME ZONE 'UTC') - interval '{WRITER_ZONE_SLACK_HOURS} hours')"
+                    ),
+                };
                 let prev = after.as_ref().and_then(|a| a.value.as_ref());
                 let capped = match (is_time, blocked, prev) {
                     (false, ..) => String::new(),
@@ -495,7 +505,8 @@ impl Source for PgSource {
                     open_since: open_since.filter(|_| is_time),
                     hidden_open: is_time && blocked && prev.is_some(),
                     lag: *lag,
-                    zone_margin_hours: zoneless.then_some(WRITER_ZONE_SLACK_HOURS),
+                    zone_margin_hours: (zoneless && writer_offset_minutes.is_none())
+                        .then_some(WRITER_ZONE_SLACK_HOURS),
                 };
                 let held_note = held_back_rows(
                     &client,

@@ -317,7 +317,13 @@ fn run_read(
                     None,
                     0,
                 ),
-                Delta::Watermark { cursor, after, lag } => {
+                Delta::Watermark {
+                    cursor,
+                    after,
+                    lag,
+                    // SQLite text timestamps are taken as UTC (see decisions).
+                    writer_offset_minutes: _,
+                } => {
                     let expr = cursor_sql(cursor);
                     let (max, nulls): (Value, i64) = conn
                     .query_row(
