@@ -420,9 +420,27 @@ const FRESH_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// this) either started after the probe (so after `NOW()`) or is listed.
 /// `Ok(None)`: the list stayed stale; `Err`: unreadable (no privilege).
 async fn open_transactions(conn: &mut Conn) -> Result<Option<Option<String>>> {
+    // highwater's own readers take turns (a server-wide named lock), so
+    // that several streams and workers do not keep each other's view of
+    // the list frozen; the first read waits out the cache's idle time.
+    let turn: Option<i64> = conn
+        .query_first("SELECT GET_LOCK('highwater.innodb_trx', 10)")
+        .await
+        .map_err(my_err)?;
+    let result = fresh_open_transactions(conn).await;
+    if turn == Some(1) {
+        let _ = conn
+            .query_drop("DO RELEASE_LOCK('highwater.innodb_trx')")
+            .await;
+    }
+    result
+}
+
+async fn fresh_open_transactions(conn: &mut Conn) -> Result<Option<Option<String>>> {
     conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .map_err(my_err)?;
+    tokio::time::sleep(std::time::Duration::from_millis(110)).await;
     let list = "SELECT COALESCE(SUM(trx_mysql_thread_id = CONNECTION_ID()), 0),
             DATE_FORMAT(MIN(CASE WHEN trx_mysql_thread_id <> CONNECTION_ID() AND trx_is_read_only = 0
                                  THEN trx_started END), '%Y-%m-%d %H:%i:%s.%f')
