@@ -176,15 +176,7 @@ fn value(c: Cell) -> Value {
         Cell::Text(s) | Cell::Decimal(s) => Value::Bytes(s.into_bytes()),
         Cell::Bytes(b) => Value::Bytes(b),
         Cell::Date(d) => Value::Date(d.year() as u16, d.month() as u8, d.day() as u8, 0, 0, 0, 0),
-        Cell::Timestamp(ts, _) => Value::Date(
-            ts.year() as u16,
-            ts.month() as u8,
-            ts.day() as u8,
-            ts.hour() as u8,
-            ts.minute() as u8,
-            ts.second() as u8,
-            ts.nanosecond() / 1000,
-        ),
+        Cell::Timestamp(ts, _) => super::source::bind_naive(ts),
         Cell::Time(t) => Value::Time(
             false,
             0,

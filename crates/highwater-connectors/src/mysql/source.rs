@@ -247,17 +247,10 @@ struct Watermark {
 /// A cursor value as a bound parameter.
 fn bind(v: &CursorValue) -> Value {
     let dt = |us: i64| {
-        let t = DateTime::from_timestamp_micros(us)
-            .unwrap_or_default()
-            .naive_utc();
-        Value::Date(
-            t.year() as u16,
-            t.month() as u8,
-            t.day() as u8,
-            t.hour() as u8,
-            t.minute() as u8,
-            t.second() as u8,
-            t.nanosecond() / 1000,
+        bind_naive(
+            DateTime::from_timestamp_micros(us)
+                .unwrap_or_default()
+                .naive_utc(),
         )
     };
     match v {
@@ -461,7 +454,8 @@ async fn fresh_open_transactions(conn: &mut Conn) -> Result<Option<Option<String
     result
 }
 
-fn bind_naive(t: NaiveDateTime) -> Value {
+/// A `DATETIME(6)` parameter.
+pub(super) fn bind_naive(t: NaiveDateTime) -> Value {
     Value::Date(
         t.year() as u16,
         t.month() as u8,
