@@ -61,6 +61,21 @@ pub async fn connect(url: &str) -> Result<Client> {
     .await
 }
 
+/// Connect with `tls` and drive the connection on its own task.
+async fn open<T>(pg_url: &str, tls: T) -> std::result::Result<Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, conn) = tokio_postgres::connect(pg_url, tls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "PostgreSQL connection closed.");
+        }
+    });
+    Ok(client)
+}
+
 async fn connect_once(pg_url: &str, target: &str, limits: Timeouts) -> Result<Client> {
     let conn_err = |message: String, cause: Option<Cause>| {
         Error::Connection {
@@ -75,30 +90,16 @@ async fn connect_once(pg_url: &str, target: &str, limits: Timeouts) -> Result<Cl
         let driver_err =
             |e: tokio_postgres::Error| conn_err(errors::message(&e), errors::cause(&e));
         let client = match config {
-            None => {
-                let (client, conn) = tokio_postgres::connect(&pg_url, NoTls)
-                    .await
-                    .map_err(driver_err)?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "PostgreSQL connection closed.");
-                    }
-                });
-                client
-            }
+            None => open(&pg_url, NoTls).await,
             Some(config) => {
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(config);
-                let (client, conn) = tokio_postgres::connect(&pg_url, tls)
-                    .await
-                    .map_err(driver_err)?;
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "PostgreSQL connection closed.");
-                    }
-                });
-                client
+                open(
+                    &pg_url,
+                    tokio_postgres_rustls::MakeRustlsConnect::new(config),
+                )
+                .await
             }
-        };
+        }
+        .map_err(driver_err)?;
         if let Some(d) = limits.statement {
             client
                 .batch_execute(&format!("SET statement_timeout = {}", d.as_millis()))
