@@ -94,73 +94,51 @@ fn assert_fails_in_time(dir: &Dir, env: &[(&str, &str)], limit: Duration, place:
     err
 }
 
-#[test]
-fn postgres_source_that_never_answers_fails_within_connect_timeout() {
+/// A connection of `scheme` to a server that accepts and never answers,
+/// with `connect_timeout=2`: the run fails within 10 s naming it (redacted).
+/// `config` writes the config around the URL it is given.
+fn never_answers(tag: &str, scheme: &str, config: impl Fn(&Dir, &str) -> String) {
     let port = silent_server();
-    let dir = Dir::new("hang_pg_src");
-    dir.write(
-        "highwater.yaml",
-        &format!(
-            "connections:\n  src: postgres://app:s3cretPw@127.0.0.1:{port}/db?connect_timeout=2\n  lake: file://./lake\n{}",
-            stream_to("lake")
-        ),
-    );
+    let dir = Dir::new(tag);
+    let url = format!("{scheme}://app:s3cretPw@127.0.0.1:{port}/db?connect_timeout=2");
+    dir.write("highwater.yaml", &config(&dir, &url));
     let err = assert_fails_in_time(
         &dir,
         &[],
         Duration::from_secs(10),
-        &format!("postgres://app:***@127.0.0.1:{port}/db"),
+        &format!("{scheme}://app:***@127.0.0.1:{port}/db"),
     );
     assert!(
         err.contains("no answer within 2 s (connect_timeout"),
         "{err}"
     );
+}
+
+fn source_at(_: &Dir, url: &str) -> String {
+    format!(
+        "connections:\n  src: {url}\n  lake: file://./lake\n{}",
+        stream_to("lake")
+    )
+}
+
+#[test]
+fn postgres_source_that_never_answers_fails_within_connect_timeout() {
+    never_answers("hang_pg_src", "postgres", source_at);
 }
 
 #[test]
 fn mariadb_source_that_never_answers_fails_within_connect_timeout() {
-    let port = silent_server();
-    let dir = Dir::new("hang_my_src");
-    dir.write(
-        "highwater.yaml",
-        &format!(
-            "connections:\n  src: mysql://app:s3cretPw@127.0.0.1:{port}/db?connect_timeout=2\n  lake: file://./lake\n{}",
-            stream_to("lake")
-        ),
-    );
-    let err = assert_fails_in_time(
-        &dir,
-        &[],
-        Duration::from_secs(10),
-        &format!("mysql://app:***@127.0.0.1:{port}/db"),
-    );
-    assert!(
-        err.contains("no answer within 2 s (connect_timeout"),
-        "{err}"
-    );
+    never_answers("hang_my_src", "mysql", source_at);
 }
 
 #[test]
 fn postgres_target_that_never_answers_fails_within_connect_timeout() {
-    let port = silent_server();
-    let dir = Dir::new("hang_pg_dst");
-    let src = sqlite_source(&dir);
-    dir.write(
-        "highwater.yaml",
-        &format!(
-            "connections:\n  src: {src}\n  dst: postgres://app:s3cretPw@127.0.0.1:{port}/db?connect_timeout=2\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: id\n    primary_key: [id]\n    to: dst\n    into: t\n    write: append\n"
-        ),
-    );
-    let err = assert_fails_in_time(
-        &dir,
-        &[],
-        Duration::from_secs(10),
-        &format!("postgres://app:***@127.0.0.1:{port}/db"),
-    );
-    assert!(
-        err.contains("no answer within 2 s (connect_timeout"),
-        "{err}"
-    );
+    never_answers("hang_pg_dst", "postgres", |dir, url| {
+        let src = sqlite_source(dir);
+        format!(
+            "connections:\n  src: {src}\n  dst: {url}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: id\n    primary_key: [id]\n    to: dst\n    into: t\n    write: append\n"
+        )
+    });
 }
 
 #[test]
