@@ -7,6 +7,7 @@
 //! the test with the command that starts it. Each test makes its own
 //! database and temporary folder.
 
+#[macro_use]
 mod util;
 
 mod adf_load;
