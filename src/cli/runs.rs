@@ -5,9 +5,9 @@ use std::path::Path;
 use super::output;
 
 async fn open(config: &Path) -> Result<std::sync::Arc<dyn highwater_core::StateStore>, i32> {
-    // A config that only maps connections for pipelines has runs too.
-    let plan = super::load_plan_with(config, highwater_config::plan::load_connections)?;
-    super::open_state(&plan).await
+    // A config that only maps connections for pipelines has runs too, and
+    // reading them needs no connection secret.
+    Ok(super::load_history_and_state(config).await?.1)
 }
 
 pub async fn list(config: &Path, limit: usize, json: bool) -> i32 {

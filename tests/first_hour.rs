@@ -1,0 +1,173 @@
+//! A new user's first hour (issue 13): commands that read history need no
+//! connection secret, a pipeline-only config is served and shown, empty
+//! answers say so, and the output is clean.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use crate::util::*;
+
+/// A SQLite source `t` with three rows, a file lake, one watermark stream,
+/// and a second connection whose URL needs `${HW_FH_SECRET}`.
+fn secret_config() -> Dir {
+    let dir = Dir::new("first_hour");
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO t (v) VALUES ('a'), ('b'), ('c');",
+    )
+    .unwrap();
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  src: sqlite://src.db\n  lake: file://./lake\n  wh: postgres://app:${HW_FH_SECRET}@127.0.0.1:5432/wh\n  other: ${HW_FH_OTHER_URL}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"t/t-{run_id}.csv\"\n",
+    );
+    dir
+}
+
+const SECRETS: &[(&str, &str)] = &[
+    ("HW_FH_SECRET", "s3cr3t-pw"),
+    ("HW_FH_OTHER_URL", "sqlite://other.db"),
+];
+
+#[test]
+fn runs_and_state_need_no_connection_secret() {
+    let dir = secret_config();
+    let o = dir.hw_env(&["run"], SECRETS);
+    assert_code(&o, 0);
+    let rows = all_csv_rows(&dir, "lake/t");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+
+    // Without the variables: history is readable.
+    let o = dir.hw(&["runs"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("Succeeded") && stdout(&o).contains("3 rows"),
+        "{}",
+        stdout(&o)
+    );
+    let o = dir.hw(&["state"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(
+        out.contains("t ") && out.contains("watermark") && out.contains('3'),
+        "{out}"
+    );
+    let o = dir.hw(&["state", "--json"]);
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["stream"], "t");
+    assert_eq!(v[0]["watermark"], "3");
+    // … and `state reset` too.
+    let o = dir.hw(&["state", "reset", "t"]);
+    assert_code(&o, 0);
+    // `run` still needs them, and says which.
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("HW_FH_SECRET"), "{}", stderr(&o));
+    assert_eq!(
+        all_csv_rows(&dir, "lake/t").len(),
+        3,
+        "nothing more written"
+    );
+}
+
+#[test]
+fn a_state_url_variable_is_still_needed_and_named() {
+    let dir = secret_config();
+    let text = std::fs::read_to_string(dir.config()).unwrap();
+    dir.write(
+        "highwater.yaml",
+        &format!("state: postgres://postgres@127.0.0.1:5432/${{HW_FH_STATE_DB}}\n{text}"),
+    );
+    for args in [&["runs"][..], &["state"][..]] {
+        let o = dir.hw(args);
+        assert_code(&o, 2);
+        let err = stderr(&o);
+        assert!(
+            err.contains("state: environment variable HW_FH_STATE_DB is not set"),
+            "{err}"
+        );
+        assert!(err.contains("state store"), "{err}");
+        assert!(
+            !err.contains("HW_FH_SECRET"),
+            "only the state's variable: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+/// A config with connections only, and a pipeline that copies `t`.
+fn pipeline_only() -> Dir {
+    let dir = Dir::new("first_hour_pl");
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO t (v) VALUES ('a'), ('b');",
+    )
+    .unwrap();
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n",
+    );
+    dir.write(
+        "dataset/T.json",
+        r#"{"name": "T", "properties": {"type": "SqliteTable",
+            "linkedServiceName": {"referenceName": "Db", "type": "LinkedServiceReference"},
+            "typeProperties": {"tableName": "t"}}}"#,
+    );
+    dir.write(
+        "dataset/Out.json",
+        r#"{"name": "Out", "properties": {"type": "DelimitedText",
+            "linkedServiceName": {"referenceName": "Lake", "type": "LinkedServiceReference"},
+            "typeProperties": {"location": {"type": "AzureBlobStorageLocation", "folderPath": "out", "fileName": "t.csv"},
+               "columnDelimiter": ",", "firstRowAsHeader": true}}}"#,
+    );
+    dir.write(
+        "pipeline.json",
+        r#"{"name": "CopyT", "properties": {"activities": [
+            {"name": "CopyIt", "type": "Copy",
+             "typeProperties": {"source": {"type": "SqlSource"}},
+             "inputs": [{"referenceName": "T", "type": "DatasetReference"}],
+             "outputs": [{"referenceName": "Out", "type": "DatasetReference"}]}]}}"#,
+    );
+    dir
+}
+
+#[test]
+fn state_shows_a_pipeline_only_config() {
+    let dir = pipeline_only();
+    let o = dir.hw(&["state"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("no streams in"), "{}", stdout(&o));
+    let o = dir.hw(&["pipeline", "run", "pipeline.json"]);
+    assert_code(&o, 0);
+    let rows = all_csv_rows(&dir, "lake/out");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let o = dir.hw(&["state"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    assert!(out.contains("pipeline/CopyT/"), "{out}");
+    let o = dir.hw(&["runs"]);
+    assert_code(&o, 0);
+}
+
+#[test]
+fn serve_starts_on_a_pipeline_only_config() {
+    let dir = pipeline_only();
+    let mut child = dir
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let second = lines.next().and_then(Result::ok).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(first.contains("listening on http://"), "{first}");
+    assert!(
+        second.contains("no streams in") && second.contains("nothing to schedule"),
+        "{second}"
+    );
+}
