@@ -171,3 +171,16 @@ fn serve_starts_on_a_pipeline_only_config() {
         "{second}"
     );
 }
+
+#[test]
+fn changes_status_says_when_there_is_nothing() {
+    let dir = secret_config();
+    let o = dir.hw_env(&["changes", "status"], SECRETS);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("no change_tracking streams in"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(all_csv_rows(&dir, "lake/t").len(), 0, "nothing copied");
+}
