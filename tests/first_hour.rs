@@ -184,3 +184,96 @@ fn changes_status_says_when_there_is_nothing() {
     );
     assert_eq!(all_csv_rows(&dir, "lake/t").len(), 0, "nothing copied");
 }
+
+/// Every line of both streams, without trailing blanks.
+#[track_caller]
+fn assert_clean(what: &str, o: &std::process::Output) {
+    for (name, text) in [("stdout", stdout(o)), ("stderr", stderr(o))] {
+        for line in text.lines() {
+            assert_eq!(
+                line.trim_end(),
+                line,
+                "{what}: trailing blanks on {name} line {line:?}\n{text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_failure_once_and_no_trailing_blanks() {
+    let dir = secret_config();
+    let text = std::fs::read_to_string(dir.config()).unwrap();
+    dir.write(
+        "highwater.yaml",
+        &format!("{text}  bad:\n    from: src\n    table: nope\n    to: lake\n    path: \"b/b-{{run_id}}.csv\"\n"),
+    );
+    let o = dir.hw_env(&["run"], SECRETS);
+    assert_code(&o, 2);
+    assert_clean("run", &o);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(all.matches("table nope not found").count(), 1, "{all}");
+    assert!(stderr(&o).contains("error: stream bad"), "on stderr: {all}");
+    assert_eq!(
+        all_csv_rows(&dir, "lake/t").len(),
+        3,
+        "the good stream copied"
+    );
+    assert!(all_csv_rows(&dir, "lake/b").is_empty());
+    let run_id = stdout(&o).split_whitespace().nth(1).unwrap().to_string();
+
+    for args in [
+        &["runs"][..],
+        &["runs", "show", &run_id],
+        &["state"],
+        &["state", "--json"],
+        &["check"],
+        &["run", "t"],
+        &["run", "bad", "--json"],
+    ] {
+        let o = dir.hw_env(args, SECRETS);
+        assert_clean(&args.join(" "), &o);
+    }
+    // Success, and a config error.
+    let o = dir.hw_env(&["run", "t"], SECRETS);
+    assert_code(&o, 0);
+    assert_clean("run t", &o);
+    let o = dir.hw(&["check"]);
+    assert_code(&o, 2);
+    assert_clean("check without secrets", &o);
+    assert_eq!(
+        stderr(&o).matches("HW_FH_SECRET").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn run_history_names_the_pipeline() {
+    let dir = pipeline_only();
+    let o = dir.hw(&["pipeline", "run", "pipeline.json"]);
+    assert_code(&o, 0);
+    assert_clean("pipeline run", &o);
+    assert_eq!(all_csv_rows(&dir, "lake/out").len(), 2);
+    let o = dir.hw(&["runs"]);
+    assert_code(&o, 0);
+    assert_clean("runs", &o);
+    let out = stdout(&o);
+    assert!(out.contains("of pipeline CopyT"), "{out}");
+    let run_id = out.split_whitespace().next().unwrap().to_string();
+    let o = dir.hw(&["runs", "show", &run_id]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("pipeline CopyT"), "{}", stdout(&o));
+    // A failing pipeline: its error once.
+    dir.write(
+        "fail.json",
+        r#"{"name": "Boom", "properties": {"activities": [
+            {"name": "Stop", "type": "Fail", "typeProperties": {"message": "boom here", "errorCode": "42"}}]}}"#,
+    );
+    let o = dir.hw(&["pipeline", "run", "fail.json"]);
+    assert_code(&o, 1);
+    assert_clean("failing pipeline", &o);
+    let all = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(all.matches("boom here").count(), 1, "{all}");
+    assert!(stderr(&o).contains("boom here"), "on stderr: {all}");
+}
