@@ -277,3 +277,165 @@ fn run_history_names_the_pipeline() {
     assert_eq!(all.matches("boom here").count(), 1, "{all}");
     assert!(stderr(&o).contains("boom here"), "on stderr: {all}");
 }
+
+fn objstore(cmd: &str, kind: &str, name: &str) -> String {
+    let python = std::env::var("HIGHWATER_TEST_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/highwater-ci/venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/objstore.py");
+    let o = std::process::Command::new(&python)
+        .args([script, cmd, kind, name])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python} ({e}); run `bash .ci/run` once"));
+    assert!(
+        o.status.success(),
+        "{cmd} {kind} {name}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+const AZURITE: &str = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;";
+
+/// `highwater ARGS` for a config whose lake is `url`, with only `env` of
+/// the cloud variables set.
+fn cloud(url: &str, args: &[&str], env: &[(&str, &str)]) -> (Dir, std::process::Output) {
+    let dir = Dir::new("first_hour_cloud");
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO t (v) VALUES ('a'), ('b'), ('c');",
+    )
+    .unwrap();
+    dir.write(
+        "highwater.yaml",
+        &format!("connections:\n  src: sqlite://src.db\n  lake: {url}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"t/t-{{run_id}}.csv\"\n"),
+    );
+    let mut c = dir.command(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AZURE") || k.starts_with("AWS_") || k.starts_with("AZURITE") {
+            c.env_remove(k);
+        }
+    }
+    // No cloud metadata service here: fail fast instead of waiting for one.
+    c.env("AWS_METADATA_ENDPOINT", "http://127.0.0.1:9");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    (dir, o)
+}
+
+/// The one FAILED line of `check`, which must name `want` (all of them).
+#[track_caller]
+fn failed_line(o: &std::process::Output, want: &[&str]) {
+    assert!(
+        matches!(o.status.code(), Some(1 | 2)),
+        "{:?}\n{}{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+    assert_clean("check", o);
+    let out = stdout(o);
+    let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("FAILED")).collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    for w in want {
+        assert!(failed[0].contains(w), "{w:?} in {}", failed[0]);
+    }
+    assert!(
+        !out.contains("<?xml") && !out.contains("RequestId"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_a_missing_container_or_bucket() {
+    let name = unique("missing").replace('_', "-");
+    let (_d, o) = cloud(
+        &format!("az://{name}/p"),
+        &["check"],
+        &[("AZURE_STORAGE_USE_EMULATOR", "true")],
+    );
+    failed_line(
+        &o,
+        &[&format!("container `{name}` does not exist"), "create it"],
+    );
+    let moto = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
+    ];
+    let (_d, o) = cloud(&format!("s3://{name}/p"), &["check"], &moto);
+    failed_line(
+        &o,
+        &[&format!("bucket `{name}` does not exist"), "aws s3 mb"],
+    );
+}
+
+#[test]
+fn check_names_missing_or_wrong_cloud_credentials() {
+    let (_d, o) = cloud("az://c/p", &["check"], &[]);
+    failed_line(
+        &o,
+        &[
+            "no Azure storage account",
+            "AZURE_STORAGE_ACCOUNT_NAME",
+            "AZURE_STORAGE_CONNECTION_STRING",
+        ],
+    );
+    let (_d, o) = cloud("s3://b/p", &["check"], &[]);
+    failed_line(&o, &["no AWS credentials", "AWS_ACCESS_KEY_ID"]);
+    // Azurite with a wrong key.
+    let name = unique("wrongkey").replace('_', "-");
+    objstore("create", "az", &name);
+    let (_d, o) = cloud(
+        &format!("az://{name}/p"),
+        &["check"],
+        &[
+            ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "d3Jvbmc="),
+            (
+                "AZURE_STORAGE_ENDPOINT",
+                "http://127.0.0.1:10000/devstoreaccount1",
+            ),
+            ("AZURE_ALLOW_HTTP", "true"),
+        ],
+    );
+    failed_line(
+        &o,
+        &["refused the credentials", "AZURE_STORAGE_ACCOUNT_KEY"],
+    );
+    let all: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&objstore("dump", "az", &name)).unwrap();
+    assert!(all.is_empty(), "nothing written: {all:?}");
+}
+
+#[test]
+fn an_azure_connection_string_is_enough() {
+    let name = unique("connstr").replace('_', "-");
+    objstore("create", "az", &name);
+    let env = [("AZURE_STORAGE_CONNECTION_STRING", AZURITE)];
+    let (dir, o) = cloud(&format!("az://{name}/landing"), &["check"], &env);
+    assert_code(&o, 0);
+    let mut c = dir.command(&["run"]);
+    c.env("AZURE_STORAGE_CONNECTION_STRING", AZURITE)
+        .env_remove("AZURE_STORAGE_USE_EMULATOR");
+    let o = c.output().unwrap();
+    assert_code(&o, 0);
+    let all: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&objstore("dump", "az", &name)).unwrap();
+    let data: Vec<&String> = all
+        .iter()
+        .filter(|(k, _)| k.starts_with("landing/t/") && k.ends_with(".csv"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(data.len(), 1, "{all:?}");
+    let rows = parse_csv(data[0]);
+    assert_eq!(rows.len(), 4, "header and 3 rows: {rows:?}");
+    assert_eq!(rows[3][1], "c");
+}
