@@ -19,6 +19,7 @@ mod cli;
 mod crash;
 mod ct_generations;
 mod db_targets;
+mod first_hour;
 mod hangs;
 mod held_back;
 mod hostile;

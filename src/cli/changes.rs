@@ -94,6 +94,10 @@ pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
             return 2;
         }
     };
+    if selected.is_empty() {
+        println!("no change_tracking streams in {}", config.display());
+        return 0;
+    }
     // Positions tell whether each stream's next run is a delta; without a
     // reachable state store the status of the objects is still shown.
     let state = highwater_engine::open_state(&plan).await.ok();

@@ -291,3 +291,14 @@ pub async fn load_plan_and_state(
     let state = open_state(&plan).await?;
     Ok((plan, state))
 }
+
+/// [`load_plan_and_state`] for commands that only read or edit the state
+/// store (`runs`, `state`): the connections' `${ENV}` need not be set, and
+/// a config without streams is valid.
+pub async fn load_history_and_state(
+    config: &Path,
+) -> Result<(Plan, std::sync::Arc<dyn highwater_core::StateStore>), i32> {
+    let plan = load_plan_with(config, highwater_config::plan::load_for_history)?;
+    let state = open_state(&plan).await?;
+    Ok((plan, state))
+}

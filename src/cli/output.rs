@@ -66,6 +66,17 @@ pub fn group_digits(n: u64) -> String {
     out
 }
 
+/// [`stream_line`] without a failure's message, for a summary followed by
+/// the `error:` lines (each failure is printed once).
+pub fn stream_line_brief(r: &StreamRun) -> String {
+    match r.status {
+        RunStatus::Failed if r.error.is_some() => {
+            format!("{} {}  [{}]", status_mark(r.status), r.stream, r.mode)
+        }
+        _ => stream_line(r),
+    }
+}
+
 /// One line per finished stream.
 pub fn stream_line(r: &StreamRun) -> String {
     let secs = r

@@ -36,7 +36,7 @@ fn config_for(pipeline: &Path, config: &Path, explicit: bool) -> PathBuf {
 }
 
 /// One line per activity execution: rows only where the activity moves rows.
-fn activity_line(r: &highwater_core::StreamRun) -> String {
+fn activity_line(r: &highwater_core::StreamRun, brief: bool) -> String {
     let secs = r
         .finished_at
         .map(|f| (f - r.started_at).num_milliseconds() as f64 / 1000.0)
@@ -48,7 +48,9 @@ fn activity_line(r: &highwater_core::StreamRun) -> String {
         r.mode
     );
     if let Some(e) = &r.error {
-        line.push_str(&format!("  {e}"));
+        if !brief {
+            line.push_str(&format!("  {e}"));
+        }
         return line;
     }
     match r.mode.as_str() {
@@ -132,10 +134,12 @@ pub async fn run(
         println!(
             "pipeline {name} run {} {}",
             outcome.run_id,
-            output::status_mark(outcome.status)
+            output::status_mark(outcome.status).trim_end()
         );
         for a in &outcome.activities {
-            println!("  {}", activity_line(a));
+            // A failure whose message follows on stderr is only marked.
+            let brief = a.error.as_ref().is_some_and(|e| outcome.errors.contains(e));
+            println!("  {}", activity_line(a, brief));
             for n in &a.notes {
                 println!("          note: {n}");
             }
@@ -144,6 +148,7 @@ pub async fn run(
             println!("  {s}: skipped");
         }
     }
+    // Each failure once, on stderr (the summary only marks it FAILED).
     for e in &outcome.errors {
         output::error(e);
     }

@@ -37,15 +37,17 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
         println!(
             "run {} {}",
             outcome.run_id,
-            output::status_mark(outcome.status)
+            output::status_mark(outcome.status).trim_end()
         );
         for s in &outcome.streams {
-            println!("  {}", output::stream_line(s));
+            println!("  {}", output::stream_line_brief(s));
             for n in &s.notes {
                 println!("          note: {n}");
             }
         }
     }
+    // Each failure once: its message here, on stderr (the summary above
+    // only marks the stream FAILED).
     for s in outcome.streams.iter().filter(|s| s.error.is_some()) {
         output::error(s.error.as_deref().unwrap_or_default());
     }

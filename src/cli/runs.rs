@@ -5,9 +5,9 @@ use std::path::Path;
 use super::output;
 
 async fn open(config: &Path) -> Result<std::sync::Arc<dyn highwater_core::StateStore>, i32> {
-    // A config that only maps connections for pipelines has runs too.
-    let plan = super::load_plan_with(config, highwater_config::plan::load_connections)?;
-    super::open_state(&plan).await
+    // A config that only maps connections for pipelines has runs too, and
+    // reading them needs no connection secret.
+    Ok(super::load_history_and_state(config).await?.1)
 }
 
 pub async fn list(config: &Path, limit: usize, json: bool) -> i32 {
@@ -32,18 +32,21 @@ pub async fn list(config: &Path, limit: usize, json: bool) -> i32 {
                 let secs = r
                     .finished_at
                     .map(|f| (f - r.started_at).num_milliseconds() as f64 / 1000.0);
-                // Pipeline runs record activities (mode = activity type).
+                // Pipeline runs record activities (mode = activity type)
+                // and, since they record it, the pipeline's name.
                 let stream_modes = ["full", "watermark", "change_tracking"];
-                let what = if r
+                let what = if let Some(p) = r.streams.iter().find_map(|s| s.pipeline.as_deref()) {
+                    format!("activity run(s) of pipeline {p}")
+                } else if r
                     .streams
                     .iter()
                     .all(|s| stream_modes.contains(&s.mode.as_str()))
                 {
-                    "stream(s)"
+                    "stream(s)".to_string()
                 } else {
-                    "activity run(s)"
+                    "activity run(s)".to_string()
                 };
-                println!(
+                let line = format!(
                     "{}  {}  {:<10} {} {what}  {} rows  {}",
                     r.run_id,
                     r.started_at.format("%Y-%m-%d %H:%M:%S"),
@@ -52,6 +55,7 @@ pub async fn list(config: &Path, limit: usize, json: bool) -> i32 {
                     rows,
                     secs.map(|s| format!("{s:.2}s")).unwrap_or_default()
                 );
+                println!("{}", line.trim_end());
             }
             0
         }
@@ -74,6 +78,9 @@ pub async fn show(config: &Path, run_id: &str, json: bool) -> i32 {
         }
         Ok(Some(r)) => {
             println!("run {}  {}", r.run_id, r.status.as_str());
+            if let Some(p) = r.streams.iter().find_map(|s| s.pipeline.as_deref()) {
+                println!("  pipeline {p}");
+            }
             println!("  started  {}", r.started_at.to_rfc3339());
             if let Some(f) = r.finished_at {
                 println!("  finished {}", f.to_rfc3339());

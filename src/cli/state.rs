@@ -8,7 +8,7 @@ use serde_json::json;
 use super::output;
 
 pub async fn show(config: &Path, json: bool) -> i32 {
-    let (plan, state) = match super::load_plan_and_state(config).await {
+    let (plan, state) = match super::load_history_and_state(config).await {
         Ok(ps) => ps,
         Err(code) => return code,
     };
@@ -19,13 +19,25 @@ pub async fn show(config: &Path, json: bool) -> i32 {
             return 1;
         }
     };
+    // The config's streams, then every other position the store holds
+    // (pipeline copies `pipeline/…`, streams removed from the config).
+    let mut names: Vec<(String, Option<&str>)> = plan
+        .streams
+        .iter()
+        .map(|s| (s.name.clone(), Some(s.mode.as_str())))
+        .collect();
+    for p in &positions {
+        if !plan.streams.iter().any(|s| s.name == p.0) {
+            names.push((p.0.clone(), None));
+        }
+    }
     if json {
         let mut out = Vec::new();
-        for s in &plan.streams {
-            let p = positions.iter().find(|p| p.0 == s.name);
+        for (name, mode) in &names {
+            let p = positions.iter().find(|p| &p.0 == name);
             out.push(json!({
-                "stream": s.name,
-                "mode": s.mode.as_str(),
+                "stream": name,
+                "mode": mode,
                 "position": p.map(|p| p.1.display_value()),
                 "watermark": p.and_then(|p| match &p.1 { Position::Watermark(w) => w.value.as_ref().map(|v| v.to_string()), _ => None }),
                 "version": p.and_then(|p| match &p.1 { Position::Version(v) => Some(v.version), _ => None }),
@@ -38,27 +50,29 @@ pub async fn show(config: &Path, json: bool) -> i32 {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return 0;
     }
-    for s in &plan.streams {
-        match positions.iter().find(|p| p.0 == s.name) {
+    if names.is_empty() {
+        println!(
+            "no streams in {} and no positions in its state store",
+            config.display()
+        );
+        return 0;
+    }
+    for (name, mode) in &names {
+        let mode = mode.unwrap_or("-");
+        match positions.iter().find(|p| &p.0 == name) {
             Some((_, p, at, run)) => println!(
-                "{:<24} {:<16} {:<40} {}  (run {run})",
-                s.name,
-                s.mode.as_str(),
+                "{name:<24} {mode:<16} {:<40} {}  (run {run})",
                 p.display_value(),
                 at.format("%Y-%m-%d %H:%M:%S")
             ),
-            None => println!(
-                "{:<24} {:<16} (no position: next run is a full load)",
-                s.name,
-                s.mode.as_str()
-            ),
+            None => println!("{name:<24} {mode:<16} (no position: next run is a full load)"),
         }
     }
     0
 }
 
 pub async fn reset(config: &Path, stream: &str) -> i32 {
-    let (plan, state) = match super::load_plan_and_state(config).await {
+    let (plan, state) = match super::load_history_and_state(config).await {
         Ok(ps) => ps,
         Err(code) => return code,
     };

@@ -50,8 +50,14 @@ pub struct Shared {
 }
 
 pub async fn run(config: &Path, listen: &str) -> i32 {
-    let (plan, state) = match crate::cli::load_plan_and_state(config).await {
-        Ok(ps) => ps,
+    // A config without streams (pipelines only) serves the monitoring
+    // page; it has nothing to schedule yet.
+    let plan = match crate::cli::load_plan_with(config, highwater_config::plan::load_connections) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let state = match crate::cli::open_state(&plan).await {
+        Ok(s) => s,
         Err(code) => return code,
     };
     let mut schedules: Vec<(String, Cron)> = Vec::new();
@@ -86,6 +92,7 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         .map(|s| (s.name.clone(), StreamMetrics::default()))
         .collect();
     let concurrency = plan.concurrency;
+    let plan_streams = plan.streams.len();
     let shared = Arc::new(Shared {
         plan,
         state,
@@ -93,7 +100,12 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         started: Utc::now(),
     });
     println!("listening on http://{addr}  (/, /metrics, /api/runs)");
-    if schedules.is_empty() {
+    if plan_streams == 0 {
+        println!(
+            "no streams in {}: nothing to schedule; serving the monitoring page only",
+            config.display()
+        );
+    } else if schedules.is_empty() {
         println!("no stream has a `schedule:`; serving the monitoring page only");
     } else {
         for (name, cron) in &schedules {

@@ -125,7 +125,7 @@ pub fn load(
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plan, Error> {
-    load_inner(file, text, base_dir, env, true)
+    load_inner(file, text, base_dir, env, Purpose::Run)
 }
 
 /// Like [`load`], for `highwater pipeline run`: a config that only names
@@ -136,7 +136,28 @@ pub fn load_connections(
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plan, Error> {
-    load_inner(file, text, base_dir, env, false)
+    load_inner(file, text, base_dir, env, Purpose::Connections)
+}
+
+/// Like [`load`], for commands that only read the state store (`runs`,
+/// `state`): only `state:` must be valid and its `${ENV}` set. A connection
+/// whose variables are unset is kept with a placeholder for them (or left
+/// out when its URL then does not parse); errors about connections and
+/// streams are ignored, and streams that do not validate are left out.
+pub fn load_for_history(
+    file: &str,
+    text: &str,
+    base_dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Error> {
+    load_inner(file, text, base_dir, env, Purpose::History)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Run,
+    Connections,
+    History,
 }
 
 fn load_inner(
@@ -144,8 +165,10 @@ fn load_inner(
     text: &str,
     base_dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
-    require_streams: bool,
+    purpose: Purpose,
 ) -> Result<Plan, Error> {
+    let require_streams = purpose == Purpose::Run;
+    let history = purpose == Purpose::History;
     // Every URL credential written in the file, known before anything
     // can fail: a message may quote any part of the text.
     let mut secrets = Secrets::default();
@@ -164,7 +187,12 @@ fn load_inner(
         None => StateLocation::Sqlite(base_dir.join(".highwater/state.db")),
         Some(s) => match expand_url(&s.value, env, &mut secrets) {
             Err(m) => {
-                errors.push(format!("{file}:{}: state: {m}", s.referenced.line()));
+                let why = if history {
+                    " (the state store's URL needs it, even to read history; the connections' variables are not needed)"
+                } else {
+                    ""
+                };
+                errors.push(format!("{file}:{}: state: {m}{why}", s.referenced.line()));
                 StateLocation::Sqlite(PathBuf::new())
             }
             Ok(v) if v.starts_with("postgres://") || v.starts_with("postgresql://") => {
@@ -206,10 +234,17 @@ fn load_inner(
         }
     };
 
+    // Reading history: an unset variable of a connection stands for a
+    // placeholder (not a secret, never used to connect).
+    let lenient = |k: &str| env(k).or_else(|| Some("hw_unset".to_string()));
+    let conn_env: &dyn Fn(&str) -> Option<String> = if history { &lenient } else { env };
+    // Errors before this point are about `state:` (and the settings above).
+    let state_errors = errors.len();
     let mut connections = BTreeMap::new();
     for (name, url) in &raw.connections {
         let line = url.referenced.line();
-        match expand_url(&url.value, env, &mut secrets).and_then(|v| parse_connection(&v, base_dir))
+        match expand_url(&url.value, conn_env, &mut secrets)
+            .and_then(|v| parse_connection(&v, base_dir))
         {
             Ok((url, kind)) => {
                 secrets.add_url(&url);
@@ -266,6 +301,10 @@ fn load_inner(
         }
     }
 
+    if history {
+        // Only what opening the state store needs matters.
+        errors.truncate(state_errors);
+    }
     // One line each (a value may hold a newline), no secret.
     let errors: Vec<String> = errors
         .iter()

@@ -87,6 +87,10 @@ pub struct StreamRun {
     pub notes: Vec<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The pipeline an activity ran in (`None` for a stream); records
+    /// written before this field read as `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
 }
 
 /// One invocation of `highwater run` (or a pipeline run).

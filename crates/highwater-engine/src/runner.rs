@@ -166,6 +166,7 @@ impl Ctx<'_> {
             notes: vec![],
             started_at: Utc::now(),
             finished_at: None,
+            pipeline: None,
         };
         self.observer.event(Event::Started {
             stream: &s.name,

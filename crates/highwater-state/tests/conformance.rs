@@ -624,6 +624,7 @@ fn stream_run(stream: &str, status: RunStatus, error: Option<&str>) -> StreamRun
         notes: vec!["a note".into()],
         started_at: now(),
         finished_at: Some(now()),
+        pipeline: None,
     }
 }
 

@@ -39,6 +39,82 @@ pub struct FileSink {
     local_root: Option<PathBuf>,
 }
 
+/// `AZURE_STORAGE_CONNECTION_STRING` (`AccountName=…;AccountKey=…;`
+/// `BlobEndpoint=…;SharedAccessSignature=…;UseDevelopmentStorage=true`):
+/// fills what the `AZURE_STORAGE_*` variables did not set.
+fn apply_connection_string(
+    mut b: object_store::azure::MicrosoftAzureBuilder,
+    cs: &str,
+) -> object_store::azure::MicrosoftAzureBuilder {
+    use object_store::azure::AzureConfigKey as K;
+    for part in cs.split(';') {
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        let key = match k.to_ascii_lowercase().as_str() {
+            "accountname" => K::AccountName,
+            "accountkey" => K::AccessKey,
+            "sharedaccesssignature" => K::SasKey,
+            "blobendpoint" => K::Endpoint,
+            "usedevelopmentstorage" => K::UseEmulator,
+            _ => continue,
+        };
+        // A flag reads as set ("false") when unset: it is only ever turned on.
+        if matches!(key, K::UseEmulator) || b.get_config_value(&key).is_none() {
+            if matches!(key, K::Endpoint) && v.starts_with("http://") {
+                b = b.with_allow_http(true);
+            }
+            b = b.with_config(key, v);
+        }
+    }
+    b
+}
+
+/// An object store's error as one line that names the fix: a missing
+/// container or bucket, missing or rejected credentials. `name` is the
+/// container, bucket or root the user wrote. Other errors are kept,
+/// flattened to one line.
+pub fn explain_store_error(e: &str, name: &str, azure: bool) -> String {
+    let has = |s: &str| e.contains(s);
+    if has("ContainerNotFound") {
+        return format!(
+            "container `{name}` does not exist in this storage account: create it (e.g. `az storage container create --name {name}`) or fix the container in the URL"
+        );
+    }
+    if has("NoSuchBucket") {
+        return format!(
+            "bucket `{name}` does not exist: create it (e.g. `aws s3 mb s3://{name}`) or fix the bucket in the URL; for MinIO or another S3-compatible store set AWS_ENDPOINT_URL"
+        );
+    }
+    if has("Account must be specified") {
+        return "no Azure storage account: set AZURE_STORAGE_ACCOUNT_NAME and AZURE_STORAGE_ACCOUNT_KEY (or AZURE_STORAGE_SAS_TOKEN), or AZURE_STORAGE_CONNECTION_STRING; for Azurite set AZURE_STORAGE_USE_EMULATOR=true".into();
+    }
+    if has("169.254.169.254") || has("/latest/api/token") {
+        return "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_REGION); for MinIO or another S3-compatible store also AWS_ENDPOINT_URL (highwater does not read ~/.aws)".into();
+    }
+    if has("AuthenticationFailed")
+        || has("AuthorizationFailure")
+        || has("InvalidAccessKeyId")
+        || has("SignatureDoesNotMatch")
+        || has("AccessDenied")
+        || has("403 Forbidden")
+    {
+        return if azure {
+            "the storage account refused the credentials: check AZURE_STORAGE_ACCOUNT_NAME with AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN (or AZURE_STORAGE_CONNECTION_STRING), and that they may write to this container".into()
+        } else {
+            "S3 refused the credentials: check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), AWS_REGION, and that they may write to this bucket".into()
+        };
+    }
+    // Keep the message, on one line, without the XML body.
+    let head = e.split("<?xml").next().unwrap_or(e);
+    head.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end_matches(':')
+        .to_string()
+}
+
 impl FileSink {
     /// Build the object store for a file, Azure or S3 connection.
     pub fn open(kind: &ConnKind) -> Result<FileSink> {
@@ -62,14 +138,20 @@ impl FileSink {
                     object_store::azure::MicrosoftAzureBuilder::from_env(),
                 )
                 .with_container_name(container);
+                if let Ok(cs) = std::env::var("AZURE_STORAGE_CONNECTION_STRING") {
+                    b = apply_connection_string(b, &cs);
+                }
                 if std::env::var("AZURE_STORAGE_USE_EMULATOR")
                     .is_ok_and(|v| v == "true" || v == "1")
                 {
                     b = b.with_use_emulator(true);
                 }
-                let store = b
-                    .build()
-                    .map_err(|e| Error::sink(format!("az://{container}"), e))?;
+                let store = b.build().map_err(|e| {
+                    Error::sink(
+                        format!("az://{container}"),
+                        explain_store_error(&e.to_string(), container, true),
+                    )
+                })?;
                 Ok(FileSink::prefixed(
                     Arc::new(store),
                     format!("az://{container}"),
@@ -88,9 +170,12 @@ impl FileSink {
                         .with_endpoint(&ep)
                         .with_allow_http(ep.starts_with("http://"));
                 }
-                let store = b
-                    .build()
-                    .map_err(|e| Error::sink(format!("s3://{bucket}"), e))?;
+                let store = b.build().map_err(|e| {
+                    Error::sink(
+                        format!("s3://{bucket}"),
+                        explain_store_error(&e.to_string(), bucket, false),
+                    )
+                })?;
                 Ok(FileSink::prefixed(
                     Arc::new(store),
                     format!("s3://{bucket}"),
@@ -339,7 +424,16 @@ impl Sink for FileSink {
         self.store
             .put(&probe, PutPayload::from_static(b"ok"))
             .await
-            .map_err(|e| Error::sink(&self.root, format!("not writable: {e}")))?;
+            .map_err(|e| {
+                // The container or bucket: `az://NAME/prefix`.
+                let name = self
+                    .root
+                    .split_once("://")
+                    .and_then(|(_, r)| r.split('/').next())
+                    .unwrap_or(&self.root);
+                let why = explain_store_error(&e.to_string(), name, self.root.starts_with("az://"));
+                Error::sink(&self.root, format!("not writable: {why}"))
+            })?;
         let _ = self.store.delete(&probe).await;
         Ok(format!("{} is writable", self.root))
     }

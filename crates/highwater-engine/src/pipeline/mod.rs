@@ -524,6 +524,7 @@ async fn run_activity(frame: &Frame, a: &Activity) -> Result<(Outcome, Option<St
         notes: done.notes,
         started_at,
         finished_at: Some(Utc::now()),
+        pipeline: Some(text(frame.ctx.pipeline.get("Pipeline"))),
     };
     frame
         .run
