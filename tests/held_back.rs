@@ -254,6 +254,7 @@ async fn held_back_rows_are_said_and_delivered_later(kind: &str) {
         &[
             "1 row(s) with at above",
             &format!("the {hours}-hour zone margin of zone-less cursors"),
+            "`writer_time_zone: \"+00:00\"` on the stream",
             " UTC on copies them",
         ],
     );

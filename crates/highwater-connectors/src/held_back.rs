@@ -97,7 +97,8 @@ pub(crate) fn note(
     }
     if let Some(h) = why.zone_margin_hours {
         reasons.push(format!(
-            "the {h}-hour zone margin of zone-less cursors (writers' time zones are unknown)"
+            "the {h}-hour zone margin of zone-less cursors (writers' time zones are unknown; \
+             `writer_time_zone: \"+00:00\"` on the stream says which offset they write in)"
         ));
     }
     match why.lag {
