@@ -9,16 +9,7 @@ use crate::util::*;
 /// A factory whose pipeline first copies `t` into `lake/out/first.csv`
 /// (activity `First`), then runs `activities` (which may depend on it).
 fn factory(tag: &str, activities: &str) -> Dir {
-    let dir = Dir::new(tag);
-    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
-    db.execute_batch(
-        "CREATE TABLE t (id INTEGER, name TEXT); INSERT INTO t VALUES (1,'a'),(2,'b'),(3,'c');",
-    )
-    .unwrap();
-    dir.write(
-        "highwater.yaml",
-        "connections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n",
-    );
+    let dir = sqlite_factory(tag, "");
     let dataset = |name: &str, ls: &str, kind: &str, rest: &str| {
         dir.write(
             &format!("dataset/{name}.json"),

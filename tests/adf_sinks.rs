@@ -10,16 +10,7 @@ use crate::util::*;
 /// A factory with a SQLite source `t (id, name)` holding (1,a) (2,b) (3,c),
 /// and the given extra connections.
 fn factory(tag: &str, connections: &str) -> Dir {
-    let dir = Dir::new(tag);
-    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
-    db.execute_batch(
-        "CREATE TABLE t (id INTEGER, name TEXT); INSERT INTO t VALUES (1,'a'),(2,'b'),(3,'c');",
-    )
-    .unwrap();
-    dir.write(
-        "highwater.yaml",
-        &format!("connections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n{connections}"),
-    );
+    let dir = sqlite_factory(tag, connections);
     dataset(&dir, "T", "Db", "AzureSqlTable", r#"{"tableName": "t"}"#);
     dir
 }

@@ -285,16 +285,7 @@ async fn multiple_tables_for_each_tutorial_on_postgres() {
 /// A SQLite database with three rows and a pipeline with If Condition, Set
 /// and Append Variable, Wait, Fail and a `Failed` dependency that handles it.
 fn control_flow_dir(extra_activity: &str) -> Dir {
-    let dir = Dir::new("adf_flow");
-    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
-    db.execute_batch(
-        "CREATE TABLE t (id INTEGER, name TEXT); INSERT INTO t VALUES (1,'a'),(2,'b'),(3,'c');",
-    )
-    .unwrap();
-    dir.write(
-        "highwater.yaml",
-        "connections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n",
-    );
+    let dir = sqlite_factory("adf_flow", "");
     dir.write(
         "dataset/Table.json",
         r#"{"name": "Table", "properties": {"type": "AzureSqlTable",

@@ -439,3 +439,20 @@ impl SrcDb {
         }
     }
 }
+
+/// A Data Factory test folder: `src.db` (SQLite) holding `t (id, name)` with
+/// (1,a) (2,b) (3,c), and a `highwater.yaml` with the connections `Db` (that
+/// file), `Lake` (`./lake`) and `extra` (more YAML lines under `connections:`).
+pub fn sqlite_factory(tag: &str, extra: &str) -> Dir {
+    let dir = Dir::new(tag);
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE t (id INTEGER, name TEXT); INSERT INTO t VALUES (1,'a'),(2,'b'),(3,'c');",
+    )
+    .unwrap();
+    dir.write(
+        "highwater.yaml",
+        &format!("connections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n{extra}"),
+    );
+    dir
+}
