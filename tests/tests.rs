@@ -34,5 +34,6 @@ mod pipeline_copies;
 mod pipeline_rerun;
 mod serve;
 mod state_pg;
+mod triggers;
 mod visibility;
 mod watermark;

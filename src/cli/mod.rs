@@ -10,6 +10,7 @@ mod pipeline;
 mod run;
 mod runs;
 mod state;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 
@@ -117,6 +118,26 @@ pub enum Command {
         /// Address to listen on (port 0 picks a free port; the address is printed).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// The Data Factory git root whose `trigger/*.json` run
+        /// (ScheduleTrigger, TumblingWindowTrigger). Default: the config's
+        /// folder, when it holds `trigger/`.
+        #[arg(long, value_name = "DIR")]
+        factory: Option<PathBuf>,
+    },
+    /// Tumbling windows of the factory's triggers: each due window with its
+    /// status (pending, running, succeeded, retrying, failed) and attempts;
+    /// `windows rerun NAME --from T --to T` runs a range again.
+    Windows {
+        #[command(subcommand)]
+        command: Option<WindowsCommand>,
+        /// Only this trigger.
+        name: Option<String>,
+        /// The Data Factory git root (default: the config's folder).
+        #[arg(long, value_name = "DIR", global = true)]
+        factory: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long, global = true)]
+        json: bool,
     },
     /// Data Factory pipelines: `pipeline run FILE.json [--param k=v]…`.
     Pipeline {
@@ -164,6 +185,21 @@ pub enum PipelineCommand {
         /// Print the new run record as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WindowsCommand {
+    /// Run the windows of trigger NAME that start in [--from, --to) again,
+    /// now, whatever they came to before.
+    Rerun {
+        name: String,
+        /// First window start (ISO 8601), inclusive.
+        #[arg(long)]
+        from: String,
+        /// Last bound (ISO 8601), exclusive; default: every due window from --from.
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -242,7 +278,28 @@ pub async fn dispatch(args: Args) -> i32 {
         Command::Changes {
             command: ChangesCommand::Disable { stream, force },
         } => changes::disable(&config, &stream, force).await,
-        Command::Serve { listen } => crate::serve::run(&config, &listen).await,
+        Command::Serve { listen, factory } => {
+            crate::serve::run(&config, &listen, factory.as_deref()).await
+        }
+        Command::Windows {
+            command,
+            name,
+            factory,
+            json,
+        } => match command {
+            None => windows::list(&config, factory.as_deref(), name.as_deref(), json).await,
+            Some(WindowsCommand::Rerun { name, from, to }) => {
+                windows::rerun(
+                    &config,
+                    factory.as_deref(),
+                    &name,
+                    &from,
+                    to.as_deref(),
+                    json,
+                )
+                .await
+            }
+        },
         Command::Expr {
             expression,
             context,

@@ -60,7 +60,7 @@ pub(crate) async fn copy(
     let conn = connection(frame, &dst.linked_service)?;
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
     let pipeline_name = text(frame.ctx.pipeline.get("Pipeline"));
-    let key = format!("pipeline/{pipeline_name}/{record_name}");
+    let key = crate::pipeline::copy_key(frame, &pipeline_name, record_name);
     let state = frame.run.state.as_ref();
     let Some(_lock) = state.lock_stream(&key).await? else {
         return Err(Error::state(format!(
