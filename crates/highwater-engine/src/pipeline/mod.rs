@@ -163,6 +163,7 @@ impl PipeCtx {
             "TriggeredByPipelineRunId": parent.and_then(|p| p.get("RunId")).cloned(),
             "parameters": parameters,
             "globalParameters": {},
+            "libraryVariables": {},
         });
         let variables = variables
             .iter()
