@@ -27,6 +27,7 @@ mod held_back;
 pub mod mysql;
 pub mod postgres;
 pub mod procedure;
+pub mod script;
 pub mod sqlite;
 pub mod table;
 pub mod timeouts;

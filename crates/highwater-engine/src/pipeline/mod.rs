@@ -541,7 +541,7 @@ fn scope(frame: &Frame) -> EvalScope<'_> {
 }
 
 async fn execute(frame: &Frame, a: &Activity, record_name: &str) -> Result<Done> {
-    let tp = resolve(&a.type_properties, "typeProperties", &scope(frame))?;
+    let tp = resolve(&activity::eager(a), "typeProperties", &scope(frame))?;
     match a.kind {
         ActivityKind::Lookup => activity::lookup::lookup(frame, a, &tp, record_name).await,
         ActivityKind::Copy => activity::copy::copy(frame, a, &tp, record_name).await,
@@ -558,5 +558,10 @@ async fn execute(frame: &Frame, a: &Activity, record_name: &str) -> Result<Done>
             activity::execute_pipeline::execute_pipeline(frame, a, &tp).await
         }
         ActivityKind::Fail => activity::fail::fail(&tp),
+        ActivityKind::Script => activity::script::script(frame, a, &tp).await,
+        ActivityKind::Filter => activity::filter::filter(frame, a, &tp),
+        ActivityKind::Until => activity::until::until(frame, a, &tp).await,
+        ActivityKind::Switch => activity::switch::switch(frame, a, &tp).await,
+        ActivityKind::Web => activity::web::web(&tp).await,
     }
 }
