@@ -90,7 +90,8 @@ const SCRIPT_PIPELINE: &str = r#"{
             {"name": "name", "type": "String", "value": "a'); DROP TABLE items; --"}]},
          {"type": "Query",
           "text": "SELECT id, name, qty FROM items WHERE qty > @min ORDER BY id",
-          "parameters": [{"name": "min", "type": "Int32", "value": "@{add(5, 1)}"}]}
+          "parameters": [{"name": "min", "type": "Int32", "value": "@{add(5, 1)}"}]},
+         {"type": "Query", "text": "SELECT 1 AS one; SELECT 'x' AS two"}
        ], "scriptBlockExecutionTimeout": "00:05:00"}},
       {"name": "Count", "type": "Lookup",
        "dependsOn": [{"activity": "Setup", "dependencyConditions": ["Succeeded"]}],
@@ -103,14 +104,16 @@ const SCRIPT_PIPELINE: &str = r#"{
        "typeProperties": {"scripts": [
          {"type": "NonQuery", "text": "CREATE TABLE report (k varchar(20), v varchar(200))"},
          {"type": "NonQuery",
-          "text": "INSERT INTO report (k, v) VALUES ('sets', @sets), ('affected', @affected), ('rows', @rows), ('first', @first), ('qty', @qty), ('count', @count)",
+          "text": "INSERT INTO report (k, v) VALUES ('sets', @sets), ('affected', @affected), ('rows', @rows), ('first', @first), ('qty', @qty), ('count', @count), ('multi', @multi), ('lib', @lib)",
           "parameters": [
             {"name": "sets", "type": "String", "value": "@{activity('Setup').output.resultSetCount}"},
             {"name": "affected", "type": "String", "value": "@{activity('Setup').output.recordsAffected}"},
             {"name": "rows", "type": "String", "value": "@{activity('Setup').output.resultSets[0].rowCount}"},
             {"name": "first", "type": "String", "value": "@activity('Setup').output.resultSets[0].rows[0].name"},
             {"name": "qty", "type": "String", "value": "@{add(activity('Setup').output.resultSets[0].rows[1].qty, 1)}"},
-            {"name": "count", "type": "String", "value": "@{activity('Count').output.firstRow.n}"}]}
+            {"name": "count", "type": "String", "value": "@{activity('Count').output.firstRow.n}"},
+            {"name": "multi", "type": "String", "value": "@{activity('Setup').output.resultSets[1].rows[0].one}@{activity('Setup').output.resultSets[2].rows[0].two}"},
+            {"name": "lib", "type": "String", "value": "@{pipeline().libraryVariables}"}]}
        ]}}
     ]
   }
@@ -145,9 +148,11 @@ async fn script_fills_a_table_and_its_output_drives_the_next(backend: &str) {
             ["affected", "3"],
             ["count", "3"],
             ["first", "b"],
+            ["lib", "{}"],
+            ["multi", "1x"],
             ["qty", "10"],
             ["rows", "2"],
-            ["sets", "1"],
+            ["sets", "3"],
         ]
     );
 }
@@ -215,7 +220,7 @@ async fn filter_until_switch_on_sqlite() {
           {{"name": "b", "type": "Int32", "value": "@activity('Keep').output.FilteredItemsCount"}}]}}]}}}},
     {{"name": "Loop", "type": "Until",
       "typeProperties": {{
-        "expression": {{"value": "@greaterOrEquals(int(variables('counter')), 3)", "type": "Expression"}},
+        "expression": {{"value": "@greaterOrEquals(int(activity('Store').output.value), 3)", "type": "Expression"}},
         "timeout": "0.00:01:00",
         "activities": [
           {{"name": "Bump", "type": "SetVariable", "typeProperties": {{

@@ -430,8 +430,8 @@ mod pg {
             Ok(s) => s,
             Err(e)
                 if b.params.is_empty()
-                    && e.code() == Some(&tokio_postgres::error::SqlState::SYNTAX_ERROR)
-                    && e.to_string().contains("multiple commands") =>
+                    && e.as_db_error()
+                        .is_some_and(|d| d.message().contains("multiple commands")) =>
             {
                 return simple(client, b, &text, out).await;
             }

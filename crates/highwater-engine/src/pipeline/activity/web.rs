@@ -185,13 +185,26 @@ pub(crate) async fn web(tp: &Value) -> Result<Done> {
     let mut headers = Map::new();
     for (k, v) in resp.headers() {
         let v = String::from_utf8_lossy(v.as_bytes()).to_string();
-        match headers.get_mut(k.as_str()) {
+        // HTTP/2 and hyper give names in lower case; Data Factory shows
+        // them as servers usually spell them (`Content-Type`).
+        let k = k
+            .as_str()
+            .split('-')
+            .map(|w| {
+                let mut c = w.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("-");
+        match headers.get_mut(&k) {
             Some(Value::String(old)) => {
                 old.push_str(", ");
                 old.push_str(&v);
             }
             _ => {
-                headers.insert(k.as_str().to_string(), Value::String(v));
+                headers.insert(k, Value::String(v));
             }
         }
     }
