@@ -91,7 +91,8 @@ const SCRIPT_PIPELINE: &str = r#"{
          {"type": "Query",
           "text": "SELECT id, name, qty FROM items WHERE qty > @min ORDER BY id",
           "parameters": [{"name": "min", "type": "Int32", "value": "@{add(5, 1)}"}]},
-         {"type": "Query", "text": "SELECT 1 AS one; SELECT 'x' AS two"}
+         {"type": "Query", "text": "SELECT 1 AS one; SELECT 'x' AS two"},
+         {"type": "Query", "text": "SELECT CAST(12.50 AS DECIMAL(10,2)) AS d, CAST(-0.05 AS DECIMAL(10,3)) AS e, CAST(100000 AS DECIMAL(12,0)) AS f"}
        ], "scriptBlockExecutionTimeout": "00:05:00"}},
       {"name": "Count", "type": "Lookup",
        "dependsOn": [{"activity": "Setup", "dependencyConditions": ["Succeeded"]}],
@@ -104,7 +105,7 @@ const SCRIPT_PIPELINE: &str = r#"{
        "typeProperties": {"scripts": [
          {"type": "NonQuery", "text": "CREATE TABLE report (k varchar(20), v varchar(200))"},
          {"type": "NonQuery",
-          "text": "INSERT INTO report (k, v) VALUES ('sets', @sets), ('affected', @affected), ('rows', @rows), ('first', @first), ('qty', @qty), ('count', @count), ('multi', @multi), ('lib', @lib)",
+          "text": "INSERT INTO report (k, v) VALUES ('sets', @sets), ('affected', @affected), ('rows', @rows), ('first', @first), ('qty', @qty), ('count', @count), ('multi', @multi), ('lib', @lib), ('dec', @dec)",
           "parameters": [
             {"name": "sets", "type": "String", "value": "@{activity('Setup').output.resultSetCount}"},
             {"name": "affected", "type": "String", "value": "@{activity('Setup').output.recordsAffected}"},
@@ -113,7 +114,8 @@ const SCRIPT_PIPELINE: &str = r#"{
             {"name": "qty", "type": "String", "value": "@{add(activity('Setup').output.resultSets[0].rows[1].qty, 1)}"},
             {"name": "count", "type": "String", "value": "@{activity('Count').output.firstRow.n}"},
             {"name": "multi", "type": "String", "value": "@{activity('Setup').output.resultSets[1].rows[0].one}@{activity('Setup').output.resultSets[2].rows[0].two}"},
-            {"name": "lib", "type": "String", "value": "@{pipeline().libraryVariables}"}]}
+            {"name": "lib", "type": "String", "value": "@{pipeline().libraryVariables}"},
+            {"name": "dec", "type": "String", "value": "@{add(activity('Setup').output.resultSets[3].rows[0].d, 1)}|@{activity('Setup').output.resultSets[3].rows[0].e}|@{add(activity('Setup').output.resultSets[3].rows[0].f, 1)}"}]}
        ]}}
     ]
   }
@@ -147,12 +149,13 @@ async fn script_fills_a_table_and_its_output_drives_the_next(backend: &str) {
         [
             ["affected", "3"],
             ["count", "3"],
+            ["dec", "13.5|-0.05|100001"],
             ["first", "b"],
             ["lib", "{}"],
             ["multi", "1x"],
             ["qty", "10"],
             ["rows", "2"],
-            ["sets", "3"],
+            ["sets", "4"],
         ]
     );
 }
