@@ -17,7 +17,7 @@ use super::source::{connect, pg_err};
 use crate::procedure::{DeclaredParam, ProcType, Procedure, match_names};
 use crate::util::quote_ident;
 
-fn sql_type(t: ProcType) -> &'static str {
+pub(crate) fn sql_type(t: ProcType) -> &'static str {
     match t {
         ProcType::String => "text",
         ProcType::Boolean => "boolean",

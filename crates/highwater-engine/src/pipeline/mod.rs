@@ -172,6 +172,7 @@ impl PipeCtx {
             "TriggeredByPipelineRunId": parent.and_then(|p| p.get("RunId")).cloned(),
             "parameters": parameters,
             "globalParameters": {},
+            "libraryVariables": {},
         });
         let variables = variables
             .iter()
@@ -623,7 +624,8 @@ async fn attempt_activity(
     record_name: &str,
     rec: &mut StreamRun,
 ) -> Result<Done> {
-    let tp = resolve(&a.type_properties, "typeProperties", &scope(frame))?;
+    // Filter's condition and Until's expression are evaluated as they run.
+    let tp = resolve(&activity::eager(a), "typeProperties", &scope(frame))?;
     rec.input = Some(tp.clone());
     rec.output = None;
     frame
@@ -697,5 +699,10 @@ async fn execute(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> 
             activity::execute_pipeline::execute_pipeline(frame, a, &tp).await
         }
         ActivityKind::Fail => activity::fail::fail(&tp),
+        ActivityKind::Script => activity::script::script(frame, a, &tp).await,
+        ActivityKind::Filter => activity::filter::filter(frame, a, &tp),
+        ActivityKind::Until => activity::until::until(frame, a, &tp).await,
+        ActivityKind::Switch => activity::switch::switch(frame, a, &tp).await,
+        ActivityKind::Web => activity::web::web(&tp).await,
     }
 }

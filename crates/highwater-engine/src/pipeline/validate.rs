@@ -319,10 +319,18 @@ impl Check<'_, '_> {
                     todo.extend(s.depends_on.iter().map(|x| x.activity.to_lowercase()));
                 }
             }
-            self.activity(a, &allowed, owner, in_each);
+            // An Until's expression reads what its inner activities did.
+            let mut own = allowed.clone();
+            if a.kind == ActivityKind::Until {
+                self.f.walk(&a.children, &mut |c| {
+                    own.insert(c.name.to_lowercase());
+                });
+            }
+            self.activity(a, &own, owner, in_each);
             let each = in_each || a.kind == ActivityKind::ForEach;
-            self.container(&a.children, &allowed, Some(&a.name), each);
-            self.container(&a.otherwise, &allowed, Some(&a.name), each);
+            for inner in a.inner() {
+                self.container(inner, &allowed, Some(&a.name), each);
+            }
         }
     }
 
@@ -343,7 +351,10 @@ impl Check<'_, '_> {
             }
         }
         for (path, r) in rs {
-            self.reference(a, &path, r, allowed, owner, in_each);
+            // A Filter's condition is evaluated for each item.
+            let each = in_each
+                || (a.kind == ActivityKind::Filter && path.starts_with("typeProperties.condition"));
+            self.reference(a, &path, r, allowed, owner, each);
         }
         self.props(a);
     }
@@ -618,6 +629,11 @@ impl Check<'_, '_> {
                 found.extend(required(fl.message.as_ref(), "message"));
                 found.extend(required(fl.error_code.as_ref(), "errorCode"));
             }
+            ActivityProps::Script(sc) => found.extend(super::activity::script::check(a, sc)),
+            ActivityProps::Filter(fl) => found.extend(super::activity::filter::check(fl)),
+            ActivityProps::Until(u) => found.extend(super::activity::until::check(u)),
+            ActivityProps::Switch(sw) => found.extend(super::activity::switch::check(sw)),
+            ActivityProps::Web(w) => found.extend(super::activity::web::check(w)),
             ActivityProps::ExecutePipeline(e) => match &e.pipeline {
                 None => found.push("typeProperties.pipeline is required".to_string()),
                 Some(r) => {
