@@ -43,6 +43,26 @@ pub struct TableWrite {
     /// (`I`/`U`/`D`): a merge applies `D` rows as deletes by key and does
     /// not store the two columns; an append keeps them (a change log).
     pub change_tracking: bool,
+    /// Data Factory's `sink.preCopyScript`: SQL run in the commit's one
+    /// transaction, before the rows are applied (so a failed copy leaves
+    /// it unapplied too).
+    pub pre_copy_script: Option<String>,
+    /// Data Factory's stored-procedure sink: the rows are handed to a
+    /// procedure in the commit's transaction instead of written to the
+    /// table (PostgreSQL only).
+    pub procedure: Option<ProcedureWrite>,
+}
+
+/// `sqlWriterStoredProcedureName` + `sqlWriterTableType` +
+/// `storedProcedureTableTypeParameterName`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcedureWrite {
+    /// The procedure (`name`, `schema.name`, `[dbo].[name]`).
+    pub name: String,
+    /// The composite type whose array the procedure takes.
+    pub table_type: String,
+    /// The procedure's parameter that takes the rows; `None`: the first.
+    pub parameter: Option<String>,
 }
 
 /// The three ways rows reach a table, each applied in the commit's one

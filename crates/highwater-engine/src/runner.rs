@@ -414,6 +414,8 @@ impl Ctx<'_> {
             },
             primary_key: s.primary_key.clone(),
             change_tracking: s.mode == Mode::ChangeTracking,
+            pre_copy_script: None,
+            procedure: None,
         });
         let replace_empty = table
             .as_ref()

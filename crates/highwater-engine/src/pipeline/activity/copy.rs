@@ -56,6 +56,10 @@ pub(crate) async fn copy(
         let (name, write) = table_sink(tp, &dst)?;
         (name, String::new(), Some(write), false)
     };
+    // additionalColumns and the translator, judged before anything runs.
+    let shape =
+        crate::pipeline::columns::Shape::parse(tp.get("source"), tp.get("translator"), false)
+            .map_err(|e| Error::config("typeProperties", e.join("; ")))?;
     let relation = source_relation(tp, &src)?;
     let conn = connection(frame, &dst.linked_service)?;
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
@@ -77,10 +81,21 @@ pub(crate) async fn copy(
     let started = Instant::now();
     let extract = read_rows(frame, &src, relation, record_name).await?;
     notes.extend(extract.notes);
+    let plan = if shape.is_identity() {
+        None
+    } else {
+        Some(shape.plan(&extract.schema)?)
+    };
+    let schema = plan
+        .as_ref()
+        .map(|p| p.schema.clone())
+        .unwrap_or_else(|| extract.schema.clone());
     let mut rows = CopyRows {
         batches: extract.batches,
+        plan,
         rows_read: 0,
         data_read: 0,
+        data_written: 0,
     };
     let copy = crate::attempt::Copy {
         key: key.clone(),
@@ -91,7 +106,7 @@ pub(crate) async fn copy(
             run_id: activity_run_id.clone(),
             target,
             format,
-            schema: extract.schema.clone(),
+            schema,
             overwrite,
             table,
         },
@@ -101,18 +116,31 @@ pub(crate) async fn copy(
     notes.extend(outcome.notes);
     let committed = outcome.committed;
     let secs = started.elapsed().as_secs();
+    // Bytes as the target counted them (file sizes, COPY text), else the
+    // size of the rows handed to it.
+    let written = if committed.bytes > 0 {
+        committed.bytes
+    } else if committed.rows > 0 {
+        rows.data_written
+    } else {
+        0
+    };
+    let mut output = json!({
+        "dataRead": rows.data_read,
+        "dataWritten": written,
+        "rowsRead": rows.rows_read,
+        "rowsCopied": committed.rows,
+        "copyDuration": secs,
+        "sourcePeakConnections": 1,
+        "sinkPeakConnections": 1,
+        "activityRunId": activity_run_id,
+    });
+    // Data Factory reports filesWritten for file sinks only.
+    if dst.is_file {
+        output["filesWritten"] = json!(committed.outputs.len());
+    }
     Ok(Done {
-        output: json!({
-            "dataRead": rows.data_read,
-            "dataWritten": committed.bytes,
-            "rowsRead": rows.rows_read,
-            "rowsCopied": committed.rows,
-            "filesWritten": committed.outputs.len(),
-            "copyDuration": secs,
-            "sourcePeakConnections": 1,
-            "sinkPeakConnections": 1,
-            "activityRunId": activity_run_id,
-        }),
+        output,
         rows_read: rows.rows_read,
         rows_written: committed.rows,
         outputs: committed.outputs,
@@ -120,11 +148,14 @@ pub(crate) async fn copy(
     })
 }
 
-/// A Copy's rows: every batch of the source's read, as it comes.
+/// A Copy's rows: every batch of the source's read, as it comes, with the
+/// additional columns and the translator's mapping applied.
 struct CopyRows {
     batches: highwater_core::BatchStream,
+    plan: Option<crate::pipeline::columns::Plan>,
     rows_read: u64,
     data_read: u64,
+    data_written: u64,
 }
 
 #[async_trait::async_trait]
@@ -135,6 +166,11 @@ impl crate::attempt::Rows for CopyRows {
             self.rows_read += b.num_rows() as u64;
             self.data_read += b.get_array_memory_size() as u64;
             if b.num_rows() > 0 {
+                let b = match &self.plan {
+                    Some(p) => p.apply(&b)?,
+                    None => b,
+                };
+                self.data_written += b.get_array_memory_size() as u64;
                 return Ok(Some(b));
             }
         }
