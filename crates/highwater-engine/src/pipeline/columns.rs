@@ -282,7 +282,7 @@ fn additional(list: &Value, errors: &mut Vec<String>) -> Vec<(String, Extra)> {
         let extra = match value.as_str() {
             Some(s) if s.trim() == "$$FILEPATH" => {
                 errors.push(format!(
-                    "{at}[{i}] ({name}): $$FILEPATH is the path of the file a row comes from; this Copy reads no files"
+                    "{at}[{i}] ({name}): $$FILEPATH is not supported: it is the path of the file a row comes from, and this Copy reads no files"
                 ));
                 continue;
             }
@@ -370,6 +370,10 @@ fn mappings(v: &Value, errors: &mut Vec<String>) -> Option<Vec<Mapping>> {
         errors.push(format!("translator.mappings must be an array, got {v}"));
         return None;
     };
+    // No mappings: Data Factory's default mapping (every column by name).
+    if list.is_empty() {
+        return None;
+    }
     let mut out = Vec::new();
     let mut ordinals = Vec::new();
     for (i, m) in list.iter().enumerate() {
