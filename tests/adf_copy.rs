@@ -733,3 +733,142 @@ async fn parameter_files() {
     assert_code(&o, 2);
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
 }
+
+// ------------------------------------------------------- maxRowsPerFile
+
+/// `maxRowsPerFile` + `fileNamePrefix`: Data Factory's
+/// `<prefix>_00000.<ext>` … in the dataset's folder, each file with its
+/// header and at most that many rows; without a prefix,
+/// `data_<activity run id>_00000.<ext>`; `filesWritten` counts them. All
+/// files of a copy are published by its one commit: a crash before the
+/// commit leaves none visible, a crash after it is finished by the next run.
+#[tokio::test]
+async fn max_rows_per_file_writes_every_file_or_none() {
+    let (dir, dst) = setup(Backend::Sqlite, "adf_split").await;
+    dir.write(
+        "dataset/Folder.json",
+        r#"{"name": "Folder", "properties": {"type": "DelimitedText",
+            "linkedServiceName": {"referenceName": "Lake", "type": "LinkedServiceReference"},
+            "typeProperties": {"location": {"type": "AzureBlobStorageLocation", "container": "out", "folderPath": "@dataset().folder"},
+                "columnDelimiter": ",", "firstRowAsHeader": true, "quoteChar": "\"", "escapeChar": "\\"},
+            "parameters": {"folder": {"type": "String"}}}}"#,
+    );
+    let split = |name: &str, folder: &str, settings: &str| {
+        copy(
+            name,
+            "Folder",
+            r#"{"type": "SqlSource", "sqlReaderQuery": "select id, name from t order by id"}"#,
+            &format!(
+                r#", "sink": {{"type": "DelimitedTextSink", "formatSettings": {{"type": "DelimitedTextWriteSettings", "fileExtension": ".csv", {settings}}}}}"#
+            ),
+        )
+        .replace(
+            r#""referenceName": "Folder", "type": "DatasetReference"}"#,
+            &format!(
+                r#""referenceName": "Folder", "type": "DatasetReference", "parameters": {{"folder": "{folder}"}}}}"#
+            ),
+        )
+    };
+    let named = split(
+        "Named",
+        "named",
+        r#""maxRowsPerFile": 2, "fileNamePrefix": "part""#,
+    );
+    // After Named: the crashes below stop the process in Named.
+    let generated = split("Generated", "gen", r#""maxRowsPerFile": "1""#).replace(
+        r#""type": "Copy","#,
+        r#""type": "Copy", "dependsOn": [{"activity": "Named", "dependencyConditions": ["Succeeded"]}],"#,
+    );
+    let report = copy(
+        "Report",
+        "Out3",
+        r#"{"type": "SqlSource", "sqlReaderQuery": "select @{activity('Named').output.filesWritten} as named, @{activity('Generated').output.filesWritten} as gen, @{activity('Named').output.rowsCopied} as rows_named"}"#,
+        "",
+    )
+    .replace(
+        r#""type": "Copy","#,
+        r#""type": "Copy", "dependsOn": [{"activity": "Named", "dependencyConditions": ["Succeeded"]}, {"activity": "Generated", "dependencyConditions": ["Succeeded"]}],"#,
+    );
+    dir.write(
+        "pipeline.json",
+        &format!(
+            r#"{{"name": "p", "properties": {{"activities": [{named}, {generated}, {report}]}}}}"#
+        ),
+    );
+    let names = |sub: &str| -> Vec<String> {
+        let mut l: Vec<String> = std::fs::read_dir(dir.join(sub))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        l.sort();
+        l
+    };
+    // A crash before the commit: no file of the copy is visible.
+    let o = dir.hw_env(
+        &["pipeline", "run", "pipeline.json"],
+        &[("HIGHWATER_FAILPOINT", "files.after_data_before_marker")],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        names("lake/out/named").is_empty(),
+        "{:?}",
+        names("lake/out/named")
+    );
+    assert!(
+        names("lake/out/gen").is_empty(),
+        "{:?}",
+        names("lake/out/gen")
+    );
+    // A crash after the commit: the next run publishes every file of it.
+    let o = dir.hw_env(
+        &["pipeline", "run", "pipeline.json"],
+        &[("HIGHWATER_FAILPOINT", "files.after_marker_before_publish")],
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        names("lake/out/named").is_empty(),
+        "{:?}",
+        names("lake/out/named")
+    );
+    let o = dir.hw(&["pipeline", "run", "pipeline.json"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("its output was published"),
+        "the crashed copy's files are settled: {}",
+        stdout(&o)
+    );
+    assert_eq!(
+        names("lake/out/named"),
+        ["part_00000.csv", "part_00001.csv"]
+    );
+    let text = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(
+        text("lake/out/named/part_00000.csv"),
+        "id,name\r\n1,a\r\n2,b\r\n"
+    );
+    assert_eq!(text("lake/out/named/part_00001.csv"), "id,name\r\n3,c\r\n");
+    // Generated names, one row each.
+    let generated_files = names("lake/out/gen");
+    assert_eq!(generated_files.len(), 3, "{generated_files:?}");
+    let mut rows: Vec<String> = Vec::new();
+    for g in &generated_files {
+        let (stem, index) = g
+            .strip_suffix(".csv")
+            .and_then(|s| s.rsplit_once('_'))
+            .unwrap_or_else(|| panic!("{g}"));
+        assert!(stem.starts_with("data_") && index.len() == 5, "{g}");
+        let t = text(&format!("lake/out/gen/{g}"));
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2, "header and one row: {t}");
+        rows.push(lines[1].to_string());
+    }
+    rows.sort();
+    assert_eq!(rows, ["1,a", "2,b", "3,c"]);
+    assert_eq!(
+        dst.rows("SELECT named, gen, rows_named FROM report").await,
+        [s(&["2", "3", "3"])]
+    );
+}

@@ -25,7 +25,7 @@ pub use error::{Cause, Error, ErrorKind, Result};
 pub use position::{ChangeVersion, CursorValue, Position, WatermarkPosition};
 pub use retry::{RetryPolicy, with_retries};
 pub use sink::{
-    Committed, ProcedureWrite, Recovered, Sink, SinkWriter, TableWrite, TableWriteMode,
+    Committed, FileSplit, ProcedureWrite, Recovered, Sink, SinkWriter, TableWrite, TableWriteMode,
     WriteRequest,
 };
 pub use source::{

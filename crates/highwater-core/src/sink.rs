@@ -30,6 +30,27 @@ pub struct WriteRequest {
     /// Database targets only: how rows are applied to the table. `None`
     /// for file targets.
     pub table: Option<TableWrite>,
+    /// File targets only: several files of at most `max_rows` rows each,
+    /// all published by the one commit (Data Factory `maxRowsPerFile`).
+    pub split: Option<FileSplit>,
+}
+
+/// Files `<target>_00000<extension>`, `<target>_00001<extension>`, … of
+/// at most `max_rows` rows (Data Factory's
+/// `<fileNamePrefix>_<fileIndex>.<fileExtension>`); `target` is then the
+/// folder and the prefix. At least one file is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSplit {
+    pub max_rows: u64,
+    /// With its dot: `.txt`, `.csv.gz`, `.parquet`.
+    pub extension: String,
+}
+
+impl FileSplit {
+    /// The name of file `index` of `target`.
+    pub fn name(&self, target: &str, index: usize) -> String {
+        format!("{target}_{index:05}{}", self.extension)
+    }
 }
 
 /// How a database target applies an attempt's rows (see `docs/decisions.md`).

@@ -454,6 +454,7 @@ impl Ctx<'_> {
                 schema: out_schema,
                 overwrite: !incremental,
                 table,
+                split: None,
             },
             owned: incremental,
         };

@@ -526,6 +526,11 @@ impl Check<'_, '_> {
                             .err()
                             .unwrap_or_default()
                             .into_iter()
+                            .chain(
+                                super::delimited::split(&sink, true)
+                                    .err()
+                                    .unwrap_or_default(),
+                            )
                             .map(|e| {
                                 if e.starts_with("sink.") {
                                     e

@@ -31,8 +31,11 @@ pub(crate) async fn copy(
     let dst = dataset(frame, output)?;
     // Data Factory's activity run id: one per execution of the activity.
     let activity_run_id = uuid::Uuid::new_v4().to_string();
+    let mut split = None;
     let (target, format, table, overwrite) = if dst.is_file {
         let sink_tp = tp.get("sink").cloned().unwrap_or(Value::Null);
+        let max_rows = delimited::split(&sink_tp, false)
+            .map_err(|e| Error::config(format!("activity {}", a.name), e.join("; ")))?;
         let csv = delimited::options(&dst.kind, &dst.tp, &sink_tp, false)
             .map_err(|e| Error::config(format!("dataset {}", dst.name), e.join("; ")))?;
         let ext = csv
@@ -49,9 +52,36 @@ pub(crate) async fn copy(
                 "the file dataset names no folderPath or fileName",
             ));
         }
-        // A named file is replaced, as Data Factory does; a generated one
-        // is this copy's alone.
-        (path, format, None, !generated)
+        if let Some((max_rows, prefix)) = max_rows {
+            // Data Factory's `<fileNamePrefix>_<fileIndex>.<fileExtension>`
+            // in the dataset's folder; no prefix: `data_<activity run id>`.
+            if !generated {
+                return Err(Error::config(
+                    format!("dataset {}", dst.name),
+                    "sink.formatSettings.maxRowsPerFile writes files named <fileNamePrefix>_00000…: the dataset must name a folder, not a fileName",
+                ));
+            }
+            let stem = format!("data_{activity_run_id}");
+            let (folder, file) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let extension = file.strip_prefix(&stem).unwrap_or_default().to_string();
+            let name = prefix.clone().unwrap_or(stem);
+            let target = if folder.is_empty() {
+                name
+            } else {
+                format!("{folder}/{name}")
+            };
+            split = Some(highwater_core::FileSplit {
+                max_rows,
+                extension,
+            });
+            // A given prefix names the same files every run: replaced, as
+            // Data Factory does; a generated one is this copy's alone.
+            (target, format, None, prefix.is_some())
+        } else {
+            // A named file is replaced, as Data Factory does; a generated
+            // one is this copy's alone.
+            (path, format, None, !generated)
+        }
     } else {
         let (name, write) = table_sink(tp, &dst)?;
         (name, String::new(), Some(write), false)
@@ -109,6 +139,7 @@ pub(crate) async fn copy(
             schema,
             overwrite,
             table,
+            split,
         },
         owned: !overwrite,
     };
