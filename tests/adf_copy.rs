@@ -589,7 +589,7 @@ async fn multi_table_tutorial_with_its_stored_procedure_sink() {
 
 /// A stored-procedure sink whose procedure's parameter is not the one
 /// named fails naming both, and nothing lands; on MariaDB (no table
-/// types) the sink is refused.
+/// types) the sink is refused before the run (exit 2).
 #[tokio::test]
 async fn stored_procedure_sink_errors_are_named() {
     let (dir, dst) = setup(Backend::Postgres, "adf_sp_bad").await;
@@ -648,8 +648,14 @@ async fn stored_procedure_sink_errors_are_named() {
         ),
     );
     let o = dir.hw(&["pipeline", "run", "pipeline.json"]);
-    assert_code(&o, 1);
-    assert!(stderr(&o).contains("table types"), "{}", stderr(&o));
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("activity Sp")
+            && stderr(&o).contains("sqlWriterStoredProcedureName")
+            && stderr(&o).contains("table types"),
+        "refused before the run: {}",
+        stderr(&o)
+    );
 }
 
 // ------------------------------------------------------------ parameters

@@ -258,6 +258,13 @@ pub async fn run(config: &Path, config_explicit: bool, arg: &Path, cli: Given, j
         output::error(&e.to_string());
         return 2;
     }
+    let refused = highwater_engine::pipeline::sink::check_procedure_sinks(&factory, &|ls| {
+        plan.connections.get(ls).map(|c| c.kind.clone())
+    });
+    if !refused.is_empty() {
+        output::error(&refused.join("\n"));
+        return 2;
+    }
     let parameters = match parameters(&factory, &given) {
         Ok(p) => p,
         Err(e) => {

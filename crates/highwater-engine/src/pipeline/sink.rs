@@ -235,6 +235,41 @@ pub fn parse(sink: &Value, at_load: bool) -> Result<TableWrite, Vec<String>> {
     })
 }
 
+/// Copies with a stored-procedure sink into a connection that cannot run
+/// one (anything but PostgreSQL: MariaDB has no table types, SQLite no
+/// procedures): refused before the run, naming the activity and property.
+/// `kind_of` gives a linked service's connection kind.
+pub fn check_procedure_sinks(
+    f: &super::Factory,
+    kind_of: &dyn Fn(&str) -> Option<highwater_core::ConnKind>,
+) -> Vec<String> {
+    use highwater_core::ConnKind;
+    let mut out = Vec::new();
+    f.walk_all(&mut |a| {
+        if a.kind != super::ActivityKind::Copy {
+            return;
+        }
+        let sink = a.type_properties.get("sink");
+        if super::typed::is_blank(sink.and_then(|s| s.get("sqlWriterStoredProcedureName"))) {
+            return;
+        }
+        let Some(d) = a.outputs.first().and_then(|r| f.datasets.get(&r.name)) else {
+            return;
+        };
+        let why = match kind_of(&d.linked_service) {
+            Some(ConnKind::Mysql) => "MariaDB/MySQL has no table types, so a stored-procedure sink cannot pass it the rows; copy into a table (upsert with upsertSettings.keys) and run the procedure in a Stored Procedure activity",
+            Some(ConnKind::Sqlite(_)) => "SQLite has no stored procedures; copy into a table (upsert with upsertSettings.keys) instead",
+            Some(ConnKind::Postgres) | None => return,
+            Some(_) => "a stored-procedure sink needs a PostgreSQL table dataset",
+        };
+        out.push(format!(
+            "{}: activity {}: typeProperties.sink.sqlWriterStoredProcedureName is not supported on connection {}: {why}",
+            a.place, a.label, d.linked_service
+        ));
+    });
+    out
+}
+
 /// `["a", "b"]`, or one string (`"a"`, `"a, b"`).
 fn key_list(v: &Value) -> Result<Vec<String>, String> {
     let keys: Vec<String> = match v {
