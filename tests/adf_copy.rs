@@ -737,7 +737,13 @@ async fn parameter_files() {
         "bad.json",
     ]);
     assert_code(&o, 2);
-    assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--parameters bad.json")
+            && stderr(&o).contains("no parameter nope")
+            && stderr(&o).contains("list"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 // ------------------------------------------------------- maxRowsPerFile

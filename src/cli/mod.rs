@@ -145,6 +145,7 @@ pub enum PipelineCommand {
     Run {
         /// The pipeline file (`pipeline.json`, `pipeline/X.json`), or the
         /// pipeline's name (its `name` in `pipeline/*.json`).
+        #[arg(value_name = "FILE|NAME")]
         file: PathBuf,
         /// The factory's git root to find the pipeline NAME in (its
         /// `pipeline/` folder).

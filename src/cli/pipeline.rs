@@ -228,7 +228,29 @@ pub async fn run(config: &Path, config_explicit: bool, arg: &Path, cli: Given, j
     let mut given: Vec<(String, String)> = Vec::new();
     if let Some(p) = &cli.parameters {
         match parameter_file(p) {
-            Ok(l) => given = l,
+            Ok(l) => {
+                let unknown: Vec<&str> = l
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .filter(|k| !factory.parameters.keys().any(|n| n.eq_ignore_ascii_case(k)))
+                    .collect();
+                if !unknown.is_empty() {
+                    let known: Vec<&str> = factory.parameters.keys().map(String::as_str).collect();
+                    output::error(&format!(
+                        "--parameters {}: pipeline {} has no parameter {} (parameters: {})",
+                        p.display(),
+                        factory.name,
+                        unknown.join(", "),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ));
+                    return 2;
+                }
+                given = l
+            }
             Err(e) => {
                 output::error(&e);
                 return 2;
