@@ -25,6 +25,7 @@ use highwater_core::{Error, Result};
 use serde_json::Value;
 
 use super::sink::is_literal;
+use super::typed::is_expression;
 
 /// One additional column's value.
 #[derive(Debug, Clone)]
@@ -88,14 +89,16 @@ impl Shape {
     ) -> std::result::Result<Shape, Vec<String>> {
         let mut errors = Vec::new();
         let mut shape = Shape::default();
-        let known = |v: &Value| !at_load || is_literal(v);
+        // At load, a whole property given as an expression is judged when
+        // evaluated; literal parts of a literal list are judged now.
+        let known = |v: &&Value| !v.is_null() && !(at_load && is_expression(v));
         if let Some(list) = source
             .and_then(|s| s.get("additionalColumns"))
-            .filter(|v| !v.is_null() && known(v))
+            .filter(known)
         {
             shape.extra = additional(list, &mut errors);
         }
-        if let Some(t) = translator.filter(|v| !v.is_null() && known(v)) {
+        if let Some(t) = translator.filter(known) {
             shape.mapping = translate(t, at_load, &mut errors);
         }
         if errors.is_empty() {
@@ -254,6 +257,9 @@ fn constant(v: &Value, n: usize) -> ArrayRef {
 /// `[{name, value}]`.
 fn additional(list: &Value, errors: &mut Vec<String>) -> Vec<(String, Extra)> {
     let at = "source.additionalColumns";
+    // An expression may give the list as JSON text.
+    let parsed: Option<Value> = list.as_str().and_then(|t| serde_json::from_str(t).ok());
+    let list = parsed.as_ref().unwrap_or(list);
     let Some(items) = list.as_array() else {
         errors.push(format!(
             "{at} must be an array of {{name, value}}, got {list}"
@@ -576,8 +582,11 @@ mod tests {
         let shape = Shape::parse(None, Some(&t), false).unwrap();
         let e = shape.plan(&batch().schema()).err().unwrap().to_string();
         assert!(e.contains("nope") && e.contains("columnMappings"), "{e}");
-        let s = json!({"additionalColumns": [{"name": "f", "value": "$$FILEPATH"}]});
+        let s = json!({"additionalColumns": [
+            {"name": "r", "value": "@pipeline().RunId"}, {"name": "f", "value": "$$FILEPATH"}]});
         assert!(Shape::parse(Some(&s), None, true).is_err());
+        let s = json!({"additionalColumns": "@pipeline().parameters.extra"});
+        assert!(Shape::parse(Some(&s), None, true).is_ok());
         let t = json!({"type": "TabularTranslator", "collectionReference": "$.x"});
         assert!(Shape::parse(None, Some(&t), true).is_err());
         let t = json!({"mappings": "@pipeline().parameters.m"});
