@@ -91,7 +91,7 @@ impl Shape {
         let mut shape = Shape::default();
         // At load, a whole property given as an expression is judged when
         // evaluated; literal parts of a literal list are judged now.
-        let known = |v: &&Value| !v.is_null() && !(at_load && is_expression(v));
+        let known = |v: &&Value| !(v.is_null() || (at_load && is_expression(v)));
         if let Some(list) = source
             .and_then(|s| s.get("additionalColumns"))
             .filter(known)
