@@ -253,14 +253,21 @@ pub fn check_procedure_sinks(
         if super::typed::is_blank(sink.and_then(|s| s.get("sqlWriterStoredProcedureName"))) {
             return;
         }
-        let Some(d) = a.outputs.first().and_then(|r| f.datasets.get(&r.name)) else {
+        // A file dataset takes no table sink settings (as before: they are
+        // not read for files).
+        let Some(d) = a
+            .outputs
+            .first()
+            .and_then(|r| f.datasets.get(&r.name))
+            .filter(|d| !d.is_file())
+        else {
             return;
         };
         let why = match kind_of(&d.linked_service) {
             Some(ConnKind::Mysql) => "MariaDB/MySQL has no table types, so a stored-procedure sink cannot pass it the rows; copy into a table (upsert with upsertSettings.keys) and run the procedure in a Stored Procedure activity",
             Some(ConnKind::Sqlite(_)) => "SQLite has no stored procedures; copy into a table (upsert with upsertSettings.keys) instead",
             Some(ConnKind::Postgres) | None => return,
-            Some(_) => "a stored-procedure sink needs a PostgreSQL table dataset",
+            Some(_) => "a stored-procedure sink needs a PostgreSQL connection",
         };
         out.push(format!(
             "{}: activity {}: typeProperties.sink.sqlWriterStoredProcedureName is not supported on connection {}: {why}",
