@@ -336,7 +336,7 @@ async fn pre_copy_script_commits_with_the_rows(b: Backend) {
         &format!(
             r#"{{"name": "p", "properties": {{
             "parameters": {{"q": {{"type": "String", "defaultValue": "select id, name from t"}},
-                           "script": {{"type": "String", "defaultValue": "DELETE FROM dst WHERE id < 5"}}}},
+                           "script": {{"type": "String", "defaultValue": "DELETE FROM dst WHERE id = 1; DELETE FROM dst WHERE id < 5"}}}},
             "activities": [{a}]}}}}"#
         ),
     );
