@@ -139,7 +139,8 @@ pub enum Command {
         #[arg(long, global = true)]
         json: bool,
     },
-    /// Data Factory pipelines: `pipeline run FILE.json [--param k=v]…`.
+    /// Data Factory pipelines: `pipeline run FILE.json|NAME [--factory DIR]
+    /// [--parameters FILE.json] [--param k=v]…`.
     Pipeline {
         #[command(subcommand)]
         command: PipelineCommand,
@@ -156,12 +157,26 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum PipelineCommand {
-    /// Run a pipeline JSON file from a Data Factory git layout (datasets in
-    /// `dataset/` or `datasets/` next to it). Linked services map to the
-    /// connections of `highwater.yaml` by name.
+    /// Run a pipeline from a Data Factory git layout (`pipeline/`,
+    /// `dataset/`, `linkedService/`, `trigger/` under the factory root):
+    /// `pipeline run pipeline/X.json`, or by name: `pipeline run X
+    /// --factory ROOT` (ROOT defaults to the current folder when the
+    /// argument is not a file). Linked services map to the connections of
+    /// `highwater.yaml` by name.
     Run {
-        /// The pipeline file (`pipeline.json`, `pipeline/X.json`).
+        /// The pipeline file (`pipeline.json`, `pipeline/X.json`), or the
+        /// pipeline's name (its `name` in `pipeline/*.json`).
+        #[arg(value_name = "FILE|NAME")]
         file: PathBuf,
+        /// The factory's git root to find the pipeline NAME in (its
+        /// `pipeline/` folder).
+        #[arg(long, value_name = "DIR")]
+        factory: Option<PathBuf>,
+        /// A parameter file, as passed to `Invoke-AzDataFactoryV2Pipeline
+        /// -ParameterFile`: a JSON object of name → value, or ARM-style
+        /// `{"parameters": {"name": {"value": …}}}`. `--param` wins over it.
+        #[arg(long = "parameters", value_name = "FILE.json")]
+        parameters: Option<PathBuf>,
         /// A pipeline parameter: `--param name=value`; JSON for non-string
         /// parameters (`--param tableList='[{"TABLE_NAME":"a"}]'`).
         #[arg(long = "param", value_name = "NAME=VALUE")]
@@ -305,8 +320,22 @@ pub async fn dispatch(args: Args) -> i32 {
             context,
         } => expr::run(&expression, context.as_deref()),
         Command::Pipeline {
-            command: PipelineCommand::Run { file, params, json },
-        } => pipeline::run(&config, args.config_explicit, &file, &params, json).await,
+            command:
+                PipelineCommand::Run {
+                    file,
+                    factory,
+                    parameters,
+                    params,
+                    json,
+                },
+        } => {
+            let given = pipeline::Given {
+                factory,
+                parameters,
+                params,
+            };
+            pipeline::run(&config, args.config_explicit, &file, given, json).await
+        }
         Command::Pipeline {
             command:
                 PipelineCommand::Rerun {

@@ -416,6 +416,8 @@ impl Ctx<'_> {
             },
             primary_key: s.primary_key.clone(),
             change_tracking: s.mode == Mode::ChangeTracking,
+            pre_copy_script: None,
+            procedure: None,
         });
         let replace_empty = table
             .as_ref()
@@ -454,6 +456,7 @@ impl Ctx<'_> {
                 schema: out_schema,
                 overwrite: !incremental,
                 table,
+                split: None,
             },
             owned: incremental,
         };

@@ -29,6 +29,7 @@
 //! Linked services are mapped to `highwater.yaml` connections by name.
 
 mod activity;
+pub mod columns;
 mod datasets;
 pub mod delimited;
 pub mod model;

@@ -143,6 +143,8 @@ pub struct Source {
     pub sql_reader_query: Option<Value>,
     pub query: Option<Value>,
     pub sql_query: Option<Value>,
+    /// Judged by `columns.rs` (Copy only).
+    pub additional_columns: Option<Value>,
     #[serde(flatten)]
     pub rest: BTreeMap<String, Value>,
 }
@@ -150,7 +152,6 @@ shape!(Source, "a source",
     unsupported: &[
         ("sqlReaderStoredProcedureName", "reading through a stored procedure; use sqlReaderQuery"),
         ("storedProcedureParameters", "reading through a stored procedure; use sqlReaderQuery"),
-        ("additionalColumns", "extra source columns; add them in sqlReaderQuery"),
         ("storeSettings", "reading files is not supported yet; read from a table dataset"),
         ("formatSettings", "reading files is not supported yet; read from a table dataset"),
     ],
@@ -186,12 +187,13 @@ pub struct Copy {
     /// Judged by `sink.rs` (tables) and `delimited.rs` (files).
     pub sink: Option<Value>,
     pub enable_skip_incompatible_row: Option<Value>,
+    /// Judged by `columns.rs`.
+    pub translator: Option<Value>,
     #[serde(flatten)]
     pub rest: BTreeMap<String, Value>,
 }
 shape!(Copy, "a Copy activity",
     unsupported: &[
-        ("translator", "column mappings (TabularTranslator); select and rename the columns in sqlReaderQuery"),
         ("redirectIncompatibleRowSettings", "skipping incompatible rows"),
         ("skipErrorFile", "skipping files"),
         ("preserve", "preserving file metadata"),

@@ -460,6 +460,15 @@ impl Check<'_, '_> {
             ActivityProps::Lookup(l) => {
                 let source = self.source(a, l.source.as_ref());
                 let query = source.as_ref().is_some_and(|s| s.query().is_some());
+                if source
+                    .as_ref()
+                    .is_some_and(|s| !is_blank(s.additional_columns.as_ref()))
+                {
+                    found.push(
+                        "typeProperties.source.additionalColumns is not supported in a Lookup (a Copy's source property)"
+                            .to_string(),
+                    );
+                }
                 if let Some(v) = &l.first_row_only
                     && !v.is_boolean()
                     && !v.is_null()
@@ -497,6 +506,11 @@ impl Check<'_, '_> {
                     found.push("typeProperties.source is required".to_string());
                 }
                 let query = source.as_ref().is_some_and(|s| s.query().is_some());
+                if let Err(e) =
+                    super::columns::Shape::parse(c.source.as_ref(), c.translator.as_ref(), true)
+                {
+                    found.extend(e.into_iter().map(|e| format!("typeProperties.{e}")));
+                }
                 if c.enable_skip_incompatible_row == Some(Value::Bool(true)) {
                     found.push(
                         "typeProperties.enableSkipIncompatibleRow is not supported: skipping incompatible rows"
@@ -523,6 +537,11 @@ impl Check<'_, '_> {
                             .err()
                             .unwrap_or_default()
                             .into_iter()
+                            .chain(
+                                super::delimited::split(&sink, true)
+                                    .err()
+                                    .unwrap_or_default(),
+                            )
                             .map(|e| {
                                 if e.starts_with("sink.") {
                                     e
