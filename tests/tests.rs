@@ -23,6 +23,7 @@ mod first_hour;
 mod hangs;
 mod held_back;
 mod hostile;
+mod init_from;
 mod late_commits;
 mod lost_ack;
 mod mariadb;

@@ -5,6 +5,7 @@ mod check;
 mod demo;
 mod expr;
 mod init;
+mod init_from;
 pub mod output;
 mod pipeline;
 mod run;
@@ -63,11 +64,32 @@ pub enum Command {
         #[arg(long, default_value = "highwater-demo")]
         dir: PathBuf,
     },
-    /// Write a commented highwater.yaml to start from.
+    /// Write a commented highwater.yaml to start from; with `--from URL`,
+    /// one stream per table of that database (key, cursor and mode
+    /// proposed, with the reasons in comments).
     Init {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Discover the tables of this database: sqlite://FILE,
+        /// postgres://USER@HOST:5432/DB, mysql://USER@HOST:3306/DB. A
+        /// password in it is not written: the file gets ${SOURCE_PASSWORD}.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// Only this schema (PostgreSQL; MariaDB/MySQL: database).
+        #[arg(long, requires = "from")]
+        schema: Option<String>,
+        /// Only tables matching these patterns: `orders,cust*` (`*`, `?`;
+        /// case-insensitive; `schema.table` or `table`).
+        #[arg(long, requires = "from", value_name = "PATTERN")]
+        tables: Option<String>,
+        /// The target: file://./lake (default), s3://bucket/prefix,
+        /// az://container/prefix, or a database URL.
+        #[arg(long, requires = "from", value_name = "URL")]
+        to: Option<String>,
+        /// File targets: csv, parquet or jsonl.
+        #[arg(long, requires = "from", default_value = "parquet")]
+        format: String,
     },
     /// Validate the configuration and test every connection and stream.
     Check {
@@ -198,7 +220,28 @@ pub async fn dispatch(args: Args) -> i32 {
     let config = args.config.clone();
     match args.command {
         Command::Demo { dir } => demo::run(&dir).await,
-        Command::Init { force } => init::run(&config, force),
+        Command::Init {
+            force, from: None, ..
+        } => init::run(&config, force),
+        Command::Init {
+            force,
+            from: Some(from),
+            schema,
+            tables,
+            to,
+            format,
+        } => {
+            init_from::run(init_from::InitFrom {
+                config: &config,
+                force,
+                from: &from,
+                schema: schema.as_deref(),
+                tables: tables.as_deref(),
+                to: to.as_deref(),
+                format: &format,
+            })
+            .await
+        }
         Command::Check { json } => check::run(&config, json).await,
         Command::Run {
             streams,
