@@ -2,6 +2,7 @@
 
 mod changes;
 mod check;
+mod completions;
 mod demo;
 mod expr;
 mod init;
@@ -107,6 +108,23 @@ pub enum Command {
         /// Print the run record as JSON on stdout.
         #[arg(long)]
         json: bool,
+        /// Write nothing, move no position: print for each stream the
+        /// range it would read (from its position to the upper bound a run
+        /// would pick now, with lag and held-back rows), the rows it would
+        /// deliver (read and counted) and its output. Same as `highwater plan`.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What `run` would do now, without writing: `run --dry-run`.
+    Plan {
+        /// Streams (default: all).
+        streams: Vec<String>,
+        /// As if with `run --full-refresh`.
+        #[arg(long)]
+        full_refresh: bool,
+        /// Print as JSON (an array, one object per stream).
+        #[arg(long)]
+        json: bool,
     },
     /// Show past runs, or one run with `runs show RUN_ID`.
     Runs {
@@ -144,6 +162,19 @@ pub enum Command {
     Pipeline {
         #[command(subcommand)]
         command: PipelineCommand,
+    },
+    /// Print a shell completion script: `highwater completions bash >
+    /// /etc/bash_completion.d/highwater` (zsh: into a folder of $fpath as
+    /// `_highwater`; fish: ~/.config/fish/completions/highwater.fish).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `highwater man | man -l -`, or
+    /// `highwater man run` for one command.
+    Man {
+        /// One command's page instead of the whole program's.
+        command: Option<String>,
     },
     /// Evaluate a Data Factory expression, e.g. `highwater expr "@concat('a', 'b')"`.
     Expr {
@@ -247,7 +278,19 @@ pub async fn dispatch(args: Args) -> i32 {
             streams,
             full_refresh,
             json,
+            dry_run: false,
         } => run::run(&config, streams, full_refresh, json).await,
+        Command::Run {
+            streams,
+            full_refresh,
+            json,
+            dry_run: true,
+        }
+        | Command::Plan {
+            streams,
+            full_refresh,
+            json,
+        } => run::dry_run(&config, streams, full_refresh, json).await,
         Command::Runs {
             show: None,
             limit,
@@ -270,6 +313,8 @@ pub async fn dispatch(args: Args) -> i32 {
             command: ChangesCommand::Disable { stream, force },
         } => changes::disable(&config, &stream, force).await,
         Command::Serve { listen } => crate::serve::run(&config, &listen).await,
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man { command } => completions::man(command.as_deref()),
         Command::Expr {
             expression,
             context,

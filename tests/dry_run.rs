@@ -1,0 +1,192 @@
+//! `highwater run --dry-run` / `highwater plan` (issue 13): the bounds a
+//! run would read, the rows it would deliver and its output, with nothing
+//! written: state, run history, target and source unchanged.
+
+use serde_json::Value;
+
+use crate::util::*;
+
+const CONFIG: &str = "connections:
+  src: sqlite://src.db
+  lake: file://./lake
+streams:
+  wm:
+    from: src
+    table: t
+    mode: watermark
+    cursor: updated_at
+    primary_key: [id]
+    to: lake
+    path: \"wm/{yyyy}/wm-{run_id}.csv\"
+  lagged:
+    from: src
+    table: t
+    mode: watermark
+    cursor: id
+    lag: 1
+    to: lake
+    path: \"lagged/lagged-{run_id}.csv\"
+  ct:
+    from: src
+    table: t
+    mode: change_tracking
+    primary_key: [id]
+    to: lake
+    path: \"ct/ct-{run_id}.csv\"
+  all:
+    from: src
+    table: t
+    mode: full
+    to: lake
+    path: \"all/all-{run_id}.csv\"
+";
+
+/// Everything a dry run must leave alone.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    state: String,
+    runs: String,
+    files: Vec<std::path::PathBuf>,
+    source_objects: Vec<String>,
+    state_db: Option<Vec<u8>>,
+}
+
+fn snapshot(dir: &Dir) -> Snapshot {
+    let state = stdout(&dir.hw(&["state", "--json"]));
+    let runs = stdout(&dir.hw(&["runs", "--json"]));
+    // Every file but the state store's (compared by content below).
+    let files = dir.files(".", "");
+    let src = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    let mut st = src
+        .prepare("SELECT type || ' ' || name FROM sqlite_master ORDER BY 1")
+        .unwrap();
+    let source_objects = st
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<Vec<String>, _>>()
+        .unwrap();
+    Snapshot {
+        state,
+        runs,
+        files: files
+            .into_iter()
+            .filter(|f| !f.to_string_lossy().contains("/.highwater/"))
+            .collect(),
+        source_objects,
+        state_db: std::fs::read(dir.join(".highwater/state.db")).ok(),
+    }
+}
+
+fn plan(dir: &Dir, args: &[&str]) -> Vec<Value> {
+    let o = dir.hw(args);
+    assert_code(&o, 0);
+    let v: Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+    v.as_array().unwrap().clone()
+}
+
+fn stream<'a>(v: &'a [Value], name: &str) -> &'a Value {
+    v.iter().find(|s| s["stream"] == name).unwrap()
+}
+
+#[test]
+fn dry_run_shows_bounds_and_rows_and_changes_nothing() {
+    let dir = Dir::new("dry_run");
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, updated_at TEXT, v TEXT);
+         INSERT INTO t VALUES (1, '2024-01-01 00:00:00', 'a'), (2, '2024-01-02 00:00:00', 'b'),
+                              (3, '2024-01-03 00:00:00', 'c');",
+    )
+    .unwrap();
+    dir.write("highwater.yaml", CONFIG);
+
+    // Before any run: everything, up to the newest value.
+    let before = snapshot(&dir);
+    let p = plan(&dir, &["run", "--dry-run", "--json"]);
+    assert_eq!(p.len(), 4);
+    let wm = stream(&p, "wm");
+    assert_eq!(wm["from"], Value::Null);
+    assert_eq!(wm["to"], "2024-01-03 00:00:00");
+    assert_eq!(wm["rows"], 3);
+    assert_eq!(wm["full_load"], true);
+    assert!(
+        wm["output"].as_str().unwrap().starts_with("wm/20")
+            && wm["output"].as_str().unwrap().ends_with("/wm-{run_id}.csv"),
+        "{wm}"
+    );
+    let lagged = stream(&p, "lagged");
+    assert_eq!(lagged["to"], "2", "lag: 1 holds the bound back");
+    assert_eq!(lagged["rows"], 2);
+    assert_eq!(lagged["held_back"], 1);
+    let ct = stream(&p, "ct");
+    assert_eq!(ct["rows"], 3);
+    assert_eq!(ct["full_load"], true);
+    assert_eq!(stream(&p, "all")["rows"], 3);
+    assert_eq!(snapshot(&dir), before, "the dry run changed something");
+    assert!(
+        !before.source_objects.iter().any(|o| o.contains("_hw_ct")),
+        "change tracking not set up by a dry run: {:?}",
+        before.source_objects
+    );
+
+    // A real run, then changes.
+    assert_code(&dir.hw(&["run"]), 0);
+    db.execute_batch(
+        "INSERT INTO t VALUES (4, '2024-01-04 00:00:00', 'd'), (5, '2024-01-05 00:00:00', 'e');
+         UPDATE t SET v = 'B' WHERE id = 2;",
+    )
+    .unwrap();
+    let before = snapshot(&dir);
+    let text = stdout(&dir.hw(&["plan"]));
+    assert!(text.contains("nothing is written"), "{text}");
+    assert!(
+        text.contains("2024-01-03 00:00:00 → 2024-01-05 00:00:00  2 rows"),
+        "{text}"
+    );
+    let p = plan(&dir, &["plan", "--json"]);
+    let wm = stream(&p, "wm");
+    assert_eq!(wm["from"], "2024-01-03 00:00:00");
+    assert_eq!(wm["to"], "2024-01-05 00:00:00");
+    assert_eq!(wm["rows"], 2, "the update kept its cursor: not in range");
+    assert_eq!(wm["full_load"], false);
+    let lagged = stream(&p, "lagged");
+    assert_eq!(lagged["from"], "2");
+    assert_eq!(lagged["to"], "4");
+    assert_eq!(
+        lagged["rows"], 3,
+        "ids 3 and 4, and 2: updated at the boundary value, so delivered again"
+    );
+    assert_eq!(lagged["held_back"], 1);
+    let ct = stream(&p, "ct");
+    assert_eq!(ct["full_load"], false);
+    assert_eq!(ct["rows"], 3, "two inserts and one update");
+    assert_eq!(stream(&p, "all")["rows"], 5);
+    // One stream only.
+    let p = plan(&dir, &["plan", "--json", "lagged"]);
+    assert_eq!(p.len(), 1);
+    assert_eq!(snapshot(&dir), before, "the dry run changed something");
+
+    // The real run delivers what the plan said.
+    let o = dir.hw(&["run", "--json"]);
+    assert_code(&o, 0);
+    let run: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let written = |name: &str| {
+        run["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stream"] == name)
+            .unwrap_or_else(|| panic!("{run}"))["rows_written"]
+            .clone()
+    };
+    assert_eq!(written("wm"), 2);
+    assert_eq!(written("lagged"), 3);
+    assert_eq!(written("ct"), 3);
+    assert_eq!(written("all"), 5);
+
+    // Unknown stream: exit 2, named.
+    let o = dir.hw(&["plan", "nope"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("unknown stream nope"), "{}", stderr(&o));
+}
