@@ -20,6 +20,7 @@ mod completions;
 mod crash;
 mod ct_generations;
 mod db_targets;
+mod docs_examples;
 mod dry_run;
 mod first_hour;
 mod hangs;
