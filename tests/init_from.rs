@@ -250,3 +250,83 @@ fn init_from_filters_tables_and_targets_a_database() {
         stderr(&o)
     );
 }
+
+/// The issue's acceptance path: a PostgreSQL database with a password in
+/// the URL → `init --from … --to s3://…` → check → run: Parquet objects in
+/// S3 (moto), the password only ever in the environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_to_parquet_in_s3() {
+    let pg = PgDb::new("init_s3").await;
+    pg.exec(
+        "CREATE TABLE orders (id int PRIMARY KEY, amount int, updated_at timestamptz);
+         INSERT INTO orders VALUES (1, 10, '2024-01-01 00:00:00+00'), (2, 20, '2024-01-02 00:00:00+00');
+         CREATE TABLE customers (id int PRIMARY KEY, name text);
+         INSERT INTO customers VALUES (1, 'Ada');",
+    )
+    .await;
+    let bucket = unique("init-s3").replace('_', "-");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/objstore.py");
+    let python = std::env::var("HIGHWATER_TEST_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/highwater-ci/venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let objstore = |cmd: &str| {
+        let o = std::process::Command::new(&python)
+            .args([script, cmd, "s3", &bucket])
+            .output()
+            .expect("python for tests/objstore.py (bash .ci/run installs it)");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let dir = Dir::new("init_s3");
+    let url = pg.url.replacen("postgres@", "postgres:pg-Secret-9@", 1);
+    let to = format!("s3://{bucket}/raw");
+    let o = dir.hw(&["init", "--from", &url, "--to", &to]);
+    assert_code(&o, 0);
+    let yaml = std::fs::read_to_string(dir.config()).unwrap();
+    assert!(!yaml.contains("pg-Secret-9"), "{yaml}");
+    assert!(
+        yaml.contains("AWS_ENDPOINT_URL"),
+        "cloud credentials named:\n{yaml}"
+    );
+    assert!(yaml.contains("orders-{run_id}.parquet"), "{yaml}");
+    let env = [
+        ("SOURCE_PASSWORD", "pg-Secret-9"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
+    ];
+    // The bucket does not exist yet: check says so in one line.
+    let o = dir.hw_env(&["check"], &env);
+    assert_code(&o, 1);
+    assert!(
+        stdout(&o).contains(&format!("bucket `{bucket}` does not exist")),
+        "{}",
+        stdout(&o)
+    );
+    objstore("create");
+    assert_code(&dir.hw_env(&["check"], &env), 0);
+    let o = dir.hw_env(&["run"], &env);
+    assert_code(&o, 0);
+    let objects: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&objstore("dump")).unwrap();
+    let data: Vec<&String> = objects
+        .keys()
+        .filter(|k| !k.contains("_highwater/"))
+        .collect();
+    assert_eq!(data.len(), 2, "{data:?}");
+    assert!(
+        data.iter()
+            .any(|k| k.starts_with("raw/orders/orders-") && k.ends_with(".parquet")),
+        "{data:?}"
+    );
+    assert!(
+        objects.values().all(|v| !v.contains("pg-Secret-9")),
+        "no secret in any object"
+    );
+    let o = dir.hw_env(&["runs"], &env);
+    assert!(stdout(&o).contains("3 rows"), "{}", stdout(&o));
+}
