@@ -345,10 +345,19 @@ fn cursor_score(name: &str, t: &DataType, kind: &ConnKind) -> Option<(u32, Strin
     {
         (
             70,
-            "an integer named like a row version (rowversion-like): it must grow on every change",
+            "named like a row version (rowversion-like): it must grow on every change",
         )
     } else {
         return None;
+    };
+    // A date moves once a day: a row version or a timestamp is finer.
+    let (score, why) = if matches!(t, DataType::Date32 | DataType::Date64) {
+        (
+            score - 40,
+            format!("{why}; a date: rows updated twice a day arrive again"),
+        )
+    } else {
+        (score, why.to_string())
     };
     Some((score, format!("{}, {why}", type_text(t))))
 }
@@ -529,7 +538,7 @@ fn render(
         };
         let _ = writeln!(o, "  # {what} {}: {key}", table_text(&p.found));
         for n in &p.notes {
-            let _ = writeln!(o, "  # {n}");
+            comment(&mut o, "  ", n);
         }
         let _ = writeln!(o, "  {}:", y(&p.stream));
         let _ = writeln!(o, "    from: source");
@@ -542,11 +551,13 @@ fn render(
             let _ = writeln!(o, "    primary_key: {}", list(&p.primary_key));
         }
         if p.zoneless {
-            let _ = writeln!(
-                o,
-                "    # writer_time_zone: \"+00:00\"   # the cursor has no time zone: say which offset writers\n    \
-                 #                                 # use, or the newest 12-13 hours wait for a later run"
+            comment(
+                &mut o,
+                "    ",
+                "the cursor has no time zone: say in which offset every writer writes it, \
+                 or the newest 12 h (PostgreSQL) / 13 h (MariaDB) of rows wait for a later run",
             );
+            let _ = writeln!(o, "    # writer_time_zone: \"+00:00\"");
         }
         let _ = writeln!(o, "    to: target");
         if file_target {
@@ -569,6 +580,26 @@ fn render(
         );
     }
     o
+}
+
+/// `text` as `# ` comment lines of at most 88 columns, indented by `indent`.
+fn comment(o: &mut String, indent: &str, text: &str) {
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty()
+            && indent.len() + 2 + line.chars().count() + 1 + word.chars().count() > 88
+        {
+            let _ = writeln!(o, "{indent}# {line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        let _ = writeln!(o, "{indent}# {line}");
+    }
 }
 
 #[cfg(test)]

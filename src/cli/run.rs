@@ -82,15 +82,13 @@ pub async fn dry_run(config: &Path, streams: Vec<String>, full_refresh: bool, js
         let width = previews.iter().map(|p| p.stream.len()).max().unwrap_or(0);
         for p in &previews {
             let mark = if p.error.is_some() { "FAILED" } else { "ok" };
-            let range = match (&p.from, &p.to, p.mode.as_str()) {
-                (_, _, "full") => "every row".to_string(),
-                (None, Some(to), _) => format!("everything up to {to}"),
-                (None, None, _) => "everything (nothing in range)".to_string(),
-                (Some(from), Some(to), _) if p.full_load => {
-                    format!("everything up to {to} (reload; position {from})")
-                }
-                (Some(from), Some(to), _) => format!("{from} → {to}"),
-                (Some(from), None, _) => format!("{from} → (nothing new)"),
+            let range = match (&p.from, &p.to) {
+                _ if p.mode == "full" => "every row".to_string(),
+                (_, Some(to)) if p.full_load => format!("everything up to {to}"),
+                (_, None) if p.full_load => "everything".to_string(),
+                (Some(from), Some(to)) => format!("{from} → {to}"),
+                (Some(from), None) => format!("{from} → (nothing new)"),
+                (None, _) => "everything".to_string(),
             };
             let rows = match p.rows {
                 Some(n) => format!("{n} rows"),
@@ -100,9 +98,10 @@ pub async fn dry_run(config: &Path, streams: Vec<String>, full_refresh: bool, js
                 0 => String::new(),
                 n => format!(", {n} held back"),
             };
+            let mode = format!("[{}]", p.mode);
             println!(
-                "  {mark:<7} {:<width$}  [{}]  {range}  {rows}{held}  → {}: {}",
-                p.stream, p.mode, p.to_connection, p.output
+                "  {mark:<7} {:<width$}  {mode:<17}  {range}  {rows}{held}  → {}: {}",
+                p.stream, p.to_connection, p.output
             );
             for n in &p.notes {
                 println!("          note: {n}");
