@@ -351,3 +351,39 @@ async fn plan_matches_the_next_run(b: Backend) {
 }
 
 conformance!(plan_matches_the_next_run);
+
+/// A stream a run would fail (a missing table, a missing cursor column) is
+/// marked in the plan with the run's message, the others still planned;
+/// exit 2 as `run` would.
+#[test]
+fn plan_reports_what_a_run_would_fail_with() {
+    let dir = Dir::new("dry_run_fail");
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1);")
+        .unwrap();
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  src: sqlite://src.db\n  lake: file://./lake\nstreams:\n  good:\n    from: src\n    table: t\n    mode: full\n    to: lake\n    path: \"g/g-{run_id}.csv\"\n  gone:\n    from: src\n    table: nope\n    mode: full\n    to: lake\n    path: \"n/n-{run_id}.csv\"\n  nocursor:\n    from: src\n    table: t\n    mode: watermark\n    cursor: updated_at\n    to: lake\n    path: \"c/c-{run_id}.csv\"\n",
+    );
+    let o = dir.hw(&["plan"]);
+    assert_code(&o, 2);
+    let out = stdout(&o);
+    assert!(
+        out.contains("ok      good") && out.contains("1 rows"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAILED  gone") && out.contains("FAILED  nocursor"),
+        "{out}"
+    );
+    let err = stderr(&o);
+    assert!(err.contains("stream gone") && err.contains("nope"), "{err}");
+    assert!(err.contains("cursor column updated_at"), "{err}");
+    let o = dir.hw(&["plan", "--json"]);
+    assert_code(&o, 2);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let gone = stream(v.as_array().unwrap(), "gone");
+    assert!(gone["error"].as_str().unwrap().contains("nope"), "{v}");
+    assert_eq!(stream(v.as_array().unwrap(), "good")["error"], Value::Null);
+    assert!(dir.files("lake", "").is_empty(), "nothing written");
+}
