@@ -283,9 +283,22 @@ async fn postgres_to_parquet_in_s3() {
     let dir = Dir::new("init_s3");
     let url = pg.url.replacen("postgres@", "postgres:pg-Secret-9@", 1);
     let to = format!("s3://{bucket}/raw");
-    let o = dir.hw(&["init", "--from", &url, "--to", &to]);
+    let o = dir.hw(&[
+        "init",
+        "--from",
+        &url,
+        "--to",
+        &to,
+        "--schedule",
+        "*/15 * * * *",
+    ]);
     assert_code(&o, 0);
     let yaml = std::fs::read_to_string(dir.config()).unwrap();
+    assert_eq!(
+        yaml.matches("    schedule: \"*/15 * * * *\"").count(),
+        2,
+        "{yaml}"
+    );
     assert!(!yaml.contains("pg-Secret-9"), "{yaml}");
     assert!(
         yaml.contains("AWS_ENDPOINT_URL"),

@@ -34,6 +34,8 @@ pub struct InitFrom<'a> {
     pub tables: Option<&'a str>,
     pub to: Option<&'a str>,
     pub format: &'a str,
+    /// `schedule:` for every stream (cron), for `highwater serve`.
+    pub schedule: Option<&'a str>,
 }
 
 /// One proposed stream.
@@ -90,7 +92,12 @@ pub async fn run(a: InitFrom<'_>) -> i32 {
     let found = match discover::tables(&kind, &from_real, a.schema).await {
         Ok(f) => f,
         Err(e) => {
-            output::error(&redact(&format!("--from {secret}: {e}")));
+            let msg = match e.kind() {
+                // Names --from or --schema already.
+                highwater_core::ErrorKind::Config => e.to_string(),
+                _ => format!("--from {secret}: {e}"),
+            };
+            output::error(&redact(&msg));
             return e.exit_code();
         }
     };
@@ -176,7 +183,17 @@ pub async fn run(a: InitFrom<'_>) -> i32 {
     let mut seen = BTreeSet::new();
     vars.retain(|(v, _)| seen.insert(v.clone()));
 
-    let text = render(&from_text, &to_text, &to_kind, a.format, &proposals, &vars);
+    let text = render(
+        &Target {
+            from: &from_text,
+            to: &to_text,
+            kind: &to_kind,
+            format: a.format,
+            schedule: a.schedule,
+        },
+        &proposals,
+        &vars,
+    );
     if let Err(e) = std::fs::write(a.config, &text) {
         return fail(&format!("cannot write {}: {e}", a.config.display()));
     }
@@ -482,14 +499,17 @@ fn list(cols: &[String]) -> String {
     )
 }
 
-fn render(
-    from: &str,
-    to: &str,
-    to_kind: &ConnKind,
-    format: &str,
-    proposals: &[Proposal],
-    vars: &[(String, String)],
-) -> String {
+/// The connections and per-stream settings `render` writes.
+struct Target<'a> {
+    from: &'a str,
+    to: &'a str,
+    kind: &'a ConnKind,
+    format: &'a str,
+    schedule: Option<&'a str>,
+}
+
+fn render(t: &Target<'_>, proposals: &[Proposal], vars: &[(String, String)]) -> String {
+    let (from, to, to_kind, format) = (t.from, t.to, t.kind, t.format);
     let file_target = matches!(
         to_kind,
         ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. }
@@ -574,10 +594,17 @@ fn render(
             };
             let _ = writeln!(o, "    write: {write}");
         }
-        let _ = writeln!(
-            o,
-            "    # schedule: \"*/15 * * * *\"    # for `highwater serve`"
-        );
+        match t.schedule {
+            Some(cron) => {
+                let _ = writeln!(o, "    schedule: {}    # for `highwater serve`", y(cron));
+            }
+            None => {
+                let _ = writeln!(
+                    o,
+                    "    # schedule: \"*/15 * * * *\"    # for `highwater serve`"
+                );
+            }
+        }
     }
     o
 }

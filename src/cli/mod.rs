@@ -89,8 +89,17 @@ pub enum Command {
         #[arg(long, requires = "from", value_name = "URL")]
         to: Option<String>,
         /// File targets: csv, parquet or jsonl.
-        #[arg(long, requires = "from", default_value = "parquet")]
+        #[arg(
+            long,
+            requires = "from",
+            default_value = "parquet",
+            value_parser = ["csv", "parquet", "jsonl"]
+        )]
         format: String,
+        /// Give every stream this `schedule:` (cron, e.g. "*/15 * * * *")
+        /// for `highwater serve`; without it the line is a comment.
+        #[arg(long, requires = "from", value_name = "CRON")]
+        schedule: Option<String>,
     },
     /// Validate the configuration and test every connection and stream.
     Check {
@@ -261,6 +270,7 @@ pub async fn dispatch(args: Args) -> i32 {
             tables,
             to,
             format,
+            schedule,
         } => {
             init_from::run(init_from::InitFrom {
                 config: &config,
@@ -270,6 +280,7 @@ pub async fn dispatch(args: Args) -> i32 {
                 tables: tables.as_deref(),
                 to: to.as_deref(),
                 format: &format,
+                schedule: schedule.as_deref(),
             })
             .await
         }
