@@ -244,7 +244,8 @@ fn portable_path(url: &str, kind: &ConnKind, base: &Path) -> String {
     let rel = |scheme: &str| {
         let p = url.strip_prefix(scheme)?;
         let path = Path::new(p);
-        (path.is_relative() && base != Path::new(".")).then(|| {
+        let same = std::fs::canonicalize(base).ok() == std::env::current_dir().ok();
+        (path.is_relative() && !same).then(|| {
             std::path::absolute(path)
                 .map(|a| format!("{scheme}{}", a.display()))
                 .unwrap_or_else(|_| url.to_string())
