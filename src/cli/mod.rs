@@ -2,9 +2,11 @@
 
 mod changes;
 mod check;
+mod completions;
 mod demo;
 mod expr;
 mod init;
+mod init_from;
 pub mod output;
 mod pipeline;
 mod run;
@@ -64,11 +66,41 @@ pub enum Command {
         #[arg(long, default_value = "highwater-demo")]
         dir: PathBuf,
     },
-    /// Write a commented highwater.yaml to start from.
+    /// Write a commented highwater.yaml to start from; with `--from URL`,
+    /// one stream per table of that database (key, cursor and mode
+    /// proposed, with the reasons in comments).
     Init {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Discover the tables of this database: sqlite://FILE,
+        /// postgres://USER@HOST:5432/DB, mysql://USER@HOST:3306/DB. A
+        /// password in it is not written: the file gets ${SOURCE_PASSWORD}.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// Only this schema (PostgreSQL; MariaDB/MySQL: database).
+        #[arg(long, requires = "from")]
+        schema: Option<String>,
+        /// Only tables matching these patterns: `orders,cust*` (`*`, `?`;
+        /// case-insensitive; `schema.table` or `table`).
+        #[arg(long, requires = "from", value_name = "PATTERN")]
+        tables: Option<String>,
+        /// The target: file://./lake (default), s3://bucket/prefix,
+        /// az://container/prefix, or a database URL.
+        #[arg(long, requires = "from", value_name = "URL")]
+        to: Option<String>,
+        /// File targets: csv, parquet or jsonl.
+        #[arg(
+            long,
+            requires = "from",
+            default_value = "parquet",
+            value_parser = ["csv", "parquet", "jsonl"]
+        )]
+        format: String,
+        /// Give every stream this `schedule:` (cron, e.g. "*/15 * * * *")
+        /// for `highwater serve`; without it the line is a comment.
+        #[arg(long, requires = "from", value_name = "CRON")]
+        schedule: Option<String>,
     },
     /// Validate the configuration and test every connection and stream.
     Check {
@@ -84,6 +116,23 @@ pub enum Command {
         #[arg(long)]
         full_refresh: bool,
         /// Print the run record as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Write nothing, move no position: print for each stream the
+        /// range it would read (from its position to the upper bound a run
+        /// would pick now, with lag and held-back rows), the rows it would
+        /// deliver (read and counted) and its output. Same as `highwater plan`.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What `run` would do now, without writing: `run --dry-run`.
+    Plan {
+        /// Streams (default: all).
+        streams: Vec<String>,
+        /// As if with `run --full-refresh`.
+        #[arg(long)]
+        full_refresh: bool,
+        /// Print as JSON (an array, one object per stream).
         #[arg(long)]
         json: bool,
     },
@@ -144,6 +193,19 @@ pub enum Command {
     Pipeline {
         #[command(subcommand)]
         command: PipelineCommand,
+    },
+    /// Print a shell completion script: `highwater completions bash >
+    /// /etc/bash_completion.d/highwater` (zsh: into a folder of $fpath as
+    /// `_highwater`; fish: ~/.config/fish/completions/highwater.fish).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `highwater man | man -l -`, or
+    /// `highwater man run` for one command.
+    Man {
+        /// One command's page instead of the whole program's.
+        command: Option<String>,
     },
     /// Evaluate a Data Factory expression, e.g. `highwater expr "@concat('a', 'b')"`.
     Expr {
@@ -265,13 +327,48 @@ pub async fn dispatch(args: Args) -> i32 {
     let config = args.config.clone();
     match args.command {
         Command::Demo { dir } => demo::run(&dir).await,
-        Command::Init { force } => init::run(&config, force),
+        Command::Init {
+            force, from: None, ..
+        } => init::run(&config, force),
+        Command::Init {
+            force,
+            from: Some(from),
+            schema,
+            tables,
+            to,
+            format,
+            schedule,
+        } => {
+            init_from::run(init_from::InitFrom {
+                config: &config,
+                force,
+                from: &from,
+                schema: schema.as_deref(),
+                tables: tables.as_deref(),
+                to: to.as_deref(),
+                format: &format,
+                schedule: schedule.as_deref(),
+            })
+            .await
+        }
         Command::Check { json } => check::run(&config, json).await,
         Command::Run {
             streams,
             full_refresh,
             json,
+            dry_run: false,
         } => run::run(&config, streams, full_refresh, json).await,
+        Command::Run {
+            streams,
+            full_refresh,
+            json,
+            dry_run: true,
+        }
+        | Command::Plan {
+            streams,
+            full_refresh,
+            json,
+        } => run::dry_run(&config, streams, full_refresh, json).await,
         Command::Runs {
             show: None,
             limit,
@@ -315,6 +412,8 @@ pub async fn dispatch(args: Args) -> i32 {
                 .await
             }
         },
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man { command } => completions::man(command.as_deref()),
         Command::Expr {
             expression,
             context,

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use highwater_core::{ConnKind, Error, Result, Sink, Source};
 
 pub mod change_tracking;
+pub mod discover;
 pub mod files;
 mod held_back;
 pub mod mysql;
