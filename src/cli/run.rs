@@ -16,6 +16,7 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
         streams,
         full_refresh,
         run_id: None,
+        info: None,
     };
     let outcome = match run_streams(
         &plan,
