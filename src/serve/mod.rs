@@ -315,7 +315,6 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         tasks: Mutex::new(HashMap::new()),
     });
     println!("listening on http://{addr}  (/, /runs/ID, /api/runs, /metrics, /healthz)");
-    println!("{}", shared.auth.describe());
     if plan_streams == 0 {
         println!(
             "no streams in {}: nothing to schedule; serving the monitoring page only",
@@ -328,6 +327,7 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
             println!("scheduled {name}: {}", cron.pattern);
         }
     }
+    println!("{}", shared.auth.describe());
 
     let app = web::router(shared.clone());
     let server = tokio::spawn(async move {

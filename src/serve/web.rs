@@ -775,9 +775,9 @@ async fn streams_table(h: &mut String, shared: &Shared) {
         let runs_link = format!("/?name={}", enc(&s.name));
         let _ = write!(
             h,
-            "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{next}</td><td>{}</td>\
-             <td class=n>{} / {}</td><td class=n>{}</td><td class=err>{}</td><td>{}</td></tr>",
-            esc(&runs_link),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{next}</td><td>{}</td>\
+             <td class=n>{} / {}</td><td class=n>{}</td><td class=err>{}</td>\
+             <td><a href=\"{}\">runs</a> {}</td></tr>",
             esc(&s.name),
             s.mode.as_str(),
             esc(s.schedule.as_deref().unwrap_or("–")),
@@ -789,6 +789,7 @@ async fn streams_table(h: &mut String, shared: &Shared) {
                 .plan
                 .secrets
                 .redact(m.last_error.as_deref().unwrap_or(""))),
+            esc(&runs_link),
             button(
                 &format!("/api/streams/{}/trigger", enc(&s.name)),
                 "Run now",
