@@ -174,6 +174,11 @@ fn run_id_of(o: &std::process::Output) -> String {
 /// Two streams over `t (id, v)` with rows 1..=3, and a third whose table
 /// does not exist (its runs fail).
 fn streams_dir(tag: &str) -> Dir {
+    streams_dir_with(tag, "")
+}
+
+/// [`streams_dir`] whose config starts with `head` (e.g. a `state:` line).
+fn streams_dir_with(tag: &str, head: &str) -> Dir {
     let dir = Dir::new(tag);
     let conn = rusqlite::Connection::open(dir.join("src.db")).unwrap();
     conn.execute_batch(
@@ -183,10 +188,11 @@ fn streams_dir(tag: &str) -> Dir {
     .unwrap();
     dir.write(
         "highwater.yaml",
-        "connections:\n  src: sqlite://src.db\n  lake: file://./lake\nstreams:\n  \
+        &(head.to_string()
+            + "connections:\n  src: sqlite://src.db\n  lake: file://./lake\nstreams:\n  \
          a:\n    from: src\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"a/{run_id}.csv\"\n  \
          b:\n    from: src\n    table: t\n    to: lake\n    path: \"b/{run_id}.csv\"\n  \
-         gone:\n    from: src\n    table: missing\n    to: lake\n    path: \"gone/{run_id}.csv\"\n",
+         gone:\n    from: src\n    table: missing\n    to: lake\n    path: \"gone/{run_id}.csv\"\n"),
     );
     dir
 }
@@ -202,7 +208,23 @@ fn csv_ids(dir: &Dir, sub: &str) -> Vec<String> {
 
 #[test]
 fn api_runs_filters_and_pages_return_exactly_the_runs_asked_for() {
-    let dir = streams_dir("monitor_api");
+    filters_and_pages(&streams_dir("monitor_api"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_runs_filters_and_pages_with_a_postgres_state() {
+    let state = PgDb::new("monitor_state").await;
+    let dir = streams_dir_with("monitor_api_pg", &format!("state: {}\n", state.url));
+    tokio::task::block_in_place(|| filters_and_pages(&dir));
+}
+
+/// Four stream runs and a pipeline run, then every filter of `/api/runs`.
+fn filters_and_pages(dir: &Dir) {
+    dir.write(
+        "pipeline.json",
+        r#"{"name": "P", "properties": {"activities": [
+            {"name": "a", "type": "Wait", "typeProperties": {"waitTimeInSeconds": 0}}]}}"#,
+    );
     let mut runs = Vec::new();
     for (args, code) in [
         (["run", "a"], 0),
@@ -214,28 +236,32 @@ fn api_runs_filters_and_pages_return_exactly_the_runs_asked_for() {
         assert_code(&o, code);
         runs.push(run_id_of(&o));
     }
-    assert_eq!(csv_ids(&dir, "lake/a"), ["1", "2", "3"], "a: once");
-    assert_eq!(csv_ids(&dir, "lake/b"), ["1", "2", "3"]);
+    let o = dir.hw(&["pipeline", "run", "pipeline.json"]);
+    assert_code(&o, 0);
+    let r5 = run_id_of(&o);
+    assert_eq!(csv_ids(dir, "lake/a"), ["1", "2", "3"], "a: once");
+    assert_eq!(csv_ids(dir, "lake/b"), ["1", "2", "3"]);
     let (r1, r2, r3, r4) = (
         runs[0].as_str(),
         runs[1].as_str(),
         runs[2].as_str(),
         runs[3].as_str(),
     );
-    let server = Server::start(&dir, "127.0.0.1:0", &[]);
+    let server = Server::start(dir, "127.0.0.1:0", &[]);
 
+    let r5 = r5.as_str();
     let all = server.get("/api/runs");
-    assert!(
-        all.head.to_ascii_lowercase().contains("x-total-count: 4"),
-        "{}",
-        all.head
-    );
-    assert_eq!(ids(&all.json()), [r4, r3, r2, r1], "newest first");
-    assert_eq!(ids(&server.get_json("/api/runs?limit=2")), [r4, r3]);
+    let total = |r: &Reply| r.head.to_ascii_lowercase().contains("x-total-count: 5");
+    assert!(total(&all), "{}", all.head);
+    assert_eq!(ids(&all.json()), [r5, r4, r3, r2, r1], "newest first");
+    assert_eq!(ids(&server.get_json("/api/runs?limit=2")), [r5, r4]);
     let page2 = server.get("/api/runs?limit=2&offset=2");
-    assert_eq!(ids(&page2.json()), [r2, r1]);
-    assert!(page2.head.to_ascii_lowercase().contains("x-total-count: 4"));
-    assert_eq!(ids(&server.get_json("/api/runs?limit=2&offset=4")).len(), 0);
+    assert_eq!(ids(&page2.json()), [r3, r2]);
+    assert!(total(&page2), "{}", page2.head);
+    assert_eq!(ids(&server.get_json("/api/runs?limit=2&offset=4")), [r1]);
+    assert_eq!(ids(&server.get_json("/api/runs?offset=5")).len(), 0);
+    // A pipeline's name selects its runs, not streams named like its activities.
+    assert_eq!(ids(&server.get_json("/api/runs?name=P")), [r5]);
     assert_eq!(ids(&server.get_json("/api/runs?status=Failed")), [r4]);
     assert_eq!(
         ids(&server.get_json("/api/runs?status=succeeded&name=a")),
@@ -245,7 +271,7 @@ fn api_runs_filters_and_pages_return_exactly_the_runs_asked_for() {
     assert_eq!(ids(&server.get_json("/api/runs?name=nothing")).len(), 0);
     // The time range: from is inclusive, to exclusive.
     let all = all.json();
-    let started = |i: usize| all[3 - i]["started_at"].as_str().unwrap().to_string();
+    let started = |i: usize| all[4 - i]["started_at"].as_str().unwrap().to_string();
     let enc = |s: String| s.replace(':', "%3A").replace('+', "%2B");
     assert_eq!(
         ids(&server.get_json(&format!(
@@ -260,7 +286,7 @@ fn api_runs_filters_and_pages_return_exactly_the_runs_asked_for() {
             "/api/runs?from={}&status=Succeeded",
             enc(started(1))
         ))),
-        [r3, r2]
+        [r5, r3, r2]
     );
     // Filters that do not parse are refused, naming the parameter.
     for bad in ["limit=two", "status=Great", "from=yesterday", "offset=-1"] {
@@ -288,8 +314,9 @@ fn api_runs_filters_and_pages_return_exactly_the_runs_asked_for() {
         "{page}"
     );
     let page = server.get("/?limit=2").body;
-    assert!(page.contains(&format!("/runs/{r4}")) && page.contains(&format!("/runs/{r3}")));
-    assert!(!page.contains(&format!("/runs/{r2}")), "{page}");
+    assert!(page.contains(&format!("/runs/{r5}")) && page.contains(&format!("/runs/{r4}")));
+    assert!(!page.contains(&format!("/runs/{r3}")), "{page}");
+    assert!(page.contains("Pipeline P"), "{page}");
     assert!(
         page.contains("offset=2") && page.contains("older"),
         "{page}"
@@ -586,4 +613,56 @@ fn a_running_pipeline_run_can_be_cancelled() {
         server.get_json(&format!("/api/runs/{first}"))["status"],
         "Succeeded"
     );
+}
+
+/// The issue's browser check: headless Chromium (driven by playwright-core,
+/// both installed by `.ci/run`) opens the list, clicks through to the
+/// failed run, presses "Rerun from failed" and sees the new run succeed.
+#[test]
+fn a_browser_clicks_through_to_a_failed_run_and_reruns_it_from_failed() {
+    let tools = std::env::var("HIGHWATER_CI_TOOLS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/highwater-ci")
+        });
+    let modules = tools.join("node_modules");
+    let chromium = std::env::var("HIGHWATER_TEST_CHROMIUM")
+        .unwrap_or_else(|_| "/usr/bin/chromium".to_string());
+    assert!(
+        modules.join("playwright-core").is_dir() && std::path::Path::new(&chromium).exists(),
+        "needs Chromium at {chromium} and playwright-core in {}: run .ci/run, or \
+         `apt-get install -y chromium && npm install --prefix {} playwright-core@1`",
+        modules.display(),
+        tools.display()
+    );
+    let dir = hostile_pipeline();
+    let o = dir.hw(&["pipeline", "run", "pipeline.json"]);
+    assert_code(&o, 1);
+    let first = run_id_of(&o);
+    rusqlite::Connection::open(dir.join("src.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE gate (x int);")
+        .unwrap();
+    let server = Server::start(&dir, "127.0.0.1:0", &[]);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/monitor_browser.mjs");
+    let o = std::process::Command::new("node")
+        .arg(&script)
+        .arg(format!("http://{}", server.addr))
+        .arg(&first)
+        .env("NODE_PATH", &modules)
+        .env("HIGHWATER_TEST_CHROMIUM", &chromium)
+        .current_dir(&dir.path)
+        .output()
+        .expect("run node");
+    assert_code(&o, 0);
+    let second = stdout(&o)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let run = server.get_json(&format!("/api/runs/{second}"));
+    assert_eq!(run["status"], "Succeeded", "{run:#}");
+    assert_eq!(run["info"]["rerunOf"], first.as_str());
+    assert_eq!(csv_ids(&dir, "lake/out"), ["1", "2", "3"], "no row twice");
 }

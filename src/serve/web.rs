@@ -34,6 +34,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/runs/{id}", get(run_page))
         .route("/app.js", get(app_js))
         .route("/app.css", get(app_css))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/metrics", get(metrics))
         .route("/api/runs", get(api_runs))
         .route("/api/runs/{id}", get(api_run))
