@@ -248,7 +248,7 @@ impl Observer for Progress {
                     pb.finish_and_clear();
                 }
             }
-            (None, event) if json_logs() => log_event(event),
+            (None, event) if json_logs() => log_event(None, event),
             (None, Event::Started { stream, mode }) => eprintln!("{stream}: started [{mode}]"),
             (None, Event::Progress { .. }) => {}
             (None, Event::Note { stream, message }) => eprintln!("{stream}: {message}"),
@@ -264,16 +264,25 @@ impl Observer for Progress {
     }
 }
 
-/// A run event as a log event (one JSON line with `--log-format json`).
-pub fn log_event(event: Event<'_>) {
+/// A run event as a log event (one JSON line with `--log-format json`);
+/// `run_id` when the caller knows it (`serve`).
+pub fn log_event(run_id: Option<&str>, event: Event<'_>) {
+    let run_id = run_id.unwrap_or("");
     match event {
         Event::Started { stream, mode } => {
-            tracing::info!(event = "stream_started", stream, mode, "A stream started.");
+            tracing::info!(
+                event = "stream_started",
+                run_id,
+                stream,
+                mode,
+                "A stream started."
+            );
         }
         Event::Progress { .. } => {}
         Event::Note { stream, message } => {
             tracing::info!(
                 event = "stream_note",
+                run_id,
                 stream,
                 message,
                 "A stream noted something."
@@ -284,16 +293,68 @@ pub fn log_event(event: Event<'_>) {
                 .finished_at
                 .map(|f| (f - run.started_at).num_milliseconds() as f64 / 1000.0)
                 .unwrap_or(0.0);
+            if run.status == RunStatus::Failed {
+                tracing::warn!(
+                    event = "stream_finished",
+                    run_id,
+                    stream = %run.stream,
+                    status = run.status.as_str(),
+                    rows_read = run.rows_read,
+                    rows_written = run.rows_written,
+                    duration_secs = secs,
+                    error = run.error.as_deref().unwrap_or(""),
+                    "A stream failed."
+                );
+            } else {
+                tracing::info!(
+                    event = "stream_finished",
+                    run_id,
+                    stream = %run.stream,
+                    status = run.status.as_str(),
+                    rows_read = run.rows_read,
+                    rows_written = run.rows_written,
+                    duration_secs = secs,
+                    position = run.watermark_to.as_deref().unwrap_or(""),
+                    "A stream finished."
+                );
+            }
+        }
+    }
+}
+
+/// A pipeline's activity runs as log events, one per activity run.
+pub fn log_activities(run_id: &str, activities: &[StreamRun]) {
+    for a in activities {
+        let fields = (
+            a.pipeline.as_deref().unwrap_or(""),
+            a.stream.as_str(),
+            a.mode.as_str(),
+            a.status.as_str(),
+        );
+        if a.status == RunStatus::Failed {
+            tracing::warn!(
+                event = "activity_finished",
+                run_id,
+                pipeline = fields.0,
+                activity = fields.1,
+                activity_type = fields.2,
+                status = fields.3,
+                rows_read = a.rows_read,
+                rows_written = a.rows_written,
+                error = a.error.as_deref().unwrap_or(""),
+                "An activity failed."
+            );
+        } else {
             tracing::info!(
-                event = "stream_finished",
-                stream = %run.stream,
-                status = run.status.as_str(),
-                rows_read = run.rows_read,
-                rows_written = run.rows_written,
-                duration_secs = secs,
-                position = run.watermark_to.as_deref().unwrap_or(""),
-                error = run.error.as_deref().unwrap_or(""),
-                "A stream finished."
+                event = "activity_finished",
+                run_id,
+                pipeline = fields.0,
+                activity = fields.1,
+                activity_type = fields.2,
+                status = fields.3,
+                rows_read = a.rows_read,
+                rows_written = a.rows_written,
+                "An activity finished."
             );
         }
     }

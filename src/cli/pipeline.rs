@@ -146,6 +146,9 @@ async fn execute(
             return 1;
         }
     };
+    if output::json_logs() {
+        output::log_activities(&outcome.run_id, &outcome.activities);
+    }
     if json {
         output::print_run_json(state.as_ref(), &outcome.run_id).await;
     } else {

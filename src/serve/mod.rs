@@ -142,13 +142,16 @@ pub fn start_rerun(shared: &Arc<Shared>, rerun: crate::cli::pipeline::Rerun) -> 
         Task::spawn_blocking(move || async move {
             let secrets = plan.secrets.clone();
             match rerun.run(plan, state).await {
-                Ok(o) => tracing::info!(
-                    event = "pipeline_finished",
-                    run_id = %o.run_id,
-                    status = o.status.as_str(),
-                    activities = o.activities.len(),
-                    "A pipeline run ended."
-                ),
+                Ok(o) => {
+                    output::log_activities(&o.run_id, &o.activities);
+                    tracing::info!(
+                        event = "pipeline_finished",
+                        run_id = %o.run_id,
+                        status = o.status.as_str(),
+                        activities = o.activities.len(),
+                        "A pipeline run ended."
+                    );
+                }
                 Err(e) => tracing::warn!(
                     event = "pipeline_failed",
                     run_id = %id,
@@ -405,6 +408,17 @@ async fn fire(shared: Arc<Shared>, stream: String, run_id: String, trigger: Stri
     if let Ok(mut t) = shared.tasks.lock() {
         t.remove(&run_id);
     }
+    if let Ok(o) = &outcome {
+        tracing::info!(
+            event = "run_finished",
+            run_id = %o.run_id,
+            trigger = %trigger,
+            status = o.status.as_str(),
+            streams = o.streams.len(),
+            rows_written = o.streams.iter().map(|s| s.rows_written).sum::<u64>(),
+            "A run ended."
+        );
+    }
     let secs = started.elapsed().as_secs_f64();
     let Ok(mut m) = shared.metrics.lock() else {
         return;
@@ -450,61 +464,12 @@ struct Lines {
 impl highwater_engine::Observer for Lines {
     fn event(&self, event: highwater_engine::Event<'_>) {
         use highwater_engine::Event;
-        let run_id = self.run_id.as_str();
-        match event {
-            Event::Started { stream, mode } => {
-                tracing::info!(
-                    event = "stream_started",
-                    run_id,
-                    stream,
-                    mode,
-                    "A stream started."
-                );
-            }
-            Event::Note { stream, message } => {
-                tracing::info!(
-                    event = "stream_note",
-                    run_id,
-                    stream,
-                    message,
-                    "A stream noted something."
-                );
-                println!("{stream}: {message}");
-            }
-            Event::Finished { run } => {
-                let secs = run
-                    .finished_at
-                    .map(|f| (f - run.started_at).num_milliseconds() as f64 / 1000.0)
-                    .unwrap_or(0.0);
-                if run.status == RunStatus::Failed {
-                    tracing::warn!(
-                        event = "stream_finished",
-                        run_id,
-                        stream = %run.stream,
-                        status = run.status.as_str(),
-                        rows_read = run.rows_read,
-                        rows_written = run.rows_written,
-                        duration_secs = secs,
-                        error = run.error.as_deref().unwrap_or(""),
-                        "A stream failed."
-                    );
-                } else {
-                    tracing::info!(
-                        event = "stream_finished",
-                        run_id,
-                        stream = %run.stream,
-                        status = run.status.as_str(),
-                        rows_read = run.rows_read,
-                        rows_written = run.rows_written,
-                        duration_secs = secs,
-                        position = run.watermark_to.as_deref().unwrap_or(""),
-                        "A stream finished."
-                    );
-                }
-                println!("{}", output::stream_line(run));
-            }
-            Event::Progress { .. } => {}
+        match &event {
+            Event::Note { stream, message } => println!("{stream}: {message}"),
+            Event::Finished { run } => println!("{}", output::stream_line(run)),
+            _ => {}
         }
+        output::log_event(Some(&self.run_id), event);
     }
 }
 
