@@ -666,3 +666,43 @@ fn a_browser_clicks_through_to_a_failed_run_and_reruns_it_from_failed() {
     assert_eq!(run["info"]["rerunOf"], first.as_str());
     assert_eq!(csv_ids(&dir, "lake/out"), ["1", "2", "3"], "no row twice");
 }
+
+/// A connection URL's password appears nowhere the monitor shows, even
+/// when the run fails connecting with it.
+#[test]
+fn no_page_or_api_shows_a_connection_secret() {
+    let dir = Dir::new("monitor_secret");
+    let secret = "Zq9SecretPw";
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  pg: postgres://app:{secret}@127.0.0.1:1/db?connect_timeout=2\n  \
+             lake: file://./lake\nstreams:\n  t:\n    from: pg\n    table: t\n    to: lake\n    \
+             path: \"t.csv\"\n"
+        ),
+    );
+    let server = Server::start(&dir, "127.0.0.1:0", &[]);
+    let r = server.post("/api/streams/t/trigger", &[]);
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.json()["run_id"].as_str().unwrap().to_string();
+    let run = server.wait_for_end(&id);
+    assert_eq!(run["status"], "Failed", "{run:#}");
+    assert!(run["streams"][0]["error"].is_string(), "{run:#}");
+    for path in [
+        "/".to_string(),
+        format!("/runs/{id}"),
+        "/api/runs".to_string(),
+        format!("/api/runs/{id}"),
+        "/api/streams".to_string(),
+        "/metrics".to_string(),
+    ] {
+        let body = server.get(&path).body;
+        assert!(!body.contains(secret), "{path} shows the password: {body}");
+    }
+    let (out, err) = server.logs();
+    assert!(
+        !out.contains(secret) && !err.contains(secret),
+        "{out}\n{err}"
+    );
+    assert!(dir.files("lake", ".csv").is_empty(), "nothing arrived");
+}
