@@ -299,6 +299,19 @@ fn duration(start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> String {
     }
 }
 
+/// The first failure of a run, cut to one short line, for the list.
+fn first_error(r: &RunRecord) -> String {
+    let Some(e) = r.streams.iter().find_map(|s| s.error.as_deref()) else {
+        return String::new();
+    };
+    let line = e.lines().next().unwrap_or("");
+    if line.chars().count() > 120 {
+        format!("{}…", line.chars().take(120).collect::<String>())
+    } else {
+        line.to_string()
+    }
+}
+
 fn rows(r: &RunRecord) -> (u64, u64) {
     r.streams
         .iter()
@@ -618,7 +631,7 @@ th{background:#f6f8fa}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 pre{background:#f6f8fa;padding:8px;max-width:70em;overflow:auto;margin:4px 0}\
 form.filters{display:flex;gap:.6em;flex-wrap:wrap;align-items:end;margin:.5em 0}\
 form.filters label{display:flex;flex-direction:column;font-size:12px;color:#555}\
-button{cursor:pointer;padding:3px 10px}#msg{min-height:1.4em;color:#b00}\
+button{cursor:pointer;padding:3px 10px}#msg{color:#b00}#msg:empty{display:none}\
 .pager a,.pager span{margin-right:1em}dl{display:grid;grid-template-columns:max-content auto;gap:2px 1em}\
 dt{color:#666}dd{margin:0}";
 
@@ -864,10 +877,10 @@ fn runs_table(
 ) {
     h.push_str(
         "<table id=runs><tr><th>run</th><th>status</th><th>what</th><th>trigger</th><th>started</th>\
-         <th>duration</th><th>rows read</th><th>rows written</th></tr>",
+         <th>duration</th><th>rows read</th><th>rows written</th><th>error</th></tr>",
     );
     if runs.is_empty() {
-        h.push_str("<tr><td colspan=8>no runs match</td></tr>");
+        h.push_str("<tr><td colspan=9>no runs match</td></tr>");
     }
     for r in runs {
         let r = shown(r, shared);
@@ -875,7 +888,8 @@ fn runs_table(
         let _ = write!(
             h,
             "<tr><td><a href=\"/runs/{}\"><code>{}</code></a></td><td class={}>{}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{read}</td><td class=n>{written}</td></tr>",
+             <td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{read}</td><td class=n>{written}</td>\
+             <td class=err>{}</td></tr>",
             enc(&r.run_id),
             esc(r.run_id.get(..8).unwrap_or(&r.run_id)),
             r.status.as_str(),
@@ -884,6 +898,7 @@ fn runs_table(
             esc(&trigger(&r)),
             when(r.started_at),
             duration(r.started_at, r.finished_at),
+            esc(&first_error(&r)),
         );
     }
     h.push_str("</table>");
