@@ -21,6 +21,7 @@
 //! "Cancelled". Ctrl-C (SIGINT) or SIGTERM stops scheduling and waits for
 //! running streams to finish.
 
+mod triggers;
 mod web;
 
 use std::collections::{BTreeMap, HashMap};
@@ -262,7 +263,7 @@ pub async fn cancel(shared: &Arc<Shared>, run_id: &str) -> highwater_core::Resul
     Ok(Cancelled::Done)
 }
 
-pub async fn run(config: &Path, listen: &str) -> i32 {
+pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
     // A config without streams (pipelines only) serves the monitoring
     // page; it has nothing to schedule yet.
     let plan = match crate::cli::load_plan_with(config, highwater_config::plan::load_connections) {
@@ -288,6 +289,19 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
             }
         }
     }
+    // The factory's triggers: `--factory DIR`, else the config's folder
+    // when it holds `trigger/`.
+    let root = crate::cli::windows::factory_root(config, factory);
+    let triggers = match &root {
+        Some(r) => match highwater_engine::pipeline::trigger::load(r) {
+            Ok(t) => t,
+            Err(e) => {
+                output::error(&e.to_string());
+                return 2;
+            }
+        },
+        None => vec![],
+    };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -304,6 +318,15 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         .iter()
         .map(|s| (s.name.clone(), StreamMetrics::default()))
         .collect();
+    let (stop_triggers, stop_rx) = tokio::sync::watch::channel(false);
+    let trigger_count = triggers.len();
+    let trigger_tasks = triggers::start(
+        root.clone().unwrap_or_default(),
+        plan.clone(),
+        state.clone(),
+        triggers,
+        stop_rx,
+    );
     let concurrency = plan.concurrency;
     let plan_streams = plan.streams.len();
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
@@ -318,7 +341,14 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         tasks: Mutex::new(HashMap::new()),
     });
     println!("listening on http://{addr}  (/, /runs/ID, /api/runs, /metrics, /healthz)");
-    if plan_streams == 0 {
+    if trigger_count > 0 {
+        println!(
+            "{trigger_count} trigger(s) of the factory in {}",
+            root.as_deref().unwrap_or(Path::new(".")).display()
+        );
+    }
+    if plan_streams == 0 && trigger_count > 0 {
+    } else if plan_streams == 0 {
         println!(
             "no streams in {}: nothing to schedule; serving the monitoring page only",
             config.display()
@@ -370,7 +400,8 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         "stopping: waiting for {} running stream(s)",
         running.iter().filter(|h| !h.is_finished()).count()
     );
-    for h in running {
+    let _ = stop_triggers.send(true);
+    for h in running.into_iter().chain(trigger_tasks) {
         let _ = h.await;
     }
     server.abort();

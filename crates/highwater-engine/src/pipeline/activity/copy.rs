@@ -31,8 +31,11 @@ pub(crate) async fn copy(
     let dst = dataset(frame, output)?;
     // Data Factory's activity run id: one per execution of the activity.
     let activity_run_id = uuid::Uuid::new_v4().to_string();
+    let mut split = None;
     let (target, format, table, overwrite) = if dst.is_file {
         let sink_tp = tp.get("sink").cloned().unwrap_or(Value::Null);
+        let max_rows = delimited::split(&sink_tp, false)
+            .map_err(|e| Error::config(format!("activity {}", a.name), e.join("; ")))?;
         let csv = delimited::options(&dst.kind, &dst.tp, &sink_tp, false)
             .map_err(|e| Error::config(format!("dataset {}", dst.name), e.join("; ")))?;
         let ext = csv
@@ -49,18 +52,49 @@ pub(crate) async fn copy(
                 "the file dataset names no folderPath or fileName",
             ));
         }
-        // A named file is replaced, as Data Factory does; a generated one
-        // is this copy's alone.
-        (path, format, None, !generated)
+        if let Some((max_rows, prefix)) = max_rows {
+            // Data Factory's `<fileNamePrefix>_<fileIndex>.<fileExtension>`
+            // in the dataset's folder; no prefix: `data_<activity run id>`.
+            if !generated {
+                return Err(Error::config(
+                    format!("dataset {}", dst.name),
+                    "sink.formatSettings.maxRowsPerFile writes files named <fileNamePrefix>_00000…: the dataset must name a folder, not a fileName",
+                ));
+            }
+            let stem = format!("data_{activity_run_id}");
+            let (folder, file) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let extension = file.strip_prefix(&stem).unwrap_or_default().to_string();
+            let name = prefix.clone().unwrap_or(stem);
+            let target = if folder.is_empty() {
+                name
+            } else {
+                format!("{folder}/{name}")
+            };
+            split = Some(highwater_core::FileSplit {
+                max_rows,
+                extension,
+            });
+            // A given prefix names the same files every run: replaced, as
+            // Data Factory does; a generated one is this copy's alone.
+            (target, format, None, prefix.is_some())
+        } else {
+            // A named file is replaced, as Data Factory does; a generated
+            // one is this copy's alone.
+            (path, format, None, !generated)
+        }
     } else {
         let (name, write) = table_sink(tp, &dst)?;
         (name, String::new(), Some(write), false)
     };
+    // additionalColumns and the translator, judged before anything runs.
+    let shape =
+        crate::pipeline::columns::Shape::parse(tp.get("source"), tp.get("translator"), false)
+            .map_err(|e| Error::config("typeProperties", e.join("; ")))?;
     let relation = source_relation(tp, &src)?;
     let conn = connection(frame, &dst.linked_service)?;
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
     let pipeline_name = text(frame.ctx.pipeline.get("Pipeline"));
-    let key = format!("pipeline/{pipeline_name}/{record_name}");
+    let key = crate::pipeline::copy_key(frame, &pipeline_name, record_name);
     let state = frame.run.state.as_ref();
     let Some(_lock) = state.lock_stream(&key).await? else {
         return Err(Error::state(format!(
@@ -81,10 +115,21 @@ pub(crate) async fn copy(
     let started = Instant::now();
     let extract = read_rows(frame, &src, relation, record_name).await?;
     notes.extend(extract.notes);
+    let plan = if shape.is_identity() {
+        None
+    } else {
+        Some(shape.plan(&extract.schema)?)
+    };
+    let schema = plan
+        .as_ref()
+        .map(|p| p.schema.clone())
+        .unwrap_or_else(|| extract.schema.clone());
     let mut rows = CopyRows {
         batches: extract.batches,
+        plan,
         rows_read: 0,
         data_read: 0,
+        data_written: 0,
     };
     let copy = crate::attempt::Copy {
         key: key.clone(),
@@ -95,9 +140,10 @@ pub(crate) async fn copy(
             run_id: activity_run_id.clone(),
             target,
             format,
-            schema: extract.schema.clone(),
+            schema,
             overwrite,
             table,
+            split,
         },
         owned: !overwrite,
     };
@@ -105,18 +151,31 @@ pub(crate) async fn copy(
     notes.extend(outcome.notes);
     let committed = outcome.committed;
     let secs = started.elapsed().as_secs();
+    // Bytes as the target counted them (file sizes, COPY text), else the
+    // size of the rows handed to it.
+    let written = if committed.bytes > 0 {
+        committed.bytes
+    } else if committed.rows > 0 {
+        rows.data_written
+    } else {
+        0
+    };
+    let mut output = json!({
+        "dataRead": rows.data_read,
+        "dataWritten": written,
+        "rowsRead": rows.rows_read,
+        "rowsCopied": committed.rows,
+        "copyDuration": secs,
+        "sourcePeakConnections": 1,
+        "sinkPeakConnections": 1,
+        "activityRunId": activity_run_id,
+    });
+    // Data Factory reports filesWritten for file sinks only.
+    if dst.is_file {
+        output["filesWritten"] = json!(committed.outputs.len());
+    }
     Ok(Done {
-        output: json!({
-            "dataRead": rows.data_read,
-            "dataWritten": committed.bytes,
-            "rowsRead": rows.rows_read,
-            "rowsCopied": committed.rows,
-            "filesWritten": committed.outputs.len(),
-            "copyDuration": secs,
-            "sourcePeakConnections": 1,
-            "sinkPeakConnections": 1,
-            "activityRunId": activity_run_id,
-        }),
+        output,
         rows_read: rows.rows_read,
         rows_written: committed.rows,
         outputs: committed.outputs,
@@ -124,11 +183,14 @@ pub(crate) async fn copy(
     })
 }
 
-/// A Copy's rows: every batch of the source's read, as it comes.
+/// A Copy's rows: every batch of the source's read, as it comes, with the
+/// additional columns and the translator's mapping applied.
 struct CopyRows {
     batches: highwater_core::BatchStream,
+    plan: Option<crate::pipeline::columns::Plan>,
     rows_read: u64,
     data_read: u64,
+    data_written: u64,
 }
 
 #[async_trait::async_trait]
@@ -139,6 +201,11 @@ impl crate::attempt::Rows for CopyRows {
             self.rows_read += b.num_rows() as u64;
             self.data_read += b.get_array_memory_size() as u64;
             if b.num_rows() > 0 {
+                let b = match &self.plan {
+                    Some(p) => p.apply(&b)?,
+                    None => b,
+                };
+                self.data_written += b.get_array_memory_size() as u64;
                 return Ok(Some(b));
             }
         }
