@@ -18,8 +18,10 @@
 //! scheduled runs too. Runs this process started can be cancelled: the
 //! task is dropped as a crash would stop it (locks released, the open
 //! attempt settled by the stream's next run) and the record says
-//! "Cancelled". Ctrl-C (SIGINT) or SIGTERM stops scheduling and waits for
-//! running streams to finish.
+//! "Cancelled". The factory's triggers run in [`triggers`]; their pipeline
+//! runs show in the monitor but are not cancellable from it. Ctrl-C
+//! (SIGINT) or SIGTERM stops scheduling and waits for running streams to
+//! finish.
 
 mod triggers;
 mod web;
