@@ -488,7 +488,10 @@ fn changes_off_loopback_need_the_token_and_are_refused_without_one() {
     assert_eq!(server.get("/api/runs").body, "[]", "nothing ran");
     assert!(dir.files("lake", ".csv").is_empty());
 
-    let r = server.post("/api/streams/a/trigger", &[("Authorization", &bearer)]);
+    let r = server.post(
+        "/api/streams/a/trigger",
+        &[("Authorization", &format!("bearer {token}"))],
+    );
     assert_eq!(r.status, 202, "{}", r.body);
     let run = server.wait_for_end(r.json()["run_id"].as_str().unwrap());
     assert_eq!(run["status"], "Succeeded", "{run:#}");
