@@ -439,3 +439,38 @@ fn an_azure_connection_string_is_enough() {
     assert_eq!(rows.len(), 4, "header and 3 rows: {rows:?}");
     assert_eq!(rows[3][1], "c");
 }
+
+/// Several commands opening a new state file at once (a `serve` starting
+/// while a script polls `windows` or `runs`) all succeed: creating the
+/// schema and its migrations is one write transaction.
+#[test]
+fn commands_opening_a_new_state_file_at_once_all_succeed() {
+    let dir = Dir::new("state_race");
+    dir.write(
+        "highwater.yaml",
+        "state: s.db\nconnections:\n  a: sqlite://x.db\n",
+    );
+    for round in 0..15 {
+        for f in ["s.db", "s.db-wal", "s.db-shm"] {
+            let _ = std::fs::remove_file(dir.join(f));
+        }
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                dir.command(&["runs"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "round {round}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+}

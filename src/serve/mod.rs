@@ -320,15 +320,8 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
         .iter()
         .map(|s| (s.name.clone(), StreamMetrics::default()))
         .collect();
-    let (stop_triggers, stop_rx) = tokio::sync::watch::channel(false);
     let trigger_count = triggers.len();
-    let trigger_tasks = triggers::start(
-        root.clone().unwrap_or_default(),
-        plan.clone(),
-        state.clone(),
-        triggers,
-        stop_rx,
-    );
+    let (trigger_plan, trigger_state) = (plan.clone(), state.clone());
     let concurrency = plan.concurrency;
     let plan_streams = plan.streams.len();
     let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
@@ -349,6 +342,15 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
             root.as_deref().unwrap_or(Path::new(".")).display()
         );
     }
+    // Started after the first line (the address), which scripts read.
+    let (stop_triggers, stop_rx) = tokio::sync::watch::channel(false);
+    let trigger_tasks = triggers::start(
+        root.clone().unwrap_or_default(),
+        trigger_plan,
+        trigger_state,
+        triggers,
+        stop_rx,
+    );
     if plan_streams == 0 && trigger_count > 0 {
     } else if plan_streams == 0 {
         println!(

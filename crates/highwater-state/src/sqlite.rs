@@ -140,9 +140,21 @@ impl SqliteState {
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| err(format!("cannot initialise {}: {e}", path.display())))?;
-        migrate(&conn).map_err(|e| err(format!("cannot upgrade {}: {e}", path.display())))?;
+        // Schema and migrations in one write transaction: two processes
+        // opening a new (or older) state file at once must not both add
+        // a column (the second would fail with "duplicate column").
+        let setup = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .and_then(|()| conn.execute_batch(SCHEMA))
+            .map_err(|e| err(format!("cannot initialise {}: {e}", path.display())))
+            .and_then(|()| {
+                migrate(&conn).map_err(|e| err(format!("cannot upgrade {}: {e}", path.display())))
+            })
+            .and_then(|()| conn.execute_batch("COMMIT").map_err(err));
+        if let Err(e) = setup {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("highwater-state".into())
