@@ -294,6 +294,98 @@ async fn two_workers_on_a_postgres_state_store_run_each_window_once() {
     assert_eq!(ids, (1..=10).collect::<Vec<_>>());
 }
 
+fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|b| b.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The monitor shows the windows (`/windows`, `/api/windows`, the backlog
+/// in `/metrics`) and reruns a range through the API.
+#[test]
+fn the_monitor_lists_windows_and_reruns_a_range() {
+    let (dir, start) = factory("");
+    let mut child = dir
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    wait_until("five windows to succeed", 90, || {
+        let (_, body) = http(&addr, "GET", "/api/windows");
+        serde_json::from_str::<Value>(&body)
+            .map(|v| {
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|w| w["status"] == "succeeded")
+                    .count()
+                    == 5
+            })
+            .unwrap_or(false)
+    });
+    let (code, page) = http(&addr, "GET", "/windows");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("Hourly") && page.contains("5 due: 5 succeeded"),
+        "{page}"
+    );
+    let (_, metrics) = http(&addr, "GET", "/metrics");
+    assert!(
+        metrics.contains("highwater_trigger_windows{trigger=\"Hourly\",status=\"succeeded\"} 5"),
+        "{metrics}"
+    );
+    let from = start.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let (code, body) = http(
+        &addr,
+        "POST",
+        &format!(
+            "/api/windows/Hourly/rerun?from={from}&to={}",
+            (start + chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    );
+    assert_eq!(code, 202, "{body}");
+    assert!(body.contains("\"windows\":1"), "{body}");
+    wait_until("the rerun", 60, || run_count(&dir) == 6);
+    let (code, _) = http(
+        &addr,
+        "POST",
+        "/api/windows/Nope/rerun?from=2024-01-01T00:00:00Z",
+    );
+    assert_eq!(code, 404);
+    let (code, _) = http(&addr, "POST", "/api/windows/Hourly/rerun?from=yesterday");
+    assert_eq!(code, 400);
+    let _ = child.kill();
+    let _ = child.wait();
+    let list = windows(&dir);
+    assert_eq!(list[0]["attempts"], 2);
+    assert_eq!(list[1]["attempts"], 1);
+}
+
 #[test]
 fn bad_triggers_are_configuration_errors_naming_the_trigger() {
     let (dir, _) = factory("");

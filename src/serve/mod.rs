@@ -25,6 +25,7 @@
 
 mod triggers;
 mod web;
+mod windows_view;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -65,6 +66,9 @@ pub struct Shared {
     pub auth: web::Auth,
     /// Runs this process started and has not seen end, by run id.
     pub tasks: Mutex<HashMap<String, Task>>,
+    /// The factory's triggers and where the factory is (`/windows`).
+    pub triggers: Vec<highwater_engine::pipeline::trigger::Trigger>,
+    pub factory_root: Option<std::path::PathBuf>,
 }
 
 /// A run this process started: how to stop it and how to see it end.
@@ -334,6 +338,8 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
         limit: Arc::new(Semaphore::new(concurrency)),
         auth,
         tasks: Mutex::new(HashMap::new()),
+        triggers: triggers.clone(),
+        factory_root: root.clone(),
     });
     println!("listening on http://{addr}  (/, /runs/ID, /api/runs, /metrics, /healthz)");
     if trigger_count > 0 {

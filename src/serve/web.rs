@@ -43,6 +43,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/streams", get(api_streams))
         .route("/api/streams/{name}/trigger", post(api_trigger))
         .route("/healthz", get(|| async { "ok\n" }))
+        .merge(super::windows_view::routes())
         .with_state(shared)
 }
 
@@ -692,7 +693,7 @@ async fn app_css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], CSS).into_response()
 }
 
-fn html(status: StatusCode, title: &str, body: &str) -> Response {
+pub(super) fn html(status: StatusCode, title: &str, body: &str) -> Response {
     let page = format!(
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <meta name=viewport content=\"width=device-width\">\
@@ -763,7 +764,8 @@ async fn page(State(shared): State<Arc<Shared>>, Query(f): Query<Filters>) -> Re
     }
     h.push_str(
         "<p><a href=\"/metrics\">/metrics</a> · <a href=\"/api/runs\">/api/runs</a> · \
-         <a href=\"/api/streams\">/api/streams</a> · <a href=\"/healthz\">/healthz</a></p>",
+         <a href=\"/api/streams\">/api/streams</a> · <a href=\"/windows\">windows</a> · \
+         <a href=\"/healthz\">/healthz</a></p>",
     );
     html(StatusCode::OK, "Monitor", &h)
 }
@@ -1216,5 +1218,6 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             }
         }
     }
+    super::windows_view::metrics(&shared, &mut out).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

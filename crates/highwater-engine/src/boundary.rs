@@ -10,7 +10,7 @@
 //!
 //! State is bounded: at most [`BOUNDARY_LIMIT`] rows may share the boundary
 //! value. Past that the run fails before anything is committed, naming the
-//! value and the fix (a finer cursor, or `boundary_limit:`), rather than
+//! value and the fix (a finer cursor, or change tracking), rather than
 //! silently forgetting rows or growing without bound.
 //!
 //! The filter also removes the hidden cursor column the source appended.
@@ -135,8 +135,8 @@ impl BoundaryFilter {
         Error::data(format!(
             "more than {} rows share the cursor value {value}: highwater remembers which rows at \
              the boundary it delivered, and that many would make the state too large. Use a finer \
-             cursor (a timestamp with fractional seconds, or an increasing integer), or raise \
-             `boundary_limit:` on this stream. Nothing was committed",
+             cursor (a timestamp with fractional seconds, or an increasing integer), or \
+             `mode: change_tracking`. Nothing was committed",
             self.limit
         ))
     }
