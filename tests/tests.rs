@@ -10,6 +10,7 @@
 #[macro_use]
 mod util;
 
+mod adf_files;
 mod adf_load;
 mod adf_sinks;
 mod attack;

@@ -31,6 +31,7 @@
 mod activity;
 mod datasets;
 pub mod delimited;
+mod files;
 pub mod model;
 pub mod sink;
 pub mod typed;
@@ -557,5 +558,8 @@ async fn execute(frame: &Frame, a: &Activity, record_name: &str) -> Result<Done>
             activity::execute_pipeline::execute_pipeline(frame, a, &tp).await
         }
         ActivityKind::Fail => activity::fail::fail(&tp),
+        ActivityKind::GetMetadata => activity::get_metadata::get_metadata(frame, a, &tp).await,
+        ActivityKind::Delete => activity::delete::delete(frame, a, &tp).await,
+        ActivityKind::Validation => activity::validation::validation(frame, a, &tp).await,
     }
 }

@@ -110,6 +110,9 @@ pub enum ActivityKind {
     Wait,
     Fail,
     ExecutePipeline,
+    GetMetadata,
+    Delete,
+    Validation,
 }
 
 impl ActivityKind {
@@ -125,6 +128,9 @@ impl ActivityKind {
             "Wait" => ActivityKind::Wait,
             "Fail" => ActivityKind::Fail,
             "ExecutePipeline" => ActivityKind::ExecutePipeline,
+            "GetMetadata" => ActivityKind::GetMetadata,
+            "Delete" => ActivityKind::Delete,
+            "Validation" => ActivityKind::Validation,
             _ => return None,
         })
     }
@@ -142,6 +148,9 @@ impl ActivityKind {
             ActivityKind::Wait => "Wait",
             ActivityKind::Fail => "Fail",
             ActivityKind::ExecutePipeline => "ExecutePipeline",
+            ActivityKind::GetMetadata => "GetMetadata",
+            ActivityKind::Delete => "Delete",
+            ActivityKind::Validation => "Validation",
         }
     }
 }
@@ -269,6 +278,7 @@ impl Dataset {
                 | "Parquet"
                 | "Json"
                 | "AmazonS3Object"
+                | "Binary"
         )
     }
 }
@@ -674,7 +684,7 @@ fn parse_activities(
         let t = v.get("type").and_then(Value::as_str).unwrap_or_default();
         let Some(kind) = ActivityKind::parse(t) else {
             errors.at(&place, format!(
-                "activity {label}: activity type `{t}` is not supported (supported: Lookup, Copy, SqlServerStoredProcedure, ForEach, SetVariable, AppendVariable, IfCondition, Wait, Fail, ExecutePipeline)"
+                "activity {label}: activity type `{t}` is not supported (supported: Lookup, Copy, SqlServerStoredProcedure, ForEach, SetVariable, AppendVariable, IfCondition, Wait, Fail, ExecutePipeline, GetMetadata, Delete, Validation)"
             ));
             continue;
         };

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::pipeline::datasets::{
     connection, dataset, file_target, read_rows, source_relation, table_sink,
 };
-use crate::pipeline::{Activity, Done, Frame, delimited, text};
+use crate::pipeline::{Activity, Done, Frame, delimited, files, text};
 
 /// A Copy activity: one attempt through the engine's attempt executor,
 /// keyed `pipeline/<pipeline>/<activity record>` in the state store, so a
@@ -29,8 +29,22 @@ pub(crate) async fn copy(
     };
     let src = dataset(frame, input)?;
     let dst = dataset(frame, output)?;
+    if src.kind == "Binary" || dst.kind == "Binary" {
+        return super::copy_files::copy_files(frame, &src, &dst, tp).await;
+    }
     // Data Factory's activity run id: one per execution of the activity.
     let activity_run_id = uuid::Uuid::new_v4().to_string();
+    let source_tp = tp.get("source").cloned().unwrap_or(Value::Null);
+    // A file source: the files are chosen before anything is written.
+    let selection = if src.is_file {
+        let sel = files::select_source(frame, &src, &source_tp).await?;
+        if sel.files.is_empty() {
+            return Ok(nothing_to_copy(&activity_run_id));
+        }
+        Some(sel)
+    } else {
+        None
+    };
     let (target, format, table, overwrite) = if dst.is_file {
         let sink_tp = tp.get("sink").cloned().unwrap_or(Value::Null);
         let csv = delimited::options(&dst.kind, &dst.tp, &sink_tp, false)
@@ -38,7 +52,42 @@ pub(crate) async fn copy(
         let ext = csv
             .as_ref()
             .map(|o| delimited::generated_extension(o, &sink_tp));
-        let (path, format, generated) = file_target(&dst, &activity_run_id, ext.as_deref());
+        let (mut path, format, mut generated) = file_target(&dst, &activity_run_id, ext.as_deref());
+        if generated && let Some(sel) = &selection {
+            // Files copied into a folder keep their names (copyBehavior
+            // PreserveHierarchy, the default, or FlattenHierarchy); only
+            // MergeFiles writes one generated file.
+            let behavior = text(
+                tp.get("sink")
+                    .and_then(|s| s.get("storeSettings"))
+                    .and_then(|s| s.get("copyBehavior")),
+            );
+            let merge = behavior.eq_ignore_ascii_case("MergeFiles");
+            if !merge {
+                let [one] = sel.files.as_slice() else {
+                    return Err(Error::config(
+                        "sink.storeSettings.copyBehavior",
+                        format!(
+                            "the source selects {} files; highwater copies rows of several files into one file only with copyBehavior MergeFiles (or copy them as they are with Binary datasets)",
+                            sel.files.len()
+                        ),
+                    ));
+                };
+                let name = if behavior.eq_ignore_ascii_case("FlattenHierarchy") {
+                    one.name().to_string()
+                } else {
+                    one.rel.clone()
+                };
+                let folder = path.rsplit_once('/').map(|(f, _)| f).unwrap_or_default();
+                path = [folder, name.as_str()]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/");
+                generated = false;
+            }
+        }
         let format = match &csv {
             Some(o) => o.to_format(),
             None => format.to_string(),
@@ -56,7 +105,10 @@ pub(crate) async fn copy(
         let (name, write) = table_sink(tp, &dst)?;
         (name, String::new(), Some(write), false)
     };
-    let relation = source_relation(tp, &src)?;
+    let relation = match &selection {
+        Some(_) => None,
+        None => Some(source_relation(tp, &src)?),
+    };
     let conn = connection(frame, &dst.linked_service)?;
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
     let pipeline_name = text(frame.ctx.pipeline.get("Pipeline"));
@@ -75,7 +127,16 @@ pub(crate) async fn copy(
     let mut notes = crate::attempt::settle(env, &key, false).await?;
     let from = state.position(&key).await?;
     let started = Instant::now();
-    let extract = read_rows(frame, &src, relation, record_name).await?;
+    let (extract, file_bytes) = match (&selection, relation) {
+        (Some(sel), _) => {
+            let (e, n) = files::read(sel, &src, &source_tp).await?;
+            (e, Some(n))
+        }
+        (None, relation) => {
+            let relation = relation.map_or_else(|| source_relation(tp, &src), Ok)?;
+            (read_rows(frame, &src, relation, record_name).await?, None)
+        }
+    };
     notes.extend(extract.notes);
     let mut rows = CopyRows {
         batches: extract.batches,
@@ -100,10 +161,17 @@ pub(crate) async fn copy(
     let outcome = crate::attempt::execute(env, copy, &mut rows).await?;
     notes.extend(outcome.notes);
     let committed = outcome.committed;
+    // Delete the source files only once the copy has committed.
+    let mut files_read = None;
+    if let Some(sel) = &selection {
+        if sel.filters.delete_after {
+            files::delete(&sel.fs, &sel.files).await?;
+        }
+        files_read = Some(sel.files.len());
+    }
     let secs = started.elapsed().as_secs();
-    Ok(Done {
-        output: json!({
-            "dataRead": rows.data_read,
+    let mut output = json!({
+            "dataRead": file_bytes.unwrap_or(rows.data_read),
             "dataWritten": committed.bytes,
             "rowsRead": rows.rows_read,
             "rowsCopied": committed.rows,
@@ -112,7 +180,12 @@ pub(crate) async fn copy(
             "sourcePeakConnections": 1,
             "sinkPeakConnections": 1,
             "activityRunId": activity_run_id,
-        }),
+    });
+    if let Some(n) = files_read {
+        output["filesRead"] = json!(n);
+    }
+    Ok(Done {
+        output,
         rows_read: rows.rows_read,
         rows_written: committed.rows,
         outputs: committed.outputs,
@@ -143,5 +216,22 @@ impl crate::attempt::Rows for CopyRows {
 
     fn position(&mut self) -> highwater_core::Position {
         highwater_core::Position::Full
+    }
+}
+
+/// A file source that selects no file: nothing is read or written.
+fn nothing_to_copy(activity_run_id: &str) -> Done {
+    Done {
+        output: json!({
+            "dataRead": 0,
+            "dataWritten": 0,
+            "filesRead": 0,
+            "rowsRead": 0,
+            "rowsCopied": 0,
+            "filesWritten": 0,
+            "copyDuration": 0,
+            "activityRunId": activity_run_id,
+        }),
+        ..Done::default()
     }
 }
