@@ -601,9 +601,9 @@ on_every_store!(lookups_with_wildcards_and_formats);
 
 /// CSV files (recursive wildcard) copied into a PostgreSQL table, then
 /// deleted (`deleteFilesAfterCompletion`); a file the filter does not
-/// select stays. A copy that fails deletes nothing. A single file copied
-/// into a folder keeps its name (PreserveHierarchy); several files merge
-/// into one only with MergeFiles.
+/// select stays. A copy that fails deletes nothing. Files copied into a
+/// folder keep their paths (PreserveHierarchy) or names
+/// (FlattenHierarchy); MergeFiles writes one file.
 async fn file_to_postgres_and_delete_after_copy(kind: &'static str) {
     let pg = PgDb::new("adf_files_pg").await;
     pg.exec("CREATE TABLE people (id text, name text); CREATE TABLE strict (id text, name text NOT NULL);")
@@ -672,22 +672,59 @@ async fn file_to_postgres_and_delete_after_copy(kind: &'static str) {
         .get(0);
     assert_eq!(n, 0);
 
-    // Several files into a folder need MergeFiles.
+    // Several files into a folder: one file each, by path
+    // (PreserveHierarchy, the default) or by name (FlattenHierarchy).
     pipeline(
         &lake.dir,
-        &copy(
-            "Merge",
-            r#"{"wildcardFileName": "*.csv"}"#,
-            &reference("Csv", "in", ""),
-            &reference("Copied", "merged", ""),
-            r#"{"type": "DelimitedTextSink"}"#,
+        &format!(
+            "{}, {}",
+            copy(
+                "Each",
+                r#"{"wildcardFileName": "*.csv"}"#,
+                &reference("Csv", "in", ""),
+                &reference("Copied", "each", ""),
+                r#"{"type": "DelimitedTextSink"}"#,
+            ),
+            copy(
+                "Flat",
+                r#"{"wildcardFileName": "*.csv"}"#,
+                &reference("Csv", "in", ""),
+                &reference("Copied", "flat", ""),
+                r#"{"type": "DelimitedTextSink", "storeSettings": {"copyBehavior": "FlattenHierarchy"}}"#,
+            )
         ),
         "",
     );
-    let o = lake.run(&[]);
-    assert_code(&o, 1);
-    let all = format!("{}{}", stdout(&o), stderr(&o));
-    assert!(all.contains("MergeFiles"), "{all}");
+    let run = lake.run_ok(&[], 0);
+    assert_eq!(activity(&run, "Each")["rows_written"], 3);
+    let files = lake.files();
+    for (path, rows) in [
+        (
+            "data/each/a.csv",
+            vec![vec!["id", "name"], vec!["1", "a"], vec!["2", "b"]],
+        ),
+        (
+            "data/each/sub/b.csv",
+            vec![vec!["id", "name"], vec!["3", "c"]],
+        ),
+        (
+            "data/flat/a.csv",
+            vec![vec!["id", "name"], vec!["1", "a"], vec!["2", "b"]],
+        ),
+        ("data/flat/b.csv", vec![vec!["id", "name"], vec!["3", "c"]]),
+    ] {
+        let text = files
+            .get(path)
+            .unwrap_or_else(|| panic!("no {path} in {files:?}"));
+        assert_eq!(parse_csv(text), rows, "{path}");
+    }
+    assert_eq!(
+        files
+            .keys()
+            .filter(|k| k.starts_with("data/each/") || k.starts_with("data/flat/"))
+            .count(),
+        4
+    );
     pipeline(
         &lake.dir,
         &format!(
@@ -763,6 +800,72 @@ async fn file_to_postgres_and_delete_after_copy(kind: &'static str) {
     assert_eq!(left, ["data/in/keep.txt"]);
 }
 on_every_store!(file_to_postgres_and_delete_after_copy);
+
+// ------------------------------------------- DelimitedText settings
+
+/// Rows written with every DelimitedText setting (delimiter, quote,
+/// escape, NULL text, a code page, gzip) read back with the same dataset;
+/// a file without a header reads as `Prop_0`, `Prop_1`, the empty field as
+/// NULL.
+async fn delimited_text_settings_read_back(kind: &'static str) {
+    let lake = Lake::new(kind, "adf_files_settings");
+    let db = rusqlite::Connection::open(lake.dir.join("src.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE u (id INTEGER, name TEXT, note TEXT);
+         INSERT INTO u VALUES (1, 'a;b', NULL), (2, 'say \"hi\"', 'café'), (3, '', 'x');",
+    )
+    .unwrap();
+    lake.put(&[("data/plain/p.csv", "1,x\n2,\n")]);
+    table_dataset(&lake.dir);
+    file_dataset(
+        &lake.dir,
+        "Gz",
+        "DelimitedText",
+        r#", "firstRowAsHeader": true, "columnDelimiter": ";", "quoteChar": "\"", "escapeChar": "\\",
+           "nullValue": "NULL", "encodingName": "ISO-8859-1", "compressionCodec": "gzip""#,
+    );
+    file_dataset(&lake.dir, "Plain", "DelimitedText", "");
+    pipeline(
+        &lake.dir,
+        &format!(
+            r#"{{"name": "Write", "type": "Copy",
+                "typeProperties": {{"source": {{"type": "SqlSource", "sqlReaderQuery": "select id, name, note from u order by id"}},
+                                   "sink": {{"type": "DelimitedTextSink"}}}},
+                "inputs": [{{"referenceName": "T", "type": "DatasetReference"}}],
+                "outputs": [{gz}]}},
+               {{"name": "ReadGz", "type": "Lookup", "dependsOn": [{{"activity": "Write", "dependencyConditions": ["Succeeded"]}}],
+                "typeProperties": {{"source": {{"type": "DelimitedTextSource"}}, "dataset": {gz}, "firstRowOnly": false}}}},
+               {{"name": "ReadPlain", "type": "Lookup",
+                "typeProperties": {{"source": {{"type": "DelimitedTextSource"}}, "dataset": {plain}, "firstRowOnly": false}}}},
+               {report}"#,
+            gz = reference("Gz", "gz", "u.csv.gz"),
+            plain = reference("Plain", "plain", ""),
+            report = report_activity(
+                &["ReadGz", "ReadPlain"],
+                &[
+                    ("gz", "activity('ReadGz').output.value"),
+                    ("plain", "activity('ReadPlain').output.value")
+                ]
+            )
+        ),
+        "",
+    );
+    lake.run_ok(&[], 0);
+    let r = lake.report();
+    assert_eq!(
+        r["gz"],
+        json!([
+            {"id": "1", "name": "a;b", "note": null},
+            {"id": "2", "name": "say \"hi\"", "note": "café"},
+            {"id": "3", "name": "", "note": "x"}
+        ])
+    );
+    assert_eq!(
+        r["plain"],
+        json!([{"Prop_0": "1", "Prop_1": "x"}, {"Prop_0": "2", "Prop_1": null}])
+    );
+}
+on_every_store!(delimited_text_settings_read_back);
 
 // ------------------------------------------------------- GetMetadata
 

@@ -40,6 +40,7 @@ use super::datasets::{ResolvedDataset, connection};
 use super::{Frame, delimited, text};
 
 /// The store of a file connection.
+#[derive(Clone)]
 pub(crate) struct FileStore {
     pub(crate) store: Arc<dyn ObjectStore>,
     /// `file:///abs/lake`, `az://container/prefix`: for messages.
@@ -89,11 +90,23 @@ pub(crate) struct Location {
 pub(crate) fn location(d: &ResolvedDataset) -> Location {
     let tp = &d.tp;
     let loc = tp.get("location").unwrap_or(tp);
-    let container = join(&[
-        &text(loc.get("container")),
-        &text(loc.get("bucketName")),
-        &text(loc.get("fileSystem")),
-    ]);
+    // The location type names which one counts (a template may set
+    // `container` beside `fileSystem`); else the first one given.
+    let keys = ["container", "bucketName", "fileSystem"];
+    let typed = match text(loc.get("type")).as_str() {
+        "AzureBlobFSLocation" => Some("fileSystem"),
+        "AmazonS3Location" | "AmazonS3CompatibleLocation" | "GoogleCloudStorageLocation" => {
+            Some("bucketName")
+        }
+        "AzureBlobStorageLocation" => Some("container"),
+        _ => None,
+    };
+    let container = typed
+        .into_iter()
+        .chain(keys)
+        .map(|k| text(loc.get(k)).trim_matches('/').to_string())
+        .find(|c| !c.is_empty())
+        .unwrap_or_default();
     let folder = join(&[&container, &text(loc.get("folderPath"))]);
     let file =
         Some(text(loc.get("fileName")).trim_matches('/').to_string()).filter(|f| !f.is_empty());
@@ -397,11 +410,18 @@ pub(crate) async fn select(fs: &FileStore, loc: &Location, f: &Filters) -> Resul
         {
             continue;
         }
-        let rel = if root.is_empty() {
-            key.clone()
-        } else {
-            key[root.len() + 1..].to_string()
+        // Paths kept by a copy are below the dataset's folder (else its
+        // container, for a prefix or wildcard folder reaching elsewhere).
+        let below = |base: &str| {
+            if base.is_empty() {
+                Some(key.clone())
+            } else {
+                key.strip_prefix(&format!("{base}/")).map(str::to_string)
+            }
         };
+        let rel = below(&loc.folder)
+            .or_else(|| below(&loc.container))
+            .unwrap_or_else(|| key.clone());
         out.push(Selected { meta, rel });
     }
     Ok(out)
@@ -840,7 +860,36 @@ fn interim_type(t: &DataType) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::wildcard;
+    use serde_json::json;
+
+    use super::{location, wildcard};
+    use crate::pipeline::datasets::ResolvedDataset;
+
+    fn ds(tp: serde_json::Value) -> ResolvedDataset {
+        ResolvedDataset {
+            name: "d".into(),
+            kind: "Binary".into(),
+            linked_service: "l".into(),
+            tp,
+            is_file: true,
+        }
+    }
+
+    #[test]
+    fn locations() {
+        // The template "Delta copy from S3 partitions" sets both.
+        let l = location(&ds(json!({"location": {"type": "AzureBlobFSLocation",
+            "fileSystem": "fs", "container": "fs", "folderPath": "a/b/", "fileName": "x.csv"}})));
+        assert_eq!((l.container.as_str(), l.folder.as_str()), ("fs", "fs/a/b"));
+        assert_eq!(l.file.as_deref(), Some("x.csv"));
+        let l = location(&ds(
+            json!({"location": {"type": "AmazonS3Location", "bucketName": "b"}}),
+        ));
+        assert_eq!((l.folder.as_str(), l.file), ("b", None));
+        // Legacy datasets: folderPath at the top.
+        let l = location(&ds(json!({"folderPath": "c/in", "fileName": ""})));
+        assert_eq!(l.folder, "c/in");
+    }
 
     #[test]
     fn wildcards() {

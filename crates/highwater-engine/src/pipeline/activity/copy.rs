@@ -7,7 +7,7 @@ use highwater_core::{Error, Result, WriteRequest};
 use serde_json::{Value, json};
 
 use crate::pipeline::datasets::{
-    connection, dataset, file_target, read_rows, source_relation, table_sink,
+    ResolvedDataset, connection, dataset, file_target, read_rows, source_relation, table_sink,
 };
 use crate::pipeline::{Activity, Done, Frame, delimited, files, text};
 
@@ -45,6 +45,107 @@ pub(crate) async fn copy(
     } else {
         None
     };
+    let behavior = text(
+        tp.get("sink")
+            .and_then(|s| s.get("storeSettings"))
+            .and_then(|s| s.get("copyBehavior")),
+    );
+    if let Some(sel) = &selection
+        && dst.is_file
+        && sel.files.len() > 1
+        && files::location(&dst).file.is_none()
+        && !behavior.eq_ignore_ascii_case("MergeFiles")
+    {
+        // PreserveHierarchy (the default) or FlattenHierarchy: one file
+        // out per file in, each its own attempt.
+        return copy_each(frame, tp, record_name, &src, &dst, sel, &activity_run_id).await;
+    }
+    copy_one(
+        frame,
+        tp,
+        record_name,
+        &src,
+        &dst,
+        selection,
+        &activity_run_id,
+    )
+    .await
+}
+
+/// Each selected file into its own file (by its path or name), one attempt
+/// each, keyed `…/<activity>/<path of the file>`.
+async fn copy_each(
+    frame: &Frame,
+    tp: &Value,
+    record_name: &str,
+    src: &ResolvedDataset,
+    dst: &ResolvedDataset,
+    sel: &files::Selection,
+    activity_run_id: &str,
+) -> Result<Done> {
+    let flatten = text(
+        tp.get("sink")
+            .and_then(|s| s.get("storeSettings"))
+            .and_then(|s| s.get("copyBehavior")),
+    )
+    .eq_ignore_ascii_case("FlattenHierarchy");
+    if flatten {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(f) = sel.files.iter().find(|f| !seen.insert(f.name())) {
+            return Err(Error::config(
+                "sink.storeSettings.copyBehavior",
+                format!(
+                    "FlattenHierarchy would write two files named {} into one folder; use PreserveHierarchy",
+                    f.name()
+                ),
+            ));
+        }
+    }
+    let mut total = Done::default();
+    let mut sums = serde_json::Map::new();
+    for f in &sel.files {
+        let one = files::Selection {
+            fs: sel.fs.clone(),
+            files: vec![f.clone()],
+            filters: sel.filters.clone(),
+        };
+        let record = format!("{record_name}/{}", f.rel);
+        let id = uuid::Uuid::new_v4().to_string();
+        let done = copy_one(frame, tp, &record, src, dst, Some(one), &id).await?;
+        for k in [
+            "dataRead",
+            "dataWritten",
+            "rowsRead",
+            "rowsCopied",
+            "filesWritten",
+            "filesRead",
+        ] {
+            let n = sums.get(k).and_then(Value::as_u64).unwrap_or(0)
+                + done.output.get(k).and_then(Value::as_u64).unwrap_or(0);
+            sums.insert(k.to_string(), json!(n));
+        }
+        total.rows_read += done.rows_read;
+        total.rows_written += done.rows_written;
+        total.outputs.extend(done.outputs);
+        total.notes.extend(done.notes);
+    }
+    sums.insert("activityRunId".into(), json!(activity_run_id));
+    total.output = Value::Object(sums);
+    Ok(total)
+}
+
+/// One attempt: the source (a table, or the selected files) into the sink.
+async fn copy_one(
+    frame: &Frame,
+    tp: &Value,
+    record_name: &str,
+    src: &ResolvedDataset,
+    dst: &ResolvedDataset,
+    selection: Option<files::Selection>,
+    activity_run_id: &str,
+) -> Result<Done> {
+    let activity_run_id = activity_run_id.to_string();
+    let source_tp = tp.get("source").cloned().unwrap_or(Value::Null);
     let (target, format, table, overwrite) = if dst.is_file {
         let sink_tp = tp.get("sink").cloned().unwrap_or(Value::Null);
         let csv = delimited::options(&dst.kind, &dst.tp, &sink_tp, false)
@@ -52,7 +153,7 @@ pub(crate) async fn copy(
         let ext = csv
             .as_ref()
             .map(|o| delimited::generated_extension(o, &sink_tp));
-        let (mut path, format, mut generated) = file_target(&dst, &activity_run_id, ext.as_deref());
+        let (mut path, format, mut generated) = file_target(dst, &activity_run_id, ext.as_deref());
         if generated && let Some(sel) = &selection {
             // Files copied into a folder keep their names (copyBehavior
             // PreserveHierarchy, the default, or FlattenHierarchy); only
@@ -67,10 +168,7 @@ pub(crate) async fn copy(
                 let [one] = sel.files.as_slice() else {
                     return Err(Error::config(
                         "sink.storeSettings.copyBehavior",
-                        format!(
-                            "the source selects {} files; highwater copies rows of several files into one file only with copyBehavior MergeFiles (or copy them as they are with Binary datasets)",
-                            sel.files.len()
-                        ),
+                        format!("the source selects {} files for one file", sel.files.len()),
                     ));
                 };
                 let name = if behavior.eq_ignore_ascii_case("FlattenHierarchy") {
@@ -102,12 +200,12 @@ pub(crate) async fn copy(
         // is this copy's alone.
         (path, format, None, !generated)
     } else {
-        let (name, write) = table_sink(tp, &dst)?;
+        let (name, write) = table_sink(tp, dst)?;
         (name, String::new(), Some(write), false)
     };
     let relation = match &selection {
         Some(_) => None,
-        None => Some(source_relation(tp, &src)?),
+        None => Some(source_relation(tp, src)?),
     };
     let conn = connection(frame, &dst.linked_service)?;
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
@@ -129,12 +227,12 @@ pub(crate) async fn copy(
     let started = Instant::now();
     let (extract, file_bytes) = match (&selection, relation) {
         (Some(sel), _) => {
-            let (e, n) = files::read(sel, &src, &source_tp).await?;
+            let (e, n) = files::read(sel, src, &source_tp).await?;
             (e, Some(n))
         }
         (None, relation) => {
-            let relation = relation.map_or_else(|| source_relation(tp, &src), Ok)?;
-            (read_rows(frame, &src, relation, record_name).await?, None)
+            let relation = relation.map_or_else(|| source_relation(tp, src), Ok)?;
+            (read_rows(frame, src, relation, record_name).await?, None)
         }
     };
     notes.extend(extract.notes);
