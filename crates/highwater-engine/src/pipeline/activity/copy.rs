@@ -50,6 +50,16 @@ pub(crate) async fn copy(
             .and_then(|s| s.get("storeSettings"))
             .and_then(|s| s.get("copyBehavior")),
     );
+    if !behavior.is_empty()
+        && !["PreserveHierarchy", "FlattenHierarchy", "MergeFiles"]
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(&behavior))
+    {
+        return Err(Error::config(
+            "sink.storeSettings.copyBehavior",
+            format!("`{behavior}` is not PreserveHierarchy, FlattenHierarchy or MergeFiles"),
+        ));
+    }
     if let Some(sel) = &selection
         && dst.is_file
         && sel.files.len() > 1

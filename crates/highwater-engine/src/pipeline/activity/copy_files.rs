@@ -40,10 +40,12 @@ pub(crate) async fn copy_files(
             .and_then(|s| s.get("copyBehavior")),
     );
     let flatten = behavior.eq_ignore_ascii_case("FlattenHierarchy");
-    if behavior.eq_ignore_ascii_case("MergeFiles") {
+    if !(behavior.is_empty() || flatten || behavior.eq_ignore_ascii_case("PreserveHierarchy")) {
         return Err(Error::config(
             "sink.storeSettings.copyBehavior",
-            "MergeFiles does not apply to Binary copies; use PreserveHierarchy or FlattenHierarchy",
+            format!(
+                "`{behavior}` does not apply to Binary copies; use PreserveHierarchy or FlattenHierarchy"
+            ),
         ));
     }
     let started = Instant::now();
@@ -59,6 +61,18 @@ pub(crate) async fn copy_files(
                 sel.files.len()
             ),
         ));
+    }
+    if flatten {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(f) = sel.files.iter().find(|f| !seen.insert(f.name())) {
+            return Err(Error::config(
+                "sink.storeSettings.copyBehavior",
+                format!(
+                    "FlattenHierarchy would write two files named {} into one folder; use PreserveHierarchy",
+                    f.name()
+                ),
+            ));
+        }
     }
     let mut bytes = 0u64;
     let mut written = Vec::new();
