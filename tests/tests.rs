@@ -32,6 +32,7 @@ mod objects;
 mod pg_types;
 mod pipeline;
 mod pipeline_copies;
+mod pipeline_rerun;
 mod serve;
 mod state_pg;
 mod visibility;

@@ -149,6 +149,22 @@ pub enum PipelineCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run an earlier pipeline run again: the same pipeline file and
+    /// parameters, a new run id. With --from-failed (Data Factory's "rerun
+    /// from failed activity") the top-level activities that succeeded are
+    /// not run again; their outputs and the variables they set are reused,
+    /// and a Copy that had published before its run was killed is not
+    /// copied twice.
+    Rerun {
+        /// The run id (or a unique prefix), from `highwater runs`.
+        run_id: String,
+        /// Reuse what succeeded; run the failed activities and what follows.
+        #[arg(long)]
+        from_failed: bool,
+        /// Print the new run record as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,6 +250,14 @@ pub async fn dispatch(args: Args) -> i32 {
         Command::Pipeline {
             command: PipelineCommand::Run { file, params, json },
         } => pipeline::run(&config, args.config_explicit, &file, &params, json).await,
+        Command::Pipeline {
+            command:
+                PipelineCommand::Rerun {
+                    run_id,
+                    from_failed,
+                    json,
+                },
+        } => pipeline::rerun(&config, &run_id, from_failed, json).await,
     }
 }
 

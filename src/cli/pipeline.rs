@@ -8,7 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use highwater_engine::pipeline::{Factory, parameters, run_pipeline};
+use highwater_engine::pipeline::rerun::Rerun;
+use highwater_engine::pipeline::{Factory, Start, parameters, run_pipeline_with};
 
 use super::output;
 
@@ -119,9 +120,26 @@ pub async fn run(
         Ok(s) => s,
         Err(code) => return code,
     };
+    let file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let start = Start {
+        file: Some(file.display().to_string()),
+        ..Start::default()
+    };
+    execute(factory, plan, state, parameters, start, json).await
+}
+
+/// Run the factory's pipeline and report as `pipeline run` does.
+async fn execute(
+    factory: Factory,
+    plan: highwater_config::Plan,
+    state: std::sync::Arc<dyn highwater_core::StateStore>,
+    parameters: serde_json::Map<String, serde_json::Value>,
+    start: Start,
+    json: bool,
+) -> i32 {
     let name = factory.name.clone();
     let secrets = plan.secrets.clone();
-    let outcome = match run_pipeline(factory, plan, state.clone(), parameters, None).await {
+    let outcome = match run_pipeline_with(factory, plan, state.clone(), parameters, start).await {
         Ok(o) => o,
         Err(e) => {
             output::error(&secrets.redact(&e.to_string()));
@@ -156,4 +174,82 @@ pub async fn run(
         highwater_core::RunStatus::Succeeded => 0,
         _ => 1,
     }
+}
+
+/// `highwater pipeline rerun RUN_ID [--from-failed]`: a new run of the
+/// same pipeline file with the same parameters; from failed, the
+/// top-level activities that succeeded are reused, not run again.
+pub async fn rerun(config: &Path, run_id: &str, from_failed: bool, json: bool) -> i32 {
+    let plan = match super::load_plan_with(config, highwater_config::plan::load_connections) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let state = match super::open_state(&plan).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let record = match state.run(run_id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            output::error(&format!(
+                "no run {run_id} in {} (see `highwater runs`)",
+                plan.file
+            ));
+            return 2;
+        }
+        Err(e) => {
+            output::error(&e.to_string());
+            return 1;
+        }
+    };
+    let info = record.info.clone().unwrap_or_default();
+    let Some(file) = info.get("file").and_then(|f| f.as_str()).map(PathBuf::from) else {
+        output::error(&format!(
+            "run {} is not a pipeline run this version recorded (no pipeline file); \
+             start it again with `highwater pipeline run FILE.json`",
+            record.run_id
+        ));
+        return 2;
+    };
+    match record.status {
+        highwater_core::RunStatus::InProgress => {
+            output::error(&format!(
+                "run {} is still in progress; rerun it when it has ended",
+                record.run_id
+            ));
+            return 2;
+        }
+        highwater_core::RunStatus::Succeeded if from_failed => {
+            output::error(&format!(
+                "run {} succeeded: there is no failed activity to rerun from \
+                 (without --from-failed the whole pipeline runs again)",
+                record.run_id
+            ));
+            return 2;
+        }
+        _ => {}
+    }
+    let factory = match Factory::load(&file) {
+        Ok(f) => f,
+        Err(e) => {
+            output::error(&e.to_string());
+            return 2;
+        }
+    };
+    let names: Vec<&str> = plan.connections.keys().map(String::as_str).collect();
+    if let Err(e) = factory.check_connections(&names, &plan.file) {
+        output::error(&e.to_string());
+        return 2;
+    }
+    let parameters = info
+        .get("parameters")
+        .and_then(|p| p.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let start = Start {
+        file: Some(file.display().to_string()),
+        rerun: Some(Rerun::of_run(&record, from_failed)),
+        ..Start::default()
+    };
+    execute(factory, plan, state, parameters, start, json).await
 }

@@ -72,28 +72,48 @@ pub async fn show(config: &Path, run_id: &str, json: bool) -> i32 {
         Err(c) => return c,
     };
     match state.run(run_id).await {
-        Ok(Some(r)) if json => {
-            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            0
-        }
-        Ok(Some(r)) => {
+        // Activity runs in the order they started, as Data Factory's
+        // monitor lists them.
+        Ok(Some(mut r)) => {
+            r.streams.sort_by_key(|s| s.started_at);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+                return 0;
+            }
             println!("run {}  {}", r.run_id, r.status.as_str());
             if let Some(p) = r.streams.iter().find_map(|s| s.pipeline.as_deref()) {
                 println!("  pipeline {p}");
             }
+            if let Some(of) = r
+                .info
+                .as_ref()
+                .and_then(|i| i.get("rerunOf"))
+                .and_then(|o| o.as_str())
+            {
+                println!("  rerun of {of}");
+            }
             println!("  started  {}", r.started_at.to_rfc3339());
             if let Some(f) = r.finished_at {
-                println!("  finished {}", f.to_rfc3339());
+                println!(
+                    "  finished {}  ({:.2}s)",
+                    f.to_rfc3339(),
+                    (f - r.started_at).num_milliseconds() as f64 / 1000.0
+                );
             }
             for s in &r.streams {
                 println!("  {}", output::stream_line(s));
                 println!(
-                    "          rows read {}, written {}",
-                    s.rows_read, s.rows_written
+                    "          started {}, rows read {}, written {}",
+                    s.started_at.format("%H:%M:%S%.3f"),
+                    s.rows_read,
+                    s.rows_written
                 );
                 for n in &s.notes {
                     println!("          note: {n}");
                 }
+            }
+            if r.streams.iter().any(|s| s.input.is_some()) {
+                println!("  (each activity's input and output JSON: --json)");
             }
             0
         }

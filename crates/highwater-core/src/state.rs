@@ -91,6 +91,13 @@ pub struct StreamRun {
     /// written before this field read as `None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
+    /// A pipeline activity's input: its `typeProperties` as evaluated for
+    /// the execution recorded (Data Factory's activity-run input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<serde_json::Value>,
+    /// A pipeline activity's output, as `activity('X').output` saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
 }
 
 /// One invocation of `highwater run` (or a pipeline run).
@@ -101,6 +108,10 @@ pub struct RunRecord {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub streams: Vec<StreamRun>,
+    /// What started a pipeline run (pipeline, file, parameters, the run it
+    /// reruns), for `pipeline rerun`; `None` for stream runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub info: Option<serde_json::Value>,
 }
 
 /// Proof that this process holds a stream; dropping it releases the lock.
@@ -154,6 +165,9 @@ pub trait StateStore: Send + Sync {
 
     /// Add or replace one stream's activity in a run.
     async fn record_stream_run(&self, run_id: &str, run: &StreamRun) -> Result<()>;
+
+    /// Attach what started a run (see [`RunRecord::info`]).
+    async fn set_run_info(&self, run_id: &str, info: &serde_json::Value) -> Result<()>;
 
     /// Close a run record.
     async fn finish_run(&self, run_id: &str, status: RunStatus, at: DateTime<Utc>) -> Result<()>;

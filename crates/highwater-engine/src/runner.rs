@@ -167,6 +167,8 @@ impl Ctx<'_> {
             started_at: Utc::now(),
             finished_at: None,
             pipeline: None,
+            input: None,
+            output: None,
         };
         self.observer.event(Event::Started {
             stream: &s.name,

@@ -109,6 +109,14 @@ impl StateStore for TimedState {
         .await
     }
 
+    async fn set_run_info(&self, run_id: &str, info: &serde_json::Value) -> Result<()> {
+        self.within(
+            "recording the run's parameters",
+            self.inner.set_run_info(run_id, info),
+        )
+        .await
+    }
+
     async fn finish_run(&self, run_id: &str, status: RunStatus, at: DateTime<Utc>) -> Result<()> {
         self.within(
             "finishing the run record",

@@ -63,6 +63,12 @@ CREATE TABLE IF NOT EXISTS highwater.runs (
     host        text,
     pid         bigint
 );
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = 'highwater'
+                   AND table_name = 'runs' AND column_name = 'info') THEN
+        ALTER TABLE highwater.runs ADD COLUMN info text;
+    END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS highwater.stream_runs (
     run_id  text NOT NULL,
     stream  text NOT NULL,
@@ -569,6 +575,18 @@ impl StateStore for PgState {
         })
     }
 
+    async fn set_run_info(&self, run_id: &str, info: &serde_json::Value) -> Result<()> {
+        let info = info.to_string();
+        retrying!(self, |c, _retry| {
+            c.execute(
+                "UPDATE highwater.runs SET info = $2 WHERE run_id = $1",
+                &[&run_id, &info],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
     async fn finish_run(&self, run_id: &str, status: RunStatus, at: DateTime<Utc>) -> Result<()> {
         retrying!(self, |c, _retry| {
             c.execute(
@@ -611,7 +629,7 @@ impl StateStore for PgState {
         let (rows, records) = retrying!(self, |c, _retry| {
             let rows = c
                 .query(
-                    "SELECT run_id, status, started_at, finished_at, host, pid FROM highwater.runs
+                    "SELECT run_id, status, started_at, finished_at, host, pid, info FROM highwater.runs
                      WHERE run_id = $1 OR run_id LIKE $2 ORDER BY started_at DESC LIMIT 2",
                     &[&run_id, &prefix],
                 )
@@ -660,6 +678,9 @@ impl StateStore for PgState {
             started_at: row.get(2),
             finished_at: row.get(3),
             streams,
+            info: row
+                .get::<_, Option<String>>(6)
+                .and_then(|i| serde_json::from_str(&i).ok()),
         }))
     }
 }

@@ -68,6 +68,16 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         }
         conn.execute_batch("PRAGMA user_version = 1")?;
     }
+    if version < 2 {
+        // 2: runs.info, what started a pipeline run (`pipeline rerun`).
+        let has_info: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('runs') WHERE name = 'info'")?
+            .exists([])?;
+        if !has_info {
+            conn.execute_batch("ALTER TABLE runs ADD COLUMN info TEXT")?;
+        }
+        conn.execute_batch("PRAGMA user_version = 2")?;
+    }
     Ok(())
 }
 
@@ -478,6 +488,18 @@ impl StateStore for SqliteState {
         Ok(())
     }
 
+    async fn set_run_info(&self, run_id: &str, info: &serde_json::Value) -> Result<()> {
+        let (run_id, info) = (run_id.to_string(), info.to_string());
+        self.with(move |c| {
+            c.execute(
+                "UPDATE runs SET info = ?2 WHERE run_id = ?1",
+                params![run_id, info],
+            )
+        })
+        .await?;
+        Ok(())
+    }
+
     async fn finish_run(&self, run_id: &str, status: RunStatus, at: DateTime<Utc>) -> Result<()> {
         let run_id = run_id.to_string();
         self.with(move |c| {
@@ -510,12 +532,19 @@ impl StateStore for SqliteState {
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
-        type Row = (String, String, String, Option<String>, Option<i64>);
+        type Row = (
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<i64>,
+            Option<String>,
+        );
         let wanted = run_id.to_string();
         let (found, records): (Vec<Row>, Vec<(String, String)>) = self
             .with(move |c| {
                 let mut st = c.prepare(
-                    "SELECT run_id, status, started_at, finished_at, pid FROM runs
+                    "SELECT run_id, status, started_at, finished_at, pid, info FROM runs
                      WHERE run_id = ?1 OR run_id LIKE ?2 ESCAPE '\\' ORDER BY started_at DESC LIMIT 2",
                 )?;
                 let prefix = format!(
@@ -526,7 +555,7 @@ impl StateStore for SqliteState {
                         .replace('_', "\\_")
                 );
                 let rows = st.query_map(params![wanted, prefix], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
                 })?;
                 let found: Vec<Row> = rows.collect::<rusqlite::Result<_>>()?;
                 // The stream records of every candidate, in the same read.
@@ -570,6 +599,7 @@ impl StateStore for SqliteState {
             started_at: parse_ts(&row.2),
             finished_at: row.3.as_deref().map(parse_ts),
             streams,
+            info: row.5.as_deref().and_then(|i| serde_json::from_str(i).ok()),
         }))
     }
 }

@@ -625,6 +625,8 @@ fn stream_run(stream: &str, status: RunStatus, error: Option<&str>) -> StreamRun
         started_at: now(),
         finished_at: Some(now()),
         pipeline: None,
+        input: None,
+        output: None,
     }
 }
 

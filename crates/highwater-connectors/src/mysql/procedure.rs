@@ -47,8 +47,35 @@ fn value(proc: &Procedure, i: usize) -> Value {
         (Some(v), ProcType::Boolean) => {
             Value::Int(i64::from(v.eq_ignore_ascii_case("true") || v == "1"))
         }
+        (Some(v), ProcType::DateTime | ProcType::DateTimeOffset) => {
+            datetime(v).unwrap_or_else(|| Value::Bytes(v.clone().into_bytes()))
+        }
         (Some(v), _) => Value::Bytes(v.clone().into_bytes()),
     }
+}
+
+/// A Data Factory date-time text as a MariaDB `DATETIME` value: ISO 8601
+/// with a zone (`2017-09-05T08:06:00Z`, what a Lookup's output holds; the
+/// server rejects that text) in UTC, or a zone-less date-time as written.
+/// `None` leaves the text to the server.
+fn datetime(text: &str) -> Option<Value> {
+    use chrono::{Datelike, NaiveDateTime, Timelike};
+    let t = text.trim();
+    let naive = match chrono::DateTime::parse_from_rfc3339(t) {
+        Ok(d) => d.naive_utc(),
+        Err(_) => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())?,
+    };
+    Some(Value::Date(
+        u16::try_from(naive.year()).ok()?,
+        naive.month() as u8,
+        naive.day() as u8,
+        naive.hour() as u8,
+        naive.minute() as u8,
+        naive.second() as u8,
+        naive.nanosecond() / 1000,
+    ))
 }
 
 pub(crate) async fn call(url: &str, proc: &Procedure) -> Result<()> {

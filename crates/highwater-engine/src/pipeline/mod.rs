@@ -33,6 +33,7 @@ mod datasets;
 pub mod delimited;
 mod files;
 pub mod model;
+pub mod rerun;
 pub mod sink;
 pub mod typed;
 mod validate;
@@ -133,6 +134,10 @@ struct Run {
     run_id: String,
     records: Mutex<Vec<StreamRun>>,
     skipped: Mutex<Vec<String>>,
+    /// The run this one reruns, and what it may reuse.
+    rerun: Option<rerun::Rerun>,
+    /// Activity executions under way, as recorded (`InProgress`).
+    started: Mutex<HashMap<String, StreamRun>>,
 }
 
 /// One pipeline execution: the pipeline that was started, or one run by an
@@ -311,10 +316,44 @@ pub async fn run_pipeline(
     parameters: Map<String, Value>,
     run_id: Option<String>,
 ) -> Result<PipelineOutcome> {
-    let run_id = run_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let start = Start {
+        run_id,
+        ..Start::default()
+    };
+    run_pipeline_with(factory, plan, state, parameters, start).await
+}
+
+/// How a pipeline run starts: its id, the file it was loaded from
+/// (recorded with the run, for `pipeline rerun`), and the run it reruns.
+#[derive(Default)]
+pub struct Start {
+    pub run_id: Option<String>,
+    pub file: Option<String>,
+    pub rerun: Option<rerun::Rerun>,
+}
+
+/// [`run_pipeline`] with everything a start can say.
+pub async fn run_pipeline_with(
+    factory: Factory,
+    plan: Plan,
+    state: Arc<dyn StateStore>,
+    parameters: Map<String, Value>,
+    start: Start,
+) -> Result<PipelineOutcome> {
+    let run_id = start
+        .run_id
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let started = Utc::now();
+    let info = json!({
+        "pipeline": factory.name,
+        "file": start.file,
+        "parameters": parameters,
+        "rerunOf": start.rerun.as_ref().map(|r| r.of.clone()),
+        "fromFailed": start.rerun.as_ref().map(|r| r.from_failed),
+    });
     let ctx = PipeCtx::new(&factory.name, &run_id, parameters, &factory.variables, None);
     state.begin_run(&run_id, started).await?;
+    state.set_run_info(&run_id, &info).await?;
     let activities = factory.activities.clone();
     let run = Arc::new(Run {
         factory,
@@ -323,6 +362,8 @@ pub async fn run_pipeline(
         run_id: run_id.clone(),
         records: Mutex::new(Vec::new()),
         skipped: Mutex::new(Vec::new()),
+        rerun: start.rerun,
+        started: Mutex::new(HashMap::new()),
     });
     let frame = Frame {
         run: run.clone(),
@@ -455,16 +496,39 @@ struct Done {
     notes: Vec<String>,
 }
 
-/// Run one activity, keep its result for `activity()` and record it.
+/// Run one activity, keep its result for `activity()` and record it
+/// (`InProgress` with its input when it starts, then its outcome).
 /// `Err` only when the state store fails.
 async fn run_activity(frame: &Frame, a: &Activity) -> Result<(Outcome, Option<String>)> {
     let started_at = Utc::now();
     let record_name = format!("{}{}", frame.prefix, a.name);
+    if let Some(earlier) = rerun::reusable(frame, a) {
+        return rerun::reuse(frame, a, &record_name, earlier, started_at).await;
+    }
     tracing::info!(activity = %record_name, kind = a.kind.as_str(), "Activity started.");
+    let mut rec = StreamRun {
+        stream: record_name.clone(),
+        mode: a.kind.as_str().to_string(),
+        status: RunStatus::InProgress,
+        rows_read: 0,
+        rows_written: 0,
+        watermark_from: None,
+        watermark_to: None,
+        outputs: vec![],
+        error: None,
+        full_reload: false,
+        notes: vec![],
+        started_at,
+        finished_at: None,
+        pipeline: Some(text(frame.ctx.pipeline.get("Pipeline"))),
+        input: None,
+        output: None,
+    };
     let mut retries = Vec::new();
     let result = loop {
+        let attempt = attempt_activity(frame, a, &record_name, &mut rec);
         let attempt = match a.timeout {
-            Some(limit) => tokio::time::timeout(limit, execute(frame, a, &record_name))
+            Some(limit) => tokio::time::timeout(limit, attempt)
                 .await
                 .unwrap_or_else(|_| {
                     Err(Error::data(format!(
@@ -472,7 +536,7 @@ async fn run_activity(frame: &Frame, a: &Activity) -> Result<(Outcome, Option<St
                         limit.as_secs()
                     )))
                 }),
-            None => execute(frame, a, &record_name).await,
+            None => attempt.await,
         };
         match attempt {
             Err(e) if (retries.len() as u32) < a.retry => {
@@ -487,6 +551,7 @@ async fn run_activity(frame: &Frame, a: &Activity) -> Result<(Outcome, Option<St
             other => break other,
         }
     };
+    lock(&frame.run.started).remove(&record_name);
     let (outcome, mut done, error) = match result {
         Ok(done) => (Outcome::Succeeded, done, None),
         Err(e) => {
@@ -505,25 +570,17 @@ async fn run_activity(frame: &Frame, a: &Activity) -> Result<(Outcome, Option<St
             json!({"message": m, "errorCode": "highwater", "failureType": "UserError"});
     }
     lock(frame.layers.last().expect("a layer")).insert(a.name.clone(), entry);
-    let rec = StreamRun {
-        stream: record_name,
-        mode: a.kind.as_str().to_string(),
-        status: match outcome {
-            Outcome::Succeeded => RunStatus::Succeeded,
-            _ => RunStatus::Failed,
-        },
-        rows_read: done.rows_read,
-        rows_written: done.rows_written,
-        watermark_from: None,
-        watermark_to: None,
-        outputs: done.outputs,
-        error: error_text.clone(),
-        full_reload: false,
-        notes: done.notes,
-        started_at,
-        finished_at: Some(Utc::now()),
-        pipeline: Some(text(frame.ctx.pipeline.get("Pipeline"))),
+    rec.status = match outcome {
+        Outcome::Succeeded => RunStatus::Succeeded,
+        _ => RunStatus::Failed,
     };
+    rec.rows_read = done.rows_read;
+    rec.rows_written = done.rows_written;
+    rec.outputs = done.outputs;
+    rec.error = error_text.clone();
+    rec.notes = done.notes;
+    rec.finished_at = Some(Utc::now());
+    rec.output = Some(done.output);
     frame
         .run
         .state
@@ -533,6 +590,46 @@ async fn run_activity(frame: &Frame, a: &Activity) -> Result<(Outcome, Option<St
     Ok((outcome, error_text))
 }
 
+/// One execution of an activity: evaluate its `typeProperties` (the
+/// recorded input), record it `InProgress`, act.
+async fn attempt_activity(
+    frame: &Frame,
+    a: &Activity,
+    record_name: &str,
+    rec: &mut StreamRun,
+) -> Result<Done> {
+    let tp = resolve(&a.type_properties, "typeProperties", &scope(frame))?;
+    rec.input = Some(tp.clone());
+    rec.output = None;
+    frame
+        .run
+        .state
+        .record_stream_run(&frame.run.run_id, rec)
+        .await?;
+    lock(&frame.run.started).insert(record_name.to_string(), rec.clone());
+    execute(frame, a, &tp, record_name).await
+}
+
+/// Say, in the record of an activity under way, the activity run id its
+/// attempt uses (a Copy's attempt id), so that a rerun of a run that
+/// stopped mid-copy can tell whether that copy published.
+async fn note_activity_run_id(
+    frame: &Frame,
+    record_name: &str,
+    activity_run_id: &str,
+) -> Result<()> {
+    let rec = lock(&frame.run.started).get(record_name).cloned();
+    if let Some(mut rec) = rec {
+        rec.output = Some(json!({ "activityRunId": activity_run_id }));
+        frame
+            .run
+            .state
+            .record_stream_run(&frame.run.run_id, &rec)
+            .await?;
+    }
+    Ok(())
+}
+
 fn scope(frame: &Frame) -> EvalScope<'_> {
     EvalScope {
         frame,
@@ -540,8 +637,8 @@ fn scope(frame: &Frame) -> EvalScope<'_> {
     }
 }
 
-async fn execute(frame: &Frame, a: &Activity, record_name: &str) -> Result<Done> {
-    let tp = resolve(&a.type_properties, "typeProperties", &scope(frame))?;
+async fn execute(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> Result<Done> {
+    let tp = tp.clone();
     match a.kind {
         ActivityKind::Lookup => activity::lookup::lookup(frame, a, &tp, record_name).await,
         ActivityKind::Copy => activity::copy::copy(frame, a, &tp, record_name).await,

@@ -233,6 +233,10 @@ async fn copy_one(
         secrets: &frame.run.plan.secrets,
     };
     let mut notes = crate::attempt::settle(env, &key, false).await?;
+    if let Some(done) = crate::pipeline::rerun::published_before(frame, &key, record_name).await? {
+        return Ok(done);
+    }
+    crate::pipeline::note_activity_run_id(frame, record_name, &activity_run_id).await?;
     let from = state.position(&key).await?;
     let started = Instant::now();
     let (extract, file_bytes) = match (&selection, relation) {
