@@ -597,6 +597,57 @@ async fn lookups_with_wildcards_and_formats(kind: &'static str) {
 }
 on_every_store!(lookups_with_wildcards_and_formats);
 
+/// A legacy `AzureBlob` dataset with `format: TextFormat` and its own
+/// `fileFilter`; files whose headers differ are not read as one (the
+/// activity fails, naming the file) rather than mapped by position.
+async fn legacy_dataset_and_differing_headers(kind: &'static str) {
+    let lake = Lake::new(kind, "adf_files_legacy");
+    lake.put(&[
+        ("leg/a.csv", "id,name\n1,a\n"),
+        ("leg/b.txt", "id,name\n2,b\n"),
+        ("mixed/a.csv", "id,name\n1,a\n"),
+        ("mixed/b.csv", "name,id\nb,2\n"),
+    ]);
+    table_dataset(&lake.dir);
+    dataset(
+        &lake.dir,
+        "Legacy",
+        "Lake",
+        "AzureBlob",
+        r#"{"folderPath": {"value": "@dataset().folder", "type": "Expression"}, "fileFilter": "*.csv",
+            "format": {"type": "TextFormat", "columnDelimiter": ",", "firstRowAsHeader": true}}"#,
+    );
+    let lookup = |name: &str, folder: &str| {
+        format!(
+            r#"{{"name": "{name}", "type": "Lookup",
+                "typeProperties": {{"source": {{"type": "BlobSource"}}, "dataset": {}, "firstRowOnly": false}}}}"#,
+            reference("Legacy", folder, "")
+        )
+    };
+    pipeline(
+        &lake.dir,
+        &format!(
+            "{}, {}",
+            lookup("Leg", "leg"),
+            report_activity(&["Leg"], &[("leg", "activity('Leg').output.value")])
+        ),
+        "",
+    );
+    lake.run_ok(&[], 0);
+    assert_eq!(lake.report()["leg"], json!([{"id": "1", "name": "a"}]));
+    pipeline(&lake.dir, &lookup("Mixed", "mixed"), "");
+    let run = lake.run_ok(&[], 1);
+    let e = activity(&run, "Mixed")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("mixed/b.csv") && e.contains("differ from the first file's (id, name)"),
+        "{e}"
+    );
+}
+on_every_store!(legacy_dataset_and_differing_headers);
+
 // ------------------------------ file → PostgreSQL, delete after copy
 
 /// CSV files (recursive wildcard) copied into a PostgreSQL table, then

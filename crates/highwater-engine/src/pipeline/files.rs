@@ -677,11 +677,11 @@ fn csv_batches(
             .collect::<Vec<_>>(),
     ));
     let schema = match schema {
-        Some(s) if s.fields().len() != file_schema.fields().len() => {
+        Some(s) if s.fields() != file_schema.fields() => {
             return Err(Error::data(format!(
-                "{place}: {} columns, the first file has {}; copy the files separately",
-                file_schema.fields().len(),
-                s.fields().len()
+                "{place}: its columns ({}) differ from the first file's ({}); copy the files separately",
+                names(&file_schema),
+                names(&s)
             )));
         }
         Some(s) => s,
