@@ -459,16 +459,59 @@ pub(crate) async fn select_source(
     Ok(Selection { fs, files, filters })
 }
 
-/// Read the selected files' rows as one stream; also the bytes read.
+/// Bytes read so far by a file read (counted as its stream is consumed).
+pub(crate) type BytesRead = Arc<std::sync::atomic::AtomicU64>;
+
+/// How one file's rows are decoded.
+#[derive(Clone)]
+enum Decode {
+    Csv(CsvOptions),
+    Parquet,
+}
+
+impl Decode {
+    /// The batches of one file, checked against (or setting) the schema.
+    fn file(
+        &self,
+        b: bytes::Bytes,
+        schema: &mut Option<SchemaRef>,
+        place: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        match self {
+            Decode::Csv(o) => {
+                let (s, bs) = csv_batches(&b, o, schema.clone(), place)?;
+                if let Some(s) = s {
+                    *schema = Some(s);
+                }
+                Ok(bs)
+            }
+            Decode::Parquet => {
+                let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(b)
+                    .and_then(|b| b.build())
+                    .map_err(|e| Error::data(format!("{place}: not a Parquet file: {e}")))?;
+                agree(schema, arrow_array::RecordBatchReader::schema(&r), place)?;
+                r.map(|b| b.map_err(|e| Error::data(format!("{place}: {e}"))))
+                    .collect()
+            }
+        }
+    }
+}
+
+/// Read the selected files' rows as one stream, in key order; the bytes
+/// read are counted in the returned counter. DelimitedText and Parquet
+/// files are read one at a time as the stream is consumed (the first ones
+/// up front, for the schema); Json files all at once (the schema is
+/// inferred over every row).
 pub(crate) async fn read(
     sel: &Selection,
     d: &ResolvedDataset,
     source: &Value,
-) -> Result<(Extract, u64)> {
+) -> Result<(Extract, BytesRead)> {
+    use std::sync::atomic::Ordering;
+    let counter: BytesRead = Arc::default();
     let place = |f: &Selected| sel.fs.url(f.key());
-    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut batches: std::collections::VecDeque<RecordBatch> = Default::default();
     let mut schema: Option<SchemaRef> = None;
-    let mut read = 0u64;
     let kind = super::datasets::file_format(d);
     if let Some(fs) = source.get("formatSettings").and_then(Value::as_object) {
         for (k, v) in fs {
@@ -480,32 +523,18 @@ pub(crate) async fn read(
             }
         }
     }
-    match (d.kind.as_str(), kind) {
+    let decode = match (d.kind.as_str(), kind) {
         ("Binary", _) => {
             return Err(Error::config(
                 format!("dataset {}", d.name),
                 "a Binary dataset has no rows: copy it to another Binary dataset",
             ));
         }
-        (_, "parquet") => {
-            for f in &sel.files {
-                let b = bytes(&sel.fs, f).await?;
-                read += b.len() as u64;
-                let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(b)
-                    .and_then(|b| b.build())
-                    .map_err(|e| Error::data(format!("{}: not a Parquet file: {e}", place(f))))?;
-                let file_schema = arrow_array::RecordBatchReader::schema(&r);
-                agree(&mut schema, file_schema, &place(f))?;
-                for b in r {
-                    batches.push(b.map_err(|e| Error::data(format!("{}: {e}", place(f))))?);
-                }
-            }
-        }
         (_, "jsonl") => {
             let mut rows = Vec::new();
             for f in &sel.files {
                 let b = bytes(&sel.fs, f).await?;
-                read += b.len() as u64;
+                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
                 rows.extend(json_rows(&decode_text(&b, "UTF-8", &place(f))?, &place(f))?);
             }
             if !rows.is_empty() {
@@ -523,31 +552,79 @@ pub(crate) async fn read(
                     .flush()
                     .map_err(|e| Error::data(format!("dataset {}: {e}", d.name)))?
                 {
-                    batches.push(b);
+                    batches.push_back(b);
                 }
                 schema = Some(s);
             }
+            None
         }
-        _ => {
-            let o = delimited::options(&d.kind, &d.tp, &Value::Null, false)
+        (_, "parquet") => Some(Decode::Parquet),
+        _ => Some(Decode::Csv(
+            delimited::options(&d.kind, &d.tp, &Value::Null, false)
                 .map_err(|e| Error::config(format!("dataset {}", d.name), e.join("; ")))?
-                .unwrap_or_default();
-            for f in &sel.files {
-                let b = bytes(&sel.fs, f).await?;
-                read += b.len() as u64;
-                let (s, bs) = csv_batches(&b, &o, schema.clone(), &place(f))?;
-                if let Some(s) = s {
-                    schema = Some(s);
-                }
-                batches.extend(bs);
-            }
+                .unwrap_or_default(),
+        )),
+    };
+    // Up front: the files until one gives the schema.
+    let mut next = 0;
+    if let Some(dec) = &decode {
+        while schema.is_none() && next < sel.files.len() {
+            let f = &sel.files[next];
+            let b = bytes(&sel.fs, f).await?;
+            counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+            batches.extend(dec.file(b, &mut schema, &place(f))?);
+            next += 1;
         }
     }
     let schema = schema.unwrap_or_else(|| Arc::new(Schema::empty()));
-    let stream = StreamAdapter::new(
-        schema.clone(),
-        futures::stream::iter(batches.into_iter().map(Ok)),
-    );
+    struct Rest {
+        fs: FileStore,
+        files: Vec<Selected>,
+        next: usize,
+        decode: Option<Decode>,
+        schema: Option<SchemaRef>,
+        batches: std::collections::VecDeque<RecordBatch>,
+        counter: BytesRead,
+        failed: bool,
+    }
+    let rest = Rest {
+        fs: sel.fs.clone(),
+        files: sel.files.clone(),
+        next,
+        decode,
+        schema: Some(schema.clone()),
+        batches,
+        counter: counter.clone(),
+        failed: false,
+    };
+    let stream = futures::stream::unfold(rest, |mut st| async move {
+        loop {
+            if let Some(b) = st.batches.pop_front() {
+                return Some((Ok(b), st));
+            }
+            let (Some(dec), false) = (st.decode.clone(), st.failed) else {
+                return None;
+            };
+            let f = st.files.get(st.next)?.clone();
+            st.next += 1;
+            let place = st.fs.url(f.key());
+            let got = match bytes(&st.fs, &f).await {
+                Ok(b) => {
+                    st.counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    dec.file(b, &mut st.schema, &place)
+                }
+                Err(e) => Err(e),
+            };
+            match got {
+                Ok(bs) => st.batches.extend(bs),
+                Err(e) => {
+                    st.failed = true;
+                    return Some((Err(e), st));
+                }
+            }
+        }
+    });
+    let stream = StreamAdapter::new(schema.clone(), Box::pin(stream));
     Ok((
         Extract {
             schema,
@@ -559,7 +636,7 @@ pub(crate) async fn read(
             notes: vec![],
             batches: stream.boxed(),
         },
-        read,
+        counter,
     ))
 }
 

@@ -283,7 +283,9 @@ async fn copy_one(
     }
     let secs = started.elapsed().as_secs();
     let mut output = json!({
-            "dataRead": file_bytes.unwrap_or(rows.data_read),
+            "dataRead": file_bytes
+                .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+                .unwrap_or(rows.data_read),
             "dataWritten": committed.bytes,
             "rowsRead": rows.rows_read,
             "rowsCopied": committed.rows,
