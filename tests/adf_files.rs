@@ -918,6 +918,71 @@ async fn delimited_text_settings_read_back(kind: &'static str) {
 }
 on_every_store!(delimited_text_settings_read_back);
 
+/// A file source copy killed before its commit publishes nothing and
+/// deletes nothing; the next run copies every row once and then deletes
+/// the files.
+async fn crash_before_commit_deletes_nothing(kind: &'static str) {
+    let pg = PgDb::new("adf_files_crash").await;
+    pg.exec("CREATE TABLE people (id text, name text);").await;
+    let lake = Lake::new(kind, "adf_files_crash");
+    let yaml = std::fs::read_to_string(lake.dir.config()).unwrap();
+    lake.dir
+        .write("highwater.yaml", &format!("{yaml}  Pg: {}\n", pg.url));
+    lake.put(&[
+        ("data/in/a.csv", "id,name\n1,a\n2,b\n"),
+        ("data/in/b.csv", "id,name\n3,c\n"),
+    ]);
+    file_dataset(
+        &lake.dir,
+        "Csv",
+        "DelimitedText",
+        r#", "firstRowAsHeader": true"#,
+    );
+    lake.dir.write(
+        "datasets/people.json",
+        r#"{"name": "people", "properties": {"type": "AzurePostgreSqlTable",
+            "linkedServiceName": {"referenceName": "Pg", "type": "LinkedServiceReference"},
+            "typeProperties": {"tableName": "people"}}}"#,
+    );
+    pipeline(
+        &lake.dir,
+        &format!(
+            r#"{{"name": "ToPg", "type": "Copy",
+                "typeProperties": {{"source": {{"type": "DelimitedTextSource",
+                    "storeSettings": {{"wildcardFileName": "*.csv", "deleteFilesAfterCompletion": true}}}},
+                                   "sink": {{"type": "AzurePostgreSqlSink"}}}},
+                "inputs": [{}],
+                "outputs": [{{"referenceName": "people", "type": "DatasetReference"}}]}}"#,
+            reference("Csv", "in", "")
+        ),
+        "",
+    );
+    let mut env = lake.env();
+    env.push(("HIGHWATER_FAILPOINT", "engine.before_sink_commit"));
+    let o = lake.dir.hw_env(&["pipeline", "run", "pipeline.json"], &env);
+    assert_eq!(o.status.code(), None, "{}", stderr(&o));
+    let n: i64 = pg
+        .client
+        .query_one("SELECT count(*) FROM people", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "nothing committed");
+    assert_eq!(lake.names(), ["data/in/a.csv", "data/in/b.csv"]);
+    lake.run_ok(&[], 0);
+    let rows: Vec<String> = pg
+        .client
+        .query("SELECT id || name FROM people ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, ["1a", "2b", "3c"]);
+    assert!(lake.names().is_empty(), "{:?}", lake.names());
+}
+on_every_store!(crash_before_commit_deletes_nothing);
+
 // ------------------------------------------------------- GetMetadata
 
 async fn get_metadata_fields(kind: &'static str) {
