@@ -1118,6 +1118,12 @@ async fn delete_files(kind: &'static str) {
         ["data/other/d.tmp", "data/tmp/b.csv"],
         "a.tmp deleted by Top, sub/c.tmp by Deep"
     );
+    if kind == "file" {
+        assert!(
+            !lake.dir.join("lake/data/tmp/sub").exists(),
+            "emptied folder removed"
+        );
+    }
     pipeline(
         &lake.dir,
         &delete(

@@ -969,6 +969,29 @@ mod tests {
     }
 
     #[test]
+    fn datetimes() {
+        use serde_json::Value;
+        let t = |s: &str| super::datetime(Some(&Value::String(s.into())), "x").unwrap();
+        let want = "2024-03-01T05:00:00Z";
+        for s in [
+            "2024-03-01T05:00:00Z",
+            "2024-03-01T05:00:00.0000000Z",
+            "2024-03-01T06:00:00+01:00",
+            "2024-03-01T05:00:00",
+            "2024-03-01 05:00:00",
+        ] {
+            assert_eq!(
+                t(s).unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                want,
+                "{s}"
+            );
+        }
+        assert_eq!(t("  "), None);
+        assert!(super::datetime(Some(&Value::String("yesterday".into())), "x").is_err());
+    }
+
+    #[test]
     fn wildcards() {
         assert!(wildcard("*", "a.csv"));
         assert!(wildcard("*.csv", "a.csv"));

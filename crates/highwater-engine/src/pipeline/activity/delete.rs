@@ -2,7 +2,9 @@
 //! them (`storeSettings` wildcards, prefix, modified window), only in the
 //! dataset's folder (and its subfolders with `recursive`, default false).
 //! A file selected outside that folder (a wildcard folder or prefix that
-//! leads elsewhere) fails the activity before anything is deleted.
+//! leads elsewhere) fails the activity before anything is deleted. On a
+//! `file://` connection, a recursive Delete also removes the subfolders it
+//! left empty (object stores have no folders to remove).
 
 use highwater_core::{Error, Result};
 use serde_json::{Value, json};
@@ -51,6 +53,9 @@ pub(crate) async fn delete(frame: &Frame, a: &Activity, tp: &Value) -> Result<Do
         ));
     }
     files::delete(&fs, &selected).await?;
+    if filters.recursive {
+        remove_empty_local_folders(&fs, &loc.folder);
+    }
     let deleted: Vec<String> = selected.iter().map(|f| fs.url(f.key())).collect();
     Ok(Done {
         output: json!({
@@ -60,4 +65,28 @@ pub(crate) async fn delete(frame: &Frame, a: &Activity, tp: &Value) -> Result<Do
         outputs: deleted,
         ..Done::default()
     })
+}
+
+/// Remove the empty directories below `folder` on a local connection,
+/// deepest first (the dataset's folder itself stays).
+fn remove_empty_local_folders(fs: &files::FileStore, folder: &str) {
+    let Some(root) = fs.root.strip_prefix("file://") else {
+        return;
+    };
+    let top = std::path::Path::new(root).join(folder);
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.ends_with("_highwater") {
+                walk(&p, out);
+                out.push(p);
+            }
+        }
+    }
+    let mut dirs = Vec::new();
+    walk(&top, &mut dirs);
+    for d in dirs {
+        // Fails (and is left) when not empty.
+        let _ = std::fs::remove_dir(d);
+    }
 }
