@@ -715,6 +715,15 @@ fn csv_batches(
     if text.trim().is_empty() {
         return Ok((None, vec![]));
     }
+    if !matches!(o.row_delimiter.as_str(), "\r\n" | "\n" | "\r") {
+        return Err(Error::config(
+            place,
+            format!(
+                "rowDelimiter `{}`: reading supports \\n, \\r\\n and \\r line ends",
+                o.row_delimiter.escape_debug()
+            ),
+        ));
+    }
     let delimiter = ascii(o.delimiter, "columnDelimiter", place)?;
     let quote = match o.quote {
         Some(q) => ascii(q, "quoteChar", place)?,
@@ -740,7 +749,8 @@ fn csv_batches(
         .iter()
         .enumerate()
         .map(|(i, f)| {
-            if o.header {
+            // Data Factory names a column without a header `Prop_<n>`.
+            if o.header && !f.name().trim().is_empty() {
                 f.name().clone()
             } else {
                 format!("Prop_{i}")
