@@ -835,6 +835,12 @@ pub(crate) enum Item {
 /// connection, when the directory exists; the container root always does.
 pub(crate) async fn item(fs: &FileStore, loc: &Location) -> Result<Item> {
     if let Some(file) = &loc.file {
+        if has_wildcard(file) {
+            return Err(Error::config(
+                "location.fileName",
+                format!("`{file}` has wildcards: name one file, or only the folder"),
+            ));
+        }
         let key = join(&[&loc.folder, file]);
         return match fs.store.head(&path(&key, "location.fileName")?).await {
             Ok(m) => Ok(Item::File(m)),
