@@ -392,6 +392,65 @@ async fn copy_new_files_by_last_modified_date(kind: &'static str) {
 }
 on_every_store!(copy_new_files_by_last_modified_date);
 
+/// The shape of the tutorial "Incrementally copy new files based on time
+/// partitioned folder name": Binary datasets whose folder is the window
+/// start formatted `yyyy/MM/dd/HH`; only that hour's files are copied, to
+/// the same folder under the destination.
+async fn copy_time_partitioned_folder(kind: &'static str) {
+    let lake = Lake::new(kind, "adf_files_partitioned");
+    lake.put(&[
+        ("source/2024/03/01/09/early.txt", "9"),
+        ("source/2024/03/01/10/a.txt", "10a"),
+        ("source/2024/03/01/10/more/b.txt", "10b"),
+        ("source/2024/03/01/11/late.txt", "11"),
+    ]);
+    for (name, container) in [("SourceBinary", "source"), ("SinkBinary", "destination")] {
+        lake.dir.write(
+            &format!("datasets/{name}.json"),
+            &format!(
+                r#"{{"name": "{name}", "properties": {{"type": "Binary",
+                    "linkedServiceName": {{"referenceName": "Lake", "type": "LinkedServiceReference"}},
+                    "parameters": {{"FolderPath": {{"type": "String"}}}},
+                    "typeProperties": {{"location": {{"type": "AzureBlobStorageLocation", "container": "{container}",
+                        "folderPath": {{"value": "@dataset().FolderPath", "type": "Expression"}}}}}}}}}}"#
+            ),
+        );
+    }
+    let folder = r#"{"value": "@formatDateTime(pipeline().parameters.windowStartTime,'yyyy/MM/dd/HH')", "type": "Expression"}"#;
+    pipeline(
+        &lake.dir,
+        &format!(
+            r#"{{"name": "CopyOneHour", "type": "Copy",
+                "typeProperties": {{"source": {{"type": "BinarySource", "storeSettings": {{"type": "AzureBlobStorageReadSettings", "recursive": true}}}},
+                                   "sink": {{"type": "BinarySink", "storeSettings": {{"type": "AzureBlobStorageWriteSettings"}}}},
+                                   "enableStaging": false}},
+                "inputs": [{{"referenceName": "SourceBinary", "type": "DatasetReference", "parameters": {{"FolderPath": {folder}}}}}],
+                "outputs": [{{"referenceName": "SinkBinary", "type": "DatasetReference", "parameters": {{"FolderPath": {folder}}}}}]}}"#
+        ),
+        r#", "parameters": {"windowStartTime": {"type": "String"}}"#,
+    );
+    lake.run_ok(&["--param", "windowStartTime=2024-03-01T10:00:00Z"], 0);
+    let copied: BTreeMap<String, String> = lake
+        .files()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("destination/"))
+        .collect();
+    assert_eq!(
+        copied,
+        BTreeMap::from([
+            (
+                "destination/2024/03/01/10/a.txt".to_string(),
+                "10a".to_string()
+            ),
+            (
+                "destination/2024/03/01/10/more/b.txt".to_string(),
+                "10b".to_string()
+            ),
+        ])
+    );
+}
+on_every_store!(copy_time_partitioned_folder);
+
 // ------------------------------- template: latest file by epoch prefix
 
 /// The shape of "Identify file with latest epoch as prefix": GetMetadata
