@@ -203,7 +203,7 @@ shape!(Copy, "a Copy activity",
         "logSettings", "logStorageSettings", "validateDataConsistency"]);
 
 /// The `storeSettings` of a file source (and of GetMetadata, Delete):
-/// which files are read. The values are judged by `files.rs`.
+/// which files are read. The values are judged by `files/mod.rs`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreSettings {
@@ -498,7 +498,7 @@ pub struct LegacyFile {
     pub bucket_name: Option<Value>,
     pub format: Option<Value>,
     pub compression: Option<Value>,
-    /// Read filters, judged by `files.rs`.
+    /// Read filters, judged by `files/mod.rs`.
     pub prefix: Option<Value>,
     pub modified_datetime_start: Option<Value>,
     pub modified_datetime_end: Option<Value>,
