@@ -344,10 +344,10 @@ fn every_kind_of_defect_is_refused_at_load_naming_activity_and_property() {
             "a Copy property highwater does not support",
             copy(r#"{"type": "SqlSource"}"#, &reference("Table"), &reference("Out")).replace(
                 r#""sink": {"type": "DelimitedTextSink"}"#,
-                r#""sink": {"type": "DelimitedTextSink"}, "translator": {"type": "TabularTranslator", "mappings": []}"#,
+                r#""sink": {"type": "DelimitedTextSink"}, "translator": {"type": "TabularTranslator", "schemaMapping": {"a": "$.a"}}"#,
             ),
             "C",
-            vec!["activity C: typeProperties.translator is not supported"],
+            vec!["activity C: typeProperties.translator.schemaMapping is not supported"],
         ),
         (
             "a source property highwater does not support",
@@ -357,7 +357,7 @@ fn every_kind_of_defect_is_refused_at_load_naming_activity_and_property() {
                 &reference("Out"),
             ),
             "C",
-            vec!["activity C: typeProperties.source.additionalColumns is not supported"],
+            vec!["activity C: typeProperties.source.additionalColumns[0] (f): $$FILEPATH is not supported"],
         ),
         (
             "a reading stored procedure",

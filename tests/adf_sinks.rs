@@ -560,7 +560,7 @@ fn unsupported_delimited_text_settings_are_refused_at_load() {
         (r#""quoteChar": "ab""#, SINK, "quoteChar"),
         (
             "",
-            r#"{"type": "DelimitedTextSink", "formatSettings": {"type": "DelimitedTextWriteSettings", "fileExtension": ".csv", "maxRowsPerFile": 10}}"#,
+            r#"{"type": "DelimitedTextSink", "formatSettings": {"type": "DelimitedTextWriteSettings", "fileExtension": ".csv", "maxRowsPerFile": 0}}"#,
             "maxRowsPerFile",
         ),
     ] {

@@ -10,6 +10,8 @@
 #[macro_use]
 mod util;
 
+mod adf_control;
+mod adf_copy;
 mod adf_files;
 mod adf_load;
 mod adf_sinks;
@@ -17,13 +19,17 @@ mod attack;
 mod boundary;
 mod change_tracking;
 mod cli;
+mod completions;
 mod crash;
 mod ct_generations;
 mod db_targets;
+mod docs_examples;
+mod dry_run;
 mod first_hour;
 mod hangs;
 mod held_back;
 mod hostile;
+mod init_from;
 mod late_commits;
 mod lost_ack;
 mod mariadb;
@@ -35,5 +41,6 @@ mod pipeline_copies;
 mod pipeline_rerun;
 mod serve;
 mod state_pg;
+mod triggers;
 mod visibility;
 mod watermark;

@@ -2,14 +2,17 @@
 
 mod changes;
 mod check;
+mod completions;
 mod demo;
 mod expr;
 mod init;
+mod init_from;
 pub mod output;
 mod pipeline;
 mod run;
 mod runs;
 mod state;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 
@@ -63,11 +66,41 @@ pub enum Command {
         #[arg(long, default_value = "highwater-demo")]
         dir: PathBuf,
     },
-    /// Write a commented highwater.yaml to start from.
+    /// Write a commented highwater.yaml to start from; with `--from URL`,
+    /// one stream per table of that database (key, cursor and mode
+    /// proposed, with the reasons in comments).
     Init {
         /// Replace an existing file.
         #[arg(long)]
         force: bool,
+        /// Discover the tables of this database: sqlite://FILE,
+        /// postgres://USER@HOST:5432/DB, mysql://USER@HOST:3306/DB. A
+        /// password in it is not written: the file gets ${SOURCE_PASSWORD}.
+        #[arg(long, value_name = "URL")]
+        from: Option<String>,
+        /// Only this schema (PostgreSQL; MariaDB/MySQL: database).
+        #[arg(long, requires = "from")]
+        schema: Option<String>,
+        /// Only tables matching these patterns: `orders,cust*` (`*`, `?`;
+        /// case-insensitive; `schema.table` or `table`).
+        #[arg(long, requires = "from", value_name = "PATTERN")]
+        tables: Option<String>,
+        /// The target: file://./lake (default), s3://bucket/prefix,
+        /// az://container/prefix, or a database URL.
+        #[arg(long, requires = "from", value_name = "URL")]
+        to: Option<String>,
+        /// File targets: csv, parquet or jsonl.
+        #[arg(
+            long,
+            requires = "from",
+            default_value = "parquet",
+            value_parser = ["csv", "parquet", "jsonl"]
+        )]
+        format: String,
+        /// Give every stream this `schedule:` (cron, e.g. "*/15 * * * *")
+        /// for `highwater serve`; without it the line is a comment.
+        #[arg(long, requires = "from", value_name = "CRON")]
+        schedule: Option<String>,
     },
     /// Validate the configuration and test every connection and stream.
     Check {
@@ -83,6 +116,23 @@ pub enum Command {
         #[arg(long)]
         full_refresh: bool,
         /// Print the run record as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Write nothing, move no position: print for each stream the
+        /// range it would read (from its position to the upper bound a run
+        /// would pick now, with lag and held-back rows), the rows it would
+        /// deliver (read and counted) and its output. Same as `highwater plan`.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// What `run` would do now, without writing: `run --dry-run`.
+    Plan {
+        /// Streams (default: all).
+        streams: Vec<String>,
+        /// As if with `run --full-refresh`.
+        #[arg(long)]
+        full_refresh: bool,
+        /// Print as JSON (an array, one object per stream).
         #[arg(long)]
         json: bool,
     },
@@ -117,11 +167,45 @@ pub enum Command {
         /// Address to listen on (port 0 picks a free port; the address is printed).
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// The Data Factory git root whose `trigger/*.json` run
+        /// (ScheduleTrigger, TumblingWindowTrigger). Default: the config's
+        /// folder, when it holds `trigger/`.
+        #[arg(long, value_name = "DIR")]
+        factory: Option<PathBuf>,
     },
-    /// Data Factory pipelines: `pipeline run FILE.json [--param k=v]…`.
+    /// Tumbling windows of the factory's triggers: each due window with its
+    /// status (pending, running, succeeded, retrying, failed) and attempts;
+    /// `windows rerun NAME --from T --to T` runs a range again.
+    Windows {
+        #[command(subcommand)]
+        command: Option<WindowsCommand>,
+        /// Only this trigger.
+        name: Option<String>,
+        /// The Data Factory git root (default: the config's folder).
+        #[arg(long, value_name = "DIR", global = true)]
+        factory: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+    /// Data Factory pipelines: `pipeline run FILE.json|NAME [--factory DIR]
+    /// [--parameters FILE.json] [--param k=v]…`.
     Pipeline {
         #[command(subcommand)]
         command: PipelineCommand,
+    },
+    /// Print a shell completion script: `highwater completions bash >
+    /// /etc/bash_completion.d/highwater` (zsh: into a folder of $fpath as
+    /// `_highwater`; fish: ~/.config/fish/completions/highwater.fish).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `highwater man | man -l -`, or
+    /// `highwater man run` for one command.
+    Man {
+        /// One command's page instead of the whole program's.
+        command: Option<String>,
     },
     /// Evaluate a Data Factory expression, e.g. `highwater expr "@concat('a', 'b')"`.
     Expr {
@@ -135,12 +219,26 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum PipelineCommand {
-    /// Run a pipeline JSON file from a Data Factory git layout (datasets in
-    /// `dataset/` or `datasets/` next to it). Linked services map to the
-    /// connections of `highwater.yaml` by name.
+    /// Run a pipeline from a Data Factory git layout (`pipeline/`,
+    /// `dataset/`, `linkedService/`, `trigger/` under the factory root):
+    /// `pipeline run pipeline/X.json`, or by name: `pipeline run X
+    /// --factory ROOT` (ROOT defaults to the current folder when the
+    /// argument is not a file). Linked services map to the connections of
+    /// `highwater.yaml` by name.
     Run {
-        /// The pipeline file (`pipeline.json`, `pipeline/X.json`).
+        /// The pipeline file (`pipeline.json`, `pipeline/X.json`), or the
+        /// pipeline's name (its `name` in `pipeline/*.json`).
+        #[arg(value_name = "FILE|NAME")]
         file: PathBuf,
+        /// The factory's git root to find the pipeline NAME in (its
+        /// `pipeline/` folder).
+        #[arg(long, value_name = "DIR")]
+        factory: Option<PathBuf>,
+        /// A parameter file, as passed to `Invoke-AzDataFactoryV2Pipeline
+        /// -ParameterFile`: a JSON object of name → value, or ARM-style
+        /// `{"parameters": {"name": {"value": …}}}`. `--param` wins over it.
+        #[arg(long = "parameters", value_name = "FILE.json")]
+        parameters: Option<PathBuf>,
         /// A pipeline parameter: `--param name=value`; JSON for non-string
         /// parameters (`--param tableList='[{"TABLE_NAME":"a"}]'`).
         #[arg(long = "param", value_name = "NAME=VALUE")]
@@ -164,6 +262,21 @@ pub enum PipelineCommand {
         /// Print the new run record as JSON on stdout.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WindowsCommand {
+    /// Run the windows of trigger NAME that start in [--from, --to) again,
+    /// now, whatever they came to before.
+    Rerun {
+        name: String,
+        /// First window start (ISO 8601), inclusive.
+        #[arg(long)]
+        from: String,
+        /// Last bound (ISO 8601), exclusive; default: every due window from --from.
+        #[arg(long)]
+        to: Option<String>,
     },
 }
 
@@ -214,13 +327,48 @@ pub async fn dispatch(args: Args) -> i32 {
     let config = args.config.clone();
     match args.command {
         Command::Demo { dir } => demo::run(&dir).await,
-        Command::Init { force } => init::run(&config, force),
+        Command::Init {
+            force, from: None, ..
+        } => init::run(&config, force),
+        Command::Init {
+            force,
+            from: Some(from),
+            schema,
+            tables,
+            to,
+            format,
+            schedule,
+        } => {
+            init_from::run(init_from::InitFrom {
+                config: &config,
+                force,
+                from: &from,
+                schema: schema.as_deref(),
+                tables: tables.as_deref(),
+                to: to.as_deref(),
+                format: &format,
+                schedule: schedule.as_deref(),
+            })
+            .await
+        }
         Command::Check { json } => check::run(&config, json).await,
         Command::Run {
             streams,
             full_refresh,
             json,
+            dry_run: false,
         } => run::run(&config, streams, full_refresh, json).await,
+        Command::Run {
+            streams,
+            full_refresh,
+            json,
+            dry_run: true,
+        }
+        | Command::Plan {
+            streams,
+            full_refresh,
+            json,
+        } => run::dry_run(&config, streams, full_refresh, json).await,
         Command::Runs {
             show: None,
             limit,
@@ -242,14 +390,51 @@ pub async fn dispatch(args: Args) -> i32 {
         Command::Changes {
             command: ChangesCommand::Disable { stream, force },
         } => changes::disable(&config, &stream, force).await,
-        Command::Serve { listen } => crate::serve::run(&config, &listen).await,
+        Command::Serve { listen, factory } => {
+            crate::serve::run(&config, &listen, factory.as_deref()).await
+        }
+        Command::Windows {
+            command,
+            name,
+            factory,
+            json,
+        } => match command {
+            None => windows::list(&config, factory.as_deref(), name.as_deref(), json).await,
+            Some(WindowsCommand::Rerun { name, from, to }) => {
+                windows::rerun(
+                    &config,
+                    factory.as_deref(),
+                    &name,
+                    &from,
+                    to.as_deref(),
+                    json,
+                )
+                .await
+            }
+        },
+        Command::Completions { shell } => completions::completions(shell),
+        Command::Man { command } => completions::man(command.as_deref()),
         Command::Expr {
             expression,
             context,
         } => expr::run(&expression, context.as_deref()),
         Command::Pipeline {
-            command: PipelineCommand::Run { file, params, json },
-        } => pipeline::run(&config, args.config_explicit, &file, &params, json).await,
+            command:
+                PipelineCommand::Run {
+                    file,
+                    factory,
+                    parameters,
+                    params,
+                    json,
+                },
+        } => {
+            let given = pipeline::Given {
+                factory,
+                parameters,
+                params,
+            };
+            pipeline::run(&config, args.config_explicit, &file, given, json).await
+        }
         Command::Pipeline {
             command:
                 PipelineCommand::Rerun {

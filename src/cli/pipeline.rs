@@ -1,5 +1,13 @@
-//! `highwater pipeline run FILE.json [--param k=v]… [--json]`: run a Data
-//! Factory pipeline against the connections of `highwater.yaml`.
+//! `highwater pipeline run FILE.json|NAME [--factory DIR] [--parameters
+//! FILE.json] [--param k=v]… [--json]`: run a Data Factory pipeline against
+//! the connections of `highwater.yaml`.
+//!
+//! The pipeline is a file, or a name looked up in the factory root's
+//! `pipeline/` (or `pipelines/`) folder: `--factory DIR`, else the current
+//! folder when the argument is not a file. Parameters: the defaults, then
+//! the `--parameters` file (flat `{name: value}` as the tutorials pass to
+//! `Invoke-AzDataFactoryV2Pipeline -ParameterFile`, or ARM-style
+//! `{"parameters": {name: {"value": v}}}`), then each `--param` (wins).
 //!
 //! Which `highwater.yaml`: an explicit `--config` (or `HIGHWATER_CONFIG`)
 //! wins; otherwise the one in the pipeline's folder, then in the factory
@@ -75,13 +83,142 @@ fn parse_param(p: &str) -> Option<(String, String)> {
     (!k.is_empty()).then(|| (k.to_string(), v.to_string()))
 }
 
-pub async fn run(
-    config: &Path,
-    config_explicit: bool,
-    file: &Path,
-    params: &[String],
-    json: bool,
-) -> i32 {
+/// How the pipeline and its parameters were given on the command line.
+pub struct Given {
+    pub factory: Option<PathBuf>,
+    pub parameters: Option<PathBuf>,
+    pub params: Vec<String>,
+}
+
+/// The pipeline file for `arg`: the file itself, or the pipeline named
+/// `arg` in the factory root's `pipeline/` or `pipelines/` folder.
+fn pipeline_file(arg: &Path, factory: Option<&Path>) -> Result<PathBuf, String> {
+    if factory.is_none() {
+        if arg.is_file() {
+            return Ok(arg.to_path_buf());
+        }
+        if arg.is_dir() {
+            return Err(format!(
+                "{} is a folder: pass a pipeline file, or a pipeline's name with --factory {}",
+                arg.display(),
+                arg.display()
+            ));
+        }
+        if arg.extension().is_some_and(|e| e == "json") || arg.components().count() > 1 {
+            return Err(format!("{}: no such pipeline file", arg.display()));
+        }
+    }
+    let root = factory.unwrap_or(Path::new("."));
+    let name = arg.to_string_lossy();
+    let mut known = Vec::new();
+    for folder in ["pipeline", "pipelines"] {
+        let Ok(rd) = std::fs::read_dir(root.join(folder)) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            let Ok(text) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            let v: serde_json::Value =
+                serde_json::from_str(text.trim_start_matches('\u{feff}')).unwrap_or_default();
+            let stem = f.file_stem().map(|s| s.to_string_lossy().to_string());
+            let n = v
+                .get("name")
+                .and_then(|n| n.as_str())
+                .map(|n| n.trim().to_string())
+                .or(stem)
+                .unwrap_or_default();
+            // Data Factory's names are case-insensitive.
+            if n.eq_ignore_ascii_case(name.trim()) {
+                return Ok(f);
+            }
+            known.push(n);
+        }
+    }
+    Err(if known.is_empty() {
+        format!(
+            "no pipeline {name}: {} has no pipeline/ folder with pipeline JSON files (pass a pipeline file, or --factory ROOT)",
+            root.display()
+        )
+    } else {
+        format!(
+            "no pipeline {name} in {}/pipeline (pipelines: {})",
+            root.display(),
+            known.join(", ")
+        )
+    })
+}
+
+/// The name → value pairs of a parameter file; values that are not
+/// strings as JSON text (parsed back by the parameter's type).
+fn parameter_file(path: &Path) -> Result<Vec<(String, String)>, String> {
+    let at = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--parameters {at}: {e}"))?;
+    let v: serde_json::Value = serde_json::from_str(text.trim_start_matches('\u{feff}'))
+        .map_err(|e| format!("--parameters {at}: invalid JSON: {e}"))?;
+    let Some(top) = v.as_object() else {
+        return Err(format!(
+            "--parameters {at}: expected a JSON object of parameter name → value"
+        ));
+    };
+    // ARM-style: {"$schema": …, "contentVersion": …, "parameters": {n: {"value": v}}}.
+    let arm = top
+        .get("parameters")
+        .and_then(|p| p.as_object())
+        .filter(|p| {
+            top.contains_key("$schema")
+                || top.contains_key("contentVersion")
+                || (top.len() == 1
+                    && !p.is_empty()
+                    && p.values()
+                        .all(|x| x.as_object().is_some_and(|o| o.contains_key("value"))))
+        });
+    let mut out = Vec::new();
+    match arm {
+        Some(params) => {
+            for (k, x) in params {
+                let Some(value) = x.get("value") else {
+                    return Err(format!(
+                        "--parameters {at}: parameters.{k} has no \"value\" (a Key Vault reference is not supported)"
+                    ));
+                };
+                out.push((k.clone(), text_of(value)));
+            }
+        }
+        None => {
+            for (k, x) in top {
+                if k == "$schema" || k == "contentVersion" {
+                    continue;
+                }
+                out.push((k.clone(), text_of(x)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn text_of(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub async fn run(config: &Path, config_explicit: bool, arg: &Path, cli: Given, json: bool) -> i32 {
+    let file = match pipeline_file(arg, cli.factory.as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            output::error(&e);
+            return 2;
+        }
+    };
+    let file = file.as_path();
     let factory = match Factory::load(file) {
         Ok(f) => f,
         Err(e) => {
@@ -89,10 +226,45 @@ pub async fn run(
             return 2;
         }
     };
-    let mut given = Vec::new();
-    for p in params {
+    let mut given: Vec<(String, String)> = Vec::new();
+    if let Some(p) = &cli.parameters {
+        match parameter_file(p) {
+            Ok(l) => {
+                let unknown: Vec<&str> = l
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .filter(|k| !factory.parameters.keys().any(|n| n.eq_ignore_ascii_case(k)))
+                    .collect();
+                if !unknown.is_empty() {
+                    let known: Vec<&str> = factory.parameters.keys().map(String::as_str).collect();
+                    output::error(&format!(
+                        "--parameters {}: pipeline {} has no parameter {} (parameters: {})",
+                        p.display(),
+                        factory.name,
+                        unknown.join(", "),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ));
+                    return 2;
+                }
+                given = l
+            }
+            Err(e) => {
+                output::error(&e);
+                return 2;
+            }
+        }
+    }
+    for p in &cli.params {
         match parse_param(p) {
-            Some(kv) => given.push(kv),
+            // An explicit --param wins over the file.
+            Some((k, v)) => {
+                given.retain(|(g, _)| !g.eq_ignore_ascii_case(&k));
+                given.push((k, v));
+            }
             None => {
                 output::error(&format!("--param {p}: expected NAME=VALUE"));
                 return 2;
@@ -107,6 +279,13 @@ pub async fn run(
     let names: Vec<&str> = plan.connections.keys().map(String::as_str).collect();
     if let Err(e) = factory.check_connections(&names, &plan.file) {
         output::error(&e.to_string());
+        return 2;
+    }
+    let refused = highwater_engine::pipeline::sink::check_procedure_sinks(&factory, &|ls| {
+        plan.connections.get(ls).map(|c| c.kind.clone())
+    });
+    if !refused.is_empty() {
+        output::error(&refused.join("\n"));
         return 2;
     }
     let parameters = match parameters(&factory, &given) {

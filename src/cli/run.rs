@@ -1,4 +1,4 @@
-//! `highwater run [STREAM…] [--full-refresh] [--json]`.
+//! `highwater run [STREAM…] [--full-refresh] [--json] [--dry-run]`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -52,4 +52,64 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
         output::error(s.error.as_deref().unwrap_or_default());
     }
     outcome.exit_code
+}
+
+/// `run --dry-run` / `plan`: what a run would read and write, nothing done.
+pub async fn dry_run(config: &Path, streams: Vec<String>, full_refresh: bool, json: bool) -> i32 {
+    let (plan, state) = match super::load_plan_and_state(config).await {
+        Ok(ps) => ps,
+        Err(code) => return code,
+    };
+    let opts = RunOptions {
+        streams,
+        full_refresh,
+        run_id: None,
+    };
+    let previews = match highwater_engine::preview::preview_streams(&plan, state, &opts).await {
+        Ok(p) => p,
+        Err(e) => {
+            output::error(&plan.secrets.redact(&e.to_string()));
+            return e.exit_code();
+        }
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&previews).unwrap_or_default()
+        );
+    } else {
+        println!("dry run: nothing is written and no position moves");
+        let width = previews.iter().map(|p| p.stream.len()).max().unwrap_or(0);
+        for p in &previews {
+            let mark = if p.error.is_some() { "FAILED" } else { "ok" };
+            let range = match (&p.from, &p.to) {
+                _ if p.mode == "full" => "every row".to_string(),
+                (_, Some(to)) if p.full_load => format!("everything up to {to}"),
+                (_, None) if p.full_load => "everything".to_string(),
+                (Some(from), Some(to)) => format!("{from} → {to}"),
+                (Some(from), None) => format!("{from} → (nothing new)"),
+                (None, _) => "everything".to_string(),
+            };
+            let rows = match p.rows {
+                Some(n) => format!("{n} rows"),
+                None => "? rows".to_string(),
+            };
+            let held = match p.held_back {
+                0 => String::new(),
+                n => format!(", {n} held back"),
+            };
+            let mode = format!("[{}]", p.mode);
+            println!(
+                "  {mark:<7} {:<width$}  {mode:<17}  {range}  {rows}{held}  → {}: {}",
+                p.stream, p.to_connection, p.output
+            );
+            for n in &p.notes {
+                println!("          note: {n}");
+            }
+        }
+    }
+    for p in previews.iter().filter(|p| p.error.is_some()) {
+        output::error(p.error.as_deref().unwrap_or_default());
+    }
+    highwater_engine::preview::Preview::exit_code(&previews)
 }

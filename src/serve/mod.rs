@@ -12,6 +12,7 @@
 //! record, so `highwater runs` shows scheduled runs too. Ctrl-C (SIGINT) or
 //! SIGTERM stops scheduling and waits for running streams to finish.
 
+mod triggers;
 mod web;
 
 use std::collections::BTreeMap;
@@ -49,7 +50,7 @@ pub struct Shared {
     pub started: DateTime<Utc>,
 }
 
-pub async fn run(config: &Path, listen: &str) -> i32 {
+pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
     // A config without streams (pipelines only) serves the monitoring
     // page; it has nothing to schedule yet.
     let plan = match crate::cli::load_plan_with(config, highwater_config::plan::load_connections) {
@@ -75,6 +76,19 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
             }
         }
     }
+    // The factory's triggers: `--factory DIR`, else the config's folder
+    // when it holds `trigger/`.
+    let root = crate::cli::windows::factory_root(config, factory);
+    let triggers = match &root {
+        Some(r) => match highwater_engine::pipeline::trigger::load(r) {
+            Ok(t) => t,
+            Err(e) => {
+                output::error(&e.to_string());
+                return 2;
+            }
+        },
+        None => vec![],
+    };
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -91,6 +105,15 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         .iter()
         .map(|s| (s.name.clone(), StreamMetrics::default()))
         .collect();
+    let (stop_triggers, stop_rx) = tokio::sync::watch::channel(false);
+    let trigger_count = triggers.len();
+    let trigger_tasks = triggers::start(
+        root.clone().unwrap_or_default(),
+        plan.clone(),
+        state.clone(),
+        triggers,
+        stop_rx,
+    );
     let concurrency = plan.concurrency;
     let plan_streams = plan.streams.len();
     let shared = Arc::new(Shared {
@@ -100,7 +123,14 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         started: Utc::now(),
     });
     println!("listening on http://{addr}  (/, /metrics, /api/runs)");
-    if plan_streams == 0 {
+    if trigger_count > 0 {
+        println!(
+            "{trigger_count} trigger(s) of the factory in {}",
+            root.as_deref().unwrap_or(Path::new(".")).display()
+        );
+    }
+    if plan_streams == 0 && trigger_count > 0 {
+    } else if plan_streams == 0 {
         println!(
             "no streams in {}: nothing to schedule; serving the monitoring page only",
             config.display()
@@ -170,7 +200,8 @@ pub async fn run(config: &Path, listen: &str) -> i32 {
         "stopping: waiting for {} running stream(s)",
         running.iter().filter(|h| !h.is_finished()).count()
     );
-    for h in running {
+    let _ = stop_triggers.send(true);
+    for h in running.into_iter().chain(trigger_tasks) {
         let _ = h.await;
     }
     server.abort();

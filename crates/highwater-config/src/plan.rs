@@ -737,23 +737,7 @@ pub fn check_columns(
         let t = field.data_type();
         let is_int = t.is_integer();
         let is_time = matches!(t, T::Timestamp(..) | T::Date32 | T::Date64);
-        let usable = match source {
-            ConnKind::Postgres => is_time || matches!(t, T::Int16 | T::Int32 | T::Int64 | T::Int8),
-            ConnKind::Mysql => is_time || is_int,
-            // SQLite: integers, and timestamps stored as text.
-            ConnKind::Sqlite(_) => !matches!(
-                t,
-                T::Float16
-                    | T::Float32
-                    | T::Float64
-                    | T::Binary
-                    | T::LargeBinary
-                    | T::BinaryView
-                    | T::FixedSizeBinary(_)
-            ),
-            _ => true,
-        };
-        if !usable {
+        if !cursor_type_usable(source, t) {
             return Err(Error::config(
                 format!("cursor column {c}"),
                 format!(
@@ -784,6 +768,29 @@ pub fn check_columns(
         }
     }
     Ok(())
+}
+
+/// Whether a column of Arrow type `t` (as the source describes it) can be a
+/// watermark cursor of a `source` connection: timestamps, dates and
+/// integers; on SQLite anything but floats and blobs (timestamps are text).
+pub fn cursor_type_usable(source: &ConnKind, t: &arrow_schema::DataType) -> bool {
+    use arrow_schema::DataType as T;
+    let is_time = matches!(t, T::Timestamp(..) | T::Date32 | T::Date64);
+    match source {
+        ConnKind::Postgres => is_time || matches!(t, T::Int16 | T::Int32 | T::Int64 | T::Int8),
+        ConnKind::Mysql => is_time || t.is_integer(),
+        ConnKind::Sqlite(_) => !matches!(
+            t,
+            T::Float16
+                | T::Float32
+                | T::Float64
+                | T::Binary
+                | T::LargeBinary
+                | T::BinaryView
+                | T::FixedSizeBinary(_)
+        ),
+        _ => true,
+    }
 }
 
 fn parse_format(f: &str) -> Option<FileFormat> {

@@ -167,6 +167,51 @@ impl SecretUrl {
         out
     }
 
+    /// The URL with the password replaced by `${PREFIX_PASSWORD}` and each
+    /// secret query value by `${PREFIX_KEY}` (what `highwater init --from`
+    /// writes), and the `(variable, value)` pairs to set. Placeholders the
+    /// URL holds already stay as they are.
+    pub fn with_placeholders(&self, prefix: &str) -> (String, Vec<(String, String)>) {
+        let mut ranges: Vec<(Range<usize>, String)> = secret_params(&self.0)
+            .into_iter()
+            .map(|r| {
+                let key_end = r.start - 1;
+                let key_start = self.0[..key_end].rfind(['?', '&']).map_or(0, |i| i + 1);
+                let key: String = self.0[key_start..key_end]
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_uppercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                (r, format!("{prefix}_{key}"))
+            })
+            .collect();
+        if let Some((_, Some(pw))) = credentials(&self.0) {
+            ranges.push((pw, format!("{prefix}_PASSWORD")));
+        }
+        ranges.retain(|(r, _)| !r.is_empty() && !self.0[r.clone()].contains("${"));
+        ranges.sort_by_key(|(r, _)| std::cmp::Reverse(r.start));
+        let mut out = self.0.clone();
+        let mut vars = Vec::new();
+        let mut last = usize::MAX;
+        for (r, var) in ranges {
+            if r.end <= last {
+                let value = percent_decode_str(&self.0[r.clone()])
+                    .decode_utf8_lossy()
+                    .into_owned();
+                out.replace_range(r.clone(), &format!("${{{var}}}"));
+                vars.push((var, value));
+                last = r.start;
+            }
+        }
+        vars.reverse();
+        (out, vars)
+    }
+
     /// The URL with the password and secret query values replaced by `***`.
     pub fn redacted(&self) -> String {
         let mut ranges: Vec<Range<usize>> = secret_params(&self.0);
@@ -302,6 +347,20 @@ fn lower_escapes(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_replace_every_credential() {
+        let u = SecretUrl::new("postgres://app:s3cr%40t@h:5432/db?sslmode=require&password=x1");
+        let (text, vars) = u.with_placeholders("SOURCE");
+        assert_eq!(
+            text,
+            "postgres://app:${SOURCE_PASSWORD}@h:5432/db?sslmode=require&password=${SOURCE_PASSWORD}"
+        );
+        assert_eq!(vars[0], ("SOURCE_PASSWORD".into(), "s3cr@t".into()));
+        let (text, vars) = SecretUrl::new("mysql://root:${PW}@h/db").with_placeholders("SOURCE");
+        assert_eq!(text, "mysql://root:${PW}@h/db");
+        assert!(vars.is_empty());
+    }
 
     #[test]
     fn password_is_hidden() {

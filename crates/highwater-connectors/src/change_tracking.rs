@@ -104,6 +104,10 @@ pub struct Status {
     pub min_valid_version: Option<i64>,
     /// Rows in the change log.
     pub log_rows: Option<i64>,
+    /// With [`status_after`]: log rows (one per changed key) whose last
+    /// change is newer than the version asked about: what a run from
+    /// there would deliver, bar changes still being committed.
+    pub changed_after: Option<i64>,
 }
 
 impl Status {
@@ -234,15 +238,28 @@ pub(crate) fn table_of(relation: &Relation) -> Result<(Option<&str>, &str)> {
 
 /// Whether change tracking is set up for `relation`, with its versions.
 pub async fn status(kind: &ConnKind, url: &str, relation: &Relation) -> Result<Status> {
+    status_after(kind, url, relation, None).await
+}
+
+/// [`status`], and with `after` the changes logged after that version
+/// ([`Status::changed_after`]). Reads only: nothing is set up or pruned.
+pub async fn status_after(
+    kind: &ConnKind,
+    url: &str,
+    relation: &Relation,
+    after: Option<i64>,
+) -> Result<Status> {
     match kind {
         ConnKind::Sqlite(path) => {
             let (path, rel) = (path.clone(), relation.clone());
-            tokio::task::spawn_blocking(move || crate::sqlite::change_tracking::status(&path, &rel))
-                .await
-                .map_err(|e| Error::source("sqlite", e))?
+            tokio::task::spawn_blocking(move || {
+                crate::sqlite::change_tracking::status(&path, &rel, after)
+            })
+            .await
+            .map_err(|e| Error::source("sqlite", e))?
         }
-        ConnKind::Postgres => crate::postgres::change_tracking::status(url, relation).await,
-        ConnKind::Mysql => crate::mysql::change_tracking::status(url, relation).await,
+        ConnKind::Postgres => crate::postgres::change_tracking::status(url, relation, after).await,
+        ConnKind::Mysql => crate::mysql::change_tracking::status(url, relation, after).await,
         _ => Err(Error::config(
             "connection",
             "change tracking is available on SQLite, PostgreSQL and MariaDB/MySQL",

@@ -13,6 +13,9 @@
 //!
 //! [`call_procedure`] runs a stored procedure (PostgreSQL, MariaDB/MySQL)
 //! for the pipeline interpreter, with bound values.
+//! [`script::run_script`] runs a Script activity's SQL blocks
+//! (PostgreSQL, MariaDB/MySQL, SQLite; each backend's `script.rs`), with
+//! bound values.
 //!
 //! A connector never imports the engine. Errors carry the backend and never
 //! the connection URL (which may hold a password).
@@ -22,11 +25,13 @@ use std::sync::Arc;
 use highwater_core::{ConnKind, Error, Result, Sink, Source};
 
 pub mod change_tracking;
+pub mod discover;
 pub mod files;
 mod held_back;
 pub mod mysql;
 pub mod postgres;
 pub mod procedure;
+pub mod script;
 pub mod sqlite;
 pub mod table;
 pub mod timeouts;

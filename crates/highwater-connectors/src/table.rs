@@ -209,6 +209,10 @@ pub struct Layout {
     /// spells them (PostgreSQL `format_type`): staging takes them, so text
     /// values are parsed into the target's types on the way in.
     pub existing: std::collections::HashMap<String, String>,
+    /// Run first in the commit transaction (Data Factory `preCopyScript`).
+    pub pre_copy_script: Option<String>,
+    /// Hand the rows to this procedure instead of applying them.
+    pub procedure: Option<highwater_core::ProcedureWrite>,
 }
 
 impl Layout {
@@ -225,6 +229,8 @@ impl Layout {
             mode: TableWriteMode::Append,
             primary_key: vec![],
             change_tracking: false,
+            pre_copy_script: None,
+            procedure: None,
         };
         let table = table.unwrap_or(&default);
         let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
@@ -259,6 +265,11 @@ impl Layout {
             mode: table.mode,
             op,
             existing: Default::default(),
+            pre_copy_script: table
+                .pre_copy_script
+                .clone()
+                .filter(|s| !s.trim().is_empty()),
+            procedure: table.procedure.clone(),
         })
     }
 
@@ -570,6 +581,24 @@ impl Layout {
     }
 }
 
+/// The first statement of `script` that MariaDB commits implicitly (DDL:
+/// `TRUNCATE`, `CREATE`, `DROP`, `ALTER`, `RENAME`, …), which would end the
+/// commit transaction early. Statements are split at `;` (a heuristic:
+/// a `;` inside a string splits too, which can only find more).
+pub fn implicit_commit(script: &str) -> Option<String> {
+    const DDL: &[&str] = &[
+        "truncate", "create", "drop", "alter", "rename", "grant", "revoke", "lock", "unlock",
+        "begin", "commit", "rollback", "start", "analyze", "optimize", "repair",
+    ];
+    script.split(';').map(str::trim).find_map(|st| {
+        let first = st
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()?
+            .to_ascii_lowercase();
+        DDL.contains(&first.as_str()).then(|| st.to_string())
+    })
+}
+
 /// One value, typed enough for each backend to bind or encode it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
@@ -693,6 +722,8 @@ mod tests {
                 mode,
                 primary_key: vec!["id".into()],
                 change_tracking: ct,
+                pre_copy_script: None,
+                procedure: None,
             }),
         )
         .unwrap()

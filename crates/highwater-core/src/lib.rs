@@ -24,7 +24,10 @@ pub mod stream;
 pub use error::{Cause, Error, ErrorKind, Result};
 pub use position::{ChangeVersion, CursorValue, Position, WatermarkPosition};
 pub use retry::{RetryPolicy, with_retries};
-pub use sink::{Committed, Recovered, Sink, SinkWriter, TableWrite, TableWriteMode, WriteRequest};
+pub use sink::{
+    Committed, FileSplit, ProcedureWrite, Recovered, Sink, SinkWriter, TableWrite, TableWriteMode,
+    WriteRequest,
+};
 pub use source::{
     ConnKind, Delta, Extract, Lag, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo,
 };

@@ -30,6 +30,27 @@ pub struct WriteRequest {
     /// Database targets only: how rows are applied to the table. `None`
     /// for file targets.
     pub table: Option<TableWrite>,
+    /// File targets only: several files of at most `max_rows` rows each,
+    /// all published by the one commit (Data Factory `maxRowsPerFile`).
+    pub split: Option<FileSplit>,
+}
+
+/// Files `<target>_00000<extension>`, `<target>_00001<extension>`, … of
+/// at most `max_rows` rows (Data Factory's
+/// `<fileNamePrefix>_<fileIndex>.<fileExtension>`); `target` is then the
+/// folder and the prefix. At least one file is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSplit {
+    pub max_rows: u64,
+    /// With its dot: `.txt`, `.csv.gz`, `.parquet`.
+    pub extension: String,
+}
+
+impl FileSplit {
+    /// The name of file `index` of `target`.
+    pub fn name(&self, target: &str, index: usize) -> String {
+        format!("{target}_{index:05}{}", self.extension)
+    }
 }
 
 /// How a database target applies an attempt's rows (see `docs/decisions.md`).
@@ -43,6 +64,26 @@ pub struct TableWrite {
     /// (`I`/`U`/`D`): a merge applies `D` rows as deletes by key and does
     /// not store the two columns; an append keeps them (a change log).
     pub change_tracking: bool,
+    /// Data Factory's `sink.preCopyScript`: SQL run in the commit's one
+    /// transaction, before the rows are applied (so a failed copy leaves
+    /// it unapplied too).
+    pub pre_copy_script: Option<String>,
+    /// Data Factory's stored-procedure sink: the rows are handed to a
+    /// procedure in the commit's transaction instead of written to the
+    /// table (PostgreSQL only).
+    pub procedure: Option<ProcedureWrite>,
+}
+
+/// `sqlWriterStoredProcedureName` + `sqlWriterTableType` +
+/// `storedProcedureTableTypeParameterName`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcedureWrite {
+    /// The procedure (`name`, `schema.name`, `[dbo].[name]`).
+    pub name: String,
+    /// The composite type whose array the procedure takes.
+    pub table_type: String,
+    /// The procedure's parameter that takes the rows; `None`: the first.
+    pub parameter: Option<String>,
 }
 
 /// The three ways rows reach a table, each applied in the commit's one

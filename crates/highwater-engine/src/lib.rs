@@ -25,6 +25,7 @@ pub mod attempt;
 pub mod boundary;
 pub mod events;
 pub mod pipeline;
+pub mod preview;
 pub mod runner;
 pub mod template;
 pub mod timed_state;

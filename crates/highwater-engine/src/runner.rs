@@ -68,20 +68,7 @@ pub async fn run_streams(
     opts: &RunOptions,
     observer: Arc<dyn Observer>,
 ) -> Result<RunOutcome> {
-    for s in &opts.streams {
-        if !plan.streams.iter().any(|p| &p.name == s) {
-            let known: Vec<&str> = plan.streams.iter().map(|p| p.name.as_str()).collect();
-            return Err(Error::config(
-                &plan.file,
-                format!("unknown stream {s} (streams: {})", known.join(", ")),
-            ));
-        }
-    }
-    let selected: Vec<&StreamPlan> = plan
-        .streams
-        .iter()
-        .filter(|s| opts.streams.is_empty() || opts.streams.contains(&s.name))
-        .collect();
+    let selected = select(plan, opts)?;
     let run_id = opts
         .run_id
         .clone()
@@ -125,6 +112,102 @@ pub async fn run_streams(
         streams: results.into_iter().map(|r| r.0).collect(),
         exit_code,
     })
+}
+
+/// The streams `opts` names (all when none), or an error naming an unknown one.
+pub(crate) fn select<'p>(plan: &'p Plan, opts: &RunOptions) -> Result<Vec<&'p StreamPlan>> {
+    for s in &opts.streams {
+        if !plan.streams.iter().any(|p| &p.name == s) {
+            let known: Vec<&str> = plan.streams.iter().map(|p| p.name.as_str()).collect();
+            return Err(Error::config(
+                &plan.file,
+                format!("unknown stream {s} (streams: {})", known.join(", ")),
+            ));
+        }
+    }
+    Ok(plan
+        .streams
+        .iter()
+        .filter(|s| opts.streams.is_empty() || opts.streams.contains(&s.name))
+        .collect())
+}
+
+/// Describe the stream's relation and check its columns against the
+/// stream (cursor and key columns exist, cursor types, `lag:`).
+pub(crate) async fn describe_checked(
+    source: &dyn highwater_core::Source,
+    s: &StreamPlan,
+    from_kind: &highwater_core::ConnKind,
+) -> Result<highwater_core::TableInfo> {
+    let idle = attempt::idle_timeout();
+    let info = attempt::bounded("describing the source", idle, source.describe(&s.relation))
+        .await
+        .map_err(|e| match e.cause() {
+            Some(highwater_core::Cause::MissingRelation) => {
+                Error::config(format!("table {}", s.relation), e)
+            }
+            _ => e,
+        })?;
+    highwater_config::plan::check_columns(s, from_kind, &info.schema)?;
+    Ok(info)
+}
+
+/// The read a run makes from position `after` (`None`: everything).
+pub(crate) fn read_request(s: &StreamPlan, after: Option<&Position>) -> ReadRequest {
+    let delta = match s.mode {
+        Mode::Full => Delta::Full,
+        Mode::Watermark => Delta::Watermark {
+            cursor: s.cursor.clone(),
+            after: match after {
+                Some(Position::Watermark(w)) => Some(w.clone()),
+                _ => None,
+            },
+            lag: s.lag,
+            writer_offset_minutes: s.writer_offset_minutes,
+        },
+        Mode::ChangeTracking => Delta::ChangeTracking {
+            after: match after {
+                Some(Position::Version(v)) => Some(v.clone()),
+                _ => None,
+            },
+            retention_secs: s.change_retention_secs,
+        },
+    };
+    ReadRequest {
+        stream: s.name.clone(),
+        relation: s.relation.clone(),
+        delta,
+        primary_key: s.primary_key.clone(),
+        batch_size: s.batch_size,
+        on_null_cursor: s.on_null_cursor,
+    }
+}
+
+/// Rows whose cursor became NULL since the last watermark run: an error
+/// under `on_null_cursor: error`, else the note saying they were skipped.
+pub(crate) fn null_cursor_check(
+    s: &StreamPlan,
+    after: Option<&WatermarkPosition>,
+    null_rows: u64,
+) -> Result<Option<String>> {
+    let Some(prev) = after.filter(|_| s.mode == Mode::Watermark) else {
+        return Ok(None);
+    };
+    let new_nulls = null_rows.saturating_sub(prev.null_rows);
+    if new_nulls == 0 {
+        return Ok(None);
+    }
+    let col = s.cursor.join(", ");
+    match s.on_null_cursor {
+        NullCursorPolicy::Error => Err(Error::data(format!(
+            "cursor column {col}: {new_nulls} row(s) have a NULL cursor since the last run \
+             ({null_rows} in all); they cannot be copied incrementally. Set the cursor on those rows, \
+             or set `on_null_cursor: skip`"
+        ))),
+        NullCursorPolicy::Skip => Ok(Some(format!(
+            "skipped {new_nulls} row(s) whose cursor {col} is NULL (on_null_cursor: skip)"
+        ))),
+    }
 }
 
 /// Whole-attempt retries of transient failures: 3 tries, 2 s then 4 s apart.
@@ -298,16 +381,8 @@ impl Ctx<'_> {
         let current = self.state.position(&s.name).await?;
         let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
         let idle = attempt::idle_timeout();
-        let info = attempt::bounded("describing the source", idle, source.describe(&s.relation))
-            .await
-            .map_err(|e| match e.cause() {
-                Some(highwater_core::Cause::MissingRelation) => {
-                    Error::config(format!("table {}", s.relation), e)
-                }
-                _ => e,
-            })?;
         // Columns exist, cursor types are usable, `lag:` fits the cursor.
-        highwater_config::plan::check_columns(s, &from_conn.kind, &info.schema)?;
+        describe_checked(source.as_ref(), s, &from_conn.kind).await?;
 
         let after = if self.full_refresh {
             None
@@ -318,31 +393,8 @@ impl Ctx<'_> {
             Some(Position::Watermark(w)) => Some(w.clone()),
             _ => None,
         };
-        let delta = match s.mode {
-            Mode::Full => Delta::Full,
-            Mode::Watermark => Delta::Watermark {
-                cursor: s.cursor.clone(),
-                after: after_wm.clone(),
-                lag: s.lag,
-                writer_offset_minutes: s.writer_offset_minutes,
-            },
-            Mode::ChangeTracking => Delta::ChangeTracking {
-                after: match &after {
-                    Some(Position::Version(v)) => Some(v.clone()),
-                    _ => None,
-                },
-                retention_secs: s.change_retention_secs,
-            },
-        };
         rec.watermark_from = after.as_ref().map(Position::display_value);
-        let req = ReadRequest {
-            stream: s.name.clone(),
-            relation: s.relation.clone(),
-            delta,
-            primary_key: s.primary_key.clone(),
-            batch_size: s.batch_size,
-            on_null_cursor: s.on_null_cursor,
-        };
+        let req = read_request(s, after.as_ref());
         let mut extract = attempt::bounded("reading the source", idle, source.read(&req)).await?;
         rec.full_reload = extract.full_reload && incremental;
         for n in std::mem::take(&mut extract.notes) {
@@ -350,28 +402,8 @@ impl Ctx<'_> {
         }
 
         // NULL cursors after the full load.
-        if s.mode == Mode::Watermark
-            && let Some(prev) = &after_wm
-        {
-            let new_nulls = extract.null_rows.saturating_sub(prev.null_rows);
-            if new_nulls > 0 {
-                let col = s.cursor.join(", ");
-                match s.on_null_cursor {
-                        NullCursorPolicy::Error => {
-                            return Err(Error::data(format!(
-                                "cursor column {col}: {new_nulls} row(s) have a NULL cursor since the last run \
-                                 ({} in all); they cannot be copied incrementally. Set the cursor on those rows, \
-                                 or set `on_null_cursor: skip`",
-                                extract.null_rows
-                            )));
-                        }
-                        NullCursorPolicy::Skip => self.note(
-                            s,
-                            rec,
-                            format!("skipped {new_nulls} row(s) whose cursor {col} is NULL (on_null_cursor: skip)"),
-                        ),
-                    }
-            }
+        if let Some(n) = null_cursor_check(s, after_wm.as_ref(), extract.null_rows)? {
+            self.note(s, rec, n);
         }
 
         let filter = match s.mode {
@@ -416,6 +448,8 @@ impl Ctx<'_> {
             },
             primary_key: s.primary_key.clone(),
             change_tracking: s.mode == Mode::ChangeTracking,
+            pre_copy_script: None,
+            procedure: None,
         });
         let replace_empty = table
             .as_ref()
@@ -454,6 +488,7 @@ impl Ctx<'_> {
                 schema: out_schema,
                 overwrite: !incremental,
                 table,
+                split: None,
             },
             owned: incremental,
         };

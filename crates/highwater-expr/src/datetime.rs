@@ -244,22 +244,24 @@ fn parse_offset(s: &str) -> Option<i64> {
 #[derive(Debug)]
 pub struct BadFormat;
 
+/// The .NET standard format strings in the en-US culture, as Data Factory
+/// formats them (`'D'` → `Thursday, March 15, 2018`, `'d'` → `3/15/2018`).
 fn standard_pattern(c: char) -> Option<&'static str> {
     Some(match c {
         'o' | 'O' => "yyyy'-'MM'-'dd'T'HH':'mm':'ss'.'fffffffK",
         's' => "yyyy'-'MM'-'dd'T'HH':'mm':'ss",
         'u' => "yyyy'-'MM'-'dd HH':'mm':'ss'Z'",
-        'd' => "MM/dd/yyyy",
-        'D' => "dddd, dd MMMM yyyy",
-        'f' => "dddd, dd MMMM yyyy HH:mm",
-        'F' | 'U' => "dddd, dd MMMM yyyy HH:mm:ss",
-        'g' => "MM/dd/yyyy HH:mm",
-        'G' => "MM/dd/yyyy HH:mm:ss",
-        'M' | 'm' => "MMMM dd",
+        'd' => "M/d/yyyy",
+        'D' => "dddd, MMMM d, yyyy",
+        'f' => "dddd, MMMM d, yyyy h:mm tt",
+        'F' | 'U' => "dddd, MMMM d, yyyy h:mm:ss tt",
+        'g' => "M/d/yyyy h:mm tt",
+        'G' => "M/d/yyyy h:mm:ss tt",
+        'M' | 'm' => "MMMM d",
         'R' | 'r' => "ddd, dd MMM yyyy HH':'mm':'ss 'GMT'",
-        't' => "HH:mm",
-        'T' => "HH:mm:ss",
-        'Y' | 'y' => "yyyy MMMM",
+        't' => "h:mm tt",
+        'T' => "h:mm:ss tt",
+        'Y' | 'y' => "MMMM yyyy",
         _ => return None,
     })
 }
@@ -526,7 +528,7 @@ mod tests {
     #[test]
     fn dotnet_formats() {
         let t = "2024-01-15T10:20:30Z";
-        assert_eq!(fmt(t, "D"), "Monday, 15 January 2024");
+        assert_eq!(fmt(t, "D"), "Monday, January 15, 2024");
         assert_eq!(
             fmt(t, "dddd, MMMM d, yyyy h:mm tt"),
             "Monday, January 15, 2024 10:20 AM"

@@ -70,8 +70,15 @@
 //!   nothing for input without a zone, and `+00:00` for input with an offset
 //!   (which is shifted to UTC first). Amounts in `addDays` etc. must be
 //!   integers. `convertFromUtc` results have no zone suffix unless the
-//!   target is UTC. Format strings are .NET's, invariant culture. Lengths
-//!   and positions in strings count UTF-16 code units, as .NET does.
+//!   target is UTC. Format strings are .NET's in the en-US culture, as the
+//!   Data Factory service formats them (`'D'` → `Thursday, March 15, 2018`,
+//!   `'d'` → `3/15/2018`, `'t'` → `1:00 PM`); the reference package runs
+//!   with the invariant culture (`Thursday, 15 March 2018`), and the
+//!   service is followed (tests/data_factory.rs). Lengths and positions in
+//!   strings count UTF-16 code units, as .NET does.
+//! - `lastIndexOf(text, '')` is `length(text) - 1`, as the service's .NET
+//!   Framework answers and Microsoft's function reference documents (the
+//!   reference package, on .NET 8, answers `length(text)`).
 //! - **Short-circuit**: `and`, `or`, `if` and `coalesce` evaluate arguments
 //!   only as far as needed, so `if(true, 1, div(1, 0))` is 1.
 //! - **Safe navigation**: `a?.b` and `a?[0]` yield null when `a` is null or
@@ -83,8 +90,8 @@
 //!
 //! # Known deviations from Data Factory
 //!
-//! - `xpath()` implements XPath 1.0 without variables, namespaces by URI,
-//!   and the `id`/`lang` functions (see [`xpath`]); XML parsing has no DTD
+//! - `xpath()` implements XPath 1.0 without variables and the `id`/`lang`
+//!   functions, and matches prefixed name tests as written (see [`xpath`]); XML parsing has no DTD
 //!   support. Element nodes returned by `xpath()` are compact, where the
 //!   reference indents the outermost element when it has children.
 //! - Culture-aware string ordering in `greater`/`less` is approximated
@@ -98,7 +105,7 @@
 //!   the reference's lenient parser completes (trailing text after a
 //!   complete value is ignored by both).
 //! - `formatDateTime`'s third argument (a locale) is accepted and ignored:
-//!   names of months and days are always English (invariant culture).
+//!   formats are always en-US.
 //! - Positions count UTF-16 code units like .NET, but a substring that would
 //!   split a surrogate pair yields U+FFFD instead of a lone surrogate.
 //! - Timestamps with an offset are treated as the reference does on a UTC

@@ -33,7 +33,8 @@ use crate::value::get_ci;
 pub trait Scope {
     /// The object `pipeline()` returns: `RunId`, `Pipeline`, `DataFactory`,
     /// `TriggerTime`, `TriggerName`, `TriggerType`, `TriggerId`, `GroupId`,
-    /// `TriggeredByPipelineName`, `parameters` and `globalParameters`.
+    /// `TriggeredByPipelineName`, `parameters`, `globalParameters` and
+    /// `libraryVariables` (an empty object unless given).
     fn pipeline(&self) -> Result<Value, EvalError> {
         Err(EvalError::context("pipeline() is not available here"))
     }
@@ -126,6 +127,7 @@ pub struct ContextScope {
 const CONTEXT_KEYS: &[&str] = &[
     "parameters",
     "global_parameters",
+    "library_variables",
     "variables",
     "activities",
     "activity_errors",
@@ -146,6 +148,7 @@ impl ContextScope {
     /// {
     ///   "parameters": {"tableList": ["a", "b"]},
     ///   "global_parameters": {"env": "dev"},
+    ///   "library_variables": {"region": "eu"},
     ///   "variables": {"counter": 1},
     ///   "activities": {"Lookup1": {"firstRow": {"Col": 42}}},
     ///   "activity_errors": {"Copy1": {"message": "boom"}},
@@ -239,6 +242,10 @@ impl ContextScope {
         pipeline.insert(
             "globalParameters".into(),
             Value::Object(object("global_parameters")?),
+        );
+        pipeline.insert(
+            "libraryVariables".into(),
+            Value::Object(object("library_variables")?),
         );
 
         let mut activities = Map::new();

@@ -11,8 +11,16 @@
 //! `starts-with`, `contains`, `substring-before`, `substring-after`,
 //! `substring`, `string-length`, `normalize-space`, `translate`, `boolean`,
 //! `not`, `true`, `false`, `number`, `sum`, `floor`, `ceiling`, `round`.
-//! Names match as written, prefix included (no namespace URIs); variables
-//! and the `id`/`lang` functions are not supported.
+//! Namespaces as .NET's `XPathNavigator` without a namespace manager (Data
+//! Factory passes none): an unprefixed name test matches only elements in
+//! no namespace, so a document with a default namespace is read with
+//! `/*[local-name()="file" and namespace-uri()="urn:x"]` or
+//! `/*[name()="file"]`; `namespace-uri()` resolves the `xmlns`
+//! declarations in scope; `xmlns` attributes are not on the attribute axis;
+//! a returned element carries the declarations of the namespaces it uses
+//! that were declared above it. A prefixed name test (`p:file`) matches the
+//! name as written (.NET refuses it). Variables and the `id`/`lang`
+//! functions are not supported.
 //!
 //! Results map to JSON as Data Factory maps them: a node set becomes an
 //! array (elements as XML values, text nodes as strings, attributes as
@@ -69,7 +77,7 @@ impl<'a> Arena<'a> {
 
     fn add_element(&mut self, e: &'a Element, parent: usize) -> usize {
         let id = self.push(parent, Kind::Element(e));
-        for (n, v) in &e.attrs {
+        for (n, v) in e.attrs.iter().filter(|(n, _)| !is_xmlns(n)) {
             let a = self.push(id, Kind::Attr(n, v));
             self.nodes[id].attrs.push(a);
         }
@@ -113,6 +121,35 @@ impl<'a> Arena<'a> {
             Kind::Attr(name, _) => name,
             _ => "",
         }
+    }
+
+    /// The namespace URI of an element or attribute: its prefix (an
+    /// unprefixed element: the default namespace; an unprefixed attribute:
+    /// none) looked up in the `xmlns` declarations of it and its ancestors.
+    fn namespace_uri(&self, n: usize) -> String {
+        let (name, is_attr, start) = match self.nodes[n].kind {
+            Kind::Element(e) => (e.name.as_str(), false, Some(n)),
+            Kind::Attr(name, _) => (name, true, self.nodes[n].parent),
+            _ => return String::new(),
+        };
+        let prefix = match name.split_once(':') {
+            Some((p, _)) => p,
+            None if is_attr => return String::new(),
+            None => "",
+        };
+        if prefix == "xml" {
+            return "http://www.w3.org/XML/1998/namespace".into();
+        }
+        let mut at = start;
+        while let Some(x) = at {
+            if let Kind::Element(e) = self.nodes[x].kind
+                && let Some(uri) = declared(e, prefix)
+            {
+                return uri.to_string();
+            }
+            at = self.nodes[x].parent;
+        }
+        String::new()
     }
 
     fn descendants(&self, n: usize, out: &mut Vec<usize>) {
@@ -760,7 +797,11 @@ impl Eval<'_> {
                     Axis::Attribute => matches!(kind, Kind::Attr(..)),
                     _ => matches!(kind, Kind::Element(_)),
                 };
+                let unprefixed_in_ns = !name.contains(':')
+                    && matches!(kind, Kind::Element(_))
+                    && !self.arena.namespace_uri(n).is_empty();
                 principal
+                    && !unprefixed_in_ns
                     && (self.arena.name(n) == name
                         || name
                             .strip_suffix(":*")
@@ -996,6 +1037,14 @@ impl Eval<'_> {
                 };
                 Val::Str(shown.to_string())
             }
+            "namespace-uri" => {
+                arity(0, 1)?;
+                let n = nodes(0)?;
+                Val::Str(
+                    n.first()
+                        .map_or(String::new(), |&x| self.arena.namespace_uri(x)),
+                )
+            }
             "string" => {
                 arity(0, 1)?;
                 Val::Str(s(0))
@@ -1105,16 +1154,93 @@ impl Eval<'_> {
         })
     }
 
+    /// The `xmlns` declarations made above element `n` for the prefixes
+    /// its subtree uses and does not declare itself (what .NET's
+    /// `OuterXml` writes on a node taken out of its document).
+    fn inherited_declarations(&self, n: usize, e: &Element) -> Vec<(String, String)> {
+        let mut prefixes: Vec<&str> = Vec::new();
+        used_prefixes(e, &mut prefixes);
+        let mut out = Vec::new();
+        for p in prefixes {
+            if declared(e, p).is_some() || p == "xml" {
+                continue;
+            }
+            let mut at = self.arena.nodes[n].parent;
+            while let Some(x) = at {
+                if let Kind::Element(a) = self.arena.nodes[x].kind
+                    && let Some(uri) = declared(a, p)
+                {
+                    if !uri.is_empty() {
+                        let key = if p.is_empty() {
+                            "xmlns".to_string()
+                        } else {
+                            format!("xmlns:{p}")
+                        };
+                        out.push((key, uri.to_string()));
+                    }
+                    break;
+                }
+                at = self.arena.nodes[x].parent;
+            }
+        }
+        out
+    }
+
     fn render(&self, n: usize, doc: &Document) -> XItem {
         match self.arena.nodes[n].kind {
             Kind::Root => XItem::Xml(crate::xml::write(doc)),
             Kind::Element(e) => {
                 let mut out = String::new();
-                crate::xml::write_element(e, &mut out);
+                let inherited = self.inherited_declarations(n, e);
+                if inherited.is_empty() {
+                    crate::xml::write_element(e, &mut out);
+                } else {
+                    let mut e = e.clone();
+                    e.attrs.extend(inherited);
+                    crate::xml::write_element(&e, &mut out);
+                }
                 XItem::Xml(out)
             }
             Kind::Attr(name, v) => XItem::Text(format!("{name}=\"{v}\"")),
             Kind::Text(t) | Kind::Comment(t) | Kind::Pi(t) => XItem::Text(t.to_string()),
+        }
+    }
+}
+
+fn is_xmlns(name: &str) -> bool {
+    name == "xmlns" || name.starts_with("xmlns:")
+}
+
+/// The URI `e` itself declares for `prefix` (`""`: the default namespace).
+fn declared<'e>(e: &'e Element, prefix: &str) -> Option<&'e str> {
+    e.attrs.iter().find_map(|(k, v)| {
+        let p = if k == "xmlns" {
+            ""
+        } else {
+            k.strip_prefix("xmlns:")?
+        };
+        (p == prefix).then_some(v.as_str())
+    })
+}
+
+/// The prefixes (`""` for unprefixed elements) of the elements and
+/// prefixed attributes under `e`, itself included, each once.
+fn used_prefixes<'e>(e: &'e Element, out: &mut Vec<&'e str>) {
+    let p = e.name.split_once(':').map_or("", |(p, _)| p);
+    if !out.contains(&p) {
+        out.push(p);
+    }
+    for (k, _) in &e.attrs {
+        if let Some((p, _)) = k.split_once(':')
+            && p != "xmlns"
+            && !out.contains(&p)
+        {
+            out.push(p);
+        }
+    }
+    for c in &e.children {
+        if let XmlNode::Element(x) = c {
+            used_prefixes(x, out);
         }
     }
 }

@@ -11,6 +11,11 @@
 //!          marker absent  → delete staging only           → NotPublished
 //! ```
 //!
+//! A split write (`WriteRequest::split`, Data Factory's `maxRowsPerFile`)
+//! stages its files as `<run_id>.00000`, `<run_id>.00001`, … and the one
+//! marker lists them all (`files: [[staged, final], …]`): every file of the
+//! copy is published by the same commit, or none is.
+//!
 //! `_highwater/` sits at the connection's root, beside the data folders:
 //! Spark, Hive, Arrow datasets and DuckDB's hive partitioning skip names
 //! starting with `_`, and staged files carry no data extension, so a glob
@@ -238,6 +243,53 @@ impl FileSink {
         ])
     }
 
+    /// File `index` of a split attempt, before its commit.
+    fn staged_part(stream: &str, run_id: &str, index: usize) -> Path {
+        Path::from_iter([
+            PathPart::from("_highwater"),
+            PathPart::from("staging"),
+            PathPart::from(stream),
+            PathPart::from(format!("{run_id}.{index:05}").as_str()),
+        ])
+    }
+
+    /// Remove the staged files of a split attempt.
+    async fn drop_staged_parts(&self, stream: &str, run_id: &str) -> Result<()> {
+        use futures::StreamExt;
+        let folder = Path::from_iter([
+            PathPart::from("_highwater"),
+            PathPart::from("staging"),
+            PathPart::from(stream),
+        ]);
+        let prefix = format!("{run_id}.");
+        let mut found = Vec::new();
+        let mut list = self.store.list(Some(&folder));
+        while let Some(item) = list.next().await {
+            match item {
+                Ok(meta) => {
+                    if meta
+                        .location
+                        .filename()
+                        .is_some_and(|n| n.starts_with(&prefix) && !n.contains('#'))
+                    {
+                        found.push(meta.location);
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => {
+                    return Err(Error::sink(
+                        self.url_of(&folder),
+                        format!("cannot list staged data: {e}"),
+                    ));
+                }
+            }
+        }
+        for p in found {
+            self.drop_staged(&p).await?;
+        }
+        Ok(())
+    }
+
     /// Remove an attempt's staged data (and local multipart leftovers).
     async fn drop_staged(&self, staged: &Path) -> Result<()> {
         self.clean_local_staging(staged);
@@ -291,6 +343,23 @@ struct FileWriter {
     encoder: Encoder,
     overwrite: bool,
     rows: u64,
+    /// A split write: the split, what it needs to open the next file, and
+    /// the files finished so far (staged, final, URL).
+    split: Option<Split>,
+}
+
+struct Split {
+    how: highwater_core::FileSplit,
+    /// The folder and prefix of the file names.
+    target: String,
+    stream: String,
+    run_id: String,
+    format: String,
+    schema: arrow_schema::SchemaRef,
+    root: String,
+    /// Rows in the file being written.
+    rows: u64,
+    done: Vec<(Path, Path, String)>,
 }
 
 /// Move committed data from its staging name to its final name. Idempotent:
@@ -332,6 +401,9 @@ async fn publish(
 #[async_trait]
 impl Sink for FileSink {
     async fn begin(&self, req: WriteRequest) -> Result<Box<dyn SinkWriter>> {
+        if let Some(how) = &req.split {
+            return self.begin_split(&req, how.clone()).await;
+        }
         let path = self.target_path(&req.target)?;
         let url = self.url_of(&path);
         if !req.overwrite {
@@ -365,6 +437,7 @@ impl Sink for FileSink {
             encoder,
             overwrite: req.overwrite,
             rows: 0,
+            split: None,
         }))
     }
 
@@ -395,7 +468,29 @@ impl Sink for FileSink {
                     .unwrap_or_default()
                     .to_string();
                 // Committed: finish publishing what may still be staged.
-                if let Some(t) = v.get("target").and_then(|t| t.as_str()) {
+                if let Some(files) = v.get("files").and_then(|f| f.as_array()) {
+                    let overwrite = v.get("overwrite").and_then(|o| o.as_bool()) == Some(true);
+                    for f in files {
+                        let (Some(st), Some(t)) = (
+                            f.get(0).and_then(|x| x.as_str()),
+                            f.get(1).and_then(|x| x.as_str()),
+                        ) else {
+                            continue;
+                        };
+                        let (st, path) = (Path::from(st), self.target_path(t)?);
+                        if self.store.head(&st).await.is_ok() {
+                            publish(
+                                self.store.as_ref(),
+                                &st,
+                                &path,
+                                overwrite,
+                                &self.url_of(&path),
+                            )
+                            .await?;
+                        }
+                        self.clean_local_staging(&st);
+                    }
+                } else if let Some(t) = v.get("target").and_then(|t| t.as_str()) {
                     let path = self.target_path(t)?;
                     let overwrite = v.get("overwrite").and_then(|o| o.as_bool()) == Some(true);
                     if self.store.head(&staged).await.is_ok() {
@@ -417,6 +512,7 @@ impl Sink for FileSink {
                 // was never written by this attempt, so whatever is visible
                 // there (an earlier full copy) stays.
                 self.drop_staged(&staged).await?;
+                self.drop_staged_parts(stream, run_id).await?;
                 if !target.is_empty()
                     && let Ok(path) = self.target_path(target)
                 {
@@ -449,14 +545,126 @@ impl Sink for FileSink {
     }
 }
 
+impl FileSink {
+    /// Begin a split write: file 0 opens now (so an empty copy still
+    /// writes one file, as a single-file copy does).
+    async fn begin_split(
+        &self,
+        req: &WriteRequest,
+        how: highwater_core::FileSplit,
+    ) -> Result<Box<dyn SinkWriter>> {
+        if how.max_rows == 0 {
+            return Err(Error::config("maxRowsPerFile", "must be at least 1"));
+        }
+        let path = self.target_path(&how.name(&req.target, 0))?;
+        let url = self.url_of(&path);
+        if !req.overwrite {
+            match self.store.head(&path).await {
+                Ok(_) => {
+                    return Err(Error::sink(
+                        &url,
+                        "exists already and would be overwritten by another copy; give each copy its own fileNamePrefix",
+                    ));
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::sink(&url, e)),
+            }
+        }
+        // A retry of the same attempt id starts clean.
+        self.drop_staged_parts(&req.stream, &req.run_id).await?;
+        let staged = FileSink::staged_part(&req.stream, &req.run_id, 0);
+        let encoder = Encoder::new(
+            &req.format,
+            req.schema.clone(),
+            self.store.clone(),
+            staged.clone(),
+            &url,
+        )?;
+        Ok(Box::new(FileWriter {
+            store: self.store.clone(),
+            marker: FileSink::marker(&req.stream, &req.run_id),
+            path,
+            staged,
+            url,
+            encoder,
+            overwrite: req.overwrite,
+            rows: 0,
+            split: Some(Split {
+                how,
+                target: req.target.clone(),
+                stream: req.stream.clone(),
+                run_id: req.run_id.clone(),
+                format: req.format.clone(),
+                schema: req.schema.clone(),
+                root: self.root.clone(),
+                rows: 0,
+                done: Vec::new(),
+            }),
+        }))
+    }
+}
+
+impl FileWriter {
+    /// Finish the current file of a split write and open the next.
+    async fn next_file(&mut self) -> Result<()> {
+        let Some(sp) = self.split.as_mut() else {
+            return Ok(());
+        };
+        let index = sp.done.len() + 1;
+        let path = Path::parse(sp.how.name(&sp.target, index))
+            .map_err(|e| Error::sink(&sp.target, format!("invalid path: {e}")))?;
+        let url = format!("{}/{}", sp.root, path);
+        let staged = FileSink::staged_part(&sp.stream, &sp.run_id, index);
+        let next = Encoder::new(
+            &sp.format,
+            sp.schema.clone(),
+            self.store.clone(),
+            staged.clone(),
+            &url,
+        )?;
+        let done = std::mem::replace(&mut self.encoder, next);
+        done.finish(&self.url).await?;
+        sp.done.push((
+            std::mem::replace(&mut self.staged, staged),
+            std::mem::replace(&mut self.path, path),
+            std::mem::replace(&mut self.url, url),
+        ));
+        sp.rows = 0;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl SinkWriter for FileWriter {
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
-        self.encoder.write(&batch, &self.url).await
+        let Some(max) = self.split.as_ref().map(|s| s.how.max_rows) else {
+            return self.encoder.write(&batch, &self.url).await;
+        };
+        let n = batch.num_rows();
+        let mut offset = 0;
+        while offset < n {
+            let in_file = self.split.as_ref().map(|s| s.rows).unwrap_or(0);
+            if in_file >= max {
+                self.next_file().await?;
+                continue;
+            }
+            let take = ((max - in_file) as usize).min(n - offset);
+            self.encoder
+                .write(&batch.slice(offset, take), &self.url)
+                .await?;
+            if let Some(sp) = self.split.as_mut() {
+                sp.rows += take as u64;
+            }
+            offset += take;
+        }
+        Ok(())
     }
 
-    async fn commit(self: Box<Self>, info: &str) -> Result<Committed> {
+    async fn commit(mut self: Box<Self>, info: &str) -> Result<Committed> {
+        if let Some(sp) = self.split.take() {
+            return self.commit_split(sp, info).await;
+        }
         let FileWriter {
             store,
             path,
@@ -466,6 +674,7 @@ impl SinkWriter for FileWriter {
             encoder,
             overwrite,
             rows,
+            ..
         } = *self;
         encoder.finish(&url).await?;
         let bytes = store.head(&staged).await.map(|m| m.size).unwrap_or(0);
@@ -509,6 +718,77 @@ impl SinkWriter for FileWriter {
 
     async fn abort(self: Box<Self>) -> Result<()> {
         self.encoder.abort().await;
+        for (staged, _, _) in self.split.iter().flat_map(|s| &s.done) {
+            let _ = self.store.delete(staged).await;
+        }
         Ok(())
+    }
+}
+
+impl FileWriter {
+    /// Commit a split write: finish the last file, write the one marker
+    /// listing every file, then publish them all.
+    async fn commit_split(self: Box<Self>, mut sp: Split, info: &str) -> Result<Committed> {
+        let FileWriter {
+            store,
+            path,
+            staged,
+            url,
+            marker,
+            encoder,
+            overwrite,
+            rows,
+            ..
+        } = *self;
+        encoder.finish(&url).await?;
+        sp.done.push((staged, path, url));
+        let mut bytes = 0;
+        for (st, _, _) in &sp.done {
+            bytes += store.head(st).await.map(|m| m.size).unwrap_or(0);
+        }
+        let urls: Vec<String> = sp.done.iter().map(|(_, _, u)| u.clone()).collect();
+        let files: Vec<[&str; 2]> = sp
+            .done
+            .iter()
+            .map(|(st, p, _)| [st.as_ref(), p.as_ref()])
+            .collect();
+        highwater_core::failpoint("files.after_data_before_marker");
+        let body = serde_json::json!({
+            "info": info,
+            "outputs": urls,
+            "rows": rows,
+            "files": files,
+            "overwrite": overwrite,
+        })
+        .to_string();
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match store
+            .put_opts(&marker, PutPayload::from(body.into_bytes()), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => {
+                for (st, _, _) in &sp.done {
+                    let _ = store.delete(st).await;
+                }
+                return Err(Error::sink(
+                    &sp.target,
+                    format!("cannot write commit marker: {e}"),
+                ));
+            }
+        }
+        highwater_core::failpoint("files.after_marker_before_publish");
+        // Committed. A failure from here on is finished by `recover`.
+        for (st, p, u) in &sp.done {
+            publish(store.as_ref(), st, p, overwrite, u).await?;
+        }
+        Ok(Committed {
+            outputs: urls,
+            rows,
+            bytes,
+        })
     }
 }

@@ -516,7 +516,7 @@ pub(super) async fn plan(
     })
 }
 
-pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
+pub async fn status(url: &str, rel: &Relation, after: Option<i64>) -> Result<Status> {
     let mut conn = connect(url).await?;
     let n = names(&mut conn, rel).await?;
     let found = inspect(&mut conn, &n).await?;
@@ -525,12 +525,23 @@ pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
         return Ok(Status::default());
     }
     let versions = meta_row(&mut conn, &n).await?;
-    let log_rows: Option<i64> = if table_exists(&mut conn, &n.space, &n.log).await? {
+    let has_log = table_exists(&mut conn, &n.space, &n.log).await?;
+    let log_rows: Option<i64> = if has_log {
         conn.query_first(format!("SELECT COUNT(*) FROM {}", n.log()))
             .await
             .map_err(my_err)?
     } else {
         None
+    };
+    let changed_after: Option<i64> = match after {
+        Some(a) if has_log => conn
+            .exec_first(
+                format!("SELECT COUNT(*) FROM {} WHERE hw_version > ?", n.log()),
+                (a,),
+            )
+            .await
+            .map_err(my_err)?,
+        _ => None,
     };
     let _ = conn.disconnect().await;
     Ok(Status {
@@ -540,6 +551,7 @@ pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
         current_version: versions.as_ref().map(|v| v.0),
         min_valid_version: versions.as_ref().map(|v| v.1),
         log_rows,
+        changed_after,
     })
 }
 

@@ -20,6 +20,7 @@
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
 pub(crate) mod procedure;
+pub(crate) mod script;
 mod sink;
 pub(crate) mod source;
 mod types;

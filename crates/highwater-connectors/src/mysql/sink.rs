@@ -70,6 +70,24 @@ impl Sink for MySink {
     async fn begin(&self, req: WriteRequest) -> Result<Box<dyn SinkWriter>> {
         let layout = self.layout(&req.target, &req.stream, &req.run_id, Some(&req))?;
         let name = self.name(&req.target);
+        if layout.procedure.is_some() {
+            return Err(Error::config(
+                "sink.sqlWriterStoredProcedureName",
+                "MariaDB has no table types, so a stored-procedure sink cannot pass it the rows; copy into a table (upsert with upsertSettings.keys) and run the procedure in a Stored Procedure activity",
+            ));
+        }
+        if let Some(st) = layout
+            .pre_copy_script
+            .as_deref()
+            .and_then(crate::table::implicit_commit)
+        {
+            return Err(Error::config(
+                "sink.preCopyScript",
+                format!(
+                    "`{st}` commits implicitly in MariaDB, which would apply it even when the copy fails; use DML (e.g. DELETE FROM instead of TRUNCATE)"
+                ),
+            ));
+        }
         let mut conn = connect(&self.url).await?;
         let err = my_sink_err(&name);
         conn.query_drop(layout.create_commits())
@@ -235,6 +253,12 @@ impl SinkWriter for MyWriter {
                 .start_transaction(mysql_async::TxOpts::default())
                 .await
                 .map_err(&err)?;
+            // Data Factory's preCopyScript, in the commit transaction.
+            if let Some(script) = &self.layout.pre_copy_script {
+                tx.query_drop(script)
+                    .await
+                    .map_err(|e| err(e).context("sink.preCopyScript"))?;
+            }
             for sql in self.layout.apply() {
                 tx.query_drop(sql).await.map_err(&err)?;
             }

@@ -478,7 +478,7 @@ pub(super) async fn plan(
     })
 }
 
-pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
+pub async fn status(url: &str, rel: &Relation, after: Option<i64>) -> Result<Status> {
     let client = super::source::connect(url).await?;
     let n = names(&client, rel).await?;
     let found = inspect(&client, &n).await?;
@@ -503,6 +503,22 @@ pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
     } else {
         None
     };
+    let changed_after = match after {
+        Some(a) if has_log => Some(
+            client
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {} WHERE hw_version > $1 AND hw_version <= $2",
+                        n.log()
+                    ),
+                    &[&a, &current],
+                )
+                .await
+                .map_err(pg_err)?
+                .get(0),
+        ),
+        _ => None,
+    };
     Ok(Status {
         set_up: true,
         missing: found.missing,
@@ -510,6 +526,7 @@ pub async fn status(url: &str, rel: &Relation) -> Result<Status> {
         current_version: Some(current),
         min_valid_version: min_valid,
         log_rows,
+        changed_after,
     })
 }
 

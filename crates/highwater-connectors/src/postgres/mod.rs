@@ -30,6 +30,7 @@
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
 pub(crate) mod procedure;
+pub(crate) mod script;
 pub(crate) mod sink;
 pub(crate) mod source;
 mod tls;

@@ -17,7 +17,7 @@ use super::source::{connect, pg_err};
 use crate::procedure::{DeclaredParam, ProcType, Procedure, match_names};
 use crate::util::quote_ident;
 
-fn sql_type(t: ProcType) -> &'static str {
+pub(crate) fn sql_type(t: ProcType) -> &'static str {
     match t {
         ProcType::String => "text",
         ProcType::Boolean => "boolean",
@@ -137,6 +137,179 @@ pub(crate) async fn call(url: &str, proc: &Procedure) -> Result<()> {
     let params: Vec<&(dyn ToSql + Sync)> =
         values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
     client.execute(&sql, &params).await.map_err(pg_err)?;
+    Ok(())
+}
+
+/// `(schema, name)` of a name as the catalog spells it (see [`parts`]).
+fn catalog_name(text: &str) -> Result<(Option<String>, String)> {
+    let proc = Procedure {
+        name: Procedure::parse_name(text)?,
+        params: vec![],
+    };
+    Ok(parts(&proc))
+}
+
+/// The stored-procedure sink: hand the staged rows to procedure `w.name`
+/// as one array of the composite type `w.table_type` (PostgreSQL's
+/// equivalent of a table-valued parameter), in the caller's commit
+/// transaction. Staging columns go to the type's attributes of the same
+/// name (ignoring case); attributes the copy does not carry are NULL; a
+/// copied column the type lacks is an error. A subquery cannot be a
+/// `CALL` argument, so the array travels as its text (PostgreSQL's own
+/// lossless record syntax) and is cast back:
+///
+/// ```text
+/// SELECT ARRAY(SELECT ROW(s.a, s.b, NULL)::T FROM staging s ORDER BY seq)::text
+/// CALL schema.proc(param => $1::text::T[])     (a function: SELECT schema.proc(…))
+/// ```
+pub(crate) async fn call_with_rows(
+    tx: &tokio_postgres::Transaction<'_>,
+    layout: &crate::table::Layout,
+    w: &highwater_core::ProcedureWrite,
+) -> Result<()> {
+    let q = |s: &str| quote_ident(s, '"');
+    // The composite type: a table's row type, or CREATE TYPE … AS (…).
+    let (tschema, tname) = catalog_name(&w.table_type)?;
+    let types = tx
+        .query(
+            "SELECT format_type(t.oid, NULL), t.typrelid FROM pg_type t \
+             JOIN pg_namespace n ON n.oid = t.typnamespace \
+             WHERE t.typtype = 'c' AND lower(t.typname) = lower($1) \
+               AND (n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY (current_schemas(true)))) \
+             ORDER BY t.typname = $1 DESC, array_position(current_schemas(true), n.nspname::name)",
+            &[&tname, &tschema],
+        )
+        .await
+        .map_err(pg_err)?;
+    let Some(t) = types.first() else {
+        return Err(Error::config(
+            "sink.sqlWriterTableType",
+            format!(
+                "there is no composite type {} in the database (create it with CREATE TYPE {} AS (…), the PostgreSQL form of a table type)",
+                w.table_type, w.table_type
+            ),
+        ));
+    };
+    let type_sql: String = t.get(0);
+    let relid: u32 = t.get(1);
+    let attrs: Vec<String> = tx
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = $1 AND attnum > 0 \
+             AND NOT attisdropped ORDER BY attnum",
+            &[&relid],
+        )
+        .await
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let copied: Vec<&str> = layout
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let find = |a: &str| {
+        copied
+            .iter()
+            .find(|c| **c == a)
+            .or_else(|| copied.iter().find(|c| c.eq_ignore_ascii_case(a)))
+            .copied()
+    };
+    for c in &copied {
+        if !attrs.iter().any(|a| a.eq_ignore_ascii_case(c)) {
+            return Err(Error::config(
+                "sink.sqlWriterTableType",
+                format!(
+                    "the copy's column {c} is not an attribute of type {type_sql} (attributes: {})",
+                    attrs.join(", ")
+                ),
+            ));
+        }
+    }
+    let fields: Vec<String> = attrs
+        .iter()
+        .map(|a| match find(a) {
+            Some(c) => format!("s.{}", q(c)),
+            None => "NULL".to_string(),
+        })
+        .collect();
+    let array: String = tx
+        .query_one(
+            &format!(
+                "SELECT ARRAY(SELECT ROW({})::{type_sql} FROM {} s ORDER BY s.{})::text",
+                fields.join(", "),
+                layout.staging_sql(),
+                q(crate::table::SEQ)
+            ),
+            &[],
+        )
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    // The procedure (or function) and its parameter names.
+    let (pschema, pname) = catalog_name(&w.name)?;
+    let procs = tx
+        .query(
+            "SELECT n.nspname::text, p.proname::text, p.prokind::text, p.proargnames FROM pg_proc p \
+             JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE p.prokind IN ('p', 'f') AND lower(p.proname) = lower($1) \
+               AND (n.nspname = $2 OR ($2 IS NULL AND n.nspname = ANY (current_schemas(true)))) \
+             ORDER BY p.proname = $1 DESC, array_position(current_schemas(true), n.nspname::name)",
+            &[&pname, &pschema],
+        )
+        .await
+        .map_err(pg_err)?;
+    let Some(p) = procs.first() else {
+        return Err(Error::config(
+            "sink.sqlWriterStoredProcedureName",
+            format!("procedure {} does not exist in the database", w.name),
+        ));
+    };
+    let (schema, name, kind): (String, String, String) = (p.get(0), p.get(1), p.get(2));
+    let names: Vec<String> = p
+        .get::<_, Option<Vec<Option<String>>>>(3)
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect();
+    let arg = format!("$1::text::{type_sql}[]");
+    let arg = match w
+        .parameter
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+    {
+        None => arg,
+        Some(given) => {
+            let given = given.trim_start_matches('@');
+            let Some(n) = names
+                .iter()
+                .find(|n| *n == given)
+                .or_else(|| names.iter().find(|n| n.eq_ignore_ascii_case(given)))
+            else {
+                return Err(Error::config(
+                    "sink.storedProcedureTableTypeParameterName",
+                    format!(
+                        "procedure {schema}.{name} has no parameter {given} (parameters: {})",
+                        if names.is_empty() {
+                            "none named".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ),
+                ));
+            };
+            format!("{} => {arg}", q(n))
+        }
+    };
+    let verb = if kind == "p" { "CALL" } else { "SELECT" };
+    tx.execute(
+        &format!("{verb} {}.{}({arg})", q(&schema), q(&name)),
+        &[&array],
+    )
+    .await
+    .map_err(pg_err)?;
     Ok(())
 }
 

@@ -319,8 +319,32 @@ impl SinkWriter for PgWriter {
         )
         .await
         .map_err(err)?;
-        for sql in layout.prepare().into_iter().chain(layout.apply()) {
-            tx.batch_execute(&sql).await.map_err(err)?;
+        // Data Factory's preCopyScript: in this transaction, so a copy
+        // that fails leaves it unapplied too.
+        // The target exists first (it may be the script's table).
+        if let Some(script) = &layout.pre_copy_script {
+            if layout.procedure.is_none() {
+                tx.batch_execute(&layout.create_target())
+                    .await
+                    .map_err(err)?;
+            }
+            tx.batch_execute(script).await.map_err(|e| {
+                super::errors::sink(&target, e).context("sink.preCopyScript".to_string())
+            })?;
+        }
+        match &layout.procedure {
+            Some(p) => {
+                if rows > 0 {
+                    super::procedure::call_with_rows(&tx, &layout, p)
+                        .await
+                        .map_err(|e| e.context(format!("stored-procedure sink {}", p.name)))?;
+                }
+            }
+            None => {
+                for sql in layout.prepare().into_iter().chain(layout.apply()) {
+                    tx.batch_execute(&sql).await.map_err(err)?;
+                }
+            }
         }
         tx.execute(
             &layout.insert_commit(),

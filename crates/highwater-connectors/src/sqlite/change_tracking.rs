@@ -460,7 +460,7 @@ pub(super) fn plan(
     })
 }
 
-pub fn status(path: &Path, rel: &Relation) -> Result<Status> {
+pub fn status(path: &Path, rel: &Relation, after: Option<i64>) -> Result<Status> {
     let n = names(rel)?;
     let conn = super::source::open(path)?;
     let found = inspect(&conn, &n)?;
@@ -486,6 +486,18 @@ pub fn status(path: &Path, rel: &Relation) -> Result<Status> {
             |r| r.get(0),
         )
         .ok();
+    let changed_after: Option<i64> = after.and_then(|a| {
+        conn.query_row(
+            &format!(
+                "SELECT count(*) FROM {}{} WHERE hw_version > ?1",
+                n.prefix,
+                q(&n.log)
+            ),
+            [a],
+            |r| r.get(0),
+        )
+        .ok()
+    });
     Ok(Status {
         set_up: true,
         missing: found.missing,
@@ -493,6 +505,7 @@ pub fn status(path: &Path, rel: &Relation) -> Result<Status> {
         current_version: versions.map(|v| v.0),
         min_valid_version: versions.map(|v| v.1),
         log_rows: rows,
+        changed_after,
     })
 }
 

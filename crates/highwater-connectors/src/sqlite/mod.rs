@@ -14,6 +14,7 @@
 
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
+pub(crate) mod script;
 pub(crate) mod sink;
 pub(crate) mod source;
 mod types;

@@ -103,6 +103,12 @@ async fn blocking<T: Send + 'static>(
 impl Sink for SqliteSink {
     async fn begin(&self, req: WriteRequest) -> Result<Box<dyn SinkWriter>> {
         let layout = self.layout(&req.target, &req.stream, &req.run_id, Some(&req))?;
+        if layout.procedure.is_some() {
+            return Err(Error::config(
+                "sink.sqlWriterStoredProcedureName",
+                "SQLite has no stored procedures; copy into a table (upsert with upsertSettings.keys) instead",
+            ));
+        }
         let conn = Arc::new(Mutex::new(open(&self.path)?));
         // Only the temporary database is written before the commit: the
         // source may be this same file, still reading in its snapshot, and
@@ -239,10 +245,17 @@ impl SinkWriter for SqliteWriter {
     }
 
     async fn commit(self: Box<Self>, info: &str) -> Result<Committed> {
-        let statements: Vec<String> = self
+        // Data Factory's preCopyScript first (after the target exists: it
+        // may be the script's table), in the commit transaction.
+        let script = self
             .layout
-            .prepare()
+            .pre_copy_script
+            .clone()
+            .map(|s| vec![self.layout.create_target(), s]);
+        let statements: Vec<String> = script
             .into_iter()
+            .flatten()
+            .chain(self.layout.prepare())
             .chain(self.layout.apply())
             .collect();
         let (insert, drop, commits) = (

@@ -34,7 +34,7 @@ impl SqliteSource {
     }
 }
 
-pub(super) fn open(path: &Path) -> Result<Connection> {
+pub(crate) fn open(path: &Path) -> Result<Connection> {
     if !path.exists() {
         return Err(Error::Connection {
             target: format!("sqlite://{}", path.display()),

@@ -163,9 +163,8 @@ pub fn options(
                         "sink.formatSettings.quoteAllText must be true or false, got {v}"
                     )),
                 },
-                "maxRowsPerFile" | "fileNamePrefix" => errors.push(format!(
-                    "sink.formatSettings.{k} is not supported yet; remove it to write one file"
-                )),
+                // Judged by `split`.
+                "maxRowsPerFile" | "fileNamePrefix" => {}
                 other => errors.push(format!(
                     "sink.formatSettings.{other} is not a DelimitedText write setting highwater knows"
                 )),
@@ -202,4 +201,56 @@ pub fn generated_extension(o: &CsvOptions, sink: &Value) -> String {
         ext.push_str(z);
     }
     ext
+}
+
+/// `sink.formatSettings.maxRowsPerFile` (a whole number ≥ 1) and
+/// `fileNamePrefix` of any file sink (DelimitedText, Parquet, Json):
+/// `Some((max_rows, prefix))` when the copy writes several files. With
+/// `at_load`, expressions are not judged. Errors name the property.
+pub fn split(sink: &Value, at_load: bool) -> Result<Option<(u64, Option<String>)>, Vec<String>> {
+    let Some(fs) = sink.get("formatSettings").filter(|f| !f.is_null()) else {
+        return Ok(None);
+    };
+    let known = |v: &&Value| !v.is_null() && (!at_load || is_literal(v));
+    let mut errors = Vec::new();
+    let max = match fs.get("maxRowsPerFile").filter(known) {
+        None => None,
+        Some(v) => {
+            let n = match v {
+                Value::Number(n) => n.as_u64(),
+                Value::String(s) => s.trim().parse::<u64>().ok(),
+                _ => None,
+            };
+            match n.filter(|n| *n >= 1) {
+                Some(n) => Some(n),
+                None => {
+                    errors.push(format!(
+                        "sink.formatSettings.maxRowsPerFile must be a whole number ≥ 1, got {v}"
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    let prefix = match fs.get("fileNamePrefix").filter(known) {
+        None => None,
+        Some(Value::String(p)) if p.trim().is_empty() => None,
+        Some(Value::String(p)) if p.contains('/') || p.contains('\\') => {
+            errors.push(format!(
+                "sink.formatSettings.fileNamePrefix `{p}` must be a file name, not a path"
+            ));
+            None
+        }
+        Some(Value::String(p)) => Some(p.trim().to_string()),
+        Some(other) => {
+            errors.push(format!(
+                "sink.formatSettings.fileNamePrefix must be a string, got {other}"
+            ));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(max.map(|m| (m, prefix)))
 }

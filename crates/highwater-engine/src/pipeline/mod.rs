@@ -29,14 +29,17 @@
 //! Linked services are mapped to `highwater.yaml` connections by name.
 
 mod activity;
+pub mod columns;
 mod datasets;
 pub mod delimited;
 mod files;
 pub mod model;
 pub mod rerun;
 pub mod sink;
+pub mod trigger;
 pub mod typed;
 mod validate;
+pub mod windows;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -145,6 +148,8 @@ struct Run {
 struct PipeCtx {
     pipeline: Value,
     variables: Mutex<Map<String, Value>>,
+    /// `trigger()`, when a trigger started the run.
+    trigger: Option<Value>,
 }
 
 impl PipeCtx {
@@ -169,6 +174,7 @@ impl PipeCtx {
             "TriggeredByPipelineRunId": parent.and_then(|p| p.get("RunId")).cloned(),
             "parameters": parameters,
             "globalParameters": {},
+            "libraryVariables": {},
         });
         let variables = variables
             .iter()
@@ -186,6 +192,7 @@ impl PipeCtx {
         PipeCtx {
             pipeline,
             variables: Mutex::new(variables),
+            trigger: None,
         }
     }
 }
@@ -259,6 +266,14 @@ impl Scope for EvalScope<'_> {
             })
     }
 
+    fn trigger(&self) -> std::result::Result<Value, EvalError> {
+        self.frame.ctx.trigger.clone().ok_or_else(|| {
+            EvalError::context(
+                "trigger() is only available when a trigger started the run (highwater serve)",
+            )
+        })
+    }
+
     fn dataset(&self) -> std::result::Result<Value, EvalError> {
         match self.dataset {
             Some(p) => Ok(Value::Object(p.clone())),
@@ -330,6 +345,10 @@ pub struct Start {
     pub run_id: Option<String>,
     pub file: Option<String>,
     pub rerun: Option<rerun::Rerun>,
+    /// What `trigger()` returns when a trigger started the run
+    /// ([`trigger::trigger_value`]); also sets `pipeline().TriggerName`,
+    /// `TriggerType` and `TriggerTime`.
+    pub trigger: Option<Value>,
 }
 
 /// [`run_pipeline`] with everything a start can say.
@@ -350,8 +369,17 @@ pub async fn run_pipeline_with(
         "parameters": parameters,
         "rerunOf": start.rerun.as_ref().map(|r| r.of.clone()),
         "fromFailed": start.rerun.as_ref().map(|r| r.from_failed),
+        "trigger": start.trigger.as_ref().and_then(|t| t.get("name")).cloned(),
+        "windowStart": start.trigger.as_ref().and_then(|t| t["outputs"].get("windowStartTime")).cloned(),
+        "windowEnd": start.trigger.as_ref().and_then(|t| t["outputs"].get("windowEndTime")).cloned(),
     });
-    let ctx = PipeCtx::new(&factory.name, &run_id, parameters, &factory.variables, None);
+    let mut ctx = PipeCtx::new(&factory.name, &run_id, parameters, &factory.variables, None);
+    if let Some(t) = &start.trigger {
+        ctx.pipeline["TriggerName"] = t["name"].clone();
+        ctx.pipeline["TriggerType"] = t["type"].clone();
+        ctx.pipeline["TriggerTime"] = t["startTime"].clone();
+        ctx.trigger = Some(t.clone());
+    }
     state.begin_run(&run_id, started).await?;
     state.set_run_info(&run_id, &info).await?;
     let activities = factory.activities.clone();
@@ -598,7 +626,8 @@ async fn attempt_activity(
     record_name: &str,
     rec: &mut StreamRun,
 ) -> Result<Done> {
-    let tp = resolve(&a.type_properties, "typeProperties", &scope(frame))?;
+    // Filter's condition and Until's expression are evaluated as they run.
+    let tp = resolve(&activity::eager(a), "typeProperties", &scope(frame))?;
     rec.input = Some(tp.clone());
     rec.output = None;
     frame
@@ -608,6 +637,23 @@ async fn attempt_activity(
         .await?;
     lock(&frame.run.started).insert(record_name.to_string(), rec.clone());
     execute(frame, a, &tp, record_name).await
+}
+
+/// The state key of a Copy: `pipeline/<pipeline>/<activity record>`, and
+/// in a run a tumbling window started, `…@<window start>`, so the windows
+/// of one trigger (running at once, up to `maxConcurrency`) each have
+/// their own key, and a window's rerun finds its earlier attempt.
+fn copy_key(frame: &Frame, pipeline: &str, record_name: &str) -> String {
+    let window = frame
+        .ctx
+        .trigger
+        .as_ref()
+        .and_then(|t| t["outputs"].get("windowStartTime"))
+        .and_then(Value::as_str);
+    match window {
+        Some(w) => format!("pipeline/{pipeline}/{record_name}@{w}"),
+        None => format!("pipeline/{pipeline}/{record_name}"),
+    }
 }
 
 /// Say, in the record of an activity under way, the activity run id its
@@ -655,6 +701,11 @@ async fn execute(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> 
             activity::execute_pipeline::execute_pipeline(frame, a, &tp).await
         }
         ActivityKind::Fail => activity::fail::fail(&tp),
+        ActivityKind::Script => activity::script::script(frame, a, &tp).await,
+        ActivityKind::Filter => activity::filter::filter(frame, a, &tp),
+        ActivityKind::Until => activity::until::until(frame, a, &tp).await,
+        ActivityKind::Switch => activity::switch::switch(frame, a, &tp).await,
+        ActivityKind::Web => activity::web::web(&tp).await,
         ActivityKind::GetMetadata => activity::get_metadata::get_metadata(frame, a, &tp).await,
         ActivityKind::Delete => activity::delete::delete(frame, a, &tp).await,
         ActivityKind::Validation => activity::validation::validation(frame, a, &tp).await,

@@ -110,6 +110,11 @@ pub enum ActivityKind {
     Wait,
     Fail,
     ExecutePipeline,
+    Script,
+    Filter,
+    Until,
+    Switch,
+    Web,
     GetMetadata,
     Delete,
     Validation,
@@ -128,6 +133,11 @@ impl ActivityKind {
             "Wait" => ActivityKind::Wait,
             "Fail" => ActivityKind::Fail,
             "ExecutePipeline" => ActivityKind::ExecutePipeline,
+            "Script" => ActivityKind::Script,
+            "Filter" | "filter" => ActivityKind::Filter,
+            "Until" => ActivityKind::Until,
+            "Switch" => ActivityKind::Switch,
+            "WebActivity" => ActivityKind::Web,
             "GetMetadata" => ActivityKind::GetMetadata,
             "Delete" => ActivityKind::Delete,
             "Validation" => ActivityKind::Validation,
@@ -148,6 +158,11 @@ impl ActivityKind {
             ActivityKind::Wait => "Wait",
             ActivityKind::Fail => "Fail",
             ActivityKind::ExecutePipeline => "ExecutePipeline",
+            ActivityKind::Script => "Script",
+            ActivityKind::Filter => "Filter",
+            ActivityKind::Until => "Until",
+            ActivityKind::Switch => "Switch",
+            ActivityKind::Web => "WebActivity",
             ActivityKind::GetMetadata => "GetMetadata",
             ActivityKind::Delete => "Delete",
             ActivityKind::Validation => "Validation",
@@ -210,8 +225,10 @@ pub struct DatasetRef {
     pub parameters: Map<String, Value>,
 }
 
-/// One activity. `children` are a ForEach's activities or an If
-/// Condition's `ifTrueActivities`; `otherwise` its `ifFalseActivities`.
+/// One activity. `children` are a ForEach's or Until's activities, an If
+/// Condition's `ifTrueActivities` or a Switch's `defaultActivities`;
+/// `otherwise` an If Condition's `ifFalseActivities`; `cases` a Switch's
+/// cases (value, activities).
 #[derive(Debug, Clone)]
 pub struct Activity {
     pub name: String,
@@ -230,6 +247,7 @@ pub struct Activity {
     pub outputs: Vec<DatasetRef>,
     pub children: Vec<Activity>,
     pub otherwise: Vec<Activity>,
+    pub cases: Vec<(Value, Vec<Activity>)>,
     /// `policy.retry`: how many times a failed execution is tried again.
     pub retry: u32,
     /// `policy.retryIntervalInSeconds` (default 30).
@@ -239,6 +257,13 @@ pub struct Activity {
 }
 
 impl Activity {
+    /// Every list of inner activities: children, otherwise, the cases.
+    pub fn inner(&self) -> impl Iterator<Item = &[Activity]> {
+        [self.children.as_slice(), self.otherwise.as_slice()]
+            .into_iter()
+            .chain(self.cases.iter().map(|(_, l)| l.as_slice()))
+    }
+
     /// The dataset a Lookup reads (`typeProperties.dataset`).
     pub fn lookup_dataset(&self) -> Option<DatasetRef> {
         self.type_properties.get("dataset").and_then(dataset_ref)
@@ -599,8 +624,9 @@ impl Factory {
     pub fn walk<'a>(&'a self, list: &'a [Activity], f: &mut dyn FnMut(&'a Activity)) {
         for a in list {
             f(a);
-            self.walk(&a.children, f);
-            self.walk(&a.otherwise, f);
+            for inner in a.inner() {
+                self.walk(inner, f);
+            }
         }
     }
 
@@ -657,8 +683,9 @@ impl Factory {
 fn collect<'a>(list: &'a [Activity], out: &mut Vec<&'a Activity>) {
     for a in list {
         out.push(a);
-        collect(&a.children, out);
-        collect(&a.otherwise, out);
+        for inner in a.inner() {
+            collect(inner, out);
+        }
     }
 }
 
@@ -684,7 +711,7 @@ fn parse_activities(
         let t = v.get("type").and_then(Value::as_str).unwrap_or_default();
         let Some(kind) = ActivityKind::parse(t) else {
             errors.at(&place, format!(
-                "activity {label}: activity type `{t}` is not supported (supported: Lookup, Copy, SqlServerStoredProcedure, ForEach, SetVariable, AppendVariable, IfCondition, Wait, Fail, ExecutePipeline, GetMetadata, Delete, Validation)"
+                "activity {label}: activity type `{t}` is not supported (supported: Lookup, Copy, SqlServerStoredProcedure, Script, ForEach, Filter, Until, Switch, SetVariable, AppendVariable, IfCondition, Wait, Fail, ExecutePipeline, WebActivity, GetMetadata, Delete, Validation)"
             ));
             continue;
         };
@@ -697,13 +724,20 @@ fn parse_activities(
             _ => vec![],
         };
         let (children, otherwise) = match kind {
-            ActivityKind::ForEach => (take("activities"), vec![]),
+            ActivityKind::ForEach | ActivityKind::Until => (take("activities"), vec![]),
             ActivityKind::IfCondition => (take("ifTrueActivities"), take("ifFalseActivities")),
+            ActivityKind::Switch => (take("defaultActivities"), vec![]),
             _ => (vec![], vec![]),
         };
         let inner = format!("{parent}{name}/");
         let children = parse_activities(&children, &inner, src, errors);
         let otherwise = parse_activities(&otherwise, &inner, src, errors);
+        let cases = match kind {
+            ActivityKind::Switch => {
+                switch_cases(take("cases"), &inner, &label, &place, src, errors)
+            }
+            _ => vec![],
+        };
         check_expressions(&tp, "typeProperties", &mut |p, e| {
             errors.at(&place, format!("activity {label}: {p}: {e}"))
         });
@@ -816,6 +850,7 @@ fn parse_activities(
             outputs,
             children,
             otherwise,
+            cases,
         });
     }
     // Dependencies name siblings, and the graph has no cycle.
@@ -873,6 +908,56 @@ fn parse_activities(
                 cyclic.join(", ")
             ),
         );
+    }
+    out
+}
+
+/// A Switch's `cases`: each `{value, activities}`, values unique.
+fn switch_cases(
+    list: Vec<Value>,
+    inner: &str,
+    label: &str,
+    place: &str,
+    src: &Src,
+    errors: &mut Problems,
+) -> Vec<(Value, Vec<Activity>)> {
+    let mut out: Vec<(Value, Vec<Activity>)> = Vec::new();
+    for (i, c) in list.iter().enumerate() {
+        let at = format!("activity {label}: typeProperties.cases[{i}]");
+        let value = match c.get("value") {
+            Some(v @ Value::String(_)) => v.clone(),
+            Some(v) if expression_object(v).is_some() => {
+                errors.at(place, format!("{at}.value must be a literal string"));
+                continue;
+            }
+            Some(Value::Number(n)) => Value::String(n.to_string()),
+            other => {
+                errors.at(
+                    place,
+                    format!(
+                        "{at}.value is required (a string), got {}",
+                        other.map_or("nothing".to_string(), Value::to_string)
+                    ),
+                );
+                continue;
+            }
+        };
+        if out.iter().any(|(v, _)| *v == value) {
+            errors.at(place, format!("{at}.value {value} is given twice"));
+        }
+        for k in c.as_object().into_iter().flat_map(|m| m.keys()) {
+            if k != "value" && k != "activities" {
+                errors.at(
+                    place,
+                    format!("{at}.{k} is not a property of a Switch case"),
+                );
+            }
+        }
+        let acts = match c.get("activities") {
+            Some(Value::Array(l)) => parse_activities(l, inner, src, errors),
+            _ => vec![],
+        };
+        out.push((value, acts));
     }
     out
 }

@@ -12,11 +12,17 @@
 //! spellings is accepted on any database sink type. Upsert is by the key
 //! columns alone, so the target needs no unique constraint on them.
 //!
+//! `preCopyScript` runs in the sink's commit transaction, before the rows
+//! are applied. `sqlWriterStoredProcedureName` + `sqlWriterTableType` (+
+//! `storedProcedureTableTypeParameterName`) hand the rows to a procedure
+//! instead (PostgreSQL: an array of the composite type; see
+//! docs/pipelines.md).
+//!
 //! [`parse`] runs twice: at load on the literal values (expressions are
 //! checked when they are evaluated), and before the copy on the evaluated
 //! sink. Every property it does not know is refused.
 
-use highwater_core::{TableWrite, TableWriteMode};
+use highwater_core::{ProcedureWrite, TableWrite, TableWriteMode};
 use serde_json::Value;
 
 use highwater_expr::to_interpolated_string;
@@ -38,13 +44,15 @@ const IGNORED: &[&str] = &[
 ];
 
 /// Properties of the SQL sinks that highwater does not run.
-const NOT_SUPPORTED: &[&str] = &[
-    "preCopyScript",
-    "sqlWriterStoredProcedureName",
-    "sqlWriterTableType",
-    "storedProcedureParameters",
-    "storedProcedureTableTypeParameterName",
-    "sqlWriterCleanupScript",
+const NOT_SUPPORTED: &[(&str, &str)] = &[
+    (
+        "storedProcedureParameters",
+        "extra parameters of a stored-procedure sink; the procedure gets the rows only",
+    ),
+    (
+        "sqlWriterCleanupScript",
+        "SQL Data Warehouse cleanup scripts; use preCopyScript",
+    ),
 ];
 
 /// Is `v` known before the run (not an expression)?
@@ -68,6 +76,9 @@ pub fn parse(sink: &Value, at_load: bool) -> Result<TableWrite, Vec<String>> {
     let mut upsert: Vec<(&str, bool)> = Vec::new();
     let mut keys: Option<Vec<String>> = None;
     let mut keys_pending = false;
+    let mut pre_copy_script = None;
+    let mut procedure: std::collections::BTreeMap<&str, String> = Default::default();
+    let mut procedure_pending = false;
     let empty = serde_json::Map::new();
     let props = match sink {
         Value::Object(m) => m,
@@ -91,9 +102,33 @@ pub fn parse(sink: &Value, at_load: bool) -> Result<TableWrite, Vec<String>> {
                     ));
                 }
             }
-            _ if NOT_SUPPORTED.contains(&k) => errors.push(format!(
-                "sink.{k} is not supported (SQL Server procedures, table types and scripts); use `writeBehavior: upsert` with `upsertSettings.keys`, or insert"
-            )),
+            _ if NOT_SUPPORTED.iter().any(|(n, _)| *n == k) => {
+                let why = NOT_SUPPORTED.iter().find(|(n, _)| *n == k).map(|(_, w)| *w);
+                errors.push(format!(
+                    "sink.{k} is not supported ({})",
+                    why.unwrap_or_default()
+                ))
+            }
+            "preCopyScript"
+            | "sqlWriterStoredProcedureName"
+            | "sqlWriterTableType"
+            | "storedProcedureTableTypeParameterName" => {
+                if !known(v) {
+                    procedure_pending |= k != "preCopyScript";
+                    continue;
+                }
+                match v {
+                    Value::String(text) if k == "preCopyScript" => {
+                        pre_copy_script = Some(text.clone()).filter(|t| !t.trim().is_empty())
+                    }
+                    Value::String(text) => {
+                        if !text.trim().is_empty() {
+                            procedure.insert(k, text.trim().to_string());
+                        }
+                    }
+                    other => errors.push(format!("sink.{k} must be a string, got {other}")),
+                }
+            }
             "writeBehavior" | "writeMethod" => {
                 if !known(v) {
                     continue;
@@ -159,6 +194,31 @@ pub fn parse(sink: &Value, at_load: bool) -> Result<TableWrite, Vec<String>> {
                 .to_string(),
         );
     }
+    let procedure = match (
+        procedure.remove("sqlWriterStoredProcedureName"),
+        procedure.remove("sqlWriterTableType"),
+    ) {
+        (Some(name), Some(table_type)) => Some(ProcedureWrite {
+            name,
+            table_type,
+            parameter: procedure.remove("storedProcedureTableTypeParameterName"),
+        }),
+        (None, None) if procedure.is_empty() => None,
+        _ if procedure_pending => None,
+        (Some(_), None) => {
+            errors.push("sink.sqlWriterStoredProcedureName needs sink.sqlWriterTableType (the composite type of the rows it takes)".to_string());
+            None
+        }
+        _ => {
+            errors.push("sink.sqlWriterTableType and sink.storedProcedureTableTypeParameterName need sink.sqlWriterStoredProcedureName".to_string());
+            None
+        }
+    };
+    if procedure.is_some() && upsert.iter().any(|(_, m)| *m) {
+        errors.push(
+            "a stored-procedure sink (sink.sqlWriterStoredProcedureName) decides itself how rows land; remove the upsert settings".to_string(),
+        );
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -170,7 +230,51 @@ pub fn parse(sink: &Value, at_load: bool) -> Result<TableWrite, Vec<String>> {
         },
         primary_key: if is_upsert { keys } else { vec![] },
         change_tracking: false,
+        pre_copy_script,
+        procedure,
     })
+}
+
+/// Copies with a stored-procedure sink into a connection that cannot run
+/// one (anything but PostgreSQL: MariaDB has no table types, SQLite no
+/// procedures): refused before the run, naming the activity and property.
+/// `kind_of` gives a linked service's connection kind.
+pub fn check_procedure_sinks(
+    f: &super::Factory,
+    kind_of: &dyn Fn(&str) -> Option<highwater_core::ConnKind>,
+) -> Vec<String> {
+    use highwater_core::ConnKind;
+    let mut out = Vec::new();
+    f.walk_all(&mut |a| {
+        if a.kind != super::ActivityKind::Copy {
+            return;
+        }
+        let sink = a.type_properties.get("sink");
+        if super::typed::is_blank(sink.and_then(|s| s.get("sqlWriterStoredProcedureName"))) {
+            return;
+        }
+        // A file dataset takes no table sink settings (as before: they are
+        // not read for files).
+        let Some(d) = a
+            .outputs
+            .first()
+            .and_then(|r| f.datasets.get(&r.name))
+            .filter(|d| !d.is_file())
+        else {
+            return;
+        };
+        let why = match kind_of(&d.linked_service) {
+            Some(ConnKind::Mysql) => "MariaDB/MySQL has no table types, so a stored-procedure sink cannot pass it the rows; copy into a table (upsert with upsertSettings.keys) and run the procedure in a Stored Procedure activity",
+            Some(ConnKind::Sqlite(_)) => "SQLite has no stored procedures; copy into a table (upsert with upsertSettings.keys) instead",
+            Some(ConnKind::Postgres) | None => return,
+            Some(_) => "a stored-procedure sink needs a PostgreSQL connection",
+        };
+        out.push(format!(
+            "{}: activity {}: typeProperties.sink.sqlWriterStoredProcedureName is not supported on connection {}: {why}",
+            a.place, a.label, d.linked_service
+        ));
+    });
+    out
 }
 
 /// `["a", "b"]`, or one string (`"a"`, `"a, b"`).

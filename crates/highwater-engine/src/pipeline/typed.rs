@@ -143,6 +143,8 @@ pub struct Source {
     pub sql_reader_query: Option<Value>,
     pub query: Option<Value>,
     pub sql_query: Option<Value>,
+    /// Judged by `columns.rs` (Copy only).
+    pub additional_columns: Option<Value>,
     /// File sources: parsed as [`StoreSettings`] by validate.rs.
     pub store_settings: Option<Value>,
     /// File sources: parsed as [`FormatReadSettings`] by validate.rs.
@@ -154,7 +156,6 @@ shape!(Source, "a source",
     unsupported: &[
         ("sqlReaderStoredProcedureName", "reading through a stored procedure; use sqlReaderQuery"),
         ("storedProcedureParameters", "reading through a stored procedure; use sqlReaderQuery"),
-        ("additionalColumns", "extra source columns; add them in sqlReaderQuery"),
     ],
     ignored: &["queryTimeout", "isolationLevel", "partitionOption", "partitionSettings",
         "maxConcurrentConnections", "sourceRetryCount", "sourceRetryWait",
@@ -188,12 +189,13 @@ pub struct Copy {
     /// Judged by `sink.rs` (tables) and `delimited.rs` (files).
     pub sink: Option<Value>,
     pub enable_skip_incompatible_row: Option<Value>,
+    /// Judged by `columns.rs`.
+    pub translator: Option<Value>,
     #[serde(flatten)]
     pub rest: BTreeMap<String, Value>,
 }
 shape!(Copy, "a Copy activity",
     unsupported: &[
-        ("translator", "column mappings (TabularTranslator); select and rename the columns in sqlReaderQuery"),
         ("redirectIncompatibleRowSettings", "skipping incompatible rows"),
         ("skipErrorFile", "skipping files"),
         ("preserve", "preserving file metadata"),
@@ -362,6 +364,117 @@ pub struct ExecutePipeline {
 }
 shape!(ExecutePipeline, "an Execute Pipeline activity");
 
+/// One block of a Script activity's `scripts`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScriptBlock {
+    pub text: Option<Value>,
+    #[serde(rename = "type")]
+    pub kind: Option<Value>,
+    pub parameters: Option<Vec<Value>>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(ScriptBlock, "a script block");
+
+/// One parameter of a script block.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScriptParameter {
+    pub name: Option<Value>,
+    pub value: Option<Value>,
+    #[serde(rename = "type")]
+    pub kind: Option<Value>,
+    pub direction: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(ScriptParameter, "a script parameter", ignored: &["size"]);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Script {
+    /// Each parsed as a [`ScriptBlock`] by validate.rs.
+    pub scripts: Option<Value>,
+    pub script_block_execution_timeout: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(Script, "a Script activity",
+    ignored: &["logSettings", "returnMultistatementResult", "treatDecimalAsString"]);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    pub items: Option<Value>,
+    pub condition: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(Filter, "a Filter activity");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Until {
+    pub expression: Option<Value>,
+    pub timeout: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(Until, "an Until activity");
+
+/// `cases` and `defaultActivities` are parsed as activities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Switch {
+    pub on: Option<Value>,
+    /// The spelling of Microsoft's JSON sample for `on`.
+    pub expression: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(Switch, "a Switch activity");
+
+/// A Web activity's `authentication`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebAuth {
+    #[serde(rename = "type")]
+    pub kind: Option<Value>,
+    pub username: Option<Value>,
+    pub password: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(WebAuth, "a Web activity authentication",
+unsupported: &[
+    ("pfx", "client certificates"),
+    ("resource", "managed identity and service principal authentication"),
+    ("userTenant", "service principal authentication"),
+    ("credential", "credential references"),
+]);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Web {
+    pub url: Option<Value>,
+    pub method: Option<Value>,
+    pub headers: Option<Value>,
+    pub body: Option<Value>,
+    /// Parsed as a [`WebAuth`] by validate.rs.
+    pub authentication: Option<Value>,
+    pub http_request_timeout: Option<Value>,
+    pub disable_cert_validation: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(Web, "a Web activity",
+    unsupported: &[
+        ("datasets", "passing datasets to the endpoint"),
+        ("linkedServices", "passing linked services to the endpoint"),
+    ],
+    ignored: &["connectVia", "turnOffAsync"]);
+
 /// The typed `typeProperties` of an activity (nested activity lists
 /// excluded: they are parsed as activities).
 #[derive(Debug, Clone)]
@@ -376,6 +489,11 @@ pub enum ActivityProps {
     Wait(Wait),
     Fail(Fail),
     ExecutePipeline(ExecutePipeline),
+    Script(Script),
+    Filter(Filter),
+    Until(Until),
+    Switch(Switch),
+    Web(Box<Web>),
     GetMetadata(GetMetadata),
     Delete(Delete),
     Validation(Validation),
@@ -399,6 +517,11 @@ impl ActivityProps {
             K::Wait => parse(tp, at, found).map(ActivityProps::Wait),
             K::Fail => parse(tp, at, found).map(ActivityProps::Fail),
             K::ExecutePipeline => parse(tp, at, found).map(ActivityProps::ExecutePipeline),
+            K::Script => parse(tp, at, found).map(ActivityProps::Script),
+            K::Filter => parse(tp, at, found).map(ActivityProps::Filter),
+            K::Until => parse(tp, at, found).map(ActivityProps::Until),
+            K::Switch => parse(tp, at, found).map(ActivityProps::Switch),
+            K::Web => parse(tp, at, found).map(|w| ActivityProps::Web(Box::new(w))),
             K::GetMetadata => parse(tp, at, found).map(ActivityProps::GetMetadata),
             K::Delete => parse(tp, at, found).map(ActivityProps::Delete),
             K::Validation => parse(tp, at, found).map(ActivityProps::Validation),

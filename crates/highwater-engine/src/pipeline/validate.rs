@@ -321,10 +321,18 @@ impl Check<'_, '_> {
                     todo.extend(s.depends_on.iter().map(|x| x.activity.to_lowercase()));
                 }
             }
-            self.activity(a, &allowed, owner, in_each);
+            // An Until's expression reads what its inner activities did.
+            let mut own = allowed.clone();
+            if a.kind == ActivityKind::Until {
+                self.f.walk(&a.children, &mut |c| {
+                    own.insert(c.name.to_lowercase());
+                });
+            }
+            self.activity(a, &own, owner, in_each);
             let each = in_each || a.kind == ActivityKind::ForEach;
-            self.container(&a.children, &allowed, Some(&a.name), each);
-            self.container(&a.otherwise, &allowed, Some(&a.name), each);
+            for inner in a.inner() {
+                self.container(inner, &allowed, Some(&a.name), each);
+            }
         }
     }
 
@@ -345,7 +353,10 @@ impl Check<'_, '_> {
             }
         }
         for (path, r) in rs {
-            self.reference(a, &path, r, allowed, owner, in_each);
+            // A Filter's condition is evaluated for each item.
+            let each = in_each
+                || (a.kind == ActivityKind::Filter && path.starts_with("typeProperties.condition"));
+            self.reference(a, &path, r, allowed, owner, each);
         }
         self.props(a);
     }
@@ -451,6 +462,15 @@ impl Check<'_, '_> {
             ActivityProps::Lookup(l) => {
                 let source = self.source(a, l.source.as_ref());
                 let query = source.as_ref().is_some_and(|s| s.query().is_some());
+                if source
+                    .as_ref()
+                    .is_some_and(|s| !is_blank(s.additional_columns.as_ref()))
+                {
+                    found.push(
+                        "typeProperties.source.additionalColumns is not supported in a Lookup (a Copy's source property)"
+                            .to_string(),
+                    );
+                }
                 if let Some(v) = &l.first_row_only
                     && !v.is_boolean()
                     && !v.is_null()
@@ -499,6 +519,11 @@ impl Check<'_, '_> {
                     found.push("typeProperties.source is required".to_string());
                 }
                 let query = source.as_ref().is_some_and(|s| s.query().is_some());
+                if let Err(e) =
+                    super::columns::Shape::parse(c.source.as_ref(), c.translator.as_ref(), true)
+                {
+                    found.extend(e.into_iter().map(|e| format!("typeProperties.{e}")));
+                }
                 if c.enable_skip_incompatible_row == Some(Value::Bool(true)) {
                     found.push(
                         "typeProperties.enableSkipIncompatibleRow is not supported: skipping incompatible rows"
@@ -539,6 +564,11 @@ impl Check<'_, '_> {
                             .err()
                             .unwrap_or_default()
                             .into_iter()
+                            .chain(
+                                super::delimited::split(&sink, true)
+                                    .err()
+                                    .unwrap_or_default(),
+                            )
                             .map(|e| {
                                 if e.starts_with("sink.") {
                                     e
@@ -645,6 +675,11 @@ impl Check<'_, '_> {
                 found.extend(required(fl.message.as_ref(), "message"));
                 found.extend(required(fl.error_code.as_ref(), "errorCode"));
             }
+            ActivityProps::Script(sc) => found.extend(super::activity::script::check(a, sc)),
+            ActivityProps::Filter(fl) => found.extend(super::activity::filter::check(fl)),
+            ActivityProps::Until(u) => found.extend(super::activity::until::check(u)),
+            ActivityProps::Switch(sw) => found.extend(super::activity::switch::check(sw)),
+            ActivityProps::Web(w) => found.extend(super::activity::web::check(w)),
             ActivityProps::GetMetadata(g) => {
                 self.files_dataset(a, g.dataset.as_ref(), &mut found);
                 self.store_settings(a, g.store_settings.as_ref(), g.format_settings.as_ref());

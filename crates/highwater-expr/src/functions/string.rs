@@ -74,8 +74,13 @@ pub fn index_of(a: &Args<'_>) -> Result<Value, EvalError> {
     Ok(Value::from(find(&s, &p).map_or(-1, |i| i as i64)))
 }
 
+/// An empty search text is found at the last character (`length - 1`),
+/// as Data Factory's .NET Framework runtime answers (`0` for empty text).
 pub fn last_index_of(a: &Args<'_>) -> Result<Value, EvalError> {
     let (s, p) = (folded(a.str(0)?), folded(a.str(1)?));
+    if p.is_empty() {
+        return Ok(Value::from(s.len().saturating_sub(1) as i64));
+    }
     Ok(Value::from(rfind(&s, &p).map_or(-1, |i| i as i64)))
 }
 

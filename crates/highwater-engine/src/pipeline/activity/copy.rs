@@ -156,8 +156,11 @@ async fn copy_one(
 ) -> Result<Done> {
     let activity_run_id = activity_run_id.to_string();
     let source_tp = tp.get("source").cloned().unwrap_or(Value::Null);
+    let mut split = None;
     let (target, format, table, overwrite) = if dst.is_file {
         let sink_tp = tp.get("sink").cloned().unwrap_or(Value::Null);
+        let max_rows = delimited::split(&sink_tp, false)
+            .map_err(|e| Error::config(format!("activity {record_name}"), e.join("; ")))?;
         let csv = delimited::options(&dst.kind, &dst.tp, &sink_tp, false)
             .map_err(|e| Error::config(format!("dataset {}", dst.name), e.join("; ")))?;
         let ext = csv
@@ -173,8 +176,7 @@ async fn copy_one(
                     .and_then(|s| s.get("storeSettings"))
                     .and_then(|s| s.get("copyBehavior")),
             );
-            let merge = behavior.eq_ignore_ascii_case("MergeFiles");
-            if !merge {
+            if !behavior.eq_ignore_ascii_case("MergeFiles") && max_rows.is_none() {
                 let [one] = sel.files.as_slice() else {
                     return Err(Error::config(
                         "sink.storeSettings.copyBehavior",
@@ -206,13 +208,44 @@ async fn copy_one(
                 "the file dataset names no folderPath or fileName",
             ));
         }
-        // A named file is replaced, as Data Factory does; a generated one
-        // is this copy's alone.
-        (path, format, None, !generated)
+        if let Some((max_rows, prefix)) = max_rows {
+            // Data Factory's `<fileNamePrefix>_<fileIndex>.<fileExtension>`
+            // in the dataset's folder; no prefix: `data_<activity run id>`.
+            if !generated {
+                return Err(Error::config(
+                    format!("dataset {}", dst.name),
+                    "sink.formatSettings.maxRowsPerFile writes files named <fileNamePrefix>_00000…: the dataset must name a folder, not a fileName",
+                ));
+            }
+            let stem = format!("data_{activity_run_id}");
+            let (folder, file) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+            let extension = file.strip_prefix(&stem).unwrap_or_default().to_string();
+            let name = prefix.clone().unwrap_or(stem);
+            let target = if folder.is_empty() {
+                name
+            } else {
+                format!("{folder}/{name}")
+            };
+            split = Some(highwater_core::FileSplit {
+                max_rows,
+                extension,
+            });
+            // A given prefix names the same files every run: replaced, as
+            // Data Factory does; a generated one is this copy's alone.
+            (target, format, None, prefix.is_some())
+        } else {
+            // A named file is replaced, as Data Factory does; a generated
+            // one is this copy's alone.
+            (path, format, None, !generated)
+        }
     } else {
         let (name, write) = table_sink(tp, dst)?;
         (name, String::new(), Some(write), false)
     };
+    // additionalColumns and the translator, judged before anything runs.
+    let shape =
+        crate::pipeline::columns::Shape::parse(tp.get("source"), tp.get("translator"), false)
+            .map_err(|e| Error::config("typeProperties", e.join("; ")))?;
     let relation = match &selection {
         Some(_) => None,
         None => Some(source_relation(tp, src)?),
@@ -220,7 +253,7 @@ async fn copy_one(
     let conn = connection(frame, &dst.linked_service)?;
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
     let pipeline_name = text(frame.ctx.pipeline.get("Pipeline"));
-    let key = format!("pipeline/{pipeline_name}/{record_name}");
+    let key = crate::pipeline::copy_key(frame, &pipeline_name, record_name);
     let state = frame.run.state.as_ref();
     let Some(_lock) = state.lock_stream(&key).await? else {
         return Err(Error::state(format!(
@@ -250,10 +283,21 @@ async fn copy_one(
         }
     };
     notes.extend(extract.notes);
+    let plan = if shape.is_identity() {
+        None
+    } else {
+        Some(shape.plan(&extract.schema)?)
+    };
+    let schema = plan
+        .as_ref()
+        .map(|p| p.schema.clone())
+        .unwrap_or_else(|| extract.schema.clone());
     let mut rows = CopyRows {
         batches: extract.batches,
+        plan,
         rows_read: 0,
         data_read: 0,
+        data_written: 0,
     };
     let copy = crate::attempt::Copy {
         key: key.clone(),
@@ -264,9 +308,10 @@ async fn copy_one(
             run_id: activity_run_id.clone(),
             target,
             format,
-            schema: extract.schema.clone(),
+            schema,
             overwrite,
             table,
+            split,
         },
         owned: !overwrite,
     };
@@ -282,19 +327,31 @@ async fn copy_one(
         files_read = Some(sel.files.len());
     }
     let secs = started.elapsed().as_secs();
+    // Bytes as the target counted them (file sizes, COPY text), else the
+    // size of the rows handed to it.
+    let written = if committed.bytes > 0 {
+        committed.bytes
+    } else if committed.rows > 0 {
+        rows.data_written
+    } else {
+        0
+    };
     let mut output = json!({
-            "dataRead": file_bytes
-                .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
-                .unwrap_or(rows.data_read),
-            "dataWritten": committed.bytes,
-            "rowsRead": rows.rows_read,
-            "rowsCopied": committed.rows,
-            "filesWritten": committed.outputs.len(),
-            "copyDuration": secs,
-            "sourcePeakConnections": 1,
-            "sinkPeakConnections": 1,
-            "activityRunId": activity_run_id,
+        "dataRead": file_bytes
+            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(rows.data_read),
+        "dataWritten": written,
+        "rowsRead": rows.rows_read,
+        "rowsCopied": committed.rows,
+        "copyDuration": secs,
+        "sourcePeakConnections": 1,
+        "sinkPeakConnections": 1,
+        "activityRunId": activity_run_id,
     });
+    // Data Factory reports filesWritten for file sinks only.
+    if dst.is_file {
+        output["filesWritten"] = json!(committed.outputs.len());
+    }
     if let Some(n) = files_read {
         output["filesRead"] = json!(n);
     }
@@ -307,11 +364,14 @@ async fn copy_one(
     })
 }
 
-/// A Copy's rows: every batch of the source's read, as it comes.
+/// A Copy's rows: every batch of the source's read, as it comes, with the
+/// additional columns and the translator's mapping applied.
 struct CopyRows {
     batches: highwater_core::BatchStream,
+    plan: Option<crate::pipeline::columns::Plan>,
     rows_read: u64,
     data_read: u64,
+    data_written: u64,
 }
 
 #[async_trait::async_trait]
@@ -322,6 +382,11 @@ impl crate::attempt::Rows for CopyRows {
             self.rows_read += b.num_rows() as u64;
             self.data_read += b.get_array_memory_size() as u64;
             if b.num_rows() > 0 {
+                let b = match &self.plan {
+                    Some(p) => p.apply(&b)?,
+                    None => b,
+                };
+                self.data_written += b.get_array_memory_size() as u64;
                 return Ok(Some(b));
             }
         }

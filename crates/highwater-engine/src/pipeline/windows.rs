@@ -1,0 +1,251 @@
+//! Running a factory's triggers: one firing is one pipeline run with the
+//! trigger's parameters; a tumbling window's run is recorded so that each
+//! window runs to success once, across restarts and workers.
+//!
+//! A window is **succeeded** when a run of its trigger for it succeeded
+//! (the run record, `info.trigger` + `info.windowStart`) — and then a
+//! marker position `window/<trigger>/<start>` is written, so later checks
+//! need no history scan. A window runs only under the state lock of that
+//! key, and the marker is checked again under it: two `serve` workers on
+//! one state store never run the same window twice.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use highwater_config::Plan;
+use highwater_core::{Attempt, Error, Position, Result, RunStatus, StateStore};
+use serde_json::Value;
+
+use super::trigger::{self, Trigger, TriggerKind, Tumbling, Window};
+use super::{Factory, Start, run_pipeline_with};
+
+/// How many runs of history are read to find earlier window runs.
+pub const HISTORY: usize = 5000;
+
+/// What one window has come to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WindowStatus {
+    pub trigger: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// `pending`, `running`, `succeeded`, `failed` (retries used up) or
+    /// `retrying` (failed, retries left).
+    pub status: String,
+    pub attempts: u32,
+    pub last_run_id: Option<String>,
+}
+
+fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The marker key of a window.
+pub fn window_key(trigger: &str, start: DateTime<Utc>) -> String {
+    format!("window/{trigger}/{}", iso(start))
+}
+
+/// Earlier runs of `trigger` by window start: (attempts, succeeded, running, last run id).
+type History = HashMap<DateTime<Utc>, (u32, bool, bool, Option<String>)>;
+
+async fn history(state: &dyn StateStore, trigger: &str) -> Result<History> {
+    let mut out: History = HashMap::new();
+    // Newest first: the first run seen of a window is its last.
+    for r in state.runs(HISTORY).await? {
+        let Some(info) = &r.info else { continue };
+        if info.get("trigger").and_then(Value::as_str) != Some(trigger) {
+            continue;
+        }
+        let Some(start) = info
+            .get("windowStart")
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        else {
+            continue;
+        };
+        let e = out.entry(start.with_timezone(&Utc)).or_insert((
+            0,
+            false,
+            false,
+            Some(r.run_id.clone()),
+        ));
+        e.0 += 1;
+        e.1 |= r.status == RunStatus::Succeeded;
+        e.2 |= r.status == RunStatus::InProgress;
+    }
+    Ok(out)
+}
+
+/// Every window of `t` due at `now`, with what it has come to.
+pub async fn statuses(
+    state: &dyn StateStore,
+    trigger: &Trigger,
+    t: &Tumbling,
+    now: DateTime<Utc>,
+) -> Result<Vec<WindowStatus>> {
+    let hist = history(state, &trigger.name).await?;
+    let done: std::collections::HashSet<String> = state
+        .positions()
+        .await?
+        .into_iter()
+        .map(|p| p.0)
+        .filter(|k| k.starts_with(&format!("window/{}/", trigger.name)))
+        .collect();
+    let mut out = Vec::new();
+    for w in t.due(now, usize::MAX) {
+        let (attempts, succeeded, running, last) = hist
+            .get(&w.start)
+            .cloned()
+            .unwrap_or((0, false, false, None));
+        let succeeded = succeeded || done.contains(&window_key(&trigger.name, w.start));
+        let status = if succeeded {
+            "succeeded"
+        } else if running {
+            "running"
+        } else if attempts == 0 {
+            "pending"
+        } else if attempts > t.retry_count {
+            "failed"
+        } else {
+            "retrying"
+        };
+        out.push(WindowStatus {
+            trigger: trigger.name.clone(),
+            start: w.start,
+            end: w.end,
+            status: status.to_string(),
+            attempts,
+            last_run_id: last,
+        });
+    }
+    Ok(out)
+}
+
+/// Write the marker of a succeeded window (a position-only attempt).
+async fn mark(state: &dyn StateStore, key: &str, run_id: &str) -> Result<()> {
+    if state.position(key).await?.is_some() {
+        return Ok(());
+    }
+    let a = Attempt {
+        stream: key.to_string(),
+        run_id: run_id.to_string(),
+        from: None,
+        target: String::new(),
+        started_at: Utc::now(),
+    };
+    state.begin_attempt(&a).await?;
+    if let Err(e) = state.commit_attempt(&a, &Position::Full).await {
+        let _ = state.abandon_attempt(&a, &e.to_string()).await;
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Record, as markers, the windows whose success only the history knows
+/// (a worker stopped between the run's end and its marker).
+pub async fn mark_succeeded(state: &dyn StateStore, list: &[WindowStatus]) -> Result<()> {
+    for w in list.iter().filter(|w| w.status == "succeeded") {
+        let key = window_key(&w.trigger, w.start);
+        if let Some(id) = &w.last_run_id {
+            mark(state, &key, id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What one firing did.
+#[derive(Debug)]
+pub enum Fired {
+    /// The pipeline ran: its run id and status.
+    Ran(String, RunStatus),
+    /// The window already succeeded (another worker ran it).
+    AlreadyDone,
+    /// Another worker is running it now.
+    Busy,
+}
+
+/// Run the trigger's pipeline(s) once: for `window` (tumbling) or at
+/// `scheduled` (schedule). `force` reruns a window that succeeded.
+pub async fn fire(
+    root: &Path,
+    plan: &Plan,
+    state: Arc<dyn StateStore>,
+    trigger: &Trigger,
+    window: Option<Window>,
+    scheduled: DateTime<Utc>,
+    force: bool,
+) -> Result<Fired> {
+    let _lock = match window {
+        Some(w) => {
+            let key = window_key(&trigger.name, w.start);
+            let Some(lock) = state.lock_stream(&key).await? else {
+                return Ok(Fired::Busy);
+            };
+            if !force && state.position(&key).await?.is_some() {
+                return Ok(Fired::AlreadyDone);
+            }
+            Some(lock)
+        }
+        None => None,
+    };
+    let value = trigger::trigger_value(trigger, scheduled, window);
+    let mut last = Fired::AlreadyDone;
+    for (name, params) in &trigger.pipelines {
+        let file = trigger::pipeline_file(root, name).ok_or_else(|| {
+            Error::config(
+                &trigger.file,
+                format!(
+                    "trigger {}: pipeline {name} is not in {}/pipeline/",
+                    trigger.name,
+                    root.display()
+                ),
+            )
+        })?;
+        let factory = Factory::load(&file)?;
+        let names: Vec<&str> = plan.connections.keys().map(String::as_str).collect();
+        factory.check_connections(&names, &plan.file)?;
+        let values = trigger::evaluate_parameters(trigger, params, &value)?;
+        let given: Vec<(String, String)> = values
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect();
+        let parameters = super::parameters(&factory, &given)?;
+        let start = Start {
+            file: Some(
+                std::fs::canonicalize(&file)
+                    .unwrap_or(file.clone())
+                    .display()
+                    .to_string(),
+            ),
+            trigger: Some(value.clone()),
+            ..Start::default()
+        };
+        let outcome =
+            run_pipeline_with(factory, plan.clone(), state.clone(), parameters, start).await?;
+        if let (Some(w), RunStatus::Succeeded) = (window, outcome.status) {
+            mark(
+                state.as_ref(),
+                &window_key(&trigger.name, w.start),
+                &outcome.run_id,
+            )
+            .await?;
+        }
+        last = Fired::Ran(outcome.run_id, outcome.status);
+    }
+    Ok(last)
+}
+
+/// The tumbling part of a trigger, if it is one.
+pub fn tumbling(t: &Trigger) -> Option<&Tumbling> {
+    match &t.kind {
+        TriggerKind::Tumbling(tw) => Some(tw),
+        TriggerKind::Schedule(_) => None,
+    }
+}

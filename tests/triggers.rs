@@ -1,0 +1,255 @@
+//! The factory's triggers under `serve` (issue 9): a TumblingWindowTrigger
+//! whose start lies hours back backfills every window, each exactly once,
+//! with the window's bounds passed to the pipeline; a restart runs nothing
+//! again; `windows` lists them and `windows rerun` reruns a range.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DurationRound, Utc};
+use serde_json::Value;
+
+use crate::util::*;
+
+/// Hourly windows from five hours before this hour: rows at :10 and :40 of
+/// each hour, and in the current hour (not yet due).
+fn factory(trigger_extra: &str) -> (Dir, chrono::DateTime<Utc>) {
+    let dir = Dir::new("triggers");
+    let hour = Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
+    let start = hour - chrono::Duration::hours(5);
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch("CREATE TABLE events (id INTEGER, ts TEXT)")
+        .unwrap();
+    let mut id = 0;
+    for h in 0..6 {
+        for m in [10, 40] {
+            id += 1;
+            let ts = start + chrono::Duration::hours(h) + chrono::Duration::minutes(m);
+            db.execute(
+                "INSERT INTO events VALUES (?1, ?2)",
+                rusqlite::params![id, ts.format("%Y-%m-%dT%H:%M:%SZ").to_string()],
+            )
+            .unwrap();
+        }
+    }
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n",
+    );
+    dir.write(
+        "dataset/Events.json",
+        r#"{"name": "Events", "properties": {"type": "SqliteTable",
+            "linkedServiceName": {"referenceName": "Db", "type": "LinkedServiceReference"},
+            "typeProperties": {"tableName": "events"}}}"#,
+    );
+    dir.write(
+        "dataset/Out.json",
+        r#"{"name": "Out", "properties": {"type": "DelimitedText",
+            "linkedServiceName": {"referenceName": "Lake", "type": "LinkedServiceReference"},
+            "parameters": {"file": {"type": "String"}},
+            "typeProperties": {"location": {"type": "AzureBlobStorageLocation", "folderPath": "windows",
+               "fileName": {"value": "@dataset().file", "type": "Expression"}},
+               "columnDelimiter": ",", "firstRowAsHeader": true}}}"#,
+    );
+    dir.write(
+        "pipeline/CopyWindow.json",
+        r#"{"name": "CopyWindow", "properties": {
+            "parameters": {"windowStart": {"type": "String"}, "windowEnd": {"type": "String"}},
+            "activities": [{"name": "CopyEvents", "type": "Copy",
+               "typeProperties": {"source": {"type": "SqlSource",
+                  "sqlReaderQuery": "select id, ts from events where ts >= '@{pipeline().parameters.windowStart}' and ts < '@{pipeline().parameters.windowEnd}' order by id"},
+                  "sink": {"type": "DelimitedTextSink"}},
+               "inputs": [{"referenceName": "Events", "type": "DatasetReference"}],
+               "outputs": [{"referenceName": "Out", "type": "DatasetReference",
+                  "parameters": {"file": "@concat('w-', formatDateTime(pipeline().parameters.windowStart, 'yyyyMMddHH'), '-', pipeline().TriggerName, '.csv')"}}]}]}}"#,
+    );
+    dir.write(
+        "trigger/Hourly.json",
+        &format!(
+            r#"{{"name": "Hourly", "properties": {{"type": "TumblingWindowTrigger", "runtimeState": "Started",
+            "typeProperties": {{"frequency": "Hour", "interval": 1, "startTime": "{}",
+               "delay": "00:00:00", "maxConcurrency": 2 {trigger_extra}}},
+            "pipeline": {{"pipelineReference": {{"referenceName": "CopyWindow", "type": "PipelineReference"}},
+               "parameters": {{"windowStart": "@trigger().outputs.windowStartTime",
+                               "windowEnd": {{"value": "@trigger().outputs.windowEndTime", "type": "Expression"}}}}}}}}}}"#,
+            start.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    );
+    (dir, start)
+}
+
+fn serve(dir: &Dir) -> Child {
+    let mut child = dir
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    std::thread::spawn(move || for _ in lines {});
+    child
+}
+
+fn windows(dir: &Dir) -> Vec<Value> {
+    let o = dir.hw(&["windows", "--json"]);
+    assert_code(&o, 0);
+    serde_json::from_str::<Value>(&stdout(&o))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn run_count(dir: &Dir) -> usize {
+    let o = dir.hw(&["runs", "--json", "--limit", "1000"]);
+    assert_code(&o, 0);
+    serde_json::from_str::<Value>(&stdout(&o))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Every id that arrived, per file.
+fn arrived(dir: &Dir) -> Vec<(String, Vec<i64>)> {
+    let mut out: Vec<(String, Vec<i64>)> = dir
+        .files("lake/windows", ".csv")
+        .iter()
+        .map(|f| {
+            let ids = read_csv(f)
+                .1
+                .iter()
+                .map(|r| r[0].parse().unwrap())
+                .collect();
+            (f.file_name().unwrap().to_string_lossy().to_string(), ids)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_tumbling_window_trigger_backfills_each_window_once_across_restarts() {
+    let (dir, start) = factory("");
+    let mut child = serve(&dir);
+    wait_until("five windows to succeed", 90, || {
+        windows(&dir)
+            .iter()
+            .filter(|w| w["status"] == "succeeded")
+            .count()
+            == 5
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let list = windows(&dir);
+    assert_eq!(list.len(), 5, "the current hour is not due: {list:#?}");
+    let files = arrived(&dir);
+    let expected: Vec<(String, Vec<i64>)> = (0..5)
+        .map(|h| {
+            let s = start + chrono::Duration::hours(h);
+            (
+                format!("w-{}-Hourly.csv", s.format("%Y%m%d%H")),
+                vec![2 * h + 1, 2 * h + 2],
+            )
+        })
+        .collect();
+    assert_eq!(files, expected, "each window's rows, once, in its own file");
+    for w in &list {
+        assert_eq!(w["attempts"], 1, "{w}");
+    }
+
+    // A restart runs nothing again.
+    let before = run_count(&dir);
+    assert_eq!(before, 5);
+    let mut child = serve(&dir);
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(run_count(&dir), 5, "no window ran twice");
+
+    // `windows rerun` runs a range again, now.
+    let from = (start + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let to = (start + chrono::Duration::hours(3))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let o = dir.hw(&["windows", "rerun", "Hourly", "--from", &from, "--to", &to]);
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o).matches("Succeeded").count(), 2, "{}", stdout(&o));
+    assert_eq!(run_count(&dir), 7);
+    assert_eq!(
+        arrived(&dir),
+        expected,
+        "rerun windows rewrote their own files"
+    );
+    let text = stdout(&dir.hw(&["windows", "Hourly"]));
+    assert!(text.contains("5 succeeded"), "{text}");
+    let list = windows(&dir);
+    assert_eq!(list[1]["attempts"], 2);
+    assert_eq!(list[0]["attempts"], 1);
+}
+
+#[test]
+fn a_self_dependent_trigger_runs_windows_in_order() {
+    let (dir, start) = factory(
+        r#", "dependsOn": [{"type": "SelfDependencyTumblingWindowTriggerReference", "offset": "-01:00:00", "size": "01:00:00"}]"#,
+    );
+    let mut child = serve(&dir);
+    wait_until("five windows to succeed", 90, || {
+        windows(&dir)
+            .iter()
+            .filter(|w| w["status"] == "succeeded")
+            .count()
+            == 5
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    // Each window's run started after the previous window's run ended.
+    let o = dir.hw(&["runs", "--json", "--limit", "100"]);
+    let mut runs: Vec<Value> = serde_json::from_str::<Value>(&stdout(&o))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    runs.sort_by_key(|r| r["info"]["windowStart"].as_str().unwrap().to_string());
+    assert_eq!(runs.len(), 5);
+    assert_eq!(
+        runs[0]["info"]["windowStart"],
+        start.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    );
+    for pair in runs.windows(2) {
+        let ended = pair[0]["finished_at"].as_str().unwrap();
+        let started = pair[1]["started_at"].as_str().unwrap();
+        assert!(started >= ended, "window order: {pair:#?}");
+    }
+}
+
+#[test]
+fn bad_triggers_are_configuration_errors_naming_the_trigger() {
+    let (dir, _) = factory("");
+    dir.write(
+        "trigger/Bad.json",
+        r#"{"name": "Bad", "properties": {"type": "TumblingWindowTrigger",
+            "typeProperties": {"frequency": "Fortnight", "interval": 1, "startTime": "2024-01-01T00:00:00Z"},
+            "pipeline": {"pipelineReference": {"referenceName": "CopyWindow"}}}}"#,
+    );
+    let o = dir.hw(&["serve", "--listen", "127.0.0.1:0"]);
+    assert_code(&o, 2);
+    let e = stderr(&o);
+    assert!(e.contains("trigger Bad") && e.contains("Fortnight"), "{e}");
+    let o = dir.hw(&["windows"]);
+    assert_code(&o, 2);
+    assert_eq!(run_count(&dir), 0, "nothing ran");
+}
