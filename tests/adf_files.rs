@@ -525,6 +525,58 @@ async fn latest_file_by_epoch_prefix(kind: &'static str) {
 }
 on_every_store!(latest_file_by_epoch_prefix);
 
+/// The published template itself (GetMetadata, Filter, ForEach + If,
+/// a Json copy with `additionalColumns`), unchanged: the linked service
+/// `BlobStorage` is the `Lake` connection.
+async fn latest_file_template_as_published(kind: &'static str) {
+    let lake = Lake::new(kind, "adf_files_epoch_tpl");
+    let yaml = std::fs::read_to_string(lake.dir.config()).unwrap();
+    let url = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Lake: "))
+        .unwrap()
+        .to_string();
+    lake.dir
+        .write("highwater.yaml", &format!("{yaml}  BlobStorage: {url}\n"));
+    let fixture = |f: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/adf/latest-file/{f}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    lake.dir.write("pipeline.json", &fixture("pipeline.json"));
+    for d in [
+        "DummyJsonUsedToCreateResultFile",
+        "FolderPathToFindTheLatestFile",
+        "LatestFileResult",
+    ] {
+        lake.dir.write(
+            &format!("datasets/{d}.json"),
+            &fixture(&format!("datasets/{d}.json")),
+        );
+    }
+    lake.put(&[
+        ("code-samples/latest-file/dummy-file.json", r#"{"id": 1}"#),
+        ("test-sample/latest-file-folder/1650000000-a.csv", "a\n"),
+        ("test-sample/latest-file-folder/1660000000-b.csv", "b\n"),
+        ("test-sample/latest-file-folder/1655000000-c.csv", "c\n"),
+        ("test-sample/latest-file-folder/1999999999-x.json", "{}"),
+    ]);
+    let run = lake.run_ok(&[], 0);
+    assert_eq!(run["status"], "Succeeded");
+    let files = lake.files();
+    let out: Vec<Value> = files["test-sample/latest-file-folder/latest-file.json"]
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        out,
+        [json!({"id": 1, "latestFileName": "1660000000-b.csv"})]
+    );
+}
+on_every_store!(latest_file_template_as_published);
+
 // --------------------------------------- lookups, wildcards, formats
 
 /// Lookups from DelimitedText (recursive or not, wildcard folder and file,
