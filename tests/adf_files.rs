@@ -1094,6 +1094,52 @@ async fn crash_before_commit_deletes_nothing(kind: &'static str) {
 }
 on_every_store!(crash_before_commit_deletes_nothing);
 
+/// `maxRowsPerFile` with a file source: each source file is split on its
+/// own; `fileNamePrefix` does not apply to file sources (Data Factory's
+/// docs), so no copy overwrites another's parts.
+async fn max_rows_per_file_from_files(kind: &'static str) {
+    let lake = Lake::new(kind, "adf_files_split");
+    lake.put(&[
+        ("data/in/a.csv", "id\n1\n2\n3\n"),
+        ("data/in/b.csv", "id\n4\n"),
+    ]);
+    file_dataset(
+        &lake.dir,
+        "Csv",
+        "DelimitedText",
+        r#", "firstRowAsHeader": true"#,
+    );
+    pipeline(
+        &lake.dir,
+        &format!(
+            r#"{{"name": "Split", "type": "Copy",
+                "typeProperties": {{"source": {{"type": "DelimitedTextSource", "storeSettings": {{"wildcardFileName": "*.csv"}}}},
+                    "sink": {{"type": "DelimitedTextSink", "formatSettings": {{"type": "DelimitedTextWriteSettings",
+                        "maxRowsPerFile": 2, "fileNamePrefix": "part", "fileExtension": ".csv"}}}}}},
+                "inputs": [{}], "outputs": [{}]}}"#,
+            reference("Csv", "in", ""),
+            reference("Csv", "split", "")
+        ),
+        "",
+    );
+    lake.run_ok(&[], 0);
+    let files = lake.files();
+    let parts: Vec<(&String, Vec<Vec<String>>)> = files
+        .iter()
+        .filter(|(k, _)| k.starts_with("data/split/"))
+        .map(|(k, v)| (k, parse_csv(v)))
+        .collect();
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    assert!(parts.iter().all(|(k, _)| !k.contains("part_")), "{parts:?}");
+    let mut ids: Vec<String> = parts
+        .iter()
+        .flat_map(|(_, rows)| rows[1..].iter().map(|r| r[0].clone()))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["1", "2", "3", "4"]);
+}
+on_every_store!(max_rows_per_file_from_files);
+
 // ------------------------------------------------------- GetMetadata
 
 async fn get_metadata_fields(kind: &'static str) {

@@ -160,7 +160,10 @@ async fn copy_one(
     let (target, format, table, overwrite) = if dst.is_file {
         let sink_tp = tp.get("sink").cloned().unwrap_or(Value::Null);
         let max_rows = delimited::split(&sink_tp, false)
-            .map_err(|e| Error::config(format!("activity {record_name}"), e.join("; ")))?;
+            .map_err(|e| Error::config(format!("activity {record_name}"), e.join("; ")))?
+            // `fileNamePrefix` "does not apply when source is file-based"
+            // (Data Factory's docs): each copy's files get generated names.
+            .map(|(n, prefix)| (n, prefix.filter(|_| selection.is_none())));
         let csv = delimited::options(&dst.kind, &dst.tp, &sink_tp, false)
             .map_err(|e| Error::config(format!("dataset {}", dst.name), e.join("; ")))?;
         let ext = csv
