@@ -22,7 +22,7 @@ fn main() -> ExitCode {
         matches.value_source("config"),
         Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
     );
-    cli::output::init_logging(args.verbose);
+    cli::output::init_logging(args.verbose, args.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

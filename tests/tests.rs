@@ -34,6 +34,7 @@ mod late_commits;
 mod lost_ack;
 mod mariadb;
 mod memory;
+mod monitor;
 mod objects;
 mod pg_types;
 mod pipeline;

@@ -236,6 +236,64 @@ fn a_self_dependent_trigger_runs_windows_in_order() {
     }
 }
 
+/// Two `serve` workers on one PostgreSQL state store share the windows:
+/// each window runs on exactly one of them, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_on_a_postgres_state_store_run_each_window_once() {
+    let (dir, start) = factory("");
+    let state = PgDb::new("trigger_state").await;
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "state: {}\nconnections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n",
+            state.url
+        ),
+    );
+    let mut a = serve(&dir);
+    let mut b = serve(&dir);
+    let d = &dir;
+    tokio::task::block_in_place(|| {
+        wait_until("five windows to succeed", 90, || {
+            windows(d)
+                .iter()
+                .filter(|w| w["status"] == "succeeded")
+                .count()
+                == 5
+        })
+    });
+    // Let a worker that lost a race finish whatever it started.
+    std::thread::sleep(Duration::from_secs(2));
+    for c in [&mut a, &mut b] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let ran: Vec<Value> = {
+        let o = dir.hw(&["runs", "--json", "--limit", "100"]);
+        serde_json::from_str::<Value>(&stdout(&o))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let mut starts: Vec<String> = ran
+        .iter()
+        .filter(|r| r["status"] == "Succeeded")
+        .map(|r| r["info"]["windowStart"].as_str().unwrap().to_string())
+        .collect();
+    starts.sort();
+    let expected: Vec<String> = (0..5)
+        .map(|h| {
+            (start + chrono::Duration::hours(h))
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(starts, expected, "each window succeeded once: {ran:#?}");
+    assert_eq!(ran.len(), 5, "no window ran on both workers: {ran:#?}");
+    let ids: Vec<i64> = arrived(&dir).into_iter().flat_map(|(_, ids)| ids).collect();
+    assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+}
+
 #[test]
 fn bad_triggers_are_configuration_errors_naming_the_trigger() {
     let (dir, _) = factory("");

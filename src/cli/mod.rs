@@ -8,7 +8,7 @@ mod expr;
 mod init;
 mod init_from;
 pub mod output;
-mod pipeline;
+pub mod pipeline;
 mod run;
 mod runs;
 mod state;
@@ -48,6 +48,17 @@ pub struct Args {
     /// More log output (-v: info, -vv: debug). HIGHWATER_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+
+    /// Log output: `text`, or `json` for log shippers (one JSON object per
+    /// line on stderr, every run event included).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "HIGHWATER_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: output::LogFormat,
 
     /// Set by `main` when `--config` or HIGHWATER_CONFIG was given (not the default).
     #[arg(skip)]

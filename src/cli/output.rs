@@ -4,26 +4,99 @@
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use highwater_core::{RunStatus, StreamRun};
 use highwater_engine::{Event, Observer};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-pub fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
+
+/// Whether logs (and run events, and errors) are JSON lines.
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(Ordering::Relaxed)
+}
+
+pub fn init_logging(verbose: u8, format: LogFormat) {
+    let json = format == LogFormat::Json;
+    JSON_LOGS.store(json, Ordering::Relaxed);
+    // Run events are info events: a log shipper wants them by default.
+    let default = match (verbose, json) {
+        (0, false) => "warn",
+        (0, true) | (1, _) => "info",
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HIGHWATER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(color())
-        .with_target(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.event_format(JsonLines).try_init()
+    } else {
+        builder.with_ansi(color()).with_target(false).try_init()
+    };
+}
+
+/// One JSON object per event: `timestamp`, `level`, `target`, `message`
+/// and the event's fields, flat (what log shippers index).
+struct JsonLines;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        let mut fields = serde_json::Map::new();
+        fields.insert(
+            "timestamp".into(),
+            chrono::Utc::now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+                .into(),
+        );
+        fields.insert("level".into(), meta.level().as_str().into());
+        fields.insert("target".into(), meta.target().into());
+        event.record(&mut JsonFields(&mut fields));
+        writeln!(writer, "{}", serde_json::Value::Object(fields))
+    }
+}
+
+struct JsonFields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for JsonFields<'_> {
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_f64(&mut self, f: &tracing::field::Field, v: f64) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+        self.0.insert(f.name().into(), v.into());
+    }
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        self.0.insert(f.name().into(), format!("{v:?}").into());
+    }
 }
 
 /// Colour only on a terminal and when NO_COLOR is unset.
@@ -40,6 +113,10 @@ fn paint(code: &str, s: &str) -> String {
 }
 
 pub fn error(msg: &str) {
+    if json_logs() {
+        tracing::error!(event = "error", "{msg}");
+        return;
+    }
     eprintln!("{} {msg}", paint("1;31", "error:"));
 }
 
@@ -121,7 +198,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new() -> Progress {
-        let tty = std::io::stderr().is_terminal();
+        let tty = std::io::stderr().is_terminal() && !json_logs();
         let bars = tty.then(|| {
             (
                 MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
@@ -171,6 +248,7 @@ impl Observer for Progress {
                     pb.finish_and_clear();
                 }
             }
+            (None, event) if json_logs() => log_event(None, event),
             (None, Event::Started { stream, mode }) => eprintln!("{stream}: started [{mode}]"),
             (None, Event::Progress { .. }) => {}
             (None, Event::Note { stream, message }) => eprintln!("{stream}: {message}"),
@@ -182,6 +260,102 @@ impl Observer for Progress {
                     run.stream, run.rows_written
                 ),
             },
+        }
+    }
+}
+
+/// A run event as a log event (one JSON line with `--log-format json`);
+/// `run_id` when the caller knows it (`serve`).
+pub fn log_event(run_id: Option<&str>, event: Event<'_>) {
+    let run_id = run_id.unwrap_or("");
+    match event {
+        Event::Started { stream, mode } => {
+            tracing::info!(
+                event = "stream_started",
+                run_id,
+                stream,
+                mode,
+                "A stream started."
+            );
+        }
+        Event::Progress { .. } => {}
+        Event::Note { stream, message } => {
+            tracing::info!(
+                event = "stream_note",
+                run_id,
+                stream,
+                message,
+                "A stream noted something."
+            );
+        }
+        Event::Finished { run } => {
+            let secs = run
+                .finished_at
+                .map(|f| (f - run.started_at).num_milliseconds() as f64 / 1000.0)
+                .unwrap_or(0.0);
+            if run.status == RunStatus::Failed {
+                tracing::warn!(
+                    event = "stream_finished",
+                    run_id,
+                    stream = %run.stream,
+                    status = run.status.as_str(),
+                    rows_read = run.rows_read,
+                    rows_written = run.rows_written,
+                    duration_secs = secs,
+                    error = run.error.as_deref().unwrap_or(""),
+                    "A stream failed."
+                );
+            } else {
+                tracing::info!(
+                    event = "stream_finished",
+                    run_id,
+                    stream = %run.stream,
+                    status = run.status.as_str(),
+                    rows_read = run.rows_read,
+                    rows_written = run.rows_written,
+                    duration_secs = secs,
+                    position = run.watermark_to.as_deref().unwrap_or(""),
+                    "A stream finished."
+                );
+            }
+        }
+    }
+}
+
+/// A pipeline's activity runs as log events, one per activity run.
+pub fn log_activities(run_id: &str, activities: &[StreamRun]) {
+    for a in activities {
+        let fields = (
+            a.pipeline.as_deref().unwrap_or(""),
+            a.stream.as_str(),
+            a.mode.as_str(),
+            a.status.as_str(),
+        );
+        if a.status == RunStatus::Failed {
+            tracing::warn!(
+                event = "activity_finished",
+                run_id,
+                pipeline = fields.0,
+                activity = fields.1,
+                activity_type = fields.2,
+                status = fields.3,
+                rows_read = a.rows_read,
+                rows_written = a.rows_written,
+                error = a.error.as_deref().unwrap_or(""),
+                "An activity failed."
+            );
+        } else {
+            tracing::info!(
+                event = "activity_finished",
+                run_id,
+                pipeline = fields.0,
+                activity = fields.1,
+                activity_type = fields.2,
+                status = fields.3,
+                rows_read = a.rows_read,
+                rows_written = a.rows_written,
+                "An activity finished."
+            );
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use highwater_engine::pipeline::rerun::Rerun;
+use highwater_engine::pipeline::rerun::Rerun as RerunOf;
 use highwater_engine::pipeline::{Factory, Start, parameters, run_pipeline_with};
 
 use super::output;
@@ -325,6 +325,9 @@ async fn execute(
             return 1;
         }
     };
+    if output::json_logs() {
+        output::log_activities(&outcome.run_id, &outcome.activities);
+    }
     if json {
         output::print_run_json(state.as_ref(), &outcome.run_id).await;
     } else {
@@ -367,68 +370,114 @@ pub async fn rerun(config: &Path, run_id: &str, from_failed: bool, json: bool) -
         Ok(s) => s,
         Err(code) => return code,
     };
+    match prepare_rerun(&plan, state.as_ref(), run_id, from_failed).await {
+        Ok(r) => execute(r.factory, plan, state, r.parameters, r.start, json).await,
+        Err(refused) => {
+            output::error(&refused.message);
+            refused.code
+        }
+    }
+}
+
+/// Why a rerun cannot start: a message for the user and the exit code
+/// (2: the run cannot be rerun as asked, 1: the state store failed).
+#[derive(Debug)]
+pub struct Refused {
+    pub code: i32,
+    pub message: String,
+}
+
+/// A checked rerun, ready to start under its own new run id.
+pub struct Rerun {
+    /// The new run's id.
+    pub run_id: String,
+    pub factory: Factory,
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+    pub start: Start,
+}
+
+impl Rerun {
+    /// Run it to its end (`pipeline rerun` and the monitor's rerun buttons).
+    pub async fn run(
+        self,
+        plan: highwater_config::Plan,
+        state: std::sync::Arc<dyn highwater_core::StateStore>,
+    ) -> highwater_core::Result<highwater_engine::pipeline::PipelineOutcome> {
+        run_pipeline_with(self.factory, plan, state, self.parameters, self.start).await
+    }
+}
+
+/// Check that `run_id` names a pipeline run that can be rerun (from
+/// failed: one that did not succeed), load its pipeline file again and
+/// take its parameters: what `pipeline rerun` and `serve`'s
+/// `POST /api/runs/ID/rerun` both start. Changes nothing.
+pub async fn prepare_rerun(
+    plan: &highwater_config::Plan,
+    state: &dyn highwater_core::StateStore,
+    run_id: &str,
+    from_failed: bool,
+) -> Result<Rerun, Refused> {
+    let refuse = |message: String| Refused { code: 2, message };
     let record = match state.run(run_id).await {
         Ok(Some(r)) => r,
         Ok(None) => {
-            output::error(&format!(
+            return Err(refuse(format!(
                 "no run {run_id} in {} (see `highwater runs`)",
                 plan.file
-            ));
-            return 2;
+            )));
         }
         Err(e) => {
-            output::error(&e.to_string());
-            return 1;
+            return Err(Refused {
+                code: 1,
+                message: plan.secrets.redact(&e.to_string()),
+            });
         }
     };
     let info = record.info.clone().unwrap_or_default();
     let Some(file) = info.get("file").and_then(|f| f.as_str()).map(PathBuf::from) else {
-        output::error(&format!(
+        return Err(refuse(format!(
             "run {} is not a pipeline run this version recorded (no pipeline file); \
              start it again with `highwater pipeline run FILE.json`",
             record.run_id
-        ));
-        return 2;
+        )));
     };
     match record.status {
         highwater_core::RunStatus::InProgress => {
-            output::error(&format!(
+            return Err(refuse(format!(
                 "run {} is still in progress; rerun it when it has ended",
                 record.run_id
-            ));
-            return 2;
+            )));
         }
         highwater_core::RunStatus::Succeeded if from_failed => {
-            output::error(&format!(
+            return Err(refuse(format!(
                 "run {} succeeded: there is no failed activity to rerun from \
                  (without --from-failed the whole pipeline runs again)",
                 record.run_id
-            ));
-            return 2;
+            )));
         }
         _ => {}
     }
-    let factory = match Factory::load(&file) {
-        Ok(f) => f,
-        Err(e) => {
-            output::error(&e.to_string());
-            return 2;
-        }
-    };
+    let factory = Factory::load(&file).map_err(|e| refuse(e.to_string()))?;
     let names: Vec<&str> = plan.connections.keys().map(String::as_str).collect();
-    if let Err(e) = factory.check_connections(&names, &plan.file) {
-        output::error(&e.to_string());
-        return 2;
-    }
+    factory
+        .check_connections(&names, &plan.file)
+        .map_err(|e| refuse(e.to_string()))?;
     let parameters = info
         .get("parameters")
         .and_then(|p| p.as_object())
         .cloned()
         .unwrap_or_default();
+    let new_id = uuid::Uuid::new_v4().to_string();
     let start = Start {
+        run_id: Some(new_id.clone()),
         file: Some(file.display().to_string()),
-        rerun: Some(Rerun::of_run(&record, from_failed)),
+        rerun: Some(RerunOf::of_run(&record, from_failed)),
         ..Start::default()
     };
-    execute(factory, plan, state, parameters, start, json).await
+    Ok(Rerun {
+        run_id: new_id,
+        factory,
+        parameters,
+        start,
+    })
 }

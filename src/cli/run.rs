@@ -16,6 +16,7 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
         streams,
         full_refresh,
         run_id: None,
+        info: None,
     };
     let outcome = match run_streams(
         &plan,
@@ -64,6 +65,7 @@ pub async fn dry_run(config: &Path, streams: Vec<String>, full_refresh: bool, js
         streams,
         full_refresh,
         run_id: None,
+        info: None,
     };
     let previews = match highwater_engine::preview::preview_streams(&plan, state, &opts).await {
         Ok(p) => p,

@@ -1,21 +1,32 @@
 //! `highwater serve`: runs streams on their `schedule:` and serves the
-//! monitoring page, `/metrics` (Prometheus text format) and `/api/runs`.
+//! monitor (`/`, `/runs/ID`), its JSON API (`/api/…`, docs/serve.md),
+//! `/metrics` (Prometheus text format) and `/healthz`.
 //!
 //! ```text
-//! scheduler loop ── next firing per stream (croner) ── sleep ── run_streams([stream])
+//! scheduler loop ── next firing per stream (croner) ── sleep ── trigger(stream)
 //!        │                                                     (skipped while that stream still runs;
-//!        └─ metrics (per stream: runs by status, rows, last success, duration)   at most `concurrency` at once)
-//! axum: GET /  /metrics  /api/runs  /healthz
+//!        │                                                      at most `concurrency` at once)
+//!        └─ metrics (per stream: runs by status, rows, last success, duration)
+//! axum: GET  /  /runs/ID  /metrics  /healthz  /api/runs  /api/runs/ID  /api/streams
+//!       POST /api/streams/NAME/trigger  /api/runs/ID/rerun  /api/runs/ID/cancel
+//!            └─ auth: a bearer token (HIGHWATER_TOKEN) when set, and always
+//!               when the listener is not loopback-only
 //! ```
 //!
 //! Each firing is an ordinary run with the commit protocol and its own run
-//! record, so `highwater runs` shows scheduled runs too. Ctrl-C (SIGINT) or
-//! SIGTERM stops scheduling and waits for running streams to finish.
+//! record (its `info` says what triggered it), so `highwater runs` shows
+//! scheduled runs too. Runs this process started can be cancelled: the
+//! task is dropped as a crash would stop it (locks released, the open
+//! attempt settled by the stream's next run) and the record says
+//! "Cancelled". The factory's triggers run in [`triggers`]; their pipeline
+//! runs show in the monitor but are not cancellable from it. Ctrl-C
+//! (SIGINT) or SIGTERM stops scheduling and waits for running streams to
+//! finish.
 
 mod triggers;
 mod web;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -48,6 +59,210 @@ pub struct Shared {
     pub state: Arc<dyn StateStore>,
     pub metrics: Mutex<BTreeMap<String, StreamMetrics>>,
     pub started: DateTime<Utc>,
+    /// At most `concurrency:` streams run at once.
+    pub limit: Arc<Semaphore>,
+    /// Who may change something (trigger, rerun, cancel).
+    pub auth: web::Auth,
+    /// Runs this process started and has not seen end, by run id.
+    pub tasks: Mutex<HashMap<String, Task>>,
+}
+
+/// A run this process started: how to stop it and how to see it end.
+pub struct Task {
+    abort: futures::future::AbortHandle,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+impl Task {
+    /// Run `work` on the runtime.
+    fn spawn(work: impl std::future::Future<Output = ()> + Send + 'static) -> Task {
+        let (work, abort) = futures::future::abortable(work);
+        let done = tokio::spawn(async move {
+            let _ = work.await;
+        });
+        Task { abort, done }
+    }
+
+    /// Run `work`, whose future is not `Send` (a pipeline's), on a
+    /// blocking thread of its own.
+    fn spawn_blocking<F, W>(make: F) -> Task
+    where
+        F: FnOnce() -> W + Send + 'static,
+        W: std::future::Future<Output = ()> + 'static,
+    {
+        let (abort, registration) = futures::future::AbortHandle::new_pair();
+        let runtime = tokio::runtime::Handle::current();
+        let done = tokio::task::spawn_blocking(move || {
+            let _ = runtime.block_on(futures::future::Abortable::new(make(), registration));
+        });
+        Task { abort, done }
+    }
+}
+
+/// Why [`trigger`] did not start a run.
+#[derive(Debug, PartialEq)]
+pub enum NotStarted {
+    Unknown,
+    Busy,
+}
+
+/// Start a run of `stream` now; its run id. `trigger` is recorded in the
+/// run's info (`Schedule`, `Manual`).
+pub fn trigger(shared: &Arc<Shared>, stream: &str, trigger: &str) -> Result<String, NotStarted> {
+    {
+        let mut m = shared.metrics.lock().map_err(|_| NotStarted::Busy)?;
+        let s = m.get_mut(stream).ok_or(NotStarted::Unknown)?;
+        if s.running {
+            return Err(NotStarted::Busy);
+        }
+        // Marked here, not in the task, so the next firing cannot slip in first.
+        s.running = true;
+    }
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let mut tasks = shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
+    tasks.retain(|_, t| !t.done.is_finished());
+    tasks.insert(
+        run_id.clone(),
+        Task::spawn(fire(
+            shared.clone(),
+            stream.to_string(),
+            run_id.clone(),
+            trigger.to_string(),
+        )),
+    );
+    Ok(run_id)
+}
+
+/// Start `rerun` (prepared by `pipeline rerun`'s checks) in the background.
+pub fn start_rerun(shared: &Arc<Shared>, rerun: crate::cli::pipeline::Rerun) -> String {
+    let run_id = rerun.run_id.clone();
+    let (plan, state, me) = (shared.plan.clone(), shared.state.clone(), shared.clone());
+    let id = run_id.clone();
+    let mut tasks = shared.tasks.lock().unwrap_or_else(|p| p.into_inner());
+    tasks.retain(|_, t| !t.done.is_finished());
+    tasks.insert(
+        run_id.clone(),
+        Task::spawn_blocking(move || async move {
+            let secrets = plan.secrets.clone();
+            match rerun.run(plan, state).await {
+                Ok(o) => {
+                    output::log_activities(&o.run_id, &o.activities);
+                    tracing::info!(
+                        event = "pipeline_finished",
+                        run_id = %o.run_id,
+                        status = o.status.as_str(),
+                        activities = o.activities.len(),
+                        "A pipeline run ended."
+                    );
+                }
+                Err(e) => tracing::warn!(
+                    event = "pipeline_failed",
+                    run_id = %id,
+                    error = %secrets.redact(&e.to_string()),
+                    "A pipeline run could not run."
+                ),
+            }
+            if let Ok(mut t) = me.tasks.lock() {
+                t.remove(&id);
+            }
+        }),
+    );
+    tracing::info!(event = "pipeline_started", run_id = %run_id, "A pipeline rerun started.");
+    run_id
+}
+
+/// What [`cancel`] did.
+#[derive(Debug, PartialEq)]
+pub enum Cancelled {
+    Done,
+    /// Not a run this process is running (finished, or another process's).
+    NotRunning,
+}
+
+/// Stop a run this process started: drop its task (as a crash would:
+/// stream locks are released, an open attempt is settled by the stream's
+/// next run) and record the run and its unfinished activities as failed,
+/// "Cancelled".
+pub async fn cancel(shared: &Arc<Shared>, run_id: &str) -> highwater_core::Result<Cancelled> {
+    let handle = shared
+        .tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(run_id);
+    let Some(task) = handle else {
+        return Ok(Cancelled::NotRunning);
+    };
+    if task.done.is_finished() {
+        return Ok(Cancelled::NotRunning);
+    }
+    task.abort.abort();
+    let _ = task.done.await;
+    let Some(record) = shared.state.run(run_id).await? else {
+        return Ok(Cancelled::Done);
+    };
+    if record.status != RunStatus::InProgress {
+        return Ok(Cancelled::NotRunning);
+    }
+    let now = Utc::now();
+    let why = "Cancelled from the monitor.";
+    for mut s in record.streams.clone() {
+        if s.status == RunStatus::InProgress {
+            s.status = RunStatus::Failed;
+            s.error = Some(why.to_string());
+            s.finished_at = Some(now);
+            shared.state.record_stream_run(run_id, &s).await?;
+        }
+    }
+    // A stream run records its stream when it ends: say which one stopped.
+    let stream = record
+        .info
+        .as_ref()
+        .and_then(|i| i.get("stream"))
+        .and_then(|s| s.as_str())
+        .map(str::to_string);
+    if let Some(name) = &stream {
+        if !record.streams.iter().any(|s| &s.stream == name) {
+            let mode = shared
+                .plan
+                .streams
+                .iter()
+                .find(|p| &p.name == name)
+                .map(|p| p.mode.as_str().to_string())
+                .unwrap_or_default();
+            let s = highwater_core::StreamRun {
+                stream: name.clone(),
+                mode,
+                status: RunStatus::Failed,
+                rows_read: 0,
+                rows_written: 0,
+                watermark_from: None,
+                watermark_to: None,
+                outputs: vec![],
+                error: Some(why.to_string()),
+                full_reload: false,
+                notes: vec![],
+                started_at: record.started_at,
+                finished_at: Some(now),
+                pipeline: None,
+                input: None,
+                output: None,
+            };
+            shared.state.record_stream_run(run_id, &s).await?;
+        }
+        if let Ok(mut m) = shared.metrics.lock()
+            && let Some(s) = m.get_mut(name)
+        {
+            s.running = false;
+            s.failed += 1;
+            s.last_error = Some(why.to_string());
+        }
+    }
+    shared
+        .state
+        .finish_run(run_id, RunStatus::Failed, now)
+        .await?;
+    tracing::info!(event = "run_cancelled", run_id = %run_id, "A run was cancelled.");
+    Ok(Cancelled::Done)
 }
 
 pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
@@ -116,13 +331,18 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
     );
     let concurrency = plan.concurrency;
     let plan_streams = plan.streams.len();
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    let auth = web::Auth::from_env(loopback);
     let shared = Arc::new(Shared {
         plan,
         state,
         metrics: Mutex::new(metrics),
         started: Utc::now(),
+        limit: Arc::new(Semaphore::new(concurrency)),
+        auth,
+        tasks: Mutex::new(HashMap::new()),
     });
-    println!("listening on http://{addr}  (/, /metrics, /api/runs)");
+    println!("listening on http://{addr}  (/, /runs/ID, /api/runs, /metrics, /healthz)");
     if trigger_count > 0 {
         println!(
             "{trigger_count} trigger(s) of the factory in {}",
@@ -142,13 +362,12 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
             println!("scheduled {name}: {}", cron.pattern);
         }
     }
+    println!("{}", shared.auth.describe());
 
     let app = web::router(shared.clone());
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let limit = Arc::new(Semaphore::new(concurrency));
-    let mut running: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut next: Vec<Option<DateTime<Utc>>> = schedules
         .iter()
         .map(|(_, c)| c.find_next_occurrence(&Utc::now(), false).ok())
@@ -169,33 +388,16 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
                 continue;
             }
             next[i] = cron.find_next_occurrence(&now, false).ok();
-            let busy = shared
-                .metrics
-                .lock()
-                .map(|m| m.get(name).is_some_and(|s| s.running))
-                .unwrap_or(true);
-            if busy {
+            if trigger(&shared, name, "Schedule") == Err(NotStarted::Busy) {
                 tracing::info!(stream = %name, "Skipped a firing: the previous run still runs.");
-                continue;
             }
-            // Marked here, not in the task, so the next firing cannot slip in first.
-            if let Some(s) = shared
-                .metrics
-                .lock()
-                .ok()
-                .as_mut()
-                .and_then(|m| m.get_mut(name))
-            {
-                s.running = true;
-            }
-            running.retain(|h| !h.is_finished());
-            running.push(tokio::spawn(fire(
-                shared.clone(),
-                name.clone(),
-                limit.clone(),
-            )));
         }
     }
+    let running: Vec<_> = shared
+        .tasks
+        .lock()
+        .map(|mut t| t.drain().map(|(_, t)| t.done).collect())
+        .unwrap_or_default();
     println!(
         "stopping: waiting for {} running stream(s)",
         running.iter().filter(|h| !h.is_finished()).count()
@@ -218,23 +420,38 @@ fn set_next(shared: &Shared, schedules: &[(String, Cron)], next: &[Option<DateTi
     }
 }
 
-async fn fire(shared: Arc<Shared>, stream: String, limit: Arc<Semaphore>) {
-    if let Some(s) = shared
-        .metrics
-        .lock()
-        .ok()
-        .as_mut()
-        .and_then(|m| m.get_mut(&stream))
-    {
-        s.running = true;
-    }
-    let _permit = limit.acquire().await;
+async fn fire(shared: Arc<Shared>, stream: String, run_id: String, trigger: String) {
+    let _permit = shared.limit.clone().acquire_owned().await;
     let started = std::time::Instant::now();
     let opts = RunOptions {
         streams: vec![stream.clone()],
+        run_id: Some(run_id.clone()),
+        info: Some(serde_json::json!({ "trigger": trigger, "stream": stream })),
         ..Default::default()
     };
-    let outcome = run_streams(&shared.plan, shared.state.clone(), &opts, Arc::new(Lines)).await;
+    let outcome = run_streams(
+        &shared.plan,
+        shared.state.clone(),
+        &opts,
+        Arc::new(Lines {
+            run_id: run_id.clone(),
+        }),
+    )
+    .await;
+    if let Ok(mut t) = shared.tasks.lock() {
+        t.remove(&run_id);
+    }
+    if let Ok(o) = &outcome {
+        tracing::info!(
+            event = "run_finished",
+            run_id = %o.run_id,
+            trigger = %trigger,
+            status = o.status.as_str(),
+            streams = o.streams.len(),
+            rows_written = o.streams.iter().map(|s| s.rows_written).sum::<u64>(),
+            "A run ended."
+        );
+    }
     let secs = started.elapsed().as_secs_f64();
     let Ok(mut m) = shared.metrics.lock() else {
         return;
@@ -264,22 +481,28 @@ async fn fire(shared: Arc<Shared>, stream: String, limit: Arc<Semaphore>) {
         }
         Err(e) => {
             s.failed += 1;
-            s.last_error = Some(shared.plan.secrets.redact(&e.to_string()));
+            let error = shared.plan.secrets.redact(&e.to_string());
+            tracing::warn!(event = "run_failed", run_id = %run_id, stream = %stream, error = %error, "A run could not start.");
+            s.last_error = Some(error);
         }
     }
 }
 
-/// Plain log lines for scheduled runs.
-struct Lines;
+/// Run events as log events (one JSON line each with `--log-format
+/// json`), and the plain lines `serve` has always printed on stdout.
+struct Lines {
+    run_id: String,
+}
 
 impl highwater_engine::Observer for Lines {
     fn event(&self, event: highwater_engine::Event<'_>) {
         use highwater_engine::Event;
-        match event {
+        match &event {
             Event::Note { stream, message } => println!("{stream}: {message}"),
             Event::Finished { run } => println!("{}", output::stream_line(run)),
             _ => {}
         }
+        output::log_event(Some(&self.run_id), event);
     }
 }
 

@@ -31,7 +31,9 @@ pub use sink::{
 pub use source::{
     ConnKind, Delta, Extract, Lag, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo,
 };
-pub use state::{Attempt, AttemptStatus, RunRecord, RunStatus, StateStore, StreamLock, StreamRun};
+pub use state::{
+    Attempt, AttemptStatus, RunQuery, RunRecord, RunStatus, StateStore, StreamLock, StreamRun,
+};
 pub use stream::{BatchStream, RecordBatchStream, StreamAdapter};
 
 /// Name of the hidden column a source appends in watermark mode: the

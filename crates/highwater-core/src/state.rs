@@ -114,6 +114,47 @@ pub struct RunRecord {
     pub info: Option<serde_json::Value>,
 }
 
+/// Which runs [`StateStore::find_runs`] returns: every filter that is set
+/// must hold; then `offset` runs are skipped and at most `limit` returned,
+/// newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunQuery {
+    /// Only runs with this status (a run whose process died reads as Failed).
+    pub status: Option<RunStatus>,
+    /// A stream's name (stream runs that ran it) or a pipeline's name
+    /// (its runs); exact.
+    pub name: Option<String>,
+    /// Only runs started at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Only runs started before this instant.
+    pub to: Option<DateTime<Utc>>,
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl RunQuery {
+    /// Whether `run` passes the filters (paging aside).
+    pub fn matches(&self, run: &RunRecord) -> bool {
+        self.status.is_none_or(|s| run.status == s)
+            && self.from.is_none_or(|f| run.started_at >= f)
+            && self.to.is_none_or(|t| run.started_at < t)
+            && self.name.as_deref().is_none_or(|n| match run.pipeline() {
+                Some(p) => p == n,
+                None => run.streams.iter().any(|s| s.stream == n),
+            })
+    }
+}
+
+impl RunRecord {
+    /// The pipeline a pipeline run ran (`None` for a run of streams).
+    pub fn pipeline(&self) -> Option<&str> {
+        self.info
+            .as_ref()
+            .and_then(|i| i.get("pipeline"))
+            .and_then(|p| p.as_str())
+    }
+}
+
 /// Proof that this process holds a stream; dropping it releases the lock.
 pub struct StreamLock(pub Box<dyn Any + Send>);
 
@@ -177,4 +218,23 @@ pub trait StateStore: Send + Sync {
 
     /// One run, by id or unique id prefix.
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>>;
+
+    /// The page of runs `query` selects, newest first, and how many runs
+    /// match in all. The default reads the whole history; stores override
+    /// it with a query.
+    async fn find_runs(&self, query: &RunQuery) -> Result<(Vec<RunRecord>, usize)> {
+        let all: Vec<RunRecord> = self
+            .runs(i64::MAX as usize)
+            .await?
+            .into_iter()
+            .filter(|r| query.matches(r))
+            .collect();
+        let total = all.len();
+        let page = all
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .collect();
+        Ok((page, total))
+    }
 }

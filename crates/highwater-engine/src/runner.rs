@@ -26,6 +26,9 @@ pub struct RunOptions {
     pub full_refresh: bool,
     /// Use this run id instead of a new one (tests, pipelines).
     pub run_id: Option<String>,
+    /// Recorded as the run's `RunRecord::info` (`serve` records what
+    /// triggered the run: `{"trigger": "Schedule"}`).
+    pub info: Option<serde_json::Value>,
 }
 
 /// The result of a run.
@@ -75,6 +78,9 @@ pub async fn run_streams(
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let started = Utc::now();
     state.begin_run(&run_id, started).await?;
+    if let Some(info) = &opts.info {
+        state.set_run_info(&run_id, info).await?;
+    }
 
     let ctx = Ctx {
         plan,

@@ -14,8 +14,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use highwater_core::{
-    Attempt, Cause, Error, Position, Result, RunRecord, RunStatus, StateStore, StreamLock,
-    StreamRun,
+    Attempt, Cause, Error, Position, Result, RunQuery, RunRecord, RunStatus, StateStore,
+    StreamLock, StreamRun,
 };
 
 /// A state store whose every call gives up after `limit`.
@@ -131,5 +131,10 @@ impl StateStore for TimedState {
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
         self.within("reading the run", self.inner.run(run_id)).await
+    }
+
+    async fn find_runs(&self, query: &RunQuery) -> Result<(Vec<RunRecord>, usize)> {
+        self.within("reading runs", self.inner.find_runs(query))
+            .await
     }
 }

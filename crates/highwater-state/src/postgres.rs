@@ -27,7 +27,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use highwater_core::{
-    Attempt, Error, Position, Result, RunRecord, RunStatus, StateStore, StreamLock, StreamRun,
+    Attempt, Error, Position, Result, RunQuery, RunRecord, RunStatus, StateStore, StreamLock,
+    StreamRun,
 };
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::{Client, GenericClient};
@@ -616,6 +617,62 @@ impl StateStore for PgState {
             }
         }
         Ok(out)
+    }
+
+    async fn find_runs(&self, q: &RunQuery) -> Result<(Vec<RunRecord>, usize)> {
+        // A run whose process died reads as Failed once read: read the
+        // open ones first so the status filter sees what `run` reports.
+        let open: Vec<String> = retrying!(self, |c, _retry| {
+            Ok(c.query(
+                "SELECT run_id FROM highwater.runs WHERE status = 'InProgress'",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+        })?;
+        for id in open {
+            self.run(&id).await?;
+        }
+        let status = q.status.map(|s| s.as_str().to_string());
+        let name = q.name.clone();
+        let (limit, offset) = (q.limit.min(i64::MAX as usize) as i64, q.offset as i64);
+        let filter = "($1::text IS NULL OR status = $1)
+            AND ($2::timestamptz IS NULL OR started_at >= $2)
+            AND ($3::timestamptz IS NULL OR started_at < $3)
+            AND ($4::text IS NULL OR info::jsonb->>'pipeline' = $4
+                 OR ((info IS NULL OR info::jsonb->>'pipeline' IS NULL) AND EXISTS
+                     (SELECT 1 FROM highwater.stream_runs s WHERE s.run_id = r.run_id AND s.stream = $4)))";
+        let (ids, total): (Vec<String>, i64) = retrying!(self, |c, _retry| {
+            let total: i64 = c
+                .query_one(
+                    &format!("SELECT count(*) FROM highwater.runs r WHERE {filter}"),
+                    &[&status, &q.from, &q.to, &name],
+                )
+                .await?
+                .get(0);
+            let ids = c
+                .query(
+                    &format!(
+                        "SELECT run_id FROM highwater.runs r WHERE {filter}
+                         ORDER BY started_at DESC, run_id DESC LIMIT $5 OFFSET $6"
+                    ),
+                    &[&status, &q.from, &q.to, &name, &limit, &offset],
+                )
+                .await?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            Ok((ids, total))
+        })?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.run(&id).await? {
+                out.push(r);
+            }
+        }
+        Ok((out, total as usize))
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {

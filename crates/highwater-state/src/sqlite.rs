@@ -13,7 +13,8 @@ use std::sync::mpsc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use highwater_core::{
-    Attempt, Error, Position, Result, RunRecord, RunStatus, StateStore, StreamLock, StreamRun,
+    Attempt, Error, Position, Result, RunQuery, RunRecord, RunStatus, StateStore, StreamLock,
+    StreamRun,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -529,6 +530,55 @@ impl StateStore for SqliteState {
             }
         }
         Ok(out)
+    }
+
+    async fn find_runs(&self, q: &RunQuery) -> Result<(Vec<RunRecord>, usize)> {
+        // A run whose process died reads as Failed once read: read the
+        // open ones first so the status filter sees what `run` reports.
+        let open: Vec<String> = self
+            .with(|c| {
+                let mut st = c.prepare("SELECT run_id FROM runs WHERE status = 'InProgress'")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await?;
+        for id in open {
+            self.run(&id).await?;
+        }
+        let status = q.status.map(|s| s.as_str().to_string());
+        let (from, to) = (q.from.map(ts), q.to.map(ts));
+        let name = q.name.clone();
+        let (limit, offset) = (q.limit.min(i64::MAX as usize) as i64, q.offset as i64);
+        let (ids, total): (Vec<String>, i64) = self
+            .with(move |c| {
+                let filter = "(?1 IS NULL OR status = ?1)
+                    AND (?2 IS NULL OR started_at >= ?2)
+                    AND (?3 IS NULL OR started_at < ?3)
+                    AND (?4 IS NULL OR json_extract(info, '$.pipeline') = ?4
+                         OR (json_extract(info, '$.pipeline') IS NULL AND EXISTS
+                             (SELECT 1 FROM stream_runs s WHERE s.run_id = runs.run_id AND s.stream = ?4)))";
+                let total = c.query_row(
+                    &format!("SELECT count(*) FROM runs WHERE {filter}"),
+                    params![status, from, to, name],
+                    |r| r.get(0),
+                )?;
+                let mut st = c.prepare(&format!(
+                    "SELECT run_id FROM runs WHERE {filter}
+                     ORDER BY started_at DESC, rowid DESC LIMIT ?5 OFFSET ?6"
+                ))?;
+                let rows = st.query_map(params![status, from, to, name, limit, offset], |r| {
+                    r.get(0)
+                })?;
+                Ok((rows.collect::<rusqlite::Result<_>>()?, total))
+            })
+            .await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(r) = self.run(&id).await? {
+                out.push(r);
+            }
+        }
+        Ok((out, total as usize))
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>> {
