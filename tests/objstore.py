@@ -3,6 +3,7 @@ in Azurite and moto (object_store cannot create them).
 
     python objstore.py create az|s3 NAME
     python objstore.py dump   az|s3 NAME      -> JSON {object name: text}
+    python objstore.py put    az|s3 NAME      <- JSON {object name: text} on stdin
 """
 import json
 import sys
@@ -35,11 +36,19 @@ def main(cmd, kind, name):
             svc.create_container(name)
             return
         c = svc.get_container_client(name)
+        if cmd == "put":
+            for k, v in json.load(sys.stdin).items():
+                c.upload_blob(k, v.encode("utf-8"), overwrite=True)
+            return
         out = {b.name: c.download_blob(b.name).readall().decode("utf-8", "replace") for b in c.list_blobs()}
     else:
         client = s3()
         if cmd == "create":
             client.create_bucket(Bucket=name)
+            return
+        if cmd == "put":
+            for k, v in json.load(sys.stdin).items():
+                client.put_object(Bucket=name, Key=k, Body=v.encode("utf-8"))
             return
         out = {}
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):

@@ -477,14 +477,14 @@ fn malformed_pipelines_exit_2_and_name_the_place() {
     dir.write(
         "other.json",
         r#"{"name": "x", "properties": {"activities": [
-            {"name": "Meta", "type": "GetMetadata", "typeProperties": {}},
+            {"name": "Meta", "type": "ExecuteDataFlow", "typeProperties": {}},
             {"name": "L", "type": "Lookup", "typeProperties": {"dataset": {"referenceName": "Nope"}}}]}}"#,
     );
     let o = dir.hw(&["pipeline", "run", "other.json"]);
     assert_code(&o, 2);
     let err = stderr(&o);
     assert!(
-        err.contains("activity Meta: activity type `GetMetadata` is not supported"),
+        err.contains("activity Meta: activity type `ExecuteDataFlow` is not supported"),
         "{err}"
     );
     assert!(err.contains("activity L: dataset Nope not found"), "{err}");

@@ -12,6 +12,7 @@ mod util;
 
 mod adf_control;
 mod adf_copy;
+mod adf_files;
 mod adf_load;
 mod adf_sinks;
 mod attack;

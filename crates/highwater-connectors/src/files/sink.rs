@@ -210,6 +210,16 @@ impl FileSink {
         }
     }
 
+    /// The store under the connection's root (and prefix), for readers.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// `file:///abs/lake`, `az://container/prefix`: for messages.
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
     fn url_of(&self, path: &Path) -> String {
         format!("{}/{}", self.root, path)
     }

@@ -288,7 +288,7 @@ fn additional(list: &Value, errors: &mut Vec<String>) -> Vec<(String, Extra)> {
         let extra = match value.as_str() {
             Some(s) if s.trim() == "$$FILEPATH" => {
                 errors.push(format!(
-                    "{at}[{i}] ({name}): $$FILEPATH is not supported: it is the path of the file a row comes from, and this Copy reads no files"
+                    "{at}[{i}] ({name}): $$FILEPATH is not supported yet (the path of the file a row comes from)"
                 ));
                 continue;
             }

@@ -166,11 +166,8 @@ pub(crate) fn file_target(
     extension: Option<&str>,
 ) -> (String, &'static str, bool) {
     let tp = &d.tp;
-    let mut parts = Vec::new();
     let loc = tp.get("location").unwrap_or(tp);
-    for k in ["container", "bucketName", "fileSystem", "folderPath"] {
-        parts.push(text(loc.get(k)));
-    }
+    let mut parts = vec![super::files::location(d).folder];
     let file_name = text(loc.get("fileName"));
     let format = file_format(d);
     let generated = file_name.trim_matches('/').is_empty();

@@ -32,6 +32,7 @@ mod activity;
 pub mod columns;
 mod datasets;
 pub mod delimited;
+mod files;
 pub mod model;
 pub mod rerun;
 pub mod sink;
@@ -705,5 +706,8 @@ async fn execute(frame: &Frame, a: &Activity, tp: &Value, record_name: &str) -> 
         ActivityKind::Until => activity::until::until(frame, a, &tp).await,
         ActivityKind::Switch => activity::switch::switch(frame, a, &tp).await,
         ActivityKind::Web => activity::web::web(&tp).await,
+        ActivityKind::GetMetadata => activity::get_metadata::get_metadata(frame, a, &tp).await,
+        ActivityKind::Delete => activity::delete::delete(frame, a, &tp).await,
+        ActivityKind::Validation => activity::validation::validation(frame, a, &tp).await,
     }
 }

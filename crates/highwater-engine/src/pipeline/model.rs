@@ -115,6 +115,9 @@ pub enum ActivityKind {
     Until,
     Switch,
     Web,
+    GetMetadata,
+    Delete,
+    Validation,
 }
 
 impl ActivityKind {
@@ -135,6 +138,9 @@ impl ActivityKind {
             "Until" => ActivityKind::Until,
             "Switch" => ActivityKind::Switch,
             "WebActivity" => ActivityKind::Web,
+            "GetMetadata" => ActivityKind::GetMetadata,
+            "Delete" => ActivityKind::Delete,
+            "Validation" => ActivityKind::Validation,
             _ => return None,
         })
     }
@@ -157,6 +163,9 @@ impl ActivityKind {
             ActivityKind::Until => "Until",
             ActivityKind::Switch => "Switch",
             ActivityKind::Web => "WebActivity",
+            ActivityKind::GetMetadata => "GetMetadata",
+            ActivityKind::Delete => "Delete",
+            ActivityKind::Validation => "Validation",
         }
     }
 }
@@ -294,6 +303,7 @@ impl Dataset {
                 | "Parquet"
                 | "Json"
                 | "AmazonS3Object"
+                | "Binary"
         )
     }
 }
@@ -701,7 +711,7 @@ fn parse_activities(
         let t = v.get("type").and_then(Value::as_str).unwrap_or_default();
         let Some(kind) = ActivityKind::parse(t) else {
             errors.at(&place, format!(
-                "activity {label}: activity type `{t}` is not supported (supported: Lookup, Copy, SqlServerStoredProcedure, Script, ForEach, Filter, Until, Switch, SetVariable, AppendVariable, IfCondition, Wait, Fail, ExecutePipeline, WebActivity)"
+                "activity {label}: activity type `{t}` is not supported (supported: Lookup, Copy, SqlServerStoredProcedure, Script, ForEach, Filter, Until, Switch, SetVariable, AppendVariable, IfCondition, Wait, Fail, ExecutePipeline, WebActivity, GetMetadata, Delete, Validation)"
             ));
             continue;
         };

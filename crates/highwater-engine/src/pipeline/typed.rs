@@ -145,6 +145,10 @@ pub struct Source {
     pub sql_query: Option<Value>,
     /// Judged by `columns.rs` (Copy only).
     pub additional_columns: Option<Value>,
+    /// File sources: parsed as [`StoreSettings`] by validate.rs.
+    pub store_settings: Option<Value>,
+    /// File sources: parsed as [`FormatReadSettings`] by validate.rs.
+    pub format_settings: Option<Value>,
     #[serde(flatten)]
     pub rest: BTreeMap<String, Value>,
 }
@@ -152,8 +156,6 @@ shape!(Source, "a source",
     unsupported: &[
         ("sqlReaderStoredProcedureName", "reading through a stored procedure; use sqlReaderQuery"),
         ("storedProcedureParameters", "reading through a stored procedure; use sqlReaderQuery"),
-        ("storeSettings", "reading files is not supported yet; read from a table dataset"),
-        ("formatSettings", "reading files is not supported yet; read from a table dataset"),
     ],
     ignored: &["queryTimeout", "isolationLevel", "partitionOption", "partitionSettings",
         "maxConcurrentConnections", "sourceRetryCount", "sourceRetryWait",
@@ -201,6 +203,83 @@ shape!(Copy, "a Copy activity",
     ],
     ignored: &["enableStaging", "stagingSettings", "parallelCopies", "dataIntegrationUnits",
         "logSettings", "logStorageSettings", "validateDataConsistency"]);
+
+/// The `storeSettings` of a file source (and of GetMetadata, Delete):
+/// which files are read. The values are judged by `files/mod.rs`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreSettings {
+    pub recursive: Option<Value>,
+    pub wildcard_folder_path: Option<Value>,
+    pub wildcard_file_name: Option<Value>,
+    pub prefix: Option<Value>,
+    pub modified_datetime_start: Option<Value>,
+    pub modified_datetime_end: Option<Value>,
+    pub delete_files_after_completion: Option<Value>,
+    pub enable_partition_discovery: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(StoreSettings, "storeSettings",
+    unsupported: &[
+        ("fileListPath", "a file listing the files to copy; use wildcards or a prefix"),
+        ("partitionRootPath", "partition discovery"),
+    ],
+    ignored: &["type", "maxConcurrentConnections", "disableMetricsCollection"]);
+
+/// The `formatSettings` of a file source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FormatReadSettings {
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(FormatReadSettings, "formatSettings",
+    unsupported: &[
+        ("skipLineCount", "skipping lines at the start of each file"),
+        ("compressionProperties", "zip and tar archives"),
+    ],
+    ignored: &["type"]);
+
+/// A GetMetadata activity (the fields are judged by validate.rs).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetMetadata {
+    pub dataset: Option<Value>,
+    pub field_list: Option<Value>,
+    pub store_settings: Option<Value>,
+    pub format_settings: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(GetMetadata, "a GetMetadata activity");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delete {
+    pub dataset: Option<Value>,
+    pub recursive: Option<Value>,
+    pub store_settings: Option<Value>,
+    pub enable_logging: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(Delete, "a Delete activity",
+    unsupported: &[("logStorageSettings", "logging the deleted files to a store; the activity output lists them")],
+    ignored: &["maxConcurrentConnections"]);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Validation {
+    pub dataset: Option<Value>,
+    pub timeout: Option<Value>,
+    pub sleep: Option<Value>,
+    pub minimum_size: Option<Value>,
+    pub child_items: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(Validation, "a Validation activity");
 
 /// One `storedProcedureParameters` entry.
 #[derive(Debug, Clone, Deserialize)]
@@ -415,6 +494,9 @@ pub enum ActivityProps {
     Until(Until),
     Switch(Switch),
     Web(Box<Web>),
+    GetMetadata(GetMetadata),
+    Delete(Delete),
+    Validation(Validation),
     /// The properties did not parse (reported).
     Invalid,
 }
@@ -440,6 +522,9 @@ impl ActivityProps {
             K::Until => parse(tp, at, found).map(ActivityProps::Until),
             K::Switch => parse(tp, at, found).map(ActivityProps::Switch),
             K::Web => parse(tp, at, found).map(|w| ActivityProps::Web(Box::new(w))),
+            K::GetMetadata => parse(tp, at, found).map(ActivityProps::GetMetadata),
+            K::Delete => parse(tp, at, found).map(ActivityProps::Delete),
+            K::Validation => parse(tp, at, found).map(ActivityProps::Validation),
         };
         props.unwrap_or(ActivityProps::Invalid)
     }
@@ -536,22 +621,36 @@ pub struct LegacyFile {
     pub bucket_name: Option<Value>,
     pub format: Option<Value>,
     pub compression: Option<Value>,
+    /// Read filters, judged by `files/mod.rs`.
+    pub prefix: Option<Value>,
+    pub modified_datetime_start: Option<Value>,
+    pub modified_datetime_end: Option<Value>,
+    pub file_filter: Option<Value>,
     #[serde(flatten)]
     pub rest: BTreeMap<String, Value>,
 }
 shape!(LegacyFile, "a file dataset",
 unsupported: &[
     ("key", "S3 object keys; use folderPath and fileName"),
-    ("prefix", "file filters (reading files is not supported yet)"),
     ("version", "S3 object versions"),
-    ("modifiedDatetimeStart", "file filters (reading files is not supported yet)"),
-    ("modifiedDatetimeEnd", "file filters (reading files is not supported yet)"),
-    ("fileFilter", "file filters (reading files is not supported yet)"),
     ("partitionedBy", "Data Factory v1 partitioned paths; write the path as an expression"),
 ]);
 
+/// Files copied as they are (Copy between Binary datasets), or looked at
+/// (GetMetadata, Delete, Validation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Binary {
+    /// Parsed as a [`Location`] by [`DatasetProps::parse`].
+    pub location: Option<Value>,
+    #[serde(flatten)]
+    pub rest: BTreeMap<String, Value>,
+}
+shape!(Binary, "a Binary dataset",
+    unsupported: &[("compression", "compressing or decompressing Binary copies")]);
+
 /// The dataset kinds highwater refuses wherever they are used.
-const UNSUPPORTED_DATASETS: &[&str] = &["Binary", "Avro", "Orc", "Xml", "Excel", "Iceberg"];
+const UNSUPPORTED_DATASETS: &[&str] = &["Avro", "Orc", "Xml", "Excel", "Iceberg"];
 
 /// A dataset's typed `typeProperties`.
 #[derive(Debug, Clone)]
@@ -560,8 +659,9 @@ pub enum DatasetProps {
     DelimitedText(Box<DelimitedText>),
     Parquet(Parquet),
     Json(Json),
-    LegacyFile(LegacyFile),
-    /// A kind highwater does not read or write (`Binary`, `Avro`, …).
+    LegacyFile(Box<LegacyFile>),
+    Binary(Binary),
+    /// A kind highwater does not read or write (`Avro`, `Orc`, …).
     Unsupported,
     /// The properties did not parse (reported).
     Invalid,
@@ -576,6 +676,7 @@ impl DatasetProps {
                 parse(tp, at, found).map(|d| DatasetProps::DelimitedText(Box::new(d)))
             }
             "Parquet" => parse(tp, at, found).map(DatasetProps::Parquet),
+            "Binary" => parse(tp, at, found).map(DatasetProps::Binary),
             "Json" => {
                 let j: Option<Json> = parse(tp, at, found);
                 if let Some(e) = j.as_ref().and_then(|j| j.encoding_name.as_ref())
@@ -592,12 +693,12 @@ impl DatasetProps {
                 j.map(DatasetProps::Json)
             }
             "AzureBlob" | "AzureBlobFSFile" | "FileShare" | "AmazonS3Object" => {
-                parse(tp, at, found).map(DatasetProps::LegacyFile)
+                parse(tp, at, found).map(|l| DatasetProps::LegacyFile(Box::new(l)))
             }
             _ => parse(tp, at, found).map(DatasetProps::Table),
         };
         if let Some(loc) = tp.get("location").filter(|l| !l.is_null())
-            && matches!(kind, "DelimitedText" | "Parquet" | "Json")
+            && matches!(kind, "DelimitedText" | "Parquet" | "Json" | "Binary")
         {
             parse::<Location>(loc, "typeProperties.location", found);
         }
@@ -612,6 +713,7 @@ impl DatasetProps {
                 | DatasetProps::Parquet(_)
                 | DatasetProps::Json(_)
                 | DatasetProps::LegacyFile(_)
+                | DatasetProps::Binary(_)
         )
     }
 }

@@ -281,6 +281,8 @@ enum Use {
     Read { query: bool },
     /// A Copy's sink.
     Write,
+    /// GetMetadata, Delete, Validation: a file or folder.
+    Files,
 }
 
 impl Check<'_, '_> {
@@ -494,7 +496,18 @@ impl Check<'_, '_> {
                                 name: r.reference_name.trim().to_string(),
                                 parameters: r.parameters.unwrap_or_default(),
                             };
-                            self.dataset_use(a, &r, "typeProperties.dataset", Use::Read { query });
+                            if let Some(d) = self.dataset_use(
+                                a,
+                                &r,
+                                "typeProperties.dataset",
+                                Use::Read { query },
+                            ) && d.kind == "Binary"
+                            {
+                                found.push(format!(
+                                    "typeProperties.dataset: dataset {} is a Binary dataset, which has no rows to look up",
+                                    d.name
+                                ));
+                            }
                         }
                         self.found(a, f);
                     }
@@ -525,12 +538,26 @@ impl Check<'_, '_> {
                         n => found.push(format!("{side}: a Copy has one {one} dataset, not {n}")),
                     }
                 }
-                if let Some(r) = a.inputs.first() {
-                    self.dataset_use(a, r, "inputs[0]", Use::Read { query });
-                }
+                let input = a
+                    .inputs
+                    .first()
+                    .and_then(|r| self.dataset_use(a, r, "inputs[0]", Use::Read { query }));
                 if let Some(r) = a.outputs.first()
                     && let Some(d) = self.dataset_use(a, r, "outputs[0]", Use::Write)
                 {
+                    if let Some(i) = input
+                        && (i.kind == "Binary") != (d.kind == "Binary")
+                    {
+                        let (at, b, other) = if d.kind == "Binary" {
+                            ("outputs[0]", d, i)
+                        } else {
+                            ("inputs[0]", i, d)
+                        };
+                        found.push(format!(
+                            "{at}: dataset {} is a Binary dataset: a Binary dataset copies only to and from another Binary dataset, and {} is a {} dataset",
+                            b.name, other.name, other.kind
+                        ));
+                    }
                     let sink = c.sink.clone().unwrap_or(Value::Null);
                     let problems = if d.is_file() {
                         super::delimited::options(&d.kind, &d.type_properties, &sink, true)
@@ -653,6 +680,59 @@ impl Check<'_, '_> {
             ActivityProps::Until(u) => found.extend(super::activity::until::check(u)),
             ActivityProps::Switch(sw) => found.extend(super::activity::switch::check(sw)),
             ActivityProps::Web(w) => found.extend(super::activity::web::check(w)),
+            ActivityProps::GetMetadata(g) => {
+                self.files_dataset(a, g.dataset.as_ref(), &mut found);
+                self.store_settings(a, g.store_settings.as_ref(), g.format_settings.as_ref());
+                match &g.field_list {
+                    Some(Value::Array(l)) if !l.is_empty() => {
+                        for f in l {
+                            if let Value::String(s) = f
+                                && !is_expression(f)
+                                && !super::activity::get_metadata::FIELDS.contains(&s.as_str())
+                            {
+                                found.push(format!(
+                                    "typeProperties.fieldList: {s} is not supported (supported: {})",
+                                    super::activity::get_metadata::FIELDS.join(", ")
+                                ));
+                            }
+                        }
+                    }
+                    Some(v) if is_expression(v) => {}
+                    _ => {
+                        found.push("typeProperties.fieldList is required (a list of fields)".into())
+                    }
+                }
+            }
+            ActivityProps::Delete(dl) => {
+                self.files_dataset(a, dl.dataset.as_ref(), &mut found);
+                self.store_settings(a, dl.store_settings.as_ref(), None);
+                if dl.enable_logging.as_ref().is_some_and(|v| {
+                    v.as_bool() == Some(true)
+                        || v.as_str().is_some_and(|s| s.eq_ignore_ascii_case("true"))
+                }) {
+                    found.push("typeProperties.enableLogging is not supported: logging the deleted files to a store; the activity output lists them".into());
+                }
+            }
+            ActivityProps::Validation(v) => {
+                self.files_dataset(a, v.dataset.as_ref(), &mut found);
+                if let Some(Value::String(t)) = &v.timeout
+                    && !is_expression(&Value::String(t.clone()))
+                    && super::model::parse_timespan(t).is_none()
+                {
+                    found.push(format!(
+                        "typeProperties.timeout `{t}` is not a time span D.HH:MM:SS"
+                    ));
+                }
+                for (k, x) in [("sleep", &v.sleep), ("minimumSize", &v.minimum_size)] {
+                    if let Some(x) = x
+                        && !x.is_null()
+                        && !x.is_number()
+                        && !is_expression(x)
+                    {
+                        found.push(format!("typeProperties.{k} must be a number, got {x}"));
+                    }
+                }
+            }
             ActivityProps::ExecutePipeline(e) => match &e.pipeline {
                 None => found.push("typeProperties.pipeline is required".to_string()),
                 Some(r) => {
@@ -690,7 +770,57 @@ impl Check<'_, '_> {
         let mut f = Vec::new();
         let s = typed::parse::<Source>(v, "typeProperties.source", &mut f);
         self.found(a, f);
+        if let Some(s) = &s {
+            self.store_settings(a, s.store_settings.as_ref(), s.format_settings.as_ref());
+        }
         s
+    }
+
+    /// A file source's `storeSettings` and `formatSettings`.
+    fn store_settings(&mut self, a: &Activity, store: Option<&Value>, format: Option<&Value>) {
+        let mut f = Vec::new();
+        if let Some(v) = store.filter(|v| !v.is_null())
+            && let Some(s) = typed::parse::<typed::StoreSettings>(v, "storeSettings", &mut f)
+        {
+            for (k, x) in [
+                ("modifiedDatetimeStart", &s.modified_datetime_start),
+                ("modifiedDatetimeEnd", &s.modified_datetime_end),
+            ] {
+                if let Some(x) = x
+                    && !is_expression(x)
+                    && let Err(e) = super::files::datetime(Some(x), k)
+                {
+                    f.push((format!("storeSettings.{k}"), e.to_string()));
+                }
+            }
+            if s.enable_partition_discovery == Some(Value::Bool(true)) {
+                f.push((
+                    "storeSettings.enablePartitionDiscovery".into(),
+                    "is not supported: partition discovery".into(),
+                ));
+            }
+        }
+        if let Some(v) = format.filter(|v| !v.is_null()) {
+            typed::parse::<typed::FormatReadSettings>(v, "formatSettings", &mut f);
+        }
+        self.found(a, f);
+    }
+
+    /// The file dataset of a GetMetadata, Delete or Validation.
+    fn files_dataset(&mut self, a: &Activity, v: Option<&Value>, found: &mut Vec<String>) {
+        let Some(d) = v.filter(|d| !d.is_null()) else {
+            found.push("typeProperties.dataset is required".to_string());
+            return;
+        };
+        let mut f = Vec::new();
+        if let Some(r) = typed::parse::<typed::Reference>(d, "typeProperties.dataset", &mut f) {
+            let r = DatasetRef {
+                name: r.reference_name.trim().to_string(),
+                parameters: r.parameters.unwrap_or_default(),
+            };
+            self.dataset_use(a, &r, "typeProperties.dataset", Use::Files);
+        }
+        self.found(a, f);
     }
 
     /// A dataset used by `a` at `path`: it exists, its parameters match,
@@ -737,7 +867,7 @@ impl Check<'_, '_> {
         }
         match (&d.props, how) {
             (DatasetProps::Unsupported, _) => found.push(format!(
-                "{path}: dataset {} is a {} dataset, which highwater does not read or write (it copies rows: table datasets, and DelimitedText, Parquet or Json files)",
+                "{path}: dataset {} is a {} dataset, which highwater does not read or write (it copies rows: table datasets, and DelimitedText, Parquet or Json files; and Binary files as they are)",
                 d.name, d.kind
             )),
             (DatasetProps::Table(t), Use::Read { query: false }) if !t.names_table() => {
@@ -750,9 +880,9 @@ impl Check<'_, '_> {
                 "{path}: dataset {} names no table (tableName, or schema and table)",
                 d.name
             )),
-            (p, Use::Read { .. }) if p.is_file() => found.push(format!(
-                "reading a {} dataset ({}) is not supported yet; read from a table dataset",
-                d.kind, d.name
+            (p, Use::Files) if !p.is_file() => found.push(format!(
+                "{path}: dataset {} is a {} dataset, not a file or folder (DelimitedText, Json, Parquet, Binary)",
+                d.name, d.kind
             )),
             _ => {}
         }

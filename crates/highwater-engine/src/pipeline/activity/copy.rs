@@ -7,9 +7,9 @@ use highwater_core::{Error, Result, WriteRequest};
 use serde_json::{Value, json};
 
 use crate::pipeline::datasets::{
-    connection, dataset, file_target, read_rows, source_relation, table_sink,
+    ResolvedDataset, connection, dataset, file_target, read_rows, source_relation, table_sink,
 };
-use crate::pipeline::{Activity, Done, Frame, delimited, text};
+use crate::pipeline::{Activity, Done, Frame, delimited, files, text};
 
 /// A Copy activity: one attempt through the engine's attempt executor,
 /// keyed `pipeline/<pipeline>/<activity record>` in the state store, so a
@@ -29,19 +29,178 @@ pub(crate) async fn copy(
     };
     let src = dataset(frame, input)?;
     let dst = dataset(frame, output)?;
+    if src.kind == "Binary" || dst.kind == "Binary" {
+        return super::copy_files::copy_files(frame, &src, &dst, tp).await;
+    }
     // Data Factory's activity run id: one per execution of the activity.
     let activity_run_id = uuid::Uuid::new_v4().to_string();
+    let source_tp = tp.get("source").cloned().unwrap_or(Value::Null);
+    // A file source: the files are chosen before anything is written.
+    let selection = if src.is_file {
+        let sel = files::select_source(frame, &src, &source_tp).await?;
+        if sel.files.is_empty() {
+            return Ok(nothing_to_copy(&activity_run_id));
+        }
+        Some(sel)
+    } else {
+        None
+    };
+    let behavior = text(
+        tp.get("sink")
+            .and_then(|s| s.get("storeSettings"))
+            .and_then(|s| s.get("copyBehavior")),
+    );
+    if !behavior.is_empty()
+        && !["PreserveHierarchy", "FlattenHierarchy", "MergeFiles"]
+            .iter()
+            .any(|b| b.eq_ignore_ascii_case(&behavior))
+    {
+        return Err(Error::config(
+            "sink.storeSettings.copyBehavior",
+            format!("`{behavior}` is not PreserveHierarchy, FlattenHierarchy or MergeFiles"),
+        ));
+    }
+    if let Some(sel) = &selection
+        && dst.is_file
+        && sel.files.len() > 1
+        && files::location(&dst).file.is_none()
+        && !behavior.eq_ignore_ascii_case("MergeFiles")
+    {
+        // PreserveHierarchy (the default) or FlattenHierarchy: one file
+        // out per file in, each its own attempt.
+        return copy_each(frame, tp, record_name, &src, &dst, sel, &activity_run_id).await;
+    }
+    copy_one(
+        frame,
+        tp,
+        record_name,
+        &src,
+        &dst,
+        selection,
+        &activity_run_id,
+    )
+    .await
+}
+
+/// Each selected file into its own file (by its path or name), one attempt
+/// each, keyed `…/<activity>/<path of the file>`.
+async fn copy_each(
+    frame: &Frame,
+    tp: &Value,
+    record_name: &str,
+    src: &ResolvedDataset,
+    dst: &ResolvedDataset,
+    sel: &files::Selection,
+    activity_run_id: &str,
+) -> Result<Done> {
+    let flatten = text(
+        tp.get("sink")
+            .and_then(|s| s.get("storeSettings"))
+            .and_then(|s| s.get("copyBehavior")),
+    )
+    .eq_ignore_ascii_case("FlattenHierarchy");
+    if flatten {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(f) = sel.files.iter().find(|f| !seen.insert(f.name())) {
+            return Err(Error::config(
+                "sink.storeSettings.copyBehavior",
+                format!(
+                    "FlattenHierarchy would write two files named {} into one folder; use PreserveHierarchy",
+                    f.name()
+                ),
+            ));
+        }
+    }
+    let mut total = Done::default();
+    let mut sums = serde_json::Map::new();
+    for f in &sel.files {
+        let one = files::Selection {
+            fs: sel.fs.clone(),
+            files: vec![f.clone()],
+            filters: sel.filters.clone(),
+        };
+        let record = format!("{record_name}/{}", f.rel);
+        let id = uuid::Uuid::new_v4().to_string();
+        let done = copy_one(frame, tp, &record, src, dst, Some(one), &id).await?;
+        for k in [
+            "dataRead",
+            "dataWritten",
+            "rowsRead",
+            "rowsCopied",
+            "filesWritten",
+            "filesRead",
+        ] {
+            let n = sums.get(k).and_then(Value::as_u64).unwrap_or(0)
+                + done.output.get(k).and_then(Value::as_u64).unwrap_or(0);
+            sums.insert(k.to_string(), json!(n));
+        }
+        total.rows_read += done.rows_read;
+        total.rows_written += done.rows_written;
+        total.outputs.extend(done.outputs);
+        total.notes.extend(done.notes);
+    }
+    sums.insert("activityRunId".into(), json!(activity_run_id));
+    total.output = Value::Object(sums);
+    Ok(total)
+}
+
+/// One attempt: the source (a table, or the selected files) into the sink.
+async fn copy_one(
+    frame: &Frame,
+    tp: &Value,
+    record_name: &str,
+    src: &ResolvedDataset,
+    dst: &ResolvedDataset,
+    selection: Option<files::Selection>,
+    activity_run_id: &str,
+) -> Result<Done> {
+    let activity_run_id = activity_run_id.to_string();
+    let source_tp = tp.get("source").cloned().unwrap_or(Value::Null);
     let mut split = None;
     let (target, format, table, overwrite) = if dst.is_file {
         let sink_tp = tp.get("sink").cloned().unwrap_or(Value::Null);
         let max_rows = delimited::split(&sink_tp, false)
-            .map_err(|e| Error::config(format!("activity {}", a.name), e.join("; ")))?;
+            .map_err(|e| Error::config(format!("activity {record_name}"), e.join("; ")))?
+            // `fileNamePrefix` "does not apply when source is file-based"
+            // (Data Factory's docs): each copy's files get generated names.
+            .map(|(n, prefix)| (n, prefix.filter(|_| selection.is_none())));
         let csv = delimited::options(&dst.kind, &dst.tp, &sink_tp, false)
             .map_err(|e| Error::config(format!("dataset {}", dst.name), e.join("; ")))?;
         let ext = csv
             .as_ref()
             .map(|o| delimited::generated_extension(o, &sink_tp));
-        let (path, format, generated) = file_target(&dst, &activity_run_id, ext.as_deref());
+        let (mut path, format, mut generated) = file_target(dst, &activity_run_id, ext.as_deref());
+        if generated && let Some(sel) = &selection {
+            // Files copied into a folder keep their names (copyBehavior
+            // PreserveHierarchy, the default, or FlattenHierarchy); only
+            // MergeFiles writes one generated file.
+            let behavior = text(
+                tp.get("sink")
+                    .and_then(|s| s.get("storeSettings"))
+                    .and_then(|s| s.get("copyBehavior")),
+            );
+            if !behavior.eq_ignore_ascii_case("MergeFiles") && max_rows.is_none() {
+                let [one] = sel.files.as_slice() else {
+                    return Err(Error::config(
+                        "sink.storeSettings.copyBehavior",
+                        format!("the source selects {} files for one file", sel.files.len()),
+                    ));
+                };
+                let name = if behavior.eq_ignore_ascii_case("FlattenHierarchy") {
+                    one.name().to_string()
+                } else {
+                    one.rel.clone()
+                };
+                let folder = path.rsplit_once('/').map(|(f, _)| f).unwrap_or_default();
+                path = [folder, name.as_str()]
+                    .iter()
+                    .filter(|p| !p.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/");
+                generated = false;
+            }
+        }
         let format = match &csv {
             Some(o) => o.to_format(),
             None => format.to_string(),
@@ -83,14 +242,17 @@ pub(crate) async fn copy(
             (path, format, None, !generated)
         }
     } else {
-        let (name, write) = table_sink(tp, &dst)?;
+        let (name, write) = table_sink(tp, dst)?;
         (name, String::new(), Some(write), false)
     };
     // additionalColumns and the translator, judged before anything runs.
     let shape =
         crate::pipeline::columns::Shape::parse(tp.get("source"), tp.get("translator"), false)
             .map_err(|e| Error::config("typeProperties", e.join("; ")))?;
-    let relation = source_relation(tp, &src)?;
+    let relation = match &selection {
+        Some(_) => None,
+        None => Some(source_relation(tp, src)?),
+    };
     let conn = connection(frame, &dst.linked_service)?;
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
     let pipeline_name = text(frame.ctx.pipeline.get("Pipeline"));
@@ -113,7 +275,16 @@ pub(crate) async fn copy(
     crate::pipeline::note_activity_run_id(frame, record_name, &activity_run_id).await?;
     let from = state.position(&key).await?;
     let started = Instant::now();
-    let extract = read_rows(frame, &src, relation, record_name).await?;
+    let (extract, file_bytes) = match (&selection, relation) {
+        (Some(sel), _) => {
+            let (e, n) = files::read(sel, src, &source_tp).await?;
+            (e, Some(n))
+        }
+        (None, relation) => {
+            let relation = relation.map_or_else(|| source_relation(tp, src), Ok)?;
+            (read_rows(frame, src, relation, record_name).await?, None)
+        }
+    };
     notes.extend(extract.notes);
     let plan = if shape.is_identity() {
         None
@@ -150,6 +321,14 @@ pub(crate) async fn copy(
     let outcome = crate::attempt::execute(env, copy, &mut rows).await?;
     notes.extend(outcome.notes);
     let committed = outcome.committed;
+    // Delete the source files only once the copy has committed.
+    let mut files_read = None;
+    if let Some(sel) = &selection {
+        if sel.filters.delete_after {
+            files::delete(&sel.fs, &sel.files).await?;
+        }
+        files_read = Some(sel.files.len());
+    }
     let secs = started.elapsed().as_secs();
     // Bytes as the target counted them (file sizes, COPY text), else the
     // size of the rows handed to it.
@@ -161,7 +340,9 @@ pub(crate) async fn copy(
         0
     };
     let mut output = json!({
-        "dataRead": rows.data_read,
+        "dataRead": file_bytes
+            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or(rows.data_read),
         "dataWritten": written,
         "rowsRead": rows.rows_read,
         "rowsCopied": committed.rows,
@@ -173,6 +354,9 @@ pub(crate) async fn copy(
     // Data Factory reports filesWritten for file sinks only.
     if dst.is_file {
         output["filesWritten"] = json!(committed.outputs.len());
+    }
+    if let Some(n) = files_read {
+        output["filesRead"] = json!(n);
     }
     Ok(Done {
         output,
@@ -214,5 +398,22 @@ impl crate::attempt::Rows for CopyRows {
 
     fn position(&mut self) -> highwater_core::Position {
         highwater_core::Position::Full
+    }
+}
+
+/// A file source that selects no file: nothing is read or written.
+fn nothing_to_copy(activity_run_id: &str) -> Done {
+    Done {
+        output: json!({
+            "dataRead": 0,
+            "dataWritten": 0,
+            "filesRead": 0,
+            "rowsRead": 0,
+            "rowsCopied": 0,
+            "filesWritten": 0,
+            "copyDuration": 0,
+            "activityRunId": activity_run_id,
+        }),
+        ..Done::default()
     }
 }

@@ -6,7 +6,7 @@ use highwater_core::{Error, Result};
 use serde_json::{Value, json};
 
 use crate::pipeline::datasets::{dataset, read_rows, source_relation};
-use crate::pipeline::{Activity, Done, Frame};
+use crate::pipeline::{Activity, Done, Frame, files};
 
 pub(crate) async fn lookup(
     frame: &Frame,
@@ -21,12 +21,18 @@ pub(crate) async fn lookup(
         )
     })?;
     let d = dataset(frame, &r)?;
-    let relation = source_relation(tp, &d)?;
     let first_only = tp
         .get("firstRowOnly")
         .and_then(Value::as_bool)
         .unwrap_or(true);
-    let mut extract = read_rows(frame, &d, relation, record_name).await?;
+    let mut extract = if d.is_file {
+        let source = tp.get("source").cloned().unwrap_or(Value::Null);
+        let sel = files::select_source(frame, &d, &source).await?;
+        files::read(&sel, &d, &source).await?.0
+    } else {
+        let relation = source_relation(tp, &d)?;
+        read_rows(frame, &d, relation, record_name).await?
+    };
     let mut rows: Vec<Value> = Vec::new();
     while let Some(batch) = extract.batches.next().await {
         let batch = batch?;

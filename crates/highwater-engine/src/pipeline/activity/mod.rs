@@ -2,16 +2,20 @@
 //! `typeProperties` and returns what it produced ([`super::Done`]).
 
 pub(crate) mod copy;
+pub(crate) mod copy_files;
+pub(crate) mod delete;
 pub(crate) mod execute_pipeline;
 pub(crate) mod fail;
 pub(crate) mod filter;
 pub(crate) mod for_each;
+pub(crate) mod get_metadata;
 pub(crate) mod if_condition;
 pub(crate) mod lookup;
 pub(crate) mod script;
 pub(crate) mod stored_procedure;
 pub(crate) mod switch;
 pub(crate) mod until;
+pub(crate) mod validation;
 pub(crate) mod variables;
 pub(crate) mod wait;
 pub(crate) mod web;
