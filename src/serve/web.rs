@@ -84,7 +84,7 @@ impl Auth {
     }
 
     /// `None` when the request may change something; else the refusal.
-    fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
+    pub(super) fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
         // A page on another site must not drive a loopback monitor
         // through the user's browser: a cross-origin POST is refused.
         if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
@@ -156,7 +156,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 // ---------------------------------------------------------------- helpers
 
 /// A JSON response (axum's `Json` needs a feature this build leaves out).
-struct J<T>(T);
+pub(super) struct J<T>(pub(super) T);
 
 impl<T: serde::Serialize> IntoResponse for J<T> {
     fn into_response(self) -> Response {

@@ -6,7 +6,6 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use axum::Json as J;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -18,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::Shared;
-use super::web::{esc, html};
+use super::web::{J, esc, html};
 
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -173,22 +172,22 @@ async fn rerun(
             "trigger {trigger} is not a tumbling window trigger"
         ));
     };
-    let parse = |s: &Option<String>, what: &str| -> Result<Option<DateTime<Utc>>, Response> {
+    let parse = |s: &Option<String>, what: &str| -> Result<Option<DateTime<Utc>>, String> {
         match s.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None => Ok(None),
             Some(text) => highwater_expr::datetime::parse_timestamp(text)
                 .map(|t| Some(t.to_utc()))
-                .ok_or_else(|| bad(format!("{what}={text}: not an ISO 8601 time"))),
+                .ok_or_else(|| format!("{what}={text}: not an ISO 8601 time")),
         }
     };
     let from = match parse(&r.from, "from") {
         Ok(Some(t)) => t,
         Ok(None) => return bad("from= is required".into()),
-        Err(resp) => return resp,
+        Err(m) => return bad(m),
     };
     let to = match parse(&r.to, "to") {
         Ok(t) => t,
-        Err(resp) => return resp,
+        Err(m) => return bad(m),
     };
     let chosen: Vec<_> = tw
         .due(Utc::now(), usize::MAX)
