@@ -16,6 +16,7 @@ mod adf_load;
 mod adf_sinks;
 mod attack;
 mod boundary;
+mod cdc;
 mod change_tracking;
 mod cli;
 mod completions;

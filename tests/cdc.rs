@@ -1,0 +1,463 @@
+//! `mode: cdc` on PostgreSQL: logical decoding through a replication slot.
+//! Needs a cluster with `wal_level=logical` (`.ci/run` starts one on
+//! 127.0.0.1:5434; HIGHWATER_TEST_PG_LOGICAL overrides it).
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use crate::util::*;
+
+fn logical_admin_url() -> String {
+    std::env::var("HIGHWATER_TEST_PG_LOGICAL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5434/postgres".into())
+}
+
+/// A fresh database on the logical cluster; its slots and the database are
+/// dropped at the end.
+struct LogicalDb {
+    name: String,
+    url: String,
+    client: tokio_postgres::Client,
+}
+
+impl LogicalDb {
+    async fn new(tag: &str) -> LogicalDb {
+        let name = unique(tag);
+        let admin = pg_connect(&logical_admin_url()).await;
+        let level: String = admin.query_one("SHOW wal_level", &[]).await.unwrap().get(0);
+        assert_eq!(
+            level,
+            "logical",
+            "the PostgreSQL at {} must run with wal_level=logical (see .ci/run)",
+            logical_admin_url()
+        );
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let base = logical_admin_url();
+        let url = match base.rsplit_once('/') {
+            Some((b, _)) => format!("{b}/{name}"),
+            None => base.clone(),
+        };
+        let client = pg_connect(&url).await;
+        LogicalDb { name, url, client }
+    }
+
+    async fn exec(&self, sql: &str) {
+        self.client
+            .batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e} {:?}", e.as_db_error()));
+    }
+
+    async fn slots(&self) -> Vec<String> {
+        self.client
+            .query(
+                "SELECT slot_name::text FROM pg_replication_slots WHERE database = current_database() ORDER BY 1",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    }
+
+    /// The table's rows as text, by id.
+    async fn rows(&self, table: &str) -> BTreeMap<String, Vec<Option<String>>> {
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT id::text, v, n::text FROM {table} ORDER BY id"),
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| (r.get::<_, String>(0), vec![r.get(1), r.get(2)]))
+            .collect()
+    }
+}
+
+impl Drop for LogicalDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let _ = Command::new("psql")
+            .args([
+                &logical_admin_url(),
+                "-q",
+                "-c",
+                &format!(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = '{name}'"
+                ),
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            ])
+            .output();
+    }
+}
+
+fn cfg(url: &str, streams: &[&str]) -> String {
+    let mut y = format!("connections:\n  pg: {url}\n  lake: file://./lake\nstreams:\n");
+    for s in streams {
+        y.push_str(&format!(
+            "  {s}:\n    from: pg\n    table: t\n    mode: cdc\n    primary_key: [id]\n    to: lake\n    path: \"{s}/{{run_id}}.csv\"\n    batch_size: 3\n"
+        ));
+    }
+    y
+}
+
+const SCHEMA: &str = "CREATE TABLE t (id int PRIMARY KEY, v text, n int)";
+
+/// One delivered row: (id, v, n, version, op).
+type Change = (String, Option<String>, Option<String>, i64, String);
+
+/// Every row of every file of a stream, in version order.
+fn changes(dir: &Dir, stream: &str) -> Vec<Change> {
+    let mut out = Vec::new();
+    for f in dir.files(&format!("lake/{stream}"), "csv") {
+        let (header, rows) = read_csv(&f);
+        assert_eq!(
+            header,
+            ["id", "v", "n", "SYS_CHANGE_VERSION", "SYS_CHANGE_OPERATION"],
+            "{}",
+            f.display()
+        );
+        for r in rows {
+            let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            out.push((
+                r[0].clone(),
+                opt(&r[1]),
+                opt(&r[2]),
+                r[3].parse().unwrap(),
+                r[4].clone(),
+            ));
+        }
+    }
+    out.sort_by_key(|c| c.3);
+    out
+}
+
+/// Apply every delivered change in version order.
+fn replay(dir: &Dir, stream: &str) -> BTreeMap<String, Vec<Option<String>>> {
+    let mut t = BTreeMap::new();
+    for (id, v, n, _, op) in changes(dir, stream) {
+        match op.as_str() {
+            "D" => {
+                t.remove(&id);
+            }
+            "I" | "U" => {
+                t.insert(id, vec![v, n]);
+            }
+            o => panic!("unknown operation {o}"),
+        }
+    }
+    t
+}
+
+#[tokio::test]
+async fn full_load_then_exact_net_changes() {
+    let db = LogicalDb::new("cdc_exact").await;
+    db.exec(&format!(
+        "{SCHEMA}; INSERT INTO t SELECT g, 'v' || g, g FROM generate_series(1, 5) g"
+    ))
+    .await;
+    let dir = Dir::new("cdc_exact");
+    dir.write("highwater.yaml", &cfg(&db.url, &["t"]));
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    let first = changes(&dir, "t");
+    assert_eq!(first.len(), 5);
+    assert!(first.iter().all(|c| c.4 == "I"));
+    let l = first[0].3;
+    assert!(first.iter().all(|c| c.3 == l), "{first:?}");
+    assert_eq!(db.slots().await.len(), 1);
+
+    db.exec(
+        "INSERT INTO t VALUES (6, 'six', 6), (7, 'seven', 7);
+         UPDATE t SET v = 'two' WHERE id = 2;
+         DELETE FROM t WHERE id = 3;
+         INSERT INTO t VALUES (8, 'eight', 8); DELETE FROM t WHERE id = 8;
+         UPDATE t SET n = 40 WHERE id = 4; UPDATE t SET v = 'four', n = 44 WHERE id = 4;
+         INSERT INTO t VALUES (9, 'nine', 9); UPDATE t SET v = 'NINE' WHERE id = 9;
+         UPDATE t SET v = NULL WHERE id = 5;",
+    )
+    .await;
+    assert_code(&dir.hw(&["run"]), 0);
+    let all = changes(&dir, "t");
+    let second: BTreeMap<String, (Option<String>, Option<String>, String)> = all
+        .iter()
+        .filter(|c| c.3 > l)
+        .map(|c| (c.0.clone(), (c.1.clone(), c.2.clone(), c.4.clone())))
+        .collect();
+    assert_eq!(
+        all.iter().filter(|c| c.3 > l).count(),
+        8,
+        "one net change per key: {all:?}"
+    );
+    let s = |x: &str| Some(x.to_string());
+    let expect: BTreeMap<String, (Option<String>, Option<String>, String)> = [
+        ("2", (s("two"), s("2"), "U")),
+        ("3", (None, None, "D")),
+        ("4", (s("four"), s("44"), "U")),
+        ("5", (None, s("5"), "U")),
+        ("6", (s("six"), s("6"), "I")),
+        ("7", (s("seven"), s("7"), "I")),
+        ("8", (None, None, "D")),
+        ("9", (s("NINE"), s("9"), "I")),
+    ]
+    .into_iter()
+    .map(|(k, (v, n, o))| (k.to_string(), (v, n, o.to_string())))
+    .collect();
+    assert_eq!(second, expect);
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
+
+    // Nothing changed: no file, the position stays.
+    let files = dir.files("lake/t", "csv").len();
+    assert_code(&dir.hw(&["run"]), 0);
+    assert_eq!(dir.files("lake/t", "csv").len(), files);
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
+}
+
+#[tokio::test]
+async fn a_long_transaction_holds_nothing_back_and_arrives_on_commit() {
+    let db = LogicalDb::new("cdc_long").await;
+    db.exec(&format!("{SCHEMA}; INSERT INTO t VALUES (1, 'a', 1)"))
+        .await;
+    let dir = Dir::new("cdc_long");
+    dir.write("highwater.yaml", &cfg(&db.url, &["t"]));
+    assert_code(&dir.hw(&["run"]), 0);
+
+    let long = pg_connect(&db.url).await;
+    long.batch_execute(
+        "BEGIN; INSERT INTO t VALUES (100, 'long', 100); UPDATE t SET v = 'from long' WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    db.exec("INSERT INTO t VALUES (2, 'b', 2)").await;
+    assert_code(&dir.hw(&["run"]), 0);
+    let ids: Vec<String> = changes(&dir, "t").iter().map(|c| c.0.clone()).collect();
+    assert_eq!(
+        ids,
+        ["1", "2"],
+        "the committed change arrives, the open one does not"
+    );
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
+
+    long.batch_execute("COMMIT").await.unwrap();
+    db.exec("INSERT INTO t VALUES (3, 'c', 3)").await;
+    assert_code(&dir.hw(&["run"]), 0);
+    let all = changes(&dir, "t");
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
+    assert!(replay(&dir, "t").contains_key("100"));
+}
+
+const POINTS: &[&str] = &[
+    "engine.before_attempt",
+    "engine.after_begin_attempt",
+    "engine.mid_write",
+    "engine.before_sink_commit",
+    "files.after_data_before_marker",
+    "engine.after_publish",
+    "engine.after_state_commit",
+];
+
+#[tokio::test]
+async fn kill_9_at_every_failpoint_then_rerun_replays_to_the_source() {
+    let db = LogicalDb::new("cdc_crash").await;
+    db.exec(&format!(
+        "{SCHEMA}; INSERT INTO t SELECT g, 'v' || g, g FROM generate_series(1, 20) g"
+    ))
+    .await;
+    let names: Vec<String> = (0..POINTS.len()).map(|i| format!("s{i}")).collect();
+    let mut next = 21;
+    for (i, point) in POINTS.iter().enumerate() {
+        let name = names[i].as_str();
+        let dir = Dir::new("cdc_crash");
+        dir.write("highwater.yaml", &cfg(&db.url, &[name]));
+        // Crash during the first (full) run.
+        let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
+        assert_eq!(
+            o.status.code(),
+            None,
+            "{point}: should abort\n{}",
+            stderr(&o)
+        );
+        db.exec(&format!(
+            "INSERT INTO t SELECT g, 'v' || g, g FROM generate_series({next}, {}) g;
+             UPDATE t SET n = n + 1000 WHERE id % 7 = {};
+             DELETE FROM t WHERE id % 11 = {};",
+            next + 9,
+            i % 7,
+            i % 11
+        ))
+        .await;
+        next += 10;
+        assert_code(&dir.hw(&["run"]), 0);
+        assert_eq!(
+            replay(&dir, name),
+            db.rows("t").await,
+            "{point}: after rerun"
+        );
+        // Crash during a delta, then finish.
+        db.exec(&format!(
+            "INSERT INTO t SELECT g, 'w' || g, g FROM generate_series({next}, {}) g;
+             UPDATE t SET v = 'u{i}' WHERE id % 5 = {};
+             DELETE FROM t WHERE id % 13 = {};",
+            next + 9,
+            i % 5,
+            (i + 3) % 13
+        ))
+        .await;
+        next += 10;
+        let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
+        assert!(
+            o.status.code().is_none() || o.status.code() == Some(0),
+            "{point}: {}",
+            stderr(&o)
+        );
+        db.exec(&format!("UPDATE t SET v = 'after{i}' WHERE id % 3 = 0"))
+            .await;
+        assert_code(&dir.hw(&["run"]), 0);
+        assert_eq!(
+            replay(&dir, name),
+            db.rows("t").await,
+            "{point}: after delta rerun"
+        );
+        // Each key at most once per file.
+        for f in dir.files(&format!("lake/{name}"), "csv") {
+            let (_, rows) = read_csv(&f);
+            let mut seen = std::collections::BTreeSet::new();
+            for r in rows {
+                assert!(
+                    seen.insert(r[0].clone()),
+                    "{point}: key {} twice in {}",
+                    r[0],
+                    f.display()
+                );
+            }
+        }
+        let o = dir.hw(&["changes", "disable", name]);
+        assert_code(&o, 0);
+    }
+    assert!(db.slots().await.is_empty());
+}
+
+#[tokio::test]
+async fn disable_removes_the_slot_and_the_next_run_reloads_loudly() {
+    let db = LogicalDb::new("cdc_disable").await;
+    db.exec(&format!(
+        "{SCHEMA}; INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 2)"
+    ))
+    .await;
+    let dir = Dir::new("cdc_disable");
+    dir.write("highwater.yaml", &cfg(&db.url, &["t"]));
+    let o = dir.hw(&["check"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("logical decoding ready"),
+        "{}",
+        stdout(&o)
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    let o = dir.hw(&["changes", "status"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("bytes of WAL"), "{}", stdout(&o));
+    assert_eq!(db.slots().await.len(), 1);
+
+    let o = dir.hw(&["changes", "disable", "t"]);
+    assert_code(&o, 0);
+    assert!(stdout(&o).contains("replication slot"), "{}", stdout(&o));
+    assert!(db.slots().await.is_empty());
+    let pubs: i64 = db
+        .client
+        .query_one("SELECT count(*) FROM pg_publication", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(pubs, 0);
+
+    // The slot is gone: the next run says so and loads everything again.
+    db.exec("INSERT INTO t VALUES (3, 'c', 3)").await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(text.contains("FULL RELOAD"), "{text}");
+    let last = changes(&dir, "t");
+    assert_eq!(last.len(), 5, "2 rows, then 3 rows of the reload: {last:?}");
+    assert_eq!(db.slots().await.len(), 1);
+}
+
+#[tokio::test]
+async fn check_names_what_a_server_without_logical_decoding_lacks() {
+    // The shared server runs with the default wal_level (replica).
+    let db = PgDb::new("cdc_nolog").await;
+    db.exec(SCHEMA).await;
+    let dir = Dir::new("cdc_nolog");
+    dir.write("highwater.yaml", &cfg(&db.url, &["t"]));
+    let level: String = db
+        .client
+        .query_one("SHOW wal_level", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(
+        level, "logical",
+        "this test needs a server without logical decoding"
+    );
+    let o = dir.hw(&["check"]);
+    assert_code(&o, 2);
+    assert!(
+        stdout(&o).contains("ALTER SYSTEM SET wal_level = logical"),
+        "{}",
+        stdout(&o)
+    );
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 2);
+    assert!(
+        format!("{}{}", stdout(&o), stderr(&o)).contains("wal_level"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
+async fn merge_into_a_postgres_table_equals_the_source() {
+    let db = LogicalDb::new("cdc_merge").await;
+    let dst = PgDb::new("cdc_merge_dst").await;
+    db.exec(&format!(
+        "{SCHEMA}; INSERT INTO t SELECT g, 'v' || g, g FROM generate_series(1, 50) g"
+    ))
+    .await;
+    let dir = Dir::new("cdc_merge");
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  pg: {}\n  dst: {}\nstreams:\n  t:\n    from: pg\n    table: t\n    mode: cdc\n    primary_key: [id]\n    to: dst\n    into: copy\n    write: merge\n",
+            db.url, dst.url
+        ),
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    for round in 0..3 {
+        db.exec(&format!(
+            "INSERT INTO t SELECT g, 'r{round}', g FROM generate_series({}, {}) g;
+             UPDATE t SET v = 'upd{round}' WHERE id % 4 = {round};
+             DELETE FROM t WHERE id % 9 = {round};",
+            100 + round * 10,
+            109 + round * 10
+        ))
+        .await;
+        assert_code(&dir.hw(&["run"]), 0);
+        let got: BTreeMap<String, Vec<Option<String>>> = dst
+            .client
+            .query("SELECT id::text, v, n::text FROM copy ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get::<_, String>(0), vec![r.get(1), r.get(2)]))
+            .collect();
+        assert_eq!(got, db.rows("t").await, "round {round}");
+    }
+}
