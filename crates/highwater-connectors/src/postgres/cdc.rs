@@ -498,6 +498,14 @@ pub(super) async fn prepare(
         .map_err(|e| super::errors::source_at(format!("creating replication slot {slot}"), e))?
         .get(0);
     let slot_lsn = parse_u64(&lsn, "slot LSN")?;
+    // Tests widen the window between the slot and the snapshot, where
+    // commits are both in the load and in the slot (see the module doc).
+    if let Some(ms) = std::env::var("HIGHWATER_TEST_CDC_SNAPSHOT_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     client
         .batch_execute(&format!(
             "COMMENT ON PUBLICATION {} IS '{}'",
