@@ -388,6 +388,20 @@ async fn disable_removes_the_slot_and_the_next_run_reloads_loudly() {
     let last = changes(&dir, "t");
     assert_eq!(last.len(), 5, "2 rows, then 3 rows of the reload: {last:?}");
     assert_eq!(db.slots().await.len(), 1);
+
+    // Someone drops the slot: the next run says so and reloads.
+    db.exec(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()",
+    )
+    .await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        text.contains("FULL RELOAD") && text.contains("missing"),
+        "{text}"
+    );
+    assert_eq!(changes(&dir, "t").len(), 8);
 }
 
 #[tokio::test]
@@ -650,4 +664,38 @@ async fn truncate_reloads_loudly_and_a_column_added_mid_window_fails_naming_it()
             ("6".to_string(), "f".to_string(), "8".to_string())
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_at_random_instants_beside_writers_then_rerun_replays_exactly() {
+    let db = LogicalDb::new("cdc_kill").await;
+    db.exec(&format!(
+        "{SCHEMA}; INSERT INTO t SELECT g, repeat('v', 200), g FROM generate_series(1, 20000) g"
+    ))
+    .await;
+    let dir = Dir::new("cdc_kill");
+    dir.write(
+        "highwater.yaml",
+        &cfg(&db.url, &["t"]).replace("batch_size: 3", "batch_size: 500"),
+    );
+    let w = start_writers(&db.url, 1_000_000);
+    for delay_ms in [30u64, 120, 250, 400, 60, 600, 200, 900] {
+        let d = dir.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut child = command_in(&d, &["run"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        })
+        .await
+        .unwrap();
+        db.exec("UPDATE t SET n = n + 1 WHERE id % 97 = 0").await;
+    }
+    stop_writers(w).await;
+    assert_code(&dir.hw(&["run"]), 0);
+    assert_eq!(strict_replay(&dir, "t"), db.rows("t").await);
 }

@@ -380,6 +380,7 @@ pub(super) async fn prepare(
         .await?
         .map(|p| p.0)
         .unwrap_or_default();
+    wait_idle(client, &slot).await?;
     let slot_row = slot_row(client, &slot).await?;
     if let Some(s) = &slot_row {
         let db: String = client
@@ -969,6 +970,7 @@ pub async fn confirm(url: &str, stream: &str, to: &Position) -> Result<()> {
     if comment.as_deref() != Some(comment_of(generation.slot_lsn).as_str()) {
         return Ok(());
     }
+    wait_idle(&client, &slot).await?;
     if let Some(s) = slot_row(&client, &slot).await?
         && !s.lost
         && s.confirmed < v.version as u64
@@ -1004,6 +1006,49 @@ async fn status_line(client: &Client, slot: &str) -> Result<String> {
     })
 }
 
+/// The bytes of WAL the stream's slot retains (`None`: no slot).
+pub async fn retained_bytes(url: &str, stream: &str) -> Result<Option<i64>> {
+    let client = super::connect(url).await?;
+    let slot = slot_of(&client, stream).await?;
+    let row = client
+        .query_opt(
+            "SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::int8
+               FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Wait (up to 30 s) until no session uses the slot: a run killed during
+/// a peek leaves its server session reading until the statement ends.
+async fn wait_idle(client: &Client, slot: &str) -> Result<()> {
+    let start = std::time::Instant::now();
+    loop {
+        let active: Option<bool> = client
+            .query_opt(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
+                &[&slot],
+            )
+            .await
+            .map_err(pg_err)?
+            .map(|r| r.get(0));
+        if active != Some(true) {
+            return Ok(());
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            return Err(Error::source(
+                "postgres",
+                format!(
+                    "replication slot {slot} is in use by another session (another reader of this slot?) for 30 s"
+                ),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// `changes status`: the slot's confirmed position and retained WAL.
 pub async fn status(url: &str, stream: &str) -> Result<String> {
     let client = super::connect(url).await?;
@@ -1016,6 +1061,7 @@ pub async fn disable(url: &str, stream: &str) -> Result<Vec<String>> {
     let client = super::connect(url).await?;
     let slot = slot_of(&client, stream).await?;
     let mut removed = Vec::new();
+    wait_idle(&client, &slot).await?;
     if slot_row(&client, &slot).await?.is_some() {
         client
             .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
