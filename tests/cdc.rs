@@ -699,3 +699,34 @@ async fn kill_9_at_random_instants_beside_writers_then_rerun_replays_exactly() {
     assert_code(&dir.hw(&["run"]), 0);
     assert_eq!(strict_replay(&dir, "t"), db.rows("t").await);
 }
+
+#[tokio::test]
+async fn unchanged_large_values_need_replica_identity_full_and_then_arrive_intact() {
+    let db = LogicalDb::new("cdc_toast").await;
+    // 16 kB that do not compress: stored out of line (TOAST).
+    db.exec(&format!(
+        "{SCHEMA}; INSERT INTO t SELECT 1, string_agg(md5(g::text), '') FROM generate_series(1, 500) g"
+    ))
+    .await;
+    let dir = Dir::new("cdc_toast");
+    dir.write("highwater.yaml", &cfg(&db.url, &["t"]));
+    assert_code(&dir.hw(&["run"]), 0);
+    db.exec("UPDATE t SET n = 1 WHERE id = 1").await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 2);
+    assert!(
+        stderr(&o).contains("column v") && stderr(&o).contains("REPLICA IDENTITY FULL"),
+        "{}",
+        stderr(&o)
+    );
+    db.exec("ALTER TABLE t REPLICA IDENTITY FULL").await;
+    assert_code(&dir.hw(&["changes", "disable", "t"]), 0);
+    assert_code(&dir.hw(&["run"]), 0);
+    db.exec("UPDATE t SET n = 2 WHERE id = 1").await;
+    assert_code(&dir.hw(&["run"]), 0);
+    let all = changes(&dir, "t");
+    let last = all.last().unwrap();
+    assert_eq!((last.2.as_deref(), last.4.as_str()), (Some("2"), "U"));
+    assert_eq!(last.1.as_ref().map(String::len), Some(16_000));
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
+}

@@ -355,7 +355,10 @@ pub(super) async fn prepare(
     match publication(client, &slot, &t).await? {
         None => {
             client
-                .batch_execute(&format!("CREATE PUBLICATION {} FOR TABLE {t}", q(&slot)))
+                .batch_execute(&format!(
+                    "CREATE PUBLICATION {} FOR TABLE {t} WITH (publish_via_partition_root = true)",
+                    q(&slot)
+                ))
                 .await
                 .map_err(|e| super::errors::source_at(format!("creating publication {slot}"), e))?;
             reload.get_or_insert(match after {
