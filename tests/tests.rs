@@ -17,6 +17,7 @@ mod adf_load;
 mod adf_sinks;
 mod attack;
 mod boundary;
+mod cdc;
 mod change_tracking;
 mod cli;
 mod completions;

@@ -20,10 +20,10 @@ fn ct_streams<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a StreamPlan
     let mut out = Vec::new();
     for n in names {
         match plan.streams.iter().find(|s| &s.name == n) {
-            Some(s) if s.mode == Mode::ChangeTracking => out.push(s),
+            Some(s) if matches!(s.mode, Mode::ChangeTracking | Mode::Cdc) => out.push(s),
             Some(s) => {
                 return Err(format!(
-                    "stream {n} ({}:{}) has mode {}, not change_tracking",
+                    "stream {n} ({}:{}) has mode {}, not change_tracking or cdc",
                     plan.file,
                     s.line,
                     s.mode.as_str()
@@ -43,7 +43,7 @@ fn ct_streams<'a>(plan: &'a Plan, names: &[String]) -> Result<Vec<&'a StreamPlan
         out.extend(
             plan.streams
                 .iter()
-                .filter(|s| s.mode == Mode::ChangeTracking),
+                .filter(|s| matches!(s.mode, Mode::ChangeTracking | Mode::Cdc)),
         );
     }
     Ok(out)
@@ -104,6 +104,16 @@ pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
     let mut code = 0;
     for s in selected {
         let c = &plan.connections[&s.from];
+        if s.mode == Mode::Cdc {
+            match highwater_connectors::postgres::cdc::status(c.url.expose(), &s.name).await {
+                Ok(line) => println!("stream {} ({}): {line}", s.name, s.relation),
+                Err(e) => {
+                    output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
+                    code = code.max(e.exit_code());
+                }
+            }
+            continue;
+        }
         match highwater_connectors::change_tracking::status(&c.kind, c.url.expose(), &s.relation)
             .await
         {
@@ -148,6 +158,9 @@ pub async fn disable(config: &Path, stream: &str, force: bool) -> i32 {
             return 2;
         }
     };
+    if s.mode == Mode::Cdc {
+        return disable_cdc(&plan, s).await;
+    }
     let others = sharing(&plan, s);
     let list = others
         .iter()
@@ -194,6 +207,30 @@ pub async fn disable(config: &Path, stream: &str, force: bool) -> i32 {
                     if others.len() == 1 { "its" } else { "their" }
                 );
             }
+            0
+        }
+        Err(e) => {
+            output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
+            e.exit_code()
+        }
+    }
+}
+
+/// `mode: cdc`: drop the stream's replication slot and publication; its
+/// next run creates them again and reloads in full.
+async fn disable_cdc(plan: &Plan, s: &StreamPlan) -> i32 {
+    let c = &plan.connections[&s.from];
+    match highwater_connectors::postgres::cdc::disable(c.url.expose(), &s.name).await {
+        Ok(removed) if removed.is_empty() => {
+            println!(
+                "stream {}: no replication slot or publication to remove",
+                s.name
+            );
+            0
+        }
+        Ok(removed) => {
+            println!("stream {}: removed {}", s.name, removed.join(", "));
+            println!("The next run creates them again and reloads the table in full.");
             0
         }
         Err(e) => {

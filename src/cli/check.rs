@@ -125,6 +125,28 @@ pub async fn run(config: &Path, json: bool) -> i32 {
             );
         }
         let mut entry = json!({"stream": s.name, "line": s.line, "ok": ok, "message": msg});
+        if ok && s.mode == highwater_config::Mode::Cdc {
+            let (cdc_ok, cdc_msg) = match highwater_connectors::postgres::cdc::check(
+                from.url.expose(),
+                &s.name,
+            )
+            .await
+            {
+                Ok((true, m)) => (true, m),
+                Ok((false, m)) => {
+                    bump(ErrorKind::Config, &mut code);
+                    (false, m)
+                }
+                Err(e) => {
+                    bump(e.kind(), &mut code);
+                    (false, plan.secrets.redact(&e.to_string()))
+                }
+            };
+            if !json {
+                println!("{:<7} stream {} cdc: {cdc_msg}", mark(cdc_ok), s.name);
+            }
+            entry["cdc"] = json!({"ok": cdc_ok, "message": cdc_msg});
+        }
         if ok && s.mode == highwater_config::Mode::ChangeTracking {
             let ct = highwater_connectors::change_tracking::status(
                 &from.kind,

@@ -1219,5 +1219,35 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         }
     }
     super::windows_view::metrics(&shared, &mut out).await;
+    cdc_metrics(&shared, &mut out).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// `mode: cdc` streams: the WAL their replication slot retains (a slot
+/// left behind grows the WAL). A source that does not answer within 5 s
+/// is left out.
+async fn cdc_metrics(shared: &Shared, out: &mut String) {
+    let streams: Vec<_> = shared
+        .plan
+        .streams
+        .iter()
+        .filter(|s| s.mode == highwater_config::Mode::Cdc)
+        .collect();
+    if streams.is_empty() {
+        return;
+    }
+    let name = "highwater_cdc_slot_retained_wal_bytes";
+    let _ = writeln!(
+        out,
+        "# HELP {name} WAL a cdc stream's replication slot retains.\n# TYPE {name} gauge"
+    );
+    for s in streams {
+        let url = shared.plan.connections[&s.from].url.expose();
+        let ask = highwater_connectors::postgres::cdc::retained_bytes(url, &s.name);
+        if let Ok(Ok(Some(bytes))) =
+            tokio::time::timeout(std::time::Duration::from_secs(5), ask).await
+        {
+            let _ = writeln!(out, "{name}{{stream=\"{}\"}} {bytes}", label(&s.name));
+        }
+    }
 }

@@ -46,6 +46,8 @@ pub enum Mode {
     Full,
     Watermark,
     ChangeTracking,
+    /// Log-based change capture (PostgreSQL logical decoding).
+    Cdc,
 }
 
 impl Mode {
@@ -54,6 +56,7 @@ impl Mode {
             Mode::Full => "full",
             Mode::Watermark => "watermark",
             Mode::ChangeTracking => "change_tracking",
+            Mode::Cdc => "cdc",
         }
     }
 }
@@ -440,9 +443,10 @@ fn validate_stream(
         None | Some("full") => Mode::Full,
         Some("watermark") => Mode::Watermark,
         Some("change_tracking") => Mode::ChangeTracking,
+        Some("cdc") => Mode::Cdc,
         Some(other) => {
             errs.push(format!(
-                "mode: unknown mode `{other}` (expected full, watermark or change_tracking)"
+                "mode: unknown mode `{other}` (expected full, watermark, change_tracking or cdc)"
             ));
             Mode::Full
         }
@@ -466,7 +470,22 @@ fn validate_stream(
         Mode::ChangeTracking if matches!(relation, Some(Relation::Query(_))) => {
             errs.push("mode change_tracking needs `table`, not `query`".into())
         }
-        Mode::Full | Mode::ChangeTracking if !cursor.is_empty() => errs.push(format!(
+        Mode::Cdc if primary_key.is_empty() => errs.push("mode cdc needs `primary_key`".into()),
+        Mode::Cdc if matches!(relation, Some(Relation::Query(_))) => {
+            errs.push("mode cdc needs `table`, not `query`".into())
+        }
+        Mode::Cdc
+            if from
+                .as_ref()
+                .and_then(|f| conns.get(f))
+                .is_some_and(|f| f.kind != ConnKind::Postgres) =>
+        {
+            errs.push(
+                "mode cdc reads PostgreSQL's write-ahead log: `from` must be a postgres connection"
+                    .into(),
+            )
+        }
+        Mode::Full | Mode::ChangeTracking | Mode::Cdc if !cursor.is_empty() => errs.push(format!(
             "`cursor` is only used by mode watermark (this stream is {})",
             mode.as_str()
         )),

@@ -97,6 +97,10 @@ pub enum Delta {
         after: Option<ChangeVersion>,
         retention_secs: i64,
     },
+    /// Log-based capture (PostgreSQL logical decoding): net changes after
+    /// the LSN `after.version` of the slot generation `after.generation`;
+    /// `None` (or another generation) creates the slot and loads in full.
+    Cdc { after: Option<ChangeVersion> },
 }
 
 /// How far behind the newest cursor value a run stops, so that

@@ -178,6 +178,15 @@ async fn preview_one(
         Delta::Full => {
             p.rows = Some(count(source.as_ref(), &req, None, p).await?.0);
         }
+        // Peeking at the slot is not free and creating it is a write: the
+        // plan says what a run does instead of counting.
+        Delta::Cdc { after: ver } => {
+            p.full_load = ver.is_none();
+            p.notes.push(match ver {
+                None => "first run: creates the replication slot and publication and copies every row".to_string(),
+                Some(_) => "a run reads the changes the replication slot holds up to the current WAL position (not counted here)".to_string(),
+            });
+        }
     }
     Ok(())
 }

@@ -178,6 +178,12 @@ pub(crate) fn read_request(s: &StreamPlan, after: Option<&Position>) -> ReadRequ
             },
             retention_secs: s.change_retention_secs,
         },
+        Mode::Cdc => Delta::Cdc {
+            after: match after {
+                Some(Position::Version(v)) => Some(v.clone()),
+                _ => None,
+            },
+        },
     };
     ReadRequest {
         stream: s.name.clone(),
@@ -453,7 +459,7 @@ impl Ctx<'_> {
                 (_, WriteMode::Append) => TableWriteMode::Append,
             },
             primary_key: s.primary_key.clone(),
-            change_tracking: s.mode == Mode::ChangeTracking,
+            change_tracking: matches!(s.mode, Mode::ChangeTracking | Mode::Cdc),
             pre_copy_script: None,
             procedure: None,
         });
@@ -475,7 +481,9 @@ impl Ctx<'_> {
                 n => format!("no changes delivered ({n} row(s) held back, see above); {what}"),
             };
             self.note(s, rec, what);
-            return attempt::move_position(env, &s.name, attempt_id, &current, &to).await;
+            attempt::move_position(env, &s.name, attempt_id, &current, &to).await?;
+            self.confirm_cdc(s, rec, &to).await;
+            return Ok(());
         }
 
         let target = match table {
@@ -507,7 +515,34 @@ impl Ctx<'_> {
         rec.watermark_to = outcome.position.as_ref().map(Position::display_value);
         rec.outputs = outcome.committed.outputs;
         rec.rows_written = outcome.committed.rows;
+        if let Some(p) = &outcome.position {
+            self.confirm_cdc(s, rec, p).await;
+        }
         Ok(())
+    }
+
+    /// `mode: cdc`, after the position committed: let the replication
+    /// slot release the WAL up to it. A failure only delays that (the next
+    /// run advances the slot to its committed position before reading).
+    async fn confirm_cdc(&self, s: &StreamPlan, rec: &mut StreamRun, to: &Position) {
+        if s.mode != Mode::Cdc {
+            return;
+        }
+        let from_conn = &self.plan.connections[&s.from];
+        let confirm =
+            highwater_connectors::postgres::cdc::confirm(from_conn.url.expose(), &s.name, to);
+        let r = attempt::bounded(
+            "advancing the replication slot",
+            attempt::idle_timeout(),
+            confirm,
+        );
+        if let Err(e) = r.await {
+            self.note(
+                s,
+                rec,
+                format!("the replication slot was not advanced ({e}); the next run advances it"),
+            );
+        }
     }
 }
 
@@ -553,7 +588,7 @@ impl Rows for StreamRows<'_> {
     fn position(&mut self) -> Position {
         match (self.mode, self.filter.take()) {
             (Mode::Watermark, Some(f)) => Position::Watermark(f.finish(self.null_rows)),
-            (Mode::ChangeTracking, _) => {
+            (Mode::ChangeTracking | Mode::Cdc, _) => {
                 Position::Version(self.version_to.clone().unwrap_or_default())
             }
             _ => Position::Full,

@@ -174,6 +174,12 @@ impl Source for MySource {
                 full_reload = after.is_none();
                 (w.sql, w.params)
             }
+            Delta::Cdc { .. } => {
+                return Err(Error::config(
+                    format!("stream {}", req.stream),
+                    "mode cdc is supported on PostgreSQL sources only",
+                ));
+            }
             Delta::ChangeTracking { after, .. } => {
                 let plan =
                     change_tracking::plan(&mut conn, rel, &cols, &req.primary_key, after.as_ref())

@@ -27,6 +27,7 @@
 //! with a cast to the cursor's type; the query text holds only quoted
 //! identifiers.
 
+pub mod cdc;
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
 pub(crate) mod procedure;

@@ -344,6 +344,15 @@ impl Source for PgSource {
             notes.extend(n);
         }
 
+        // Log-based capture: the slot, and the changes, before the snapshot.
+        let mut cdc_prepared = None;
+        if let Delta::Cdc { after } = &req.delta {
+            let p =
+                super::cdc::prepare(&client, &req.stream, rel, &req.primary_key, after.as_ref())
+                    .await?;
+            cdc_prepared = Some(p);
+        }
+
         // Step 1 (watermark only): the late-commit cap, before the snapshot.
         let mut cap: Option<Cap> = None;
         if let Delta::Watermark { lag, .. } = &req.delta {
@@ -594,6 +603,22 @@ impl Source for PgSource {
                 full_reload = plan.full_reload;
                 notes.extend(plan.notes);
                 let _ = &select;
+                plan.sql
+            }
+            Delta::Cdc { .. } => {
+                let mut prepared = cdc_prepared.take().ok_or_else(|| {
+                    Error::source(BACKEND, "the replication slot was not prepared")
+                })?;
+                notes.append(&mut prepared.notes);
+                let plan =
+                    super::cdc::plan(&client, &req.stream, rel, &d.names, &d.kinds, prepared)
+                        .await?;
+                kinds.push(PgKind::Int8);
+                kinds.push(PgKind::Text);
+                let out = crate::change_tracking::output_schema(std::mem::take(&mut fields));
+                fields = out.fields().iter().map(|f| f.as_ref().clone()).collect();
+                version_to = Some(plan.version_to);
+                full_reload = plan.full_reload;
                 plan.sql
             }
         };

@@ -476,6 +476,12 @@ fn run_read(
                         ),
                     }
                 }
+                Delta::Cdc { .. } => {
+                    return Err(Error::config(
+                        format!("stream {}", req.stream),
+                        "mode cdc is supported on PostgreSQL sources only",
+                    ));
+                }
                 Delta::ChangeTracking { after, .. } => {
                     let plan =
                         change_tracking::plan(&conn, rel, &cols, &req.primary_key, after.as_ref())?;
