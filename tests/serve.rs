@@ -1,8 +1,7 @@
 //! `highwater serve`: scheduled runs, the monitoring page and /metrics.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -39,24 +38,7 @@ fn serve_runs_schedules_and_reports_metrics() {
         "highwater.yaml",
         "connections:\n  src: sqlite://src.db\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"t/{run_id}.csv\"\n    schedule: \"*/1 * * * * *\"\n  manual:\n    from: src\n    table: t\n    to: lake\n    path: \"m.csv\"\n",
     );
-    let mut child = dir
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    // Drain the rest of stdout in the background.
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) = spawn_serve(&dir);
 
     let deadline = Instant::now() + Duration::from_secs(20);
     while metric(

@@ -3,8 +3,7 @@
 //! with the window's bounds passed to the pipeline; a restart runs nothing
 //! again; `windows` lists them and `windows rerun` reruns a range.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use chrono::{DurationRound, Utc};
@@ -82,15 +81,7 @@ fn factory(trigger_extra: &str) -> (Dir, chrono::DateTime<Utc>) {
 }
 
 fn serve(dir: &Dir) -> Child {
-    let mut child = dir
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    std::thread::spawn(move || for _ in lines {});
-    child
+    spawn_serve(dir).0
 }
 
 fn windows(dir: &Dir) -> Vec<Value> {
@@ -294,47 +285,12 @@ async fn two_workers_on_a_postgres_state_store_run_each_window_once() {
     assert_eq!(ids, (1..=10).collect::<Vec<_>>());
 }
 
-fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|b| b.1.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 /// The monitor shows the windows (`/windows`, `/api/windows`, the backlog
 /// in `/metrics`) and reruns a range through the API.
 #[test]
 fn the_monitor_lists_windows_and_reruns_a_range() {
     let (dir, start) = factory("");
-    let mut child = dir
-        .command(&["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    std::thread::spawn(move || for _ in lines {});
+    let (mut child, addr) = spawn_serve(&dir);
     wait_until("five windows to succeed", 90, || {
         let (_, body) = http(&addr, "GET", "/api/windows");
         serde_json::from_str::<Value>(&body)

@@ -110,37 +110,14 @@ fn pipeline_file(arg: &Path, factory: Option<&Path>) -> Result<PathBuf, String> 
     }
     let root = factory.unwrap_or(Path::new("."));
     let name = arg.to_string_lossy();
-    let mut known = Vec::new();
-    for folder in ["pipeline", "pipelines"] {
-        let Ok(rd) = std::fs::read_dir(root.join(folder)) else {
-            continue;
-        };
-        let mut files: Vec<PathBuf> = rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        for f in files {
-            let Ok(text) = std::fs::read_to_string(&f) else {
-                continue;
-            };
-            let v: serde_json::Value =
-                serde_json::from_str(text.trim_start_matches('\u{feff}')).unwrap_or_default();
-            let stem = f.file_stem().map(|s| s.to_string_lossy().to_string());
-            let n = v
-                .get("name")
-                .and_then(|n| n.as_str())
-                .map(|n| n.trim().to_string())
-                .or(stem)
-                .unwrap_or_default();
-            // Data Factory's names are case-insensitive.
-            if n.eq_ignore_ascii_case(name.trim()) {
-                return Ok(f);
-            }
-            known.push(n);
-        }
+    let all = highwater_engine::pipeline::model::pipelines_by_name(root);
+    if let Some((_, f)) = all
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
+    {
+        return Ok(f.clone());
     }
+    let known: Vec<String> = all.into_iter().map(|(n, _)| n).collect();
     Err(if known.is_empty() {
         format!(
             "no pipeline {name}: {} has no pipeline/ folder with pipeline JSON files (pass a pipeline file, or --factory ROOT)",

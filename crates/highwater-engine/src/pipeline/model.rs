@@ -417,6 +417,40 @@ fn dataset_ref(v: &Value) -> Option<DatasetRef> {
     Some(DatasetRef { name, parameters })
 }
 
+/// The pipelines of a factory root (`pipeline/` or `pipelines/`): each
+/// file with its pipeline's name (its `"name"`, else the file's stem),
+/// in file order.
+pub fn pipelines_by_name(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    for folder in ["pipeline", "pipelines"] {
+        for f in json_files(&root.join(folder)) {
+            let Ok(text) = std::fs::read_to_string(&f) else {
+                continue;
+            };
+            let v: Value =
+                serde_json::from_str(text.trim_start_matches('\u{feff}')).unwrap_or_default();
+            let stem = f.file_stem().map(|s| s.to_string_lossy().to_string());
+            let name = v
+                .get("name")
+                .and_then(Value::as_str)
+                .map(|n| n.trim().to_string())
+                .or(stem)
+                .unwrap_or_default();
+            out.push((name, f));
+        }
+    }
+    out
+}
+
+/// The file of the pipeline called `name` (names compare ignoring case,
+/// as Data Factory's do).
+pub fn find_pipeline(root: &Path, name: &str) -> Option<PathBuf> {
+    pipelines_by_name(root)
+        .into_iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
+        .map(|(_, f)| f)
+}
+
 fn json_files(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {

@@ -730,29 +730,7 @@ pub fn load(root: &Path) -> Result<Vec<Trigger>> {
 
 /// The pipeline file of the pipeline called `name` under `root`.
 pub fn pipeline_file(root: &Path, name: &str) -> Option<PathBuf> {
-    for dir in ["pipeline", "pipelines"] {
-        let Ok(rd) = std::fs::read_dir(root.join(dir)) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let found = std::fs::read_to_string(&p)
-                .ok()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .and_then(|v| {
-                    v.get("name")
-                        .and_then(Value::as_str)
-                        .map(|n| n.trim() == name)
-                });
-            if found == Some(true) {
-                return Some(p);
-            }
-        }
-    }
-    None
+    super::model::find_pipeline(root, name)
 }
 
 /// What `trigger()` returns for one firing.
