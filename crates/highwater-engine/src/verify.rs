@@ -1,0 +1,1066 @@
+//! `highwater verify`: does a stream's target hold what its source held up
+//! to the stream's committed position? And `--repair`: re-copy exactly the
+//! keys that differ.
+//!
+//! ```text
+//! position (state store, read only)
+//!   ─► source: Source::read of every row, in one snapshot
+//!        full         every row is due
+//!        watermark    the run's full-load request (cursor column appended);
+//!                     due = cursor below the position, or equal and in its
+//!                     boundary (boundary::delivered); NULL cursors are due
+//!                     unless `on_null_cursor: skip`
+//!        change_tr.   every row; keys whose last change in the change log
+//!                     is newer than the position's version are not due
+//!   ─► target: the `into:` table read back through the target's own
+//!        Source (Delta::Full)
+//!   ─► both sides: key (canonical text) → 64-bit hash of the row's values
+//!        rendered canonically (see `canon`), so a PostgreSQL timestamptz and
+//!        the MariaDB DATETIME it became, or an int and a bigint, compare
+//!        equal, and NULL differs from ''
+//!   ─► missing (due in the source, absent in the target), extra (in the
+//!        target, not in the source, not a key that is not yet due), and
+//!        different (both, other values)
+//! --repair: under the stream's lock, settle open attempts, then ONE attempt
+//!   through attempt::execute: the source rows of missing and different
+//!   keys as upserts and the extra keys as `D` rows of a change-tracking
+//!   merge; the position does not move. Then verify again.
+//! ```
+//!
+//! Rows are compared client side: every row of both sides crosses the
+//! network once (see docs/decisions.md for why not per-range checksums yet).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use futures::StreamExt;
+use highwater_config::{Mode, Plan, StreamPlan, Target, WriteMode};
+use highwater_core::{
+    CURSOR_COLUMN, ConnKind, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest,
+    Relation, Result, StateStore, TableWrite, TableWriteMode, WriteRequest,
+};
+
+use crate::attempt::{self, Rows};
+use crate::runner::{self, RunOptions};
+
+/// What `verify` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Streams (empty: all).
+    pub streams: Vec<String>,
+    /// Re-copy the differing keys, then verify again.
+    pub repair: bool,
+}
+
+/// The result for one stream.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StreamVerify {
+    pub stream: String,
+    pub mode: String,
+    /// `table (merge)` or the file target's folder.
+    pub target: String,
+    /// The committed position compared against (`-` for full mode).
+    pub position: Option<String>,
+    /// Source rows due at the position (compared).
+    pub compared: u64,
+    /// Source rows past the position (not yet due), left out.
+    pub not_due: u64,
+    pub missing_count: u64,
+    pub extra_count: u64,
+    pub different_count: u64,
+    /// Keys, sorted (numbers by value).
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    pub different: Vec<String>,
+    pub seconds: f64,
+    pub notes: Vec<String>,
+    /// `--repair`: what the repair attempt wrote (the counts above are
+    /// those of the verification after it).
+    pub repaired: Option<Repaired>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub error_kind: Option<ErrorKind>,
+}
+
+/// What a repair wrote.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Repaired {
+    /// Rows upserted (missing and different keys).
+    pub upserted: u64,
+    /// Keys deleted (extra).
+    pub deleted: u64,
+    /// The attempt id (in the target's commit records).
+    pub attempt: String,
+}
+
+impl StreamVerify {
+    pub fn equal(&self) -> bool {
+        self.error.is_none()
+            && self.missing_count == 0
+            && self.extra_count == 0
+            && self.different_count == 0
+    }
+
+    /// 0: every stream equal; 2: every failure a configuration one (bad
+    /// usage); else 1 (a difference, or a failure).
+    pub fn exit_code(results: &[StreamVerify]) -> i32 {
+        if results.iter().all(StreamVerify::equal) {
+            return 0;
+        }
+        let kinds: Vec<ErrorKind> = results.iter().filter_map(|r| r.error_kind).collect();
+        let differ = results.iter().any(|r| r.error.is_none() && !r.equal());
+        if !differ && !kinds.is_empty() && kinds.iter().all(|k| *k == ErrorKind::Config) {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// Verify (and with `repair`, repair) the streams `opts` selects, one after
+/// the other.
+pub async fn verify_streams(
+    plan: &Plan,
+    state: Arc<dyn StateStore>,
+    opts: &VerifyOptions,
+) -> Result<Vec<StreamVerify>> {
+    let selected = runner::select(
+        plan,
+        &RunOptions {
+            streams: opts.streams.clone(),
+            ..RunOptions::default()
+        },
+    )?;
+    let mut out = Vec::new();
+    for s in selected {
+        let started = Instant::now();
+        let mut r = StreamVerify {
+            stream: s.name.clone(),
+            mode: s.mode.as_str().to_string(),
+            target: match &s.target {
+                Target::File { path, .. } => path.clone(),
+                Target::Table { into, write } => format!("{into} ({write:?})").to_lowercase(),
+            },
+            ..StreamVerify::default()
+        };
+        let res = match opts.repair {
+            false => verify_one(plan, state.as_ref(), s, &mut r)
+                .await
+                .map(|_| ()),
+            true => repair_one(plan, state.as_ref(), s, &mut r).await,
+        };
+        if let Err(e) = res {
+            let place = format!("{}:{}", plan.file, s.line);
+            r.error = Some(
+                plan.secrets
+                    .redact(&format!("stream {} ({place}): {e}", s.name)),
+            );
+            r.error_kind = Some(e.kind());
+        }
+        for n in r.notes.iter_mut() {
+            *n = plan.secrets.redact(n);
+        }
+        r.seconds = started.elapsed().as_secs_f64();
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The keys that differ, as found by one comparison.
+struct Diff {
+    missing: Vec<String>,
+    extra: Vec<String>,
+    different: Vec<String>,
+}
+
+async fn verify_one(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    r: &mut StreamVerify,
+) -> Result<Diff> {
+    let (into, _write) = table_target(plan, s)?;
+    let position = state.position(&s.name).await?;
+    r.position = position.as_ref().map(Position::display_value);
+    if position.is_none() {
+        r.notes.push(
+            "the stream has no committed position yet (never run, or reset): no source row is \
+             due, so the target should be empty"
+                .to_string(),
+        );
+    }
+    if !state.open_attempts(&s.name).await?.is_empty() {
+        r.notes.push(
+            "an attempt left open by an interrupted run is waiting: the next run settles it; \
+             the comparison is with the committed position"
+                .to_string(),
+        );
+    }
+    let src = read_source(plan, s, position.as_ref(), r).await?;
+    let types: Vec<DataType> = src
+        .schema
+        .as_ref()
+        .map(|sch| sch.fields().iter().map(|f| f.data_type().clone()).collect())
+        .unwrap_or_default();
+    let tgt = read_table(plan, s, &into, &src.columns, &types).await?;
+    let diff = compare(&src, &tgt);
+    r.compared = src.due;
+    r.not_due = src.not_due.len() as u64;
+    r.missing_count = diff.missing.len() as u64;
+    r.extra_count = diff.extra.len() as u64;
+    r.different_count = diff.different.len() as u64;
+    r.missing = diff.missing.clone();
+    r.extra = diff.extra.clone();
+    r.different = diff.different.clone();
+    Ok(diff)
+}
+
+/// The `into:` table and write mode, or a clear refusal.
+fn table_target(plan: &Plan, s: &StreamPlan) -> Result<(String, WriteMode)> {
+    let place = format!("{}:{}", plan.file, s.line);
+    match &s.target {
+        Target::Table { into, write } => {
+            if *write == WriteMode::Append && s.mode != Mode::Full {
+                return Err(Error::config(
+                    format!("stream {} ({place}), write: append", s.name),
+                    "verify compares one row per key, and an append target keeps every \
+                     delivered version of a row (a log): there is nothing to compare it with. \
+                     Verify a `write: merge` target instead",
+                ));
+            }
+            Ok((into.clone(), *write))
+        }
+        Target::File { .. } => Err(Error::config(
+            format!("stream {} ({place})", s.name),
+            "verifying a file target is not supported yet; verify works on database \
+             targets (`into:`)",
+        )),
+    }
+}
+
+/// One side: key → (row hash, occurrences).
+struct Side {
+    /// Compared columns, by source name.
+    columns: Vec<String>,
+    /// Indexes into `columns` of the key columns.
+    key: Vec<usize>,
+    rows: HashMap<String, (u64, u32)>,
+    /// Source only: keys past the position.
+    not_due: HashSet<String>,
+    /// Source only: rows due.
+    due: u64,
+    /// Source only: the compared schema (repair).
+    schema: Option<SchemaRef>,
+}
+
+async fn read_source(
+    plan: &Plan,
+    s: &StreamPlan,
+    position: Option<&Position>,
+    r: &mut StreamVerify,
+) -> Result<Side> {
+    let conn = &plan.connections[&s.from];
+    let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
+    let info = runner::describe_checked(source.as_ref(), s, &conn.kind).await?;
+    let columns: Vec<String> = info
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != CURSOR_COLUMN)
+        .collect();
+    let key = key_indexes(s, &columns)?;
+
+    // The run's own request: a watermark full load carries the cursor
+    // column; other modes read every row.
+    let mut req = runner::read_request(s, None);
+    if s.mode != Mode::Watermark {
+        req.delta = Delta::Full;
+    }
+    let mut side = Side {
+        columns: columns.clone(),
+        key,
+        rows: HashMap::new(),
+        not_due: HashSet::new(),
+        due: 0,
+        schema: None,
+    };
+
+    // Change tracking: keys changed after the position are not due.
+    let mut ct_not_due: Option<HashSet<String>> = None;
+    if let (Mode::ChangeTracking, Some(Position::Version(v))) = (s.mode, position) {
+        let keys = changed_keys(source.as_ref(), &conn.kind, s, v.version).await?;
+        ct_not_due = Some(keys);
+    }
+
+    let idle = attempt::idle_timeout();
+    let mut extract = attempt::bounded("reading the source", idle, source.read(&req)).await?;
+    r.notes.append(&mut extract.notes);
+    let visible: Vec<usize> = columns
+        .iter()
+        .map(|c| extract.schema.index_of(c))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::source("engine", e))?;
+    side.schema = Some(Arc::new(
+        extract
+            .schema
+            .project(&visible)
+            .map_err(|e| Error::source("engine", e))?,
+    ));
+    let skip_null = s.on_null_cursor == NullCursorPolicy::Skip;
+    loop {
+        let next = attempt::bounded("reading the source", idle, async {
+            Ok(extract.batches.next().await)
+        })
+        .await?;
+        let Some(b) = next else { break };
+        let b = b?;
+        let due: Vec<bool> = match (s.mode, position) {
+            (_, None) => vec![false; b.num_rows()],
+            (Mode::Watermark, Some(Position::Watermark(w))) => crate::boundary::delivered(&b, w)?
+                .into_iter()
+                .map(|d| d.unwrap_or(!skip_null))
+                .collect(),
+            _ => vec![true; b.num_rows()],
+        };
+        let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
+        for (row, due) in due.into_iter().enumerate() {
+            let k = key_text(&cols, &side.key, row);
+            let due = due && !ct_not_due.as_ref().is_some_and(|n| n.contains(&k));
+            if !due {
+                side.not_due.insert(k);
+                continue;
+            }
+            side.due += 1;
+            let h = row_hash(&cols, row);
+            side.rows.entry(k).or_insert((h, 0)).1 += 1;
+        }
+    }
+    // Change tracking: keys changed after the position, deleted ones too.
+    if let Some(keys) = ct_not_due {
+        side.not_due.extend(keys);
+    }
+    // A key due in one version and not in another (updated past the
+    // position) is not due.
+    for k in &side.not_due {
+        side.rows.remove(k);
+    }
+    Ok(side)
+}
+
+fn key_indexes(s: &StreamPlan, columns: &[String]) -> Result<Vec<usize>> {
+    if s.primary_key.is_empty() {
+        // Full copies without a key: the whole row is the key.
+        return Ok((0..columns.len()).collect());
+    }
+    s.primary_key
+        .iter()
+        .map(|k| {
+            columns.iter().position(|c| c == k).ok_or_else(|| {
+                Error::config(format!("primary_key column {k}"), "not in the source")
+            })
+        })
+        .collect()
+}
+
+/// The keys of `s`'s change log whose last change is newer than `after`
+/// (read only).
+async fn changed_keys(
+    source: &dyn highwater_core::Source,
+    kind: &ConnKind,
+    s: &StreamPlan,
+    after: i64,
+) -> Result<HashSet<String>> {
+    let q = match kind {
+        ConnKind::Mysql => '`',
+        _ => '"',
+    };
+    let quote = |n: &str| format!("{q}{}{q}", n.replace(q, &format!("{q}{q}")));
+    let Relation::Table { schema, name } = &s.relation else {
+        return Err(Error::config(
+            "query",
+            "change tracking needs a table, not a query",
+        ));
+    };
+    let log = highwater_connectors::change_tracking::log_table(name);
+    let log = match schema {
+        Some(sch) => format!("{}.{}", quote(sch), quote(&log)),
+        None => quote(&log),
+    };
+    let cols: Vec<String> = s.primary_key.iter().map(|c| quote(c)).collect();
+    let sql = format!(
+        "SELECT {} FROM {log} WHERE hw_version > {after}",
+        cols.join(", ")
+    );
+    let req = ReadRequest {
+        stream: s.name.clone(),
+        relation: Relation::Query(sql),
+        delta: Delta::Full,
+        primary_key: vec![],
+        batch_size: s.batch_size,
+        on_null_cursor: NullCursorPolicy::Error,
+    };
+    let idle = attempt::idle_timeout();
+    let mut extract = attempt::bounded("reading the change log", idle, source.read(&req)).await?;
+    let mut keys = HashSet::new();
+    let key: Vec<usize> = (0..s.primary_key.len()).collect();
+    while let Some(b) = attempt::bounded("reading the change log", idle, async {
+        Ok(extract.batches.next().await)
+    })
+    .await?
+    {
+        let b = b?;
+        let cols: Vec<ArrayRef> = b.columns().to_vec();
+        for row in 0..b.num_rows() {
+            keys.insert(key_text(&cols, &key, row));
+        }
+    }
+    Ok(keys)
+}
+
+/// Read the target table through the target connection's own source.
+async fn read_table(
+    plan: &Plan,
+    s: &StreamPlan,
+    into: &str,
+    columns: &[String],
+    types: &[DataType],
+) -> Result<Side> {
+    let conn = &plan.connections[&s.to];
+    let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
+    let relation = Relation::table(into);
+    let idle = attempt::idle_timeout();
+    let info = attempt::bounded("describing the target", idle, source.describe(&relation))
+        .await
+        .map_err(|e| match e.cause() {
+            Some(highwater_core::Cause::MissingRelation) => {
+                Error::config(format!("target table {into}"), e)
+            }
+            _ => e,
+        })?;
+    let names: Vec<&str> = info
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let mut idx = Vec::new();
+    for c in columns {
+        let i = names
+            .iter()
+            .position(|n| n == c)
+            .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(c)))
+            .ok_or_else(|| {
+                Error::config(
+                    format!("target table {into}"),
+                    format!("has no column {c} (columns: {})", names.join(", ")),
+                )
+            })?;
+        idx.push(i);
+    }
+    let req = ReadRequest {
+        stream: s.name.clone(),
+        relation,
+        delta: Delta::Full,
+        primary_key: vec![],
+        batch_size: s.batch_size,
+        on_null_cursor: NullCursorPolicy::Error,
+    };
+    let mut extract = attempt::bounded("reading the target", idle, source.read(&req)).await?;
+    let mut side = Side {
+        columns: columns.to_vec(),
+        key: vec![],
+        rows: HashMap::new(),
+        not_due: HashSet::new(),
+        due: 0,
+        schema: None,
+    };
+    side.key = key_indexes(s, columns)?;
+    while let Some(b) = attempt::bounded("reading the target", idle, async {
+        Ok(extract.batches.next().await)
+    })
+    .await?
+    {
+        let b = b?;
+        let cols: Vec<ArrayRef> = idx
+            .iter()
+            .zip(types)
+            .map(|(i, t)| align(b.column(*i), t))
+            .collect();
+        for row in 0..b.num_rows() {
+            let k = key_text(&cols, &side.key, row);
+            let h = row_hash(&cols, row);
+            side.rows.entry(k).or_insert((h, 0)).1 += 1;
+        }
+    }
+    Ok(side)
+}
+
+/// A target column in the source column's type, so values compare by type:
+/// a SQLite target keeps decimals, timestamps and dates as text, MariaDB
+/// booleans as integers. Values that do not convert keep their own form
+/// (and so differ), never become NULL.
+fn align(col: &ArrayRef, to: &DataType) -> ArrayRef {
+    if col.data_type() == to || !arrow_cast::can_cast_types(col.data_type(), to) {
+        return col.clone();
+    }
+    match arrow_cast::cast(col.as_ref(), to) {
+        Ok(c) if c.null_count() == col.null_count() => c,
+        _ => col.clone(),
+    }
+}
+
+fn compare(src: &Side, tgt: &Side) -> Diff {
+    let mut d = Diff {
+        missing: vec![],
+        extra: vec![],
+        different: vec![],
+    };
+    for (k, (h, n)) in &src.rows {
+        match tgt.rows.get(k) {
+            None => d.missing.push(k.clone()),
+            Some((th, tn)) if th != h || (n != tn && src.key.len() < src.columns.len()) => {
+                d.different.push(k.clone())
+            }
+            // A keyless (whole-row) comparison: fewer copies than the source.
+            Some((_, tn)) if tn < n => d.missing.push(k.clone()),
+            Some((_, tn)) if tn > n => d.extra.push(k.clone()),
+            Some(_) => {}
+        }
+    }
+    for k in tgt.rows.keys() {
+        if !src.rows.contains_key(k) && !src.not_due.contains(k) {
+            d.extra.push(k.clone());
+        }
+    }
+    for v in [&mut d.missing, &mut d.extra, &mut d.different] {
+        v.sort_by(|a, b| natural(a, b));
+    }
+    d
+}
+
+/// Numbers by value, other keys as text.
+fn natural(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.cmp(b),
+    }
+}
+
+/// The key of a row as text: the canonical values of the key columns,
+/// `(a, b)` for composite keys.
+fn key_text(cols: &[ArrayRef], key: &[usize], row: usize) -> String {
+    let mut parts = Vec::with_capacity(key.len());
+    for i in key {
+        let mut s = String::new();
+        if !canon(cols[*i].as_ref(), row, &mut s) {
+            s = "NULL".to_string();
+        }
+        parts.push(s);
+    }
+    match parts.len() {
+        1 => parts.pop().unwrap_or_default(),
+        _ => format!("({})", parts.join(", ")),
+    }
+}
+
+/// A 64-bit hash of the canonical rendering of every column of `row`.
+fn row_hash(cols: &[ArrayRef], row: usize) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    let mut s = String::new();
+    for c in cols {
+        s.clear();
+        if canon(c.as_ref(), row, &mut s) {
+            1u8.hash(&mut h);
+            s.hash(&mut h);
+        } else {
+            0u8.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// Render the value at `row` canonically into `out` (false: NULL). The same
+/// value reads back as different Arrow types from different databases
+/// (bool / tinyint, int / bigint / decimal(p,0), timestamptz / DATETIME,
+/// float4 / double): each renders to the same text.
+///   integers, decimals: the number, no trailing fraction zeros (`12.5`, `-3`)
+///   booleans: `1` / `0`
+///   floats: integral values as integers; a double that is exactly a float
+///     renders as the float's shortest form; else the shortest form
+///   timestamps: `YYYY-MM-DD HH:MM:SS.ffffff` (zoned ones in UTC)
+///   dates `YYYY-MM-DD`; times `HH:MM:SS.ffffff`; binary: lowercase hex
+///   text: as is; other types: Arrow's display form
+pub fn canon(col: &dyn Array, row: usize, out: &mut String) -> bool {
+    use std::fmt::Write;
+    if col.is_null(row) {
+        return false;
+    }
+    match col.data_type() {
+        DataType::Boolean => out.push(if col.as_boolean().value(row) {
+            '1'
+        } else {
+            '0'
+        }),
+        DataType::Int8 => write_int(out, col.as_primitive::<Int8Type>().value(row) as i128),
+        DataType::Int16 => write_int(out, col.as_primitive::<Int16Type>().value(row) as i128),
+        DataType::Int32 => write_int(out, col.as_primitive::<Int32Type>().value(row) as i128),
+        DataType::Int64 => write_int(out, col.as_primitive::<Int64Type>().value(row) as i128),
+        DataType::UInt8 => write_int(out, col.as_primitive::<UInt8Type>().value(row) as i128),
+        DataType::UInt16 => write_int(out, col.as_primitive::<UInt16Type>().value(row) as i128),
+        DataType::UInt32 => write_int(out, col.as_primitive::<UInt32Type>().value(row) as i128),
+        DataType::UInt64 => write_int(out, col.as_primitive::<UInt64Type>().value(row) as i128),
+        DataType::Float32 => write_float(out, col.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Float64 => write_float(out, col.as_primitive::<Float64Type>().value(row)),
+        DataType::Decimal128(_, scale) => {
+            let v = col.as_primitive::<Decimal128Type>().value(row);
+            out.push_str(&number_text(&v.to_string(), *scale as i32));
+        }
+        DataType::Decimal256(_, scale) => {
+            let v = col.as_primitive::<Decimal256Type>().value(row);
+            out.push_str(&number_text(&v.to_string(), *scale as i32));
+        }
+        DataType::Utf8 => out.push_str(col.as_string::<i32>().value(row)),
+        DataType::LargeUtf8 => out.push_str(col.as_string::<i64>().value(row)),
+        DataType::Utf8View => out.push_str(col.as_string_view().value(row)),
+        DataType::Binary => hex(out, col.as_binary::<i32>().value(row)),
+        DataType::LargeBinary => hex(out, col.as_binary::<i64>().value(row)),
+        DataType::FixedSizeBinary(_) => hex(out, col.as_fixed_size_binary().value(row)),
+        DataType::Date32 => {
+            let d = col.as_primitive::<Date32Type>().value(row);
+            out.push_str(&highwater_core::CursorValue::Date(d).to_sql_text());
+        }
+        DataType::Date64 => {
+            let ms = col.as_primitive::<Date64Type>().value(row);
+            write_micros(out, ms.saturating_mul(1000));
+            out.truncate(out.len() - 16);
+        }
+        DataType::Timestamp(unit, _) => {
+            let v = match unit {
+                TimeUnit::Second => col
+                    .as_primitive::<TimestampSecondType>()
+                    .value(row)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Millisecond => col
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(row)
+                    .saturating_mul(1000),
+                TimeUnit::Microsecond => col.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => {
+                    col.as_primitive::<TimestampNanosecondType>().value(row) / 1000
+                }
+            };
+            write_micros(out, v);
+        }
+        DataType::Time64(TimeUnit::Microsecond) => {
+            let us = col.as_primitive::<Time64MicrosecondType>().value(row);
+            let _ = write!(
+                out,
+                "{:02}:{:02}:{:02}.{:06}",
+                us / 3_600_000_000,
+                us / 60_000_000 % 60,
+                us / 1_000_000 % 60,
+                us % 1_000_000
+            );
+        }
+        _ => {
+            let opts = arrow_cast::display::FormatOptions::default();
+            match arrow_cast::display::ArrayFormatter::try_new(col, &opts) {
+                Ok(f) => {
+                    let _ = write!(out, "{}", f.value(row));
+                }
+                Err(_) => out.push('?'),
+            }
+        }
+    }
+    true
+}
+
+fn write_int(out: &mut String, v: i128) {
+    use std::fmt::Write;
+    let _ = write!(out, "{v}");
+}
+
+fn write_float(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else if (v as f32) as f64 == v {
+        let _ = write!(out, "{}", v as f32);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+fn write_micros(out: &mut String, us: i64) {
+    let secs = us.div_euclid(1_000_000);
+    let nanos = (us.rem_euclid(1_000_000) * 1000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(t) => out.push_str(&t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+        None => out.push_str(&us.to_string()),
+    }
+}
+
+fn hex(out: &mut String, bytes: &[u8]) {
+    use std::fmt::Write;
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+/// An unscaled integer `digits` with `scale` fraction digits, as the
+/// shortest exact decimal text.
+fn number_text(digits: &str, scale: i32) -> String {
+    let (neg, digits) = match digits.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, digits),
+    };
+    let mut s = if scale <= 0 {
+        let zeros = "0".repeat((-scale) as usize);
+        format!("{digits}{zeros}")
+    } else {
+        let scale = scale as usize;
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            int.to_string()
+        } else {
+            format!("{int}.{frac}")
+        }
+    };
+    let int_part = s.trim_start_matches('0');
+    s = if int_part.is_empty() || int_part.starts_with('.') {
+        format!("0{int_part}")
+    } else {
+        int_part.to_string()
+    };
+    if neg && s != "0" { format!("-{s}") } else { s }
+}
+
+// ---------------------------------------------------------------- repair
+
+async fn repair_one(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    r: &mut StreamVerify,
+) -> Result<()> {
+    let (into, _) = table_target(plan, s)?;
+    if s.primary_key.is_empty() {
+        return Err(Error::config(
+            format!("stream {}", s.name),
+            "--repair needs the stream's `primary_key` (the keys to re-copy and delete)",
+        ));
+    }
+    let Some(_lock) = state.lock_stream(&s.name).await? else {
+        return Err(Error::state(
+            "another highwater process is running this stream now; repair later",
+        ));
+    };
+    let to_conn = &plan.connections[&s.to];
+    let sink = highwater_connectors::sink(&to_conn.kind, to_conn.url.expose()).await?;
+    let env = attempt::Env {
+        state,
+        sink: sink.as_ref(),
+        secrets: &plan.secrets,
+    };
+    for n in attempt::settle(env, &s.name, s.mode != Mode::Full).await? {
+        r.notes.push(n);
+    }
+    let position = state.position(&s.name).await?;
+    let Some(position) = position else {
+        return Err(Error::config(
+            format!("stream {}", s.name),
+            "has no committed position yet: run it before repairing",
+        ));
+    };
+    let mut first = StreamVerify::default();
+    let diff = verify_one(plan, state, s, &mut first).await?;
+    r.notes.append(&mut first.notes);
+    if diff.missing.is_empty() && diff.extra.is_empty() && diff.different.is_empty() {
+        r.notes
+            .push("nothing to repair: the target equals the source".to_string());
+        r.repaired = Some(Repaired::default());
+        verify_one(plan, state, s, r).await?;
+        return Ok(());
+    }
+    let upsert: HashSet<String> = diff
+        .missing
+        .iter()
+        .chain(diff.different.iter())
+        .cloned()
+        .collect();
+    let delete: HashSet<String> = diff.extra.iter().cloned().collect();
+
+    let batches = repair_batches(plan, s, &position, &into, &upsert, &delete).await?;
+    let schema = batches.schema.clone();
+    let attempt_id = format!("verify-repair-{}", uuid::Uuid::new_v4());
+    let copy = attempt::Copy {
+        key: s.name.clone(),
+        attempt_id: attempt_id.clone(),
+        from: Some(position.clone()),
+        request: WriteRequest {
+            stream: s.name.clone(),
+            run_id: attempt_id.clone(),
+            target: into.clone(),
+            format: "table".to_string(),
+            schema,
+            overwrite: false,
+            table: Some(TableWrite {
+                mode: TableWriteMode::Merge,
+                primary_key: s.primary_key.clone(),
+                change_tracking: true,
+                pre_copy_script: None,
+                procedure: None,
+            }),
+            split: None,
+        },
+        owned: true,
+    };
+    let mut rows = RepairRows {
+        batches: batches.batches.into_iter(),
+        position: Some(position),
+    };
+    let outcome = attempt::execute(env, copy, &mut rows).await?;
+    r.notes.extend(outcome.notes);
+    r.repaired = Some(Repaired {
+        upserted: batches.upserted,
+        deleted: batches.deleted,
+        attempt: attempt_id,
+    });
+    // Verify again.
+    verify_one(plan, state, s, r).await?;
+    Ok(())
+}
+
+struct RepairBatches {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    upserted: u64,
+    deleted: u64,
+}
+
+/// The source rows of the `upsert` keys (due at `position`) plus one `D`
+/// row per `delete` key, with `SYS_CHANGE_OPERATION` appended.
+async fn repair_batches(
+    plan: &Plan,
+    s: &StreamPlan,
+    position: &Position,
+    into: &str,
+    upsert: &HashSet<String>,
+    delete: &HashSet<String>,
+) -> Result<RepairBatches> {
+    let conn = &plan.connections[&s.from];
+    let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
+    let info = runner::describe_checked(source.as_ref(), s, &conn.kind).await?;
+    let columns: Vec<String> = info
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != CURSOR_COLUMN)
+        .collect();
+    let key = key_indexes(s, &columns)?;
+    let visible_schema = Schema::new(
+        columns
+            .iter()
+            .map(|c| {
+                let f = info
+                    .schema
+                    .field_with_name(c)
+                    .map_err(|e| Error::source("engine", e))?;
+                Ok(Field::new(c, f.data_type().clone(), true))
+            })
+            .collect::<Result<Vec<_>>>()?,
+    );
+    let mut fields: Vec<Field> = visible_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.push(Field::new(
+        highwater_connectors::change_tracking::OPERATION_COLUMN,
+        DataType::Utf8,
+        true,
+    ));
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let mut out = RepairBatches {
+        schema: schema.clone(),
+        batches: vec![],
+        upserted: 0,
+        deleted: 0,
+    };
+
+    let mut req = runner::read_request(s, None);
+    if s.mode != Mode::Watermark {
+        req.delta = Delta::Full;
+    }
+    let idle = attempt::idle_timeout();
+    let mut extract = attempt::bounded("reading the source", idle, source.read(&req)).await?;
+    let visible: Vec<usize> = columns
+        .iter()
+        .map(|c| extract.schema.index_of(c))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::source("engine", e))?;
+    let skip_null = s.on_null_cursor == NullCursorPolicy::Skip;
+    while let Some(b) = attempt::bounded("reading the source", idle, async {
+        Ok(extract.batches.next().await)
+    })
+    .await?
+    {
+        let b = b?;
+        let due: Vec<bool> = match (s.mode, position) {
+            (Mode::Watermark, Position::Watermark(w)) => crate::boundary::delivered(&b, w)?
+                .into_iter()
+                .map(|d| d.unwrap_or(!skip_null))
+                .collect(),
+            _ => vec![true; b.num_rows()],
+        };
+        let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
+        let keep: Vec<bool> = (0..b.num_rows())
+            .map(|row| due[row] && upsert.contains(&key_text(&cols, &key, row)))
+            .collect();
+        let n = keep.iter().filter(|k| **k).count();
+        if n == 0 {
+            continue;
+        }
+        let mask = arrow_array::BooleanArray::from(keep);
+        let mut arrays = Vec::new();
+        for c in &cols {
+            arrays.push(
+                arrow_select::filter::filter(c.as_ref(), &mask)
+                    .map_err(|e| Error::source("engine", e))?,
+            );
+        }
+        arrays.push(Arc::new(StringArray::from(vec!["U"; n])) as ArrayRef);
+        out.batches.push(
+            RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::source("engine", e))?,
+        );
+        out.upserted += n as u64;
+    }
+
+    if !delete.is_empty() {
+        // The extra keys, read back from the target and cast to the
+        // source's key types; the other columns NULL.
+        let conn = &plan.connections[&s.to];
+        let tsource = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
+        let relation = Relation::table(into);
+        let tinfo =
+            attempt::bounded("describing the target", idle, tsource.describe(&relation)).await?;
+        let tnames: Vec<String> = tinfo
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let tkey: Vec<usize> = key
+            .iter()
+            .map(|k| {
+                let c = &columns[*k];
+                tnames
+                    .iter()
+                    .position(|n| n == c)
+                    .or_else(|| tnames.iter().position(|n| n.eq_ignore_ascii_case(c)))
+                    .ok_or_else(|| {
+                        Error::config(format!("target table {into}"), format!("has no column {c}"))
+                    })
+            })
+            .collect::<Result<_>>()?;
+        let req = ReadRequest {
+            stream: s.name.clone(),
+            relation,
+            delta: Delta::Full,
+            primary_key: vec![],
+            batch_size: s.batch_size,
+            on_null_cursor: NullCursorPolicy::Error,
+        };
+        let mut extract = attempt::bounded("reading the target", idle, tsource.read(&req)).await?;
+        let mut seen = HashSet::new();
+        while let Some(b) = attempt::bounded("reading the target", idle, async {
+            Ok(extract.batches.next().await)
+        })
+        .await?
+        {
+            let b = b?;
+            let kcols: Vec<ArrayRef> = tkey.iter().map(|i| b.column(*i).clone()).collect();
+            let all: Vec<usize> = (0..kcols.len()).collect();
+            let keep: Vec<bool> = (0..b.num_rows())
+                .map(|row| {
+                    let k = key_text(&kcols, &all, row);
+                    delete.contains(&k) && seen.insert(k)
+                })
+                .collect();
+            let n = keep.iter().filter(|k| **k).count();
+            if n == 0 {
+                continue;
+            }
+            let mask = arrow_array::BooleanArray::from(keep);
+            let mut arrays = Vec::new();
+            for (i, f) in visible_schema.fields().iter().enumerate() {
+                match key.iter().position(|k| *k == i) {
+                    Some(j) => {
+                        let filtered = arrow_select::filter::filter(kcols[j].as_ref(), &mask)
+                            .map_err(|e| Error::source("engine", e))?;
+                        arrays.push(
+                            arrow_cast::cast(&filtered, f.data_type())
+                                .map_err(|e| Error::source("engine", e))?,
+                        );
+                    }
+                    None => arrays.push(arrow_array::new_null_array(f.data_type(), n)),
+                }
+            }
+            arrays.push(Arc::new(StringArray::from(vec!["D"; n])) as ArrayRef);
+            out.batches.push(
+                RecordBatch::try_new(schema.clone(), arrays)
+                    .map_err(|e| Error::source("engine", e))?,
+            );
+            out.deleted += n as u64;
+        }
+    }
+    Ok(out)
+}
+
+struct RepairRows {
+    batches: std::vec::IntoIter<RecordBatch>,
+    position: Option<Position>,
+}
+
+#[async_trait::async_trait]
+impl Rows for RepairRows {
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(self.batches.next())
+    }
+
+    /// A repair does not move the position.
+    fn position(&mut self) -> Position {
+        self.position.take().unwrap_or(Position::Full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_render_by_value() {
+        assert_eq!(number_text("1250", 2), "12.5");
+        assert_eq!(number_text("-1200", 2), "-12");
+        assert_eq!(number_text("5", 3), "0.005");
+        assert_eq!(number_text("-5", 3), "-0.005");
+        assert_eq!(number_text("0", 2), "0");
+        assert_eq!(number_text("12", -2), "1200");
+        let mut s = String::new();
+        write_float(&mut s, 0.1f32 as f64);
+        assert_eq!(s, "0.1");
+        s.clear();
+        write_float(&mut s, 3.0);
+        assert_eq!(s, "3");
+    }
+}

@@ -1,0 +1,341 @@
+//! `highwater verify`: run a stream, corrupt its target behind highwater's
+//! back (delete, change and add rows), and check that verify names exactly
+//! those keys (exit 1), that an equal target exits 0, that rows past the
+//! position are not reported missing, and that `--repair` makes verify pass
+//! with exactly the source's rows. Each source backend writes into a target
+//! of another backend (`verify::<source>::*`), so values are compared by
+//! type across databases.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use serde_json::Value;
+
+use crate::util::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+    Mariadb,
+}
+
+conformance!(
+    merge_target_differences_are_found_and_repaired,
+    change_tracking_target_is_verified_and_repaired,
+    full_copy_without_key_is_compared_as_rows,
+);
+
+enum Db {
+    Sqlite(PathBuf, &'static str),
+    Pg(PgDb),
+    My(MyDb),
+}
+
+impl Db {
+    async fn new(b: Backend, dir: &Dir, file: &'static str) -> Db {
+        match b {
+            Backend::Sqlite => {
+                rusqlite::Connection::open(dir.join(file)).unwrap();
+                Db::Sqlite(dir.join(file), file)
+            }
+            Backend::Postgres => Db::Pg(PgDb::new("verify").await),
+            Backend::Mariadb => Db::My(MyDb::new("verify").await),
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Db::Sqlite(_, f) => format!("sqlite://{f}"),
+            Db::Pg(p) => p.url.clone(),
+            Db::My(m) => m.url.clone(),
+        }
+    }
+
+    async fn exec(&self, sql: &str) {
+        match self {
+            Db::Sqlite(p, _) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                c.busy_timeout(Duration::from_secs(30)).unwrap();
+                c.execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            Db::Pg(p) => p.exec(sql).await,
+            Db::My(m) => {
+                let mut c = m.connect().await;
+                c.query_drop(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.disconnect().await;
+            }
+        }
+    }
+
+    /// `(id, name, amount as text)` ordered by id.
+    async fn rows(&self, table: &str) -> Vec<(i64, Option<String>, Option<String>)> {
+        match self {
+            Db::Sqlite(p, _) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                let mut st = c
+                    .prepare(&format!(
+                        "SELECT id, name, printf('%.2f', amount) FROM {table} ORDER BY id"
+                    ))
+                    .unwrap();
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Db::Pg(p) => p
+                .client
+                .query(
+                    &format!(
+                        "SELECT id::bigint, name::text, to_char(amount, 'FM999990.00') FROM {table} ORDER BY id"
+                    ),
+                    &[],
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{table}: {e}"))
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+            Db::My(m) => {
+                let mut c = m.connect().await;
+                let rows = c
+                    .query(format!(
+                        "SELECT CAST(id AS SIGNED), name, CAST(CAST(amount AS DECIMAL(10,2)) AS CHAR) FROM {table} ORDER BY id"
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("{table}: {e}"));
+                let _ = c.disconnect().await;
+                rows
+            }
+        }
+    }
+}
+
+/// The target of each source: another backend.
+fn target_of(b: Backend) -> Backend {
+    match b {
+        Backend::Sqlite => Backend::Postgres,
+        Backend::Postgres => Backend::Mariadb,
+        Backend::Mariadb => Backend::Sqlite,
+    }
+}
+
+/// `t (id, name, amount, at, ver)`: a key, text ('' and NULL), a decimal,
+/// a timestamp and an integer cursor.
+fn create_table(b: Backend) -> &'static str {
+    match b {
+        Backend::Sqlite => {
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, amount DECIMAL(10,2), at TIMESTAMP, ver INTEGER)"
+        }
+        Backend::Postgres => {
+            "CREATE TABLE t (id int PRIMARY KEY, name text, amount numeric(10,2), at timestamp, ver int)"
+        }
+        Backend::Mariadb => {
+            "CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(50), amount DECIMAL(10,2), at DATETIME(6), ver INT)"
+        }
+    }
+}
+
+fn insert_rows(ids: std::ops::RangeInclusive<i64>, ver: i64) -> String {
+    let values: Vec<String> = ids
+        .map(|i| {
+            let name = match i {
+                4 => "''".to_string(),
+                6 => "NULL".to_string(),
+                _ => format!("'n{i}'"),
+            };
+            format!(
+                "({i}, {name}, {i}.50, '2024-03-0{} 10:20:30.123456', {ver})",
+                i % 9 + 1
+            )
+        })
+        .collect();
+    format!(
+        "INSERT INTO t (id, name, amount, at, ver) VALUES {}",
+        values.join(", ")
+    )
+}
+
+struct Case {
+    dir: Dir,
+    src: Db,
+    dst: Db,
+}
+
+impl Case {
+    async fn new(b: Backend, mode: &str, extra: &str) -> Case {
+        let dir = Dir::new("verify");
+        let src = Db::new(b, &dir, "src.db").await;
+        let dst = Db::new(target_of(b), &dir, "dst.db").await;
+        src.exec(create_table(b)).await;
+        src.exec(&insert_rows(1..=12, 1)).await;
+        dir.write(
+            "highwater.yaml",
+            &format!(
+                "connections:\n  src: {}\n  dst: {}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: {mode}\n{extra}    to: dst\n    into: copy\n",
+                src.url(),
+                dst.url(),
+            ),
+        );
+        let o = dir.hw(&["run"]);
+        assert_code(&o, 0);
+        Case { dir, src, dst }
+    }
+
+    fn verify(&self, args: &[&str], code: i32) -> Value {
+        let mut all = vec!["verify", "--json"];
+        all.extend_from_slice(args);
+        let o = self.dir.hw(&all);
+        assert_code(&o, code);
+        let v: Value =
+            serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+        v[0].clone()
+    }
+}
+
+fn keys(v: &Value, what: &str) -> Vec<String> {
+    v[what]
+        .as_array()
+        .unwrap_or_else(|| panic!("{what} in {v}"))
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn expected_rows(ids: &[i64]) -> Vec<(i64, Option<String>, Option<String>)> {
+    ids.iter()
+        .map(|i| {
+            let name = match i {
+                4 => Some(String::new()),
+                6 => None,
+                _ => Some(format!("n{i}")),
+            };
+            (*i, name, Some(format!("{i}.50")))
+        })
+        .collect()
+}
+
+async fn merge_target_differences_are_found_and_repaired(b: Backend) {
+    let c = Case::new(
+        b,
+        "watermark",
+        "    cursor: ver\n    primary_key: [id]\n    write: merge\n",
+    )
+    .await;
+    // Equal after the run.
+    let v = c.verify(&[], 0);
+    assert_eq!(v["compared"], 12, "{v}");
+    assert_eq!(v["missing_count"], 0, "{v}");
+
+    // Rows past the position are not due: not missing.
+    c.src.exec(&insert_rows(13..=14, 5)).await;
+    let v = c.verify(&[], 0);
+    assert_eq!(v["compared"], 12, "{v}");
+    assert_eq!(v["not_due"], 2, "{v}");
+
+    // Corrupt the target: delete 3, change 5 (value) and 4 ('' → NULL),
+    // add 99.
+    c.dst.exec("DELETE FROM copy WHERE id = 3").await;
+    c.dst.exec("UPDATE copy SET amount = 7 WHERE id = 5").await;
+    c.dst.exec("UPDATE copy SET name = NULL WHERE id = 4").await;
+    c.dst
+        .exec("INSERT INTO copy (id, name, amount, at, ver) VALUES (99, 'x', 1, NULL, 1)")
+        .await;
+    let v = c.verify(&[], 1);
+    assert_eq!(keys(&v, "missing"), ["3"], "{v}");
+    assert_eq!(keys(&v, "different"), ["4", "5"], "{v}");
+    assert_eq!(keys(&v, "extra"), ["99"], "{v}");
+    // The text output lists them too.
+    let o = c.dir.hw(&["verify"]);
+    assert_code(&o, 1);
+    let text = stdout(&o);
+    assert!(text.contains("DIFFERS"), "{text}");
+    assert!(text.contains("missing: 3"), "{text}");
+    assert!(text.contains("extra: 99"), "{text}");
+
+    // Repair: re-copies 3, 4, 5, deletes 99; 13 and 14 stay not due.
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 3, "{v}");
+    assert_eq!(v["repaired"]["deleted"], 1, "{v}");
+    assert_eq!(v["missing_count"], 0, "{v}");
+    c.verify(&[], 0);
+    let ids: Vec<i64> = (1..=12).collect();
+    assert_eq!(c.dst.rows("copy").await, expected_rows(&ids));
+
+    // The next run copies 13 and 14, and verify stays equal.
+    assert_code(&c.dir.hw(&["run"]), 0);
+    let v = c.verify(&[], 0);
+    assert_eq!(v["compared"], 14, "{v}");
+    let ids: Vec<i64> = (1..=14).collect();
+    assert_eq!(c.dst.rows("copy").await, expected_rows(&ids));
+}
+
+async fn change_tracking_target_is_verified_and_repaired(b: Backend) {
+    let c = Case::new(
+        b,
+        "change_tracking",
+        "    primary_key: [id]\n    write: merge\n",
+    )
+    .await;
+    c.verify(&[], 0);
+    // Changes after the position are not yet due: neither missing nor extra.
+    c.src.exec("DELETE FROM t WHERE id = 2").await;
+    c.src.exec("UPDATE t SET name = 'later' WHERE id = 7").await;
+    c.src.exec(&insert_rows(20..=20, 1)).await;
+    let v = c.verify(&[], 0);
+    assert_eq!(v["not_due"], 3, "{v}");
+    assert_eq!(v["compared"], 10, "{v}");
+
+    c.dst.exec("DELETE FROM copy WHERE id IN (8, 9)").await;
+    c.dst
+        .exec("UPDATE copy SET name = 'wrong' WHERE id = 10")
+        .await;
+    let v = c.verify(&[], 1);
+    assert_eq!(keys(&v, "missing"), ["8", "9"], "{v}");
+    assert_eq!(keys(&v, "different"), ["10"], "{v}");
+    assert!(keys(&v, "extra").is_empty(), "{v}");
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 3, "{v}");
+
+    // A run then applies the pending changes; still equal.
+    assert_code(&c.dir.hw(&["run"]), 0);
+    c.verify(&[], 0);
+    let mut want = expected_rows(&[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 20]);
+    want[5].1 = Some("later".into());
+    assert_eq!(c.dst.rows("copy").await, want);
+}
+
+async fn full_copy_without_key_is_compared_as_rows(b: Backend) {
+    let c = Case::new(b, "full", "    write: append\n").await;
+    c.verify(&[], 0);
+    c.dst.exec("DELETE FROM copy WHERE id = 1").await;
+    let v = c.verify(&[], 1);
+    assert_eq!(v["missing_count"], 1, "{v}");
+    // Without a key there is nothing to repair by.
+    let o = c.dir.hw(&["verify", "--repair", "t"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("primary_key"), "{}", stderr(&o));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn append_targets_and_bad_usage_are_refused() {
+    let dir = Dir::new("verify_append");
+    let src = Db::new(Backend::Sqlite, &dir, "src.db").await;
+    src.exec(create_table(Backend::Sqlite)).await;
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  src: sqlite://src.db\n  dst: sqlite://dst.db\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: ver\n    primary_key: [id]\n    to: dst\n    into: copy\n    write: append\n",
+    );
+    let o = dir.hw(&["verify", "t"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("append"), "{}", stderr(&o));
+    let o = dir.hw(&["verify", "nope"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("unknown stream nope"), "{}", stderr(&o));
+    let o = dir.hw(&["verify", "--repair"]);
+    assert_code(&o, 2);
+}
