@@ -339,3 +339,269 @@ async fn append_targets_and_bad_usage_are_refused() {
     let o = dir.hw(&["verify", "--repair"]);
     assert_code(&o, 2);
 }
+
+// ------------------------------------------------------------ file targets
+
+fn python() -> String {
+    std::env::var("HIGHWATER_TEST_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/highwater-ci/venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
+/// `tests/objstore.py ARGS…` with `stdin`; its stdout.
+fn objstore(args: &[&str], stdin: Option<&str>) -> String {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/objstore.py");
+    let mut child = std::process::Command::new(python())
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {} ({e})", python()));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
+    drop(input);
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "objstore {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+fn store_env(kind: &str) -> Vec<(&'static str, &'static str)> {
+    match kind {
+        "az" => vec![("AZURE_STORAGE_USE_EMULATOR", "true")],
+        _ => vec![
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
+        ],
+    }
+}
+
+/// A SQLite source `t` (12 rows) copied by one stream into `lake`.
+struct FileCase {
+    dir: Dir,
+    src: Db,
+    env: Vec<(&'static str, &'static str)>,
+}
+
+impl FileCase {
+    async fn new(
+        lake: &str,
+        mode: &str,
+        format: &str,
+        env: Vec<(&'static str, &'static str)>,
+    ) -> FileCase {
+        let dir = Dir::new("verify_files");
+        let src = Db::new(Backend::Sqlite, &dir, "src.db").await;
+        src.exec(create_table(Backend::Sqlite)).await;
+        src.exec(&insert_rows(1..=12, 1)).await;
+        let cursor = if mode == "watermark" {
+            "    cursor: ver\n"
+        } else {
+            ""
+        };
+        dir.write(
+            "highwater.yaml",
+            &format!(
+                "connections:\n  src: sqlite://src.db\n  lake: {lake}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: {mode}\n{cursor}    primary_key: [id]\n    to: lake\n    format: {format}\n    path: \"t/{{run_id}}.{format}\"\n"
+            ),
+        );
+        let c = FileCase { dir, src, env };
+        c.run();
+        c
+    }
+
+    fn run(&self) {
+        let o = self.dir.hw_env(&["run"], &self.env);
+        assert_code(&o, 0);
+    }
+
+    fn verify(&self, args: &[&str], code: i32) -> Value {
+        let mut all = vec!["verify", "--json"];
+        all.extend_from_slice(args);
+        let o = self.dir.hw_env(&all, &self.env);
+        assert_code(&o, code);
+        let v: Value =
+            serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
+        v[0].clone()
+    }
+}
+
+/// Oldest first.
+fn by_age(mut files: Vec<PathBuf>) -> Vec<PathBuf> {
+    files.sort_by_key(|f| std::fs::metadata(f).unwrap().modified().unwrap());
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_csv_watermark_files_are_replayed_and_repaired() {
+    let c = FileCase::new("file://./lake", "watermark", "csv", vec![]).await;
+    c.src.exec(&insert_rows(13..=14, 2)).await;
+    c.run();
+    let files = by_age(c.dir.files("lake/t", ".csv"));
+    assert_eq!(files.len(), 2, "{files:?}");
+    let v = c.verify(&[], 0);
+    assert_eq!(v["compared"], 14, "{v}");
+    // Not yet due.
+    c.src.exec(&insert_rows(15..=15, 9)).await;
+    // An updated row whose new version is not yet copied: the file's older
+    // version is not reported.
+    c.src
+        .exec("UPDATE t SET name = 'later', ver = 9 WHERE id = 2")
+        .await;
+    let v = c.verify(&[], 0);
+    assert_eq!(v["not_due"], 2, "{v}");
+
+    // Edit the first file: drop the row of 3, change 5, and '' → NULL on 4;
+    // add 99 to the second.
+    let first = std::fs::read_to_string(&files[0]).unwrap();
+    let edited: Vec<String> = first
+        .lines()
+        .filter(|l| !l.starts_with("3,"))
+        .map(|l| {
+            if l.starts_with("5,") {
+                l.replacen("n5", "changed", 1)
+            } else if l.starts_with("4,") {
+                l.replacen("\"\"", "", 1)
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    std::fs::write(&files[0], edited.join("\n") + "\n").unwrap();
+    let mut second = std::fs::read_to_string(&files[1]).unwrap();
+    second.push_str("99,x,1.5,2024-01-01T00:00:00,2\n");
+    std::fs::write(&files[1], second).unwrap();
+    let v = c.verify(&[], 1);
+    assert_eq!(keys(&v, "missing"), ["3"], "{v}");
+    assert_eq!(keys(&v, "different"), ["4", "5"], "{v}");
+    assert_eq!(keys(&v, "extra"), ["99"], "{v}");
+
+    // Repair writes the missing and different rows as one more output; a
+    // watermark file target has no deletes, so 99 stays and says so.
+    let v = c.verify(&["--repair", "t"], 1);
+    assert_eq!(v["repaired"]["upserted"], 3, "{v}");
+    assert_eq!(keys(&v, "extra"), ["99"], "{v}");
+    assert!(v["missing"].as_array().unwrap().is_empty(), "{v}");
+    assert!(v["different"].as_array().unwrap().is_empty(), "{v}");
+    assert!(v["notes"].to_string().contains("no deletes"), "{v}");
+    let all = c.dir.files("lake/t", ".csv");
+    assert_eq!(all.len(), 3, "{all:?}");
+
+    // Drop a file: its rows are missing, named.
+    std::fs::remove_file(&files[0]).unwrap();
+    let v = c.verify(&[], 1);
+    // 2 is not due; 3, 4 and 5 are in the repair's output.
+    assert_eq!(
+        keys(&v, "missing"),
+        ["1", "6", "7", "8", "9", "10", "11", "12"],
+        "{v}"
+    );
+    assert!(v["notes"].to_string().contains("is gone"), "{v}");
+}
+
+async fn change_tracking_files(kind: &str, format: &str) {
+    let name = unique(kind).replace('_', "-");
+    objstore(&["create", kind, &name], None);
+    let c = FileCase::new(
+        &format!("{kind}://{name}/landing"),
+        "change_tracking",
+        format,
+        store_env(kind),
+    )
+    .await;
+    c.verify(&[], 0);
+    // A change, a delete: applied by the next run's output (U, D).
+    c.src.exec("UPDATE t SET name = 'upd' WHERE id = 2").await;
+    c.src.exec("DELETE FROM t WHERE id = 3").await;
+    c.run();
+    let v = c.verify(&[], 0);
+    assert_eq!(v["compared"], 11, "{v}");
+    let objects: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&objstore(
+        &["dump", kind, &name],
+        None,
+    ))
+    .unwrap()
+    .keys()
+    .filter(|k| !k.contains("_highwater/") && k.ends_with(format))
+    .cloned()
+    .collect();
+    assert_eq!(objects.len(), 2, "{objects:?}");
+    // Drop the first output (the full load): every key it alone holds is
+    // missing; the second's U row of 2 stays.
+    let dump: serde_json::Map<String, Value> =
+        serde_json::from_str(&objstore(&["dump", kind, &name], None)).unwrap();
+    let first = objects
+        .iter()
+        .max_by_key(|o| dump[*o].as_str().unwrap().len())
+        .unwrap()
+        .clone();
+    objstore(&["delete", kind, &name, &first], None);
+    let v = c.verify(&[], 1);
+    assert_eq!(
+        keys(&v, "missing"),
+        ["1", "4", "5", "6", "7", "8", "9", "10", "11", "12"],
+        "{v}"
+    );
+    assert!(keys(&v, "extra").is_empty(), "{v}");
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 10, "{v}");
+    assert_eq!(v["compared"], 11, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn azure_jsonl_change_tracking_files_are_replayed_and_repaired() {
+    change_tracking_files("az", "jsonl").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_parquet_change_tracking_files_are_replayed_and_repaired() {
+    change_tracking_files("s3", "parquet").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_change_tracking_csv_extra_rows_are_deleted_by_repair() {
+    let c = FileCase::new("file://./lake", "change_tracking", "csv", vec![]).await;
+    let files = c.dir.files("lake/t", ".csv");
+    let mut text = std::fs::read_to_string(&files[0]).unwrap();
+    text.push_str("77,x,1.5,2024-01-01T00:00:00,1,0,I\n");
+    std::fs::write(&files[0], text).unwrap();
+    let v = c.verify(&[], 1);
+    assert_eq!(keys(&v, "extra"), ["77"], "{v}");
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["deleted"], 1, "{v}");
+    // The repair output holds the D row of 77.
+    let files = c.dir.files("lake/t", ".csv");
+    assert_eq!(files.len(), 2);
+    let all: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("77,") && l.ends_with(",D")),
+        "{all}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_copy_files_compare_the_last_output() {
+    let c = FileCase::new("file://./lake", "full", "parquet", vec![]).await;
+    c.src.exec("DELETE FROM t WHERE id > 10").await;
+    c.run();
+    let v = c.verify(&[], 0);
+    assert_eq!(v["compared"], 10, "{v}");
+    let o = c.dir.hw(&["verify", "--repair", "t"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("last output"), "{}", stderr(&o));
+}

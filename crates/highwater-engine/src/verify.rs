@@ -185,7 +185,7 @@ async fn verify_one(
     s: &StreamPlan,
     r: &mut StreamVerify,
 ) -> Result<Diff> {
-    let (into, _write) = table_target(plan, s)?;
+    let into = check_target(plan, s)?;
     let position = state.position(&s.name).await?;
     r.position = position.as_ref().map(Position::display_value);
     if position.is_none() {
@@ -208,7 +208,10 @@ async fn verify_one(
         .as_ref()
         .map(|sch| sch.fields().iter().map(|f| f.data_type().clone()).collect())
         .unwrap_or_default();
-    let tgt = read_table(plan, s, &into, &src.columns, &types).await?;
+    let tgt = match &into {
+        Some(into) => read_table(plan, s, into, &src.columns, &types).await?,
+        None => read_files(plan, state, s, &src.columns, &types, r).await?,
+    };
     let diff = compare(&src, &tgt);
     r.compared = src.due;
     r.not_due = src.not_due.len() as u64;
@@ -221,8 +224,8 @@ async fn verify_one(
     Ok(diff)
 }
 
-/// The `into:` table and write mode, or a clear refusal.
-fn table_target(plan: &Plan, s: &StreamPlan) -> Result<(String, WriteMode)> {
+/// The `into:` table (`None`: a file target), or a clear refusal.
+fn check_target(plan: &Plan, s: &StreamPlan) -> Result<Option<String>> {
     let place = format!("{}:{}", plan.file, s.line);
     match &s.target {
         Target::Table { into, write } => {
@@ -234,13 +237,9 @@ fn table_target(plan: &Plan, s: &StreamPlan) -> Result<(String, WriteMode)> {
                      Verify a `write: merge` target instead",
                 ));
             }
-            Ok((into.clone(), *write))
+            Ok(Some(into.clone()))
         }
-        Target::File { .. } => Err(Error::config(
-            format!("stream {} ({place})", s.name),
-            "verifying a file target is not supported yet; verify works on database \
-             targets (`into:`)",
-        )),
+        Target::File { .. } => Ok(None),
     }
 }
 
@@ -502,6 +501,150 @@ async fn read_table(
     Ok(side)
 }
 
+/// Replay a file target's committed outputs in commit order: full mode
+/// the last commit's files; watermark the latest row of each key; change
+/// tracking `I`/`U` upserted and `D` deleted, a reload starting afresh.
+async fn read_files(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    columns: &[String],
+    types: &[DataType],
+    r: &mut StreamVerify,
+) -> Result<Side> {
+    let Target::File { format, .. } = &s.target else {
+        return Err(Error::config("target", "not a file target"));
+    };
+    let conn = &plan.connections[&s.to];
+    let reader = highwater_connectors::files::read::Reader::open(&conn.kind)?;
+    let idle = attempt::idle_timeout();
+    let mut commits =
+        attempt::bounded("listing the commit markers", idle, reader.commits(&s.name)).await?;
+    order_commits(&mut commits);
+    if s.mode == Mode::Full && commits.len() > 1 {
+        commits.drain(..commits.len() - 1);
+    }
+    // Change tracking: the outputs of full reloads replace the copy.
+    let mut reloads = HashSet::new();
+    if s.mode == Mode::ChangeTracking {
+        for run in state.runs(100_000).await? {
+            for sr in run.streams {
+                if sr.stream == s.name && sr.full_reload {
+                    reloads.extend(sr.outputs);
+                }
+            }
+        }
+    }
+    let key = key_indexes(s, columns)?;
+    let keyless = key.len() == columns.len();
+    let mut side = Side {
+        columns: columns.to_vec(),
+        key: key.clone(),
+        rows: HashMap::new(),
+        not_due: HashSet::new(),
+        due: 0,
+        schema: None,
+    };
+    for c in &commits {
+        if c.files.iter().any(|(_, url)| reloads.contains(url)) {
+            side.rows.clear();
+        }
+        for (path, url) in &c.files {
+            let read = attempt::bounded(
+                "reading an output",
+                idle,
+                reader.read(path, format.as_str()),
+            )
+            .await?;
+            let batches = match read {
+                highwater_connectors::files::read::ReadOutput::Missing => {
+                    r.notes.push(format!(
+                        "output {url} of run {} is gone: its rows count as missing",
+                        c.run_id
+                    ));
+                    continue;
+                }
+                highwater_connectors::files::read::ReadOutput::Batches(b) => b,
+            };
+            for b in batches {
+                let names: Vec<String> = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                let mut cols = Vec::with_capacity(columns.len());
+                for (c, t) in columns.iter().zip(types) {
+                    let i = names
+                        .iter()
+                        .position(|n| n == c)
+                        .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(c)))
+                        .ok_or_else(|| {
+                            Error::data(format!(
+                                "output {url} has no column {c} (columns: {})",
+                                names.join(", ")
+                            ))
+                        })?;
+                    cols.push(align(b.column(i), t));
+                }
+                let op = names
+                    .iter()
+                    .position(|n| n == highwater_connectors::change_tracking::OPERATION_COLUMN)
+                    .filter(|_| s.mode == Mode::ChangeTracking)
+                    .map(|i| align(b.column(i), &DataType::Utf8));
+                for row in 0..b.num_rows() {
+                    let k = key_text(&cols, &key, row);
+                    let deleted = op
+                        .as_ref()
+                        .is_some_and(|o| !o.is_null(row) && o.as_string::<i32>().value(row) == "D");
+                    if deleted {
+                        side.rows.remove(&k);
+                        continue;
+                    }
+                    let h = row_hash(&cols, row);
+                    if keyless || s.mode == Mode::Full {
+                        side.rows.entry(k).or_insert((h, 0)).1 += 1;
+                    } else {
+                        side.rows.insert(k, (h, 1));
+                    }
+                }
+            }
+        }
+    }
+    Ok(side)
+}
+
+/// Commit order: object stores keep markers' times to the second, so
+/// the positions the commits carried order them first (a change version,
+/// a watermark value), then a repair after the commit it repaired, then
+/// the markers' times.
+fn order_commits(commits: &mut [highwater_connectors::files::read::CommitRecord]) {
+    use std::cmp::Ordering;
+    let pos =
+        |c: &highwater_connectors::files::read::CommitRecord| Position::from_json(&c.info).ok();
+    commits.sort_by(|a, b| {
+        let by_pos = match (pos(a), pos(b)) {
+            (Some(Position::Version(x)), Some(Position::Version(y))) => x.version.cmp(&y.version),
+            (Some(Position::Watermark(x)), Some(Position::Watermark(y))) => {
+                match (x.value, y.value) {
+                    (Some(x), Some(y)) => x.compare(&y).unwrap_or(Ordering::Equal),
+                    (None, Some(_)) => Ordering::Less,
+                    (Some(_), None) => Ordering::Greater,
+                    (None, None) => Ordering::Equal,
+                }
+            }
+            _ => Ordering::Equal,
+        };
+        let repair = |c: &highwater_connectors::files::read::CommitRecord| {
+            c.run_id.starts_with("verify-repair-")
+        };
+        by_pos
+            .then_with(|| repair(a).cmp(&repair(b)))
+            .then_with(|| a.committed_at.cmp(&b.committed_at))
+            .then_with(|| a.run_id.cmp(&b.run_id))
+    });
+}
+
 /// A target column in the source column's type, so values compare by type:
 /// a SQLite target keeps decimals, timestamps and dates as text, MariaDB
 /// booleans as integers. Values that do not convert keep their own form
@@ -752,11 +895,19 @@ async fn repair_one(
     s: &StreamPlan,
     r: &mut StreamVerify,
 ) -> Result<()> {
-    let (into, _) = table_target(plan, s)?;
+    let into = check_target(plan, s)?;
+    let place = format!("stream {} ({}:{})", s.name, plan.file, s.line);
     if s.primary_key.is_empty() {
         return Err(Error::config(
-            format!("stream {}", s.name),
+            place,
             "--repair needs the stream's `primary_key` (the keys to re-copy and delete)",
+        ));
+    }
+    if into.is_none() && s.mode == Mode::Full {
+        return Err(Error::config(
+            place,
+            "a full copy's file target is its last output, which --repair does not rewrite: \
+             `highwater run` writes a complete new one",
         ));
     }
     let Some(_lock) = state.lock_stream(&s.name).await? else {
@@ -774,22 +925,24 @@ async fn repair_one(
     for n in attempt::settle(env, &s.name, s.mode != Mode::Full).await? {
         r.notes.push(n);
     }
-    let position = state.position(&s.name).await?;
-    let Some(position) = position else {
+    let Some(position) = state.position(&s.name).await? else {
         return Err(Error::config(
-            format!("stream {}", s.name),
+            place,
             "has no committed position yet: run it before repairing",
         ));
     };
     let mut first = StreamVerify::default();
     let diff = verify_one(plan, state, s, &mut first).await?;
     r.notes.append(&mut first.notes);
-    if diff.missing.is_empty() && diff.extra.is_empty() && diff.different.is_empty() {
-        r.notes
-            .push("nothing to repair: the target equals the source".to_string());
-        r.repaired = Some(Repaired::default());
-        verify_one(plan, state, s, r).await?;
-        return Ok(());
+    let mut delete: HashSet<String> = diff.extra.iter().cloned().collect();
+    if into.is_none() && s.mode == Mode::Watermark && !delete.is_empty() {
+        r.notes.push(format!(
+            "{} extra key(s) stay: a watermark file target has no deletes (readers take the \
+             latest version of each key), so --repair only re-copies missing and different \
+             rows; remove the extra rows from the files, or reset the stream and run it again",
+            delete.len()
+        ));
+        delete.clear();
     }
     let upsert: HashSet<String> = diff
         .missing
@@ -797,11 +950,34 @@ async fn repair_one(
         .chain(diff.different.iter())
         .cloned()
         .collect();
-    let delete: HashSet<String> = diff.extra.iter().cloned().collect();
+    if upsert.is_empty() && delete.is_empty() {
+        r.notes.push("nothing to repair".to_string());
+        r.repaired = Some(Repaired::default());
+        verify_one(plan, state, s, r).await?;
+        return Ok(());
+    }
 
-    let batches = repair_batches(plan, s, &position, &into, &upsert, &delete).await?;
-    let schema = batches.schema.clone();
+    let batches = repair_batches(plan, s, &position, into.as_deref(), &upsert, &delete).await?;
     let attempt_id = format!("verify-repair-{}", uuid::Uuid::new_v4());
+    let (target, format, table) = match (&s.target, &into) {
+        (_, Some(into)) => (
+            into.clone(),
+            "table".to_string(),
+            Some(TableWrite {
+                mode: TableWriteMode::Merge,
+                primary_key: s.primary_key.clone(),
+                change_tracking: true,
+                pre_copy_script: None,
+                procedure: None,
+            }),
+        ),
+        (Target::File { path, format }, None) => (
+            crate::template::render(path, &s.name, &attempt_id, chrono::Utc::now()),
+            format.as_str().to_string(),
+            None,
+        ),
+        (Target::Table { .. }, None) => unreachable!("check_target gives the table"),
+    };
     let copy = attempt::Copy {
         key: s.name.clone(),
         attempt_id: attempt_id.clone(),
@@ -809,30 +985,34 @@ async fn repair_one(
         request: WriteRequest {
             stream: s.name.clone(),
             run_id: attempt_id.clone(),
-            target: into.clone(),
-            format: "table".to_string(),
-            schema,
+            target,
+            format,
+            schema: batches.schema.clone(),
             overwrite: false,
-            table: Some(TableWrite {
-                mode: TableWriteMode::Merge,
-                primary_key: s.primary_key.clone(),
-                change_tracking: true,
-                pre_copy_script: None,
-                procedure: None,
-            }),
+            table,
             split: None,
         },
         owned: true,
     };
+    let (upserted, deleted) = (batches.upserted, batches.deleted);
     let mut rows = RepairRows {
         batches: batches.batches.into_iter(),
         position: Some(position),
     };
     let outcome = attempt::execute(env, copy, &mut rows).await?;
     r.notes.extend(outcome.notes);
+    if into.is_none() {
+        r.notes.extend(
+            outcome
+                .committed
+                .outputs
+                .iter()
+                .map(|o| format!("repair output: {o}")),
+        );
+    }
     r.repaired = Some(Repaired {
-        upserted: batches.upserted,
-        deleted: batches.deleted,
+        upserted,
+        deleted,
         attempt: attempt_id,
     });
     // Verify again.
@@ -853,7 +1033,7 @@ async fn repair_batches(
     plan: &Plan,
     s: &StreamPlan,
     position: &Position,
-    into: &str,
+    into: Option<&str>,
     upsert: &HashSet<String>,
     delete: &HashSet<String>,
 ) -> Result<RepairBatches> {
@@ -885,11 +1065,36 @@ async fn repair_batches(
         .iter()
         .map(|f| f.as_ref().clone())
         .collect();
-    fields.push(Field::new(
-        highwater_connectors::change_tracking::OPERATION_COLUMN,
-        DataType::Utf8,
-        true,
-    ));
+    // A table merge takes the operation; a change-tracking file carries
+    // the version and the operation, as every output of the stream; a
+    // watermark file only the rows.
+    let version = match (into, position) {
+        (None, Position::Version(v)) => Some(v.version),
+        _ => None,
+    };
+    let with_op = into.is_some() || version.is_some();
+    if version.is_some() {
+        fields.push(Field::new(
+            highwater_connectors::change_tracking::VERSION_COLUMN,
+            DataType::Int64,
+            true,
+        ));
+    }
+    if with_op {
+        fields.push(Field::new(
+            highwater_connectors::change_tracking::OPERATION_COLUMN,
+            DataType::Utf8,
+            true,
+        ));
+    }
+    let tail = |arrays: &mut Vec<ArrayRef>, n: usize, op: &str| {
+        if let Some(v) = version {
+            arrays.push(Arc::new(arrow_array::Int64Array::from(vec![v; n])) as ArrayRef);
+        }
+        if with_op {
+            arrays.push(Arc::new(StringArray::from(vec![op; n])) as ArrayRef);
+        }
+    };
     let schema: SchemaRef = Arc::new(Schema::new(fields));
     let mut out = RepairBatches {
         schema: schema.clone(),
@@ -939,14 +1144,40 @@ async fn repair_batches(
                     .map_err(|e| Error::source("engine", e))?,
             );
         }
-        arrays.push(Arc::new(StringArray::from(vec!["U"; n])) as ArrayRef);
+        tail(&mut arrays, n, "U");
         out.batches.push(
             RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::source("engine", e))?,
         );
         out.upserted += n as u64;
     }
 
-    if !delete.is_empty() {
+    if let (false, None) = (delete.is_empty(), into) {
+        // A file target: the keys from their text (one key column).
+        if key.len() != 1 {
+            return Err(Error::config(
+                "primary_key",
+                "--repair deletes extra keys of a file target by a one-column key only",
+            ));
+        }
+        let mut keys: Vec<&str> = delete.iter().map(String::as_str).collect();
+        keys.sort_by(|a, b| natural(a, b));
+        let n = keys.len();
+        let text: ArrayRef = Arc::new(StringArray::from(keys));
+        let mut arrays = Vec::new();
+        for (i, f) in visible_schema.fields().iter().enumerate() {
+            if i == key[0] {
+                arrays.push(align(&text, f.data_type()));
+            } else {
+                arrays.push(arrow_array::new_null_array(f.data_type(), n));
+            }
+        }
+        tail(&mut arrays, n, "D");
+        out.batches.push(
+            RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::source("engine", e))?,
+        );
+        out.deleted += n as u64;
+    }
+    if let (false, Some(into)) = (delete.is_empty(), into) {
         // The extra keys, read back from the target and cast to the
         // source's key types; the other columns NULL.
         let conn = &plan.connections[&s.to];
@@ -1016,7 +1247,7 @@ async fn repair_batches(
                     None => arrays.push(arrow_array::new_null_array(f.data_type(), n)),
                 }
             }
-            arrays.push(Arc::new(StringArray::from(vec!["D"; n])) as ArrayRef);
+            tail(&mut arrays, n, "D");
             out.batches.push(
                 RecordBatch::try_new(schema.clone(), arrays)
                     .map_err(|e| Error::source("engine", e))?,

@@ -210,6 +210,11 @@ impl FileSink {
         }
     }
 
+    /// The store and the root URL (`verify` reads committed outputs back).
+    pub(super) fn store(&self) -> (Arc<dyn ObjectStore>, &str) {
+        (self.store.clone(), &self.root)
+    }
+
     fn url_of(&self, path: &Path) -> String {
         format!("{}/{}", self.root, path)
     }
