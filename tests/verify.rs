@@ -605,3 +605,60 @@ async fn full_copy_files_compare_the_last_output() {
     assert_code(&o, 2);
     assert!(stderr(&o).contains("last output"), "{}", stderr(&o));
 }
+
+/// Many PostgreSQL types into each database target: an equal copy
+/// verifies equal (values compared by type, not text).
+async fn typed_copy_is_equal(target: Backend) {
+    let dir = Dir::new("verify_types");
+    let src = Db::new(Backend::Postgres, &dir, "src.db").await;
+    let dst = Db::new(target, &dir, "dst.db").await;
+    src.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, b bool, f4 real, f8 double precision, \
+         n numeric(12,4), nu numeric, tz timestamptz, ts timestamp, d date, tm time, \
+         u uuid, j jsonb, by bytea, txt text, big bigint, sm smallint);
+         INSERT INTO t VALUES
+          (1, true, 0.1, 0.1, 12.5000, 3.14159, '2024-03-01 10:00:00.123456+02', \
+           '2024-03-01 10:00:00.5', '2024-02-29', '23:59:59.25', \
+           'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"a\": [1, 2]}', '\\x00ff', '', \
+           9007199254740993, -3),
+          (2, false, -1.5, 1e300, -0.0001, 10, '1999-12-31 23:59:59+00', \
+           '1970-01-01 00:00:00', '1900-01-01', '00:00:00', NULL, NULL, NULL, NULL, NULL, NULL),
+          (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 'x', 0, 0);",
+    )
+    .await;
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  src: {}\n  dst: {}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: full\n    primary_key: [id]\n    to: dst\n    into: copy\n    write: merge\n",
+            src.url(),
+            dst.url(),
+        ),
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    let o = dir.hw(&["verify", "--json"]);
+    assert_code(&o, 0);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v[0]["compared"], 3, "{v}");
+    // One changed value in a typed column is found.
+    dst.exec("UPDATE copy SET d = '1900-01-02' WHERE id = 2")
+        .await;
+    let o = dir.hw(&["verify", "--json"]);
+    assert_code(&o, 1);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(keys(&v[0], "different"), ["2"], "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_types_into_postgres_verify_equal() {
+    typed_copy_is_equal(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_types_into_mariadb_verify_equal() {
+    typed_copy_is_equal(Backend::Mariadb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_types_into_sqlite_verify_equal() {
+    typed_copy_is_equal(Backend::Sqlite).await;
+}
