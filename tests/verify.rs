@@ -22,7 +22,9 @@ pub enum Backend {
 }
 
 conformance!(
-    merge_target_differences_are_found_and_repaired,
+    merge_into_sqlite,
+    merge_into_postgres,
+    merge_into_mariadb,
     change_tracking_target_is_verified_and_repaired,
     full_copy_without_key_is_compared_as_rows,
 );
@@ -168,9 +170,13 @@ struct Case {
 
 impl Case {
     async fn new(b: Backend, mode: &str, extra: &str) -> Case {
+        Case::with_target(b, target_of(b), mode, extra).await
+    }
+
+    async fn with_target(b: Backend, target: Backend, mode: &str, extra: &str) -> Case {
         let dir = Dir::new("verify");
         let src = Db::new(b, &dir, "src.db").await;
-        let dst = Db::new(target_of(b), &dir, "dst.db").await;
+        let dst = Db::new(target, &dir, "dst.db").await;
         src.exec(create_table(b)).await;
         src.exec(&insert_rows(1..=12, 1)).await;
         dir.write(
@@ -219,9 +225,24 @@ fn expected_rows(ids: &[i64]) -> Vec<(i64, Option<String>, Option<String>)> {
         .collect()
 }
 
-async fn merge_target_differences_are_found_and_repaired(b: Backend) {
-    let c = Case::new(
+/// Every pair: each source backend into each database target; run, then
+/// corrupt the target, find exactly the corrupted keys, repair.
+async fn merge_into_sqlite(b: Backend) {
+    merge_pair(b, Backend::Sqlite).await;
+}
+
+async fn merge_into_postgres(b: Backend) {
+    merge_pair(b, Backend::Postgres).await;
+}
+
+async fn merge_into_mariadb(b: Backend) {
+    merge_pair(b, Backend::Mariadb).await;
+}
+
+async fn merge_pair(b: Backend, target: Backend) {
+    let c = Case::with_target(
         b,
+        target,
         "watermark",
         "    cursor: ver\n    primary_key: [id]\n    write: merge\n",
     )

@@ -1220,7 +1220,11 @@ async fn repair_batches(
         .await?
         {
             let b = b?;
-            let kcols: Vec<ArrayRef> = tkey.iter().map(|i| b.column(*i).clone()).collect();
+            let kcols: Vec<ArrayRef> = tkey
+                .iter()
+                .zip(&key)
+                .map(|(i, k)| align(b.column(*i), visible_schema.field(*k).data_type()))
+                .collect();
             let all: Vec<usize> = (0..kcols.len()).collect();
             let keep: Vec<bool> = (0..b.num_rows())
                 .map(|row| {
