@@ -202,17 +202,50 @@ async fn verify_one(
                 .to_string(),
         );
     }
-    let src = read_source(plan, s, position.as_ref(), r).await?;
+    let src = read_source(plan, s, position.as_ref(), r, None).await?;
     let types: Vec<DataType> = src
         .schema
         .as_ref()
         .map(|sch| sch.fields().iter().map(|f| f.data_type().clone()).collect())
         .unwrap_or_default();
     let tgt = match &into {
-        Some(into) => read_table(plan, s, into, &src.columns, &types).await?,
-        None => read_files(plan, state, s, &src.columns, &types, r).await?,
+        Some(into) => read_table(plan, s, into, &src, &types).await?,
+        None => read_files(plan, state, s, &src, &types, r).await?,
     };
-    let diff = compare(&src, &tgt);
+    let hashes = compare(&src, &tgt);
+    // The texts of the source's keys that differ: a second read, only
+    // when something differs (the maps hold 64-bit key hashes only).
+    let want: HashSet<u64> = hashes
+        .missing
+        .iter()
+        .chain(&hashes.different)
+        .chain(&hashes.extra_in_source)
+        .copied()
+        .collect();
+    let texts = match want.is_empty() {
+        true => HashMap::new(),
+        false => {
+            let mut again = StreamVerify::default();
+            read_source(plan, s, position.as_ref(), &mut again, Some(&want))
+                .await?
+                .texts
+        }
+    };
+    let text = |h: &u64| {
+        texts
+            .get(h)
+            .cloned()
+            .unwrap_or_else(|| format!("#{h:016x}"))
+    };
+    let mut diff = Diff {
+        missing: hashes.missing.iter().map(text).collect(),
+        extra: hashes.extra_in_source.iter().map(text).collect(),
+        different: hashes.different.iter().map(text).collect(),
+    };
+    diff.extra.extend(hashes.extra);
+    for v in [&mut diff.missing, &mut diff.extra, &mut diff.different] {
+        v.sort_by(|a, b| natural(a, b));
+    }
     r.compared = src.due;
     r.not_due = src.not_due.len() as u64;
     r.missing_count = diff.missing.len() as u64;
@@ -249,9 +282,13 @@ struct Side {
     columns: Vec<String>,
     /// Indexes into `columns` of the key columns.
     key: Vec<usize>,
-    rows: HashMap<String, (u64, u32)>,
+    /// Key hash (of the key's canonical text) → (row hash, occurrences).
+    rows: HashMap<u64, (u64, u32)>,
+    /// Key texts: target: of keys the source does not have (extra);
+    /// source: of the keys asked for.
+    texts: HashMap<u64, String>,
     /// Source only: keys past the position.
-    not_due: HashSet<String>,
+    not_due: HashSet<u64>,
     /// Source only: rows due.
     due: u64,
     /// Source only: the compared schema (repair).
@@ -263,6 +300,7 @@ async fn read_source(
     s: &StreamPlan,
     position: Option<&Position>,
     r: &mut StreamVerify,
+    want: Option<&HashSet<u64>>,
 ) -> Result<Side> {
     let conn = &plan.connections[&s.from];
     let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
@@ -286,13 +324,14 @@ async fn read_source(
         columns: columns.clone(),
         key,
         rows: HashMap::new(),
+        texts: HashMap::new(),
         not_due: HashSet::new(),
         due: 0,
         schema: None,
     };
 
     // Change tracking: keys changed after the position are not due.
-    let mut ct_not_due: Option<HashSet<String>> = None;
+    let mut ct_not_due: Option<HashSet<u64>> = None;
     if let (Mode::ChangeTracking, Some(Position::Version(v))) = (s.mode, position) {
         let keys = changed_keys(source.as_ref(), &conn.kind, s, v.version).await?;
         ct_not_due = Some(keys);
@@ -330,7 +369,11 @@ async fn read_source(
         };
         let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
         for (row, due) in due.into_iter().enumerate() {
-            let k = key_text(&cols, &side.key, row);
+            let text = key_text(&cols, &side.key, row);
+            let k = key_hash(&text);
+            if want.is_some_and(|w| w.contains(&k)) {
+                side.texts.insert(k, text);
+            }
             let due = due && !ct_not_due.as_ref().is_some_and(|n| n.contains(&k));
             if !due {
                 side.not_due.insert(k);
@@ -375,7 +418,7 @@ async fn changed_keys(
     kind: &ConnKind,
     s: &StreamPlan,
     after: i64,
-) -> Result<HashSet<String>> {
+) -> Result<HashSet<u64>> {
     let q = match kind {
         ConnKind::Mysql => '`',
         _ => '"',
@@ -417,7 +460,7 @@ async fn changed_keys(
         let b = b?;
         let cols: Vec<ArrayRef> = b.columns().to_vec();
         for row in 0..b.num_rows() {
-            keys.insert(key_text(&cols, &key, row));
+            keys.insert(key_hash(&key_text(&cols, &key, row)));
         }
     }
     Ok(keys)
@@ -428,9 +471,10 @@ async fn read_table(
     plan: &Plan,
     s: &StreamPlan,
     into: &str,
-    columns: &[String],
+    src: &Side,
     types: &[DataType],
 ) -> Result<Side> {
+    let columns = &src.columns;
     let conn = &plan.connections[&s.to];
     let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
     let relation = Relation::table(into);
@@ -476,6 +520,7 @@ async fn read_table(
         columns: columns.to_vec(),
         key: vec![],
         rows: HashMap::new(),
+        texts: HashMap::new(),
         not_due: HashSet::new(),
         due: 0,
         schema: None,
@@ -493,7 +538,11 @@ async fn read_table(
             .map(|(i, t)| align(b.column(*i), t))
             .collect();
         for row in 0..b.num_rows() {
-            let k = key_text(&cols, &side.key, row);
+            let text = key_text(&cols, &side.key, row);
+            let k = key_hash(&text);
+            if !src.rows.contains_key(&k) && !src.not_due.contains(&k) {
+                side.texts.insert(k, text);
+            }
             let h = row_hash(&cols, row);
             side.rows.entry(k).or_insert((h, 0)).1 += 1;
         }
@@ -508,10 +557,11 @@ async fn read_files(
     plan: &Plan,
     state: &dyn StateStore,
     s: &StreamPlan,
-    columns: &[String],
+    src: &Side,
     types: &[DataType],
     r: &mut StreamVerify,
 ) -> Result<Side> {
+    let columns = &src.columns;
     let Target::File { format, .. } = &s.target else {
         return Err(Error::config("target", "not a file target"));
     };
@@ -541,6 +591,7 @@ async fn read_files(
         columns: columns.to_vec(),
         key: key.clone(),
         rows: HashMap::new(),
+        texts: HashMap::new(),
         not_due: HashSet::new(),
         due: 0,
         schema: None,
@@ -548,6 +599,7 @@ async fn read_files(
     for c in &commits {
         if c.files.iter().any(|(_, url)| reloads.contains(url)) {
             side.rows.clear();
+            side.texts.clear();
         }
         for (path, url) in &c.files {
             let read = attempt::bounded(
@@ -593,13 +645,18 @@ async fn read_files(
                     .filter(|_| s.mode == Mode::ChangeTracking)
                     .map(|i| align(b.column(i), &DataType::Utf8));
                 for row in 0..b.num_rows() {
-                    let k = key_text(&cols, &key, row);
+                    let text = key_text(&cols, &key, row);
+                    let k = key_hash(&text);
                     let deleted = op
                         .as_ref()
                         .is_some_and(|o| !o.is_null(row) && o.as_string::<i32>().value(row) == "D");
                     if deleted {
                         side.rows.remove(&k);
+                        side.texts.remove(&k);
                         continue;
+                    }
+                    if !src.rows.contains_key(&k) && !src.not_due.contains(&k) {
+                        side.texts.insert(k, text);
                     }
                     let h = row_hash(&cols, row);
                     if keyless || s.mode == Mode::Full {
@@ -659,33 +716,51 @@ fn align(col: &ArrayRef, to: &DataType) -> ArrayRef {
     }
 }
 
-fn compare(src: &Side, tgt: &Side) -> Diff {
-    let mut d = Diff {
+/// What differs, by key hash; extra keys the source lacks as text.
+struct Hashes {
+    missing: Vec<u64>,
+    different: Vec<u64>,
+    /// Keyless comparisons: more copies of a source row in the target.
+    extra_in_source: Vec<u64>,
+    extra: Vec<String>,
+}
+
+fn compare(src: &Side, tgt: &Side) -> Hashes {
+    let mut d = Hashes {
         missing: vec![],
-        extra: vec![],
         different: vec![],
+        extra_in_source: vec![],
+        extra: vec![],
     };
+    let keyless = src.key.len() == src.columns.len();
     for (k, (h, n)) in &src.rows {
         match tgt.rows.get(k) {
-            None => d.missing.push(k.clone()),
-            Some((th, tn)) if th != h || (n != tn && src.key.len() < src.columns.len()) => {
-                d.different.push(k.clone())
-            }
+            None => d.missing.push(*k),
+            Some((th, tn)) if th != h || (n != tn && !keyless) => d.different.push(*k),
             // A keyless (whole-row) comparison: fewer copies than the source.
-            Some((_, tn)) if tn < n => d.missing.push(k.clone()),
-            Some((_, tn)) if tn > n => d.extra.push(k.clone()),
+            Some((_, tn)) if tn < n => d.missing.push(*k),
+            Some((_, tn)) if tn > n => d.extra_in_source.push(*k),
             Some(_) => {}
         }
     }
     for k in tgt.rows.keys() {
         if !src.rows.contains_key(k) && !src.not_due.contains(k) {
-            d.extra.push(k.clone());
+            d.extra.push(
+                tgt.texts
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{k:016x}")),
+            );
         }
     }
-    for v in [&mut d.missing, &mut d.extra, &mut d.different] {
-        v.sort_by(|a, b| natural(a, b));
-    }
     d
+}
+
+/// The 64-bit hash of a key's canonical text.
+fn key_hash(text: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
 }
 
 /// Numbers by value, other keys as text.
