@@ -660,6 +660,13 @@ async fn typed_copy_is_equal(target: Backend) {
     assert_code(&o, 0);
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v[0]["compared"], 3, "{v}");
+    if target == Backend::Postgres {
+        // PostgreSQL → PostgreSQL, every row due: checked inside the databases.
+        assert!(
+            v[0]["notes"].to_string().contains("equal by checksum"),
+            "{v}"
+        );
+    }
     // One changed value in a typed column is found.
     dst.exec("UPDATE copy SET d = '1900-01-02' WHERE id = 2")
         .await;
@@ -682,4 +689,34 @@ async fn postgres_types_into_mariadb_verify_equal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_types_into_sqlite_verify_equal() {
     typed_copy_is_equal(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_change_tracking_into_postgres_uses_checksums_when_all_rows_are_due() {
+    let c = Case::with_target(
+        Backend::Postgres,
+        Backend::Postgres,
+        "change_tracking",
+        "    primary_key: [id]\n    write: merge\n",
+    )
+    .await;
+    let v = c.verify(&[], 0);
+    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+    assert_eq!(v["compared"], 12, "{v}");
+    // A corrupted target: the checksums differ, the rows name the key.
+    c.dst.exec("UPDATE copy SET amount = 0 WHERE id = 11").await;
+    let v = c.verify(&[], 1);
+    assert_eq!(keys(&v, "different"), ["11"], "{v}");
+    // A change past the position: compared row by row, not due.
+    c.src
+        .exec("UPDATE t SET name = 'later' WHERE id = 11")
+        .await;
+    let v = c.verify(&[], 0);
+    assert!(!v["notes"].to_string().contains("checksum"), "{v}");
+    assert_eq!(v["not_due"], 1, "{v}");
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 0, "{v}");
+    assert_code(&c.dir.hw(&["run"]), 0);
+    let v = c.verify(&[], 0);
+    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
 }
