@@ -755,10 +755,10 @@ async fn read_files(
     Ok(side)
 }
 
-/// Commit order: object stores keep markers' times to the second, so
+/// Commit order: object stores may keep markers' times to the second, so
 /// the positions the commits carried order them first (a change version,
-/// a watermark value), then a repair after the commit it repaired, then
-/// the markers' times.
+/// a watermark value), then the markers' times, then (same position, same
+/// time) a repair after the commit it repaired.
 fn order_commits(commits: &mut [highwater_connectors::files::read::CommitRecord]) {
     use std::cmp::Ordering;
     let pos =
@@ -780,8 +780,8 @@ fn order_commits(commits: &mut [highwater_connectors::files::read::CommitRecord]
             c.run_id.starts_with("verify-repair-")
         };
         by_pos
-            .then_with(|| repair(a).cmp(&repair(b)))
             .then_with(|| a.committed_at.cmp(&b.committed_at))
+            .then_with(|| repair(a).cmp(&repair(b)))
             .then_with(|| a.run_id.cmp(&b.run_id))
     });
 }
@@ -1056,17 +1056,14 @@ async fn repair_one(
 ) -> Result<()> {
     let into = check_target(plan, s)?;
     let place = format!("stream {} ({}:{})", s.name, plan.file, s.line);
-    if s.primary_key.is_empty() {
+    // A full copy's file target is its last output, and a keyless table
+    // has no key to merge by: the repair writes the whole copy again (a
+    // new last output; the table's rows replaced), as one attempt.
+    let whole = s.mode == Mode::Full && (into.is_none() || s.primary_key.is_empty());
+    if s.primary_key.is_empty() && !whole {
         return Err(Error::config(
             place,
             "--repair needs the stream's `primary_key` (the keys to re-copy and delete)",
-        ));
-    }
-    if into.is_none() && s.mode == Mode::Full {
-        return Err(Error::config(
-            place,
-            "a full copy's file target is its last output, which --repair does not rewrite: \
-             `highwater run` writes a complete new one",
         ));
     }
     let Some(_lock) = state.lock_stream(&s.name).await? else {
@@ -1116,16 +1113,35 @@ async fn repair_one(
         return Ok(());
     }
 
-    let batches = repair_batches(plan, s, &position, into.as_deref(), &upsert, &delete).await?;
+    let batches = match whole {
+        true => repair_batches(plan, s, &position, into.as_deref(), None, &HashSet::new()).await?,
+        false => {
+            repair_batches(plan, s, &position, into.as_deref(), Some(&upsert), &delete).await?
+        }
+    };
+    if whole {
+        r.notes.push(format!(
+            "a full copy{}: the repair wrote it again in full ({} rows)",
+            if into.is_some() {
+                " without a key"
+            } else {
+                "'s file target is its last output"
+            },
+            batches.upserted
+        ));
+    }
     let attempt_id = format!("verify-repair-{}", uuid::Uuid::new_v4());
     let (target, format, table) = match (&s.target, &into) {
         (_, Some(into)) => (
             into.clone(),
             "table".to_string(),
             Some(TableWrite {
-                mode: TableWriteMode::Merge,
+                mode: match whole {
+                    true => TableWriteMode::Replace,
+                    false => TableWriteMode::Merge,
+                },
                 primary_key: s.primary_key.clone(),
-                change_tracking: true,
+                change_tracking: !whole,
                 pre_copy_script: None,
                 procedure: None,
             }),
@@ -1147,7 +1163,7 @@ async fn repair_one(
             target,
             format,
             schema: batches.schema.clone(),
-            overwrite: false,
+            overwrite: whole,
             table,
             split: None,
         },
@@ -1193,7 +1209,7 @@ async fn repair_batches(
     s: &StreamPlan,
     position: &Position,
     into: Option<&str>,
-    upsert: &HashSet<String>,
+    upsert: Option<&HashSet<String>>,
     delete: &HashSet<String>,
 ) -> Result<RepairBatches> {
     let conn = &plan.connections[&s.from];
@@ -1231,7 +1247,7 @@ async fn repair_batches(
         (None, Position::Version(v)) => Some(v.version),
         _ => None,
     };
-    let with_op = into.is_some() || version.is_some();
+    let with_op = (into.is_some() && upsert.is_some()) || version.is_some();
     if version.is_some() {
         fields.push(Field::new(
             highwater_connectors::change_tracking::VERSION_COLUMN,
@@ -1289,7 +1305,7 @@ async fn repair_batches(
         };
         let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
         let keep: Vec<bool> = (0..b.num_rows())
-            .map(|row| due[row] && upsert.contains(&key_text(&cols, &key, row)))
+            .map(|row| due[row] && upsert.is_none_or(|u| u.contains(&key_text(&cols, &key, row))))
             .collect();
         let n = keep.iter().filter(|k| **k).count();
         if n == 0 {
