@@ -739,3 +739,73 @@ async fn postgres_change_tracking_into_postgres_uses_checksums_when_all_rows_are
     let v = c.verify(&[], 0);
     assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
 }
+
+/// `serve` verifies a stream on its `verify:` schedule and exports the
+/// result on /metrics.
+#[test]
+fn serve_verifies_on_schedule_and_exports_the_result() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::time::Instant;
+    fn get(addr: &str, path: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+    let dir = Dir::new("verify_serve");
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO t VALUES (1, 'a'), (2, 'b');",
+    )
+    .unwrap();
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  src: sqlite://src.db\n  dst: sqlite://dst.db\nstreams:\n  t:\n    from: src\n    table: t\n    mode: full\n    primary_key: [id]\n    to: dst\n    into: copy\n    write: merge\n    verify: \"*/1 * * * * *\"\n",
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    let mut child = dir
+        .command(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    std::thread::spawn(move || for _ in lines {});
+    let wait_for = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let m = get(&addr, "/metrics");
+            if m.contains(text) {
+                return m;
+            }
+            assert!(Instant::now() < deadline, "no `{text}` in:\n{m}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("highwater_stream_verify_equal{stream=\"t\"} 1");
+    let dst = rusqlite::Connection::open(dir.join("dst.db")).unwrap();
+    dst.execute_batch("DELETE FROM copy WHERE id = 2").unwrap();
+    let m = wait_for("highwater_stream_verify_equal{stream=\"t\"} 0");
+    assert!(
+        m.contains("highwater_stream_verify_keys{stream=\"t\",kind=\"missing\"} 1"),
+        "{m}"
+    );
+    let _ = std::process::Command::new("kill")
+        .arg(child.id().to_string())
+        .status();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
