@@ -468,6 +468,35 @@ async fn read_source(
             side.rows.entry(k).or_insert((h, 0)).1 += 1;
         }
     }
+    // Watermark: rows the source held back above its bound (`lag:`, the
+    // late-commit cap) were not read; their keys are not due either (a row
+    // copied before and updated since would otherwise look extra).
+    if s.mode == Mode::Watermark && extract.held_back > 0 {
+        let full = ReadRequest {
+            delta: Delta::Full,
+            ..req.clone()
+        };
+        let mut all = attempt::bounded("reading the source", idle, source.read(&full)).await?;
+        let visible: Vec<usize> = columns
+            .iter()
+            .map(|c| all.schema.index_of(c))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::source("engine", e))?;
+        while let Some(b) = attempt::bounded("reading the source", idle, async {
+            Ok(all.batches.next().await)
+        })
+        .await?
+        {
+            let b = b?;
+            let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
+            for row in 0..b.num_rows() {
+                let k = key_hash(&key_text(&cols, &side.key, row));
+                if !side.rows.contains_key(&k) {
+                    side.not_due.insert(k);
+                }
+            }
+        }
+    }
     // Change tracking: keys changed after the position, deleted ones too.
     if let Some(keys) = ct_not_due {
         side.not_due.extend(keys);
