@@ -198,6 +198,11 @@ fn target_databases() {
 }
 
 #[test]
+fn verify_page() {
+    run_page("verify.md");
+}
+
+#[test]
 fn every_doc_page_the_readme_names_exists() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();

@@ -4,6 +4,8 @@ in Azurite and moto (object_store cannot create them).
     python objstore.py create az|s3 NAME
     python objstore.py dump   az|s3 NAME      -> JSON {object name: text}
     python objstore.py put    az|s3 NAME      <- JSON {object name: text} on stdin
+    python objstore.py delete az|s3 NAME KEY
+    python objstore.py put    az|s3 NAME KEY  <- the one object's bytes on stdin
 """
 import json
 import sys
@@ -27,7 +29,22 @@ def s3():
     )
 
 
-def main(cmd, kind, name):
+def main(cmd, kind, name, key=None):
+    if cmd == "delete" or (cmd == "put" and key is not None):
+        body = sys.stdin.buffer.read() if cmd == "put" else None
+        if kind == "az":
+            from azure.storage.blob import BlobServiceClient
+
+            c = BlobServiceClient.from_connection_string(AZURITE).get_container_client(name)
+            if cmd == "delete":
+                c.delete_blob(key)
+            else:
+                c.upload_blob(key, body, overwrite=True)
+        elif cmd == "delete":
+            s3().delete_object(Bucket=name, Key=key)
+        else:
+            s3().put_object(Bucket=name, Key=key, Body=body)
+        return
     if kind == "az":
         from azure.storage.blob import BlobServiceClient
 
@@ -59,4 +76,4 @@ def main(cmd, kind, name):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

@@ -44,5 +44,6 @@ mod pipeline_rerun;
 mod serve;
 mod state_pg;
 mod triggers;
+mod verify;
 mod visibility;
 mod watermark;

@@ -12,6 +12,7 @@ pub mod pipeline;
 mod run;
 mod runs;
 mod state;
+mod verify;
 pub mod windows;
 
 use std::path::{Path, PathBuf};
@@ -144,6 +145,19 @@ pub enum Command {
         #[arg(long)]
         full_refresh: bool,
         /// Print as JSON (an array, one object per stream).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare each stream's target with its source up to the stream's
+    /// committed position: rows compared, missing, extra and different keys.
+    /// Exit 0 when equal, 1 when not, 2 for bad usage. See docs/verify.md.
+    Verify {
+        /// Streams (default: all).
+        streams: Vec<String>,
+        /// Re-copy exactly the differing keys (one stream), then verify again.
+        #[arg(long)]
+        repair: bool,
+        /// Print as JSON (an array, one object per stream, every key).
         #[arg(long)]
         json: bool,
     },
@@ -380,6 +394,11 @@ pub async fn dispatch(args: Args) -> i32 {
             full_refresh,
             json,
         } => run::dry_run(&config, streams, full_refresh, json).await,
+        Command::Verify {
+            streams,
+            repair,
+            json,
+        } => verify::run(&config, streams, repair, json).await,
         Command::Runs {
             show: None,
             limit,

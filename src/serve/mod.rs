@@ -52,6 +52,21 @@ pub struct StreamMetrics {
     pub running: bool,
     pub next: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The last scheduled verification (`verify:`).
+    pub verify: Option<VerifyMetrics>,
+}
+
+/// What the last scheduled `verify` of a stream found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyMetrics {
+    pub at: DateTime<Utc>,
+    pub equal: bool,
+    /// The verification itself failed (a connection, a refused target).
+    pub failed: bool,
+    pub missing: u64,
+    pub extra: u64,
+    pub different: u64,
+    pub seconds: f64,
 }
 
 /// Shared between the scheduler and the web handlers.
@@ -342,6 +357,7 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
         factory_root: root.clone(),
     });
     println!("listening on http://{addr}  (/, /runs/ID, /api/runs, /metrics, /healthz)");
+    let verify_tasks = start_verify(&shared);
     if trigger_count > 0 {
         println!(
             "{trigger_count} trigger(s) of the factory in {}",
@@ -414,8 +430,72 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
     for h in running.into_iter().chain(trigger_tasks) {
         let _ = h.await;
     }
+    // Verification only reads: stopping one midway is harmless.
+    for h in verify_tasks {
+        h.abort();
+    }
     server.abort();
     0
+}
+
+/// One task per stream with `verify:`: at each firing, `highwater verify
+/// STREAM` (never `--repair`), its result in the stream's metrics.
+fn start_verify(shared: &Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for s in &shared.plan.streams {
+        let Some(cron) = s.verify.as_ref().and_then(|e| e.parse::<Cron>().ok()) else {
+            continue;
+        };
+        println!("verifying {}: {}", s.name, cron.pattern);
+        let (shared, stream) = (shared.clone(), s.name.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Ok(next) = cron.find_next_occurrence(&Utc::now(), false) else {
+                    return;
+                };
+                let wait = (next - Utc::now()).to_std().unwrap_or_default();
+                tokio::time::sleep(wait).await;
+                let opts = highwater_engine::verify::VerifyOptions {
+                    streams: vec![stream.clone()],
+                    repair: false,
+                };
+                let got = highwater_engine::verify::verify_streams(
+                    &shared.plan,
+                    shared.state.clone(),
+                    &opts,
+                )
+                .await;
+                let v = match got.ok().and_then(|mut r| r.pop()) {
+                    Some(r) => {
+                        if let Some(e) = &r.error {
+                            tracing::error!(stream = %stream, error = %e, "Verification failed.");
+                        } else {
+                            tracing::info!(stream = %stream, equal = r.equal(), missing = r.missing_count,
+                                extra = r.extra_count, different = r.different_count, "Verified.");
+                        }
+                        VerifyMetrics {
+                            at: Utc::now(),
+                            equal: r.equal(),
+                            failed: r.error.is_some(),
+                            missing: r.missing_count,
+                            extra: r.extra_count,
+                            different: r.different_count,
+                            seconds: r.seconds,
+                        }
+                    }
+                    None => VerifyMetrics {
+                        at: Utc::now(),
+                        failed: true,
+                        ..VerifyMetrics::default()
+                    },
+                };
+                if let Some(m) = shared.metrics.lock().ok().as_mut().and_then(|m| m.get_mut(&stream)) {
+                    m.verify = Some(v);
+                }
+            }
+        }));
+    }
+    tasks
 }
 
 fn set_next(shared: &Shared, schedules: &[(String, Cron)], next: &[Option<DateTime<Utc>>]) {

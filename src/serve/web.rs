@@ -1220,6 +1220,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     }
     super::windows_view::metrics(&shared, &mut out).await;
     cdc_metrics(&shared, &mut out).await;
+    verify_metrics(&mut out, &metrics);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
@@ -1249,5 +1250,84 @@ async fn cdc_metrics(shared: &Shared, out: &mut String) {
         {
             let _ = writeln!(out, "{name}{{stream=\"{}\"}} {bytes}", label(&s.name));
         }
+    }
+}
+
+/// The last scheduled verification of each stream with `verify:`.
+fn verify_metrics(
+    out: &mut String,
+    metrics: &std::collections::BTreeMap<String, super::StreamMetrics>,
+) {
+    let done: Vec<(&String, &super::VerifyMetrics)> = metrics
+        .iter()
+        .filter_map(|(s, m)| m.verify.as_ref().map(|v| (s, v)))
+        .collect();
+    if done.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "# HELP highwater_stream_verify_equal 1 when the last verification found the target equal to its source (0: differs or failed).\n# TYPE highwater_stream_verify_equal gauge"
+    );
+    for (s, v) in &done {
+        let _ = writeln!(
+            out,
+            "highwater_stream_verify_equal{{stream=\"{}\"}} {}",
+            label(s),
+            u8::from(v.equal)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP highwater_stream_verify_failed 1 when the last verification could not compare.\n# TYPE highwater_stream_verify_failed gauge"
+    );
+    for (s, v) in &done {
+        let _ = writeln!(
+            out,
+            "highwater_stream_verify_failed{{stream=\"{}\"}} {}",
+            label(s),
+            u8::from(v.failed)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP highwater_stream_verify_keys Keys the last verification found missing, extra or different.\n# TYPE highwater_stream_verify_keys gauge"
+    );
+    for (s, v) in &done {
+        for (kind, n) in [
+            ("missing", v.missing),
+            ("extra", v.extra),
+            ("different", v.different),
+        ] {
+            let _ = writeln!(
+                out,
+                "highwater_stream_verify_keys{{stream=\"{}\",kind=\"{kind}\"}} {n}",
+                label(s)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP highwater_stream_verify_timestamp_seconds When the last verification finished (Unix time).\n# TYPE highwater_stream_verify_timestamp_seconds gauge"
+    );
+    for (s, v) in &done {
+        let _ = writeln!(
+            out,
+            "highwater_stream_verify_timestamp_seconds{{stream=\"{}\"}} {}",
+            label(s),
+            v.at.timestamp()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP highwater_stream_verify_duration_seconds Wall time of the last verification.\n# TYPE highwater_stream_verify_duration_seconds gauge"
+    );
+    for (s, v) in &done {
+        let _ = writeln!(
+            out,
+            "highwater_stream_verify_duration_seconds{{stream=\"{}\"}} {}",
+            label(s),
+            v.seconds
+        );
     }
 }

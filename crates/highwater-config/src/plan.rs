@@ -105,6 +105,8 @@ pub struct StreamPlan {
     pub to: String,
     pub target: Target,
     pub schedule: Option<String>,
+    /// `verify:`: when `serve` verifies the stream (cron).
+    pub verify: Option<String>,
     pub on_null_cursor: NullCursorPolicy,
     pub lag: Option<Lag>,
     /// `writer_time_zone:` as minutes east of UTC.
@@ -678,6 +680,12 @@ fn validate_stream(
             s.schedule.as_deref().unwrap_or_default()
         ));
     }
+    if let Some(Err(e)) = s.verify.as_ref().map(|c| c.parse::<croner::Cron>()) {
+        errs.push(format!(
+            "verify: `{}` is not a cron expression ({e}); e.g. \"0 3 * * *\" (minute hour day month weekday)",
+            s.verify.as_deref().unwrap_or_default()
+        ));
+    }
     let (from, to, relation, target) = (from?, to?, relation?, target?);
     let _ = name;
     Some(StreamPlan {
@@ -691,6 +699,7 @@ fn validate_stream(
         to,
         target,
         schedule: s.schedule,
+        verify: s.verify,
         on_null_cursor,
         lag,
         writer_offset_minutes,

@@ -80,6 +80,9 @@ pub struct RawStream {
     pub write: Option<String>,
     /// Cron schedule for `highwater serve`: `"*/5 * * * *"`.
     pub schedule: Option<String>,
+    /// Cron schedule on which `highwater serve` verifies the stream
+    /// (`highwater verify`): `verify: "0 3 * * *"`.
+    pub verify: Option<String>,
     /// `error` (default) | `skip`: rows whose cursor is NULL after the full load.
     pub on_null_cursor: Option<String>,
     /// Hold back the upper bound: `lag: 30s` (timestamps) or `lag: 100` (integers).

@@ -167,6 +167,79 @@ impl BoundaryFilter {
     }
 }
 
+/// Which rows of a watermark read (a full load: `after = None`, the hidden
+/// cursor column last) a stream at `pos` has delivered already: a cursor
+/// below `pos.value`, or equal to it and in its boundary. `None`: a NULL
+/// cursor (copied by the first, full load only). Used by `verify`, so that
+/// rows not yet due are not counted missing.
+pub fn delivered(batch: &RecordBatch, pos: &WatermarkPosition) -> Result<Vec<Option<bool>>> {
+    let idx = batch
+        .schema()
+        .index_of(CURSOR_COLUMN)
+        .map_err(|_| Error::source("engine", "the source did not return the cursor column"))?;
+    let cursor = batch.column(idx);
+    let n = batch.num_rows();
+    let Some(value) = pos.value.as_ref() else {
+        // Nothing with a cursor was delivered yet.
+        return Ok((0..n)
+            .map(|r| (!cursor.is_null(r)).then_some(false))
+            .collect());
+    };
+    let eq = equal_mask(cursor, Some(value))?;
+    let content: Vec<usize> = (0..batch.num_columns()).filter(|i| *i != idx).collect();
+    let opts = FormatOptions::default().with_null("\u{0}NULL");
+    let formatters = content
+        .iter()
+        .map(|i| {
+            ArrayFormatter::try_new(batch.column(*i).as_ref(), &opts)
+                .map_err(|e| Error::source("engine", e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut out = Vec::with_capacity(n);
+    for (row, at_value) in eq.iter().enumerate() {
+        if cursor.is_null(row) {
+            out.push(None);
+        } else if *at_value {
+            out.push(Some(pos.boundary.contains(&row_hash(&formatters, row))));
+        } else {
+            out.push(Some(below(cursor, row, value)?));
+        }
+    }
+    Ok(out)
+}
+
+/// Is the (non-NULL) cursor at `row` below `v`?
+fn below(col: &ArrayRef, row: usize, v: &CursorValue) -> Result<bool> {
+    let int = match col.data_type() {
+        DataType::Int16 => Some(col.as_primitive::<Int16Type>().value(row) as i64),
+        DataType::Int32 => Some(col.as_primitive::<Int32Type>().value(row) as i64),
+        DataType::Int64 => Some(col.as_primitive::<Int64Type>().value(row)),
+        DataType::Date32 => Some(col.as_primitive::<Date32Type>().value(row) as i64),
+        DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => {
+            Some(col.as_primitive::<TimestampMicrosecondType>().value(row))
+        }
+        _ => None,
+    };
+    match (v, int) {
+        (
+            CursorValue::Int(i) | CursorValue::Timestamp(i) | CursorValue::TimestampTz(i),
+            Some(x),
+        ) => Ok(x < *i),
+        (CursorValue::Date(d), Some(x)) => Ok(x < *d as i64),
+        (CursorValue::Text(t), None) if col.data_type() == &DataType::Utf8 => {
+            Ok(col.as_string::<i32>().value(row) < t.as_str())
+        }
+        _ => Err(Error::source(
+            "engine",
+            format!(
+                "unexpected cursor type {} for a {} watermark",
+                col.data_type(),
+                v.type_name()
+            ),
+        )),
+    }
+}
+
 /// FNV-1a over the display form of the row's columns; stable across versions.
 fn row_hash(formatters: &[ArrayFormatter<'_>], row: usize) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -29,6 +29,7 @@ pub mod preview;
 pub mod runner;
 pub mod template;
 pub mod timed_state;
+pub mod verify;
 
 pub use events::{Event, Observer};
 pub use runner::{RunOptions, RunOutcome, open_state, run_streams};

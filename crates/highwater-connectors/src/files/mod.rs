@@ -22,6 +22,7 @@
 
 mod csv;
 mod format;
+pub mod read;
 mod sink;
 
 pub use csv::CsvOptions;

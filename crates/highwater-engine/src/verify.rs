@@ -1,0 +1,1505 @@
+//! `highwater verify`: does a stream's target hold what its source held up
+//! to the stream's committed position? And `--repair`: re-copy exactly the
+//! keys that differ.
+//!
+//! ```text
+//! position (state store, read only)
+//!   ─► source: Source::read of every row, in one snapshot
+//!        full         every row is due
+//!        watermark    the run's full-load request (cursor column appended);
+//!                     due = cursor below the position, or equal and in its
+//!                     boundary (boundary::delivered); NULL cursors are due
+//!                     unless `on_null_cursor: skip`
+//!        change_tr.   every row; keys whose last change in the change log
+//!                     is newer than the position's version are not due
+//!   ─► target: the `into:` table read back through the target's own
+//!        Source (Delta::Full)
+//!   ─► both sides: key (canonical text) → 64-bit hash of the row's values
+//!        rendered canonically (see `canon`), so a PostgreSQL timestamptz and
+//!        the MariaDB DATETIME it became, or an int and a bigint, compare
+//!        equal, and NULL differs from ''
+//!   ─► missing (due in the source, absent in the target), extra (in the
+//!        target, not in the source, not a key that is not yet due), and
+//!        different (both, other values)
+//! --repair: under the stream's lock, settle open attempts, then ONE attempt
+//!   through attempt::execute: the source rows of missing and different
+//!   keys as upserts and the extra keys as `D` rows of a change-tracking
+//!   merge; the position does not move. Then verify again.
+//! ```
+//!
+//! Rows are compared client side: every row of both sides crosses the
+//! network once (see docs/decisions.md for why not per-range checksums yet).
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use futures::StreamExt;
+use highwater_config::{Mode, Plan, StreamPlan, Target, WriteMode};
+use highwater_core::{
+    CURSOR_COLUMN, ConnKind, Delta, Error, ErrorKind, NullCursorPolicy, Position, ReadRequest,
+    Relation, Result, StateStore, TableWrite, TableWriteMode, WriteRequest,
+};
+
+use crate::attempt::{self, Rows};
+use crate::runner::{self, RunOptions};
+
+/// What `verify` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Streams (empty: all).
+    pub streams: Vec<String>,
+    /// Re-copy the differing keys, then verify again.
+    pub repair: bool,
+}
+
+/// The result for one stream.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StreamVerify {
+    pub stream: String,
+    pub mode: String,
+    /// `table (merge)` or the file target's folder.
+    pub target: String,
+    /// The committed position compared against (`-` for full mode).
+    pub position: Option<String>,
+    /// Source rows due at the position (compared).
+    pub compared: u64,
+    /// Source rows past the position (not yet due), left out.
+    pub not_due: u64,
+    pub missing_count: u64,
+    pub extra_count: u64,
+    pub different_count: u64,
+    /// Keys, sorted (numbers by value).
+    pub missing: Vec<String>,
+    pub extra: Vec<String>,
+    pub different: Vec<String>,
+    pub seconds: f64,
+    pub notes: Vec<String>,
+    /// `--repair`: what the repair attempt wrote (the counts above are
+    /// those of the verification after it).
+    pub repaired: Option<Repaired>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub error_kind: Option<ErrorKind>,
+}
+
+/// What a repair wrote.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Repaired {
+    /// Rows upserted (missing and different keys).
+    pub upserted: u64,
+    /// Keys deleted (extra).
+    pub deleted: u64,
+    /// The attempt id (in the target's commit records).
+    pub attempt: String,
+}
+
+impl StreamVerify {
+    pub fn equal(&self) -> bool {
+        self.error.is_none()
+            && self.missing_count == 0
+            && self.extra_count == 0
+            && self.different_count == 0
+    }
+
+    /// 0: every stream equal; 2: every failure a configuration one (bad
+    /// usage); else 1 (a difference, or a failure).
+    pub fn exit_code(results: &[StreamVerify]) -> i32 {
+        if results.iter().all(StreamVerify::equal) {
+            return 0;
+        }
+        let kinds: Vec<ErrorKind> = results.iter().filter_map(|r| r.error_kind).collect();
+        let differ = results.iter().any(|r| r.error.is_none() && !r.equal());
+        if !differ && !kinds.is_empty() && kinds.iter().all(|k| *k == ErrorKind::Config) {
+            2
+        } else {
+            1
+        }
+    }
+}
+
+/// Verify (and with `repair`, repair) the streams `opts` selects, one after
+/// the other.
+pub async fn verify_streams(
+    plan: &Plan,
+    state: Arc<dyn StateStore>,
+    opts: &VerifyOptions,
+) -> Result<Vec<StreamVerify>> {
+    let selected = runner::select(
+        plan,
+        &RunOptions {
+            streams: opts.streams.clone(),
+            ..RunOptions::default()
+        },
+    )?;
+    let mut out = Vec::new();
+    for s in selected {
+        let started = Instant::now();
+        let mut r = StreamVerify {
+            stream: s.name.clone(),
+            mode: s.mode.as_str().to_string(),
+            target: match &s.target {
+                Target::File { path, .. } => path.clone(),
+                Target::Table { into, write } => format!("{into} ({write:?})").to_lowercase(),
+            },
+            ..StreamVerify::default()
+        };
+        let res = match opts.repair {
+            false => verify_one(plan, state.as_ref(), s, &mut r)
+                .await
+                .map(|_| ()),
+            true => repair_one(plan, state.as_ref(), s, &mut r).await,
+        };
+        if let Err(e) = res {
+            let place = format!("{}:{}", plan.file, s.line);
+            r.error = Some(
+                plan.secrets
+                    .redact(&format!("stream {} ({place}): {e}", s.name)),
+            );
+            r.error_kind = Some(e.kind());
+        }
+        for n in r.notes.iter_mut() {
+            *n = plan.secrets.redact(n);
+        }
+        r.seconds = started.elapsed().as_secs_f64();
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// The keys that differ, as found by one comparison.
+struct Diff {
+    missing: Vec<String>,
+    extra: Vec<String>,
+    different: Vec<String>,
+}
+
+async fn verify_one(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    r: &mut StreamVerify,
+) -> Result<Diff> {
+    let into = check_target(plan, s)?;
+    let position = state.position(&s.name).await?;
+    r.position = position.as_ref().map(Position::display_value);
+    if position.is_none() {
+        r.notes.push(
+            "the stream has no committed position yet (never run, or reset): no source row is \
+             due, so the target should be empty"
+                .to_string(),
+        );
+    }
+    if !state.open_attempts(&s.name).await?.is_empty() {
+        r.notes.push(
+            "an attempt left open by an interrupted run is waiting: the next run settles it; \
+             the comparison is with the committed position"
+                .to_string(),
+        );
+    }
+    if let Some(into) = &into
+        && let Some(diff) = in_database(plan, s, into, position.as_ref(), r).await?
+    {
+        return Ok(diff);
+    }
+    let src = read_source(plan, s, position.as_ref(), r, None).await?;
+    let types: Vec<DataType> = src
+        .schema
+        .as_ref()
+        .map(|sch| sch.fields().iter().map(|f| f.data_type().clone()).collect())
+        .unwrap_or_default();
+    let tgt = match &into {
+        Some(into) => read_table(plan, s, into, &src, &types).await?,
+        None => read_files(plan, state, s, &src, &types, r).await?,
+    };
+    let hashes = compare(&src, &tgt);
+    // The texts of the source's keys that differ: a second read, only
+    // when something differs (the maps hold 64-bit key hashes only).
+    let want: HashSet<u64> = hashes
+        .missing
+        .iter()
+        .chain(&hashes.different)
+        .chain(&hashes.extra_in_source)
+        .copied()
+        .collect();
+    let texts = match want.is_empty() {
+        true => HashMap::new(),
+        false => {
+            let mut again = StreamVerify::default();
+            read_source(plan, s, position.as_ref(), &mut again, Some(&want))
+                .await?
+                .texts
+        }
+    };
+    let text = |h: &u64| {
+        texts
+            .get(h)
+            .cloned()
+            .unwrap_or_else(|| format!("#{h:016x}"))
+    };
+    let mut diff = Diff {
+        missing: hashes.missing.iter().map(text).collect(),
+        extra: hashes.extra_in_source.iter().map(text).collect(),
+        different: hashes.different.iter().map(text).collect(),
+    };
+    diff.extra.extend(hashes.extra);
+    for v in [&mut diff.missing, &mut diff.extra, &mut diff.different] {
+        v.sort_by(|a, b| natural(a, b));
+    }
+    r.compared = src.due;
+    r.not_due = src.not_due.len() as u64;
+    r.missing_count = diff.missing.len() as u64;
+    r.extra_count = diff.extra.len() as u64;
+    r.different_count = diff.different.len() as u64;
+    r.missing = diff.missing.clone();
+    r.extra = diff.extra.clone();
+    r.different = diff.different.clone();
+    Ok(diff)
+}
+
+/// PostgreSQL → PostgreSQL table, when every source row is due (full
+/// mode; change tracking with no change after the position): compare the
+/// row count and the sum of row hashes computed inside each database. Equal:
+/// done, no row moved (`Some`). Otherwise, or for any other pair, `None`:
+/// the row-by-row comparison finds the keys.
+async fn in_database(
+    plan: &Plan,
+    s: &StreamPlan,
+    into: &str,
+    position: Option<&Position>,
+    r: &mut StreamVerify,
+) -> Result<Option<Diff>> {
+    let (from, to) = (&plan.connections[&s.from], &plan.connections[&s.to]);
+    if from.kind != ConnKind::Postgres || to.kind != ConnKind::Postgres {
+        return Ok(None);
+    }
+    let all_due = match (s.mode, position) {
+        (Mode::Full, Some(_)) => true,
+        (Mode::ChangeTracking, Some(Position::Version(v))) => {
+            let status = highwater_connectors::change_tracking::status_after(
+                &from.kind,
+                from.url.expose(),
+                &s.relation,
+                Some(v.version),
+            )
+            .await?;
+            status.complete()
+                && status.generation == v.generation
+                && status.changed_after == Some(0)
+        }
+        _ => false,
+    };
+    if !all_due || s.primary_key.is_empty() {
+        return Ok(None);
+    }
+    let source = highwater_connectors::source(&from.kind, from.url.expose()).await?;
+    let info = runner::describe_checked(source.as_ref(), s, &from.kind).await?;
+    let columns: Vec<String> = info
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let idle = attempt::idle_timeout();
+    let target = Relation::table(into);
+    // Both databases at once.
+    let (a, b) = futures::join!(
+        attempt::bounded(
+            "checksumming the source",
+            idle,
+            highwater_connectors::postgres::checksum(from.url.expose(), &s.relation, &columns),
+        ),
+        attempt::bounded(
+            "checksumming the target",
+            idle,
+            highwater_connectors::postgres::checksum(to.url.expose(), &target, &columns),
+        )
+    );
+    // A target that cannot answer (a column renamed, another type) is
+    // compared row by row, which names what differs.
+    let (a, Ok(b)) = (a?, b) else {
+        return Ok(None);
+    };
+    if a != b {
+        return Ok(None);
+    }
+    r.compared = a.0.max(0) as u64;
+    r.notes.push(
+        "equal by checksum: row count and sum of row hashes computed inside both databases \
+         (no rows moved)"
+            .to_string(),
+    );
+    Ok(Some(Diff {
+        missing: vec![],
+        extra: vec![],
+        different: vec![],
+    }))
+}
+
+/// The `into:` table (`None`: a file target), or a clear refusal.
+fn check_target(plan: &Plan, s: &StreamPlan) -> Result<Option<String>> {
+    let place = format!("{}:{}", plan.file, s.line);
+    match &s.target {
+        Target::Table { into, write } => {
+            if *write == WriteMode::Append && s.mode != Mode::Full {
+                return Err(Error::config(
+                    format!("stream {} ({place}), write: append", s.name),
+                    "verify compares one row per key, and an append target keeps every \
+                     delivered version of a row (a log): there is nothing to compare it with. \
+                     Verify a `write: merge` target instead",
+                ));
+            }
+            Ok(Some(into.clone()))
+        }
+        Target::File { .. } => Ok(None),
+    }
+}
+
+/// One side: key → (row hash, occurrences).
+struct Side {
+    /// Compared columns, by source name.
+    columns: Vec<String>,
+    /// Indexes into `columns` of the key columns.
+    key: Vec<usize>,
+    /// Key hash (of the key's canonical text) → (row hash, occurrences).
+    rows: HashMap<u64, (u64, u32)>,
+    /// Key texts: target: of keys the source does not have (extra);
+    /// source: of the keys asked for.
+    texts: HashMap<u64, String>,
+    /// Source only: keys past the position.
+    not_due: HashSet<u64>,
+    /// Source only: rows due.
+    due: u64,
+    /// Source only: the compared schema (repair).
+    schema: Option<SchemaRef>,
+}
+
+async fn read_source(
+    plan: &Plan,
+    s: &StreamPlan,
+    position: Option<&Position>,
+    r: &mut StreamVerify,
+    want: Option<&HashSet<u64>>,
+) -> Result<Side> {
+    let conn = &plan.connections[&s.from];
+    let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
+    let info = runner::describe_checked(source.as_ref(), s, &conn.kind).await?;
+    let columns: Vec<String> = info
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != CURSOR_COLUMN)
+        .collect();
+    let key = key_indexes(s, &columns)?;
+
+    // The run's own request: a watermark full load carries the cursor
+    // column; other modes read every row.
+    let mut req = runner::read_request(s, None);
+    if s.mode != Mode::Watermark {
+        req.delta = Delta::Full;
+    }
+    let mut side = Side {
+        columns: columns.clone(),
+        key,
+        rows: HashMap::new(),
+        texts: HashMap::new(),
+        not_due: HashSet::new(),
+        due: 0,
+        schema: None,
+    };
+
+    // Change tracking: keys changed after the position are not due.
+    let mut ct_not_due: Option<HashSet<u64>> = None;
+    if let (Mode::ChangeTracking, Some(Position::Version(v))) = (s.mode, position) {
+        let keys = changed_keys(source.as_ref(), &conn.kind, s, v.version).await?;
+        ct_not_due = Some(keys);
+    }
+
+    let idle = attempt::idle_timeout();
+    let mut extract = attempt::bounded("reading the source", idle, source.read(&req)).await?;
+    r.notes.append(&mut extract.notes);
+    let visible: Vec<usize> = columns
+        .iter()
+        .map(|c| extract.schema.index_of(c))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::source("engine", e))?;
+    side.schema = Some(Arc::new(
+        extract
+            .schema
+            .project(&visible)
+            .map_err(|e| Error::source("engine", e))?,
+    ));
+    let skip_null = s.on_null_cursor == NullCursorPolicy::Skip;
+    loop {
+        let next = attempt::bounded("reading the source", idle, async {
+            Ok(extract.batches.next().await)
+        })
+        .await?;
+        let Some(b) = next else { break };
+        let b = b?;
+        let due: Vec<bool> = match (s.mode, position) {
+            (_, None) => vec![false; b.num_rows()],
+            (Mode::Watermark, Some(Position::Watermark(w))) => crate::boundary::delivered(&b, w)?
+                .into_iter()
+                .map(|d| d.unwrap_or(!skip_null))
+                .collect(),
+            _ => vec![true; b.num_rows()],
+        };
+        let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
+        for (row, due) in due.into_iter().enumerate() {
+            let text = key_text(&cols, &side.key, row);
+            let k = key_hash(&text);
+            if want.is_some_and(|w| w.contains(&k)) {
+                side.texts.insert(k, text);
+            }
+            let due = due && !ct_not_due.as_ref().is_some_and(|n| n.contains(&k));
+            if !due {
+                side.not_due.insert(k);
+                continue;
+            }
+            side.due += 1;
+            let h = row_hash(&cols, row);
+            side.rows.entry(k).or_insert((h, 0)).1 += 1;
+        }
+    }
+    // Watermark: rows the source held back above its bound (`lag:`, the
+    // late-commit cap) were not read; their keys are not due either (a row
+    // copied before and updated since would otherwise look extra).
+    if s.mode == Mode::Watermark && extract.held_back > 0 {
+        let full = ReadRequest {
+            delta: Delta::Full,
+            ..req.clone()
+        };
+        let mut all = attempt::bounded("reading the source", idle, source.read(&full)).await?;
+        let visible: Vec<usize> = columns
+            .iter()
+            .map(|c| all.schema.index_of(c))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::source("engine", e))?;
+        while let Some(b) = attempt::bounded("reading the source", idle, async {
+            Ok(all.batches.next().await)
+        })
+        .await?
+        {
+            let b = b?;
+            let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
+            for row in 0..b.num_rows() {
+                let k = key_hash(&key_text(&cols, &side.key, row));
+                if !side.rows.contains_key(&k) {
+                    side.not_due.insert(k);
+                }
+            }
+        }
+    }
+    // Change tracking: keys changed after the position, deleted ones too.
+    if let Some(keys) = ct_not_due {
+        side.not_due.extend(keys);
+    }
+    // A key due in one version and not in another (updated past the
+    // position) is not due.
+    for k in &side.not_due {
+        side.rows.remove(k);
+    }
+    Ok(side)
+}
+
+fn key_indexes(s: &StreamPlan, columns: &[String]) -> Result<Vec<usize>> {
+    if s.primary_key.is_empty() {
+        // Full copies without a key: the whole row is the key.
+        return Ok((0..columns.len()).collect());
+    }
+    s.primary_key
+        .iter()
+        .map(|k| {
+            columns.iter().position(|c| c == k).ok_or_else(|| {
+                Error::config(format!("primary_key column {k}"), "not in the source")
+            })
+        })
+        .collect()
+}
+
+/// The keys of `s`'s change log whose last change is newer than `after`
+/// (read only).
+async fn changed_keys(
+    source: &dyn highwater_core::Source,
+    kind: &ConnKind,
+    s: &StreamPlan,
+    after: i64,
+) -> Result<HashSet<u64>> {
+    let q = match kind {
+        ConnKind::Mysql => '`',
+        _ => '"',
+    };
+    let quote = |n: &str| format!("{q}{}{q}", n.replace(q, &format!("{q}{q}")));
+    let Relation::Table { schema, name } = &s.relation else {
+        return Err(Error::config(
+            "query",
+            "change tracking needs a table, not a query",
+        ));
+    };
+    let log = highwater_connectors::change_tracking::log_table(name);
+    let log = match schema {
+        Some(sch) => format!("{}.{}", quote(sch), quote(&log)),
+        None => quote(&log),
+    };
+    let cols: Vec<String> = s.primary_key.iter().map(|c| quote(c)).collect();
+    let sql = format!(
+        "SELECT {} FROM {log} WHERE hw_version > {after}",
+        cols.join(", ")
+    );
+    let req = ReadRequest {
+        stream: s.name.clone(),
+        relation: Relation::Query(sql),
+        delta: Delta::Full,
+        primary_key: vec![],
+        batch_size: s.batch_size,
+        on_null_cursor: NullCursorPolicy::Error,
+    };
+    let idle = attempt::idle_timeout();
+    let mut extract = attempt::bounded("reading the change log", idle, source.read(&req)).await?;
+    let mut keys = HashSet::new();
+    let key: Vec<usize> = (0..s.primary_key.len()).collect();
+    while let Some(b) = attempt::bounded("reading the change log", idle, async {
+        Ok(extract.batches.next().await)
+    })
+    .await?
+    {
+        let b = b?;
+        let cols: Vec<ArrayRef> = b.columns().to_vec();
+        for row in 0..b.num_rows() {
+            keys.insert(key_hash(&key_text(&cols, &key, row)));
+        }
+    }
+    Ok(keys)
+}
+
+/// Read the target table through the target connection's own source.
+async fn read_table(
+    plan: &Plan,
+    s: &StreamPlan,
+    into: &str,
+    src: &Side,
+    types: &[DataType],
+) -> Result<Side> {
+    let columns = &src.columns;
+    let conn = &plan.connections[&s.to];
+    let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
+    let relation = Relation::table(into);
+    let idle = attempt::idle_timeout();
+    let info = attempt::bounded("describing the target", idle, source.describe(&relation))
+        .await
+        .map_err(|e| match e.cause() {
+            Some(highwater_core::Cause::MissingRelation) => {
+                Error::config(format!("target table {into}"), e)
+            }
+            _ => e,
+        })?;
+    let names: Vec<&str> = info
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let mut idx = Vec::new();
+    for c in columns {
+        let i = names
+            .iter()
+            .position(|n| n == c)
+            .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(c)))
+            .ok_or_else(|| {
+                Error::config(
+                    format!("target table {into}"),
+                    format!("has no column {c} (columns: {})", names.join(", ")),
+                )
+            })?;
+        idx.push(i);
+    }
+    let req = ReadRequest {
+        stream: s.name.clone(),
+        relation,
+        delta: Delta::Full,
+        primary_key: vec![],
+        batch_size: s.batch_size,
+        on_null_cursor: NullCursorPolicy::Error,
+    };
+    let mut extract = attempt::bounded("reading the target", idle, source.read(&req)).await?;
+    let mut side = Side {
+        columns: columns.to_vec(),
+        key: vec![],
+        rows: HashMap::new(),
+        texts: HashMap::new(),
+        not_due: HashSet::new(),
+        due: 0,
+        schema: None,
+    };
+    side.key = key_indexes(s, columns)?;
+    while let Some(b) = attempt::bounded("reading the target", idle, async {
+        Ok(extract.batches.next().await)
+    })
+    .await?
+    {
+        let b = b?;
+        let cols: Vec<ArrayRef> = idx
+            .iter()
+            .zip(types)
+            .map(|(i, t)| align(b.column(*i), t))
+            .collect();
+        for row in 0..b.num_rows() {
+            let text = key_text(&cols, &side.key, row);
+            let k = key_hash(&text);
+            if !src.rows.contains_key(&k) && !src.not_due.contains(&k) {
+                side.texts.insert(k, text);
+            }
+            let h = row_hash(&cols, row);
+            side.rows.entry(k).or_insert((h, 0)).1 += 1;
+        }
+    }
+    Ok(side)
+}
+
+/// Replay a file target's committed outputs in commit order: full mode
+/// the last commit's files; watermark the latest row of each key; change
+/// tracking `I`/`U` upserted and `D` deleted, a reload starting afresh.
+async fn read_files(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    src: &Side,
+    types: &[DataType],
+    r: &mut StreamVerify,
+) -> Result<Side> {
+    let columns = &src.columns;
+    let Target::File { format, .. } = &s.target else {
+        return Err(Error::config("target", "not a file target"));
+    };
+    let conn = &plan.connections[&s.to];
+    let reader = highwater_connectors::files::read::Reader::open(&conn.kind)?;
+    let idle = attempt::idle_timeout();
+    let mut commits =
+        attempt::bounded("listing the commit markers", idle, reader.commits(&s.name)).await?;
+    order_commits(&mut commits);
+    if s.mode == Mode::Full && commits.len() > 1 {
+        commits.drain(..commits.len() - 1);
+    }
+    // Change tracking: the outputs of full reloads replace the copy.
+    let mut reloads = HashSet::new();
+    if s.mode == Mode::ChangeTracking {
+        for run in state.runs(100_000).await? {
+            for sr in run.streams {
+                if sr.stream == s.name && sr.full_reload {
+                    reloads.extend(sr.outputs);
+                }
+            }
+        }
+    }
+    let key = key_indexes(s, columns)?;
+    let keyless = key.len() == columns.len();
+    let mut side = Side {
+        columns: columns.to_vec(),
+        key: key.clone(),
+        rows: HashMap::new(),
+        texts: HashMap::new(),
+        not_due: HashSet::new(),
+        due: 0,
+        schema: None,
+    };
+    for c in &commits {
+        if c.files.iter().any(|(_, url)| reloads.contains(url)) {
+            side.rows.clear();
+            side.texts.clear();
+        }
+        for (path, url) in &c.files {
+            let read = attempt::bounded(
+                "reading an output",
+                idle,
+                reader.read(path, format.as_str()),
+            )
+            .await?;
+            let batches = match read {
+                highwater_connectors::files::read::ReadOutput::Missing => {
+                    r.notes.push(format!(
+                        "output {url} of run {} is gone: its rows count as missing",
+                        c.run_id
+                    ));
+                    continue;
+                }
+                highwater_connectors::files::read::ReadOutput::Batches(b) => b,
+            };
+            for b in batches {
+                let names: Vec<String> = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                let mut cols = Vec::with_capacity(columns.len());
+                for (c, t) in columns.iter().zip(types) {
+                    let i = names
+                        .iter()
+                        .position(|n| n == c)
+                        .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(c)))
+                        .ok_or_else(|| {
+                            Error::data(format!(
+                                "output {url} has no column {c} (columns: {})",
+                                names.join(", ")
+                            ))
+                        })?;
+                    cols.push(align(b.column(i), t));
+                }
+                let op = names
+                    .iter()
+                    .position(|n| n == highwater_connectors::change_tracking::OPERATION_COLUMN)
+                    .filter(|_| s.mode == Mode::ChangeTracking)
+                    .map(|i| align(b.column(i), &DataType::Utf8));
+                for row in 0..b.num_rows() {
+                    let text = key_text(&cols, &key, row);
+                    let k = key_hash(&text);
+                    let deleted = op
+                        .as_ref()
+                        .is_some_and(|o| !o.is_null(row) && o.as_string::<i32>().value(row) == "D");
+                    if deleted {
+                        side.rows.remove(&k);
+                        side.texts.remove(&k);
+                        continue;
+                    }
+                    if !src.rows.contains_key(&k) && !src.not_due.contains(&k) {
+                        side.texts.insert(k, text);
+                    }
+                    let h = row_hash(&cols, row);
+                    if keyless || s.mode == Mode::Full {
+                        side.rows.entry(k).or_insert((h, 0)).1 += 1;
+                    } else {
+                        side.rows.insert(k, (h, 1));
+                    }
+                }
+            }
+        }
+    }
+    Ok(side)
+}
+
+/// Commit order: object stores may keep markers' times to the second, so
+/// the positions the commits carried order them first (a change version,
+/// a watermark value), then the markers' times, then (same position, same
+/// time) a repair after the commit it repaired.
+fn order_commits(commits: &mut [highwater_connectors::files::read::CommitRecord]) {
+    use std::cmp::Ordering;
+    let pos =
+        |c: &highwater_connectors::files::read::CommitRecord| Position::from_json(&c.info).ok();
+    commits.sort_by(|a, b| {
+        let by_pos = match (pos(a), pos(b)) {
+            (Some(Position::Version(x)), Some(Position::Version(y))) => x.version.cmp(&y.version),
+            (Some(Position::Watermark(x)), Some(Position::Watermark(y))) => {
+                match (x.value, y.value) {
+                    (Some(x), Some(y)) => x.compare(&y).unwrap_or(Ordering::Equal),
+                    (None, Some(_)) => Ordering::Less,
+                    (Some(_), None) => Ordering::Greater,
+                    (None, None) => Ordering::Equal,
+                }
+            }
+            _ => Ordering::Equal,
+        };
+        let repair = |c: &highwater_connectors::files::read::CommitRecord| {
+            c.run_id.starts_with("verify-repair-")
+        };
+        by_pos
+            .then_with(|| a.committed_at.cmp(&b.committed_at))
+            .then_with(|| repair(a).cmp(&repair(b)))
+            .then_with(|| a.run_id.cmp(&b.run_id))
+    });
+}
+
+/// A target column in the source column's type, so values compare by type:
+/// a SQLite target keeps decimals, timestamps and dates as text, MariaDB
+/// booleans as integers. Values that do not convert keep their own form
+/// (and so differ), never become NULL.
+fn align(col: &ArrayRef, to: &DataType) -> ArrayRef {
+    if col.data_type() == to || !arrow_cast::can_cast_types(col.data_type(), to) {
+        return col.clone();
+    }
+    match arrow_cast::cast(col.as_ref(), to) {
+        Ok(c) if c.null_count() == col.null_count() => c,
+        _ => col.clone(),
+    }
+}
+
+/// What differs, by key hash; extra keys the source lacks as text.
+struct Hashes {
+    missing: Vec<u64>,
+    different: Vec<u64>,
+    /// Keyless comparisons: more copies of a source row in the target.
+    extra_in_source: Vec<u64>,
+    extra: Vec<String>,
+}
+
+fn compare(src: &Side, tgt: &Side) -> Hashes {
+    let mut d = Hashes {
+        missing: vec![],
+        different: vec![],
+        extra_in_source: vec![],
+        extra: vec![],
+    };
+    let keyless = src.key.len() == src.columns.len();
+    for (k, (h, n)) in &src.rows {
+        match tgt.rows.get(k) {
+            None => d.missing.push(*k),
+            Some((th, tn)) if th != h || (n != tn && !keyless) => d.different.push(*k),
+            // A keyless (whole-row) comparison: fewer copies than the source.
+            Some((_, tn)) if tn < n => d.missing.push(*k),
+            Some((_, tn)) if tn > n => d.extra_in_source.push(*k),
+            Some(_) => {}
+        }
+    }
+    for k in tgt.rows.keys() {
+        if !src.rows.contains_key(k) && !src.not_due.contains(k) {
+            d.extra.push(
+                tgt.texts
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| format!("#{k:016x}")),
+            );
+        }
+    }
+    d
+}
+
+/// The 64-bit hash of a key's canonical text.
+fn key_hash(text: &str) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Numbers by value, other keys as text.
+fn natural(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<f64>(), b.parse::<f64>()) {
+        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
+        _ => a.cmp(b),
+    }
+}
+
+/// The key of a row as text: the canonical values of the key columns,
+/// `(a, b)` for composite keys.
+fn key_text(cols: &[ArrayRef], key: &[usize], row: usize) -> String {
+    let mut parts = Vec::with_capacity(key.len());
+    for i in key {
+        let mut s = String::new();
+        if !canon(cols[*i].as_ref(), row, &mut s) {
+            s = "NULL".to_string();
+        }
+        parts.push(s);
+    }
+    match parts.len() {
+        1 => parts.pop().unwrap_or_default(),
+        _ => format!("({})", parts.join(", ")),
+    }
+}
+
+/// A 64-bit hash of the canonical rendering of every column of `row`.
+fn row_hash(cols: &[ArrayRef], row: usize) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    let mut s = String::new();
+    for c in cols {
+        s.clear();
+        if canon(c.as_ref(), row, &mut s) {
+            1u8.hash(&mut h);
+            s.hash(&mut h);
+        } else {
+            0u8.hash(&mut h);
+        }
+    }
+    h.finish()
+}
+
+/// Render the value at `row` canonically into `out` (false: NULL). The same
+/// value reads back as different Arrow types from different databases
+/// (bool / tinyint, int / bigint / decimal(p,0), timestamptz / DATETIME,
+/// float4 / double): each renders to the same text.
+///   integers, decimals: the number, no trailing fraction zeros (`12.5`, `-3`)
+///   booleans: `1` / `0`
+///   floats: integral values as integers; a double that is exactly a float
+///     renders as the float's shortest form; else the shortest form
+///   timestamps: `YYYY-MM-DD HH:MM:SS.ffffff` (zoned ones in UTC)
+///   dates `YYYY-MM-DD`; times `HH:MM:SS.ffffff`; binary: lowercase hex
+///   text: as is; other types: Arrow's display form
+pub fn canon(col: &dyn Array, row: usize, out: &mut String) -> bool {
+    use std::fmt::Write;
+    if col.is_null(row) {
+        return false;
+    }
+    match col.data_type() {
+        DataType::Boolean => out.push(if col.as_boolean().value(row) {
+            '1'
+        } else {
+            '0'
+        }),
+        DataType::Int8 => write_int(out, col.as_primitive::<Int8Type>().value(row) as i128),
+        DataType::Int16 => write_int(out, col.as_primitive::<Int16Type>().value(row) as i128),
+        DataType::Int32 => write_int(out, col.as_primitive::<Int32Type>().value(row) as i128),
+        DataType::Int64 => write_int(out, col.as_primitive::<Int64Type>().value(row) as i128),
+        DataType::UInt8 => write_int(out, col.as_primitive::<UInt8Type>().value(row) as i128),
+        DataType::UInt16 => write_int(out, col.as_primitive::<UInt16Type>().value(row) as i128),
+        DataType::UInt32 => write_int(out, col.as_primitive::<UInt32Type>().value(row) as i128),
+        DataType::UInt64 => write_int(out, col.as_primitive::<UInt64Type>().value(row) as i128),
+        DataType::Float32 => write_float(out, col.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Float64 => write_float(out, col.as_primitive::<Float64Type>().value(row)),
+        DataType::Decimal128(_, scale) => {
+            let v = col.as_primitive::<Decimal128Type>().value(row);
+            out.push_str(&number_text(&v.to_string(), *scale as i32));
+        }
+        DataType::Decimal256(_, scale) => {
+            let v = col.as_primitive::<Decimal256Type>().value(row);
+            out.push_str(&number_text(&v.to_string(), *scale as i32));
+        }
+        DataType::Utf8 => out.push_str(col.as_string::<i32>().value(row)),
+        DataType::LargeUtf8 => out.push_str(col.as_string::<i64>().value(row)),
+        DataType::Utf8View => out.push_str(col.as_string_view().value(row)),
+        DataType::Binary => hex(out, col.as_binary::<i32>().value(row)),
+        DataType::LargeBinary => hex(out, col.as_binary::<i64>().value(row)),
+        DataType::FixedSizeBinary(_) => hex(out, col.as_fixed_size_binary().value(row)),
+        DataType::Date32 => {
+            let d = col.as_primitive::<Date32Type>().value(row);
+            out.push_str(&highwater_core::CursorValue::Date(d).to_sql_text());
+        }
+        DataType::Date64 => {
+            let ms = col.as_primitive::<Date64Type>().value(row);
+            write_micros(out, ms.saturating_mul(1000));
+            out.truncate(out.len() - 16);
+        }
+        DataType::Timestamp(unit, _) => {
+            let v = match unit {
+                TimeUnit::Second => col
+                    .as_primitive::<TimestampSecondType>()
+                    .value(row)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Millisecond => col
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(row)
+                    .saturating_mul(1000),
+                TimeUnit::Microsecond => col.as_primitive::<TimestampMicrosecondType>().value(row),
+                TimeUnit::Nanosecond => {
+                    col.as_primitive::<TimestampNanosecondType>().value(row) / 1000
+                }
+            };
+            write_micros(out, v);
+        }
+        DataType::Time64(TimeUnit::Microsecond) => {
+            let us = col.as_primitive::<Time64MicrosecondType>().value(row);
+            let _ = write!(
+                out,
+                "{:02}:{:02}:{:02}.{:06}",
+                us / 3_600_000_000,
+                us / 60_000_000 % 60,
+                us / 1_000_000 % 60,
+                us % 1_000_000
+            );
+        }
+        _ => {
+            let opts = arrow_cast::display::FormatOptions::default();
+            match arrow_cast::display::ArrayFormatter::try_new(col, &opts) {
+                Ok(f) => {
+                    let _ = write!(out, "{}", f.value(row));
+                }
+                Err(_) => out.push('?'),
+            }
+        }
+    }
+    true
+}
+
+fn write_int(out: &mut String, v: i128) {
+    use std::fmt::Write;
+    let _ = write!(out, "{v}");
+}
+
+fn write_float(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else if (v as f32) as f64 == v {
+        let _ = write!(out, "{}", v as f32);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+fn write_micros(out: &mut String, us: i64) {
+    let secs = us.div_euclid(1_000_000);
+    let nanos = (us.rem_euclid(1_000_000) * 1000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(t) => out.push_str(&t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()),
+        None => out.push_str(&us.to_string()),
+    }
+}
+
+fn hex(out: &mut String, bytes: &[u8]) {
+    use std::fmt::Write;
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+}
+
+/// An unscaled integer `digits` with `scale` fraction digits, as the
+/// shortest exact decimal text.
+fn number_text(digits: &str, scale: i32) -> String {
+    let (neg, digits) = match digits.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, digits),
+    };
+    let mut s = if scale <= 0 {
+        let zeros = "0".repeat((-scale) as usize);
+        format!("{digits}{zeros}")
+    } else {
+        let scale = scale as usize;
+        let padded = format!("{digits:0>width$}", width = scale + 1);
+        let (int, frac) = padded.split_at(padded.len() - scale);
+        let frac = frac.trim_end_matches('0');
+        if frac.is_empty() {
+            int.to_string()
+        } else {
+            format!("{int}.{frac}")
+        }
+    };
+    let int_part = s.trim_start_matches('0');
+    s = if int_part.is_empty() || int_part.starts_with('.') {
+        format!("0{int_part}")
+    } else {
+        int_part.to_string()
+    };
+    if neg && s != "0" { format!("-{s}") } else { s }
+}
+
+// ---------------------------------------------------------------- repair
+
+async fn repair_one(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    r: &mut StreamVerify,
+) -> Result<()> {
+    let into = check_target(plan, s)?;
+    let place = format!("stream {} ({}:{})", s.name, plan.file, s.line);
+    // A full copy's file target is its last output, and a keyless table
+    // has no key to merge by: the repair writes the whole copy again (a
+    // new last output; the table's rows replaced), as one attempt.
+    let whole = s.mode == Mode::Full && (into.is_none() || s.primary_key.is_empty());
+    if s.primary_key.is_empty() && !whole {
+        return Err(Error::config(
+            place,
+            "--repair needs the stream's `primary_key` (the keys to re-copy and delete)",
+        ));
+    }
+    let Some(_lock) = state.lock_stream(&s.name).await? else {
+        return Err(Error::state(
+            "another highwater process is running this stream now; repair later",
+        ));
+    };
+    let to_conn = &plan.connections[&s.to];
+    let sink = highwater_connectors::sink(&to_conn.kind, to_conn.url.expose()).await?;
+    let env = attempt::Env {
+        state,
+        sink: sink.as_ref(),
+        secrets: &plan.secrets,
+    };
+    for n in attempt::settle(env, &s.name, s.mode != Mode::Full).await? {
+        r.notes.push(n);
+    }
+    let Some(position) = state.position(&s.name).await? else {
+        return Err(Error::config(
+            place,
+            "has no committed position yet: run it before repairing",
+        ));
+    };
+    let mut first = StreamVerify::default();
+    let diff = verify_one(plan, state, s, &mut first).await?;
+    r.notes.append(&mut first.notes);
+    let mut delete: HashSet<String> = diff.extra.iter().cloned().collect();
+    if into.is_none() && s.mode == Mode::Watermark && !delete.is_empty() {
+        r.notes.push(format!(
+            "{} extra key(s) stay: a watermark file target has no deletes (readers take the \
+             latest version of each key), so --repair only re-copies missing and different \
+             rows; remove the extra rows from the files, or reset the stream and run it again",
+            delete.len()
+        ));
+        delete.clear();
+    }
+    let upsert: HashSet<String> = diff
+        .missing
+        .iter()
+        .chain(diff.different.iter())
+        .cloned()
+        .collect();
+    if upsert.is_empty() && delete.is_empty() {
+        r.notes.push("nothing to repair".to_string());
+        r.repaired = Some(Repaired::default());
+        verify_one(plan, state, s, r).await?;
+        return Ok(());
+    }
+
+    let batches = match whole {
+        true => repair_batches(plan, s, &position, into.as_deref(), None, &HashSet::new()).await?,
+        false => {
+            repair_batches(plan, s, &position, into.as_deref(), Some(&upsert), &delete).await?
+        }
+    };
+    if whole {
+        r.notes.push(format!(
+            "a full copy{}: the repair wrote it again in full ({} rows)",
+            if into.is_some() {
+                " without a key"
+            } else {
+                "'s file target is its last output"
+            },
+            batches.upserted
+        ));
+    }
+    let attempt_id = format!("verify-repair-{}", uuid::Uuid::new_v4());
+    let (target, format, table) = match (&s.target, &into) {
+        (_, Some(into)) => (
+            into.clone(),
+            "table".to_string(),
+            Some(TableWrite {
+                mode: match whole {
+                    true => TableWriteMode::Replace,
+                    false => TableWriteMode::Merge,
+                },
+                primary_key: s.primary_key.clone(),
+                change_tracking: !whole,
+                pre_copy_script: None,
+                procedure: None,
+            }),
+        ),
+        (Target::File { path, format }, None) => (
+            crate::template::render(path, &s.name, &attempt_id, chrono::Utc::now()),
+            format.as_str().to_string(),
+            None,
+        ),
+        (Target::Table { .. }, None) => unreachable!("check_target gives the table"),
+    };
+    let copy = attempt::Copy {
+        key: s.name.clone(),
+        attempt_id: attempt_id.clone(),
+        from: Some(position.clone()),
+        request: WriteRequest {
+            stream: s.name.clone(),
+            run_id: attempt_id.clone(),
+            target,
+            format,
+            schema: batches.schema.clone(),
+            overwrite: whole,
+            table,
+            split: None,
+        },
+        owned: true,
+    };
+    let (upserted, deleted) = (batches.upserted, batches.deleted);
+    let mut rows = RepairRows {
+        batches: batches.batches.into_iter(),
+        position: Some(position),
+    };
+    let outcome = attempt::execute(env, copy, &mut rows).await?;
+    r.notes.extend(outcome.notes);
+    if into.is_none() {
+        r.notes.extend(
+            outcome
+                .committed
+                .outputs
+                .iter()
+                .map(|o| format!("repair output: {o}")),
+        );
+    }
+    r.repaired = Some(Repaired {
+        upserted,
+        deleted,
+        attempt: attempt_id,
+    });
+    // Verify again.
+    verify_one(plan, state, s, r).await?;
+    Ok(())
+}
+
+struct RepairBatches {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    upserted: u64,
+    deleted: u64,
+}
+
+/// The source rows of the `upsert` keys (due at `position`) plus one `D`
+/// row per `delete` key, with `SYS_CHANGE_OPERATION` appended.
+async fn repair_batches(
+    plan: &Plan,
+    s: &StreamPlan,
+    position: &Position,
+    into: Option<&str>,
+    upsert: Option<&HashSet<String>>,
+    delete: &HashSet<String>,
+) -> Result<RepairBatches> {
+    let conn = &plan.connections[&s.from];
+    let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
+    let info = runner::describe_checked(source.as_ref(), s, &conn.kind).await?;
+    let columns: Vec<String> = info
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != CURSOR_COLUMN)
+        .collect();
+    let key = key_indexes(s, &columns)?;
+    let visible_schema = Schema::new(
+        columns
+            .iter()
+            .map(|c| {
+                let f = info
+                    .schema
+                    .field_with_name(c)
+                    .map_err(|e| Error::source("engine", e))?;
+                Ok(Field::new(c, f.data_type().clone(), true))
+            })
+            .collect::<Result<Vec<_>>>()?,
+    );
+    let mut fields: Vec<Field> = visible_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    // A table merge takes the operation; a change-tracking file carries
+    // the version and the operation, as every output of the stream; a
+    // watermark file only the rows.
+    let version = match (into, position) {
+        (None, Position::Version(v)) => Some(v.version),
+        _ => None,
+    };
+    let with_op = (into.is_some() && upsert.is_some()) || version.is_some();
+    if version.is_some() {
+        fields.push(Field::new(
+            highwater_connectors::change_tracking::VERSION_COLUMN,
+            DataType::Int64,
+            true,
+        ));
+    }
+    if with_op {
+        fields.push(Field::new(
+            highwater_connectors::change_tracking::OPERATION_COLUMN,
+            DataType::Utf8,
+            true,
+        ));
+    }
+    let tail = |arrays: &mut Vec<ArrayRef>, n: usize, op: &str| {
+        if let Some(v) = version {
+            arrays.push(Arc::new(arrow_array::Int64Array::from(vec![v; n])) as ArrayRef);
+        }
+        if with_op {
+            arrays.push(Arc::new(StringArray::from(vec![op; n])) as ArrayRef);
+        }
+    };
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let mut out = RepairBatches {
+        schema: schema.clone(),
+        batches: vec![],
+        upserted: 0,
+        deleted: 0,
+    };
+
+    let mut req = runner::read_request(s, None);
+    if s.mode != Mode::Watermark {
+        req.delta = Delta::Full;
+    }
+    let idle = attempt::idle_timeout();
+    let mut extract = attempt::bounded("reading the source", idle, source.read(&req)).await?;
+    let visible: Vec<usize> = columns
+        .iter()
+        .map(|c| extract.schema.index_of(c))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::source("engine", e))?;
+    let skip_null = s.on_null_cursor == NullCursorPolicy::Skip;
+    while let Some(b) = attempt::bounded("reading the source", idle, async {
+        Ok(extract.batches.next().await)
+    })
+    .await?
+    {
+        let b = b?;
+        let due: Vec<bool> = match (s.mode, position) {
+            (Mode::Watermark, Position::Watermark(w)) => crate::boundary::delivered(&b, w)?
+                .into_iter()
+                .map(|d| d.unwrap_or(!skip_null))
+                .collect(),
+            _ => vec![true; b.num_rows()],
+        };
+        let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
+        let keep: Vec<bool> = (0..b.num_rows())
+            .map(|row| due[row] && upsert.is_none_or(|u| u.contains(&key_text(&cols, &key, row))))
+            .collect();
+        let n = keep.iter().filter(|k| **k).count();
+        if n == 0 {
+            continue;
+        }
+        let mask = arrow_array::BooleanArray::from(keep);
+        let mut arrays = Vec::new();
+        for c in &cols {
+            arrays.push(
+                arrow_select::filter::filter(c.as_ref(), &mask)
+                    .map_err(|e| Error::source("engine", e))?,
+            );
+        }
+        tail(&mut arrays, n, "U");
+        out.batches.push(
+            RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::source("engine", e))?,
+        );
+        out.upserted += n as u64;
+    }
+
+    if let (false, None) = (delete.is_empty(), into) {
+        // A file target: the keys from their text (one key column).
+        if key.len() != 1 {
+            return Err(Error::config(
+                "primary_key",
+                "--repair deletes extra keys of a file target by a one-column key only",
+            ));
+        }
+        let mut keys: Vec<&str> = delete.iter().map(String::as_str).collect();
+        keys.sort_by(|a, b| natural(a, b));
+        let n = keys.len();
+        let text: ArrayRef = Arc::new(StringArray::from(keys));
+        let mut arrays = Vec::new();
+        for (i, f) in visible_schema.fields().iter().enumerate() {
+            if i == key[0] {
+                arrays.push(align(&text, f.data_type()));
+            } else {
+                arrays.push(arrow_array::new_null_array(f.data_type(), n));
+            }
+        }
+        tail(&mut arrays, n, "D");
+        out.batches.push(
+            RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::source("engine", e))?,
+        );
+        out.deleted += n as u64;
+    }
+    if let (false, Some(into)) = (delete.is_empty(), into) {
+        // The extra keys, read back from the target and cast to the
+        // source's key types; the other columns NULL.
+        let conn = &plan.connections[&s.to];
+        let tsource = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
+        let relation = Relation::table(into);
+        let tinfo =
+            attempt::bounded("describing the target", idle, tsource.describe(&relation)).await?;
+        let tnames: Vec<String> = tinfo
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let tkey: Vec<usize> = key
+            .iter()
+            .map(|k| {
+                let c = &columns[*k];
+                tnames
+                    .iter()
+                    .position(|n| n == c)
+                    .or_else(|| tnames.iter().position(|n| n.eq_ignore_ascii_case(c)))
+                    .ok_or_else(|| {
+                        Error::config(format!("target table {into}"), format!("has no column {c}"))
+                    })
+            })
+            .collect::<Result<_>>()?;
+        let req = ReadRequest {
+            stream: s.name.clone(),
+            relation,
+            delta: Delta::Full,
+            primary_key: vec![],
+            batch_size: s.batch_size,
+            on_null_cursor: NullCursorPolicy::Error,
+        };
+        let mut extract = attempt::bounded("reading the target", idle, tsource.read(&req)).await?;
+        let mut seen = HashSet::new();
+        while let Some(b) = attempt::bounded("reading the target", idle, async {
+            Ok(extract.batches.next().await)
+        })
+        .await?
+        {
+            let b = b?;
+            let kcols: Vec<ArrayRef> = tkey
+                .iter()
+                .zip(&key)
+                .map(|(i, k)| align(b.column(*i), visible_schema.field(*k).data_type()))
+                .collect();
+            let all: Vec<usize> = (0..kcols.len()).collect();
+            let keep: Vec<bool> = (0..b.num_rows())
+                .map(|row| {
+                    let k = key_text(&kcols, &all, row);
+                    delete.contains(&k) && seen.insert(k)
+                })
+                .collect();
+            let n = keep.iter().filter(|k| **k).count();
+            if n == 0 {
+                continue;
+            }
+            let mask = arrow_array::BooleanArray::from(keep);
+            let mut arrays = Vec::new();
+            for (i, f) in visible_schema.fields().iter().enumerate() {
+                match key.iter().position(|k| *k == i) {
+                    Some(j) => {
+                        let filtered = arrow_select::filter::filter(kcols[j].as_ref(), &mask)
+                            .map_err(|e| Error::source("engine", e))?;
+                        arrays.push(
+                            arrow_cast::cast(&filtered, f.data_type())
+                                .map_err(|e| Error::source("engine", e))?,
+                        );
+                    }
+                    None => arrays.push(arrow_array::new_null_array(f.data_type(), n)),
+                }
+            }
+            tail(&mut arrays, n, "D");
+            out.batches.push(
+                RecordBatch::try_new(schema.clone(), arrays)
+                    .map_err(|e| Error::source("engine", e))?,
+            );
+            out.deleted += n as u64;
+        }
+    }
+    Ok(out)
+}
+
+struct RepairRows {
+    batches: std::vec::IntoIter<RecordBatch>,
+    position: Option<Position>,
+}
+
+#[async_trait::async_trait]
+impl Rows for RepairRows {
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(self.batches.next())
+    }
+
+    /// A repair does not move the position.
+    fn position(&mut self) -> Position {
+        self.position.take().unwrap_or(Position::Full)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_render_by_value() {
+        assert_eq!(number_text("1250", 2), "12.5");
+        assert_eq!(number_text("-1200", 2), "-12");
+        assert_eq!(number_text("5", 3), "0.005");
+        assert_eq!(number_text("-5", 3), "-0.005");
+        assert_eq!(number_text("0", 2), "0");
+        assert_eq!(number_text("12", -2), "1200");
+        let mut s = String::new();
+        write_float(&mut s, 0.1f32 as f64);
+        assert_eq!(s, "0.1");
+        s.clear();
+        write_float(&mut s, 3.0);
+        assert_eq!(s, "3");
+    }
+}
