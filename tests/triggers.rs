@@ -342,6 +342,58 @@ fn the_monitor_lists_windows_and_reruns_a_range() {
     assert_eq!(list[1]["attempts"], 1);
 }
 
+/// A schedule trigger fires once per firing time however many workers
+/// share the state store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_fire_a_schedule_trigger_once() {
+    let (dir, _) = factory("");
+    std::fs::remove_file(dir.join("trigger/Hourly.json")).unwrap();
+    dir.write(
+        "trigger/EveryMinute.json",
+        r#"{"name": "EveryMinute", "properties": {"type": "ScheduleTrigger", "runtimeState": "Started",
+            "typeProperties": {"recurrence": {"frequency": "Minute", "interval": 1,
+               "startTime": "2024-01-01T00:00:00Z", "timeZone": "UTC"}},
+            "pipelines": [{"pipelineReference": {"referenceName": "CopyWindow", "type": "PipelineReference"},
+               "parameters": {"windowStart": "@addMinutes(trigger().scheduledTime, -1)",
+                              "windowEnd": "@trigger().scheduledTime"}}]}}"#,
+    );
+    let state = PgDb::new("schedule_state").await;
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "state: {}\nconnections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n",
+            state.url
+        ),
+    );
+    let mut a = serve(&dir);
+    let mut b = serve(&dir);
+    let d = &dir;
+    tokio::task::block_in_place(|| {
+        wait_until("the first firing", 75, || run_count(d) >= 1);
+        // Both workers woke at the same instant; give the slower one time.
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    for c in [&mut a, &mut b] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let o = dir.hw(&["runs", "--json", "--limit", "100"]);
+    let runs: Vec<Value> = serde_json::from_str::<Value>(&stdout(&o))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut times: Vec<&str> = runs
+        .iter()
+        .map(|r| r["info"]["scheduledTime"].as_str().unwrap())
+        .collect();
+    let n = times.len();
+    times.dedup();
+    assert_eq!(times.len(), n, "each firing ran once: {runs:#?}");
+    assert_eq!(runs[0]["info"]["trigger"], "EveryMinute");
+    assert_eq!(runs[0]["status"], "Succeeded", "{runs:#?}");
+}
+
 #[test]
 fn bad_triggers_are_configuration_errors_naming_the_trigger() {
     let (dir, _) = factory("");

@@ -370,6 +370,7 @@ pub async fn run_pipeline_with(
         "rerunOf": start.rerun.as_ref().map(|r| r.of.clone()),
         "fromFailed": start.rerun.as_ref().map(|r| r.from_failed),
         "trigger": start.trigger.as_ref().and_then(|t| t.get("name")).cloned(),
+        "scheduledTime": start.trigger.as_ref().and_then(|t| t.get("scheduledTime")).cloned(),
         "windowStart": start.trigger.as_ref().and_then(|t| t["outputs"].get("windowStartTime")).cloned(),
         "windowEnd": start.trigger.as_ref().and_then(|t| t["outputs"].get("windowEndTime")).cloned(),
     });

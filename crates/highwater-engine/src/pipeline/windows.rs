@@ -46,6 +46,34 @@ pub fn window_key(trigger: &str, start: DateTime<Utc>) -> String {
     format!("window/{trigger}/{}", iso(start))
 }
 
+/// The marker key of a schedule trigger's firing.
+pub fn schedule_key(trigger: &str, at: DateTime<Utc>) -> String {
+    format!("schedule/{trigger}/{}", iso(at))
+}
+
+/// Forget the markers of this trigger's firings more than an hour before
+/// `now` (no worker fires those any more), so they do not pile up.
+/// Best effort: a marker another worker holds is left for next time.
+async fn prune_schedule_markers(state: &dyn StateStore, trigger: &str, now: DateTime<Utc>) {
+    let prefix = format!("schedule/{trigger}/");
+    let Ok(all) = state.positions().await else {
+        return;
+    };
+    for (key, _, _, _) in all {
+        let Some(at) = key
+            .strip_prefix(&prefix)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        else {
+            continue;
+        };
+        if at.with_timezone(&Utc) + chrono::Duration::hours(1) < now
+            && let Ok(Some(_lock)) = state.lock_stream(&key).await
+        {
+            let _ = state.reset(&key).await;
+        }
+    }
+}
+
 /// Earlier runs of `trigger` by window start: (attempts, succeeded, running, last run id).
 type History = HashMap<DateTime<Utc>, (u32, bool, bool, Option<String>)>;
 
@@ -176,19 +204,21 @@ pub async fn fire(
     scheduled: DateTime<Utc>,
     force: bool,
 ) -> Result<Fired> {
-    let _lock = match window {
-        Some(w) => {
-            let key = window_key(&trigger.name, w.start);
-            let Some(lock) = state.lock_stream(&key).await? else {
-                return Ok(Fired::Busy);
-            };
-            if !force && state.position(&key).await?.is_some() {
-                return Ok(Fired::AlreadyDone);
-            }
-            Some(lock)
-        }
-        None => None,
+    // One key per firing: a window's start, or a schedule's firing time,
+    // so that several workers fire each once.
+    let key = match window {
+        Some(w) => window_key(&trigger.name, w.start),
+        None => schedule_key(&trigger.name, scheduled),
     };
+    let Some(_lock) = state.lock_stream(&key).await? else {
+        return Ok(Fired::Busy);
+    };
+    if !force && state.position(&key).await?.is_some() {
+        return Ok(Fired::AlreadyDone);
+    }
+    if window.is_none() {
+        prune_schedule_markers(state.as_ref(), &trigger.name, scheduled).await;
+    }
     let value = trigger::trigger_value(trigger, scheduled, window);
     let mut last = Fired::AlreadyDone;
     for (name, params) in &trigger.pipelines {
@@ -229,13 +259,9 @@ pub async fn fire(
         };
         let outcome =
             run_pipeline_with(factory, plan.clone(), state.clone(), parameters, start).await?;
-        if let (Some(w), RunStatus::Succeeded) = (window, outcome.status) {
-            mark(
-                state.as_ref(),
-                &window_key(&trigger.name, w.start),
-                &outcome.run_id,
-            )
-            .await?;
+        // A window is done when it succeeded; a schedule firing when it ran.
+        if window.is_none() || outcome.status == RunStatus::Succeeded {
+            mark(state.as_ref(), &key, &outcome.run_id).await?;
         }
         last = Fired::Ran(outcome.run_id, outcome.status);
     }
