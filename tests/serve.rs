@@ -105,3 +105,57 @@ fn a_bad_schedule_is_a_configuration_error() {
         stderr(&o)
     );
 }
+
+/// Two `serve` workers on one PostgreSQL state store: each firing of a
+/// stream's `schedule:` runs on one of them (the first to claim the tick),
+/// not on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_run_each_scheduled_firing_once() {
+    let dir = Dir::new("serve_two");
+    let conn = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE t (id integer primary key, v text); INSERT INTO t (v) VALUES ('a');",
+    )
+    .unwrap();
+    let state = PgDb::new("serve_two_state").await;
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "state: {}\nconnections:\n  src: sqlite://src.db\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"t/{{run_id}}.csv\"\n    schedule: \"*/1 * * * * *\"\n",
+            state.url
+        ),
+    );
+    let (mut a, _) = spawn_serve(&dir);
+    let (mut b, _) = spawn_serve(&dir);
+    tokio::task::block_in_place(|| std::thread::sleep(Duration::from_secs(6)));
+    for c in [&mut a, &mut b] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let o = dir.hw(&["runs", "--json", "--limit", "1000"]);
+    assert_code(&o, 0);
+    let runs: Vec<serde_json::Value> = serde_json::from_str::<serde_json::Value>(&stdout(&o))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(runs.len() >= 3, "the schedule fired: {runs:#?}");
+    let mut seconds: Vec<String> = runs
+        .iter()
+        .map(|r| r["started_at"].as_str().unwrap()[..19].to_string())
+        .collect();
+    seconds.sort();
+    let n = seconds.len();
+    seconds.dedup();
+    assert_eq!(
+        seconds.len(),
+        n,
+        "one run per firing, not one per worker: {runs:#?}"
+    );
+    let rows: usize = dir
+        .files("lake/t", ".csv")
+        .iter()
+        .map(|f| read_csv(f).1.len())
+        .sum();
+    assert_eq!(rows, 1, "the row arrived once");
+}

@@ -411,7 +411,26 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
             if next[i].is_none_or(|t| t > now) {
                 continue;
             }
+            let tick = next[i].unwrap_or(now);
             next[i] = cron.find_next_occurrence(&now, false).ok();
+            // One worker per firing: the first to claim the tick runs it.
+            let key = format!(
+                "tick/{name}/{}",
+                tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            );
+            match highwater_engine::pipeline::windows::claim(shared.state.as_ref(), &key, tick)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::info!(stream = %name, "Another worker took this firing.");
+                    continue;
+                }
+                Err(e) => {
+                    output::error(&format!("stream {name}: claiming the firing: {e}"));
+                    continue;
+                }
+            }
             if trigger(&shared, name, "Schedule") == Err(NotStarted::Busy) {
                 tracing::info!(stream = %name, "Skipped a firing: the previous run still runs.");
             }

@@ -51,17 +51,17 @@ pub fn schedule_key(trigger: &str, at: DateTime<Utc>) -> String {
     format!("schedule/{trigger}/{}", iso(at))
 }
 
-/// Forget the markers of this trigger's firings more than an hour before
-/// `now` (no worker fires those any more), so they do not pile up.
-/// Best effort: a marker another worker holds is left for next time.
-async fn prune_schedule_markers(state: &dyn StateStore, trigger: &str, now: DateTime<Utc>) {
-    let prefix = format!("schedule/{trigger}/");
+/// Forget the markers under `prefix` (`<kind>/<name>/<time>`) whose time
+/// is more than an hour before `now` (no worker fires those any more), so
+/// they do not pile up. Best effort: a marker another worker holds is left
+/// for next time.
+async fn prune_markers(state: &dyn StateStore, prefix: &str, now: DateTime<Utc>) {
     let Ok(all) = state.positions().await else {
         return;
     };
     for (key, _, _, _) in all {
         let Some(at) = key
-            .strip_prefix(&prefix)
+            .strip_prefix(prefix)
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         else {
             continue;
@@ -72,6 +72,28 @@ async fn prune_schedule_markers(state: &dyn StateStore, trigger: &str, now: Date
             let _ = state.reset(&key).await;
         }
     }
+}
+
+async fn prune_schedule_markers(state: &dyn StateStore, trigger: &str, now: DateTime<Utc>) {
+    prune_markers(state, &format!("schedule/{trigger}/"), now).await;
+}
+
+/// Claim a firing (`tick/<stream>/<time>` for a stream's `schedule:`):
+/// true for the first worker to ask, false for every other. The claim is
+/// a marker written under the key's lock; markers older than an hour are
+/// pruned.
+pub async fn claim(state: &dyn StateStore, key: &str, at: DateTime<Utc>) -> Result<bool> {
+    let Some(_lock) = state.lock_stream(key).await? else {
+        return Ok(false);
+    };
+    if state.position(key).await?.is_some() {
+        return Ok(false);
+    }
+    mark(state, key, &uuid::Uuid::new_v4().to_string()).await?;
+    if let Some((prefix, _)) = key.rsplit_once('/') {
+        prune_markers(state, &format!("{prefix}/"), at).await;
+    }
+    Ok(true)
 }
 
 /// Earlier runs of `trigger` by window start: (attempts, succeeded, running, last run id).
