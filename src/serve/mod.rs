@@ -414,10 +414,7 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
             let tick = next[i].unwrap_or(now);
             next[i] = cron.find_next_occurrence(&now, false).ok();
             // One worker per firing: the first to claim the tick runs it.
-            let key = format!(
-                "tick/{name}/{}",
-                tick.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-            );
+            let key = format!("tick/{name}");
             match highwater_engine::pipeline::windows::claim(shared.state.as_ref(), &key, tick)
                 .await
             {

@@ -46,52 +46,37 @@ pub fn window_key(trigger: &str, start: DateTime<Utc>) -> String {
     format!("window/{trigger}/{}", iso(start))
 }
 
-/// The marker key of a schedule trigger's firing.
-pub fn schedule_key(trigger: &str, at: DateTime<Utc>) -> String {
-    format!("schedule/{trigger}/{}", iso(at))
-}
-
-/// Forget the markers under `prefix` (`<kind>/<name>/<time>`) whose time
-/// is more than an hour before `now` (no worker fires those any more), so
-/// they do not pile up. Best effort: a marker another worker holds is left
-/// for next time.
-async fn prune_markers(state: &dyn StateStore, prefix: &str, now: DateTime<Utc>) {
-    let Ok(all) = state.positions().await else {
-        return;
-    };
-    for (key, _, _, _) in all {
-        let Some(at) = key
-            .strip_prefix(prefix)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        else {
-            continue;
-        };
-        if at.with_timezone(&Utc) + chrono::Duration::hours(1) < now
-            && let Ok(Some(_lock)) = state.lock_stream(&key).await
-        {
-            let _ = state.reset(&key).await;
-        }
-    }
-}
-
-async fn prune_schedule_markers(state: &dyn StateStore, trigger: &str, now: DateTime<Utc>) {
-    prune_markers(state, &format!("schedule/{trigger}/"), now).await;
-}
-
-/// Claim a firing (`tick/<stream>/<time>` for a stream's `schedule:`):
-/// true for the first worker to ask, false for every other. The claim is
-/// a marker written under the key's lock; markers older than an hour are
-/// pruned.
+/// Claim a firing at `at` of `key` (`tick/<stream>` for a stream's
+/// `schedule:`, `schedule/<trigger>` for a schedule trigger): true for the
+/// first worker to ask, false for every other. The key's position is the
+/// last firing claimed (its Unix time), moved forward under the key's lock
+/// with the state store's compare-and-set; one lock and one position per
+/// stream or trigger, however many firings.
 pub async fn claim(state: &dyn StateStore, key: &str, at: DateTime<Utc>) -> Result<bool> {
     let Some(_lock) = state.lock_stream(key).await? else {
         return Ok(false);
     };
-    if state.position(key).await?.is_some() {
+    let from = state.position(key).await?;
+    if let Some(Position::Version(v)) = &from
+        && v.version >= at.timestamp()
+    {
         return Ok(false);
     }
-    mark(state, key, &uuid::Uuid::new_v4().to_string()).await?;
-    if let Some((prefix, _)) = key.rsplit_once('/') {
-        prune_markers(state, &format!("{prefix}/"), at).await;
+    let a = Attempt {
+        stream: key.to_string(),
+        run_id: uuid::Uuid::new_v4().to_string(),
+        from,
+        target: String::new(),
+        started_at: Utc::now(),
+    };
+    state.begin_attempt(&a).await?;
+    let to = Position::Version(highwater_core::ChangeVersion::new(
+        at.timestamp(),
+        "claimed firing",
+    ));
+    if let Err(e) = state.commit_attempt(&a, &to).await {
+        let _ = state.abandon_attempt(&a, &e.to_string()).await;
+        return Err(e);
     }
     Ok(true)
 }
@@ -226,21 +211,30 @@ pub async fn fire(
     scheduled: DateTime<Utc>,
     force: bool,
 ) -> Result<Fired> {
-    // One key per firing: a window's start, or a schedule's firing time,
-    // so that several workers fire each once.
+    // A window runs under its own lock (windows run at once, up to
+    // maxConcurrency) and is marked when it succeeds; a schedule firing is
+    // claimed first (one worker gets it) and then runs.
     let key = match window {
         Some(w) => window_key(&trigger.name, w.start),
-        None => schedule_key(&trigger.name, scheduled),
+        None => format!("schedule/{}", trigger.name),
     };
-    let Some(_lock) = state.lock_stream(&key).await? else {
-        return Ok(Fired::Busy);
+    let _lock = match window {
+        Some(_) => {
+            let Some(lock) = state.lock_stream(&key).await? else {
+                return Ok(Fired::Busy);
+            };
+            if !force && state.position(&key).await?.is_some() {
+                return Ok(Fired::AlreadyDone);
+            }
+            Some(lock)
+        }
+        None => {
+            if !force && !claim(state.as_ref(), &key, scheduled).await? {
+                return Ok(Fired::AlreadyDone);
+            }
+            None
+        }
     };
-    if !force && state.position(&key).await?.is_some() {
-        return Ok(Fired::AlreadyDone);
-    }
-    if window.is_none() {
-        prune_schedule_markers(state.as_ref(), &trigger.name, scheduled).await;
-    }
     let value = trigger::trigger_value(trigger, scheduled, window);
     let mut last = Fired::AlreadyDone;
     for (name, params) in &trigger.pipelines {
@@ -281,8 +275,7 @@ pub async fn fire(
         };
         let outcome =
             run_pipeline_with(factory, plan.clone(), state.clone(), parameters, start).await?;
-        // A window is done when it succeeded; a schedule firing when it ran.
-        if window.is_none() || outcome.status == RunStatus::Succeeded {
+        if window.is_some() && outcome.status == RunStatus::Succeeded {
             mark(state.as_ref(), &key, &outcome.run_id).await?;
         }
         last = Fired::Ran(outcome.run_id, outcome.status);
