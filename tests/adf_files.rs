@@ -90,16 +90,7 @@ impl Lake {
     }
 
     fn env(&self) -> Vec<(&'static str, &'static str)> {
-        match self.kind {
-            "file" => vec![],
-            "az" => vec![("AZURE_STORAGE_USE_EMULATOR", "true")],
-            _ => vec![
-                ("AWS_ACCESS_KEY_ID", "test"),
-                ("AWS_SECRET_ACCESS_KEY", "test"),
-                ("AWS_REGION", "us-east-1"),
-                ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
-            ],
-        }
+        object_store_env(self.kind)
     }
 
     /// Put files (path under the connection root → text).

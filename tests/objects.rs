@@ -37,18 +37,6 @@ fn objstore(cmd: &str, kind: &str, name: &str) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-fn env(kind: &str) -> Vec<(&'static str, &'static str)> {
-    match kind {
-        "az" => vec![("AZURE_STORAGE_USE_EMULATOR", "true")],
-        _ => vec![
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
-        ],
-    }
-}
-
 /// Data objects (not commit markers) of the container, by name.
 fn data_objects(kind: &str, name: &str) -> BTreeMap<String, String> {
     let all: BTreeMap<String, String> =
@@ -74,7 +62,7 @@ fn run_object_store_flow(kind: &str) {
             "connections:\n  src: sqlite://src.db\n  lake: {kind}://{container}/landing\nstreams:\n  t:\n    from: src\n    table: t\n    mode: watermark\n    cursor: at\n    primary_key: [id]\n    to: lake\n    path: \"t/{{yyyy}}/t-{{run_id}}.csv\"\n"
         ),
     );
-    let env = env(kind);
+    let env = object_store_env(kind);
     let o = dir.hw_env(&["check"], &env);
     assert_code(&o, 0);
     assert_code(&dir.hw_env(&["run"], &env), 0);
@@ -154,7 +142,7 @@ async fn s3_lost_marker_answer_is_settled_not_repeated() {
         ),
     );
     let endpoint = format!("http://127.0.0.1:{}", proxy.port);
-    let mut env = env("s3");
+    let mut env = object_store_env("s3");
     env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
     env.push(("AWS_ENDPOINT_URL", &endpoint));
     let o = dir.hw_env(&["run"], &env);

@@ -501,3 +501,18 @@ pub fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (code, body)
 }
+
+/// The environment that points highwater at the emulators `.ci/run`
+/// starts: Azurite for `az`, moto for `s3`; nothing for `file`.
+pub fn object_store_env(kind: &str) -> Vec<(&'static str, &'static str)> {
+    match kind {
+        "file" => vec![],
+        "az" => vec![("AZURE_STORAGE_USE_EMULATOR", "true")],
+        _ => vec![
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
+        ],
+    }
+}

@@ -403,18 +403,6 @@ fn objstore(args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-fn store_env(kind: &str) -> Vec<(&'static str, &'static str)> {
-    match kind {
-        "az" => vec![("AZURE_STORAGE_USE_EMULATOR", "true")],
-        _ => vec![
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
-            ("AWS_REGION", "us-east-1"),
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
-        ],
-    }
-}
-
 /// A SQLite source `t` (12 rows) copied by one stream into `lake`.
 struct FileCase {
     dir: Dir,
@@ -545,7 +533,7 @@ async fn change_tracking_files(kind: &str, format: &str) {
         &format!("{kind}://{name}/landing"),
         "change_tracking",
         format,
-        store_env(kind),
+        object_store_env(kind),
     )
     .await;
     c.verify(&[], 0);
