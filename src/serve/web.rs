@@ -1265,30 +1265,41 @@ fn verify_metrics(
     if done.is_empty() {
         return;
     }
-    let _ = writeln!(
-        out,
-        "# HELP highwater_stream_verify_equal 1 when the last verification found the target equal to its source (0: differs or failed).\n# TYPE highwater_stream_verify_equal gauge"
-    );
-    for (s, v) in &done {
-        let _ = writeln!(
-            out,
-            "highwater_stream_verify_equal{{stream=\"{}\"}} {}",
-            label(s),
-            u8::from(v.equal)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP highwater_stream_verify_failed 1 when the last verification could not compare.\n# TYPE highwater_stream_verify_failed gauge"
-    );
-    for (s, v) in &done {
-        let _ = writeln!(
-            out,
-            "highwater_stream_verify_failed{{stream=\"{}\"}} {}",
-            label(s),
-            u8::from(v.failed)
-        );
-    }
+    // One gauge per stream for each of these; `keys` has a `kind` label.
+    type Value = fn(&super::VerifyMetrics) -> String;
+    let one: [(&str, &str, Value); 2] = [
+        (
+            "highwater_stream_verify_equal",
+            "1 when the last verification found the target equal to its source (0: differs or failed).",
+            |v| u8::from(v.equal).to_string(),
+        ),
+        (
+            "highwater_stream_verify_failed",
+            "1 when the last verification could not compare.",
+            |v| u8::from(v.failed).to_string(),
+        ),
+    ];
+    let after: [(&str, &str, Value); 2] = [
+        (
+            "highwater_stream_verify_timestamp_seconds",
+            "When the last verification finished (Unix time).",
+            |v| v.at.timestamp().to_string(),
+        ),
+        (
+            "highwater_stream_verify_duration_seconds",
+            "Wall time of the last verification.",
+            |v| v.seconds.to_string(),
+        ),
+    ];
+    let gauges = |out: &mut String, list: &[(&str, &str, Value)]| {
+        for (name, help, value) in list {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (s, v) in &done {
+                let _ = writeln!(out, "{name}{{stream=\"{}\"}} {}", label(s), value(v));
+            }
+        }
+    };
+    gauges(out, &one);
     let _ = writeln!(
         out,
         "# HELP highwater_stream_verify_keys Keys the last verification found missing, extra or different.\n# TYPE highwater_stream_verify_keys gauge"
@@ -1306,28 +1317,5 @@ fn verify_metrics(
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP highwater_stream_verify_timestamp_seconds When the last verification finished (Unix time).\n# TYPE highwater_stream_verify_timestamp_seconds gauge"
-    );
-    for (s, v) in &done {
-        let _ = writeln!(
-            out,
-            "highwater_stream_verify_timestamp_seconds{{stream=\"{}\"}} {}",
-            label(s),
-            v.at.timestamp()
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP highwater_stream_verify_duration_seconds Wall time of the last verification.\n# TYPE highwater_stream_verify_duration_seconds gauge"
-    );
-    for (s, v) in &done {
-        let _ = writeln!(
-            out,
-            "highwater_stream_verify_duration_seconds{{stream=\"{}\"}} {}",
-            label(s),
-            v.seconds
-        );
-    }
+    gauges(out, &after);
 }
