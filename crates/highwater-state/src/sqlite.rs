@@ -136,8 +136,7 @@ impl SqliteState {
             .map_err(|e| err(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        enable_wal(&conn, path)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(err)?;
         // Schema and migrations in one write transaction: two processes
@@ -206,6 +205,36 @@ impl SqliteState {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
         rows.collect()
+    }
+}
+
+/// Puts the state file in WAL mode. On a new file (still in rollback
+/// mode) the switch reads and then writes; two processes switching at once
+/// deadlock, and SQLite answers one of them "database is locked" at once,
+/// without waiting on the busy timeout. So the switch is retried, for as
+/// long as the busy timeout would have waited.
+fn enable_wal(conn: &Connection, path: &Path) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => return Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(err(format!(
+                    "cannot open {} in WAL mode: {e}",
+                    path.display()
+                )));
+            }
+        }
     }
 }
 

@@ -42,6 +42,34 @@ impl Drop for TempDir {
     }
 }
 
+/// Regression (seen in CI): several processes opening a new state file at
+/// once deadlocked switching it to WAL mode, and SQLite answered one of
+/// them "database is locked" at once, without waiting on the busy timeout.
+#[test]
+fn sqlite_many_openers_of_a_new_state_file_all_succeed() {
+    let dir = TempDir::new("openers");
+    for round in 0..150 {
+        let path = dir.0.join(format!("state{round}.db"));
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let openers: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    SqliteState::open(&path)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for o in openers {
+            if let Err(e) = o.join().unwrap() {
+                panic!("round {round}: {e}");
+            }
+        }
+    }
+}
+
 /// Regression: SQLite state work ran on the async executor, so a state
 /// write waiting on the database (a busy lock here, an fsync in life)
 /// stalled every other task of the runtime.
