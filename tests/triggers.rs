@@ -114,8 +114,13 @@ fn wait_until(what: &str, secs: u64, mut ok: impl FnMut() -> bool) {
 
 /// Every id that arrived, per file.
 fn arrived(dir: &Dir) -> Vec<(String, Vec<i64>)> {
+    arrived_in(dir, ".csv")
+}
+
+/// Every id that arrived, per file named `*ext`.
+fn arrived_in(dir: &Dir, ext: &str) -> Vec<(String, Vec<i64>)> {
     let mut out: Vec<(String, Vec<i64>)> = dir
-        .files("lake/windows", ".csv")
+        .files("lake/windows", ext)
         .iter()
         .map(|f| {
             let ids = read_csv(f)
@@ -283,6 +288,100 @@ async fn two_workers_on_a_postgres_state_store_run_each_window_once() {
     assert_eq!(ran.len(), 5, "no window ran on both workers: {ran:#?}");
     let ids: Vec<i64> = arrived(&dir).into_iter().flat_map(|(_, ids)| ids).collect();
     assert_eq!(ids, (1..=10).collect::<Vec<_>>());
+}
+
+/// A worker killed with -9 while its windows are half done (each window's
+/// Copy has published, a Wait after it is under way): another worker sees
+/// the window lock go with the dead worker, records the dead run as
+/// failed, and continues each window from its failed activity, so no row
+/// is copied twice and every window succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_window_is_taken_over_without_copying_twice() {
+    let (dir, _) = factory("");
+    let state = PgDb::new("killed_worker").await;
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "state: {}\nconnections:\n  Db: sqlite://src.db\n  Lake: file://./lake\n",
+            state.url
+        ),
+    );
+    // Files named by the copy itself (no fileName): a window copied twice
+    // would leave two files with the same rows.
+    dir.write(
+        "dataset/OutGenerated.json",
+        r#"{"name": "OutGenerated", "properties": {"type": "DelimitedText",
+            "linkedServiceName": {"referenceName": "Lake", "type": "LinkedServiceReference"},
+            "typeProperties": {"location": {"type": "AzureBlobStorageLocation", "folderPath": "windows"},
+               "columnDelimiter": ",", "firstRowAsHeader": true}}}"#,
+    );
+    dir.write(
+        "pipeline/CopyWindow.json",
+        r#"{"name": "CopyWindow", "properties": {
+            "parameters": {"windowStart": {"type": "String"}, "windowEnd": {"type": "String"}},
+            "activities": [{"name": "CopyEvents", "type": "Copy",
+               "typeProperties": {"source": {"type": "SqlSource",
+                  "sqlReaderQuery": "select id, ts from events where ts >= '@{pipeline().parameters.windowStart}' and ts < '@{pipeline().parameters.windowEnd}' order by id"},
+                  "sink": {"type": "DelimitedTextSink"}},
+               "inputs": [{"referenceName": "Events", "type": "DatasetReference"}],
+               "outputs": [{"referenceName": "OutGenerated", "type": "DatasetReference"}]},
+              {"name": "Settle", "type": "Wait", "typeProperties": {"waitTimeInSeconds": 6},
+               "dependsOn": [{"activity": "CopyEvents", "dependencyConditions": ["Succeeded"]}]}]}}"#,
+    );
+    let mut a = serve(&dir);
+    let d = &dir;
+    tokio::task::block_in_place(|| {
+        wait_until("the first worker's first copy", 60, || {
+            !d.files("lake/windows", ".txt").is_empty()
+        })
+    });
+    let _ = a.kill(); // SIGKILL, mid-Wait
+    let _ = a.wait();
+    assert!(!arrived_in(&dir, ".txt").is_empty());
+    let mut b = serve(&dir);
+    tokio::task::block_in_place(|| {
+        wait_until("the other worker to finish the five windows", 150, || {
+            windows(d)
+                .iter()
+                .filter(|w| w["status"] == "succeeded")
+                .count()
+                == 5
+        })
+    });
+    let _ = b.kill();
+    let _ = b.wait();
+    let files = arrived_in(&dir, ".txt");
+    let mut ids: Vec<i64> = files.iter().flat_map(|(_, ids)| ids.clone()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (1..=10).collect::<Vec<_>>(),
+        "every row of the five windows exactly once: {files:?}"
+    );
+    assert_eq!(files.len(), 5, "one file per window: {files:?}");
+    let o = dir.hw(&["runs", "--json", "--limit", "100"]);
+    let runs: Vec<Value> = serde_json::from_str::<Value>(&stdout(&o))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    let failed: Vec<&Value> = runs.iter().filter(|r| r["status"] == "Failed").collect();
+    assert!(
+        !failed.is_empty() && failed.len() <= 2,
+        "the killed worker's runs read as failed: {runs:#?}"
+    );
+    for f in &failed {
+        let start = &f["info"]["windowStart"];
+        let took_over = runs.iter().find(|r| {
+            r["status"] == "Succeeded"
+                && r["info"]["windowStart"] == *start
+                && r["info"]["rerunOf"] == f["run_id"]
+        });
+        assert!(
+            took_over.is_some(),
+            "window {start} continued from the dead run: {runs:#?}"
+        );
+    }
 }
 
 /// The monitor shows the windows (`/windows`, `/api/windows`, the backlog

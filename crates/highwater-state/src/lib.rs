@@ -117,9 +117,15 @@ pub(crate) fn process_alive(pid: i64) -> bool {
     proc.join(pid.to_string()).exists()
 }
 
+/// The error of a stream or activity whose process stopped before it
+/// finished: not a failure of its own (a window whose run died is run
+/// again without using up a retry).
+pub const DEAD_RUN: &str =
+    "the process stopped before this stream finished (killed?); the next run settles it";
+
 /// A run's process died (killed?) while it was `InProgress`: mark its
 /// unfinished streams and the run itself Failed, so the history says so.
-pub(crate) async fn record_dead_run(
+pub async fn record_dead_run(
     store: &dyn highwater_core::StateStore,
     run_id: &str,
     streams: &mut [highwater_core::StreamRun],
@@ -130,10 +136,7 @@ pub(crate) async fn record_dead_run(
         .filter(|s| s.status == RunStatus::InProgress)
     {
         s.status = RunStatus::Failed;
-        s.error = Some(
-            "the process stopped before this stream finished (killed?); the next run settles it"
-                .into(),
-        );
+        s.error = Some(DEAD_RUN.into());
         store.record_stream_run(run_id, s).await?;
     }
     store

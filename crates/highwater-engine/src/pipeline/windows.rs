@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use highwater_config::Plan;
-use highwater_core::{Attempt, Error, Position, Result, RunStatus, StateStore};
+use highwater_core::{Attempt, Error, Position, Result, RunRecord, RunStatus, StateStore};
 use serde_json::Value;
 
 use super::trigger::{self, Trigger, TriggerKind, Tumbling, Window};
@@ -105,11 +105,21 @@ async fn history(state: &dyn StateStore, trigger: &str) -> Result<History> {
             false,
             Some(r.run_id.clone()),
         ));
-        e.0 += 1;
+        // A run whose worker died is not an attempt that failed.
+        e.0 += u32::from(!died(&r));
         e.1 |= r.status == RunStatus::Succeeded;
         e.2 |= r.status == RunStatus::InProgress;
     }
     Ok(out)
+}
+
+/// A failed run that no activity of its own failed: its process stopped
+/// (killed, its host lost) before it ended.
+fn died(r: &RunRecord) -> bool {
+    r.status == RunStatus::Failed
+        && !r.streams.iter().any(|s| {
+            s.status == RunStatus::Failed && s.error.as_deref() != Some(highwater_state::DEAD_RUN)
+        })
 }
 
 /// Every window of `t` due at `now`, with what it has come to.
@@ -189,6 +199,37 @@ pub async fn mark_succeeded(state: &dyn StateStore, list: &[WindowStatus]) -> Re
     Ok(())
 }
 
+/// The last run of the window of `trigger` starting at `start`, when it
+/// did not succeed. Called under the window's lock, which a worker holds
+/// until its run of the window has ended: a run still `InProgress` is one
+/// whose worker stopped (killed, or its host lost), and is recorded as
+/// failed here.
+async fn unfinished_run(
+    state: &dyn StateStore,
+    trigger: &str,
+    start: DateTime<Utc>,
+) -> Result<Option<RunRecord>> {
+    let Some(id) = history(state, trigger)
+        .await?
+        .get(&start)
+        .and_then(|h| h.3.clone())
+    else {
+        return Ok(None);
+    };
+    let Some(mut run) = state.run(&id).await? else {
+        return Ok(None);
+    };
+    match run.status {
+        RunStatus::Succeeded => Ok(None),
+        RunStatus::InProgress => {
+            highwater_state::record_dead_run(state, &run.run_id, &mut run.streams).await?;
+            run.status = RunStatus::Failed;
+            Ok(Some(run))
+        }
+        _ => Ok(Some(run)),
+    }
+}
+
 /// What one firing did.
 #[derive(Debug)]
 pub enum Fired {
@@ -235,6 +276,12 @@ pub async fn fire(
             None
         }
     };
+    // A window that ran before and did not succeed continues from its last
+    // run's failed activity: what that run published is not published again.
+    let earlier = match window {
+        Some(w) => unfinished_run(state.as_ref(), &trigger.name, w.start).await?,
+        None => None,
+    };
     let value = trigger::trigger_value(trigger, scheduled, window);
     let mut last = Fired::AlreadyDone;
     for (name, params) in &trigger.pipelines {
@@ -271,6 +318,16 @@ pub async fn fire(
                     .to_string(),
             ),
             trigger: Some(value.clone()),
+            rerun: earlier
+                .as_ref()
+                .filter(|r| {
+                    r.info
+                        .as_ref()
+                        .and_then(|i| i.get("pipeline"))
+                        .and_then(Value::as_str)
+                        == Some(factory.name.as_str())
+                })
+                .map(|r| super::rerun::Rerun::of_run(r, true)),
             ..Start::default()
         };
         let outcome =
