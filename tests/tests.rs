@@ -43,6 +43,7 @@ mod pipeline_copies;
 mod pipeline_rerun;
 mod serve;
 mod state_pg;
+mod stream_windows;
 mod triggers;
 mod verify;
 mod visibility;

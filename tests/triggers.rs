@@ -425,7 +425,13 @@ fn the_monitor_lists_windows_and_reruns_a_range() {
     );
     assert_eq!(code, 202, "{body}");
     assert!(body.contains("\"windows\":1"), "{body}");
-    wait_until("the rerun", 60, || run_count(&dir) == 6);
+    wait_until("the rerun to succeed", 60, || {
+        let o = dir.hw(&["runs", "--json", "--limit", "1000"]);
+        let runs: Vec<Value> = serde_json::from_str::<Value>(&stdout(&o))
+            .map(|v| v.as_array().cloned().unwrap_or_default())
+            .unwrap_or_default();
+        runs.len() == 6 && runs.iter().all(|r| r["status"] == "Succeeded")
+    });
     let (code, _) = http(
         &addr,
         "POST",

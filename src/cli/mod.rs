@@ -198,13 +198,14 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         factory: Option<PathBuf>,
     },
-    /// Tumbling windows of the factory's triggers: each due window with its
-    /// status (pending, running, succeeded, retrying, failed) and attempts;
-    /// `windows rerun NAME --from T --to T` runs a range again.
+    /// Tumbling windows of the factory's triggers and of streams with
+    /// `window:`: each due window with its status (pending, running,
+    /// succeeded, retrying, failed) and attempts; `windows rerun NAME
+    /// --from T --to T` runs a range again.
     Windows {
         #[command(subcommand)]
         command: Option<WindowsCommand>,
-        /// Only this trigger.
+        /// Only this trigger (or windowed stream).
         name: Option<String>,
         /// The Data Factory git root (default: the config's folder).
         #[arg(long, value_name = "DIR", global = true)]
@@ -292,8 +293,8 @@ pub enum PipelineCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum WindowsCommand {
-    /// Run the windows of trigger NAME that start in [--from, --to) again,
-    /// now, whatever they came to before.
+    /// Run the windows of trigger (or windowed stream) NAME that start in
+    /// [--from, --to) again, now, whatever they came to before.
     Rerun {
         name: String,
         /// First window start (ISO 8601), inclusive.

@@ -12,11 +12,62 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
         Ok(ps) => ps,
         Err(code) => return code,
     };
+    // Streams with `window:` run window by window, each a run of its own.
+    let windowed: Vec<String> = plan
+        .streams
+        .iter()
+        .filter(|s| s.window.is_some() && (streams.is_empty() || streams.contains(&s.name)))
+        .map(|s| s.name.clone())
+        .collect();
+    let rest: Vec<String> = match streams.is_empty() {
+        true => plan
+            .streams
+            .iter()
+            .filter(|s| s.window.is_none())
+            .map(|s| s.name.clone())
+            .collect(),
+        false => streams
+            .iter()
+            .filter(|s| !windowed.contains(s))
+            .cloned()
+            .collect(),
+    };
+    let mut code = 0;
+    for name in &windowed {
+        let s = plan
+            .streams
+            .iter()
+            .find(|s| &s.name == name)
+            .expect("selected from the plan");
+        let outcomes = highwater_engine::windowed::run_due(
+            &plan,
+            state.clone(),
+            s,
+            Arc::new(output::Progress::new()),
+        )
+        .await;
+        match outcomes {
+            Ok(list) => {
+                if list.is_empty() && !json {
+                    println!("{name}: no window due that is not copied yet");
+                }
+                for o in &list {
+                    code = code.max(report(state.as_ref(), o, json).await);
+                }
+            }
+            Err(e) => {
+                output::error(&plan.secrets.redact(&e.to_string()));
+                code = code.max(e.exit_code());
+            }
+        }
+    }
+    if rest.is_empty() && !windowed.is_empty() {
+        return code;
+    }
     let opts = RunOptions {
-        streams,
+        streams: rest,
         full_refresh,
-        run_id: None,
-        info: None,
+        ..RunOptions::default()
     };
     let outcome = match run_streams(
         &plan,
@@ -32,8 +83,17 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
             return e.exit_code();
         }
     };
+    code.max(report(state.as_ref(), &outcome, json).await)
+}
+
+/// Print a run's outcome; its exit code.
+async fn report(
+    state: &dyn highwater_core::StateStore,
+    outcome: &highwater_engine::RunOutcome,
+    json: bool,
+) -> i32 {
     if json {
-        output::print_run_json(state.as_ref(), &outcome.run_id).await;
+        output::print_run_json(state, &outcome.run_id).await;
     } else {
         println!(
             "run {} {}",
@@ -64,8 +124,7 @@ pub async fn dry_run(config: &Path, streams: Vec<String>, full_refresh: bool, js
     let opts = RunOptions {
         streams,
         full_refresh,
-        run_id: None,
-        info: None,
+        ..RunOptions::default()
     };
     let previews = match highwater_engine::preview::preview_streams(&plan, state, &opts).await {
         Ok(p) => p,

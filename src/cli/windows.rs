@@ -38,18 +38,27 @@ async fn open(
     ),
     i32,
 > {
-    let Some(root) = factory_root(config, factory) else {
-        output::error(&format!(
-            "no trigger/ folder next to {}; name the factory with --factory DIR",
-            config.display()
-        ));
-        return Err(2);
-    };
-    let triggers = trigger::load(&root).map_err(|e| {
-        output::error(&e.to_string());
-        2
-    })?;
     let plan = super::load_plan_with(config, highwater_config::plan::load_connections)?;
+    let windowed = plan.streams.iter().any(|s| s.window.is_some());
+    let root = match factory_root(config, factory) {
+        Some(r) => r,
+        None if windowed => PathBuf::new(),
+        None => {
+            output::error(&format!(
+                "no stream has `window:` and no trigger/ folder is next to {}; name the factory with --factory DIR",
+                config.display()
+            ));
+            return Err(2);
+        }
+    };
+    let triggers = if root.as_os_str().is_empty() {
+        vec![]
+    } else {
+        trigger::load(&root).map_err(|e| {
+            output::error(&e.to_string());
+            2
+        })?
+    };
     let state = super::open_state(&plan).await?;
     Ok((root, plan, state, triggers))
 }
@@ -59,14 +68,20 @@ fn iso(t: DateTime<Utc>) -> String {
 }
 
 pub async fn list(config: &Path, factory: Option<&Path>, name: Option<&str>, json: bool) -> i32 {
-    let (_, _, state, triggers) = match open(config, factory).await {
+    let (_, plan, state, triggers) = match open(config, factory).await {
         Ok(x) => x,
         Err(c) => return c,
     };
+    let streams: Vec<_> = plan
+        .streams
+        .iter()
+        .filter(|s| s.window.is_some() && name.is_none_or(|n| s.name == n))
+        .collect();
     if let Some(n) = name
         && !triggers.iter().any(|t| t.name == n)
+        && streams.is_empty()
     {
-        output::error(&format!("no trigger {n} in the factory"));
+        output::error(&format!("no trigger or windowed stream {n}"));
         return 2;
     }
     let mut all = Vec::new();
@@ -74,16 +89,25 @@ pub async fn list(config: &Path, factory: Option<&Path>, name: Option<&str>, jso
         let Some(tw) = windows::tumbling(t) else {
             continue;
         };
-        match windows::statuses(state.as_ref(), t, tw, Utc::now()).await {
-            Ok(l) => all.push((t.name.clone(), l)),
+        match windows::statuses(state.as_ref(), &t.name, tw, Utc::now()).await {
+            Ok(l) => all.push(("trigger", t.name.clone(), l)),
             Err(e) => {
                 output::error(&e.to_string());
                 return 1;
             }
         }
     }
+    for s in streams {
+        match highwater_engine::windowed::statuses(state.as_ref(), s).await {
+            Ok(l) => all.push(("stream", s.name.clone(), l)),
+            Err(e) => {
+                output::error(&plan.secrets.redact(&e.to_string()));
+                return 1;
+            }
+        }
+    }
     if json {
-        let flat: Vec<_> = all.iter().flat_map(|(_, l)| l.iter()).collect();
+        let flat: Vec<_> = all.iter().flat_map(|(_, _, l)| l.iter()).collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&flat).unwrap_or_default()
@@ -91,12 +115,12 @@ pub async fn list(config: &Path, factory: Option<&Path>, name: Option<&str>, jso
         return 0;
     }
     if all.is_empty() {
-        println!("no tumbling window triggers in the factory");
+        println!("no tumbling window triggers in the factory and no stream with `window:`");
     }
-    for (name, l) in &all {
+    for (kind, name, l) in &all {
         let count = |s: &str| l.iter().filter(|w| w.status == s).count();
         println!(
-            "trigger {name}: {} window(s) due: {} succeeded, {} running, {} pending, {} retrying, {} failed",
+            "{kind} {name}: {} window(s) due: {} succeeded, {} running, {} pending, {} retrying, {} failed",
             l.len(),
             count("succeeded"),
             count("running"),
@@ -142,13 +166,26 @@ pub async fn rerun(
         Ok(x) => x,
         Err(c) => return c,
     };
-    let Some(t) = triggers.iter().find(|t| t.name == name) else {
-        output::error(&format!("no trigger {name} in the factory"));
-        return 2;
-    };
-    let Some(tw) = windows::tumbling(t) else {
-        output::error(&format!("trigger {name} is not a tumbling window trigger"));
-        return 2;
+    let stream = plan
+        .streams
+        .iter()
+        .find(|s| s.name == name && s.window.is_some());
+    let t = triggers.iter().find(|t| t.name == name);
+    let stream_windows =
+        stream.and_then(|s| s.window.as_ref().map(highwater_engine::windowed::tumbling));
+    let tw = match (&stream_windows, t) {
+        (Some(tw), _) => tw,
+        (None, Some(t)) => match windows::tumbling(t) {
+            Some(tw) => tw,
+            None => {
+                output::error(&format!("trigger {name} is not a tumbling window trigger"));
+                return 2;
+            }
+        },
+        (None, None) => {
+            output::error(&format!("no trigger or windowed stream {name}"));
+            return 2;
+        }
     };
     let from = match parse_time(from, "--from") {
         Ok(t) => t,
@@ -170,7 +207,22 @@ pub async fn rerun(
     let mut failed = 0;
     let mut results = Vec::new();
     for w in chosen {
-        let fired = windows::fire(&root, &plan, state.clone(), t, Some(w), w.end, true).await;
+        let fired = match (stream, t) {
+            (Some(s), _) => highwater_engine::windowed::fire(
+                &plan,
+                state.clone(),
+                &s.name,
+                w,
+                true,
+                std::sync::Arc::new(output::Progress::new()),
+            )
+            .await
+            .map(|(f, _)| f),
+            (None, Some(t)) => {
+                windows::fire(&root, &plan, state.clone(), t, Some(w), w.end, true).await
+            }
+            (None, None) => unreachable!("checked above"),
+        };
         let (status, run) = match fired {
             Ok(Fired::Ran(id, s)) => (s.as_str().to_string(), Some(id)),
             Ok(Fired::Busy) => ("busy: another process is running it".to_string(), None),

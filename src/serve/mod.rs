@@ -366,20 +366,27 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
     }
     // Started after the first line (the address), which scripts read.
     let (stop_triggers, stop_rx) = tokio::sync::watch::channel(false);
-    let trigger_tasks = triggers::start(
+    let mut trigger_tasks = triggers::start(
         root.clone().unwrap_or_default(),
         trigger_plan,
         trigger_state,
         triggers,
-        stop_rx,
+        stop_rx.clone(),
     );
+    trigger_tasks.extend(start_stream_windows(&shared, stop_rx));
+    let windowed_streams = shared
+        .plan
+        .streams
+        .iter()
+        .filter(|s| s.window.is_some())
+        .count();
     if plan_streams == 0 && trigger_count > 0 {
     } else if plan_streams == 0 {
         println!(
             "no streams in {}: nothing to schedule; serving the monitoring page only",
             config.display()
         );
-    } else if schedules.is_empty() {
+    } else if schedules.is_empty() && windowed_streams == 0 {
         println!("no stream has a `schedule:`; serving the monitoring page only");
     } else {
         for (name, cron) in &schedules {
@@ -452,6 +459,59 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
     }
     server.abort();
     0
+}
+
+/// One task per stream with `window:`: its due windows, as for a
+/// TumblingWindowTrigger (see [`triggers::tumbling`]).
+fn start_stream_windows(
+    shared: &Arc<Shared>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for s in &shared.plan.streams {
+        let Some(w) = &s.window else { continue };
+        let tw = highwater_engine::windowed::tumbling(w);
+        println!(
+            "windows of {}: every {} min from {}",
+            s.name,
+            w.size_secs / 60,
+            w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let (plan, state, name) = (shared.plan.clone(), shared.state.clone(), s.name.clone());
+        let rt = tokio::runtime::Handle::current();
+        let fire: triggers::Fire = Arc::new(move |w| {
+            let quiet = Arc::new(highwater_engine::events::Quiet);
+            match rt.block_on(highwater_engine::windowed::fire(
+                &plan,
+                state.clone(),
+                &name,
+                w,
+                false,
+                quiet,
+            )) {
+                Ok((fired, _)) => fired,
+                Err(e) => {
+                    output::error(&format!(
+                        "stream {name} window {}: {}",
+                        w.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        plan.secrets.redact(&e.to_string())
+                    ));
+                    highwater_engine::pipeline::windows::Fired::Ran(
+                        String::new(),
+                        RunStatus::Failed,
+                    )
+                }
+            }
+        });
+        tasks.push(tokio::spawn(triggers::tumbling(
+            shared.state.clone(),
+            s.name.clone(),
+            tw,
+            fire,
+            stop.clone(),
+        )));
+    }
+    tasks
 }
 
 /// One task per stream with `verify:`: at each firing, `highwater verify

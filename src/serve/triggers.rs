@@ -49,7 +49,16 @@ pub fn start(
             let ctx = ctx.clone();
             let stop = stop.clone();
             match t.kind.clone() {
-                TriggerKind::Tumbling(tw) => tokio::spawn(tumbling(ctx, t, tw, stop)),
+                TriggerKind::Tumbling(tw) => {
+                    let state = ctx.state.clone();
+                    let name = t.name.clone();
+                    let rt = tokio::runtime::Handle::current();
+                    // The pipeline interpreter's futures are not `Send`:
+                    // each firing runs on a blocking thread of its own.
+                    let fire: Fire =
+                        Arc::new(move |w: Window| rt.block_on(fire(&ctx, &t, Some(w), w.end)));
+                    tokio::spawn(tumbling(state, name, tw, fire, stop))
+                }
                 TriggerKind::Schedule(r) => tokio::spawn(schedule(ctx, t, r, stop)),
             }
         })
@@ -81,13 +90,24 @@ async fn fire(ctx: &Ctx, t: &Trigger, w: Option<Window>, at: DateTime<Utc>) -> F
     }
 }
 
-async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Receiver<bool>) {
+/// Runs one window (on a blocking thread) and says what came of it.
+pub type Fire = Arc<dyn Fn(Window) -> Fired + Send + Sync>;
+
+/// The windows of one tumbling schedule — a factory's trigger or a
+/// stream's `window:` — named `name`, each run by `fire`.
+pub async fn tumbling(
+    state: Arc<dyn StateStore>,
+    name: String,
+    tw: Tumbling,
+    fire: Fire,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut done: HashSet<DateTime<Utc>> = HashSet::new();
     let mut attempts: HashMap<DateTime<Utc>, u32> = HashMap::new();
-    match windows::statuses(ctx.state.as_ref(), &t, &tw, Utc::now()).await {
+    match windows::statuses(state.as_ref(), &name, &tw, Utc::now()).await {
         Ok(list) => {
-            if let Err(e) = windows::mark_succeeded(ctx.state.as_ref(), &list).await {
-                crate::cli::output::error(&format!("trigger {}: {e}", t.name));
+            if let Err(e) = windows::mark_succeeded(state.as_ref(), &list).await {
+                crate::cli::output::error(&format!("trigger {}: {e}", name));
             }
             for w in &list {
                 match w.status.as_str() {
@@ -111,23 +131,22 @@ async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Rece
             if let Some(first) = behind.first() {
                 println!(
                     "trigger {}: catching up {} window(s) since {} (at most {} at once)",
-                    t.name,
+                    name,
                     behind.len(),
                     iso(first.start),
                     tw.max_concurrency
                 );
             }
         }
-        Err(e) => crate::cli::output::error(&format!("trigger {}: {e}", t.name)),
+        Err(e) => crate::cli::output::error(&format!("trigger {}: {e}", name)),
     }
     println!(
         "trigger {}: tumbling windows of {} {:?} from {}",
-        t.name,
+        name,
         tw.interval,
         tw.frequency,
         iso(tw.start)
     );
-    let ctx2 = ctx.clone();
     let mut running: JoinSet<(Window, Fired)> = JoinSet::new();
     let mut in_flight: HashSet<DateTime<Utc>> = HashSet::new();
     let mut not_before: HashMap<DateTime<Utc>, DateTime<Utc>> = HashMap::new();
@@ -155,13 +174,8 @@ async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Rece
                 }
             }
             in_flight.insert(w.start);
-            let (ctx, t, w) = (ctx2.clone(), t.clone(), *w);
-            // The pipeline interpreter's futures are not `Send`: each
-            // firing runs on a blocking thread of its own.
-            let rt = tokio::runtime::Handle::current();
-            running.spawn_blocking(move || {
-                rt.block_on(async { (w, fire(&ctx, &t, Some(w), w.end).await) })
-            });
+            let (fire, w) = (fire.clone(), *w);
+            running.spawn_blocking(move || (w, fire(w)));
         }
         let wake = [
             tw.next_due(now),
@@ -178,7 +192,7 @@ async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Rece
                 in_flight.remove(&w.start);
                 match fired {
                     Fired::Ran(id, RunStatus::Succeeded) => {
-                        println!("trigger {} window {} → {}: run {id} succeeded", t.name, iso(w.start), iso(w.end));
+                        println!("trigger {} window {} → {}: run {id} succeeded", name, iso(w.start), iso(w.end));
                         done.insert(w.start);
                     }
                     Fired::AlreadyDone => {
@@ -192,10 +206,10 @@ async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Rece
                         *n += 1;
                         if *n > tw.retry_count {
                             println!("trigger {} window {} → {}: run {id} failed; no retries left ({} attempt(s)); `highwater windows rerun {} --from {}` runs it again",
-                                t.name, iso(w.start), iso(w.end), *n, t.name, iso(w.start));
+                                name, iso(w.start), iso(w.end), *n, name, iso(w.start));
                         } else {
                             println!("trigger {} window {} → {}: run {id} failed; retrying in {}s",
-                                t.name, iso(w.start), iso(w.end), tw.retry_interval.as_secs());
+                                name, iso(w.start), iso(w.end), tw.retry_interval.as_secs());
                             let wait = chrono::Duration::from_std(tw.retry_interval).unwrap_or_default();
                             not_before.insert(w.start, Utc::now() + wait);
                         }

@@ -45,12 +45,34 @@ pub async fn all(
         let Some(tw) = windows::tumbling(t) else {
             continue;
         };
-        let list = windows::statuses(shared.state.as_ref(), t, tw, Utc::now())
+        let list = windows::statuses(shared.state.as_ref(), &t.name, tw, Utc::now())
             .await
             .map_err(|e| shared.plan.secrets.redact(&e.to_string()))?;
         out.push((t.name.clone(), list));
     }
+    for st in shared
+        .plan
+        .streams
+        .iter()
+        .filter(|st| st.window.is_some() && only.is_none_or(|n| st.name == n))
+    {
+        let list = highwater_engine::windowed::statuses(shared.state.as_ref(), st)
+            .await
+            .map_err(|e| shared.plan.secrets.redact(&e.to_string()))?;
+        out.push((st.name.clone(), list));
+    }
     Ok(out)
+}
+
+/// Whether `name` is a tumbling trigger of the factory or a stream with
+/// `window:`.
+fn windowed(shared: &Shared, name: &str) -> bool {
+    shared.triggers.iter().any(|t| t.name == name)
+        || shared
+            .plan
+            .streams
+            .iter()
+            .any(|s| s.name == name && s.window.is_some())
 }
 
 fn iso(t: DateTime<Utc>) -> String {
@@ -59,7 +81,7 @@ fn iso(t: DateTime<Utc>) -> String {
 
 async fn api(State(shared): State<Arc<Shared>>, Query(w): Query<Which>) -> Response {
     if let Some(n) = &w.trigger
-        && !shared.triggers.iter().any(|t| &t.name == n)
+        && !windowed(&shared, n)
     {
         return (
             StatusCode::NOT_FOUND,
@@ -79,7 +101,9 @@ async fn api(State(shared): State<Arc<Shared>>, Query(w): Query<Which>) -> Respo
 async fn page(State(shared): State<Arc<Shared>>) -> Response {
     let mut h = String::from("<h1><a href=\"/\">highwater</a> · windows</h1>");
     match all(&shared, None).await {
-        Ok(l) if l.is_empty() => h.push_str("<p>no tumbling window triggers in the factory</p>"),
+        Ok(l) if l.is_empty() => h.push_str(
+            "<p>no tumbling window triggers in the factory and no stream with <code>window:</code></p>",
+        ),
         Ok(l) => {
             for (name, list) in l {
                 let count = |s: &str| list.iter().filter(|w| w.status == s).count();
@@ -160,17 +184,31 @@ async fn rerun(
         return refused;
     }
     let bad = |m: String| (StatusCode::BAD_REQUEST, J(json!({"error": m}))).into_response();
-    let Some(t) = shared.triggers.iter().find(|t| t.name == trigger).cloned() else {
+    let stream = shared
+        .plan
+        .streams
+        .iter()
+        .find(|s| s.name == trigger && s.window.is_some())
+        .cloned();
+    let t = shared.triggers.iter().find(|t| t.name == trigger).cloned();
+    let tw = match (&stream, &t) {
+        (Some(s), _) => s.window.as_ref().map(highwater_engine::windowed::tumbling),
+        (None, Some(t)) => match windows::tumbling(t) {
+            Some(tw) => Some(tw.clone()),
+            None => {
+                return bad(format!(
+                    "trigger {trigger} is not a tumbling window trigger"
+                ));
+            }
+        },
+        (None, None) => None,
+    };
+    let Some(tw) = tw else {
         return (
             StatusCode::NOT_FOUND,
-            J(json!({"error": format!("no trigger {trigger}")})),
+            J(json!({"error": format!("no trigger or windowed stream {trigger}")})),
         )
             .into_response();
-    };
-    let Some(tw) = windows::tumbling(&t).cloned() else {
-        return bad(format!(
-            "trigger {trigger} is not a tumbling window trigger"
-        ));
     };
     let parse = |s: &Option<String>, what: &str| -> Result<Option<DateTime<Utc>>, String> {
         match s.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
@@ -198,10 +236,28 @@ async fn rerun(
         return bad(format!("no due window of {trigger} starts in that range"));
     }
     let n = chosen.len();
-    let Some(root) = shared.factory_root.clone() else {
+    let (plan, state) = (shared.plan.clone(), shared.state.clone());
+    if let Some(s) = stream {
+        tokio::spawn(async move {
+            for w in chosen {
+                let quiet = Arc::new(highwater_engine::events::Quiet);
+                if let Err(e) =
+                    highwater_engine::windowed::fire(&plan, state.clone(), &s.name, w, true, quiet)
+                        .await
+                {
+                    tracing::error!(stream = %s.name, window = %iso(w.start), error = %plan.secrets.redact(&e.to_string()), "A window rerun failed.");
+                }
+            }
+        });
+        return (
+            StatusCode::ACCEPTED,
+            J(json!({"trigger": trigger, "windows": n})),
+        )
+            .into_response();
+    }
+    let (Some(root), Some(t)) = (shared.factory_root.clone(), t) else {
         return bad("no factory root".into());
     };
-    let (plan, state) = (shared.plan.clone(), shared.state.clone());
     let rt = tokio::runtime::Handle::current();
     // The interpreter's futures are not `Send`: a blocking thread of its own.
     tokio::task::spawn_blocking(move || {
@@ -234,7 +290,7 @@ const METRICS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 /// in each state (the backlog is pending + retrying), at most
 /// [`METRICS_TTL`] old.
 pub async fn metrics(shared: &Shared, body: &mut String) {
-    if shared.triggers.is_empty() {
+    if shared.triggers.is_empty() && !shared.plan.streams.iter().any(|s| s.window.is_some()) {
         return;
     }
     let cached = METRICS_CACHE

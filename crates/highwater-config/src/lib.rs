@@ -19,7 +19,8 @@ pub mod secret;
 
 pub use highwater_core::ConnKind;
 pub use plan::{
-    ConnectionSpec, FileFormat, Mode, Plan, StateLocation, StreamPlan, Target, WriteMode,
+    ConnectionSpec, FileFormat, Mode, Plan, StateLocation, StreamPlan, Target, WindowPlan,
+    WriteMode,
 };
 pub use secret::{SecretUrl, Secrets};
 

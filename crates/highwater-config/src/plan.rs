@@ -91,6 +91,19 @@ pub enum Target {
     Table { into: String, write: WriteMode },
 }
 
+/// `window:` of a stream: tumbling windows of its cursor, each
+/// `[start, end)` copied once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowPlan {
+    pub size_secs: i64,
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: Option<chrono::DateTime<chrono::Utc>>,
+    pub delay_secs: i64,
+    pub max_concurrency: usize,
+    pub retry_count: u32,
+    pub retry_interval_secs: i64,
+}
+
 /// One validated stream.
 #[derive(Debug, Clone)]
 pub struct StreamPlan {
@@ -105,6 +118,8 @@ pub struct StreamPlan {
     pub to: String,
     pub target: Target,
     pub schedule: Option<String>,
+    /// `window:`: the stream runs in tumbling windows of its cursor.
+    pub window: Option<WindowPlan>,
     /// `verify:`: when `serve` verifies the stream (cron).
     pub verify: Option<String>,
     pub on_null_cursor: NullCursorPolicy,
@@ -630,10 +645,16 @@ fn validate_stream(
                     None
                 }
                 Some(p) => {
-                    if let Err(m) = check_template(p) {
+                    if let Err(m) = check_template_with(p, s.window.is_some()) {
                         errs.push(format!("path: {m}"));
                     }
-                    if mode != Mode::Full && !p.contains("{run_id}") {
+                    if s.window.is_some() {
+                        if !p.contains("{run_id}") && !p.contains("{window_start:") {
+                            errs.push(format!(
+                                "path: `{p}` needs {{window_start:…}} (or {{run_id}}): each window writes its own file, e.g. \"{{stream}}/{{window_start:yyyy}}/{{window_start:MM}}/{{window_start:dd}}/{{window_start:HH}}.csv\""
+                            ));
+                        }
+                    } else if mode != Mode::Full && !p.contains("{run_id}") {
                         errs.push(format!(
                             "path: `{p}` needs {{run_id}}: a {} stream writes a new file per run and never replaces an earlier one, e.g. \"{{stream}}/{{stream}}-{{run_id}}.csv\"",
                             mode.as_str()
@@ -686,6 +707,10 @@ fn validate_stream(
             s.verify.as_deref().unwrap_or_default()
         ));
     }
+    let window = s
+        .window
+        .as_ref()
+        .and_then(|w| validate_window(w, mode, s.schedule.is_some(), s.lag.is_some(), errs));
     let (from, to, relation, target) = (from?, to?, relation?, target?);
     let _ = name;
     Some(StreamPlan {
@@ -699,12 +724,136 @@ fn validate_stream(
         to,
         target,
         schedule: s.schedule,
+        window,
         verify: s.verify,
         on_null_cursor,
         lag,
         writer_offset_minutes,
         batch_size,
         change_retention_secs,
+    })
+}
+
+/// A stream's `window:`, checked (errors go to `errs`).
+fn validate_window(
+    w: &crate::raw::RawWindow,
+    mode: Mode,
+    schedule: bool,
+    lag: bool,
+    errs: &mut Vec<String>,
+) -> Option<WindowPlan> {
+    let n = errs.len();
+    if mode != Mode::Watermark {
+        errs.push(format!(
+            "window: needs mode watermark and a time `cursor` (the window's bounds apply to the cursor); this stream is {}",
+            mode.as_str()
+        ));
+    }
+    if schedule {
+        errs.push(
+            "give either `schedule` or `window`, not both (a window runs when it is due)".into(),
+        );
+    }
+    if lag {
+        errs.push(
+            "lag: does not apply to a windowed stream; use window.delay to wait for late rows"
+                .into(),
+        );
+    }
+    let duration = |field: &str, v: Option<&str>, default: i64, errs: &mut Vec<String>| match v {
+        None => default,
+        Some(t) => match parse_duration_secs(t) {
+            Some(secs) if (0..=MAX_DURATION_SECS).contains(&secs) => secs,
+            _ => {
+                errs.push(format!(
+                    "window.{field}: `{}` is not a duration like 30s, 15m, 1h, 1d",
+                    t.trim()
+                ));
+                default
+            }
+        },
+    };
+    let size_secs = match w.size.as_deref() {
+        None => {
+            errs.push("window.size is required, e.g. `size: 1h`".into());
+            3600
+        }
+        Some(t) => {
+            let secs = duration("size", Some(t), 3600, errs);
+            if secs < 60 || secs % 60 != 0 {
+                errs.push(format!(
+                    "window.size: `{}` must be whole minutes, at least 1m",
+                    t.trim()
+                ));
+            }
+            secs.max(60)
+        }
+    };
+    let time = |field: &str, v: &str, errs: &mut Vec<String>| {
+        let v = v.trim();
+        let parsed = chrono::DateTime::parse_from_rfc3339(v)
+            .map(|t| t.to_utc())
+            .ok()
+            .or_else(|| {
+                chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
+                    .or_else(|_| chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S"))
+                    .ok()
+                    .or_else(|| {
+                        chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                            .ok()
+                            .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    })
+                    .map(|t| t.and_utc())
+            });
+        if parsed.is_none() {
+            errs.push(format!(
+                "window.{field}: `{v}` is not a time like \"2026-01-01T00:00:00Z\" (UTC)"
+            ));
+        }
+        parsed
+    };
+    let start = match w.start.as_deref() {
+        None => {
+            errs.push("window.start is required: the first window's start, e.g. `start: \"2026-01-01T00:00:00Z\"`".into());
+            None
+        }
+        Some(v) => time("start", v, errs),
+    };
+    let end = w.end.as_deref().and_then(|v| time("end", v, errs));
+    if let (Some(a), Some(b)) = (start, end)
+        && b <= a
+    {
+        errs.push("window.end must be after window.start".into());
+    }
+    let delay_secs = duration("delay", w.delay.as_deref(), 0, errs);
+    let retry_interval_secs = duration("retry_interval", w.retry_interval.as_deref(), 30, errs);
+    let max_concurrency = match w.max_concurrency {
+        None => 1,
+        Some(n) if (1..=50).contains(&n) => n as usize,
+        Some(n) => {
+            errs.push(format!("window.max_concurrency must be 1 to 50, got {n}"));
+            1
+        }
+    };
+    let retry_count = match w.retry {
+        None => 0,
+        Some(n) if (0..=100).contains(&n) => n as u32,
+        Some(n) => {
+            errs.push(format!("window.retry must be 0 to 100, got {n}"));
+            0
+        }
+    };
+    if errs.len() > n {
+        return None;
+    }
+    Some(WindowPlan {
+        size_secs,
+        start: start?,
+        end,
+        delay_secs,
+        max_concurrency,
+        retry_count,
+        retry_interval_secs,
     })
 }
 
@@ -832,6 +981,41 @@ fn parse_format(f: &str) -> Option<FileFormat> {
 
 /// Check `{placeholder}` names in a path template.
 pub fn check_template(t: &str) -> Result<(), String> {
+    check_template_with(t, false)
+}
+
+/// The format of a `{window_start:FMT}` / `{window_end:FMT}` placeholder:
+/// `yyyy`, `MM`, `dd`, `HH`, `mm`, `ss` and `-`, `_`, `.` between them,
+/// as a chrono format; `None` when it holds anything else.
+pub fn window_format(fmt: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = fmt;
+    while !rest.is_empty() {
+        let token = ["yyyy", "MM", "dd", "HH", "mm", "ss"]
+            .into_iter()
+            .zip(["%Y", "%m", "%d", "%H", "%M", "%S"])
+            .find(|(t, _)| rest.starts_with(t));
+        match token {
+            Some((t, f)) => {
+                out.push_str(f);
+                rest = &rest[t.len()..];
+            }
+            None => {
+                let c = rest.chars().next()?;
+                if !matches!(c, '-' | '_' | '.') {
+                    return None;
+                }
+                out.push(c);
+                rest = &rest[1..];
+            }
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// [`check_template`]; with `window`, `{window_start:FMT}` and
+/// `{window_end:FMT}` are known too.
+pub fn check_template_with(t: &str, window: bool) -> Result<(), String> {
     if t.chars().any(|c| c.is_control() || c == '\\') {
         return Err(format!(
             "`{}` holds a control character or `\\`; separate folders with `/`",
@@ -845,7 +1029,19 @@ pub fn check_template(t: &str) -> Result<(), String> {
             return Err(format!("unclosed `{{` in `{t}`"));
         };
         let name = &after[..j];
-        if !PATH_PLACEHOLDERS.contains(&name) {
+        let windowed = name
+            .strip_prefix("window_start:")
+            .or_else(|| name.strip_prefix("window_end:"));
+        if let Some(fmt) = windowed {
+            if !window {
+                return Err(format!("`{{{name}}}` is for streams with `window:` only"));
+            }
+            if window_format(fmt).is_none() {
+                return Err(format!(
+                    "`{{{name}}}`: `{fmt}` is not a window format (yyyy MM dd HH mm ss, with - _ . between)"
+                ));
+            }
+        } else if !PATH_PLACEHOLDERS.contains(&name) {
             return Err(format!(
                 "unknown placeholder `{{{name}}}` (known: {})",
                 PATH_PLACEHOLDERS

@@ -80,6 +80,9 @@ pub struct RawStream {
     pub write: Option<String>,
     /// Cron schedule for `highwater serve`: `"*/5 * * * *"`.
     pub schedule: Option<String>,
+    /// Or tumbling windows of the cursor (mode watermark): each window
+    /// `[start, end)` copies the rows whose cursor lies in it, once.
+    pub window: Option<RawWindow>,
     /// Cron schedule on which `highwater serve` verifies the stream
     /// (`highwater verify`): `verify: "0 3 * * *"`.
     pub verify: Option<String>,
@@ -97,4 +100,24 @@ pub struct RawStream {
     pub batch_size: Option<i64>,
     /// Change tracking: how long changes are kept, `change_retention: 2d` (default).
     pub change_retention: Option<DurationOrNumber>,
+}
+
+/// `window:` of a stream: `{size: 1h, start: "2026-01-01T00:00:00Z"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindow {
+    /// Window length: `15m`, `1h`, `1d` (whole minutes).
+    pub size: Option<String>,
+    /// The first window's start (UTC): `"2026-01-01T00:00:00Z"`.
+    pub start: Option<String>,
+    /// No window starts at or after this (UTC); open-ended without it.
+    pub end: Option<String>,
+    /// How long after its end a window waits before it runs: `delay: 5m`.
+    pub delay: Option<String>,
+    /// Windows run at once (`serve`), default 1.
+    pub max_concurrency: Option<i64>,
+    /// How many times a failed window is retried (default 0).
+    pub retry: Option<i64>,
+    /// Between retries: `retry_interval: 30s` (default).
+    pub retry_interval: Option<String>,
 }

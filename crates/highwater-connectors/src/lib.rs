@@ -87,3 +87,46 @@ pub async fn check(kind: &ConnKind, url: &str) -> Result<String> {
         )),
     }
 }
+
+/// How a source's cursor holds time, for [`window_bounds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CursorTime {
+    /// An instant (timestamptz, MariaDB TIMESTAMP in a UTC session).
+    Zoned,
+    /// Wall-clock time in the writers' zone.
+    Wall,
+    /// A calendar day.
+    Date,
+}
+
+/// The bounds of a window read, as text the source compares its cursor
+/// with: the instants in UTC for a zoned cursor; else the wall-clock
+/// times (days for a date cursor, which needs windows of whole days) in
+/// the writers' zone (`offset_minutes` east of UTC; UTC when `None`).
+pub(crate) fn window_bounds(
+    stream: &str,
+    start: chrono::DateTime<chrono::Utc>,
+    end: chrono::DateTime<chrono::Utc>,
+    offset_minutes: Option<i32>,
+    time: CursorTime,
+) -> highwater_core::Result<(String, String)> {
+    use chrono::Timelike;
+    let shift = match time {
+        CursorTime::Zoned => chrono::Duration::zero(),
+        _ => chrono::Duration::minutes(i64::from(offset_minutes.unwrap_or(0))),
+    };
+    let (lo, hi) = (start + shift, end + shift);
+    if time == CursorTime::Date
+        && (lo.num_seconds_from_midnight() != 0 || hi.num_seconds_from_midnight() != 0)
+    {
+        return Err(highwater_core::Error::config(
+            format!("stream {stream}"),
+            "window: a date cursor needs windows of whole days (size in days, start at midnight)",
+        ));
+    }
+    let format = match time {
+        CursorTime::Date => "%Y-%m-%d",
+        _ => "%Y-%m-%d %H:%M:%S%.6f",
+    };
+    Ok((lo.format(format).to_string(), hi.format(format).to_string()))
+}

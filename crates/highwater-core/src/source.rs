@@ -97,6 +97,19 @@ pub enum Delta {
         after: Option<ChangeVersion>,
         retention_secs: i64,
     },
+    /// A tumbling window of a stream's `window:`: the rows whose cursor
+    /// (the first non-NULL of `cursor`, a time column) lies in
+    /// `[start, end)`, read like a full load of those rows (no cursor
+    /// column is added; never a full reload). A cursor with a zone is
+    /// compared as the instant; a zone-less one as wall-clock time in the
+    /// writers' zone (`writer_offset_minutes`, minutes east; UTC when
+    /// `None`).
+    Window {
+        cursor: Vec<String>,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+        writer_offset_minutes: Option<i32>,
+    },
     /// Log-based capture (PostgreSQL logical decoding): net changes after
     /// the LSN `after.version` of the slot generation `after.generation`;
     /// `None` (or another generation) creates the slot and loads in full.

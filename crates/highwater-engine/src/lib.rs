@@ -30,6 +30,7 @@ pub mod runner;
 pub mod template;
 pub mod timed_state;
 pub mod verify;
+pub mod windowed;
 
 pub use events::{Event, Observer};
 pub use runner::{RunOptions, RunOutcome, open_state, run_streams};

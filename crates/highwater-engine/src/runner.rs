@@ -29,6 +29,11 @@ pub struct RunOptions {
     /// Recorded as the run's `RunRecord::info` (`serve` records what
     /// triggered the run: `{"trigger": "Schedule"}`).
     pub info: Option<serde_json::Value>,
+    /// Copy this window `[start, end)` of the (one, windowed) stream
+    /// selected, under the window's own state key.
+    pub window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// With `window`: copy it again although it was copied before.
+    pub rerun_window: bool,
 }
 
 /// The result of a run.
@@ -89,6 +94,8 @@ pub async fn run_streams(
         started,
         full_refresh: opts.full_refresh,
         observer,
+        window: opts.window,
+        rerun_window: opts.rerun_window,
     };
     // Built first, then driven: keeps the future `Send` for callers that spawn it.
     let runs: Vec<_> = selected.into_iter().map(|s| ctx.run_one(s)).collect();
@@ -232,8 +239,10 @@ const STREAM_RETRY: highwater_core::RetryPolicy = highwater_core::RetryPolicy {
 /// What became of one stream in a run.
 enum Ran {
     Done,
-    /// Another process holds the stream.
+    /// Another process holds the stream (or the window).
     Busy,
+    /// The window was copied before (by another run or worker).
+    AlreadyDone,
 }
 
 struct Ctx<'a> {
@@ -243,9 +252,25 @@ struct Ctx<'a> {
     started: DateTime<Utc>,
     full_refresh: bool,
     observer: Arc<dyn Observer>,
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    rerun_window: bool,
+}
+
+/// The state key of a stream's window: its lock, its attempts, and (once
+/// copied) its position, which says the window is done.
+pub fn window_key(stream: &str, start: DateTime<Utc>) -> String {
+    crate::pipeline::windows::window_key(stream, start)
 }
 
 impl Ctx<'_> {
+    /// The state key this run moves: the stream's, or its window's.
+    fn key(&self, s: &StreamPlan) -> String {
+        match self.window {
+            Some((start, _)) => window_key(&s.name, start),
+            None => s.name.clone(),
+        }
+    }
+
     async fn run_one(&self, s: &StreamPlan) -> (StreamRun, Option<ErrorKind>) {
         let mut rec = StreamRun {
             stream: s.name.clone(),
@@ -309,7 +334,7 @@ impl Ctx<'_> {
                 rec.status = RunStatus::Succeeded;
                 None
             }
-            Ok(Ran::Busy) => {
+            Ok(Ran::Busy | Ran::AlreadyDone) => {
                 rec.status = RunStatus::Skipped;
                 None
             }
@@ -344,7 +369,19 @@ impl Ctx<'_> {
     }
 
     async fn run_stream(&self, s: &StreamPlan, rec: &mut StreamRun, try_no: u32) -> Result<Ran> {
-        let Some(_lock) = self.state.lock_stream(&s.name).await? else {
+        if s.window.is_some() != self.window.is_some() {
+            return Err(Error::config(
+                format!("stream {}", s.name),
+                match s.window {
+                    Some(_) => {
+                        "runs in windows (`window:`): `highwater run` copies its due windows, `highwater windows rerun` copies a range again"
+                    }
+                    None => "has no `window:`",
+                },
+            ));
+        }
+        let key = self.key(s);
+        let Some(_lock) = self.state.lock_stream(&key).await? else {
             self.note(
                 s,
                 rec,
@@ -352,15 +389,29 @@ impl Ctx<'_> {
             );
             return Ok(Ran::Busy);
         };
+        if self.window.is_some() && !self.rerun_window && self.state.position(&key).await?.is_some()
+        {
+            self.note(
+                s,
+                rec,
+                "skipped: this window was copied before (by another run or worker)".to_string(),
+            );
+            return Ok(Ran::AlreadyDone);
+        }
         // Each try is an attempt of its own (the state store keys attempts
         // by stream and id); a retry's output gets a name of its own too.
         let attempt_id = match try_no {
             1 => self.run_id.clone(),
             n => format!("{}-r{n}", self.run_id),
         };
-        self.run_locked(s, rec, &attempt_id)
-            .await
-            .map(|()| Ran::Done)
+        self.run_locked(s, rec, &attempt_id).await?;
+        if let Some((start, end)) = self.window {
+            // A window's run copies [start, end): say so as its range.
+            let iso = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            rec.watermark_from = Some(iso(start));
+            rec.watermark_to = Some(iso(end));
+        }
+        Ok(Ran::Done)
     }
 
     async fn run_locked(
@@ -379,6 +430,7 @@ impl Ctx<'_> {
         };
         let sink = highwater_connectors::sink(&to_conn.kind, to_conn.url.expose()).await?;
         let incremental = s.mode != Mode::Full;
+        let key = self.key(s);
 
         // Settle what a crashed attempt left.
         let env = attempt::Env {
@@ -386,17 +438,17 @@ impl Ctx<'_> {
             sink: sink.as_ref(),
             secrets: &self.plan.secrets,
         };
-        for n in attempt::settle(env, &s.name, incremental).await? {
+        for n in attempt::settle(env, &key, incremental).await? {
             self.note(s, rec, n);
         }
 
-        let current = self.state.position(&s.name).await?;
+        let current = self.state.position(&key).await?;
         let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
         let idle = attempt::idle_timeout();
         // Columns exist, cursor types are usable, `lag:` fits the cursor.
         describe_checked(source.as_ref(), s, &from_conn.kind).await?;
 
-        let after = if self.full_refresh {
+        let after = if self.full_refresh || self.window.is_some() {
             None
         } else {
             current.clone()
@@ -406,7 +458,15 @@ impl Ctx<'_> {
             _ => None,
         };
         rec.watermark_from = after.as_ref().map(Position::display_value);
-        let req = read_request(s, after.as_ref());
+        let mut req = read_request(s, after.as_ref());
+        if let Some((start, end)) = self.window {
+            req.delta = Delta::Window {
+                cursor: s.cursor.clone(),
+                start,
+                end,
+                writer_offset_minutes: s.writer_offset_minutes,
+            };
+        }
         let mut extract = attempt::bounded("reading the source", idle, source.read(&req)).await?;
         rec.full_reload = extract.full_reload && incremental;
         for n in std::mem::take(&mut extract.notes) {
@@ -419,7 +479,7 @@ impl Ctx<'_> {
         }
 
         let filter = match s.mode {
-            Mode::Watermark => Some(BoundaryFilter::new(
+            Mode::Watermark if self.window.is_none() => Some(BoundaryFilter::new(
                 &extract.schema,
                 after_wm.as_ref(),
                 extract.to.clone(),
@@ -481,7 +541,7 @@ impl Ctx<'_> {
                 n => format!("no changes delivered ({n} row(s) held back, see above); {what}"),
             };
             self.note(s, rec, what);
-            attempt::move_position(env, &s.name, attempt_id, &current, &to).await?;
+            attempt::move_position(env, &key, attempt_id, &current, &to).await?;
             self.confirm_cdc(s, rec, &to).await;
             return Ok(());
         }
@@ -490,21 +550,30 @@ impl Ctx<'_> {
             Some(_) => path_template.clone(),
             None => template::render(&path_template, &s.name, attempt_id, self.started),
         };
+        // A window's file named without {run_id} is the window's own: a
+        // rerun of the window replaces it.
+        let (target, owned) = match self.window {
+            Some((start, end)) => (
+                template::render_window(&target, start, end),
+                table_write.is_some() || path_template.contains("{run_id}"),
+            ),
+            None => (target, incremental),
+        };
         let copy = attempt::Copy {
-            key: s.name.clone(),
+            key: key.clone(),
             attempt_id: attempt_id.to_string(),
             from: current.clone(),
             request: WriteRequest {
-                stream: s.name.clone(),
+                stream: key.clone(),
                 run_id: attempt_id.to_string(),
                 target,
                 format: format.to_string(),
                 schema: out_schema,
-                overwrite: !incremental,
+                overwrite: !owned,
                 table,
                 split: None,
             },
-            owned: incremental,
+            owned,
         };
         let result = attempt::execute(env, copy, &mut rows).await;
         rec.rows_read = rows.rows_read;

@@ -148,6 +148,40 @@ impl Source for MySource {
         let mut held_back = 0;
         let (sql, params): (String, Vec<Value>) = match &req.delta {
             Delta::Full => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
+            Delta::Window {
+                cursor,
+                start,
+                end,
+                writer_offset_minutes,
+            } => {
+                let (expr, kind) = cursor_expr(req, &cols, cursor)?;
+                if kind == MyKind::Int {
+                    return Err(Error::config(
+                        format!("stream {}", req.stream),
+                        format!(
+                            "window: needs a time cursor (datetime, timestamp or date); {} is an integer",
+                            cursor.join(", ")
+                        ),
+                    ));
+                }
+                // TIMESTAMP reads in the session zone (UTC); DATETIME and
+                // DATE hold the writers' wall clock.
+                let time = match kind {
+                    MyKind::Timestamp => crate::CursorTime::Zoned,
+                    MyKind::Date => crate::CursorTime::Date,
+                    _ => crate::CursorTime::Wall,
+                };
+                let (lo, hi) =
+                    crate::window_bounds(&req.stream, *start, *end, *writer_offset_minutes, time)?;
+                full_reload = false;
+                (
+                    format!(
+                        "SELECT * FROM {} WHERE {expr} >= ? AND {expr} < ?",
+                        relation_sql(rel)
+                    ),
+                    vec![Value::from(lo), Value::from(hi)],
+                )
+            }
             Delta::Watermark {
                 cursor,
                 after,
@@ -490,18 +524,13 @@ fn count_of(v: Option<&Value>) -> u64 {
 /// Time cursors are capped by [`open_cap`] (zone-less ones
 /// [`WRITER_ZONE_SLACK_HOURS`] lower); integer cursors only by `lag:`.
 /// Rows above the bound are counted, and said, when there are any.
-#[allow(clippy::too_many_arguments)]
-async fn watermark(
-    conn: &mut Conn,
+/// The SQL of a stream's cursor (the first non-NULL of its columns) and
+/// its kind, checked: every column exists and has a cursor type.
+fn cursor_expr(
     req: &ReadRequest,
     cols: &[(String, MyKind)],
     cursor: &[String],
-    after: Option<&WatermarkPosition>,
-    lag: Option<Lag>,
-    writer_offset_minutes: Option<i32>,
-    cap: Option<&Cap>,
-    notes: &mut Vec<String>,
-) -> Result<Watermark> {
+) -> Result<(String, MyKind)> {
     let rel = &req.relation;
     let mut kind = None;
     for c in cursor {
@@ -538,6 +567,23 @@ async fn watermark(
     } else {
         format!("COALESCE({})", quoted.join(", "))
     };
+    Ok((expr, kind))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn watermark(
+    conn: &mut Conn,
+    req: &ReadRequest,
+    cols: &[(String, MyKind)],
+    cursor: &[String],
+    after: Option<&WatermarkPosition>,
+    lag: Option<Lag>,
+    writer_offset_minutes: Option<i32>,
+    cap: Option<&Cap>,
+    notes: &mut Vec<String>,
+) -> Result<Watermark> {
+    let rel = &req.relation;
+    let (expr, kind) = cursor_expr(req, cols, cursor)?;
     let from = relation_sql(rel);
     // The upper bound: time cursors stop at the late-commit cap. A
     // `datetime`/`date` holds the writer's wall clock in the writer's

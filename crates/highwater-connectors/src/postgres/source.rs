@@ -248,6 +248,43 @@ async fn late_commit_cap(client: &Client, lag: Option<Lag>) -> Result<Cap> {
 }
 
 /// The cast used to read a bound back from a setting, per cursor type.
+/// The SQL of a stream's cursor (the first non-NULL of its columns) and
+/// its type, checked: every column exists and has a cursor type.
+fn cursor_expr(d: &Described, cursor: &[String], req: &ReadRequest) -> Result<(String, Type)> {
+    let rel = &req.relation;
+    let mut ctype = None;
+    for c in cursor {
+        let Some(i) = d.names.iter().position(|n| n == c) else {
+            return Err(Error::config(
+                format!("stream {}", req.stream),
+                format!(
+                    "cursor column {c} not found in {rel} (columns: {})",
+                    d.names.join(", ")
+                ),
+            ));
+        };
+        if cursor_cast(&d.types[i]).is_none() {
+            return Err(Error::config(
+                format!("stream {}", req.stream),
+                format!(
+                    "cursor column {c} has type {}; use a timestamp, timestamptz, date or integer column",
+                    d.types[i]
+                ),
+            ));
+        }
+        ctype.get_or_insert_with(|| d.types[i].clone());
+    }
+    let ctype =
+        ctype.ok_or_else(|| Error::config(format!("stream {}", req.stream), "cursor is empty"))?;
+    let quoted: Vec<String> = cursor.iter().map(|c| quote_ident(c, '"')).collect();
+    let expr = if quoted.len() == 1 {
+        quoted[0].clone()
+    } else {
+        format!("COALESCE({})", quoted.join(", "))
+    };
+    Ok((expr, ctype))
+}
+
 fn cursor_cast(t: &Type) -> Option<&'static str> {
     match *t {
         Type::TIMESTAMPTZ => Some("timestamptz"),
@@ -335,7 +372,10 @@ impl Source for PgSource {
         let rel = &req.relation;
         let mut notes = Vec::new();
         let mut version_to = None;
-        let mut full_reload = !matches!(&req.delta, Delta::Watermark { after: Some(_), .. });
+        let mut full_reload = !matches!(
+            &req.delta,
+            Delta::Watermark { after: Some(_), .. } | Delta::Window { .. }
+        );
 
         // Change tracking: set up and prune before the snapshot.
         if let Delta::ChangeTracking { retention_secs, .. } = &req.delta {
@@ -388,44 +428,56 @@ impl Source for PgSource {
                 "COPY (SELECT {} FROM {from}) TO STDOUT (FORMAT binary)",
                 select.join(", ")
             ),
+            Delta::Window {
+                cursor,
+                start,
+                end,
+                writer_offset_minutes,
+            } => {
+                let (expr, ctype) = cursor_expr(&d, cursor, req)?;
+                let cast = match cursor_cast(&ctype) {
+                    Some("int8") | None => {
+                        return Err(Error::config(
+                            format!("stream {}", req.stream),
+                            format!(
+                                "window: needs a time cursor (timestamp, timestamptz or date); {} is {ctype}",
+                                cursor.join(", ")
+                            ),
+                        ));
+                    }
+                    Some(c) => c,
+                };
+                // Bound as settings of this transaction (COPY takes no
+                // parameters), read back typed.
+                let time = match cast {
+                    "timestamptz" => crate::CursorTime::Zoned,
+                    "date" => crate::CursorTime::Date,
+                    _ => crate::CursorTime::Wall,
+                };
+                // A zoned bound is read as UTC: the session's zone is UTC.
+                let (lo, hi) =
+                    crate::window_bounds(&req.stream, *start, *end, *writer_offset_minutes, time)?;
+                client
+                    .execute(
+                        "SELECT set_config('highwater.wstart', $1, true), set_config('highwater.wend', $2, true)",
+                        &[&lo, &hi],
+                    )
+                    .await
+                    .map_err(pg_err)?;
+                format!(
+                    "COPY (SELECT {} FROM {from} WHERE {expr} >= current_setting('highwater.wstart')::{cast} \
+                     AND {expr} < current_setting('highwater.wend')::{cast}) TO STDOUT (FORMAT binary)",
+                    select.join(", ")
+                )
+            }
             Delta::Watermark {
                 cursor,
                 after,
                 lag,
                 writer_offset_minutes,
             } => {
-                let mut ctype = None;
-                for c in cursor {
-                    let Some(i) = d.names.iter().position(|n| n == c) else {
-                        return Err(Error::config(
-                            format!("stream {}", req.stream),
-                            format!(
-                                "cursor column {c} not found in {rel} (columns: {})",
-                                d.names.join(", ")
-                            ),
-                        ));
-                    };
-                    if cursor_cast(&d.types[i]).is_none() {
-                        return Err(Error::config(
-                            format!("stream {}", req.stream),
-                            format!(
-                                "cursor column {c} has type {}; use a timestamp, timestamptz, date or integer column",
-                                d.types[i]
-                            ),
-                        ));
-                    }
-                    ctype.get_or_insert_with(|| d.types[i].clone());
-                }
-                let ctype = ctype.ok_or_else(|| {
-                    Error::config(format!("stream {}", req.stream), "cursor is empty")
-                })?;
+                let (expr, ctype) = cursor_expr(&d, cursor, req)?;
                 let cast = cursor_cast(&ctype).unwrap_or("text");
-                let quoted: Vec<String> = cursor.iter().map(|c| quote_ident(c, '"')).collect();
-                let expr = if quoted.len() == 1 {
-                    quoted[0].clone()
-                } else {
-                    format!("COALESCE({})", quoted.join(", "))
-                };
                 let Cap {
                     at: cap_ts,
                     now: cap_now,

@@ -317,6 +317,81 @@ fn run_read(
                     None,
                     0,
                 ),
+                Delta::Window {
+                    cursor,
+                    start,
+                    end,
+                    writer_offset_minutes,
+                } => {
+                    let expr = cursor_sql(cursor);
+                    // Text timestamps compare as text: the bounds take the
+                    // shape of the values stored.
+                    let sample: Option<Value> = conn
+                        .query_row(
+                            &format!(
+                                "SELECT {expr} FROM {} WHERE {expr} IS NOT NULL LIMIT 1",
+                                relation_sql(rel)
+                            ),
+                            [],
+                            |r| r.get(0),
+                        )
+                        .map(Some)
+                        .or_else(|e| match e {
+                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                            e => Err(e),
+                        })
+                        .map_err(|e| sql_err(rel, e))?;
+                    let shape = match &sample {
+                        None => None,
+                        Some(Value::Text(t)) => Some(text_shape(t.as_str()).ok_or_else(|| {
+                            Error::config(
+                                format!("stream {}", req.stream),
+                                format!(
+                                    "window: cursor {} holds {t:?}, not a timestamp as text (YYYY-MM-DD[ HH:MM[:SS]])",
+                                    cursor.join(", ")
+                                ),
+                            )
+                        })?),
+                        Some(_) => {
+                            return Err(Error::config(
+                                format!("stream {}", req.stream),
+                                format!(
+                                    "window: needs a time cursor (timestamps as text); {} holds numbers",
+                                    cursor.join(", ")
+                                ),
+                            ));
+                        }
+                    };
+                    let time = match shape.as_deref() {
+                        Some("%Y-%m-%d") => crate::CursorTime::Date,
+                        _ => crate::CursorTime::Wall,
+                    };
+                    let (lo, hi) = crate::window_bounds(
+                        &req.stream,
+                        *start,
+                        *end,
+                        *writer_offset_minutes,
+                        time,
+                    )?;
+                    let shaped = |b: String| match shape.as_deref() {
+                        Some(f) if f != "%Y-%m-%d" => {
+                            chrono::NaiveDateTime::parse_from_str(&b, "%Y-%m-%d %H:%M:%S%.6f")
+                                .map(|t| t.format(f).to_string())
+                                .unwrap_or(b)
+                        }
+                        _ => b,
+                    };
+                    full_reload = false;
+                    (
+                        format!(
+                            "SELECT * FROM {} WHERE {expr} >= ?1 AND {expr} < ?2",
+                            relation_sql(rel)
+                        ),
+                        vec![Value::Text(shaped(lo)), Value::Text(shaped(hi))],
+                        None,
+                        0,
+                    )
+                }
                 Delta::Watermark {
                     cursor,
                     after,

@@ -107,7 +107,10 @@ async fn history(state: &dyn StateStore, trigger: &str) -> Result<History> {
         ));
         // A run whose worker died is not an attempt that failed.
         e.0 += u32::from(!died(&r));
-        e.1 |= r.status == RunStatus::Succeeded;
+        // A stream window's run that found the window busy or done
+        // (skipped) did not copy it.
+        e.1 |= r.status == RunStatus::Succeeded
+            && !r.streams.iter().any(|s| s.status == RunStatus::Skipped);
         e.2 |= r.status == RunStatus::InProgress;
     }
     Ok(out)
@@ -125,17 +128,17 @@ fn died(r: &RunRecord) -> bool {
 /// Every window of `t` due at `now`, with what it has come to.
 pub async fn statuses(
     state: &dyn StateStore,
-    trigger: &Trigger,
+    name: &str,
     t: &Tumbling,
     now: DateTime<Utc>,
 ) -> Result<Vec<WindowStatus>> {
-    let hist = history(state, &trigger.name).await?;
+    let hist = history(state, name).await?;
     let done: std::collections::HashSet<String> = state
         .positions()
         .await?
         .into_iter()
         .map(|p| p.0)
-        .filter(|k| k.starts_with(&format!("window/{}/", trigger.name)))
+        .filter(|k| k.starts_with(&format!("window/{name}/")))
         .collect();
     let mut out = Vec::new();
     for w in t.due(now, usize::MAX) {
@@ -143,7 +146,7 @@ pub async fn statuses(
             .get(&w.start)
             .cloned()
             .unwrap_or((0, false, false, None));
-        let succeeded = succeeded || done.contains(&window_key(&trigger.name, w.start));
+        let succeeded = succeeded || done.contains(&window_key(name, w.start));
         let status = if succeeded {
             "succeeded"
         } else if running {
@@ -156,7 +159,7 @@ pub async fn statuses(
             "retrying"
         };
         out.push(WindowStatus {
-            trigger: trigger.name.clone(),
+            trigger: name.to_string(),
             start: w.start,
             end: w.end,
             status: status.to_string(),
