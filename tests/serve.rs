@@ -159,3 +159,66 @@ async fn two_workers_run_each_scheduled_firing_once() {
         .sum();
     assert_eq!(rows, 1, "the row arrived once");
 }
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+    Mariadb,
+}
+
+/// `/metrics` says how far each stream's position is behind its source:
+/// the newest cursor less the committed one (seconds for times, units for
+/// integers) — 0 right after a run, then what arrived since.
+async fn metrics_show_each_streams_lag_behind_its_source(b: Backend) {
+    let dir = Dir::new("serve_lag");
+    let name = match b {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+        Backend::Mariadb => "mariadb",
+    };
+    let db = SrcDb::new(name, &dir, "serve_lag").await;
+    let ts = match b {
+        Backend::Postgres => "timestamptz",
+        Backend::Mariadb => "datetime",
+        Backend::Sqlite => "text",
+    };
+    let zone = match b {
+        Backend::Postgres => "+00",
+        _ => "",
+    };
+    db.exec(&format!("CREATE TABLE t (id integer, ts {ts})"))
+        .await;
+    db.exec(&format!(
+        "INSERT INTO t VALUES (1, '2024-01-01 10:00:00{zone}'), (2, '2024-01-01 10:30:00{zone}')"
+    ))
+    .await;
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  src: {}\n  lake: file://./lake\nstreams:\n  by_time:\n    from: src\n    table: t\n    mode: watermark\n    cursor: ts\n    to: lake\n    path: \"a/{{run_id}}.csv\"\n  by_id:\n    from: src\n    table: t\n    mode: watermark\n    cursor: id\n    to: lake\n    path: \"b/{{run_id}}.csv\"\n",
+            db.url()
+        ),
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    db.exec(&format!(
+        "INSERT INTO t VALUES (3, '2024-01-01 11:00:00{zone}'), (7, '2024-01-01 12:00:00{zone}')"
+    ))
+    .await;
+    let (mut child, addr) = spawn_serve(&dir);
+    let body = get(&addr, "/metrics");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        metric(&body, "highwater_stream_lag_seconds{stream=\"by_time\"}"),
+        5400.0,
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "highwater_stream_lag_units{stream=\"by_id\"}"),
+        5.0,
+        "{body}"
+    );
+}
+
+conformance!(metrics_show_each_streams_lag_behind_its_source);

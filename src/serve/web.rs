@@ -1220,6 +1220,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     }
     super::windows_view::metrics(&shared, &mut out).await;
     cdc_metrics(&shared, &mut out).await;
+    lag_metrics(&shared, &mut out).await;
     verify_metrics(&mut out, &metrics);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
@@ -1250,6 +1251,98 @@ async fn cdc_metrics(shared: &Shared, out: &mut String) {
         {
             let _ = writeln!(out, "{name}{{stream=\"{}\"}} {bytes}", label(&s.name));
         }
+    }
+}
+
+/// What [`lag_metrics`] last computed, and when: each stream's lag asks
+/// its source, too much for every scrape.
+type LagCache = Option<(std::time::Instant, Vec<(String, &'static str, f64)>)>;
+static LAG_CACHE: std::sync::Mutex<LagCache> = std::sync::Mutex::new(None);
+
+/// How far each stream's committed position is behind its source now:
+/// watermark streams, the newest cursor in the source less the position's
+/// (`highwater_stream_lag_seconds` for time cursors,
+/// `highwater_stream_lag_units` for integers); change tracking, the
+/// newest version less the position's (`highwater_stream_lag_versions`).
+/// At most 30 s old; a source that does not answer within 5 s is left out.
+async fn lag_metrics(shared: &Shared, out: &mut String) {
+    let cached = LAG_CACHE
+        .lock()
+        .ok()
+        .and_then(|c| c.clone())
+        .filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(30));
+    let lags = match cached {
+        Some((_, l)) => l,
+        None => {
+            let mut l = Vec::new();
+            for s in &shared.plan.streams {
+                let ask = stream_lag(shared, s);
+                if let Ok(Some((unit, v))) =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), ask).await
+                {
+                    l.push((s.name.clone(), unit, v));
+                }
+            }
+            if let Ok(mut c) = LAG_CACHE.lock() {
+                *c = Some((std::time::Instant::now(), l.clone()));
+            }
+            l
+        }
+    };
+    for unit in ["seconds", "units", "versions"] {
+        let of: Vec<_> = lags.iter().filter(|(_, u, _)| *u == unit).collect();
+        if of.is_empty() {
+            continue;
+        }
+        let name = format!("highwater_stream_lag_{unit}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} How far the stream's committed position is behind its source.\n# TYPE {name} gauge"
+        );
+        for (stream, _, v) in of {
+            let _ = writeln!(out, "{name}{{stream=\"{}\"}} {v}", label(stream));
+        }
+    }
+}
+
+/// One stream's lag: (unit, amount), when its mode has one and the source
+/// answers.
+async fn stream_lag(
+    shared: &Shared,
+    s: &highwater_config::StreamPlan,
+) -> Option<(&'static str, f64)> {
+    use highwater_config::Mode;
+    use highwater_core::Position;
+    if s.window.is_some() {
+        return None;
+    }
+    let conn = &shared.plan.connections[&s.from];
+    let position = shared.state.position(&s.name).await.ok()?;
+    match (s.mode, position) {
+        (Mode::Watermark, Some(Position::Watermark(w))) => {
+            let source = highwater_connectors::source(&conn.kind, conn.url.expose())
+                .await
+                .ok()?;
+            let newest = source.newest(&s.relation, &s.cursor).await.ok()??;
+            let (amount, unit) = match &w.value {
+                Some(v) => newest.ahead_of(v)?,
+                None => return None,
+            };
+            Some((unit, amount.max(0.0)))
+        }
+        (Mode::ChangeTracking, Some(Position::Version(v))) => {
+            let status = highwater_connectors::change_tracking::status_after(
+                &conn.kind,
+                conn.url.expose(),
+                &s.relation,
+                Some(v.version),
+            )
+            .await
+            .ok()?;
+            let current = status.current_version?;
+            Some(("versions", (current - v.version).max(0) as f64))
+        }
+        _ => None,
     }
 }
 

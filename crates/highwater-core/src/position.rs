@@ -31,6 +31,38 @@ pub enum CursorValue {
 }
 
 impl CursorValue {
+    /// How far `self` is ahead of `older`: seconds for times (`"seconds"`),
+    /// the difference for integers (`"units"`); `None` for values of other
+    /// kinds or text that is no timestamp.
+    pub fn ahead_of(&self, older: &CursorValue) -> Option<(f64, &'static str)> {
+        use CursorValue::*;
+        let text_micros = |t: &str| {
+            let t = t.trim_end_matches('Z');
+            [
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M",
+                "%Y-%m-%dT%H:%M",
+            ]
+            .iter()
+            .find_map(|f| chrono::NaiveDateTime::parse_from_str(t, f).ok())
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+            })
+            .map(|t| t.and_utc().timestamp_micros())
+        };
+        let micros = |a: i64, b: i64| Some(((a - b) as f64 / 1e6, "seconds"));
+        match (self, older) {
+            (Int(a), Int(b)) => Some((a.saturating_sub(*b) as f64, "units")),
+            (TimestampTz(a), TimestampTz(b)) | (Timestamp(a), Timestamp(b)) => micros(*a, *b),
+            (Date(a), Date(b)) => Some((f64::from(a - b) * 86_400.0, "seconds")),
+            (Text(a), Text(b)) => micros(text_micros(a)?, text_micros(b)?),
+            _ => None,
+        }
+    }
+
     /// Compare two values of the same variant; `None` when the variants differ.
     pub fn compare(&self, other: &CursorValue) -> Option<Ordering> {
         use CursorValue::*;

@@ -195,6 +195,11 @@ pub trait Source: Send + Sync {
 
     /// Read one delta (see the trait doc).
     async fn read(&self, req: &ReadRequest) -> Result<Extract>;
+
+    /// The newest cursor value in `relation` now (`max` of the first
+    /// non-NULL of `cursor`): how far the source is ahead of a stream's
+    /// position (`/metrics`). `None` when no row has one.
+    async fn newest(&self, relation: &Relation, cursor: &[String]) -> Result<Option<CursorValue>>;
 }
 
 /// The closed set of backends.

@@ -111,6 +111,25 @@ impl Source for MySource {
         })
     }
 
+    async fn newest(&self, relation: &Relation, cursor: &[String]) -> Result<Option<CursorValue>> {
+        let mut conn = connect(&self.url).await?;
+        let cols = describe_conn(&mut conn, relation).await?;
+        let (expr, kind) = cursor_expr("", relation, &cols, cursor)?;
+        // The binary protocol: times come back as dates, not text.
+        let max: Option<Value> = conn
+            .exec_first(
+                format!("SELECT max({expr}) FROM {}", relation_sql(relation)),
+                (),
+            )
+            .await
+            .map_err(my_err)?;
+        let _ = conn.disconnect().await;
+        match max {
+            Some(v) => cursor_value(&v, kind),
+            None => Ok(None),
+        }
+    }
+
     async fn read(&self, req: &ReadRequest) -> Result<Extract> {
         let mut conn = connect(&self.url).await?;
         let rel = &req.relation;
@@ -154,7 +173,7 @@ impl Source for MySource {
                 end,
                 writer_offset_minutes,
             } => {
-                let (expr, kind) = cursor_expr(req, &cols, cursor)?;
+                let (expr, kind) = cursor_expr(&req.stream, &req.relation, &cols, cursor)?;
                 if kind == MyKind::Int {
                     return Err(Error::config(
                         format!("stream {}", req.stream),
@@ -527,16 +546,16 @@ fn count_of(v: Option<&Value>) -> u64 {
 /// The SQL of a stream's cursor (the first non-NULL of its columns) and
 /// its kind, checked: every column exists and has a cursor type.
 fn cursor_expr(
-    req: &ReadRequest,
+    stream: &str,
+    rel: &Relation,
     cols: &[(String, MyKind)],
     cursor: &[String],
 ) -> Result<(String, MyKind)> {
-    let rel = &req.relation;
     let mut kind = None;
     for c in cursor {
         let Some((_, k)) = cols.iter().find(|(n, _)| n == c) else {
             return Err(Error::config(
-                format!("stream {}", req.stream),
+                format!("stream {stream}"),
                 format!("cursor column {c} not found in {rel}"),
             ));
         };
@@ -545,7 +564,7 @@ fn cursor_expr(
             MyKind::Int | MyKind::UInt | MyKind::Date | MyKind::DateTime | MyKind::Timestamp
         ) {
             return Err(Error::config(
-                format!("stream {}", req.stream),
+                format!("stream {stream}"),
                 format!(
                     "cursor column {c} has type {:?}; use a datetime, timestamp, date or integer column",
                     k
@@ -554,8 +573,7 @@ fn cursor_expr(
         }
         kind.get_or_insert(*k);
     }
-    let kind =
-        kind.ok_or_else(|| Error::config(format!("stream {}", req.stream), "cursor is empty"))?;
+    let kind = kind.ok_or_else(|| Error::config(format!("stream {stream}"), "cursor is empty"))?;
     let kind = if kind == MyKind::UInt {
         MyKind::Int
     } else {
@@ -583,7 +601,7 @@ async fn watermark(
     notes: &mut Vec<String>,
 ) -> Result<Watermark> {
     let rel = &req.relation;
-    let (expr, kind) = cursor_expr(req, cols, cursor)?;
+    let (expr, kind) = cursor_expr(&req.stream, rel, cols, cursor)?;
     let from = relation_sql(rel);
     // The upper bound: time cursors stop at the late-commit cap. A
     // `datetime`/`date` holds the writer's wall clock in the writer's

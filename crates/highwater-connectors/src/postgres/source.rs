@@ -250,13 +250,17 @@ async fn late_commit_cap(client: &Client, lag: Option<Lag>) -> Result<Cap> {
 /// The cast used to read a bound back from a setting, per cursor type.
 /// The SQL of a stream's cursor (the first non-NULL of its columns) and
 /// its type, checked: every column exists and has a cursor type.
-fn cursor_expr(d: &Described, cursor: &[String], req: &ReadRequest) -> Result<(String, Type)> {
-    let rel = &req.relation;
+fn cursor_expr(
+    d: &Described,
+    cursor: &[String],
+    stream: &str,
+    rel: &Relation,
+) -> Result<(String, Type)> {
     let mut ctype = None;
     for c in cursor {
         let Some(i) = d.names.iter().position(|n| n == c) else {
             return Err(Error::config(
-                format!("stream {}", req.stream),
+                format!("stream {stream}"),
                 format!(
                     "cursor column {c} not found in {rel} (columns: {})",
                     d.names.join(", ")
@@ -265,7 +269,7 @@ fn cursor_expr(d: &Described, cursor: &[String], req: &ReadRequest) -> Result<(S
         };
         if cursor_cast(&d.types[i]).is_none() {
             return Err(Error::config(
-                format!("stream {}", req.stream),
+                format!("stream {stream}"),
                 format!(
                     "cursor column {c} has type {}; use a timestamp, timestamptz, date or integer column",
                     d.types[i]
@@ -275,7 +279,7 @@ fn cursor_expr(d: &Described, cursor: &[String], req: &ReadRequest) -> Result<(S
         ctype.get_or_insert_with(|| d.types[i].clone());
     }
     let ctype =
-        ctype.ok_or_else(|| Error::config(format!("stream {}", req.stream), "cursor is empty"))?;
+        ctype.ok_or_else(|| Error::config(format!("stream {stream}"), "cursor is empty"))?;
     let quoted: Vec<String> = cursor.iter().map(|c| quote_ident(c, '"')).collect();
     let expr = if quoted.len() == 1 {
         quoted[0].clone()
@@ -358,6 +362,24 @@ impl Source for PgSource {
         })
     }
 
+    async fn newest(&self, relation: &Relation, cursor: &[String]) -> Result<Option<CursorValue>> {
+        let client = connect(&self.url).await?;
+        client
+            .batch_execute("SET TimeZone = 'UTC'")
+            .await
+            .map_err(pg_err)?;
+        let d = describe_client(&client, relation).await?;
+        let (expr, ctype) = cursor_expr(&d, cursor, "", relation)?;
+        let row = client
+            .query_one(
+                &format!("SELECT max({expr}) FROM {}", relation_sql(relation)),
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        cursor_value(&row, 0, &ctype)
+    }
+
     async fn read(&self, req: &ReadRequest) -> Result<Extract> {
         let client = connect(&self.url).await?;
         // Text renderings and time comparisons must not depend on the
@@ -434,7 +456,7 @@ impl Source for PgSource {
                 end,
                 writer_offset_minutes,
             } => {
-                let (expr, ctype) = cursor_expr(&d, cursor, req)?;
+                let (expr, ctype) = cursor_expr(&d, cursor, &req.stream, &req.relation)?;
                 let cast = match cursor_cast(&ctype) {
                     Some("int8") | None => {
                         return Err(Error::config(
@@ -476,7 +498,7 @@ impl Source for PgSource {
                 lag,
                 writer_offset_minutes,
             } => {
-                let (expr, ctype) = cursor_expr(&d, cursor, req)?;
+                let (expr, ctype) = cursor_expr(&d, cursor, &req.stream, &req.relation)?;
                 let cast = cursor_cast(&ctype).unwrap_or("text");
                 let Cap {
                     at: cap_ts,

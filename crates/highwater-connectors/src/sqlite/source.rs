@@ -652,6 +652,26 @@ impl Source for SqliteSource {
         })
     }
 
+    async fn newest(&self, relation: &Relation, cursor: &[String]) -> Result<Option<CursorValue>> {
+        let path = self.path.clone();
+        let rel = relation.clone();
+        let cursor = cursor.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let conn = open(&path)?;
+            let expr = cursor_sql(&cursor);
+            let max: Value = conn
+                .query_row(
+                    &format!("SELECT max({expr}) FROM {}", relation_sql(&rel)),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sql_err(&rel, e))?;
+            to_cursor(max, &cursor.join(", "))
+        })
+        .await
+        .map_err(|e| Error::source(BACKEND, e))?
+    }
+
     async fn read(&self, req: &ReadRequest) -> Result<Extract> {
         let (header_tx, header_rx) = oneshot::channel();
         let (tx, batches) = batch_channel(Arc::new(Schema::empty()));
