@@ -516,3 +516,183 @@ fn bad_triggers_are_configuration_errors_naming_the_trigger() {
     assert_code(&o, 2);
     assert_eq!(run_count(&dir), 0, "nothing ran");
 }
+
+/// The tutorial "Incrementally copy new files based on time partitioned
+/// folder name" under `serve`, with the tumbling window trigger the Copy
+/// Data tool creates: each due hour's folder `yyyy/MM/dd/HH` is copied
+/// once to the same folder of the destination; the current hour waits.
+#[test]
+fn the_time_partitioned_folder_tutorial_runs_under_serve_with_its_trigger() {
+    let dir = Dir::new("tutorial_partitioned");
+    let hour = Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
+    let start = hour - chrono::Duration::hours(3);
+    let mut expected = std::collections::BTreeMap::new();
+    for h in 0..=3 {
+        let folder = (start + chrono::Duration::hours(h))
+            .format("%Y/%m/%d/%H")
+            .to_string();
+        dir.write(&format!("lake/source/{folder}/a.txt"), &format!("a{h}"));
+        dir.write(
+            &format!("lake/source/{folder}/more/b.txt"),
+            &format!("b{h}"),
+        );
+        if h < 3 {
+            expected.insert(format!("{folder}/a.txt"), format!("a{h}"));
+            expected.insert(format!("{folder}/more/b.txt"), format!("b{h}"));
+        }
+    }
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  AzureStorage: file://./lake\n",
+    );
+    for (name, container) in [
+        ("SourceDataset", "source"),
+        ("DestinationDataset", "destination"),
+    ] {
+        dir.write(
+            &format!("dataset/{name}.json"),
+            &format!(
+                r#"{{"name": "{name}", "properties": {{"type": "Binary",
+                    "linkedServiceName": {{"referenceName": "AzureStorage", "type": "LinkedServiceReference"}},
+                    "parameters": {{"cw_folderPath": {{"type": "String"}}}},
+                    "typeProperties": {{"location": {{"type": "AzureBlobStorageLocation", "container": "{container}",
+                        "folderPath": {{"value": "@dataset().cw_folderPath", "type": "Expression"}}}}}}}}}}"#
+            ),
+        );
+    }
+    let folder = r#"{"value": "@formatDateTime(pipeline().parameters.windowStart,'yyyy/MM/dd/HH')", "type": "Expression"}"#;
+    dir.write(
+        "pipeline/CopyPipeline.json",
+        &format!(
+            r#"{{"name": "CopyPipeline", "properties": {{
+                "parameters": {{"windowStart": {{"type": "String"}}}},
+                "activities": [{{"name": "Copy_hourly", "type": "Copy",
+                    "typeProperties": {{"source": {{"type": "BinarySource", "storeSettings": {{"type": "AzureBlobStorageReadSettings", "recursive": true}}}},
+                                       "sink": {{"type": "BinarySink", "storeSettings": {{"type": "AzureBlobStorageWriteSettings"}}}},
+                                       "enableStaging": false}},
+                    "inputs": [{{"referenceName": "SourceDataset", "type": "DatasetReference", "parameters": {{"cw_folderPath": {folder}}}}}],
+                    "outputs": [{{"referenceName": "DestinationDataset", "type": "DatasetReference", "parameters": {{"cw_folderPath": {folder}}}}}]}}]}}}}"#
+        ),
+    );
+    dir.write(
+        "trigger/HourlyTrigger.json",
+        &format!(
+            r#"{{"name": "HourlyTrigger", "properties": {{"type": "TumblingWindowTrigger", "runtimeState": "Started",
+                "typeProperties": {{"frequency": "Hour", "interval": 1, "startTime": "{}", "delay": "00:00:00",
+                   "maxConcurrency": 50, "retryPolicy": {{"intervalInSeconds": 30}}}},
+                "pipeline": {{"pipelineReference": {{"referenceName": "CopyPipeline", "type": "PipelineReference"}},
+                   "parameters": {{"windowStart": "@trigger().outputs.windowStartTime"}}}}}}}}"#,
+            start.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    );
+    let mut child = serve(&dir);
+    let d = &dir;
+    wait_until("three hourly windows", 60, || {
+        windows(d)
+            .iter()
+            .filter(|w| w["status"] == "succeeded")
+            .count()
+            == 3
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let root = dir.join("lake/destination");
+    let copied: std::collections::BTreeMap<String, String> = dir
+        .files("lake/destination", "")
+        .into_iter()
+        .map(|p| {
+            (
+                p.strip_prefix(&root).unwrap().to_string_lossy().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            )
+        })
+        .filter(|(k, _)| !k.starts_with("_highwater"))
+        .collect();
+    assert_eq!(copied, expected);
+    assert_eq!(run_count(&dir), 3, "each window ran once");
+}
+
+/// The template "Copy new files only by LastModifiedDate" under `serve`
+/// with its 15-minute tumbling window trigger: each due window copies the
+/// files last modified in `[windowStart, windowEnd)` once (a file modified
+/// at a window's end goes with the next window); the current window waits.
+#[test]
+fn the_new_files_by_last_modified_template_runs_under_serve_every_15_minutes() {
+    let dir = Dir::new("tutorial_lmd");
+    let quarter = Utc::now()
+        .duration_trunc(chrono::Duration::minutes(15))
+        .unwrap();
+    let start = quarter - chrono::Duration::minutes(45);
+    dir.write(
+        "highwater.yaml",
+        "connections:\n  DataSourceConnection: file://./lake\n  DataDestinationConnection: file://./lake\n",
+    );
+    let fixtures = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/adf/copy-new-files"
+    );
+    dir.write(
+        "pipeline/CopyNewFilesByLastModifiedDate.json",
+        &std::fs::read_to_string(format!("{fixtures}/pipeline.json")).unwrap(),
+    );
+    for d in ["BinaryDataSourceStore", "BinaryDataDestinationStore"] {
+        dir.write(
+            &format!("dataset/{d}.json"),
+            &std::fs::read_to_string(format!("{fixtures}/datasets/{d}.json")).unwrap(),
+        );
+    }
+    dir.write(
+        "trigger/Every15Minutes.json",
+        &format!(
+            r#"{{"name": "Every15Minutes", "properties": {{"type": "TumblingWindowTrigger", "runtimeState": "Started",
+                "typeProperties": {{"frequency": "Minute", "interval": 15, "startTime": "{}", "delay": "00:00:00", "maxConcurrency": 2}},
+                "pipeline": {{"pipelineReference": {{"referenceName": "CopyNewFilesByLastModifiedDate", "type": "PipelineReference"}},
+                   "parameters": {{"FolderPath_Source": "src", "Directory_Source": "in",
+                                   "FolderPath_Destination": "dst", "Directory_Destination": "copied",
+                                   "LastModified_From": "@trigger().outputs.windowStartTime",
+                                   "LastModified_To": "@trigger().outputs.windowEndTime"}}}}}}}}"#,
+            start.format("%Y-%m-%dT%H:%M:%SZ")
+        ),
+    );
+    let at = |minutes: i64| -> std::time::SystemTime {
+        (start + chrono::Duration::minutes(minutes)).into()
+    };
+    for (name, modified) in [
+        ("w0.txt", at(5)),
+        ("deep/w1.txt", at(20)),
+        ("edge.txt", at(30)), // the third window's start: copied once, by it
+        ("w2.txt", at(44)),
+        ("current.txt", at(45)), // the current window: not due
+        ("old.txt", at(-1)),     // before the first window
+    ] {
+        dir.write(&format!("lake/src/in/{name}"), name);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join(&format!("lake/src/in/{name}")))
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+    let mut child = serve(&dir);
+    let d = &dir;
+    wait_until("three 15-minute windows", 60, || {
+        windows(d)
+            .iter()
+            .filter(|w| w["status"] == "succeeded")
+            .count()
+            == 3
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let root = dir.join("lake/dst/copied");
+    let mut copied: Vec<String> = dir
+        .files("lake/dst/copied", "")
+        .into_iter()
+        .map(|p| p.strip_prefix(&root).unwrap().to_string_lossy().to_string())
+        .collect();
+    copied.sort();
+    assert_eq!(copied, ["deep/w1.txt", "edge.txt", "w0.txt", "w2.txt"]);
+    assert_eq!(run_count(&dir), 3, "each window ran once");
+}
