@@ -999,6 +999,22 @@ async fn pump(
 /// answers from two PostgreSQL tables mean equal multisets of rows, bar a
 /// hash collision; the rows never leave the databases.
 pub async fn checksum(url: &str, rel: &Relation, columns: &[String]) -> Result<(i64, String)> {
+    let client = checksum_session(url).await?;
+    let sql = format!(
+        "SELECT count(*), {} FROM {}",
+        row_hash_sum(columns),
+        relation_sql(rel)
+    );
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(|e| Error::source("postgres", e))?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// A connection whose text rendering of values does not depend on the
+/// server's or the role's settings: both sides of a checksum render alike.
+async fn checksum_session(url: &str) -> Result<Client> {
     let client = connect(url).await?;
     client
         .batch_execute(
@@ -1007,18 +1023,101 @@ pub async fn checksum(url: &str, rel: &Relation, columns: &[String]) -> Result<(
         )
         .await
         .map_err(|e| Error::source("postgres", e))?;
+    Ok(client)
+}
+
+/// `sum` of a 64-bit hash of each row's text (the columns in order), as
+/// numeric text; `0` for no rows.
+fn row_hash_sum(columns: &[String]) -> String {
     let cols: Vec<String> = columns
         .iter()
         .map(|c| format!("{}::text", quote_ident(c, '"')))
         .collect();
-    let sql = format!(
-        "SELECT count(*), coalesce(sum(hashtextextended(ROW({})::text, 0)::numeric), 0)::text FROM {}",
-        cols.join(", "),
-        relation_sql(rel)
-    );
-    let row = client
-        .query_one(&sql, &[])
-        .await
-        .map_err(|e| Error::source("postgres", e))?;
-    Ok((row.get(0), row.get(1)))
+    format!(
+        "coalesce(sum(hashtextextended(ROW({})::text, 0)::numeric), 0)::text",
+        cols.join(", ")
+    )
+}
+
+/// Checksums of key ranges of a table with an integer key, computed
+/// inside the database over one connection (`verify`'s bisection).
+pub struct KeyChecksums {
+    client: Client,
+}
+
+impl KeyChecksums {
+    pub async fn open(url: &str) -> Result<KeyChecksums> {
+        Ok(KeyChecksums {
+            client: checksum_session(url).await?,
+        })
+    }
+
+    /// The smallest and greatest value of the integer column `key` in `rel`.
+    pub async fn bounds(&self, rel: &Relation, key: &str) -> Result<Option<(i64, i64)>> {
+        let k = quote_ident(key, '"');
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT min({k})::int8, max({k})::int8 FROM {}",
+                    relation_sql(rel)
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| Error::source("postgres", e))?;
+        let (lo, hi): (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+        Ok(lo.zip(hi))
+    }
+
+    /// Split `[lo, hi]` of the integer column `key` into buckets of `step`
+    /// keys (bucket `i` is `[lo + i·step, lo + (i+1)·step)`) and return,
+    /// per bucket that holds rows, its row count and the sum of its rows'
+    /// hashes (as [`checksum`] computes them).
+    pub async fn buckets(
+        &self,
+        rel: &Relation,
+        columns: &[String],
+        key: &str,
+        (lo, hi): (i64, i64),
+        step: i64,
+    ) -> Result<Vec<(i64, i64, String)>> {
+        let k = quote_ident(key, '"');
+        // Integer arithmetic is much faster; numeric where `k - lo` could
+        // leave the 64-bit range.
+        let bucket = match hi.checked_sub(lo) {
+            Some(_) => format!("(({k})::int8 - $1::int8) / $3::int8"),
+            None => format!("floor((({k})::numeric - $1::int8) / $3::int8)::int8"),
+        };
+        let sql = format!(
+            "SELECT {bucket} AS b, count(*), {} \
+             FROM {} WHERE {k} >= $1::int8 AND {k} <= $2::int8 GROUP BY 1 ORDER BY 1",
+            row_hash_sum(columns),
+            relation_sql(rel)
+        );
+        let rows = self
+            .client
+            .query(&sql, &[&lo, &hi, &step.max(1)])
+            .await
+            .map_err(|e| Error::source("postgres", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+}
+
+/// `rel` restricted to the keys in `ranges` (each `[from, to]`) of the
+/// integer column `key`.
+pub fn key_ranges(rel: &Relation, key: &str, ranges: &[(i64, i64)]) -> Relation {
+    let k = quote_ident(key, '"');
+    let cond: Vec<String> = ranges
+        .iter()
+        .map(|(a, b)| format!("({k} >= {a} AND {k} <= {b})"))
+        .collect();
+    Relation::Query(format!(
+        "SELECT * FROM {} WHERE {}",
+        relation_sql(rel),
+        cond.join(" OR ")
+    ))
 }
