@@ -74,7 +74,7 @@ pub async fn list(config: &Path, factory: Option<&Path>, name: Option<&str>, jso
         let Some(tw) = windows::tumbling(t) else {
             continue;
         };
-        match windows::statuses(state.as_ref(), t, tw, Utc::now()).await {
+        match windows::statuses(state.as_ref(), t, tw, Utc::now(), &triggers).await {
             Ok(l) => all.push((t.name.clone(), l)),
             Err(e) => {
                 output::error(&e.to_string());
@@ -96,17 +96,23 @@ pub async fn list(config: &Path, factory: Option<&Path>, name: Option<&str>, jso
     for (name, l) in &all {
         let count = |s: &str| l.iter().filter(|w| w.status == s).count();
         println!(
-            "trigger {name}: {} window(s) due: {} succeeded, {} running, {} pending, {} retrying, {} failed",
+            "trigger {name}: {} window(s) due: {} succeeded, {} running, {} pending, {} waiting, {} retrying, {} failed",
             l.len(),
             count("succeeded"),
             count("running"),
             count("pending"),
+            count("waiting"),
             count("retrying"),
             count("failed")
         );
         for w in l {
+            let waiting = if w.waiting_for.is_empty() {
+                String::new()
+            } else {
+                format!("waiting for {}", w.waiting_for.join(", "))
+            };
             let line = format!(
-                "  {} → {}  {:<9}  {} attempt(s)  {}",
+                "  {} → {}  {:<9}  {} attempt(s)  {}{waiting}",
                 iso(w.start),
                 iso(w.end),
                 w.status,

@@ -3,10 +3,17 @@
 //!
 //! ```text
 //! tumbling trigger: windows due (end + delay ≤ now), oldest first, not yet
-//!   succeeded, retries left, self-dependency met → at most maxConcurrency
-//!   at once → fire (lock window key, check marker, run, mark) → next due
+//!   succeeded, retries left, self-dependency met, the windows of the
+//!   triggers it depends on succeeded (their markers) → at most
+//!   maxConcurrency at once → fire (lock window key, check marker, run,
+//!   mark) → next due
 //! schedule trigger: next firing in its zone → sleep → fire (no backfill)
 //! ```
+//!
+//! A window waiting on another trigger's windows is checked again when a
+//! window of this process succeeds (a `watch` channel shared by the
+//! trigger tasks) and every [`RECHECK`] (a window another worker ran, or a
+//! `windows rerun`): no polling while nothing waits.
 //!
 //! A `serve` stopped for a day catches up on start, oldest window first,
 //! bounded by `maxConcurrency`, and says so.
@@ -24,6 +31,10 @@ use highwater_engine::pipeline::windows::{self, Fired};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// How often windows that wait on other triggers' windows look at the
+/// state store again for success markers this process did not write.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// Start one task per started trigger; they stop when `stop` turns true,
 /// after the runs they started have ended.
 pub fn start(
@@ -33,7 +44,27 @@ pub fn start(
     triggers: Vec<Trigger>,
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let ctx = Arc::new(Ctx { root, plan, state });
+    let (succeeded, _) = watch::channel(0u64);
+    let ctx = Arc::new(Ctx {
+        root,
+        plan,
+        state,
+        triggers: triggers.clone(),
+        succeeded,
+    });
+    for t in &triggers {
+        let Some(tw) = windows::tumbling(t) else {
+            continue;
+        };
+        for name in windows::referenced(tw) {
+            if t.started && triggers.iter().any(|o| o.name == name && !o.started) {
+                println!(
+                    "trigger {}: depends on trigger {name}, whose runtimeState is not Started: its windows wait until {name}'s windows succeed elsewhere",
+                    t.name
+                );
+            }
+        }
+    }
     triggers
         .into_iter()
         .filter(|t| {
@@ -60,6 +91,11 @@ struct Ctx {
     root: PathBuf,
     plan: Plan,
     state: Arc<dyn StateStore>,
+    /// Every trigger of the factory (the ones dependencies name).
+    triggers: Vec<Trigger>,
+    /// Counts the windows this process ran to success: wakes the windows
+    /// that wait on them.
+    succeeded: watch::Sender<u64>,
 }
 
 fn iso(t: DateTime<Utc>) -> String {
@@ -84,7 +120,7 @@ async fn fire(ctx: &Ctx, t: &Trigger, w: Option<Window>, at: DateTime<Utc>) -> F
 async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Receiver<bool>) {
     let mut done: HashSet<DateTime<Utc>> = HashSet::new();
     let mut attempts: HashMap<DateTime<Utc>, u32> = HashMap::new();
-    match windows::statuses(ctx.state.as_ref(), &t, &tw, Utc::now()).await {
+    match windows::statuses(ctx.state.as_ref(), &t, &tw, Utc::now(), &ctx.triggers).await {
         Ok(list) => {
             if let Err(e) = windows::mark_succeeded(ctx.state.as_ref(), &list).await {
                 crate::cli::output::error(&format!("trigger {}: {e}", t.name));
@@ -131,12 +167,20 @@ async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Rece
     let mut running: JoinSet<(Window, Fired)> = JoinSet::new();
     let mut in_flight: HashSet<DateTime<Utc>> = HashSet::new();
     let mut not_before: HashMap<DateTime<Utc>, DateTime<Utc>> = HashMap::new();
+    let mut others_succeeded = ctx.succeeded.subscribe();
+    let referenced = windows::referenced(&tw);
+    // Windows said to wait, so that each is said once.
+    let mut told: HashSet<DateTime<Utc>> = HashSet::new();
     loop {
         if *stop.borrow() {
             break;
         }
         let now = Utc::now();
         let due = tw.due(now, usize::MAX);
+        // The referenced triggers' markers, read once a pass, when a
+        // window needs them.
+        let mut markers: Option<windows::Succeeded> = None;
+        let mut waiting = false;
         for (i, w) in due.iter().enumerate() {
             if running.len() >= tw.max_concurrency {
                 break;
@@ -154,6 +198,35 @@ async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Rece
                     continue;
                 }
             }
+            if !referenced.is_empty() {
+                if markers.is_none() {
+                    match windows::succeeded(ctx.state.as_ref(), &referenced).await {
+                        Ok(m) => markers = Some(m),
+                        Err(e) => {
+                            crate::cli::output::error(&format!("trigger {}: {e}", t.name));
+                            waiting = true;
+                            break;
+                        }
+                    }
+                }
+                let on = markers
+                    .as_ref()
+                    .map(|m| windows::waiting_for(&tw, *w, &ctx.triggers, m))
+                    .unwrap_or_default();
+                if !on.is_empty() {
+                    waiting = true;
+                    if told.insert(w.start) {
+                        println!(
+                            "trigger {} window {} → {}: waiting for {}",
+                            t.name,
+                            iso(w.start),
+                            iso(w.end),
+                            on.join(", ")
+                        );
+                    }
+                    continue;
+                }
+            }
             in_flight.insert(w.start);
             let (ctx, t, w) = (ctx2.clone(), t.clone(), *w);
             // The pipeline interpreter's futures are not `Send`: each
@@ -166,6 +239,7 @@ async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Rece
         let wake = [
             tw.next_due(now),
             not_before.values().filter(|t| **t > now).min().copied(),
+            waiting.then(|| now + chrono::Duration::from_std(RECHECK).unwrap_or_default()),
         ]
         .into_iter()
         .flatten()
@@ -180,6 +254,7 @@ async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Rece
                     Fired::Ran(id, RunStatus::Succeeded) => {
                         println!("trigger {} window {} → {}: run {id} succeeded", t.name, iso(w.start), iso(w.end));
                         done.insert(w.start);
+                        ctx.succeeded.send_modify(|n| *n += 1);
                     }
                     Fired::AlreadyDone => {
                         done.insert(w.start);
@@ -202,6 +277,7 @@ async fn tumbling(ctx: Arc<Ctx>, t: Trigger, tw: Tumbling, mut stop: watch::Rece
                     }
                 }
             }
+            Ok(()) = others_succeeded.changed(), if waiting => {}
             _ = tokio::time::sleep(wake) => {}
             _ = stop.changed() => {}
         }
