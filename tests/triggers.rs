@@ -642,7 +642,7 @@ fn a_window_waits_while_the_window_it_depends_on_has_not_succeeded() {
         ),
     );
     dependent(&dir, start, "After", "CopyAfter", ON_HOURLY);
-    let mut child = serve(&dir);
+    let (mut child, addr) = spawn_serve(&dir);
     wait_until(
         "Hourly's four windows to end and After's three to succeed",
         120,
@@ -676,6 +676,19 @@ fn a_window_waits_while_the_window_it_depends_on_has_not_succeeded() {
     assert!(
         text.contains("2 waiting") && text.contains("waiting for Hourly@"),
         "{text}"
+    );
+    let (code, body) = http(&addr, "GET", "/api/windows?trigger=After");
+    assert_eq!(code, 200);
+    let api: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(window(&api, "After", &h(1))["status"], "waiting", "{body}");
+    assert_eq!(
+        window(&api, "After", &h(1))["waiting_for"],
+        w1["waiting_for"]
+    );
+    let (_, metrics) = http(&addr, "GET", "/metrics");
+    assert!(
+        metrics.contains("highwater_trigger_windows{trigger=\"After\",status=\"waiting\"} 2"),
+        "{metrics}"
     );
     let ran: Vec<String> = runs(&dir)
         .iter()
