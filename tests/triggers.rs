@@ -696,3 +696,271 @@ fn the_new_files_by_last_modified_template_runs_under_serve_every_15_minutes() {
     assert_eq!(copied, ["deep/w1.txt", "edge.txt", "w0.txt", "w2.txt"]);
     assert_eq!(run_count(&dir), 3, "each window ran once");
 }
+
+fn iso(t: chrono::DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// A second pipeline `name` copying a window's events (from the table
+/// `table`, an expression) and a TumblingWindowTrigger `trigger` running
+/// it over the same hours as `Hourly`, with `extra` type properties.
+fn dependent(dir: &Dir, start: chrono::DateTime<Utc>, trigger: &str, name: &str, extra: &str) {
+    dir.write(
+        &format!("pipeline/{name}.json"),
+        &format!(
+            r#"{{"name": "{name}", "properties": {{
+            "parameters": {{"windowStart": {{"type": "String"}}, "windowEnd": {{"type": "String"}}}},
+            "activities": [{{"name": "CopyEvents", "type": "Copy",
+               "typeProperties": {{"source": {{"type": "SqlSource",
+                  "sqlReaderQuery": "select id, ts from events where ts >= '@{{pipeline().parameters.windowStart}}' and ts < '@{{pipeline().parameters.windowEnd}}' order by id"}},
+                  "sink": {{"type": "DelimitedTextSink"}}}},
+               "inputs": [{{"referenceName": "Events", "type": "DatasetReference"}}],
+               "outputs": [{{"referenceName": "Out", "type": "DatasetReference",
+                  "parameters": {{"file": "@concat('w-', formatDateTime(pipeline().parameters.windowStart, 'yyyyMMddHH'), '-', pipeline().TriggerName, '.csv')"}}}}]}}]}}}}"#
+        ),
+    );
+    dir.write(
+        &format!("trigger/{trigger}.json"),
+        &format!(
+            r#"{{"name": "{trigger}", "properties": {{"type": "TumblingWindowTrigger", "runtimeState": "Started",
+            "typeProperties": {{"frequency": "Hour", "interval": 1, "startTime": "{}",
+               "delay": "00:00:00", "maxConcurrency": 5 {extra}}},
+            "pipeline": {{"pipelineReference": {{"referenceName": "{name}", "type": "PipelineReference"}},
+               "parameters": {{"windowStart": "@trigger().outputs.windowStartTime",
+                               "windowEnd": "@trigger().outputs.windowEndTime"}}}}}}}}"#,
+            iso(start)
+        ),
+    );
+}
+
+const ON_HOURLY: &str = r#", "dependsOn": [{"type": "TumblingWindowTriggerDependencyReference",
+    "referenceTrigger": {"referenceName": "Hourly", "type": "TriggerReference"}, "offset": "00:00:00"}]"#;
+
+fn runs(dir: &Dir) -> Vec<Value> {
+    let o = dir.hw(&["runs", "--json", "--limit", "1000"]);
+    assert_code(&o, 0);
+    serde_json::from_str::<Value>(&stdout(&o))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// The window of `trigger` starting at `start` in `windows --json`.
+fn window<'a>(list: &'a [Value], trigger: &str, start: &str) -> &'a Value {
+    list.iter()
+        .find(|w| w["trigger"] == trigger && w["start"] == start)
+        .unwrap_or_else(|| panic!("no window {trigger} {start}: {list:#?}"))
+}
+
+fn succeeded_of(list: &[Value], trigger: &str) -> usize {
+    list.iter()
+        .filter(|w| w["trigger"] == trigger && w["status"] == "succeeded")
+        .count()
+}
+
+/// Trigger `After` depends on `Hourly` (offset 0, the same hours): each of
+/// its windows runs, and only runs, once Hourly's window of that hour has
+/// succeeded; both copy every window's rows once.
+#[test]
+fn a_dependent_trigger_runs_each_window_after_the_window_it_depends_on() {
+    let (dir, start) = factory("");
+    dependent(&dir, start, "After", "CopyAfter", ON_HOURLY);
+    let mut child = serve(&dir);
+    wait_until("both triggers' five windows to succeed", 120, || {
+        let l = windows(&dir);
+        succeeded_of(&l, "Hourly") == 5 && succeeded_of(&l, "After") == 5
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let runs = runs(&dir);
+    assert_eq!(runs.len(), 10, "each window ran once: {runs:#?}");
+    let run_of = |trigger: &str, at: &str| {
+        runs.iter()
+            .find(|r| r["info"]["trigger"] == trigger && r["info"]["windowStart"] == at)
+            .unwrap_or_else(|| panic!("no run of {trigger} {at}: {runs:#?}"))
+    };
+    for h in 0..5 {
+        let at = iso(start + chrono::Duration::hours(h));
+        let (a, b) = (run_of("Hourly", &at), run_of("After", &at));
+        assert_eq!(a["status"], "Succeeded");
+        assert_eq!(b["status"], "Succeeded");
+        assert!(
+            b["started_at"].as_str().unwrap() >= a["finished_at"].as_str().unwrap(),
+            "After {at} started before Hourly {at} ended: {a:#} {b:#}"
+        );
+    }
+    let expected: Vec<(String, Vec<i64>)> = (0..5)
+        .flat_map(|h| {
+            let s = (start + chrono::Duration::hours(h)).format("%Y%m%d%H");
+            ["After", "Hourly"].map(|t| (format!("w-{s}-{t}.csv"), vec![2 * h + 1, 2 * h + 2]))
+        })
+        .collect();
+    assert_eq!(
+        arrived(&dir),
+        expected,
+        "each window's rows, once per trigger"
+    );
+}
+
+/// Hourly's window of hour 1 fails (its query reads a table that is not
+/// there yet) and Hourly ends after hour 3: After's windows of hours 1 and
+/// 4 wait (status `waiting`, saying for what) and do not run while the
+/// others do. Once the failed window is rerun to success — by another
+/// process — the running `serve` notices and runs After's window of hour 1.
+#[test]
+fn a_window_waits_while_the_window_it_depends_on_has_not_succeeded() {
+    let (dir, start) = factory(&format!(
+        r#", "endTime": "{}""#,
+        iso(start_of_factory() + chrono::Duration::hours(4))
+    ));
+    let h = |n: i64| iso(start + chrono::Duration::hours(n));
+    // Hourly's window of hour 1 reads the table `late`.
+    let pipeline = std::fs::read_to_string(dir.join("pipeline/CopyWindow.json")).unwrap();
+    dir.write(
+        "pipeline/CopyWindow.json",
+        &pipeline.replace(
+            "from events",
+            &format!(
+                "from @{{if(equals(pipeline().parameters.windowStart, '{}'), 'late', 'events')}}",
+                h(1)
+            ),
+        ),
+    );
+    dependent(&dir, start, "After", "CopyAfter", ON_HOURLY);
+    let (mut child, addr) = spawn_serve(&dir);
+    wait_until(
+        "Hourly's four windows to end and After's three to succeed",
+        120,
+        || {
+            let l = windows(&dir);
+            succeeded_of(&l, "Hourly") == 3
+                && window(&l, "Hourly", &h(1))["status"] == "failed"
+                && succeeded_of(&l, "After") == 3
+        },
+    );
+    // Long enough for a window that wrongly became ready to have started.
+    std::thread::sleep(Duration::from_secs(3));
+    let l = windows(&dir);
+    for n in [0, 2, 3] {
+        assert_eq!(window(&l, "After", &h(n))["status"], "succeeded", "{l:#?}");
+    }
+    let w1 = window(&l, "After", &h(1));
+    assert_eq!(w1["status"], "waiting", "{l:#?}");
+    assert_eq!(w1["attempts"], 0);
+    assert_eq!(
+        w1["waiting_for"],
+        serde_json::json!([format!("Hourly@{}", h(1))])
+    );
+    let w4 = window(&l, "After", &h(4));
+    assert_eq!(w4["status"], "waiting");
+    assert_eq!(
+        w4["waiting_for"],
+        serde_json::json!(["Hourly after its endTime"])
+    );
+    let text = stdout(&dir.hw(&["windows", "After"]));
+    assert!(
+        text.contains("2 waiting") && text.contains("waiting for Hourly@"),
+        "{text}"
+    );
+    let (code, body) = http(&addr, "GET", "/api/windows?trigger=After");
+    assert_eq!(code, 200);
+    let api: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(window(&api, "After", &h(1))["status"], "waiting", "{body}");
+    assert_eq!(
+        window(&api, "After", &h(1))["waiting_for"],
+        w1["waiting_for"]
+    );
+    let (_, metrics) = http(&addr, "GET", "/metrics");
+    assert!(
+        metrics.contains("highwater_trigger_windows{trigger=\"After\",status=\"waiting\"} 2"),
+        "{metrics}"
+    );
+    let ran: Vec<String> = runs(&dir)
+        .iter()
+        .filter(|r| r["info"]["trigger"] == "After")
+        .map(|r| r["info"]["windowStart"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ran.len(), 3, "After ran only its ready windows: {ran:?}");
+    assert!(!ran.contains(&h(1)) && !ran.contains(&h(4)), "{ran:?}");
+    let files: Vec<String> = arrived(&dir).into_iter().map(|f| f.0).collect();
+    let hour1 = (start + chrono::Duration::hours(1)).format("%Y%m%d%H");
+    assert!(
+        !files.contains(&format!("w-{hour1}-After.csv")),
+        "{files:?}"
+    );
+    assert!(
+        !files.contains(&format!("w-{hour1}-Hourly.csv")),
+        "{files:?}"
+    );
+
+    // The table appears; Hourly's window is rerun from the CLI (another
+    // process): the running serve picks the marker up and runs After's.
+    let db = rusqlite::Connection::open(dir.join("src.db")).unwrap();
+    db.execute_batch("CREATE TABLE late AS SELECT * FROM events")
+        .unwrap();
+    let o = dir.hw(&["windows", "rerun", "Hourly", "--from", &h(1), "--to", &h(2)]);
+    assert_code(&o, 0);
+    wait_until("After's window of hour 1 to succeed", 60, || {
+        window(&windows(&dir), "After", &h(1))["status"] == "succeeded"
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let l = windows(&dir);
+    assert_eq!(window(&l, "After", &h(4))["status"], "waiting", "{l:#?}");
+    let after: Vec<Value> = runs(&dir)
+        .into_iter()
+        .filter(|r| r["info"]["trigger"] == "After")
+        .collect();
+    assert_eq!(after.len(), 4, "{after:#?}");
+    assert!(
+        after.iter().all(|r| r["status"] == "Succeeded"),
+        "{after:#?}"
+    );
+    let got = arrived(&dir);
+    let file = |t: &str| {
+        got.iter()
+            .find(|f| f.0 == format!("w-{hour1}-{t}.csv"))
+            .unwrap_or_else(|| panic!("no {t} file for hour 1: {got:?}"))
+            .1
+            .clone()
+    };
+    assert_eq!(file("Hourly"), [3, 4]);
+    assert_eq!(file("After"), [3, 4]);
+    assert_eq!(
+        got.len(),
+        8,
+        "four windows each, After's hour 4 not run: {got:?}"
+    );
+}
+
+/// `factory`'s first window start (five hours before this hour).
+fn start_of_factory() -> chrono::DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap()
+        - chrono::Duration::hours(5)
+}
+
+#[test]
+fn bad_trigger_dependencies_are_configuration_errors_naming_the_trigger() {
+    let (dir, start) = factory("");
+    for (extra, says) in [
+        (
+            r#", "dependsOn": [{"type": "TumblingWindowTriggerDependencyReference", "referenceTrigger": {"referenceName": "Nope"}}]"#,
+            "trigger After: typeProperties.dependsOn: trigger `Nope` is not in the factory's trigger/ folder",
+        ),
+        (
+            r#", "dependsOn": [{"type": "TumblingWindowTriggerDependencyReference", "referenceTrigger": {"referenceName": "Hourly"}, "offset": "-1h"}]"#,
+            "trigger After: typeProperties.dependsOn[0].offset: \"-1h\" is not a time span",
+        ),
+    ] {
+        dependent(&dir, start, "After", "CopyAfter", extra);
+        for args in [&["windows"][..], &["serve", "--listen", "127.0.0.1:0"]] {
+            let o = dir.hw(args);
+            assert_code(&o, 2);
+            assert!(stderr(&o).contains(says), "{args:?}: {}", stderr(&o));
+        }
+    }
+    assert_eq!(run_count(&dir), 0, "nothing ran");
+}

@@ -89,7 +89,7 @@ pub async fn list(config: &Path, factory: Option<&Path>, name: Option<&str>, jso
         let Some(tw) = windows::tumbling(t) else {
             continue;
         };
-        match windows::statuses(state.as_ref(), &t.name, tw, Utc::now()).await {
+        match windows::statuses(state.as_ref(), &t.name, tw, Utc::now(), &triggers).await {
             Ok(l) => all.push(("trigger", t.name.clone(), l)),
             Err(e) => {
                 output::error(&e.to_string());
@@ -120,17 +120,23 @@ pub async fn list(config: &Path, factory: Option<&Path>, name: Option<&str>, jso
     for (kind, name, l) in &all {
         let count = |s: &str| l.iter().filter(|w| w.status == s).count();
         println!(
-            "{kind} {name}: {} window(s) due: {} succeeded, {} running, {} pending, {} retrying, {} failed",
+            "{kind} {name}: {} window(s) due: {} succeeded, {} running, {} pending, {} waiting, {} retrying, {} failed",
             l.len(),
             count("succeeded"),
             count("running"),
             count("pending"),
+            count("waiting"),
             count("retrying"),
             count("failed")
         );
         for w in l {
+            let waiting = if w.waiting_for.is_empty() {
+                String::new()
+            } else {
+                format!("waiting for {}", w.waiting_for.join(", "))
+            };
             let line = format!(
-                "  {} → {}  {:<9}  {} attempt(s)  {}",
+                "  {} → {}  {:<9}  {} attempt(s)  {}{waiting}",
                 iso(w.start),
                 iso(w.end),
                 w.status,

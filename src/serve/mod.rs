@@ -503,13 +503,13 @@ fn start_stream_windows(
                 }
             }
         });
-        tasks.push(tokio::spawn(triggers::tumbling(
-            shared.state.clone(),
-            s.name.clone(),
-            tw,
-            fire,
-            stop.clone(),
-        )));
+        let l = triggers::Loop {
+            state: shared.state.clone(),
+            name: s.name.clone(),
+            triggers: vec![],
+            succeeded: tokio::sync::watch::channel(0).0,
+        };
+        tasks.push(tokio::spawn(triggers::tumbling(l, tw, fire, stop.clone())));
     }
     tasks
 }

@@ -3,10 +3,17 @@
 //!
 //! ```text
 //! tumbling trigger: windows due (end + delay ≤ now), oldest first, not yet
-//!   succeeded, retries left, self-dependency met → at most maxConcurrency
-//!   at once → fire (lock window key, check marker, run, mark) → next due
+//!   succeeded, retries left, self-dependency met, the windows of the
+//!   triggers it depends on succeeded (their markers) → at most
+//!   maxConcurrency at once → fire (lock window key, check marker, run,
+//!   mark) → next due
 //! schedule trigger: next firing in its zone → sleep → fire (no backfill)
 //! ```
+//!
+//! A window waiting on another trigger's windows is checked again when a
+//! window of this process succeeds (a `watch` channel shared by the
+//! trigger tasks) and every [`RECHECK`] (a window another worker ran, or a
+//! `windows rerun`): no polling while nothing waits.
 //!
 //! A `serve` stopped for a day catches up on start, oldest window first,
 //! bounded by `maxConcurrency`, and says so.
@@ -24,6 +31,10 @@ use highwater_engine::pipeline::windows::{self, Fired};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// How often windows that wait on other triggers' windows look at the
+/// state store again for success markers this process did not write.
+const RECHECK: Duration = Duration::from_secs(5);
+
 /// Start one task per started trigger; they stop when `stop` turns true,
 /// after the runs they started have ended.
 pub fn start(
@@ -33,7 +44,27 @@ pub fn start(
     triggers: Vec<Trigger>,
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let ctx = Arc::new(Ctx { root, plan, state });
+    let (succeeded, _) = watch::channel(0u64);
+    let ctx = Arc::new(Ctx {
+        root,
+        plan,
+        state,
+        triggers: triggers.clone(),
+        succeeded,
+    });
+    for t in &triggers {
+        let Some(tw) = windows::tumbling(t) else {
+            continue;
+        };
+        for name in windows::referenced(tw) {
+            if t.started && triggers.iter().any(|o| o.name == name && !o.started) {
+                println!(
+                    "trigger {}: depends on trigger {name}, whose runtimeState is not Started: its windows wait until {name}'s windows succeed elsewhere",
+                    t.name
+                );
+            }
+        }
+    }
     triggers
         .into_iter()
         .filter(|t| {
@@ -50,14 +81,18 @@ pub fn start(
             let stop = stop.clone();
             match t.kind.clone() {
                 TriggerKind::Tumbling(tw) => {
-                    let state = ctx.state.clone();
-                    let name = t.name.clone();
+                    let l = Loop {
+                        state: ctx.state.clone(),
+                        name: t.name.clone(),
+                        triggers: ctx.triggers.clone(),
+                        succeeded: ctx.succeeded.clone(),
+                    };
                     let rt = tokio::runtime::Handle::current();
                     // The pipeline interpreter's futures are not `Send`:
                     // each firing runs on a blocking thread of its own.
                     let fire: Fire =
                         Arc::new(move |w: Window| rt.block_on(fire(&ctx, &t, Some(w), w.end)));
-                    tokio::spawn(tumbling(state, name, tw, fire, stop))
+                    tokio::spawn(tumbling(l, tw, fire, stop))
                 }
                 TriggerKind::Schedule(r) => tokio::spawn(schedule(ctx, t, r, stop)),
             }
@@ -69,6 +104,11 @@ struct Ctx {
     root: PathBuf,
     plan: Plan,
     state: Arc<dyn StateStore>,
+    /// Every trigger of the factory (the ones dependencies name).
+    triggers: Vec<Trigger>,
+    /// Counts the windows this process ran to success: wakes the windows
+    /// that wait on them.
+    succeeded: watch::Sender<u64>,
 }
 
 fn iso(t: DateTime<Utc>) -> String {
@@ -93,21 +133,27 @@ async fn fire(ctx: &Ctx, t: &Trigger, w: Option<Window>, at: DateTime<Utc>) -> F
 /// Runs one window (on a blocking thread) and says what came of it.
 pub type Fire = Arc<dyn Fn(Window) -> Fired + Send + Sync>;
 
-/// The windows of one tumbling schedule — a factory's trigger or a
-/// stream's `window:` — named `name`, each run by `fire`.
-pub async fn tumbling(
-    state: Arc<dyn StateStore>,
-    name: String,
-    tw: Tumbling,
-    fire: Fire,
-    mut stop: watch::Receiver<bool>,
-) {
+/// What the window loop of one tumbling schedule — a factory's trigger or
+/// a stream's `window:` — works with.
+pub struct Loop {
+    pub state: Arc<dyn StateStore>,
+    pub name: String,
+    /// The factory's triggers (the ones dependencies name; none for a
+    /// stream).
+    pub triggers: Vec<Trigger>,
+    /// Counts the windows this process ran to success: wakes the windows
+    /// that wait on them.
+    pub succeeded: watch::Sender<u64>,
+}
+
+/// The windows of one tumbling schedule, each run by `fire`.
+pub async fn tumbling(l: Loop, tw: Tumbling, fire: Fire, mut stop: watch::Receiver<bool>) {
     let mut done: HashSet<DateTime<Utc>> = HashSet::new();
     let mut attempts: HashMap<DateTime<Utc>, u32> = HashMap::new();
-    match windows::statuses(state.as_ref(), &name, &tw, Utc::now()).await {
+    match windows::statuses(l.state.as_ref(), &l.name, &tw, Utc::now(), &l.triggers).await {
         Ok(list) => {
-            if let Err(e) = windows::mark_succeeded(state.as_ref(), &list).await {
-                crate::cli::output::error(&format!("trigger {}: {e}", name));
+            if let Err(e) = windows::mark_succeeded(l.state.as_ref(), &list).await {
+                crate::cli::output::error(&format!("trigger {}: {e}", l.name));
             }
             for w in &list {
                 match w.status.as_str() {
@@ -131,18 +177,18 @@ pub async fn tumbling(
             if let Some(first) = behind.first() {
                 println!(
                     "trigger {}: catching up {} window(s) since {} (at most {} at once)",
-                    name,
+                    l.name,
                     behind.len(),
                     iso(first.start),
                     tw.max_concurrency
                 );
             }
         }
-        Err(e) => crate::cli::output::error(&format!("trigger {}: {e}", name)),
+        Err(e) => crate::cli::output::error(&format!("trigger {}: {e}", l.name)),
     }
     println!(
         "trigger {}: tumbling windows of {} {:?} from {}",
-        name,
+        l.name,
         tw.interval,
         tw.frequency,
         iso(tw.start)
@@ -150,12 +196,20 @@ pub async fn tumbling(
     let mut running: JoinSet<(Window, Fired)> = JoinSet::new();
     let mut in_flight: HashSet<DateTime<Utc>> = HashSet::new();
     let mut not_before: HashMap<DateTime<Utc>, DateTime<Utc>> = HashMap::new();
+    let mut others_succeeded = l.succeeded.subscribe();
+    let referenced = windows::referenced(&tw);
+    // Windows said to wait, so that each is said once.
+    let mut told: HashSet<DateTime<Utc>> = HashSet::new();
     loop {
         if *stop.borrow() {
             break;
         }
         let now = Utc::now();
         let due = tw.due(now, usize::MAX);
+        // The referenced triggers' markers, read once a pass, when a
+        // window needs them.
+        let mut markers: Option<windows::Succeeded> = None;
+        let mut waiting = false;
         for (i, w) in due.iter().enumerate() {
             if running.len() >= tw.max_concurrency {
                 break;
@@ -173,6 +227,35 @@ pub async fn tumbling(
                     continue;
                 }
             }
+            if !referenced.is_empty() {
+                if markers.is_none() {
+                    match windows::succeeded(l.state.as_ref(), &referenced).await {
+                        Ok(m) => markers = Some(m),
+                        Err(e) => {
+                            crate::cli::output::error(&format!("trigger {}: {e}", l.name));
+                            waiting = true;
+                            break;
+                        }
+                    }
+                }
+                let on = markers
+                    .as_ref()
+                    .map(|m| windows::waiting_for(&tw, *w, &l.triggers, m))
+                    .unwrap_or_default();
+                if !on.is_empty() {
+                    waiting = true;
+                    if told.insert(w.start) {
+                        println!(
+                            "trigger {} window {} → {}: waiting for {}",
+                            l.name,
+                            iso(w.start),
+                            iso(w.end),
+                            on.join(", ")
+                        );
+                    }
+                    continue;
+                }
+            }
             in_flight.insert(w.start);
             let (fire, w) = (fire.clone(), *w);
             running.spawn_blocking(move || (w, fire(w)));
@@ -180,6 +263,7 @@ pub async fn tumbling(
         let wake = [
             tw.next_due(now),
             not_before.values().filter(|t| **t > now).min().copied(),
+            waiting.then(|| now + chrono::Duration::from_std(RECHECK).unwrap_or_default()),
         ]
         .into_iter()
         .flatten()
@@ -192,8 +276,9 @@ pub async fn tumbling(
                 in_flight.remove(&w.start);
                 match fired {
                     Fired::Ran(id, RunStatus::Succeeded) => {
-                        println!("trigger {} window {} → {}: run {id} succeeded", name, iso(w.start), iso(w.end));
+                        println!("trigger {} window {} → {}: run {id} succeeded", l.name, iso(w.start), iso(w.end));
                         done.insert(w.start);
+                        l.succeeded.send_modify(|n| *n += 1);
                     }
                     Fired::AlreadyDone => {
                         done.insert(w.start);
@@ -206,16 +291,17 @@ pub async fn tumbling(
                         *n += 1;
                         if *n > tw.retry_count {
                             println!("trigger {} window {} → {}: run {id} failed; no retries left ({} attempt(s)); `highwater windows rerun {} --from {}` runs it again",
-                                name, iso(w.start), iso(w.end), *n, name, iso(w.start));
+                                l.name, iso(w.start), iso(w.end), *n, l.name, iso(w.start));
                         } else {
                             println!("trigger {} window {} → {}: run {id} failed; retrying in {}s",
-                                name, iso(w.start), iso(w.end), tw.retry_interval.as_secs());
+                                l.name, iso(w.start), iso(w.end), tw.retry_interval.as_secs());
                             let wait = chrono::Duration::from_std(tw.retry_interval).unwrap_or_default();
                             not_before.insert(w.start, Utc::now() + wait);
                         }
                     }
                 }
             }
+            Ok(()) = others_succeeded.changed(), if waiting => {}
             _ = tokio::time::sleep(wake) => {}
             _ = stop.changed() => {}
         }

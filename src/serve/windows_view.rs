@@ -45,9 +45,15 @@ pub async fn all(
         let Some(tw) = windows::tumbling(t) else {
             continue;
         };
-        let list = windows::statuses(shared.state.as_ref(), &t.name, tw, Utc::now())
-            .await
-            .map_err(|e| shared.plan.secrets.redact(&e.to_string()))?;
+        let list = windows::statuses(
+            shared.state.as_ref(),
+            &t.name,
+            tw,
+            Utc::now(),
+            &shared.triggers,
+        )
+        .await
+        .map_err(|e| shared.plan.secrets.redact(&e.to_string()))?;
         out.push((t.name.clone(), list));
     }
     for st in shared
@@ -109,13 +115,14 @@ async fn page(State(shared): State<Arc<Shared>>) -> Response {
                 let count = |s: &str| list.iter().filter(|w| w.status == s).count();
                 let _ = write!(
                     h,
-                    "<h2>{}</h2><p>{} due: {} succeeded, {} running, {} pending, {} retrying, {} failed</p>\
+                    "<h2>{}</h2><p>{} due: {} succeeded, {} running, {} pending, {} waiting, {} retrying, {} failed</p>\
                      <table><tr><th>start (UTC)</th><th>end</th><th>status</th><th>attempts</th><th>last run</th><th></th></tr>",
                     esc(&name),
                     list.len(),
                     count("succeeded"),
                     count("running"),
                     count("pending"),
+                    count("waiting"),
                     count("retrying"),
                     count("failed")
                 );
@@ -135,12 +142,17 @@ async fn page(State(shared): State<Arc<Shared>>) -> Response {
                     );
                     let _ = write!(
                         h,
-                        "<tr><td>{}</td><td>{}</td><td class=\"st-{}\">{}</td><td>{}</td><td>{run}</td>\
+                        "<tr><td>{}</td><td>{}</td><td class=\"st-{}\">{}{}</td><td>{}</td><td>{run}</td>\
                          <td><button data-post=\"{}\">Rerun</button></td></tr>",
                         esc(&iso(w.start)),
                         esc(&iso(w.end)),
                         esc(&w.status),
                         esc(&w.status),
+                        if w.waiting_for.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" for {}", esc(&w.waiting_for.join(", ")))
+                        },
                         w.attempts,
                         esc(&url)
                     );
@@ -287,7 +299,7 @@ static METRICS_CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
 const METRICS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// `highwater_trigger_windows{trigger,status}`: how many due windows are
-/// in each state (the backlog is pending + retrying), at most
+/// in each state (the backlog is pending + waiting + retrying), at most
 /// [`METRICS_TTL`] old.
 pub async fn metrics(shared: &Shared, body: &mut String) {
     if shared.triggers.is_empty() && !shared.plan.streams.iter().any(|s| s.window.is_some()) {
@@ -315,7 +327,14 @@ pub async fn metrics(shared: &Shared, body: &mut String) {
     }
     body.push_str("# HELP highwater_trigger_windows Due tumbling windows by status.\n# TYPE highwater_trigger_windows gauge\n");
     for (name, list) in l {
-        for s in ["pending", "running", "succeeded", "retrying", "failed"] {
+        for s in [
+            "pending",
+            "waiting",
+            "running",
+            "succeeded",
+            "retrying",
+            "failed",
+        ] {
             let n = list.iter().filter(|w| w.status == s).count();
             let _ = writeln!(
                 body,

@@ -37,6 +37,7 @@ pub fn tumbling(w: &WindowPlan) -> Tumbling {
         retry_count: w.retry_count,
         retry_interval: std::time::Duration::from_secs(w.retry_interval_secs.max(0) as u64),
         self_dependency: None,
+        depends_on: vec![],
     }
 }
 
@@ -89,7 +90,7 @@ pub async fn fire(
 /// The windows of `s` due now, with what each has come to.
 pub async fn statuses(state: &dyn StateStore, s: &StreamPlan) -> Result<Vec<WindowStatus>> {
     match &s.window {
-        Some(w) => windows::statuses(state, &s.name, &tumbling(w), Utc::now()).await,
+        Some(w) => windows::statuses(state, &s.name, &tumbling(w), Utc::now(), &[]).await,
         None => Ok(vec![]),
     }
 }

@@ -13,7 +13,12 @@
 //!   gaps, each to success once (`retryPolicy` retries), at most
 //!   `maxConcurrency` at once; a self-dependency (`dependsOn` with
 //!   `SelfDependencyTumblingWindowTriggerReference`) makes a window wait
-//!   for the window `offset` before it.
+//!   for the window `offset` before it; a dependency on another tumbling
+//!   window trigger (`TumblingWindowTriggerDependencyReference`) makes it
+//!   wait for every window of that trigger overlapping
+//!   `[start + offset, start + offset + size)` (`size` defaults to the
+//!   window's own length) — see [`TriggerDependency`]. References between
+//!   triggers are checked when the factory's triggers are [`load`]ed.
 //!
 //! The pipeline's parameters are evaluated with `trigger()`:
 //! `trigger().outputs.windowStartTime` / `windowEndTime` (tumbling),
@@ -85,6 +90,38 @@ pub struct Tumbling {
     /// A window waits for the window `offset` windows before it (negative
     /// offsets, in windows) to succeed.
     pub self_dependency: Option<i64>,
+    /// Windows of other tumbling window triggers each window waits for.
+    pub depends_on: Vec<TriggerDependency>,
+}
+
+/// `{"type": "TumblingWindowTriggerDependencyReference", "referenceTrigger":
+/// {"referenceName": "A"}, "offset": "-01:00:00", "size": "02:00:00"}`: a
+/// window `[s, e)` waits until every window of trigger `A` that overlaps
+/// `[s + offset, s + offset + size)` has succeeded. Without `size` the
+/// range is the window's own length (`[s + offset, e + offset)`); without
+/// `offset` it starts at `s`. The part of the range before `A`'s
+/// `startTime` needs nothing; a part after `A`'s last window (its
+/// `endTime`) is never covered, so the window waits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerDependency {
+    /// The referenced trigger's name.
+    pub trigger: String,
+    /// Added to the window's start (negative: earlier).
+    pub offset: chrono::Duration,
+    /// The range's length; `None` = the dependent window's length.
+    pub size: Option<chrono::Duration>,
+}
+
+impl TriggerDependency {
+    /// The range of the referenced trigger that window `w` waits for.
+    pub fn range(&self, w: Window) -> (DateTime<Utc>, DateTime<Utc>) {
+        let from = w.start + self.offset;
+        let to = match self.size {
+            Some(size) => from + size,
+            None => w.end + self.offset,
+        };
+        (from, to)
+    }
 }
 
 /// One window: `[start, end)`.
@@ -137,6 +174,40 @@ impl Tumbling {
             }
         }
         None
+    }
+
+    /// The index of the last window starting at or before `t` (0 when `t`
+    /// is before the first).
+    fn index_at(&self, t: DateTime<Utc>) -> i64 {
+        let mut lo = 0i64;
+        // Windows are at least a minute: a bound on the index.
+        let mut hi = ((t - self.start).num_minutes() / i64::from(self.interval.max(1))).max(0) + 1;
+        while lo < hi {
+            let mid = lo + (hi - lo + 1) / 2;
+            match self.nth_start(mid) {
+                Some(s) if s <= t => lo = mid,
+                _ => hi = mid - 1,
+            }
+        }
+        lo
+    }
+
+    /// The windows overlapping `[from, to)`, in order; `None` when part of
+    /// the range from `startTime` on lies past the last window (`endTime`):
+    /// that part has no window that could succeed.
+    pub fn overlapping(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<Vec<Window>> {
+        let mut out = Vec::new();
+        if to <= self.start || to <= from {
+            return Some(out);
+        }
+        let mut n = self.index_at(from.max(self.start));
+        loop {
+            if self.nth_start(n)? >= to {
+                return Some(out);
+            }
+            out.push(self.window(n)?);
+            n += 1;
+        }
     }
 
     /// Every window due at `now` (its end plus the delay has passed), in
@@ -580,14 +651,20 @@ pub fn parse(v: &Value, file: &str) -> Result<Option<Trigger>> {
                         .clamp(1, 86_400),
                 ),
                 self_dependency: None,
+                depends_on: Vec::new(),
             };
-            for d in tp
+            for (i, d) in tp
                 .get("dependsOn")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
+                .enumerate()
             {
+                let here = place(&format!("typeProperties.dependsOn[{i}]"));
                 match d.get("type").and_then(Value::as_str) {
+                    Some("TumblingWindowTriggerDependencyReference") => {
+                        t.depends_on.push(trigger_dependency(d, &here)?);
+                    }
                     Some("SelfDependencyTumblingWindowTriggerReference") => {
                         let offset = d.get("offset").and_then(Value::as_str).and_then(timespan);
                         let window = window_length(&t);
@@ -608,10 +685,10 @@ pub fn parse(v: &Value, file: &str) -> Result<Option<Trigger>> {
                     }
                     other => {
                         return Err(Error::config(
-                            place("typeProperties.dependsOn"),
+                            here,
                             format!(
-                                "dependencies of type {} are not supported yet (only SelfDependencyTumblingWindowTriggerReference)",
-                                other.unwrap_or("?")
+                                "a dependency of type `{}` is not one of TumblingWindowTriggerDependencyReference, SelfDependencyTumblingWindowTriggerReference",
+                                other.unwrap_or("")
                             ),
                         ));
                     }
@@ -660,6 +737,91 @@ pub fn parse(v: &Value, file: &str) -> Result<Option<Trigger>> {
         kind,
         pipelines,
     }))
+}
+
+/// One `TumblingWindowTriggerDependencyReference` (the referenced trigger
+/// is checked by [`check_references`], once every trigger is known).
+fn trigger_dependency(d: &Value, place: &str) -> Result<TriggerDependency> {
+    let trigger = d
+        .get("referenceTrigger")
+        .and_then(|r| r.get("referenceName"))
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            Error::config(
+                place,
+                "a TumblingWindowTriggerDependencyReference needs referenceTrigger.referenceName (the trigger it waits for)",
+            )
+        })?
+        .to_string();
+    let span = |key: &str| -> Result<Option<(bool, Duration)>> {
+        match d.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v.as_str().and_then(timespan).map(Some).ok_or_else(|| {
+                Error::config(
+                    format!("{place}.{key}"),
+                    format!("{v} is not a time span [-][d.]hh:mm:ss (e.g. -01:00:00)"),
+                )
+            }),
+        }
+    };
+    let signed = |(neg, d): (bool, Duration)| {
+        let d = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        if neg { -d } else { d }
+    };
+    let offset = span("offset")?.map(signed).unwrap_or_default();
+    let size = match span("size")? {
+        None => None,
+        Some((false, s)) if !s.is_zero() => Some(signed((false, s))),
+        Some(_) => {
+            return Err(Error::config(
+                format!("{place}.size"),
+                "a dependency's size is a positive time span (e.g. 01:00:00)",
+            ));
+        }
+    };
+    Ok(TriggerDependency {
+        trigger,
+        offset,
+        size,
+    })
+}
+
+/// Every trigger dependency names another tumbling window trigger of the
+/// factory. All problems at once, one a line.
+pub fn check_references(triggers: &[Trigger]) -> Result<()> {
+    let mut problems: Vec<(String, String)> = Vec::new();
+    for t in triggers {
+        let TriggerKind::Tumbling(tw) = &t.kind else {
+            continue;
+        };
+        for d in &tw.depends_on {
+            let problem = match triggers.iter().find(|o| o.name == d.trigger) {
+                None => format!(
+                    "trigger `{}` is not in the factory's trigger/ folder",
+                    d.trigger
+                ),
+                Some(o) if o.name == t.name => "a trigger depends on itself with SelfDependencyTumblingWindowTriggerReference, not TumblingWindowTriggerDependencyReference".to_string(),
+                Some(o) if !matches!(o.kind, TriggerKind::Tumbling(_)) => format!(
+                    "trigger `{}` is a ScheduleTrigger; a tumbling window trigger depends only on tumbling window triggers",
+                    d.trigger
+                ),
+                Some(_) => continue,
+            };
+            let place = format!("{}: trigger {}: typeProperties.dependsOn", t.file, t.name);
+            problems.push((place, problem));
+        }
+    }
+    let mut rest = problems.iter();
+    let Some((place, first)) = rest.next() else {
+        return Ok(());
+    };
+    let mut message = first.clone();
+    for (p, m) in rest {
+        message.push_str(&format!("\n{p}: {m}"));
+    }
+    Err(Error::config(place, message))
 }
 
 /// A window's fixed length (Minute and Hour windows); `None` for months.
@@ -725,6 +887,7 @@ pub fn load(root: &Path) -> Result<Vec<Trigger>> {
             }
         }
     }
+    check_references(&out)?;
     Ok(out)
 }
 
@@ -900,7 +1063,24 @@ mod tests {
             (
                 json!({"frequency": "Hour", "interval": 1, "startTime": "2024-01-01T00:00:00Z",
                 "dependsOn": [{"type": "TumblingWindowTriggerDependencyReference"}]}),
-                "not supported",
+                "dependsOn[0]: a TumblingWindowTriggerDependencyReference needs referenceTrigger.referenceName",
+            ),
+            (
+                json!({"frequency": "Hour", "interval": 1, "startTime": "2024-01-01T00:00:00Z",
+                "dependsOn": [{"type": "TumblingWindowTriggerDependencyReference",
+                  "referenceTrigger": {"referenceName": "A"}, "offset": "an hour ago"}]}),
+                "dependsOn[0].offset: \"an hour ago\" is not a time span",
+            ),
+            (
+                json!({"frequency": "Hour", "interval": 1, "startTime": "2024-01-01T00:00:00Z",
+                "dependsOn": [{"type": "TumblingWindowTriggerDependencyReference",
+                  "referenceTrigger": {"referenceName": "A"}, "size": "-01:00:00"}]}),
+                "dependsOn[0].size: a dependency's size is a positive time span",
+            ),
+            (
+                json!({"frequency": "Hour", "interval": 1, "startTime": "2024-01-01T00:00:00Z",
+                "dependsOn": [{"type": "PipelineDependency"}]}),
+                "`PipelineDependency` is not one of",
             ),
         ] {
             let v = json!({"name": "T", "properties": {"type": "TumblingWindowTrigger", "typeProperties": tp,
@@ -908,6 +1088,112 @@ mod tests {
             let e = parse(&v, "t.json").unwrap_err().to_string();
             assert!(e.contains(says) && e.contains("trigger T"), "{e}");
         }
+    }
+
+    #[test]
+    fn a_trigger_dependency_covers_the_overlapping_windows_of_the_other_trigger() {
+        let b = tumbling(json!({"frequency": "Hour", "interval": 1,
+            "startTime": "2024-01-01T00:00:00Z",
+            "dependsOn": [
+                {"type": "TumblingWindowTriggerDependencyReference",
+                 "referenceTrigger": {"referenceName": "A", "type": "TriggerReference"}},
+                {"type": "TumblingWindowTriggerDependencyReference",
+                 "referenceTrigger": {"referenceName": "Q"}, "offset": "-01:00:00", "size": "1.00:00:00"}]}));
+        assert_eq!(b.depends_on.len(), 2);
+        let w = b.window(3).unwrap();
+        let plain = &b.depends_on[0];
+        assert_eq!(plain.trigger, "A");
+        assert_eq!(
+            plain.range(w),
+            (at("2024-01-01T03:00:00Z"), at("2024-01-01T04:00:00Z")),
+            "no offset or size: the window itself"
+        );
+        assert_eq!(
+            b.depends_on[1].range(w),
+            (at("2024-01-01T02:00:00Z"), at("2024-01-02T02:00:00Z"))
+        );
+        // A: 15-minute windows from 01:00 to 05:00.
+        let a = tumbling(json!({"frequency": "Minute", "interval": 15,
+            "startTime": "2024-01-01T01:00:00Z", "endTime": "2024-01-01T05:00:00Z"}));
+        let starts = |from: &str, to: &str| {
+            a.overlapping(at(from), at(to)).map(|l| {
+                l.iter()
+                    .map(|w| w.start.format("%H:%M").to_string())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            starts("2024-01-01T03:00:00Z", "2024-01-01T04:00:00Z").unwrap(),
+            ["03:00", "03:15", "03:30", "03:45"]
+        );
+        assert_eq!(
+            starts("2024-01-01T03:10:00Z", "2024-01-01T03:20:00Z").unwrap(),
+            ["03:00", "03:15"],
+            "windows that only partly overlap count"
+        );
+        assert_eq!(
+            starts("2024-01-01T00:00:00Z", "2024-01-01T01:30:00Z").unwrap(),
+            ["01:00", "01:15"],
+            "before A's start nothing is needed"
+        );
+        assert_eq!(
+            starts("2023-12-31T00:00:00Z", "2024-01-01T01:00:00Z").unwrap(),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            starts("2024-01-01T04:30:00Z", "2024-01-01T05:30:00Z"),
+            None,
+            "past A's endTime no window can succeed"
+        );
+        // A monthly trigger: the window holding a time.
+        let m = tumbling(
+            json!({"frequency": "Month", "interval": 1, "startTime": "2024-01-01T00:00:00Z"}),
+        );
+        let l = m
+            .overlapping(at("2024-02-10T00:00:00Z"), at("2024-03-01T00:00:01Z"))
+            .unwrap();
+        assert_eq!(
+            l.iter().map(|w| w.start).collect::<Vec<_>>(),
+            [at("2024-02-01T00:00:00Z"), at("2024-03-01T00:00:00Z")]
+        );
+    }
+
+    #[test]
+    fn references_to_other_triggers_are_checked_across_files() {
+        let tw = |name: &str, depends: &str| {
+            trigger(
+                json!({"name": name, "properties": {"type": "TumblingWindowTrigger",
+                "typeProperties": {"frequency": "Hour", "interval": 1, "startTime": "2024-01-01T00:00:00Z",
+                  "dependsOn": [{"type": "TumblingWindowTriggerDependencyReference",
+                                 "referenceTrigger": {"referenceName": depends}}]},
+                "pipeline": {"pipelineReference": {"referenceName": "P"}}}}),
+            )
+        };
+        let s = schedule_trigger("S");
+        assert!(check_references(&[tw("B", "A"), tw("A", "B")]).is_ok());
+        let e = check_references(&[tw("B", "Nope"), tw("C", "S"), tw("D", "D"), s])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("trigger B: typeProperties.dependsOn: trigger `Nope` is not in the factory's trigger/ folder"),
+            "{e}"
+        );
+        assert!(
+            e.contains("trigger C: typeProperties.dependsOn: trigger `S` is a ScheduleTrigger"),
+            "{e}"
+        );
+        assert!(
+            e.contains("trigger D: typeProperties.dependsOn: a trigger depends on itself with SelfDependency"),
+            "{e}"
+        );
+    }
+
+    fn schedule_trigger(name: &str) -> Trigger {
+        trigger(
+            json!({"name": name, "properties": {"type": "ScheduleTrigger",
+            "typeProperties": {"recurrence": {"frequency": "Hour", "interval": 1, "startTime": "2024-01-01T00:00:00Z"}},
+            "pipelines": [{"pipelineReference": {"referenceName": "P"}}]}}),
+        )
     }
 
     #[test]

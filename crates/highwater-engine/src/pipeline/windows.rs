@@ -8,8 +8,13 @@
 //! need no history scan. A window runs only under the state lock of that
 //! key, and the marker is checked again under it: two `serve` workers on
 //! one state store never run the same window twice.
+//!
+//! The markers are also what a dependent trigger waits for: a window of a
+//! trigger with a `TumblingWindowTriggerDependencyReference` is ready when
+//! the markers of every overlapping window of the referenced trigger are
+//! there ([`waiting_for`]); until then its status is `waiting`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -30,11 +35,84 @@ pub struct WindowStatus {
     pub trigger: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// `pending`, `running`, `succeeded`, `failed` (retries used up) or
+    /// `pending`, `waiting` (not run yet: a window it depends on has not
+    /// succeeded), `running`, `succeeded`, `failed` (retries used up) or
     /// `retrying` (failed, retries left).
     pub status: String,
     pub attempts: u32,
     pub last_run_id: Option<String>,
+    /// What a `waiting` window waits for: `TRIGGER@START` per window of a
+    /// trigger it depends on (itself, for a self-dependency) that has not
+    /// succeeded, or `TRIGGER after its endTime`.
+    pub waiting_for: Vec<String>,
+}
+
+/// The windows that succeeded (their markers), by trigger.
+pub type Succeeded = HashMap<String, HashSet<DateTime<Utc>>>;
+
+/// The markers of the windows of `triggers` that succeeded.
+pub async fn succeeded(state: &dyn StateStore, triggers: &[&str]) -> Result<Succeeded> {
+    let mut out: Succeeded = triggers
+        .iter()
+        .map(|t| (t.to_string(), HashSet::new()))
+        .collect();
+    for (key, ..) in state.positions().await? {
+        for (name, set) in out.iter_mut() {
+            if let Some(start) = key
+                .strip_prefix("window/")
+                .and_then(|k| k.strip_prefix(name.as_str()))
+                .and_then(|k| k.strip_prefix('/'))
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            {
+                set.insert(start.with_timezone(&Utc));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The triggers whose windows `t`'s windows wait for (not itself).
+pub fn referenced(t: &Tumbling) -> Vec<&str> {
+    let mut names: Vec<&str> = t.depends_on.iter().map(|d| d.trigger.as_str()).collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// What window `w` of a trigger with `t`'s dependencies on other triggers
+/// waits for, given the windows that `succeeded` (which holds every
+/// [`referenced`] trigger): `TRIGGER@START` for each overlapping window of
+/// a referenced trigger without a success marker, `TRIGGER after its
+/// endTime` when the range reaches past its last window. Empty: ready.
+pub fn waiting_for(
+    t: &Tumbling,
+    w: Window,
+    triggers: &[Trigger],
+    succeeded: &Succeeded,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in &t.depends_on {
+        // `trigger::load` checked that it names a tumbling window trigger.
+        let Some(other) = triggers
+            .iter()
+            .find(|o| o.name == d.trigger)
+            .and_then(tumbling)
+        else {
+            continue;
+        };
+        let (from, to) = d.range(w);
+        let done = succeeded.get(&d.trigger);
+        match other.overlapping(from, to) {
+            Some(list) => out.extend(
+                list.into_iter()
+                    .filter(|o| !done.is_some_and(|s| s.contains(&o.start)))
+                    .map(|o| format!("{}@{}", d.trigger, iso(o.start))),
+            ),
+            None => out.push(format!("{} after its endTime", d.trigger)),
+        }
+    }
+    out.dedup();
+    out
 }
 
 fn iso(t: DateTime<Utc>) -> String {
@@ -125,32 +203,44 @@ fn died(r: &RunRecord) -> bool {
         })
 }
 
-/// Every window of `t` due at `now`, with what it has come to.
+/// Every window of `t` due at `now`, with what it has come to;
+/// `triggers` are the factory's (for dependencies on other triggers).
 pub async fn statuses(
     state: &dyn StateStore,
     name: &str,
     t: &Tumbling,
     now: DateTime<Utc>,
+    triggers: &[Trigger],
 ) -> Result<Vec<WindowStatus>> {
     let hist = history(state, name).await?;
-    let done: std::collections::HashSet<String> = state
-        .positions()
-        .await?
-        .into_iter()
-        .map(|p| p.0)
-        .filter(|k| k.starts_with(&format!("window/{name}/")))
-        .collect();
-    let mut out = Vec::new();
-    for w in t.due(now, usize::MAX) {
+    let mut names = referenced(t);
+    names.push(name);
+    let markers = succeeded(state, &names).await?;
+    let done = &markers[name];
+    let due = t.due(now, usize::MAX);
+    let mut out: Vec<WindowStatus> = Vec::new();
+    for (i, w) in due.iter().enumerate() {
         let (attempts, succeeded, running, last) = hist
             .get(&w.start)
             .cloned()
             .unwrap_or((0, false, false, None));
-        let succeeded = succeeded || done.contains(&window_key(name, w.start));
+        let succeeded = succeeded || done.contains(&w.start);
+        let mut waiting = Vec::new();
+        if !succeeded && !running && attempts == 0 {
+            if let Some(offset) = t.self_dependency {
+                let dep = i as i64 + offset;
+                if dep >= 0 && out[dep as usize].status != "succeeded" {
+                    waiting.push(format!("{name}@{}", iso(due[dep as usize].start)));
+                }
+            }
+            waiting.extend(waiting_for(t, *w, triggers, &markers));
+        }
         let status = if succeeded {
             "succeeded"
         } else if running {
             "running"
+        } else if !waiting.is_empty() {
+            "waiting"
         } else if attempts == 0 {
             "pending"
         } else if attempts > t.retry_count {
@@ -165,6 +255,7 @@ pub async fn statuses(
             status: status.to_string(),
             attempts,
             last_run_id: last,
+            waiting_for: waiting,
         });
     }
     Ok(out)
