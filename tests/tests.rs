@@ -18,6 +18,7 @@ mod adf_sinks;
 mod attack;
 mod boundary;
 mod cdc;
+mod cdc_mariadb;
 mod change_tracking;
 mod cli;
 mod completions;

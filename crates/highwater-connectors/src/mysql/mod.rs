@@ -17,6 +17,7 @@
 //! de-duplication; MariaDB cannot tell which transactions are still open,
 //! so late commits are covered by `lag:` only) and `change_tracking`.
 
+pub mod cdc;
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
 pub(crate) mod procedure;
