@@ -742,3 +742,93 @@ async fn merge_into_a_mariadb_table_equals_the_source() {
         assert_eq!(got, db.rows("t").await, "round {round}");
     }
 }
+
+#[tokio::test]
+async fn a_long_transaction_holds_nothing_back_and_arrives_on_commit() {
+    let db = BinlogDb::new("bl_long").await;
+    db.exec(&format!("{SCHEMA}; INSERT INTO t VALUES (1, 'a', 1)"))
+        .await;
+    let dir = Dir::new("bl_long");
+    dir.write("highwater.yaml", &cfg(&db.url, &["t"]));
+    assert_code(&dir.hw(&["run"]), 0);
+
+    let mut long = db.connect().await;
+    long.query_drop(
+        "START TRANSACTION; INSERT INTO t VALUES (100, 'long', 100); UPDATE t SET v = 'from long' WHERE id = 1",
+    )
+    .await
+    .unwrap();
+    db.exec("INSERT INTO t VALUES (2, 'b', 2)").await;
+    assert_code(&dir.hw(&["run"]), 0);
+    let ids: Vec<String> = changes(&dir, "t").iter().map(|c| c.0.clone()).collect();
+    assert_eq!(
+        ids,
+        ["1", "2"],
+        "the committed change arrives, the open one does not"
+    );
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
+
+    long.query_drop("COMMIT").await.unwrap();
+    db.exec("INSERT INTO t VALUES (3, 'c', 3)").await;
+    assert_code(&dir.hw(&["run"]), 0);
+    let all = changes(&dir, "t");
+    assert_eq!(all.len(), 5, "{all:?}");
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
+    assert!(replay(&dir, "t").contains_key("100"));
+}
+
+#[tokio::test]
+async fn composite_keys_of_many_types_are_matched_exactly() {
+    let db = BinlogDb::new("bl_keys").await;
+    db.exec(
+        "CREATE TABLE k (s varchar(20), u bigint unsigned, ts timestamp(3) NOT NULL DEFAULT '2000-01-01',
+                         e enum('x', 'y') NOT NULL, b bit(10) NOT NULL, st set('p', 'q', 'r') NOT NULL,
+                         v varchar(10), PRIMARY KEY (s, u, ts, e, b, st));
+         INSERT INTO k VALUES ('a', 1, '2024-05-06 07:08:09.123', 'x', b'1', 'p', 'one'),
+                              ('b', 18446744073709551615, '2024-05-06 07:08:09.5', 'y', b'1000000001', 'p,r', 'two'),
+                              ('c', 3, '1999-12-31 23:59:59', 'y', b'11', 'q', 'three')",
+    )
+    .await;
+    let dir = Dir::new("bl_keys");
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  my: {}\n  lake: file://./lake\nstreams:\n  k:\n    from: my\n    table: k\n    mode: cdc\n    primary_key: [s, u, ts, e, b, st]\n    to: lake\n    path: \"k/{{run_id}}.csv\"\n",
+            db.url
+        ),
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    db.exec(
+        "UPDATE k SET v = 'TWO' WHERE s = 'b';
+         DELETE FROM k WHERE s = 'c';
+         UPDATE k SET v = 'ONE' WHERE s = 'a';",
+    )
+    .await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    let mut second: Vec<(String, String, String, String)> = Vec::new();
+    for f in dir.files("lake/k", "csv") {
+        let (header, rows) = read_csv(&f);
+        let col = |n: &str| header.iter().position(|h| h == n).unwrap();
+        for r in rows {
+            if r[col("SYS_CHANGE_OPERATION")] != "I" {
+                second.push((
+                    r[col("s")].clone(),
+                    r[col("u")].clone(),
+                    r[col("v")].clone(),
+                    r[col("SYS_CHANGE_OPERATION")].clone(),
+                ));
+            }
+        }
+    }
+    second.sort();
+    let s = |a: &str, b: &str, c: &str, d: &str| (a.into(), b.into(), c.into(), d.into());
+    assert_eq!(
+        second,
+        [
+            s("a", "1", "ONE", "U"),
+            s("b", "18446744073709551615", "TWO", "U"),
+            s("c", "3", "", "D"),
+        ]
+    );
+}

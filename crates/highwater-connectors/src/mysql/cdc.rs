@@ -123,6 +123,8 @@ struct Server {
     generation: Gen,
     mariadb: bool,
     user: String,
+    /// MariaDB's `log_bin_compress`: row events this reader cannot decode.
+    compressed: bool,
 }
 
 async fn server(conn: &mut Conn) -> Result<Server> {
@@ -142,6 +144,13 @@ async fn server(conn: &mut Conn) -> Result<Server> {
             _ => String::new(),
         }
     };
+    // MariaDB only (MySQL has no such variable).
+    let compressed = conn
+        .query_first::<i64, _>("SELECT @@log_bin_compress")
+        .await
+        .ok()
+        .flatten()
+        == Some(1);
     let base = text(3);
     let base = base.rsplit('/').next().unwrap_or_default().to_string();
     Ok(Server {
@@ -154,6 +163,7 @@ async fn server(conn: &mut Conn) -> Result<Server> {
         },
         mariadb: text(7).contains("MariaDB"),
         user: text(8),
+        compressed,
     })
 }
 
@@ -180,6 +190,12 @@ async fn missing(conn: &mut Conn, s: &Server, with_grants: bool) -> Result<Vec<S
             "binlog_row_image is {}, cdc needs FULL: run `SET GLOBAL binlog_row_image = 'FULL';` and set `binlog_row_image = FULL` in the server's configuration",
             s.row_image
         ));
+    }
+    if s.compressed {
+        out.push(
+            "log_bin_compress is ON and compressed row events cannot be read: run `SET GLOBAL log_bin_compress = OFF;` and set it in the server's configuration"
+                .to_string(),
+        );
     }
     if with_grants {
         let (user, host) = s.user.rsplit_once('@').unwrap_or((&s.user, "%"));
@@ -296,11 +312,11 @@ pub async fn status(url: &str, _stream: &str) -> Result<String> {
 }
 
 /// The stream's table: database, name, columns in order (name, unsigned
-/// integer width in bits or 0) and the key columns' ordinals.
+/// integer width in bits or 0, `DATA_TYPE`) and the key columns' ordinals.
 struct Table {
     db: String,
     name: String,
-    columns: Vec<(String, u32)>,
+    columns: Vec<(String, u32, String)>,
     key: Vec<usize>,
 }
 
@@ -329,7 +345,7 @@ async fn table(conn: &mut Conn, stream: &str, rel: &Relation, pk: &[String]) -> 
         ));
     };
     let (db, tname) = (first.0.clone(), first.1.clone());
-    let columns: Vec<(String, u32)> = rows
+    let columns: Vec<(String, u32, String)> = rows
         .iter()
         .map(|(_, _, c, dt, ct)| {
             let bits = match dt.as_str() {
@@ -341,12 +357,12 @@ async fn table(conn: &mut Conn, stream: &str, rel: &Relation, pk: &[String]) -> 
                 _ => 0,
             };
             let unsigned = ct.contains("unsigned");
-            (c.clone(), if unsigned { bits } else { 0 })
+            (c.clone(), if unsigned { bits } else { 0 }, dt.clone())
         })
         .collect();
     let mut key = Vec::new();
     for k in pk {
-        match columns.iter().position(|(c, _)| c == k) {
+        match columns.iter().position(|(c, _, _)| c == k) {
             Some(i) => key.push(i),
             None => {
                 return Err(Error::config(
@@ -541,38 +557,51 @@ fn replica_id() -> u32 {
     0x4800_0000 | ((std::process::id() ^ nanos.rotate_left(7)) & 0x00ff_ffff)
 }
 
-/// The key of a row image, with unsigned integers read as such.
+/// The key of a row image, as values the key table's columns store:
+/// unsigned integers read as such, a SET from its member bitmap (little
+/// endian) and BIT (big endian) as numbers; a TIMESTAMP (seconds since
+/// the epoch) goes through `FROM_UNIXTIME` (see [`key_placeholder`]).
 fn key_of(t: &Table, row: &BinlogRow) -> Result<Vec<Value>> {
-    t.key
-        .iter()
-        .map(|&i| {
-            let name = &t.columns[i].0;
-            let v = match row.as_ref(i) {
-                Some(BinlogValue::Value(v)) => v.clone(),
-                _ => {
-                    return Err(Error::config(
-                        format!("column {name}"),
-                        format!(
-                            "a binlog row image of {} lacks this key column: the server must run with `binlog_row_image = FULL`",
-                            t.t()
-                        ),
-                    ));
-                }
-            };
-            let bits = t.columns[i].1;
-            Ok(match v {
-                Value::Int(n) if bits > 0 && n < 0 => {
-                    let mask = if bits == 64 {
-                        u64::MAX
-                    } else {
-                        (1u64 << bits) - 1
-                    };
-                    Value::UInt(n as u64 & mask)
-                }
-                v => v,
-            })
-        })
-        .collect()
+    let mut out = Vec::with_capacity(t.key.len());
+    for &i in &t.key {
+        let (name, bits, data_type) = &t.columns[i];
+        let v = match row.as_ref(i) {
+            Some(BinlogValue::Value(v)) => v.clone(),
+            _ => {
+                return Err(Error::config(
+                    format!("column {name}"),
+                    format!(
+                        "a binlog row image of {} lacks this key column: the server must run with `binlog_row_image = FULL`",
+                        t.t()
+                    ),
+                ));
+            }
+        };
+        let number =
+            |b: &mut dyn Iterator<Item = u8>| b.fold(0u64, |acc, x| (acc << 8) | u64::from(x));
+        out.push(match (data_type.as_str(), v) {
+            ("set", Value::Bytes(b)) => Value::UInt(number(&mut b.into_iter().rev())),
+            ("bit", Value::Bytes(b)) => Value::UInt(number(&mut b.into_iter())),
+            (_, Value::Int(n)) if *bits > 0 && n < 0 => {
+                let mask = if *bits == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << bits) - 1
+                };
+                Value::UInt(n as u64 & mask)
+            }
+            (_, v) => v,
+        });
+    }
+    Ok(out)
+}
+
+/// The placeholder of a key column in the key table's `INSERT`.
+fn key_placeholder(data_type: &str) -> &'static str {
+    match data_type {
+        "timestamp" => "FROM_UNIXTIME(?)",
+        _ => "?",
+    }
 }
 
 /// A table named in a statement: its database, if qualified, and name.
@@ -731,6 +760,12 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
         let end = ev.header().log_pos() as u64;
         let at = ((seq << 32) | end) as i64;
         let data = ev.read_data().map_err(bad)?;
+        // MariaDB's compressed query and row events (log_bin_compress).
+        if data.is_none() && (166..=171).contains(&ev.header().event_type_raw()) {
+            return Err(bad(format!(
+                "compressed event at {file}:{end} (log_bin_compress): run `SET GLOBAL log_bin_compress = OFF;`; the changes written compressed need a full reload (`highwater run --full-refresh`)"
+            )));
+        }
         if !matches!(data, Some(EventData::RotateEvent(_))) {
             first = false;
         }
@@ -878,7 +913,12 @@ fn layout_error(t: &Table, logged: u64) -> Error {
 /// Put the changed keys, in version order, into the temporary table.
 async fn fill_keys(conn: &mut Conn, t: &Table, pk: &[String], changes: &[Changed]) -> Result<()> {
     let cols: Vec<String> = pk.iter().map(|k| q(k)).collect();
-    let one = format!("(?, ?, ?{})", ", ?".repeat(pk.len()));
+    let holders: Vec<&str> = t
+        .key
+        .iter()
+        .map(|&i| key_placeholder(&t.columns[i].2))
+        .collect();
+    let one = format!("(?, ?, ?, {})", holders.join(", "));
     for (c, chunk) in changes.chunks(500).enumerate() {
         let rows = vec![one.as_str(); chunk.len()].join(", ");
         let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * (3 + pk.len()));
