@@ -702,6 +702,26 @@ async fn truncate_reloads_loudly_and_a_column_added_mid_window_fails_naming_it()
     let o = dir.hw(&["run"]);
     assert_code(&o, 0);
     assert!(!text(&o).contains("FULL RELOAD"), "{}", text(&o));
+    let (header, rows) = read_csv(
+        dir.files("lake/t", "csv")
+            .iter()
+            .max_by_key(|f| std::fs::metadata(f).unwrap().modified().unwrap())
+            .unwrap(),
+    );
+    assert_eq!(header[4], "more");
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r[0].as_str(), r[4].as_str(), r[6].as_str()))
+            .collect::<Vec<_>>(),
+        [("6", "m", "U")]
+    );
+
+    // A column dropped (not the last) after changes: named from the ALTER.
+    db.exec("UPDATE t SET v = 'x' WHERE id = 5; ALTER TABLE t DROP COLUMN n")
+        .await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 2);
+    assert!(stderr(&o).contains("column n"), "{}", stderr(&o));
 }
 
 #[tokio::test]

@@ -753,6 +753,8 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
     let mut ours = false;
     let mut reached = false;
     let mut first = true;
+    // The column count of row images not in the table's current layout.
+    let mut layout: Option<u64> = None;
     let (db, name) = (t.db.to_lowercase(), t.name.to_lowercase());
     let ncols = t.columns.len() as u64;
     while let Some(ev) = stream.next().await {
@@ -794,12 +796,12 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
                         rows.table_id()
                     )));
                 };
-                if tme.database_name().to_lowercase() == db
-                    && tme.table_name().to_lowercase() == name
-                {
-                    if tme.columns_count() != ncols {
-                        return Err(layout_error(t, tme.columns_count()));
-                    }
+                let table_ours = tme.database_name().to_lowercase() == db
+                    && tme.table_name().to_lowercase() == name;
+                if table_ours && tme.columns_count() != ncols {
+                    // Named by the ALTER TABLE later in the window, if any.
+                    layout.get_or_insert(tme.columns_count());
+                } else if table_ours {
                     ours = true;
                     let insert = matches!(
                         rows,
@@ -842,7 +844,7 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
                             t.t()
                         )));
                     }
-                    if hit && (ours || !changes.is_empty()) {
+                    if hit && (ours || !changes.is_empty() || layout.is_some()) {
                         let _ = stream.close().await;
                         let col = altered_column(&text).unwrap_or_else(|| "?".into());
                         return Err(Error::config(
@@ -881,6 +883,9 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
         }
     }
     let _ = stream.close().await;
+    if let Some(logged) = layout {
+        return Err(layout_error(t, logged));
+    }
     if !reached {
         return Err(bad(format!(
             "the binary log ended before the snapshot's position {to}"
@@ -893,19 +898,23 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
 /// The error for row images whose column count is not the table's.
 fn layout_error(t: &Table, logged: u64) -> Error {
     let now = t.columns.len() as u64;
-    let (col, what) = if logged < now {
-        (t.columns[logged as usize].0.clone(), "added to".to_string())
+    let (place, what) = if logged < now {
+        (
+            format!("column {}", t.columns[logged as usize].0),
+            format!("added to {} (or another column added before it)", t.t()),
+        )
     } else {
         (
-            "?".to_string(),
-            format!("dropped from (the binlog's rows have {logged} columns, the table {now})"),
+            format!("table {}", t.t()),
+            format!(
+                "a column was dropped (the binlog's rows have {logged} columns, the table now {now})"
+            ),
         )
     };
     Error::config(
-        format!("column {col}"),
+        place,
         format!(
-            "{what} {} after changes to be delivered were written; run `highwater run --full-refresh` for this stream (or `highwater changes disable STREAM` and run again) to reload it in full",
-            t.t()
+            "{what} after changes to be delivered were written; run `highwater run --full-refresh` for this stream (or `highwater changes disable STREAM` and run again) to reload it in full"
         ),
     )
 }
