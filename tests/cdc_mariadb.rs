@@ -852,3 +852,71 @@ async fn composite_keys_of_many_types_are_matched_exactly() {
         ]
     );
 }
+
+/// Sets the binlog server's settings back when dropped (also on a panic).
+struct RestoreGlobals;
+
+impl Drop for RestoreGlobals {
+    fn drop(&mut self) {
+        let url = binlog_admin_url();
+        let hostport = url.rsplit('@').next().unwrap_or("127.0.0.1:3307");
+        let (host, port) = hostport.split_once(':').unwrap_or((hostport, "3307"));
+        let _ = Command::new("mysql")
+            .args([
+                "-uroot",
+                "-h",
+                host,
+                "-P",
+                port,
+                "-e",
+                "SET GLOBAL binlog_format = 'ROW'; SET GLOBAL binlog_row_image = 'FULL'",
+            ])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn check_names_binlog_settings_and_a_statement_logged_change_fails_the_run() {
+    let db = BinlogDb::exclusive("bl_settings").await;
+    db.exec(&format!(
+        "{SCHEMA}; INSERT INTO t VALUES (1, 'a', 1), (2, 'b', 2)"
+    ))
+    .await;
+    let dir = Dir::new("bl_settings");
+    dir.write("highwater.yaml", &cfg(&db.url, &["t"]));
+    assert_code(&dir.hw(&["run"]), 0);
+    {
+        let _restore = RestoreGlobals;
+        db.exec("SET GLOBAL binlog_format = 'MIXED'; SET GLOBAL binlog_row_image = 'MINIMAL'")
+            .await;
+        let o = dir.hw(&["check"]);
+        assert_code(&o, 2);
+        let out = stdout(&o);
+        assert!(
+            out.contains("SET GLOBAL binlog_format = 'ROW';")
+                && out.contains("SET GLOBAL binlog_row_image = 'FULL';"),
+            "{out}"
+        );
+        let o = dir.hw(&["run"]);
+        assert_code(&o, 2);
+        assert!(text(&o).contains("binlog_format"), "{}", text(&o));
+    }
+    assert_code(&dir.hw(&["check"]), 0);
+
+    // A writer that logs its change as a statement: the run refuses
+    // rather than missing it.
+    db.exec("SET SESSION binlog_format = 'STATEMENT'; UPDATE t SET v = 'stmt' WHERE id = 1")
+        .await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("as a statement") && stderr(&o).contains("--full-refresh"),
+        "{}",
+        stderr(&o)
+    );
+    let o = dir.hw(&["run", "--full-refresh"]);
+    assert_code(&o, 0);
+    db.exec("UPDATE t SET v = 'rows' WHERE id = 2").await;
+    assert_code(&dir.hw(&["run"]), 0);
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
+}

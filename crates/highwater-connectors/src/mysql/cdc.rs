@@ -714,6 +714,31 @@ fn tokens(s: &str) -> Vec<String> {
     out
 }
 
+/// Whether `query` is a data change (`INSERT`, `UPDATE`, `DELETE`,
+/// `REPLACE`, `LOAD DATA`) that names `table` (lower-case) anywhere: a
+/// change logged as a statement (conservative: a name that only looks
+/// alike fails the run too, which a full refresh clears).
+fn dml_names(query: &str, table: &str) -> bool {
+    let mut s = query.trim_start();
+    while let Some(rest) = s.strip_prefix("/*") {
+        s = rest
+            .split_once("*/")
+            .map(|x| x.1)
+            .unwrap_or("")
+            .trim_start();
+    }
+    let first = s
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !["insert", "update", "delete", "replace", "load"].contains(&first.as_str()) {
+        return false;
+    }
+    s.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+        .any(|w| w.eq_ignore_ascii_case(table))
+}
+
 /// The column an `ALTER TABLE` names (`ADD COLUMN x`, `DROP x`, …).
 fn altered_column(query: &str) -> Option<String> {
     let words: Vec<&str> = query.split_whitespace().collect();
@@ -831,6 +856,16 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
                     pending.clear();
                 } else if word == "COMMIT" {
                     commit = true;
+                } else if dml_names(&text, &name) {
+                    let _ = stream.close().await;
+                    return Err(Error::source(
+                        BACKEND,
+                        format!(
+                            "a change of {} was written to the binary log as a statement, not as rows (binlog_format STATEMENT or MIXED in the writer's session), at {file}:{end}: `{}`. Its rows cannot be read; keep binlog_format = ROW for every session and run `highwater run --full-refresh` for this stream",
+                            t.t(),
+                            text.trim()
+                        ),
+                    ));
                 } else if let Some((kind, targets)) = ddl_targets(&text) {
                     let default_db = qe.schema().to_lowercase();
                     let hit = targets.iter().any(|(d, n)| {
@@ -990,6 +1025,10 @@ mod tests {
             Some(("reload", vec![(None, "a".into()), (None, "t".into())]))
         );
         assert_eq!(t("INSERT INTO t VALUES (1)"), None);
+        assert!(dml_names("INSERT INTO `shop`.`t` VALUES (1)", "t"));
+        assert!(dml_names("update T set x = 1", "t"));
+        assert!(!dml_names("UPDATE other SET x = 1", "t"));
+        assert!(!dml_names("SAVEPOINT t", "t"));
         assert_eq!(
             altered_column("ALTER TABLE t ADD COLUMN extra int DEFAULT 7"),
             Some("extra".into())
