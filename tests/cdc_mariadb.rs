@@ -919,4 +919,34 @@ async fn check_names_binlog_settings_and_a_statement_logged_change_fails_the_run
     db.exec("UPDATE t SET v = 'rows' WHERE id = 2").await;
     assert_code(&dir.hw(&["run"]), 0);
     assert_eq!(replay(&dir, "t"), db.rows("t").await);
+
+    // An XA transaction: its rows are logged at XA PREPARE, its commit
+    // later without them; the run refuses rather than guessing.
+    db.exec(
+        "XA START 'hw1'; UPDATE t SET v = 'xa' WHERE id = 1; XA END 'hw1'; XA PREPARE 'hw1'; XA COMMIT 'hw1'",
+    )
+    .await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("XA transaction") && stderr(&o).contains("XA PREPARE at"),
+        "{}",
+        stderr(&o)
+    );
+    assert_code(&dir.hw(&["run", "--full-refresh"]), 0);
+
+    // An XA transaction of another table is no concern of this stream.
+    db.exec(
+        "CREATE TABLE other (id int PRIMARY KEY);
+         XA START 'hw2'; INSERT INTO other VALUES (1); XA END 'hw2'; XA PREPARE 'hw2'; XA COMMIT 'hw2';
+         UPDATE t SET v = 'after xa' WHERE id = 1",
+    )
+    .await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
+    assert_eq!(
+        changes(&dir, "t").last().unwrap().1.as_deref(),
+        Some("after xa")
+    );
 }

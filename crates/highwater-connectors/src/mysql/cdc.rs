@@ -49,6 +49,12 @@ use crate::change_tracking::{OPERATION_COLUMN, VERSION_COLUMN, table_of};
 
 const BACKEND: &str = "mysql";
 
+/// `MARIA_SLAVE_CAPABILITY_GTID` (MariaDB's `log_event.h`).
+const MARIA_SLAVE_CAPABILITY_GTID: u32 = 4;
+
+/// MariaDB's `GTID_EVENT` type code (unknown to `mysql_common`).
+const MARIADB_GTID_EVENT: u8 = 162;
+
 /// The session's temporary table of changed keys.
 const KEYS: &str = "hw_cdc_keys";
 
@@ -760,7 +766,15 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
     if from.version()? >= to.version()? {
         return Ok(Window::Changes(changes));
     }
-    let conn = connect(url).await?;
+    let mut conn = connect(url).await?;
+    // A replica with MariaDB's GTID capability is sent GTID events as they
+    // are (an older one gets `BEGIN` instead, which the server cannot
+    // make for XA transactions, failing every reader of that stretch).
+    conn.query_drop(format!(
+        "SET @mariadb_slave_capability = {MARIA_SLAVE_CAPABILITY_GTID}"
+    ))
+    .await
+    .map_err(my_err)?;
     let req = BinlogStreamRequest::new(replica_id())
         .with_filename(from.file.as_bytes())
         .with_pos(from.pos)
@@ -795,6 +809,10 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
         }
         if !matches!(data, Some(EventData::RotateEvent(_))) {
             first = false;
+        }
+        // A MariaDB GTID event opens each transaction (as `BEGIN` did).
+        if data.is_none() && ev.header().event_type_raw() == MARIADB_GTID_EVENT {
+            pending.clear();
         }
         let mut commit = false;
         match data {
@@ -849,6 +867,17 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
                 }
             }
             Some(EventData::XidEvent(_)) => commit = true,
+            // Its rows commit later, with an `XA COMMIT` that carries none.
+            Some(EventData::XaPrepareLogEvent(_)) if !pending.is_empty() => {
+                let _ = stream.close().await;
+                return Err(Error::source(
+                    BACKEND,
+                    format!(
+                        "an XA transaction changed {} (XA PREPARE at {file}:{end}); mode cdc on MariaDB does not read XA transactions. Run `highwater run --full-refresh` for this stream after it committed",
+                        t.t()
+                    ),
+                ));
+            }
             Some(EventData::QueryEvent(qe)) => {
                 let text = qe.query();
                 let word = text.trim().to_ascii_uppercase();
