@@ -625,6 +625,31 @@ async fn purged_binlog_reloads_in_full_and_says_so() {
     let last = changes(&dir, "t").pop().unwrap();
     assert_eq!((last.0.as_str(), last.4.as_str()), ("2", "D"));
     assert_eq!(replay(&dir, "t"), db.rows("t").await);
+
+    // RESET MASTER starts the binlog again under the same file names: a
+    // position in a file of that name is not trusted (the file was
+    // created at another time), even where the new file is long enough.
+    let mut a = admin().await;
+    a.query_drop("RESET MASTER").await.unwrap();
+    let _ = a.disconnect().await;
+    db.exec("INSERT INTO t VALUES (4, 'd', 4)").await;
+    assert_code(&dir.hw(&["run"]), 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut a = admin().await;
+    a.query_drop("RESET MASTER").await.unwrap();
+    let _ = a.disconnect().await;
+    db.exec(&format!(
+        "INSERT INTO t SELECT seq, REPEAT('x', 100), seq FROM seq_10_to_60; UPDATE t SET v = 'e' WHERE id = 4"
+    ))
+    .await;
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    let t = text(&o);
+    assert!(
+        t.contains("FULL RELOAD") && t.contains("is not the one of this stream's position"),
+        "{t}"
+    );
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
 }
 
 #[tokio::test]

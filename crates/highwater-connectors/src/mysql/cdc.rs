@@ -41,7 +41,7 @@ use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::binlog::row::BinlogRow;
 use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
-use mysql_async::{BinlogStreamRequest, Conn, Value};
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Value};
 
 use super::source::{connect, my_err, q};
 use super::types::MyKind;
@@ -97,27 +97,40 @@ impl std::fmt::Display for BinlogPos {
     }
 }
 
-/// A position's generation: the server (its `server_id`, host and port)
-/// and the binlog's base name; a position of another server means a full
-/// reload.
+/// A position's generation: the server's `server_id` and binlog base
+/// name, and when the position's binlog file was created (its format
+/// description event's timestamp). Another server id or base name means a
+/// full reload; a file of that name created at another time (another
+/// server, `RESET MASTER`) too.
 #[derive(Debug, Clone, PartialEq)]
 struct Gen {
-    server: String,
+    server_id: String,
     base: String,
+    created: u32,
 }
 
 impl Gen {
     fn encode(&self) -> String {
-        format!("binlog;server={};base={}", self.server, self.base)
+        format!(
+            "binlog;server_id={};base={};created={}",
+            self.server_id, self.base, self.created
+        )
     }
 
     fn decode(s: &str) -> Option<Gen> {
-        let rest = s.strip_prefix("binlog;server=")?;
-        let (server, base) = rest.rsplit_once(";base=")?;
+        let rest = s.strip_prefix("binlog;server_id=")?;
+        let (server_id, rest) = rest.split_once(";base=")?;
+        let (base, created) = rest.rsplit_once(";created=")?;
         Some(Gen {
-            server: server.to_string(),
+            server_id: server_id.to_string(),
             base: base.to_string(),
+            created: created.parse().ok()?,
         })
+    }
+
+    /// Whether a position of `self` is in the binlog of `server`.
+    fn same_server(&self, server: &Gen) -> bool {
+        self.server_id == server.server_id && self.base == server.base
     }
 }
 
@@ -136,7 +149,7 @@ struct Server {
 async fn server(conn: &mut Conn) -> Result<Server> {
     let row: Option<mysql_async::Row> = conn
         .query_first(
-            "SELECT @@server_id, @@hostname, @@port, COALESCE(@@log_bin_basename, ''), @@log_bin,
+            "SELECT @@server_id, '', '', COALESCE(@@log_bin_basename, ''), @@log_bin,
                     @@binlog_format, @@binlog_row_image, VERSION(), CURRENT_USER()",
         )
         .await
@@ -164,8 +177,9 @@ async fn server(conn: &mut Conn) -> Result<Server> {
         format: text(5),
         row_image: text(6),
         generation: Gen {
-            server: format!("{}@{}:{}", text(0), text(1), text(2)),
+            server_id: text(0),
             base,
+            created: 0,
         },
         mariadb: text(7).contains("MariaDB"),
         user: text(8),
@@ -445,7 +459,6 @@ pub(super) async fn plan(
     let s = server(conn).await?;
     let t = table(conn, stream, rel, pk).await?;
     let generation = s.generation.clone();
-    let version_to = ChangeVersion::new(to.version()?, generation.encode());
     let (vc, oc) = (q(VERSION_COLUMN), q(OPERATION_COLUMN));
     let tq = t.t();
     let mut reload: Option<String> = None;
@@ -462,17 +475,17 @@ pub(super) async fn plan(
                 );
                 None
             }
-            Some(g) if g != generation => {
+            Some(g) if !g.same_server(&generation) => {
                 reload = Some(format!(
-                    "FULL RELOAD: this stream's position is in the binlog of another server ({}, binlog {}; now {}, binlog {})",
-                    g.server, g.base, generation.server, generation.base
+                    "FULL RELOAD: this stream's position is in the binlog of another server (server_id {}, binlog {}; now server_id {}, binlog {})",
+                    g.server_id, g.base, generation.server_id, generation.base
                 ));
                 None
             }
-            Some(g) => Some(BinlogPos::of_version(a.version, &g)),
+            Some(g) => Some((BinlogPos::of_version(a.version, &g), g.created)),
         },
     };
-    if let Some(p) = &from {
+    if let Some((p, _)) = &from {
         let logs = binary_logs(conn).await?;
         match logs.iter().find(|(f, _)| *f == p.file) {
             None => {
@@ -491,12 +504,20 @@ pub(super) async fn plan(
     }
     let mut notes = Vec::new();
     if reload.is_none()
-        && let Some(p) = &from
+        && let Some((p, created)) = &from
     {
-        let read = read_window(url, &t, p, &to).await?;
+        let read = read_window(url, &t, p, *created, &to).await?;
         match read {
             Window::Reload(why) => reload = Some(why),
-            Window::Changes(changes) => {
+            Window::Changes(changes, created) => {
+                let version_to = ChangeVersion::new(
+                    to.version()?,
+                    Gen {
+                        created,
+                        ..generation
+                    }
+                    .encode(),
+                );
                 fill_keys(conn, &t, pk, &changes).await?;
                 let list: Vec<String> = cols
                     .iter()
@@ -527,6 +548,14 @@ pub(super) async fn plan(
     let why = reload.unwrap_or_default();
     tracing::warn!(stream, "{why}");
     notes.push(why);
+    let version_to = ChangeVersion::new(
+        to.version()?,
+        Gen {
+            created: file_created(url, &to.file).await?,
+            ..generation
+        }
+        .encode(),
+    );
     let list: Vec<String> = cols.iter().map(|(c, _)| format!("t.{}", q(c))).collect();
     Ok(Plan {
         sql: format!(
@@ -549,7 +578,8 @@ struct Changed {
 }
 
 enum Window {
-    Changes(Vec<Changed>),
+    /// The changes, and when the file of the window's end was created.
+    Changes(Vec<Changed>, u32),
     Reload(String),
 }
 
@@ -759,13 +789,8 @@ fn altered_column(query: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Read the binlog from `from` up to `to`: the net change per key of the
-/// table's transactions that commit in between.
-async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> Result<Window> {
-    let mut changes: Vec<Changed> = Vec::new();
-    if from.version()? >= to.version()? {
-        return Ok(Window::Changes(changes));
-    }
+/// A binlog dump from `from` to the current end (non-blocking).
+async fn dump(url: &str, from: &BinlogPos) -> Result<BinlogStream> {
     let mut conn = connect(url).await?;
     // A replica with MariaDB's GTID capability is sent GTID events as they
     // are (an older one gets `BEGIN` instead, which the server cannot
@@ -779,10 +804,52 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
         .with_filename(from.file.as_bytes())
         .with_pos(from.pos)
         .with_non_blocking();
-    let mut stream = conn
-        .get_binlog_stream(req)
+    conn.get_binlog_stream(req)
         .await
-        .map_err(|e| super::errors::source_at(format!("reading the binary log from {from}"), e))?;
+        .map_err(|e| super::errors::source_at(format!("reading the binary log from {from}"), e))
+}
+
+/// When binlog file `file` was created: its format description event's
+/// timestamp.
+async fn file_created(url: &str, file: &str) -> Result<u32> {
+    let from = BinlogPos {
+        file: file.to_string(),
+        pos: 4,
+    };
+    let mut stream = dump(url, &from).await?;
+    while let Some(ev) = stream.next().await {
+        let ev = ev.map_err(|e| super::errors::source_at("reading the binary log", e))?;
+        if matches!(
+            ev.read_data().map_err(bad)?,
+            Some(EventData::FormatDescriptionEvent(_))
+        ) {
+            let created = ev.header().timestamp();
+            let _ = stream.close().await;
+            return Ok(created);
+        }
+    }
+    Err(bad(format!("binlog file {file} has no format description")))
+}
+
+/// Read the binlog from `from` up to `to`: the net change per key of the
+/// table's transactions that commit in between.
+async fn read_window(
+    url: &str,
+    t: &Table,
+    from: &BinlogPos,
+    created: u32,
+    to: &BinlogPos,
+) -> Result<Window> {
+    let mut changes: Vec<Changed> = Vec::new();
+    if from.version()? >= to.version()? {
+        return Ok(Window::Changes(changes, created));
+    }
+    let mut stream = dump(url, from).await?;
+    // When the file being read was created (`None`: its format
+    // description not seen yet).
+    let mut cur_created: Option<u32> = None;
+    // Whether the first file's creation was compared with the position's.
+    let mut checked = false;
     let to_v = to.version()?;
     let mut seq = seq_of(&from.file)?;
     let mut file = from.file.clone();
@@ -816,6 +883,17 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
         }
         let mut commit = false;
         match data {
+            Some(EventData::FormatDescriptionEvent(_)) => {
+                let ts = ev.header().timestamp();
+                if !checked && ts != created {
+                    let _ = stream.close().await;
+                    return Ok(Window::Reload(format!(
+                        "FULL RELOAD: binlog file {file} is not the one of this stream's position (created at {ts}, not {created}: RESET MASTER, or another server)"
+                    )));
+                }
+                checked = true;
+                cur_created = Some(ts);
+            }
             Some(EventData::RotateEvent(r)) => {
                 if end != 0 && at >= to_v {
                     reached = true;
@@ -830,6 +908,7 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
                 }
                 file = r.name().into_owned();
                 seq = seq_of(&file)?;
+                cur_created = None;
                 continue;
             }
             Some(EventData::RowsEvent(rows)) => {
@@ -956,7 +1035,11 @@ async fn read_window(url: &str, t: &Table, from: &BinlogPos, to: &BinlogPos) -> 
         )));
     }
     changes.sort_by_key(|c| c.version);
-    Ok(Window::Changes(changes))
+    let created = match cur_created {
+        Some(c) if file == to.file => c,
+        _ => file_created(url, &to.file).await?,
+    };
+    Ok(Window::Changes(changes, created))
 }
 
 /// The error for row images whose column count is not the table's.
@@ -1021,8 +1104,9 @@ mod tests {
     #[test]
     fn positions_and_generations_round_trip() {
         let g = Gen {
-            server: "1@db:3306".into(),
+            server_id: "1".into(),
             base: "mariadb-bin".into(),
+            created: 1_700_000_000,
         };
         assert_eq!(Gen::decode(&g.encode()), Some(g.clone()));
         let p = BinlogPos {
