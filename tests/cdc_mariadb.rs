@@ -638,9 +638,9 @@ async fn purged_binlog_reloads_in_full_and_says_so() {
     let mut a = admin().await;
     a.query_drop("RESET MASTER").await.unwrap();
     let _ = a.disconnect().await;
-    db.exec(&format!(
-        "INSERT INTO t SELECT seq, REPEAT('x', 100), seq FROM seq_10_to_60; UPDATE t SET v = 'e' WHERE id = 4"
-    ))
+    db.exec(
+        "INSERT INTO t SELECT seq, REPEAT('x', 100), seq FROM seq_10_to_60; UPDATE t SET v = 'e' WHERE id = 4",
+    )
     .await;
     let o = dir.hw(&["run"]);
     assert_code(&o, 0);
