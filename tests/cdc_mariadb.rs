@@ -975,3 +975,35 @@ async fn check_names_binlog_settings_and_a_statement_logged_change_fails_the_run
         Some("after xa")
     );
 }
+
+#[tokio::test]
+async fn keys_equal_under_the_collation_are_one_change() {
+    let db = BinlogDb::new("bl_ci").await;
+    db.exec("CREATE TABLE c (s varchar(10) PRIMARY KEY, v varchar(10)); INSERT INTO c VALUES ('a', 'one'), ('b', 'two')")
+        .await;
+    let dir = Dir::new("bl_ci");
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  my: {}\n  lake: file://./lake\nstreams:\n  c:\n    from: my\n    table: c\n    mode: cdc\n    primary_key: [s]\n    to: lake\n    path: \"c/{{run_id}}.csv\"\n",
+            db.url
+        ),
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    db.exec("UPDATE c SET s = 'A' WHERE s = 'a'; UPDATE c SET v = 'ONE' WHERE s = 'A'")
+        .await;
+    assert_code(&dir.hw(&["run"]), 0);
+    let mut second = Vec::new();
+    for f in dir.files("lake/c", "csv") {
+        let (_, rows) = read_csv(&f);
+        for r in rows {
+            if r[3] != "I" {
+                second.push((r[0].clone(), r[1].clone(), r[3].clone()));
+            }
+        }
+    }
+    assert_eq!(
+        second,
+        [("A".to_string(), "ONE".to_string(), "U".to_string())]
+    );
+}

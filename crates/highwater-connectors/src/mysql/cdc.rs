@@ -432,6 +432,15 @@ pub(super) async fn prepare(
     ))
     .await
     .map_err(|e| super::errors::source_at(format!("creating temporary table {KEYS}"), e))?;
+    // Keys the binlog spells differently but the table's collation equates
+    // ('a' and 'A') are one key: one row, the later change's version. (Not
+    // possible for long TEXT/BLOB keys; those are kept apart, as spelled.)
+    let _ = conn
+        .query_drop(format!(
+            "ALTER TABLE {KEYS} ADD UNIQUE KEY hw_key ({})",
+            keys.join(", ")
+        ))
+        .await;
     Ok(())
 }
 
@@ -1084,10 +1093,13 @@ async fn fill_keys(conn: &mut Conn, t: &Table, pk: &[String], changes: &[Changed
             params.push(Value::Int(i64::from(ch.created)));
             params.extend(ch.key.iter().cloned());
         }
+        let set: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
         conn.exec_drop(
             format!(
-                "INSERT INTO {KEYS} (hw_n, hw_v, hw_c, {}) VALUES {rows}",
-                cols.join(", ")
+                "INSERT INTO {KEYS} (hw_n, hw_v, hw_c, {}) VALUES {rows}
+                 ON DUPLICATE KEY UPDATE hw_n = VALUES(hw_n), hw_v = VALUES(hw_v), {}",
+                cols.join(", "),
+                set.join(", ")
             ),
             params,
         )
