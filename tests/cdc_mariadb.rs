@@ -307,7 +307,11 @@ async fn full_load_then_exact_net_changes_across_binlog_files() {
 
     let o = dir.hw(&["changes", "status"]);
     assert_code(&o, 0);
-    assert!(stdout(&o).contains("binlog files"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("binlog files") && stdout(&o).contains("this stream is at "),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[tokio::test]

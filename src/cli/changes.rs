@@ -111,8 +111,23 @@ pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
                 }
                 _ => highwater_connectors::postgres::cdc::status(c.url.expose(), &s.name).await,
             };
+            // The binlog keeps nothing per stream: its position is in the state.
+            let at = match (&c.kind, &state) {
+                (ConnKind::Mysql, Some(state)) => match state.position(&s.name).await {
+                    Ok(Some(Position::Version(v))) => {
+                        match highwater_connectors::mysql::cdc::position_text(&v) {
+                            Some(p) => format!("; this stream is at {p}"),
+                            None => "; this stream's position is not a binlog position: its next run reloads in full".to_string(),
+                        }
+                    }
+                    Ok(_) => "; this stream has no position yet: its next run loads in full"
+                        .to_string(),
+                    Err(_) => String::new(),
+                },
+                _ => String::new(),
+            };
             match st {
-                Ok(line) => println!("stream {} ({}): {line}", s.name, s.relation),
+                Ok(line) => println!("stream {} ({}): {line}{at}", s.name, s.relation),
                 Err(e) => {
                     output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
                     code = code.max(e.exit_code());

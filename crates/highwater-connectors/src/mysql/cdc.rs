@@ -323,6 +323,12 @@ async fn status_line(conn: &mut Conn) -> Result<String> {
     })
 }
 
+/// A stream position as `file:offset` (`None`: not a binlog position).
+pub fn position_text(v: &ChangeVersion) -> Option<String> {
+    let g = Gen::decode(v.generation.as_deref()?)?;
+    Some(BinlogPos::of_version(v.version, &g).to_string())
+}
+
 /// `changes status`: the server's binlog files and current end.
 pub async fn status(url: &str, _stream: &str) -> Result<String> {
     let mut conn = connect(url).await?;
