@@ -5,6 +5,12 @@
 //! in the state store only (see docs/decisions.md "Log-based capture on
 //! MariaDB").
 //!
+//! The dump connection announces MariaDB's GTID capability (so XA
+//! transactions of other tables do not stop it) and takes a fresh replica
+//! id per read. A position's generation names the server (`server_id`,
+//! binlog base name) and when the position's file was created, checked
+//! against the file's format description when the next read starts.
+//!
 //! A run, step by step:
 //!
 //! ```text
