@@ -3,7 +3,9 @@
 //!
 //! Services: PostgreSQL at `HIGHWATER_TEST_PG` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), MariaDB at
-//! `HIGHWATER_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`). A missing service fails
+//! `HIGHWATER_TEST_MYSQL` (default `mysql://root@127.0.0.1:3306`), and for
+//! `mode: cdc` a MariaDB with the binary log at `HIGHWATER_TEST_MARIADB_BINLOG`
+//! (default `mysql://root@127.0.0.1:3307`, started by `.ci/run`). A missing service fails
 //! the test with the command that starts it. Each test makes its own
 //! database and temporary folder.
 
@@ -18,6 +20,7 @@ mod adf_sinks;
 mod attack;
 mod boundary;
 mod cdc;
+mod cdc_mariadb;
 mod change_tracking;
 mod cli;
 mod completions;

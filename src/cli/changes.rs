@@ -12,7 +12,7 @@
 use std::path::Path;
 
 use highwater_config::{Mode, Plan, StreamPlan};
-use highwater_core::{Position, Relation};
+use highwater_core::{ConnKind, Position, Relation};
 
 use super::output;
 
@@ -105,8 +105,29 @@ pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
     for s in selected {
         let c = &plan.connections[&s.from];
         if s.mode == Mode::Cdc {
-            match highwater_connectors::postgres::cdc::status(c.url.expose(), &s.name).await {
-                Ok(line) => println!("stream {} ({}): {line}", s.name, s.relation),
+            let st = match c.kind {
+                ConnKind::Mysql => {
+                    highwater_connectors::mysql::cdc::status(c.url.expose(), &s.name).await
+                }
+                _ => highwater_connectors::postgres::cdc::status(c.url.expose(), &s.name).await,
+            };
+            // The binlog keeps nothing per stream: its position is in the state.
+            let at = match (&c.kind, &state) {
+                (ConnKind::Mysql, Some(state)) => match state.position(&s.name).await {
+                    Ok(Some(Position::Version(v))) => {
+                        match highwater_connectors::mysql::cdc::position_text(&v) {
+                            Some(p) => format!("; this stream is at {p}"),
+                            None => "; this stream's position is not a binlog position: its next run reloads in full".to_string(),
+                        }
+                    }
+                    Ok(_) => "; this stream has no position yet: its next run loads in full"
+                        .to_string(),
+                    Err(_) => String::new(),
+                },
+                _ => String::new(),
+            };
+            match st {
+                Ok(line) => println!("stream {} ({}): {line}{at}", s.name, s.relation),
                 Err(e) => {
                     output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
                     code = code.max(e.exit_code());
@@ -216,10 +237,53 @@ pub async fn disable(config: &Path, stream: &str, force: bool) -> i32 {
     }
 }
 
+/// `mode: cdc` on MariaDB: the binlog keeps nothing per reader, so
+/// disabling forgets the stream's position; its next run reloads in full.
+async fn disable_binlog(plan: &Plan, s: &StreamPlan) -> i32 {
+    let state = match highwater_engine::open_state(plan).await {
+        Ok(st) => st,
+        Err(e) => {
+            output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
+            return e.exit_code();
+        }
+    };
+    let lock = match state.lock_stream(&s.name).await {
+        Ok(l) => l,
+        Err(e) => {
+            output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
+            return e.exit_code();
+        }
+    };
+    if lock.is_none() {
+        output::error(&format!(
+            "stream {} is running in another process; disable it when that run ends",
+            s.name
+        ));
+        return 1;
+    }
+    match state.reset(&s.name).await {
+        Ok(_) => {
+            println!(
+                "stream {}: the binary log holds nothing to remove; forgot the stream's binlog position",
+                s.name
+            );
+            println!("The next run reloads the table in full.");
+            0
+        }
+        Err(e) => {
+            output::error(&plan.secrets.redact(&format!("stream {}: {e}", s.name)));
+            e.exit_code()
+        }
+    }
+}
+
 /// `mode: cdc`: drop the stream's replication slot and publication; its
 /// next run creates them again and reloads in full.
 async fn disable_cdc(plan: &Plan, s: &StreamPlan) -> i32 {
     let c = &plan.connections[&s.from];
+    if c.kind == ConnKind::Mysql {
+        return disable_binlog(plan, s).await;
+    }
     match highwater_connectors::postgres::cdc::disable(c.url.expose(), &s.name).await {
         Ok(removed) if removed.is_empty() => {
             println!(

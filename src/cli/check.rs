@@ -126,12 +126,13 @@ pub async fn run(config: &Path, json: bool) -> i32 {
         }
         let mut entry = json!({"stream": s.name, "line": s.line, "ok": ok, "message": msg});
         if ok && s.mode == highwater_config::Mode::Cdc {
-            let (cdc_ok, cdc_msg) = match highwater_connectors::postgres::cdc::check(
-                from.url.expose(),
-                &s.name,
-            )
-            .await
-            {
+            let cdc_check = match from.kind {
+                ConnKind::Mysql => {
+                    highwater_connectors::mysql::cdc::check(from.url.expose(), &s.name).await
+                }
+                _ => highwater_connectors::postgres::cdc::check(from.url.expose(), &s.name).await,
+            };
+            let (cdc_ok, cdc_msg) = match cdc_check {
                 Ok((true, m)) => (true, m),
                 Ok((false, m)) => {
                     bump(ErrorKind::Config, &mut code);

@@ -1233,7 +1233,10 @@ async fn cdc_metrics(shared: &Shared, out: &mut String) {
         .plan
         .streams
         .iter()
-        .filter(|s| s.mode == highwater_config::Mode::Cdc)
+        .filter(|s| {
+            s.mode == highwater_config::Mode::Cdc
+                && shared.plan.connections[&s.from].kind == highwater_core::ConnKind::Postgres
+        })
         .collect();
     if streams.is_empty() {
         return;

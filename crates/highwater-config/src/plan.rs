@@ -495,10 +495,10 @@ fn validate_stream(
             if from
                 .as_ref()
                 .and_then(|f| conns.get(f))
-                .is_some_and(|f| f.kind != ConnKind::Postgres) =>
+                .is_some_and(|f| !matches!(f.kind, ConnKind::Postgres | ConnKind::Mysql)) =>
         {
             errs.push(
-                "mode cdc reads PostgreSQL's write-ahead log: `from` must be a postgres connection"
+                "mode cdc reads PostgreSQL's write-ahead log or MariaDB's binary log: `from` must be a postgres or mysql connection"
                     .into(),
             )
         }

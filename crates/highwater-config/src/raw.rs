@@ -62,7 +62,7 @@ pub struct RawStream {
     pub table: Option<String>,
     /// Or a query: `query: "select * from orders where region = 'EU'"`.
     pub query: Option<String>,
-    /// `full` | `watermark` | `change_tracking`.
+    /// `full` | `watermark` | `change_tracking` | `cdc` (PostgreSQL, MariaDB).
     pub mode: Option<String>,
     /// Watermark column, or a list meaning the first non-NULL: `cursor: updated_at`.
     pub cursor: Option<OneOrMany>,

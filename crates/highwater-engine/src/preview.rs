@@ -182,7 +182,10 @@ async fn preview_one(
         // plan says what a run does instead of counting.
         Delta::Cdc { after: ver } => {
             p.full_load = ver.is_none();
+            let binlog = from_conn.kind == highwater_core::ConnKind::Mysql;
             p.notes.push(match ver {
+                None if binlog => "first run: copies every row at the binary log position of its snapshot".to_string(),
+                Some(_) if binlog => "a run reads the binary log from the stream's position up to its snapshot's position (not counted here)".to_string(),
                 None => "first run: creates the replication slot and publication and copies every row".to_string(),
                 Some(_) => "a run reads the changes the replication slot holds up to the current WAL position (not counted here)".to_string(),
             });

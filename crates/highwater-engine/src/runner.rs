@@ -594,10 +594,12 @@ impl Ctx<'_> {
     /// slot release the WAL up to it. A failure only delays that (the next
     /// run advances the slot to its committed position before reading).
     async fn confirm_cdc(&self, s: &StreamPlan, rec: &mut StreamRun, to: &Position) {
-        if s.mode != Mode::Cdc {
+        let from_conn = &self.plan.connections[&s.from];
+        // The binlog keeps nothing per reader: a MariaDB position lives in
+        // the state store only.
+        if s.mode != Mode::Cdc || from_conn.kind != highwater_core::ConnKind::Postgres {
             return;
         }
-        let from_conn = &self.plan.connections[&s.from];
         let confirm =
             highwater_connectors::postgres::cdc::confirm(from_conn.url.expose(), &s.name, to);
         let r = attempt::bounded(

@@ -15,8 +15,10 @@
 //! Modes: `full`, `watermark` (integer, date, datetime and timestamp
 //! cursors; `[after, to]` inclusive with the engine's boundary
 //! de-duplication; MariaDB cannot tell which transactions are still open,
-//! so late commits are covered by `lag:` only) and `change_tracking`.
+//! so late commits are covered by `lag:` only), `change_tracking`, and
+//! `cdc` (MariaDB's binary log, read as a replica; see [`cdc`]).
 
+pub mod cdc;
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
 pub(crate) mod procedure;

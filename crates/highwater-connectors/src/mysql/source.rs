@@ -139,6 +139,10 @@ impl Source for MySource {
                 change_tracking::prepare(&mut conn, rel, &req.primary_key, *retention_secs).await?;
             notes.extend(n);
         }
+        // Log-based capture: the server's settings and the key table, before the snapshot.
+        if let Delta::Cdc { .. } = &req.delta {
+            super::cdc::prepare(&mut conn, &req.stream, rel, &req.primary_key).await?;
+        }
         // Watermark: the late-commit cap, read before the snapshot (see `open_cap`).
         let cap = match &req.delta {
             Delta::Watermark { lag, .. } => {
@@ -151,9 +155,12 @@ impl Source for MySource {
         conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             .await
             .map_err(my_err)?;
-        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            .await
-            .map_err(my_err)?;
+        // A cdc read writes its changed keys into a temporary table.
+        let start = match &req.delta {
+            Delta::Cdc { .. } => "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+            _ => "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+        };
+        conn.query_drop(start).await.map_err(my_err)?;
         let cols = describe_conn(&mut conn, rel).await?;
         let mut kinds: Vec<MyKind> = cols.iter().map(|c| c.1).collect();
         let mut fields: Vec<Field> = cols
@@ -227,11 +234,28 @@ impl Source for MySource {
                 full_reload = after.is_none();
                 (w.sql, w.params)
             }
-            Delta::Cdc { .. } => {
-                return Err(Error::config(
-                    format!("stream {}", req.stream),
-                    "mode cdc is supported on PostgreSQL sources only",
-                ));
+            Delta::Cdc { after } => {
+                let plan = super::cdc::plan(
+                    &mut conn,
+                    &self.url,
+                    &req.stream,
+                    rel,
+                    &cols,
+                    &req.primary_key,
+                    after.as_ref(),
+                )
+                .await?;
+                kinds.push(MyKind::Int);
+                kinds.push(MyKind::Text);
+                fields = crate::change_tracking::output_schema(fields)
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                version_to = Some(plan.version_to);
+                full_reload = plan.full_reload;
+                notes.extend(plan.notes);
+                (plan.sql, plan.params)
             }
             Delta::ChangeTracking { after, .. } => {
                 let plan =

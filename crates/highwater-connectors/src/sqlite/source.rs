@@ -554,7 +554,7 @@ fn run_read(
                 Delta::Cdc { .. } => {
                     return Err(Error::config(
                         format!("stream {}", req.stream),
-                        "mode cdc is supported on PostgreSQL sources only",
+                        "mode cdc is supported on PostgreSQL and MariaDB sources only",
                     ));
                 }
                 Delta::ChangeTracking { after, .. } => {
