@@ -98,7 +98,7 @@ impl Drop for LogicalDb {
     }
 }
 
-fn cfg(url: &str, streams: &[&str]) -> String {
+pub(crate) fn cfg(url: &str, streams: &[&str]) -> String {
     let mut y = format!("connections:\n  pg: {url}\n  lake: file://./lake\nstreams:\n");
     for s in streams {
         y.push_str(&format!(
@@ -111,10 +111,10 @@ fn cfg(url: &str, streams: &[&str]) -> String {
 const SCHEMA: &str = "CREATE TABLE t (id int PRIMARY KEY, v text, n int)";
 
 /// One delivered row: (id, v, n, version, op).
-type Change = (String, Option<String>, Option<String>, i64, String);
+pub(crate) type Change = (String, Option<String>, Option<String>, i64, String);
 
 /// Every row of every file of a stream, in version order.
-fn changes(dir: &Dir, stream: &str) -> Vec<Change> {
+pub(crate) fn changes(dir: &Dir, stream: &str) -> Vec<Change> {
     let mut out = Vec::new();
     for f in dir.files(&format!("lake/{stream}"), "csv") {
         let (header, rows) = read_csv(&f);
@@ -140,7 +140,7 @@ fn changes(dir: &Dir, stream: &str) -> Vec<Change> {
 }
 
 /// Apply every delivered change in version order.
-fn replay(dir: &Dir, stream: &str) -> BTreeMap<String, Vec<Option<String>>> {
+pub(crate) fn replay(dir: &Dir, stream: &str) -> BTreeMap<String, Vec<Option<String>>> {
     let mut t = BTreeMap::new();
     for (id, v, n, _, op) in changes(dir, stream) {
         match op.as_str() {

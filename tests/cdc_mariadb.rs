@@ -137,62 +137,14 @@ impl Drop for BinlogDb {
 }
 
 fn cfg(url: &str, streams: &[&str]) -> String {
-    let mut y = format!("connections:\n  my: {url}\n  lake: file://./lake\nstreams:\n");
-    for s in streams {
-        y.push_str(&format!(
-            "  {s}:\n    from: my\n    table: t\n    mode: cdc\n    primary_key: [id]\n    to: lake\n    path: \"{s}/{{run_id}}.csv\"\n    batch_size: 3\n"
-        ));
-    }
-    y
+    super::cdc::cfg(url, streams)
+        .replace("  pg: ", "  my: ")
+        .replace("from: pg", "from: my")
 }
 
 const SCHEMA: &str = "CREATE TABLE t (id int PRIMARY KEY, v varchar(200), n int)";
 
-/// One delivered row: (id, v, n, version, op).
-type Change = (String, Option<String>, Option<String>, i64, String);
-
-/// Every row of every file of a stream, in version order.
-fn changes(dir: &Dir, stream: &str) -> Vec<Change> {
-    let mut out = Vec::new();
-    for f in dir.files(&format!("lake/{stream}"), "csv") {
-        let (header, rows) = read_csv(&f);
-        assert_eq!(
-            header,
-            ["id", "v", "n", "SYS_CHANGE_VERSION", "SYS_CHANGE_OPERATION"],
-            "{}",
-            f.display()
-        );
-        for r in rows {
-            let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
-            out.push((
-                r[0].clone(),
-                opt(&r[1]),
-                opt(&r[2]),
-                r[3].parse().unwrap(),
-                r[4].clone(),
-            ));
-        }
-    }
-    out.sort_by_key(|c| c.3);
-    out
-}
-
-/// Apply every delivered change in version order.
-fn replay(dir: &Dir, stream: &str) -> BTreeMap<String, Vec<Option<String>>> {
-    let mut t = BTreeMap::new();
-    for (id, v, n, _, op) in changes(dir, stream) {
-        match op.as_str() {
-            "D" => {
-                t.remove(&id);
-            }
-            "I" | "U" => {
-                t.insert(id, vec![v, n]);
-            }
-            o => panic!("unknown operation {o}"),
-        }
-    }
-    t
-}
+use super::cdc::{Change, changes, replay};
 
 /// Apply the changes in version order, checking that each is possible: an
 /// `I` for a key the consumer does not hold, a `U` for one it holds (the

@@ -116,15 +116,7 @@ fn expected(start: DateTime<Utc>, per_hour: &[Vec<i64>]) -> Vec<(String, Vec<i64
         .collect()
 }
 
-fn window_statuses(dir: &Dir) -> Vec<Value> {
-    let o = dir.hw(&["windows", "--json"]);
-    assert_code(&o, 0);
-    serde_json::from_str::<Value>(&stdout(&o))
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
-}
+use super::triggers::windows as window_statuses;
 
 /// `run` copies every due window into its own partition, each row once,
 /// the current hour not at all; a second `run` copies nothing again;

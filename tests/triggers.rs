@@ -84,7 +84,7 @@ fn serve(dir: &Dir) -> Child {
     spawn_serve(dir).0
 }
 
-fn windows(dir: &Dir) -> Vec<Value> {
+pub(crate) fn windows(dir: &Dir) -> Vec<Value> {
     let o = dir.hw(&["windows", "--json"]);
     assert_code(&o, 0);
     serde_json::from_str::<Value>(&stdout(&o))
@@ -92,6 +92,22 @@ fn windows(dir: &Dir) -> Vec<Value> {
         .as_array()
         .unwrap()
         .clone()
+}
+
+/// How many of the windows `highwater windows` lists have succeeded.
+fn succeeded(dir: &Dir) -> usize {
+    windows(dir)
+        .iter()
+        .filter(|w| w["status"] == "succeeded")
+        .count()
+}
+
+/// Start `serve`, wait until `n` windows succeeded, stop it.
+fn serve_until(dir: &Dir, n: usize, what: &str) {
+    let mut child = serve(dir);
+    wait_until(what, 90, || succeeded(dir) == n);
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn run_count(dir: &Dir) -> usize {
@@ -138,16 +154,7 @@ fn arrived_in(dir: &Dir, ext: &str) -> Vec<(String, Vec<i64>)> {
 #[test]
 fn a_tumbling_window_trigger_backfills_each_window_once_across_restarts() {
     let (dir, start) = factory("");
-    let mut child = serve(&dir);
-    wait_until("five windows to succeed", 90, || {
-        windows(&dir)
-            .iter()
-            .filter(|w| w["status"] == "succeeded")
-            .count()
-            == 5
-    });
-    let _ = child.kill();
-    let _ = child.wait();
+    serve_until(&dir, 5, "five windows to succeed");
     let list = windows(&dir);
     assert_eq!(list.len(), 5, "the current hour is not due: {list:#?}");
     let files = arrived(&dir);
@@ -202,16 +209,7 @@ fn a_self_dependent_trigger_runs_windows_in_order() {
     let (dir, start) = factory(
         r#", "dependsOn": [{"type": "SelfDependencyTumblingWindowTriggerReference", "offset": "-01:00:00", "size": "01:00:00"}]"#,
     );
-    let mut child = serve(&dir);
-    wait_until("five windows to succeed", 90, || {
-        windows(&dir)
-            .iter()
-            .filter(|w| w["status"] == "succeeded")
-            .count()
-            == 5
-    });
-    let _ = child.kill();
-    let _ = child.wait();
+    serve_until(&dir, 5, "five windows to succeed");
     // Each window's run started after the previous window's run ended.
     let o = dir.hw(&["runs", "--json", "--limit", "100"]);
     let mut runs: Vec<Value> = serde_json::from_str::<Value>(&stdout(&o))
@@ -248,15 +246,7 @@ async fn two_workers_on_a_postgres_state_store_run_each_window_once() {
     let mut a = serve(&dir);
     let mut b = serve(&dir);
     let d = &dir;
-    tokio::task::block_in_place(|| {
-        wait_until("five windows to succeed", 90, || {
-            windows(d)
-                .iter()
-                .filter(|w| w["status"] == "succeeded")
-                .count()
-                == 5
-        })
-    });
+    tokio::task::block_in_place(|| wait_until("five windows to succeed", 90, || succeeded(d) == 5));
     // Let a worker that lost a race finish whatever it started.
     std::thread::sleep(Duration::from_secs(2));
     for c in [&mut a, &mut b] {
@@ -341,11 +331,7 @@ async fn a_worker_killed_mid_window_is_taken_over_without_copying_twice() {
     let mut b = serve(&dir);
     tokio::task::block_in_place(|| {
         wait_until("the other worker to finish the five windows", 150, || {
-            windows(d)
-                .iter()
-                .filter(|w| w["status"] == "succeeded")
-                .count()
-                == 5
+            succeeded(d) == 5
         })
     });
     let _ = b.kill();
@@ -587,17 +573,7 @@ fn the_time_partitioned_folder_tutorial_runs_under_serve_with_its_trigger() {
             start.format("%Y-%m-%dT%H:%M:%SZ")
         ),
     );
-    let mut child = serve(&dir);
-    let d = &dir;
-    wait_until("three hourly windows", 60, || {
-        windows(d)
-            .iter()
-            .filter(|w| w["status"] == "succeeded")
-            .count()
-            == 3
-    });
-    let _ = child.kill();
-    let _ = child.wait();
+    serve_until(&dir, 3, "three hourly windows");
     let root = dir.join("lake/destination");
     let copied: std::collections::BTreeMap<String, String> = dir
         .files("lake/destination", "")
@@ -675,17 +651,7 @@ fn the_new_files_by_last_modified_template_runs_under_serve_every_15_minutes() {
             .set_modified(modified)
             .unwrap();
     }
-    let mut child = serve(&dir);
-    let d = &dir;
-    wait_until("three 15-minute windows", 60, || {
-        windows(d)
-            .iter()
-            .filter(|w| w["status"] == "succeeded")
-            .count()
-            == 3
-    });
-    let _ = child.kill();
-    let _ = child.wait();
+    serve_until(&dir, 3, "three 15-minute windows");
     let root = dir.join("lake/dst/copied");
     let mut copied: Vec<String> = dir
         .files("lake/dst/copied", "")

@@ -1148,7 +1148,7 @@ mod tests {
 
     #[test]
     fn ddl_statements_name_their_tables() {
-        let t = |s: &str| ddl_targets(s).map(|(k, v)| (k, v));
+        let t = |s: &str| ddl_targets(s);
         assert_eq!(
             t("ALTER TABLE t ADD COLUMN extra int"),
             Some(("alter", vec![(None, "t".into())]))
