@@ -177,18 +177,27 @@ async fn a_killed_window_run_leaves_each_row_once(b: Backend) {
         "engine.after_publish",
         "engine.after_state_commit",
     ] {
+        // Files named per run too: a window copied twice would leave two.
         let dir = Dir::new("stream_windows_kill");
         let (db, start, per_hour) = source(b, &dir).await;
-        dir.write("highwater.yaml", &config(&db, start, ""));
+        dir.write(
+            "highwater.yaml",
+            &config(&db, start, "")
+                .replace("{window_start:HH}.csv", "{window_start:HH}-{run_id}.csv"),
+        );
         let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
         assert_eq!(o.status.code(), None, "{point}: killed\n{}", stderr(&o));
         let o = dir.hw(&["run"]);
         assert_code(&o, 0);
-        let got = partitions(&dir);
+        // `events/yyyy/MM/dd/HH-<run id>.csv` → `events/yyyy/MM/dd/HH.csv`
+        let got: Vec<(String, Vec<i64>)> = partitions(&dir)
+            .into_iter()
+            .map(|(f, ids)| (format!("{}.csv", f.split_once('-').unwrap().0), ids))
+            .collect();
         assert_eq!(
             got,
             expected(start, &per_hour),
-            "{point}: every window once\n{}",
+            "{point}: every window once, in one file\n{}",
             stdout(&o)
         );
     }

@@ -443,6 +443,17 @@ impl Ctx<'_> {
         }
 
         let current = self.state.position(&key).await?;
+        // A window is copied once: an interrupted run's attempt that had
+        // published was committed just above, and that is the copy.
+        if self.window.is_some() && !self.rerun_window && current.is_some() {
+            self.note(
+                s,
+                rec,
+                "this window was copied by an interrupted run (settled above); not copied again"
+                    .to_string(),
+            );
+            return Ok(());
+        }
         let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
         let idle = attempt::idle_timeout();
         // Columns exist, cursor types are usable, `lag:` fits the cursor.
