@@ -103,6 +103,10 @@ fn partitions(dir: &Dir) -> Vec<(String, Vec<i64>)> {
     out
 }
 
+fn iso(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// What every due window should hold: one file per hour, named after it.
 fn expected(start: DateTime<Utc>, per_hour: &[Vec<i64>]) -> Vec<(String, Vec<i64>)> {
     (0..HOURS)
@@ -125,7 +129,7 @@ async fn run_copies_each_due_window_once(b: Backend) {
     let dir = Dir::new("stream_windows");
     let (db, start, per_hour) = source(b, &dir).await;
     dir.write("highwater.yaml", &config(&db, start, ""));
-    let o = dir.hw(&["run"]);
+    let o = dir.hw(&["run", "--json"]);
     assert_code(&o, 0);
     assert_eq!(
         partitions(&dir),
@@ -133,6 +137,19 @@ async fn run_copies_each_due_window_once(b: Backend) {
         "{}",
         stdout(&o)
     );
+    // --json: one array, a run record per window, oldest first.
+    let runs: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    let starts: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], "Succeeded", "{r}");
+            r["info"]["windowStart"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let want: Vec<String> = (0..HOURS)
+        .map(|h| iso(start + chrono::Duration::hours(h)))
+        .collect();
+    assert_eq!(starts, want);
     let w = window_statuses(&dir);
     assert_eq!(w.len() as i64, HOURS, "{w:#?}");
     assert!(w.iter().all(|w| w["status"] == "succeeded"), "{w:#?}");

@@ -33,6 +33,8 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
             .collect(),
     };
     let mut code = 0;
+    // With --json: the records of every run, printed at the end.
+    let mut ran: Vec<String> = Vec::new();
     for name in &windowed {
         let s = plan
             .streams
@@ -52,7 +54,8 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
                     println!("{name}: no window due that is not copied yet");
                 }
                 for o in &list {
-                    code = code.max(report(state.as_ref(), o, json).await);
+                    ran.push(o.run_id.clone());
+                    code = code.max(report(o, json));
                 }
             }
             Err(e) => {
@@ -62,6 +65,9 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
         }
     }
     if rest.is_empty() && !windowed.is_empty() {
+        if json {
+            print_runs_json(state.as_ref(), &ran).await;
+        }
         return code;
     }
     let opts = RunOptions {
@@ -83,18 +89,37 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
             return e.exit_code();
         }
     };
-    code.max(report(state.as_ref(), &outcome, json).await)
+    let code = code.max(report(&outcome, json));
+    if json {
+        match windowed.is_empty() {
+            // One run: its record, as always.
+            true => output::print_run_json(state.as_ref(), &outcome.run_id).await,
+            false => {
+                ran.push(outcome.run_id.clone());
+                print_runs_json(state.as_ref(), &ran).await;
+            }
+        }
+    }
+    code
 }
 
-/// Print a run's outcome; its exit code.
-async fn report(
-    state: &dyn highwater_core::StateStore,
-    outcome: &highwater_engine::RunOutcome,
-    json: bool,
-) -> i32 {
-    if json {
-        output::print_run_json(state, &outcome.run_id).await;
-    } else {
+/// With windowed streams `run --json` prints one array: the record of each
+/// run (each window's, then the other streams').
+async fn print_runs_json(state: &dyn highwater_core::StateStore, ids: &[String]) {
+    let mut all = Vec::new();
+    for id in ids {
+        all.push(match state.run(id).await {
+            Ok(Some(r)) => serde_json::to_value(&r).unwrap_or_default(),
+            _ => serde_json::json!({ "run_id": id }),
+        });
+    }
+    println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+}
+
+/// Print a run's outcome as text (not with --json) and each failure on
+/// stderr; its exit code.
+fn report(outcome: &highwater_engine::RunOutcome, json: bool) -> i32 {
+    if !json {
         println!(
             "run {} {}",
             outcome.run_id,
