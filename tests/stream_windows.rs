@@ -129,6 +129,17 @@ async fn run_copies_each_due_window_once(b: Backend) {
     let dir = Dir::new("stream_windows");
     let (db, start, per_hour) = source(b, &dir).await;
     dir.write("highwater.yaml", &config(&db, start, ""));
+    // The plan: the due windows' range and the rows in them.
+    let o = dir.hw(&["plan", "--json"]);
+    assert_code(&o, 0);
+    let plan: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(plan[0]["rows"], 3 * HOURS, "{plan}");
+    assert_eq!(plan[0]["from"], iso(start), "{plan}");
+    assert_eq!(
+        plan[0]["to"],
+        iso(start + chrono::Duration::hours(HOURS)),
+        "{plan}"
+    );
     let o = dir.hw(&["run", "--json"]);
     assert_code(&o, 0);
     assert_eq!(

@@ -65,6 +65,15 @@ pub async fn show(config: &Path, json: bool) -> i32 {
                 p.display_value(),
                 at.format("%Y-%m-%d %H:%M:%S")
             ),
+            None if plan
+                .streams
+                .iter()
+                .any(|s| &s.name == name && s.window.is_some()) =>
+            {
+                println!(
+                    "{name:<24} {mode:<16} (runs in windows: each copied window's position is window/{name}/<start>; `highwater windows {name}` lists them)"
+                )
+            }
             None => println!("{name:<24} {mode:<16} (no position: next run is a full load)"),
         }
     }

@@ -109,6 +109,9 @@ async fn preview_one(
     full_refresh: bool,
     p: &mut Preview,
 ) -> Result<()> {
+    if s.window.is_some() {
+        return preview_windows(plan, state, s, p).await;
+    }
     let from_conn = &plan.connections[&s.from];
     let open = state.open_attempts(&s.name).await?;
     if !open.is_empty() {
@@ -191,6 +194,48 @@ async fn preview_one(
             });
         }
     }
+    Ok(())
+}
+
+/// Windows counted row by row at most; more are only listed.
+const PREVIEW_WINDOWS: usize = 100;
+
+/// A stream with `window:`: the due windows a run would copy (not yet
+/// copied, retries left), from the first's start to the last's end, and
+/// the rows in them.
+async fn preview_windows(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    p: &mut Preview,
+) -> Result<()> {
+    let from_conn = &plan.connections[&s.from];
+    let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
+    runner::describe_checked(source.as_ref(), s, &from_conn.kind).await?;
+    let todo: Vec<_> = crate::windowed::statuses(state, s)
+        .await?
+        .into_iter()
+        .filter(|w| matches!(w.status.as_str(), "pending" | "retrying"))
+        .collect();
+    let iso = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    p.from = todo.first().map(|w| iso(w.start));
+    p.to = todo.last().map(|w| iso(w.end));
+    p.notes.push(format!(
+        "{} window(s) due and not copied yet; a run copies each as a run of its own",
+        todo.len()
+    ));
+    let mut rows = 0;
+    for w in todo.iter().take(PREVIEW_WINDOWS) {
+        let mut req = runner::read_request(s, None);
+        req.delta = Delta::Window {
+            cursor: s.cursor.clone(),
+            start: w.start,
+            end: w.end,
+            writer_offset_minutes: s.writer_offset_minutes,
+        };
+        rows += count(source.as_ref(), &req, None, p).await?.0;
+    }
+    p.rows = (todo.len() <= PREVIEW_WINDOWS).then_some(rows);
     Ok(())
 }
 
