@@ -300,6 +300,12 @@ fn serve_runs_the_due_windows_of_a_stream() {
     }
     let (_, page) = http(&addr, "GET", "/windows");
     assert!(page.contains("events"), "{page}");
+    let (_, page) = http(&addr, "GET", "/");
+    assert!(page.contains("windows of 60 min"), "{page}");
+    // "Run now" is for scheduled streams: a window runs when it is due.
+    let (code, body) = http(&addr, "POST", "/api/streams/events/trigger");
+    assert_eq!(code, 409, "{body}");
+    assert!(body.contains("runs in windows"), "{body}");
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(partitions(&dir), expected(start, &per_hour));

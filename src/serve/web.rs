@@ -519,6 +519,21 @@ async fn api_trigger(
     if let Some(r) = shared.auth.refusal(&headers) {
         return r;
     }
+    if shared
+        .plan
+        .streams
+        .iter()
+        .any(|s| s.name == name && s.window.is_some())
+    {
+        return (
+            StatusCode::CONFLICT,
+            J(json!({ "error": format!(
+                "stream {name} runs in windows (`window:`): serve copies each window when it is due; \
+                 POST /api/windows/{name}/rerun?from=T copies a range again"
+            ) })),
+        )
+            .into_response();
+    }
     match super::trigger(&shared, &name, "Manual") {
         Ok(run_id) => {
             tracing::info!(event = "stream_triggered", stream = %name, run_id = %run_id, "A stream was triggered from the monitor.");
@@ -800,7 +815,10 @@ async fn streams_table(h: &mut String, shared: &Shared) {
              <td><a href=\"{}\">runs</a> {}</td></tr>",
             esc(&s.name),
             s.mode.as_str(),
-            esc(s.schedule.as_deref().unwrap_or("–")),
+            esc(&match &s.window {
+                Some(w) => format!("windows of {} min", w.size_secs / 60),
+                None => s.schedule.clone().unwrap_or_else(|| "–".to_string()),
+            }),
             esc(&pos),
             m.succeeded,
             m.failed,
@@ -810,11 +828,14 @@ async fn streams_table(h: &mut String, shared: &Shared) {
                 .secrets
                 .redact(m.last_error.as_deref().unwrap_or(""))),
             esc(&runs_link),
-            button(
-                &format!("/api/streams/{}/trigger", enc(&s.name)),
-                "Run now",
-                None
-            ),
+            match s.window {
+                Some(_) => "<a href=\"/windows\">windows</a>".to_string(),
+                None => button(
+                    &format!("/api/streams/{}/trigger", enc(&s.name)),
+                    "Run now",
+                    None,
+                ),
+            },
         );
     }
     h.push_str("</table>");
