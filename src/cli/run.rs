@@ -35,12 +35,8 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
     let mut code = 0;
     // With --json: the records of every run, printed at the end.
     let mut ran: Vec<String> = Vec::new();
-    for name in &windowed {
-        let s = plan
-            .streams
-            .iter()
-            .find(|s| &s.name == name)
-            .expect("selected from the plan");
+    for s in plan.streams.iter().filter(|s| windowed.contains(&s.name)) {
+        let name = &s.name;
         let outcomes = highwater_engine::windowed::run_due(
             &plan,
             state.clone(),

@@ -227,7 +227,10 @@ pub async fn rerun(
             (None, Some(t)) => {
                 windows::fire(&root, &plan, state.clone(), t, Some(w), w.end, true).await
             }
-            (None, None) => unreachable!("checked above"),
+            (None, None) => Err(highwater_core::Error::config(
+                name,
+                "no trigger or windowed stream of that name",
+            )),
         };
         let (status, run) = match fired {
             Ok(Fired::Ran(id, s)) => (s.as_str().to_string(), Some(id)),
