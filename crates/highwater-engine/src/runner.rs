@@ -256,17 +256,13 @@ struct Ctx<'a> {
     rerun_window: bool,
 }
 
-/// The state key of a stream's window: its lock, its attempts, and (once
-/// copied) its position, which says the window is done.
-pub fn window_key(stream: &str, start: DateTime<Utc>) -> String {
-    crate::pipeline::windows::window_key(stream, start)
-}
-
 impl Ctx<'_> {
-    /// The state key this run moves: the stream's, or its window's.
+    /// The state key this run moves: the stream's, or its window's
+    /// (`window/<stream>/<start>`: its lock, its attempts, and once copied
+    /// its position, which says the window is done).
     fn key(&self, s: &StreamPlan) -> String {
         match self.window {
-            Some((start, _)) => window_key(&s.name, start),
+            Some((start, _)) => crate::pipeline::windows::window_key(&s.name, start),
             None => s.name.clone(),
         }
     }

@@ -22,8 +22,8 @@ use serde_json::json;
 
 use crate::events::Observer;
 use crate::pipeline::trigger::{Frequency, Tumbling, Window};
-use crate::pipeline::windows::{self, Fired, WindowStatus};
-use crate::runner::{RunOptions, RunOutcome, run_streams, window_key};
+use crate::pipeline::windows::{self, Fired, WindowStatus, window_key};
+use crate::runner::{RunOptions, RunOutcome, run_streams};
 
 /// The windows of a stream's `window:`.
 pub fn tumbling(w: &WindowPlan) -> Tumbling {

@@ -186,9 +186,11 @@ async fn history(state: &dyn StateStore, trigger: &str) -> Result<History> {
         // A run whose worker died is not an attempt that failed.
         e.0 += u32::from(!died(&r));
         // A stream window's run that found the window busy or done
-        // (skipped) did not copy it.
-        e.1 |= r.status == RunStatus::Succeeded
-            && !r.streams.iter().any(|s| s.status == RunStatus::Skipped);
+        // (skipped) did not copy it (a pipeline's skipped activities are
+        // another matter).
+        let stream_skipped = info.get("stream").is_some()
+            && r.streams.iter().any(|s| s.status == RunStatus::Skipped);
+        e.1 |= r.status == RunStatus::Succeeded && !stream_skipped;
         e.2 |= r.status == RunStatus::InProgress;
     }
     Ok(out)
