@@ -212,11 +212,7 @@ async fn preview_windows(
     let from_conn = &plan.connections[&s.from];
     let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
     runner::describe_checked(source.as_ref(), s, &from_conn.kind).await?;
-    let todo: Vec<_> = crate::windowed::statuses(state, s)
-        .await?
-        .into_iter()
-        .filter(|w| matches!(w.status.as_str(), "pending" | "retrying"))
-        .collect();
+    let todo = crate::windowed::to_copy(state, s).await?;
     let iso = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     p.from = todo.first().map(|w| iso(w.start));
     p.to = todo.last().map(|w| iso(w.end));

@@ -95,6 +95,13 @@ pub async fn statuses(state: &dyn StateStore, s: &StreamPlan) -> Result<Vec<Wind
     }
 }
 
+/// The due windows of `s` a run copies: not copied yet, retries left.
+pub async fn to_copy(state: &dyn StateStore, s: &StreamPlan) -> Result<Vec<WindowStatus>> {
+    let mut l = statuses(state, s).await?;
+    l.retain(|w| matches!(w.status.as_str(), "pending" | "retrying"));
+    Ok(l)
+}
+
 /// `highwater run` of a windowed stream: every due window not yet copied
 /// (nor failed past its retries), oldest first, one after another.
 pub async fn run_due(
@@ -103,20 +110,12 @@ pub async fn run_due(
     s: &StreamPlan,
     observer: Arc<dyn Observer>,
 ) -> Result<Vec<RunOutcome>> {
-    let Some(wp) = &s.window else {
-        return Ok(vec![]);
-    };
-    let tw = tumbling(wp);
     let mut out = Vec::new();
-    for ws in statuses(state.as_ref(), s).await? {
-        if !matches!(ws.status.as_str(), "pending" | "retrying") {
-            continue;
-        }
+    for ws in to_copy(state.as_ref(), s).await? {
         let w = Window {
             start: ws.start,
             end: ws.end,
         };
-        debug_assert!(tw.index_of(w.start).is_some());
         let (_, outcome) = fire(plan, state.clone(), &s.name, w, false, observer.clone()).await?;
         out.extend(outcome);
     }
