@@ -15,6 +15,8 @@ fn logical_admin_url() -> String {
 /// A fresh database on the logical cluster; its slots and the database are
 /// dropped at the end.
 struct LogicalDb {
+    /// The cluster's `postgres` database, which drops this one.
+    admin: String,
     name: String,
     url: String,
     client: tokio_postgres::Client,
@@ -22,26 +24,33 @@ struct LogicalDb {
 
 impl LogicalDb {
     async fn new(tag: &str) -> LogicalDb {
+        LogicalDb::on(&logical_admin_url(), tag).await
+    }
+
+    /// A fresh database on the cluster `admin_url` names.
+    async fn on(admin_url: &str, tag: &str) -> LogicalDb {
         let name = unique(tag);
-        let admin = pg_connect(&logical_admin_url()).await;
+        let admin = pg_connect(admin_url).await;
         let level: String = admin.query_one("SHOW wal_level", &[]).await.unwrap().get(0);
         assert_eq!(
-            level,
-            "logical",
-            "the PostgreSQL at {} must run with wal_level=logical (see .ci/run)",
-            logical_admin_url()
+            level, "logical",
+            "the PostgreSQL at {admin_url} must run with wal_level=logical (see .ci/run)"
         );
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap();
-        let base = logical_admin_url();
-        let url = match base.rsplit_once('/') {
+        let url = match admin_url.rsplit_once('/') {
             Some((b, _)) => format!("{b}/{name}"),
-            None => base.clone(),
+            None => admin_url.to_string(),
         };
         let client = pg_connect(&url).await;
-        LogicalDb { name, url, client }
+        LogicalDb {
+            admin: admin_url.to_string(),
+            name,
+            url,
+            client,
+        }
     }
 
     async fn exec(&self, sql: &str) {
@@ -85,7 +94,7 @@ impl Drop for LogicalDb {
         let name = self.name.clone();
         let _ = Command::new("psql")
             .args([
-                &logical_admin_url(),
+                &self.admin,
                 "-q",
                 "-c",
                 &format!(
@@ -402,6 +411,108 @@ async fn disable_removes_the_slot_and_the_next_run_reloads_loudly() {
         "{text}"
     );
     assert_eq!(changes(&dir, "t").len(), 8);
+}
+
+/// A slot invalidated because the server removed the WAL it needed
+/// (`max_slot_wal_keep_size`; the `hwlossy` cluster of `.ci/run` keeps
+/// 1 MB): the next run says so, reloads every row once (the run record
+/// says `full_reload`), and the runs after it deliver net changes again.
+#[tokio::test]
+async fn an_invalidated_slot_reloads_loudly_then_deltas_resume() {
+    let admin = std::env::var("HIGHWATER_TEST_PG_LOSSY")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5435/postgres".into());
+    let db = LogicalDb::on(&admin, "cdc_lost_slot").await;
+    db.exec(&format!(
+        "{SCHEMA}; INSERT INTO t SELECT g, 'v' || g, g FROM generate_series(1, 5) g"
+    ))
+    .await;
+    let dir = Dir::new("cdc_lost_slot");
+    dir.write("highwater.yaml", &cfg(&db.url, &["t"]));
+    assert_code(&dir.hw(&["run"]), 0);
+    // Changes the slot would have delivered, then WAL past what it may keep.
+    db.exec("INSERT INTO t VALUES (6, 'six', 6); UPDATE t SET v = 'one' WHERE id = 1; DELETE FROM t WHERE id = 2")
+        .await;
+    db.exec("CREATE TABLE filler (x text)").await;
+    for _ in 0..4 {
+        db.exec(
+            "INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 20000); SELECT pg_switch_wal()",
+        )
+        .await;
+    }
+    db.exec("CHECKPOINT").await;
+    let status: String = db
+        .client
+        .query_one(
+            "SELECT wal_status FROM pg_replication_slots WHERE database = current_database()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "lost", "the slot should have lost its WAL");
+
+    let o = dir.hw(&["run", "--json"]);
+    assert_code(&o, 0);
+    let run: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let s = &run["streams"][0];
+    assert_eq!(s["full_reload"], true, "{run}");
+    assert!(
+        s["notes"].to_string().contains("FULL RELOAD")
+            && s["notes"].to_string().contains("invalidated"),
+        "{run}"
+    );
+    // The reload's file holds the table as it is now, each row once.
+    let reload: Vec<&str> = s["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o.as_str().unwrap())
+        .collect();
+    assert_eq!(reload.len(), 1, "{run}");
+    let file = reload[0].strip_prefix("file://").unwrap();
+    let (_, rows) = read_csv(std::path::Path::new(file));
+    let mut got: Vec<(String, String, String)> = rows
+        .iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[4].clone()))
+        .collect();
+    got.sort();
+    let want: Vec<(String, String, String)> = [
+        ("1", "one"),
+        ("3", "v3"),
+        ("4", "v4"),
+        ("5", "v5"),
+        ("6", "six"),
+    ]
+    .iter()
+    .map(|(i, v)| (i.to_string(), v.to_string(), "I".to_string()))
+    .collect();
+    assert_eq!(got, want);
+
+    // A new slot: the next changes arrive as net changes again.
+    db.exec("UPDATE t SET n = 30 WHERE id = 3; DELETE FROM t WHERE id = 4")
+        .await;
+    let o = dir.hw(&["run", "--json"]);
+    assert_code(&o, 0);
+    let run: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(run["streams"][0]["full_reload"], false, "{run}");
+    assert_eq!(run["streams"][0]["rows_written"], 2, "{run}");
+    let last: Vec<(String, String)> = changes(&dir, "t")
+        .into_iter()
+        .rev()
+        .take(2)
+        .map(|c| (c.0, c.4))
+        .collect();
+    assert_eq!(
+        last.iter()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        [
+            ("3".to_string(), "U".to_string()),
+            ("4".to_string(), "D".to_string())
+        ]
+        .into_iter()
+        .collect()
+    );
 }
 
 #[tokio::test]
