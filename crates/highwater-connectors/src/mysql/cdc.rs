@@ -456,14 +456,8 @@ pub(super) async fn prepare(
     Ok(())
 }
 
-/// What to read, decided in the snapshot.
-pub(super) struct Plan {
-    pub sql: String,
-    pub params: Vec<Value>,
-    pub version_to: ChangeVersion,
-    pub full_reload: bool,
-    pub notes: Vec<String>,
-}
+/// What to read, decided in the snapshot: as change tracking decides it.
+use super::change_tracking::Plan;
 
 /// Inside the consistent snapshot: the window `[after, S)`, the reload
 /// decision, the changed keys (into the temporary table) and the query.

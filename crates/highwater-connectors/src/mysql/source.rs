@@ -234,33 +234,32 @@ impl Source for MySource {
                 full_reload = after.is_none();
                 (w.sql, w.params)
             }
-            Delta::Cdc { after } => {
-                let plan = super::cdc::plan(
-                    &mut conn,
-                    &self.url,
-                    &req.stream,
-                    rel,
-                    &cols,
-                    &req.primary_key,
-                    after.as_ref(),
-                )
-                .await?;
-                kinds.push(MyKind::Int);
-                kinds.push(MyKind::Text);
-                fields = crate::change_tracking::output_schema(fields)
-                    .fields()
-                    .iter()
-                    .map(|f| f.as_ref().clone())
-                    .collect();
-                version_to = Some(plan.version_to);
-                full_reload = plan.full_reload;
-                notes.extend(plan.notes);
-                (plan.sql, plan.params)
-            }
-            Delta::ChangeTracking { after, .. } => {
-                let plan =
-                    change_tracking::plan(&mut conn, rel, &cols, &req.primary_key, after.as_ref())
-                        .await?;
+            Delta::Cdc { .. } | Delta::ChangeTracking { .. } => {
+                let plan = match &req.delta {
+                    Delta::Cdc { after } => {
+                        super::cdc::plan(
+                            &mut conn,
+                            &self.url,
+                            &req.stream,
+                            rel,
+                            &cols,
+                            &req.primary_key,
+                            after.as_ref(),
+                        )
+                        .await?
+                    }
+                    Delta::ChangeTracking { after, .. } => {
+                        change_tracking::plan(
+                            &mut conn,
+                            rel,
+                            &cols,
+                            &req.primary_key,
+                            after.as_ref(),
+                        )
+                        .await?
+                    }
+                    _ => return Err(Error::source(BACKEND, "not a change delta")),
+                };
                 kinds.push(MyKind::Int);
                 kinds.push(MyKind::Text);
                 fields = crate::change_tracking::output_schema(fields)
