@@ -777,6 +777,23 @@ async fn truncate_reloads_loudly_and_a_column_added_mid_window_fails_naming_it()
     );
 }
 
+/// Start `highwater run` in `dir` and kill it (SIGKILL) after `delay_ms`.
+pub(crate) async fn kill_run_after(dir: &Dir, delay_ms: u64) {
+    let d = dir.path.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut child = command_in(&d, &["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_instants_beside_writers_then_rerun_replays_exactly() {
     let db = LogicalDb::new("cdc_kill").await;
@@ -791,19 +808,7 @@ async fn kill_9_at_random_instants_beside_writers_then_rerun_replays_exactly() {
     );
     let w = start_writers(&db.url, 1_000_000);
     for delay_ms in [30u64, 120, 250, 400, 60, 600, 200, 900] {
-        let d = dir.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut child = command_in(&d, &["run"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-        })
-        .await
-        .unwrap();
+        kill_run_after(&dir, delay_ms).await;
         db.exec("UPDATE t SET n = n + 1 WHERE id % 97 = 0").await;
     }
     stop_writers(w).await;

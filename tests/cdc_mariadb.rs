@@ -144,7 +144,7 @@ fn cfg(url: &str, streams: &[&str]) -> String {
 
 const SCHEMA: &str = "CREATE TABLE t (id int PRIMARY KEY, v varchar(200), n int)";
 
-use super::cdc::{Change, changes, replay};
+use super::cdc::{Change, changes, kill_run_after, replay};
 
 /// Apply the changes in version order, checking that each is possible: an
 /// `I` for a key the consumer does not hold, a `U` for one it holds (the
@@ -503,19 +503,7 @@ async fn kill_9_at_random_instants_beside_writers_then_rerun_replays_exactly() {
     );
     let w = start_writers(&db.url, 1_000_000);
     for delay_ms in [30u64, 120, 250, 400, 60, 600, 200, 900] {
-        let d = dir.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut child = command_in(&d, &["run"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-        })
-        .await
-        .unwrap();
+        kill_run_after(&dir, delay_ms).await;
         db.exec("UPDATE t SET n = n + 1 WHERE id % 97 = 0").await;
     }
     stop_writers(w).await;
