@@ -69,6 +69,35 @@ pub struct VerifyMetrics {
     pub seconds: f64,
 }
 
+/// How long `/metrics` reuses what it computed from the run history or
+/// the sources (too much work for every scrape).
+pub const METRICS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A value `/metrics` computed, reused while younger than [`METRICS_TTL`].
+pub struct Cached<T>(Mutex<Option<(std::time::Instant, T)>>);
+
+impl<T: Clone> Cached<T> {
+    pub const fn new() -> Cached<T> {
+        Cached(Mutex::new(None))
+    }
+
+    /// The value, when computed less than [`METRICS_TTL`] ago.
+    pub fn fresh(&self) -> Option<T> {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|c| c.clone())
+            .filter(|(at, _)| at.elapsed() < METRICS_TTL)
+            .map(|(_, v)| v)
+    }
+
+    pub fn store(&self, v: T) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = Some((std::time::Instant::now(), v));
+        }
+    }
+}
+
 /// Shared between the scheduler and the web handlers.
 pub struct Shared {
     pub plan: Plan,

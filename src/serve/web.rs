@@ -1278,10 +1278,8 @@ async fn cdc_metrics(shared: &Shared, out: &mut String) {
     }
 }
 
-/// What [`lag_metrics`] last computed, and when: each stream's lag asks
-/// its source, too much for every scrape.
-type LagCache = Option<(std::time::Instant, Vec<(String, &'static str, f64)>)>;
-static LAG_CACHE: std::sync::Mutex<LagCache> = std::sync::Mutex::new(None);
+/// What [`lag_metrics`] last computed: each stream's lag asks its source.
+static LAG_CACHE: super::Cached<Vec<(String, &'static str, f64)>> = super::Cached::new();
 
 /// How far each stream's committed position is behind its source now:
 /// watermark streams, the newest cursor in the source less the position's
@@ -1290,13 +1288,8 @@ static LAG_CACHE: std::sync::Mutex<LagCache> = std::sync::Mutex::new(None);
 /// newest version less the position's (`highwater_stream_lag_versions`).
 /// At most 30 s old; a source that does not answer within 5 s is left out.
 async fn lag_metrics(shared: &Shared, out: &mut String) {
-    let cached = LAG_CACHE
-        .lock()
-        .ok()
-        .and_then(|c| c.clone())
-        .filter(|(at, _)| at.elapsed() < std::time::Duration::from_secs(30));
-    let lags = match cached {
-        Some((_, l)) => l,
+    let lags = match LAG_CACHE.fresh() {
+        Some(l) => l,
         None => {
             let mut l = Vec::new();
             for s in &shared.plan.streams {
@@ -1307,9 +1300,7 @@ async fn lag_metrics(shared: &Shared, out: &mut String) {
                     l.push((s.name.clone(), unit, v));
                 }
             }
-            if let Ok(mut c) = LAG_CACHE.lock() {
-                *c = Some((std::time::Instant::now(), l.clone()));
-            }
+            LAG_CACHE.store(l.clone());
             l
         }
     };

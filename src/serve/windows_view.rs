@@ -290,35 +290,23 @@ async fn rerun(
         .into_response()
 }
 
-/// What `/metrics` last computed, and when: the window statuses read the
-/// run history, too much for every scrape.
-type Cached = Option<(std::time::Instant, Vec<(String, Vec<WindowStatus>)>)>;
-static METRICS_CACHE: std::sync::Mutex<Cached> = std::sync::Mutex::new(None);
-
-/// How long `/metrics` reuses the window statuses it computed.
-const METRICS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// What `/metrics` last computed: the window statuses read the run history.
+static METRICS_CACHE: super::Cached<Vec<(String, Vec<WindowStatus>)>> = super::Cached::new();
 
 /// `highwater_trigger_windows{trigger,status}`: how many due windows are
 /// in each state (the backlog is pending + waiting + retrying), at most
-/// [`METRICS_TTL`] old.
+/// [`super::METRICS_TTL`] old.
 pub async fn metrics(shared: &Shared, body: &mut String) {
     if shared.triggers.is_empty() && !shared.plan.streams.iter().any(|s| s.window.is_some()) {
         return;
     }
-    let cached = METRICS_CACHE
-        .lock()
-        .ok()
-        .and_then(|c| c.clone())
-        .filter(|(at, _)| at.elapsed() < METRICS_TTL);
-    let l = match cached {
-        Some((_, l)) => l,
+    let l = match METRICS_CACHE.fresh() {
+        Some(l) => l,
         None => {
             let Ok(l) = all(shared, None).await else {
                 return;
             };
-            if let Ok(mut c) = METRICS_CACHE.lock() {
-                *c = Some((std::time::Instant::now(), l.clone()));
-            }
+            METRICS_CACHE.store(l.clone());
             l
         }
     };
