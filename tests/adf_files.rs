@@ -7,45 +7,15 @@
 //! their shape. Every test asserts the exact files or rows that arrived.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, SystemTime};
 
 use serde_json::{Value, json};
 
 use crate::util::*;
 
-fn python() -> String {
-    std::env::var("HIGHWATER_TEST_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/highwater-ci/venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    })
-}
-
 fn objstore(cmd: &str, kind: &str, name: &str, stdin: &str) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/objstore.py");
-    let mut child = Command::new(python())
-        .args([script, cmd, kind, name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e}); run `bash .ci/run` once", python()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "{cmd} {kind} {name} failed (is the emulator running?):\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
+    crate::util::objstore(&[cmd, kind, name], stdin)
 }
 
 /// The store a test runs on: the `Lake` connection, whose root holds the

@@ -5,36 +5,11 @@
 //! (default: the venv `.ci/run` makes).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use crate::util::*;
 
-fn python() -> String {
-    std::env::var("HIGHWATER_TEST_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/highwater-ci/venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    })
-}
-
 fn objstore(cmd: &str, kind: &str, name: &str) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/objstore.py");
-    let o = Command::new(python())
-        .args([script, cmd, kind, name])
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run {} ({e}); run `bash .ci/run` once to install the emulators",
-                python()
-            )
-        });
-    assert!(
-        o.status.success(),
-        "{cmd} {kind} {name} failed (is the emulator running? `bash .ci/run` starts Azurite and moto):\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
+    crate::util::objstore(&[cmd, kind, name], "")
 }
 
 /// Data objects (not commit markers) of the container, by name.

@@ -17,6 +17,7 @@ mod adf_copy;
 mod adf_files;
 mod adf_load;
 mod adf_sinks;
+mod adf_templates;
 mod attack;
 mod boundary;
 mod cdc;

@@ -438,6 +438,55 @@ impl SrcDb {
                 .unwrap_or_else(|e| panic!("{sql}: {e}")),
         }
     }
+
+    /// Every value as text (`NULL` for null), rows in the query's order.
+    pub async fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        use mysql_async::prelude::Queryable;
+        match self {
+            SrcDb::Lite(p) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                let mut st = c.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let n = st.column_count();
+                st.query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            use rusqlite::types::ValueRef as V;
+                            Ok(match r.get_ref(i)? {
+                                V::Null => "NULL".to_string(),
+                                V::Integer(x) => x.to_string(),
+                                V::Real(x) => x.to_string(),
+                                V::Text(t) | V::Blob(t) => String::from_utf8_lossy(t).into(),
+                            })
+                        })
+                        .collect()
+                })
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+            }
+            SrcDb::Pg(db) => pg_rows(db, sql).await,
+            SrcDb::My(db) => {
+                let mut c = db.connect().await;
+                let rows: Vec<mysql_async::Row> =
+                    c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let _ = c.disconnect().await;
+                rows.into_iter()
+                    .map(|r| {
+                        r.unwrap()
+                            .into_iter()
+                            .map(|v| match v {
+                                mysql_async::Value::NULL => "NULL".to_string(),
+                                mysql_async::Value::Bytes(b) => String::from_utf8_lossy(&b).into(),
+                                mysql_async::Value::Int(x) => x.to_string(),
+                                mysql_async::Value::UInt(x) => x.to_string(),
+                                other => other.as_sql(true),
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
 }
 
 /// A Data Factory test folder: `src.db` (SQLite) holding `t (id, name)` with
@@ -515,4 +564,65 @@ pub fn object_store_env(kind: &str) -> Vec<(&'static str, &'static str)> {
             ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
         ],
     }
+}
+
+/// The Python of `.ci/run`'s virtualenv (boto3, the Azure SDK).
+pub fn python() -> String {
+    std::env::var("HIGHWATER_TEST_PYTHON").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/highwater-ci/venv/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    })
+}
+
+/// `tests/objstore.py CMD az|s3 NAME [KEY]` with `stdin`: create, dump,
+/// put or delete containers and objects in Azurite and moto.
+pub fn objstore(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/objstore.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} ({e}); run `bash .ci/run` once to install the emulators",
+                python()
+            )
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "objstore {args:?} failed (is the emulator running? `bash .ci/run` starts Azurite and moto):\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// Every value of `sql`'s rows as text (`NULL` for null).
+pub async fn pg_rows(db: &PgDb, sql: &str) -> Vec<Vec<String>> {
+    db.client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
 }

@@ -600,6 +600,14 @@ fn validate_stream(
     };
 
     let target = match to.as_ref().and_then(|t| conns.get(t)) {
+        Some(t) if t.kind.is_account() => {
+            errs.push(format!(
+                "to: connection `{}` names no container or bucket ({}); a stream writes under az://container[/prefix] or s3://bucket[/prefix]",
+                t.name,
+                t.url.redacted()
+            ));
+            None
+        }
         Some(t) if t.kind.is_database() => {
             if s.path.is_some() || s.format.is_some() {
                 errs.push(format!(
@@ -1249,10 +1257,15 @@ pub fn parse_connection(url: &str, base_dir: &Path) -> Result<(SecretUrl, ConnKi
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err("expected a URL like postgres://…, sqlite://…, file://…".into());
     };
+    // `az://` / `s3://` alone is the whole account: Data Factory datasets
+    // name their container or bucket (`location.container`, `bucketName`);
+    // a stream's target needs one in the URL (checked with the streams).
     let split_bucket = |rest: &str| -> Result<(String, String), String> {
         let (b, p) = rest.split_once('/').unwrap_or((rest, ""));
-        if b.is_empty() {
-            return Err(format!("{scheme}:// needs a container or bucket name"));
+        if b.is_empty() && !p.trim_matches('/').is_empty() {
+            return Err(format!(
+                "{scheme}:// needs a container or bucket name before the path"
+            ));
         }
         Ok((b.to_string(), p.trim_matches('/').to_string()))
     };

@@ -72,12 +72,54 @@ pub async fn sink(kind: &ConnKind, url: &str) -> Result<Arc<dyn Sink>> {
     }
 }
 
+/// The table a Data Factory dataset names, as the database spells it. Data
+/// Factory's SQL Server matches names ignoring case; PostgreSQL and MariaDB
+/// on Linux do not, and a sink would create `"ORDERS"` beside `orders`. So:
+/// the exact name when it exists (or nothing matches: the sink creates
+/// it), else the one table that matches ignoring case; several is an error.
+pub async fn resolve_table(kind: &ConnKind, url: &str, name: &str) -> Result<String> {
+    let (schema, table) = match name.split_once('.') {
+        Some((s, t)) => (Some(s), t),
+        None => (None, name),
+    };
+    let found = match kind {
+        ConnKind::Postgres => postgres::tables_like(url, schema, table).await?,
+        ConnKind::Mysql => mysql::tables_like(url, schema, table).await?,
+        _ => return Ok(name.to_string()),
+    };
+    let exact = |(s, t): &(String, String)| t == table && schema.is_none_or(|x| x == s);
+    if found.is_empty() || found.iter().any(exact) {
+        return Ok(name.to_string());
+    }
+    match found.as_slice() {
+        [(s, t)] => Ok(match schema {
+            Some(_) => format!("{s}.{t}"),
+            None => t.clone(),
+        }),
+        _ => Err(Error::config(
+            format!("table {name}"),
+            format!(
+                "several tables match it ignoring case ({}); name one exactly",
+                found
+                    .iter()
+                    .map(|(s, t)| format!("{s}.{t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
 /// "Test connection": reach the server or folder and report what was found.
 pub async fn check(kind: &ConnKind, url: &str) -> Result<String> {
     match kind {
         ConnKind::Sqlite(path) => sqlite::check(path),
         ConnKind::Postgres => postgres::check(url).await,
         ConnKind::Mysql => mysql::check(url).await,
+        _ if kind.is_account() => Ok(
+            "a whole storage account: Data Factory datasets name their container (nothing to test without one)"
+                .into(),
+        ),
         ConnKind::File(_) | ConnKind::Azure { .. } | ConnKind::S3 { .. } => {
             files::FileSink::open(kind)?.check().await
         }

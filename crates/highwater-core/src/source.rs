@@ -23,6 +23,16 @@ pub enum Relation {
     Query(String),
 }
 
+/// A user's query as a subquery: trailing `;` dropped (Data Factory users
+/// end their queries with one) and the closing parenthesis on its own line
+/// (a query may end in a `--` comment).
+pub fn subquery(q: &str) -> String {
+    let body = q
+        .trim_end()
+        .trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+    format!("({body}\n) AS q")
+}
+
 impl Relation {
     /// Parse `schema.table` or `table`. Quoted parts (`"a.b"`) are not split.
     pub fn table(text: &str) -> Relation {
@@ -224,6 +234,12 @@ pub enum ConnKind {
 }
 
 impl ConnKind {
+    /// `az://` or `s3://` without a container or bucket: a whole storage
+    /// account, whose Data Factory datasets name the container.
+    pub fn is_account(&self) -> bool {
+        matches!(self, ConnKind::Azure { container: b, .. } | ConnKind::S3 { bucket: b, .. } if b.is_empty())
+    }
+
     pub fn is_database(&self) -> bool {
         matches!(
             self,

@@ -123,6 +123,12 @@ pub fn explain_store_error(e: &str, name: &str, azure: bool) -> String {
 impl FileSink {
     /// Build the object store for a file, Azure or S3 connection.
     pub fn open(kind: &ConnKind) -> Result<FileSink> {
+        if kind.is_account() {
+            return Err(Error::config(
+                "connection",
+                "az:// or s3:// without a container or bucket is a whole account: only Data Factory datasets (which name their container) can use it; write az://container[/prefix] or s3://bucket[/prefix]",
+            ));
+        }
         match kind {
             ConnKind::File(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| {

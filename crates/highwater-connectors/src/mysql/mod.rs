@@ -101,6 +101,28 @@ async fn connect_once(opts: Opts, target: &str, limits: Timeouts) -> Result<Conn
     }
 }
 
+/// Existing tables named `name` ignoring case, in database `schema`
+/// ignoring case (else the connection's): `(database, table)` as the
+/// catalog spells them.
+pub async fn tables_like(
+    url: &str,
+    schema: Option<&str>,
+    name: &str,
+) -> Result<Vec<(String, String)>> {
+    let mut conn = connect(url).await?;
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT CAST(table_schema AS CHAR), CAST(table_name AS CHAR) FROM information_schema.tables \
+             WHERE LOWER(table_name) = LOWER(?) AND LOWER(table_schema) = LOWER(COALESCE(?, DATABASE())) \
+             ORDER BY 1, 2",
+            (name, schema),
+        )
+        .await
+        .map_err(source::my_err)?;
+    let _ = conn.disconnect().await;
+    Ok(rows)
+}
+
 /// Connect and report the server version.
 pub async fn check(url: &str) -> Result<String> {
     let mut conn = connect(url).await?;

@@ -50,7 +50,7 @@ pub(super) fn relation_sql(rel: &Relation) -> String {
             name,
         } => format!("{}.{}", q(s), q(name)),
         Relation::Table { schema: None, name } => q(name),
-        Relation::Query(qs) => format!("({qs}) AS q"),
+        Relation::Query(qs) => highwater_core::source::subquery(qs),
     }
 }
 

@@ -124,6 +124,29 @@ async fn connect_once(pg_url: &str, target: &str, limits: Timeouts) -> Result<Cl
     }
 }
 
+/// Existing tables named `name` ignoring case, in `schema` ignoring case
+/// (else the current schema): `(schema, table)` as the catalog spells them.
+pub async fn tables_like(
+    url: &str,
+    schema: Option<&str>,
+    name: &str,
+) -> Result<Vec<(String, String)>> {
+    let client = connect(url).await?;
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND lower(c.relname) = lower($2) \
+               AND CASE WHEN $1::text IS NULL THEN n.nspname = current_schema() \
+                        ELSE lower(n.nspname) = lower($1) END \
+             ORDER BY 1, 2",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(errors::source)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// Connect and report the server version.
 pub async fn check(url: &str) -> Result<String> {
     let client = connect(url).await?;

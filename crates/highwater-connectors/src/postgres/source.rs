@@ -48,7 +48,7 @@ fn relation_sql(rel: &Relation) -> String {
             name,
         } => format!("{}.{}", quote_ident(s, '"'), quote_ident(name, '"')),
         Relation::Table { schema: None, name } => quote_ident(name, '"'),
-        Relation::Query(q) => format!("({q}) AS q"),
+        Relation::Query(q) => highwater_core::source::subquery(q),
     }
 }
 

@@ -15,6 +15,10 @@ pub(crate) struct ResolvedDataset {
     pub(crate) linked_service: String,
     pub(crate) tp: Value,
     pub(crate) is_file: bool,
+    /// The container (bucket, file system) this file dataset binds its
+    /// account-level connection (`az://`, `s3://`) to; its paths are then
+    /// inside that container. `None`: the connection names its own.
+    pub(crate) bucket: Option<String>,
 }
 
 pub(crate) fn dataset(frame: &Frame, r: &DatasetRef) -> Result<ResolvedDataset> {
@@ -41,13 +45,62 @@ pub(crate) fn dataset(frame: &Frame, r: &DatasetRef) -> Result<ResolvedDataset> 
             dataset: Some(&params),
         },
     )?;
-    Ok(ResolvedDataset {
+    let mut resolved = ResolvedDataset {
         name: d.name.clone(),
         kind: d.kind.clone(),
         linked_service: d.linked_service.clone(),
         tp,
         is_file: d.is_file(),
-    })
+        bucket: None,
+    };
+    let account = frame
+        .run
+        .plan
+        .connections
+        .get(&d.linked_service)
+        .filter(|c| c.kind.is_account());
+    if let Some(c) = account.filter(|_| resolved.is_file) {
+        let container = super::files::location(&resolved).container;
+        if container.is_empty() {
+            return Err(Error::config(
+                format!("dataset {}", d.name),
+                format!(
+                    "its connection {} ({}) is a whole storage account: the dataset's location must name the container (container, bucketName or fileSystem)",
+                    d.linked_service,
+                    c.url.redacted()
+                ),
+            ));
+        }
+        resolved.bucket = Some(container);
+    }
+    Ok(resolved)
+}
+
+/// The connection a file dataset reads and writes through: its linked
+/// service's, bound to the dataset's container when that connection is a
+/// whole account (`az://`, `s3://`).
+pub(crate) fn dataset_connection<'a>(
+    frame: &'a Frame,
+    d: &ResolvedDataset,
+) -> Result<std::borrow::Cow<'a, highwater_config::ConnectionSpec>> {
+    use highwater_core::ConnKind;
+    let conn = connection(frame, &d.linked_service)?;
+    let Some(bucket) = &d.bucket else {
+        return Ok(std::borrow::Cow::Borrowed(conn));
+    };
+    let mut bound = conn.clone();
+    bound.kind = match &conn.kind {
+        ConnKind::Azure { .. } => ConnKind::Azure {
+            container: bucket.clone(),
+            prefix: String::new(),
+        },
+        ConnKind::S3 { .. } => ConnKind::S3 {
+            bucket: bucket.clone(),
+            prefix: String::new(),
+        },
+        other => other.clone(),
+    };
+    Ok(std::borrow::Cow::Owned(bound))
 }
 
 pub(crate) fn connection<'a>(
@@ -142,6 +195,17 @@ pub(crate) async fn read_rows(
         ));
     }
     let conn = connection(frame, &d.linked_service)?;
+    let relation = match relation {
+        Relation::Table { .. } => Relation::table(
+            &highwater_connectors::resolve_table(
+                &conn.kind,
+                conn.url.expose(),
+                &relation.to_string(),
+            )
+            .await?,
+        ),
+        q => q,
+    };
     let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
     let req = ReadRequest {
         stream: record_name.to_string(),

@@ -7,7 +7,8 @@ use highwater_core::{Error, Result, WriteRequest};
 use serde_json::{Value, json};
 
 use crate::pipeline::datasets::{
-    ResolvedDataset, connection, dataset, file_target, read_rows, source_relation, table_sink,
+    ResolvedDataset, dataset, dataset_connection, file_target, read_rows, source_relation,
+    table_sink,
 };
 use crate::pipeline::{Activity, Done, Frame, delimited, files, text};
 
@@ -253,7 +254,14 @@ async fn copy_one(
         Some(_) => None,
         None => Some(source_relation(tp, src)?),
     };
-    let conn = connection(frame, &dst.linked_service)?;
+    let conn = dataset_connection(frame, dst)?;
+    // A table named as Data Factory's SQL Server would match it (ignoring case).
+    let target = match table {
+        Some(_) => {
+            highwater_connectors::resolve_table(&conn.kind, conn.url.expose(), &target).await?
+        }
+        None => target,
+    };
     let sink = highwater_connectors::sink(&conn.kind, conn.url.expose()).await?;
     let pipeline_name = text(frame.ctx.pipeline.get("Pipeline"));
     let key = crate::pipeline::copy_key(frame, &pipeline_name, record_name);

@@ -50,7 +50,7 @@ pub(crate) async fn copy_files(
     }
     let started = Instant::now();
     let sel = files::select_source(frame, src, &source).await?;
-    let out = files::open(frame, &dst.linked_service)?;
+    let out = files::open(frame, dst)?;
     let to = files::location(dst);
     if to.file.is_some() && sel.files.len() > 1 {
         return Err(Error::config(

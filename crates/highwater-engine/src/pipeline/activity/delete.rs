@@ -38,7 +38,7 @@ pub(crate) async fn delete(frame: &Frame, a: &Activity, tp: &Value) -> Result<Do
         settings = json!({ "recursive": rec });
     }
     let filters = files::filters(&settings, &d, false)?;
-    let fs = files::open(frame, &d.linked_service)?;
+    let fs = files::open(frame, &d)?;
     let loc = files::location(&d);
     let selected = files::select(&fs, &loc, &filters).await?;
     let inside = |k: &str| loc.folder.is_empty() || k.starts_with(&format!("{}/", loc.folder));

@@ -61,7 +61,7 @@ pub(crate) async fn get_metadata(frame: &Frame, a: &Activity, tp: &Value) -> Res
     };
     let settings = tp.get("storeSettings").cloned().unwrap_or(Value::Null);
     let filters = files::filters(&settings, &d, false)?;
-    let fs = files::open(frame, &d.linked_service)?;
+    let fs = files::open(frame, &d)?;
     let loc = files::location(&d);
     let item = files::item(&fs, &loc).await?;
     let wants = |f: &str| fields.iter().any(|x| x.eq_ignore_ascii_case(f));

@@ -71,7 +71,7 @@ pub(crate) async fn validation(frame: &Frame, a: &Activity, tp: &Value) -> Resul
             }
         },
     };
-    let fs = files::open(frame, &d.linked_service)?;
+    let fs = files::open(frame, &d)?;
     let loc = files::location(&d);
     let started = Instant::now();
     loop {

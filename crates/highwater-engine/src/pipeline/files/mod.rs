@@ -37,7 +37,7 @@ use serde_json::Value;
 
 pub(crate) use read::{read, structure};
 
-use super::datasets::{ResolvedDataset, connection};
+use super::datasets::{ResolvedDataset, dataset_connection};
 use super::{Frame, text};
 
 /// The store of a file connection.
@@ -54,11 +54,11 @@ impl FileStore {
     }
 }
 
-pub(crate) fn open(frame: &Frame, linked_service: &str) -> Result<FileStore> {
-    let conn = connection(frame, linked_service)?;
+pub(crate) fn open(frame: &Frame, d: &ResolvedDataset) -> Result<FileStore> {
+    let conn = dataset_connection(frame, d)?;
     let sink = FileSink::open(&conn.kind).map_err(|e| {
         Error::config(
-            format!("linked service {linked_service}"),
+            format!("linked service {}", d.linked_service),
             format!("a file dataset needs a file://, az:// or s3:// connection: {e}"),
         )
     })?;
@@ -102,12 +102,16 @@ pub(crate) fn location(d: &ResolvedDataset) -> Location {
         "AzureBlobStorageLocation" => Some("container"),
         _ => None,
     };
-    let container = typed
-        .into_iter()
-        .chain(keys)
-        .map(|k| text(loc.get(k)).trim_matches('/').to_string())
-        .find(|c| !c.is_empty())
-        .unwrap_or_default();
+    // Bound to an account-level connection, the container is the store's.
+    let container = match d.bucket {
+        Some(_) => String::new(),
+        None => typed
+            .into_iter()
+            .chain(keys)
+            .map(|k| text(loc.get(k)).trim_matches('/').to_string())
+            .find(|c| !c.is_empty())
+            .unwrap_or_default(),
+    };
     let folder = join(&[&container, &text(loc.get("folderPath"))]);
     let file =
         Some(text(loc.get("fileName")).trim_matches('/').to_string()).filter(|f| !f.is_empty());
@@ -455,7 +459,7 @@ pub(crate) async fn select_source(
     let settings = source.get("storeSettings").cloned().unwrap_or(Value::Null);
     let filters = filters(&settings, d, true)
         .map_err(|e| Error::config(format!("dataset {}", d.name), e.to_string()))?;
-    let fs = open(frame, &d.linked_service)?;
+    let fs = open(frame, d)?;
     let files = select(&fs, &location(d), &filters).await?;
     Ok(Selection { fs, files, filters })
 }
@@ -562,6 +566,7 @@ mod tests {
             linked_service: "l".into(),
             tp,
             is_file: true,
+            bucket: None,
         }
     }
 
