@@ -279,23 +279,7 @@ fn run_history_names_the_pipeline() {
 }
 
 fn objstore(cmd: &str, kind: &str, name: &str) -> String {
-    let python = std::env::var("HIGHWATER_TEST_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/highwater-ci/venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    });
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/objstore.py");
-    let o = std::process::Command::new(&python)
-        .args([script, cmd, kind, name])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} ({e}); run `bash .ci/run` once"));
-    assert!(
-        o.status.success(),
-        "{cmd} {kind} {name}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
+    crate::util::objstore(&[cmd, kind, name], "")
 }
 
 const AZURITE: &str = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;";
@@ -375,6 +359,55 @@ fn check_names_a_missing_container_or_bucket() {
         &o,
         &[&format!("bucket `{name}` does not exist"), "aws s3 mb"],
     );
+}
+
+/// What `check` says, `run` says too: a container or bucket missing at
+/// run time, or no credentials, in one line with the fix (not the store's
+/// raw XML or metadata-service error).
+#[test]
+fn run_names_a_missing_container_bucket_or_credentials() {
+    let name = unique("gone").replace('_', "-");
+    let moto = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
+    ];
+    let azurite = [("AZURE_STORAGE_USE_EMULATOR", "true")];
+    let cases: [(String, &[(&str, &str)], &[&str]); 3] = [
+        (
+            format!("az://{name}/p"),
+            &azurite,
+            &[
+                "container `",
+                "does not exist",
+                "az storage container create",
+            ],
+        ),
+        (
+            format!("s3://{name}/p"),
+            &moto,
+            &["bucket `", "does not exist", "aws s3 mb"],
+        ),
+        (
+            format!("s3://{name}/p"),
+            &[],
+            &["no AWS credentials", "AWS_ACCESS_KEY_ID"],
+        ),
+    ];
+    for (url, env, want) in cases {
+        let (_dir, o) = cloud(&url, &["run"], env);
+        assert_code(&o, 1);
+        let err = stderr(&o);
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error: stream t"))
+            .unwrap_or_else(|| panic!("{err}"));
+        for w in want {
+            assert!(line.contains(w), "{w:?} in {line}");
+        }
+        assert!(!err.contains("<?xml") && !err.contains("169.254"), "{err}");
+    }
 }
 
 #[test]

@@ -51,7 +51,7 @@ impl SharedBuf {
 }
 
 fn enc_err(target: &str, e: impl std::fmt::Display) -> Error {
-    Error::sink(target, e)
+    Error::sink(target, super::sink::explain_at(target, e))
 }
 
 /// A buffered upload: parts of [`PART_SIZE`], one in flight.

@@ -84,7 +84,7 @@ impl Reader {
                 .store
                 .get(&m.location)
                 .await
-                .map_err(|e| Error::sink(&url, e))?
+                .map_err(|e| Error::sink(&url, super::sink::explain_at(&url, e)))?
                 .bytes()
                 .await
                 .map_err(|e| Error::sink(&url, e))?;
@@ -121,9 +121,12 @@ impl Reader {
         let url = format!("{}/{path}", self.root);
         let p = Path::parse(path).map_err(|e| Error::sink(&url, e))?;
         let bytes = match self.store.get(&p).await {
-            Ok(g) => g.bytes().await.map_err(|e| Error::sink(&url, e))?,
+            Ok(g) => g
+                .bytes()
+                .await
+                .map_err(|e| Error::sink(&url, super::sink::explain_at(&url, e)))?,
             Err(object_store::Error::NotFound { .. }) => return Ok(ReadOutput::Missing),
-            Err(e) => return Err(Error::sink(&url, e)),
+            Err(e) => return Err(Error::sink(&url, super::sink::explain_at(&url, e))),
         };
         let batches = match format {
             "csv" => vec![csv_batch(&bytes, &url)?],
@@ -131,11 +134,11 @@ impl Reader {
             "parquet" => {
                 let r =
                     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                        .map_err(|e| Error::sink(&url, e))?
+                        .map_err(|e| Error::sink(&url, super::sink::explain_at(&url, e)))?
                         .build()
                         .map_err(|e| Error::sink(&url, e))?;
                 r.collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| Error::sink(&url, e))?
+                    .map_err(|e| Error::sink(&url, super::sink::explain_at(&url, e)))?
             }
             other => {
                 return Err(Error::config(

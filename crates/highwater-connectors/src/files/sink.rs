@@ -80,6 +80,14 @@ fn apply_connection_string(
 /// container or bucket, missing or rejected credentials. `name` is the
 /// container, bucket or root the user wrote. Other errors are kept,
 /// flattened to one line.
+/// An object store's error at `url` (`s3://bucket/…`, `az://container/…`,
+/// `file://…`) on one line, with the fix where one is known.
+pub fn explain_at(url: &str, e: impl std::fmt::Display) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let name = rest.split('/').next().unwrap_or_default();
+    explain_store_error(&e.to_string(), name, scheme == "az")
+}
+
 pub fn explain_store_error(e: &str, name: &str, azure: bool) -> String {
     let has = |s: &str| e.contains(s);
     if has("ContainerNotFound") {
@@ -283,10 +291,9 @@ impl FileSink {
                 }
                 Err(object_store::Error::NotFound { .. }) => break,
                 Err(e) => {
-                    return Err(Error::sink(
-                        self.url_of(&folder),
-                        format!("cannot list staged data: {e}"),
-                    ));
+                    let url = self.url_of(&folder);
+                    let why = explain_at(&url, e);
+                    return Err(Error::sink(url, format!("cannot list staged data: {why}")));
                 }
             }
         }
@@ -301,10 +308,14 @@ impl FileSink {
         self.clean_local_staging(staged);
         match self.store.delete(staged).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::sink(
-                self.url_of(staged),
-                format!("cannot remove staged data: {e}"),
-            )),
+            Err(e) => {
+                let url = self.url_of(staged);
+                let why = explain_at(&url, e);
+                Err(Error::sink(
+                    url,
+                    format!("cannot remove staged data: {why}"),
+                ))
+            }
         }
     }
 
@@ -397,10 +408,16 @@ async fn publish(
             Ok(_) => Ok(()),
             Err(e) => Err(Error::sink(
                 url,
-                format!("committed, but its staged data is gone: {e}"),
+                format!(
+                    "committed, but its staged data is gone: {}",
+                    explain_at(url, e)
+                ),
             )),
         },
-        Err(e) => Err(Error::sink(url, format!("cannot publish: {e}"))),
+        Err(e) => Err(Error::sink(
+            url,
+            format!("cannot publish: {}", explain_at(url, e)),
+        )),
     }
 }
 
@@ -421,7 +438,7 @@ impl Sink for FileSink {
                     ));
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::sink(&url, e)),
+                Err(e) => return Err(Error::sink(&url, explain_at(&url, e))),
             }
         }
         let staged = FileSink::staged(&req.stream, &req.run_id);
@@ -527,7 +544,11 @@ impl Sink for FileSink {
                 }
                 Ok(Recovered::NotPublished)
             }
-            Err(e) => Err(Error::sink(self.url_of(&marker), e)),
+            Err(e) => {
+                let url = self.url_of(&marker);
+                let why = explain_at(&url, e);
+                Err(Error::sink(url, why))
+            }
         }
     }
 
@@ -573,7 +594,7 @@ impl FileSink {
                     ));
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(Error::sink(&url, e)),
+                Err(e) => return Err(Error::sink(&url, explain_at(&url, e))),
             }
         }
         // A retry of the same attempt id starts clean.
@@ -708,7 +729,7 @@ impl SinkWriter for FileWriter {
                 let _ = store.delete(&staged).await;
                 return Err(Error::sink(
                     &url,
-                    format!("cannot write commit marker: {e}"),
+                    format!("cannot write commit marker: {}", explain_at(&url, e)),
                 ));
             }
         }
@@ -782,7 +803,7 @@ impl FileWriter {
                 }
                 return Err(Error::sink(
                     &sp.target,
-                    format!("cannot write commit marker: {e}"),
+                    format!("cannot write commit marker: {}", explain_at(&sp.target, e)),
                 ));
             }
         }
