@@ -41,6 +41,7 @@ mod mariadb;
 mod memory;
 mod monitor;
 mod objects;
+mod partitions;
 mod pg_types;
 mod pipeline;
 mod pipeline_copies;

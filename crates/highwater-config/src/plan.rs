@@ -128,6 +128,8 @@ pub struct StreamPlan {
     pub writer_offset_minutes: Option<i32>,
     pub batch_size: usize,
     pub change_retention_secs: i64,
+    /// `partitions:` of a full load: 1 (one connection), N, or 0 for `auto`.
+    pub partitions: usize,
 }
 
 impl Plan {
@@ -588,6 +590,37 @@ fn validate_stream(
             2 * 86_400
         }
     };
+    let partitions = match &s.partitions {
+        None => 1,
+        Some(DurationOrNumber::Number(n)) if (1..=16).contains(n) => *n as usize,
+        Some(DurationOrNumber::Text(t)) if t.trim().eq_ignore_ascii_case("auto") => 0,
+        Some(other) => {
+            errs.push(format!(
+                "partitions: expected a number from 1 to 16 or `auto`, got {}",
+                match other {
+                    DurationOrNumber::Number(n) => n.to_string(),
+                    DurationOrNumber::Text(t) => format!("`{t}`"),
+                }
+            ));
+            1
+        }
+    };
+    if partitions != 1 {
+        if mode != Mode::Full {
+            errs.push(format!(
+                "partitions: splits full loads; this stream is mode {}",
+                mode.as_str()
+            ));
+        }
+        if let Some(f) = from.as_ref().and_then(|f| conns.get(f))
+            && f.kind != ConnKind::Postgres
+        {
+            errs.push(format!(
+                "partitions: parallel reads in one snapshot need a PostgreSQL source (`{}` is not: MariaDB cannot give several connections one snapshot, SQLite is one file)",
+                f.name
+            ));
+        }
+    }
     let batch_size = match s.batch_size {
         None => default_batch,
         Some(b) if (1..=10_000_000).contains(&b) => b as usize,
@@ -739,6 +772,7 @@ fn validate_stream(
         writer_offset_minutes,
         batch_size,
         change_retention_secs,
+        partitions,
     })
 }
 

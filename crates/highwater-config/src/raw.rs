@@ -98,6 +98,9 @@ pub struct RawStream {
     pub writer_time_zone: Option<String>,
     /// Rows per batch for this stream.
     pub batch_size: Option<i64>,
+    /// Read a full load over N connections in one snapshot, each a range of
+    /// the integer key: `partitions: 4`, or `auto` (PostgreSQL).
+    pub partitions: Option<DurationOrNumber>,
     /// Change tracking: how long changes are kept, `change_retention: 2d` (default).
     pub change_retention: Option<DurationOrNumber>,
 }

@@ -156,6 +156,9 @@ pub struct ReadRequest {
     pub primary_key: Vec<String>,
     pub batch_size: usize,
     pub on_null_cursor: NullCursorPolicy,
+    /// A full load read over this many connections in one snapshot (1:
+    /// one; 0: the source decides). Sources that cannot ignore it.
+    pub partitions: usize,
 }
 
 /// Columns of a relation.

@@ -199,6 +199,7 @@ pub(crate) fn read_request(s: &StreamPlan, after: Option<&Position>) -> ReadRequ
         primary_key: s.primary_key.clone(),
         batch_size: s.batch_size,
         on_null_cursor: s.on_null_cursor,
+        partitions: s.partitions,
     }
 }
 

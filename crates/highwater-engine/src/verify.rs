@@ -781,6 +781,7 @@ async fn changed_keys(
         primary_key: vec![],
         batch_size: s.batch_size,
         on_null_cursor: NullCursorPolicy::Error,
+        partitions: 1,
     };
     let idle = attempt::idle_timeout();
     let mut extract = attempt::bounded("reading the change log", idle, source.read(&req)).await?;
@@ -848,6 +849,7 @@ async fn read_table(
         primary_key: vec![],
         batch_size: s.batch_size,
         on_null_cursor: NullCursorPolicy::Error,
+        partitions: 1,
     };
     let mut extract = attempt::bounded("reading the target", idle, source.read(&req)).await?;
     let mut side = Side {
@@ -1636,6 +1638,7 @@ async fn repair_batches(
             primary_key: vec![],
             batch_size: s.batch_size,
             on_null_cursor: NullCursorPolicy::Error,
+            partitions: 1,
         };
         let mut extract = attempt::bounded("reading the target", idle, tsource.read(&req)).await?;
         let mut seen = HashSet::new();

@@ -30,6 +30,7 @@
 pub mod cdc;
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
+mod partition;
 pub(crate) mod procedure;
 pub(crate) mod script;
 pub(crate) mod sink;

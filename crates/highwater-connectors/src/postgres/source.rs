@@ -17,10 +17,17 @@ use tokio_postgres::Client;
 use tokio_postgres::types::Type;
 
 use super::change_tracking;
+use super::partition;
 use super::types::{Col, PgKind};
 use crate::util::{batch_channel, emit, quote_ident};
 
 const BACKEND: &str = "postgres";
+
+/// Session settings of every read connection: text renderings and time
+/// comparisons must not depend on the role's or database's settings (see
+/// docs/types.md).
+const SESSION: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; \
+                       SET TimeZone = 'UTC'; SET extra_float_digits = 3";
 
 /// Reads from one PostgreSQL database; one connection per read.
 pub struct PgSource {
@@ -384,13 +391,7 @@ impl Source for PgSource {
         let client = connect(&self.url).await?;
         // Text renderings and time comparisons must not depend on the
         // role's or database's settings (see docs/types.md).
-        client
-            .batch_execute(
-                "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; \
-                 SET TimeZone = 'UTC'; SET extra_float_digits = 3",
-            )
-            .await
-            .map_err(pg_err)?;
+        client.batch_execute(SESSION).await.map_err(pg_err)?;
         let rel = &req.relation;
         let mut notes = Vec::new();
         let mut version_to = None;
@@ -708,36 +709,68 @@ impl Source for PgSource {
             .iter()
             .filter_map(|k| d.names.iter().position(|n| n == k))
             .collect();
+        // A full load over several connections in one snapshot, each a
+        // range of the integer key; else one COPY on this connection.
+        let parts = match &req.delta {
+            Delta::Full if req.partitions != 1 => {
+                partition::plan(&client, &from, &key, &d.names, &d.kinds, req.partitions).await?
+            }
+            _ => None,
+        };
+        let (tx, batches) = batch_channel(schema.clone());
+        let batch_size = req.batch_size.max(1);
+        let rel_name = rel.to_string();
+        let (client, sql) = match parts {
+            None => (client, sql),
+            Some(p) => {
+                notes.push(p.note());
+                let mut readers = Vec::new();
+                for (i, range) in p.ranges.iter().enumerate().skip(1) {
+                    let c = connect(&self.url).await?;
+                    c.batch_execute(SESSION).await.map_err(pg_err)?;
+                    c.batch_execute(&p.import_sql()).await.map_err(pg_err)?;
+                    readers.push((c, p.copy_sql(&select, &from, range, i == 0)));
+                }
+                // Every reader has imported the snapshot: the exporting
+                // transaction may now end whenever its own part is read.
+                for (c, part_sql) in readers {
+                    let copy = c
+                        .copy_out(part_sql.as_str())
+                        .await
+                        .map_err(|e| super::errors::source_at(rel, e))?;
+                    spawn_pump(
+                        c,
+                        copy,
+                        PumpArgs {
+                            schema: schema.clone(),
+                            kinds: kinds.clone(),
+                            key_idx: key_idx.clone(),
+                            batch_size,
+                            tx: tx.clone(),
+                            rel: rel_name.clone(),
+                        },
+                    );
+                }
+                let first = p.copy_sql(&select, &from, &p.ranges[0], true);
+                (client, first)
+            }
+        };
         let copy = client
             .copy_out(sql.as_str())
             .await
             .map_err(|e| super::errors::source_at(rel, e))?;
-        let (tx, batches) = batch_channel(schema.clone());
-        let task_schema = schema.clone();
-        let batch_size = req.batch_size.max(1);
-        let rel_name = rel.to_string();
-        tokio::spawn(async move {
-            let res = pump(
-                copy,
-                &task_schema,
+        spawn_pump(
+            client,
+            copy,
+            PumpArgs {
+                schema: schema.clone(),
                 kinds,
-                &key_idx,
+                key_idx,
                 batch_size,
-                &tx,
-                &rel_name,
-            )
-            .await;
-            match res {
-                Ok(()) => {
-                    if let Err(e) = client.batch_execute("COMMIT").await {
-                        let _ = tx.send(Err(pg_err(e))).await;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                }
-            }
-        });
+                tx,
+                rel: rel_name,
+            },
+        );
         Ok(Extract {
             schema,
             to,
@@ -749,6 +782,51 @@ impl Source for PgSource {
             batches,
         })
     }
+}
+
+/// What a pump task needs besides its connection and COPY.
+struct PumpArgs {
+    schema: SchemaRef,
+    kinds: Vec<PgKind>,
+    key_idx: Vec<usize>,
+    batch_size: usize,
+    tx: mpsc::Sender<Result<RecordBatch>>,
+    rel: String,
+}
+
+/// Decode one COPY into batches on its own task, then end the read
+/// transaction; an error goes down the channel.
+fn spawn_pump(client: Client, copy: tokio_postgres::CopyOutStream, a: PumpArgs) {
+    let PumpArgs {
+        schema: task_schema,
+        kinds,
+        key_idx,
+        batch_size,
+        tx,
+        rel: rel_name,
+    } = a;
+    tokio::spawn(async move {
+        let res = pump(
+            copy,
+            &task_schema,
+            kinds,
+            &key_idx,
+            batch_size,
+            &tx,
+            &rel_name,
+        )
+        .await;
+        match res {
+            Ok(()) => {
+                if let Err(e) = client.batch_execute("COMMIT").await {
+                    let _ = tx.send(Err(pg_err(e))).await;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+            }
+        }
+    });
 }
 
 /// Where a watermark read looks for rows above its bound.

@@ -214,6 +214,7 @@ pub(crate) async fn read_rows(
         primary_key: vec![],
         batch_size: 16_384,
         on_null_cursor: NullCursorPolicy::default(),
+        partitions: 1,
     };
     let read = source.read(&req);
     crate::attempt::bounded("reading the source", crate::attempt::idle_timeout(), read).await

@@ -1,0 +1,174 @@
+//! `partitions: N` — a full load read over N connections in one snapshot.
+//!
+//! ```text
+//! reader 0 (the read's own transaction, REPEATABLE READ)
+//!   SELECT min(k), max(k), pg_export_snapshot()       -- the ranges, the snapshot
+//! readers 1..N-1 (new connections)
+//!   BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY
+//!   SET TRANSACTION SNAPSHOT '<id>'                   -- before reader 0 may end
+//! each reader
+//!   COPY (SELECT … WHERE k BETWEEN lo AND hi) TO STDOUT (FORMAT binary)
+//! ```
+//!
+//! The ranges split `[min, max]` of a single integer key evenly; reader 0
+//! also reads the rows whose key is NULL (a declared key without a
+//! constraint). All readers feed one batch stream, so the sink writes one
+//! output and the attempt publishes it with one commit, as for one reader.
+//! Another key (text, composite) or a table too small reads over one
+//! connection, and the note says why.
+
+use tokio_postgres::Client;
+
+use super::types::PgKind;
+use crate::util::quote_ident;
+use highwater_core::{Error, Result};
+
+/// Below this many rows (`pg_class.reltuples`) `auto` reads over one
+/// connection: the extra connections cost more than they save.
+const AUTO_MIN_ROWS: f32 = 500_000.0;
+
+/// The most connections `auto` opens.
+const AUTO_MAX: usize = 4;
+
+/// A partitioned read: the exported snapshot and one key range per reader.
+pub(super) struct Parts {
+    snapshot: String,
+    key: String,
+    pub(super) ranges: Vec<(i64, i64)>,
+}
+
+impl Parts {
+    /// Run on a new connection before its COPY.
+    pub(super) fn import_sql(&self) -> String {
+        format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+            self.snapshot.replace('\'', "''")
+        )
+    }
+
+    pub(super) fn copy_sql(
+        &self,
+        select: &[String],
+        from: &str,
+        (lo, hi): &(i64, i64),
+        first: bool,
+    ) -> String {
+        let k = quote_ident(&self.key, '"');
+        let nulls = if first {
+            format!(" OR {k} IS NULL")
+        } else {
+            String::new()
+        };
+        format!(
+            "COPY (SELECT {} FROM {from} WHERE {k} BETWEEN {lo} AND {hi}{nulls}) TO STDOUT (FORMAT binary)",
+            select.join(", ")
+        )
+    }
+
+    pub(super) fn note(&self) -> String {
+        format!(
+            "read in {} partitions of {} over {} connections, one snapshot",
+            self.ranges.len(),
+            self.key,
+            self.ranges.len()
+        )
+    }
+}
+
+/// The ranges for `wanted` readers (0: `auto`), or `None` for one reader.
+/// Inside the read's transaction, before its COPY.
+pub(super) async fn plan(
+    client: &Client,
+    from: &str,
+    key: &[String],
+    names: &[String],
+    kinds: &[PgKind],
+    wanted: usize,
+) -> Result<Option<Parts>> {
+    let [k] = key else {
+        return Ok(None);
+    };
+    let integer = names
+        .iter()
+        .position(|n| n == k)
+        .is_some_and(|i| matches!(kinds[i], PgKind::Int2 | PgKind::Int4 | PgKind::Int8));
+    if !integer {
+        return Ok(None);
+    }
+    let qk = quote_ident(k, '"');
+    let row = client
+        .query_one(
+            &format!("SELECT min({qk})::int8, max({qk})::int8, pg_export_snapshot() FROM {from}"),
+            &[],
+        )
+        .await
+        .map_err(|e| Error::source("postgres", format!("partitioning the read by {k}: {e}")))?;
+    let (Some(lo), Some(hi)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) else {
+        return Ok(None);
+    };
+    let n = match wanted {
+        0 => {
+            // The planner's estimate; a query (no table) reads over one.
+            let rows: f32 = client
+                .query_one(
+                    "SELECT coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)), 0)::float4",
+                    &[&from],
+                )
+                .await
+                .map(|r| r.get(0))
+                .unwrap_or(0.0);
+            if rows < AUTO_MIN_ROWS {
+                return Ok(None);
+            }
+            std::thread::available_parallelism()
+                .map(|p| p.get())
+                .unwrap_or(1)
+                .clamp(1, AUTO_MAX)
+        }
+        n => n,
+    };
+    Ok(Some(Parts {
+        snapshot: row.get(2),
+        key: k.clone(),
+        ranges: split(lo, hi, n),
+    })
+    .filter(|p| p.ranges.len() > 1))
+}
+
+/// `[lo, hi]` in at most `n` contiguous ranges covering it exactly.
+fn split(lo: i64, hi: i64, n: usize) -> Vec<(i64, i64)> {
+    let span = (hi as i128) - (lo as i128) + 1;
+    let n = (n as i128).clamp(1, span.max(1));
+    (0..n)
+        .map(|i| {
+            let a = lo as i128 + span * i / n;
+            let b = lo as i128 + span * (i + 1) / n - 1;
+            (a as i64, b as i64)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split;
+
+    #[test]
+    fn ranges_cover_the_key_span_exactly() {
+        for (lo, hi, n) in [
+            (1, 10, 3),
+            (0, 0, 4),
+            (i64::MIN, i64::MAX, 4),
+            (-5, 5, 16),
+            (7, 9, 8),
+        ] {
+            let r = split(lo, hi, n);
+            assert_eq!(r.first().unwrap().0, lo);
+            assert_eq!(r.last().unwrap().1, hi);
+            assert!(r.len() <= n);
+            for w in r.windows(2) {
+                assert_eq!(w[0].1 + 1, w[1].0, "{r:?}");
+            }
+            assert!(r.iter().all(|(a, b)| a <= b), "{r:?}");
+        }
+    }
+}
