@@ -53,6 +53,9 @@ use highwater_core::{
 use crate::attempt::{self, Rows};
 use crate::runner::{self, RunOptions};
 
+mod hashes;
+use hashes::{Hashes, Matcher, Replay, SourceRows};
+
 /// What `verify` was asked to do.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -214,7 +217,7 @@ async fn verify_one(
     let target = into.as_ref().map(|i| (i.as_str(), Relation::table(i)));
     let (diff, src) = diff_rows(plan, state, s, target, position.as_ref(), r).await?;
     r.compared = src.due;
-    r.not_due = src.not_due.len() as u64;
+    r.not_due = src.rows.not_due_count() as u64;
     record(r, &diff);
     Ok(diff)
 }
@@ -251,7 +254,7 @@ async fn diff_rows(
         Some((into, relation)) => read_table(plan, s, into, relation, &src, &types).await?,
         None => read_files(plan, state, s, &src, &types, r).await?,
     };
-    let hashes = compare(&src, &tgt);
+    let hashes = tgt;
     // The texts of the source's keys that differ: a second read, only
     // when something differs (the maps hold 64-bit key hashes only).
     let want: HashSet<u64> = hashes
@@ -581,23 +584,28 @@ fn check_target(plan: &Plan, s: &StreamPlan) -> Result<Option<String>> {
     }
 }
 
-/// One side: key → (row hash, occurrences).
+/// The source side: its due rows by key hash, sealed.
 struct Side {
     /// Compared columns, by source name.
     columns: Vec<String>,
     /// Indexes into `columns` of the key columns.
     key: Vec<usize>,
-    /// Key hash (of the key's canonical text) → (row hash, occurrences).
-    rows: HashMap<u64, (u64, u32)>,
-    /// Key texts: target: of keys the source does not have (extra);
-    /// source: of the keys asked for.
+    /// Key hash (of the key's canonical text) and row hash of each due
+    /// row, and the keys past the position.
+    rows: SourceRows,
+    /// Key texts of the keys asked for.
     texts: HashMap<u64, String>,
-    /// Source only: keys past the position.
-    not_due: HashSet<u64>,
-    /// Source only: rows due.
+    /// Rows due.
     due: u64,
-    /// Source only: the compared schema (repair).
+    /// The compared schema (repair).
     schema: Option<SchemaRef>,
+}
+
+impl Side {
+    /// The whole row is the key (a full copy without `primary_key`).
+    fn keyless(&self) -> bool {
+        self.key.len() == self.columns.len()
+    }
 }
 
 async fn read_source(
@@ -628,9 +636,8 @@ async fn read_source(
     let mut side = Side {
         columns: columns.clone(),
         key,
-        rows: HashMap::new(),
+        rows: SourceRows::default(),
         texts: HashMap::new(),
-        not_due: HashSet::new(),
         due: 0,
         schema: None,
     };
@@ -681,14 +688,20 @@ async fn read_source(
             }
             let due = due && !ct_not_due.as_ref().is_some_and(|n| n.contains(&k));
             if !due {
-                side.not_due.insert(k);
+                side.rows.not_due(k);
                 continue;
             }
             side.due += 1;
-            let h = row_hash(&cols, row);
-            side.rows.entry(k).or_insert((h, 0)).1 += 1;
+            side.rows.push(k, row_hash(&cols, row));
         }
     }
+    // Change tracking: keys changed after the position, deleted ones too.
+    // A key due in one version and not in another (updated past the
+    // position) is not due.
+    for k in ct_not_due.into_iter().flatten() {
+        side.rows.not_due(k);
+    }
+    side.rows.seal();
     // Watermark: rows the source held back above its bound (`lag:`, the
     // late-commit cap) were not read; their keys are not due either (a row
     // copied before and updated since would otherwise look extra).
@@ -698,6 +711,7 @@ async fn read_source(
             ..req.clone()
         };
         let mut all = attempt::bounded("reading the source", idle, source.read(&full)).await?;
+        let mut held = Vec::new();
         let visible: Vec<usize> = columns
             .iter()
             .map(|c| all.schema.index_of(c))
@@ -712,20 +726,15 @@ async fn read_source(
             let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
             for row in 0..b.num_rows() {
                 let k = key_hash(&key_text(&cols, &side.key, row));
-                if !side.rows.contains_key(&k) {
-                    side.not_due.insert(k);
+                if !side.rows.contains(k) {
+                    held.push(k);
                 }
             }
         }
-    }
-    // Change tracking: keys changed after the position, deleted ones too.
-    if let Some(keys) = ct_not_due {
-        side.not_due.extend(keys);
-    }
-    // A key due in one version and not in another (updated past the
-    // position) is not due.
-    for k in &side.not_due {
-        side.rows.remove(k);
+        for k in held {
+            side.rows.not_due(k);
+        }
+        side.rows.seal();
     }
     Ok(side)
 }
@@ -808,7 +817,7 @@ async fn read_table(
     relation: Relation,
     src: &Side,
     types: &[DataType],
-) -> Result<Side> {
+) -> Result<Hashes> {
     let columns = &src.columns;
     let conn = &plan.connections[&s.to];
     let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
@@ -850,16 +859,9 @@ async fn read_table(
         on_null_cursor: NullCursorPolicy::Error,
     };
     let mut extract = attempt::bounded("reading the target", idle, source.read(&req)).await?;
-    let mut side = Side {
-        columns: columns.to_vec(),
-        key: vec![],
-        rows: HashMap::new(),
-        texts: HashMap::new(),
-        not_due: HashSet::new(),
-        due: 0,
-        schema: None,
-    };
-    side.key = key_indexes(s, columns)?;
+    // Streamed: each target row is matched against the source's and
+    // dropped.
+    let mut matcher = Matcher::new(&src.rows, src.keyless());
     while let Some(b) = attempt::bounded("reading the target", idle, async {
         Ok(extract.batches.next().await)
     })
@@ -872,16 +874,11 @@ async fn read_table(
             .map(|(i, t)| align(b.column(*i), t))
             .collect();
         for row in 0..b.num_rows() {
-            let text = key_text(&cols, &side.key, row);
-            let k = key_hash(&text);
-            if !src.rows.contains_key(&k) && !src.not_due.contains(&k) {
-                side.texts.insert(k, text);
-            }
-            let h = row_hash(&cols, row);
-            side.rows.entry(k).or_insert((h, 0)).1 += 1;
+            let text = key_text(&cols, &src.key, row);
+            matcher.add(key_hash(&text), row_hash(&cols, row), || text);
         }
     }
-    Ok(side)
+    Ok(matcher.finish())
 }
 
 /// Replay a file target's committed outputs in commit order: full mode
@@ -894,7 +891,7 @@ async fn read_files(
     src: &Side,
     types: &[DataType],
     r: &mut StreamVerify,
-) -> Result<Side> {
+) -> Result<Hashes> {
     let columns = &src.columns;
     let Target::File { format, .. } = &s.target else {
         return Err(Error::config("target", "not a file target"));
@@ -919,21 +916,17 @@ async fn read_files(
             }
         }
     }
-    let key = key_indexes(s, columns)?;
-    let keyless = key.len() == columns.len();
-    let mut side = Side {
-        columns: columns.to_vec(),
-        key: key.clone(),
-        rows: HashMap::new(),
-        texts: HashMap::new(),
-        not_due: HashSet::new(),
-        due: 0,
-        schema: None,
-    };
+    let key = &src.key;
+    let keyless = src.keyless();
+    // Full copies (the last output) and whole-row keys count every row;
+    // otherwise the latest version of each key wins.
+    let mut replay = Replay::new(!(keyless || s.mode == Mode::Full));
+    // Texts of the replayed keys the source does not have (extra).
+    let mut texts: HashMap<u64, String> = HashMap::new();
     for c in &commits {
         if c.files.iter().any(|(_, url)| reloads.contains(url)) {
-            side.rows.clear();
-            side.texts.clear();
+            replay.clear();
+            texts.clear();
         }
         for (path, url) in &c.files {
             let read = attempt::bounded(
@@ -979,30 +972,31 @@ async fn read_files(
                     .filter(|_| s.mode == Mode::ChangeTracking)
                     .map(|i| align(b.column(i), &DataType::Utf8));
                 for row in 0..b.num_rows() {
-                    let text = key_text(&cols, &key, row);
+                    let text = key_text(&cols, key, row);
                     let k = key_hash(&text);
                     let deleted = op
                         .as_ref()
                         .is_some_and(|o| !o.is_null(row) && o.as_string::<i32>().value(row) == "D");
                     if deleted {
-                        side.rows.remove(&k);
-                        side.texts.remove(&k);
+                        replay.delete(k);
+                        texts.remove(&k);
                         continue;
                     }
-                    if !src.rows.contains_key(&k) && !src.not_due.contains(&k) {
-                        side.texts.insert(k, text);
+                    if !src.rows.contains(k) && !src.rows.is_not_due(k) {
+                        texts.insert(k, text);
                     }
-                    let h = row_hash(&cols, row);
-                    if keyless || s.mode == Mode::Full {
-                        side.rows.entry(k).or_insert((h, 0)).1 += 1;
-                    } else {
-                        side.rows.insert(k, (h, 1));
-                    }
+                    replay.upsert(k, row_hash(&cols, row));
                 }
             }
         }
     }
-    Ok(side)
+    let mut matcher = Matcher::new(&src.rows, keyless);
+    for (k, h) in replay.finish() {
+        matcher.add(k, h, || {
+            texts.remove(&k).unwrap_or_else(|| format!("#{k:016x}"))
+        });
+    }
+    Ok(matcher.finish())
 }
 
 /// Commit order: object stores may keep markers' times to the second, so
@@ -1048,46 +1042,6 @@ fn align(col: &ArrayRef, to: &DataType) -> ArrayRef {
         Ok(c) if c.null_count() == col.null_count() => c,
         _ => col.clone(),
     }
-}
-
-/// What differs, by key hash; extra keys the source lacks as text.
-struct Hashes {
-    missing: Vec<u64>,
-    different: Vec<u64>,
-    /// Keyless comparisons: more copies of a source row in the target.
-    extra_in_source: Vec<u64>,
-    extra: Vec<String>,
-}
-
-fn compare(src: &Side, tgt: &Side) -> Hashes {
-    let mut d = Hashes {
-        missing: vec![],
-        different: vec![],
-        extra_in_source: vec![],
-        extra: vec![],
-    };
-    let keyless = src.key.len() == src.columns.len();
-    for (k, (h, n)) in &src.rows {
-        match tgt.rows.get(k) {
-            None => d.missing.push(*k),
-            Some((th, tn)) if th != h || (n != tn && !keyless) => d.different.push(*k),
-            // A keyless (whole-row) comparison: fewer copies than the source.
-            Some((_, tn)) if tn < n => d.missing.push(*k),
-            Some((_, tn)) if tn > n => d.extra_in_source.push(*k),
-            Some(_) => {}
-        }
-    }
-    for k in tgt.rows.keys() {
-        if !src.rows.contains_key(k) && !src.not_due.contains(k) {
-            d.extra.push(
-                tgt.texts
-                    .get(k)
-                    .cloned()
-                    .unwrap_or_else(|| format!("#{k:016x}")),
-            );
-        }
-    }
-    d
 }
 
 /// The 64-bit hash of a key's canonical text.
