@@ -27,6 +27,9 @@ conformance!(
     merge_into_mariadb,
     change_tracking_target_is_verified_and_repaired,
     full_copy_without_key_is_compared_as_rows,
+    text_keys_into_sqlite,
+    text_keys_into_postgres,
+    text_keys_into_mariadb,
 );
 
 enum Db {
@@ -72,6 +75,41 @@ impl Db {
                 let _ = c.disconnect().await;
             }
         }
+    }
+
+    /// `(region, code, label)` of the text-keyed table, sorted here (the
+    /// databases' collations differ).
+    async fn labels(&self, table: &str) -> Vec<(String, String, Option<String>)> {
+        let sql = format!("SELECT region, code, label FROM {table}");
+        let mut rows: Vec<(String, String, Option<String>)> = match self {
+            Db::Sqlite(p, _) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                let mut st = c.prepare(&sql).unwrap();
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Db::Pg(p) => p
+                .client
+                .query(&sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{table}: {e}"))
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+            Db::My(m) => {
+                let mut c = m.connect().await;
+                let rows = c
+                    .query(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{table}: {e}"));
+                let _ = c.disconnect().await;
+                rows
+            }
+        };
+        rows.sort();
+        rows
     }
 
     /// `(id, name, amount as text)` ordered by id.
@@ -174,11 +212,31 @@ impl Case {
     }
 
     async fn with_target(b: Backend, target: Backend, mode: &str, extra: &str) -> Case {
+        Case::table(
+            b,
+            target,
+            create_table(b),
+            &insert_rows(1..=12, 1),
+            mode,
+            extra,
+        )
+        .await
+    }
+
+    /// A source table `t` made by `ddl` and `rows`, copied into `copy`.
+    async fn table(
+        b: Backend,
+        target: Backend,
+        ddl: &str,
+        rows: &str,
+        mode: &str,
+        extra: &str,
+    ) -> Case {
         let dir = Dir::new("verify");
         let src = Db::new(b, &dir, "src.db").await;
         let dst = Db::new(target, &dir, "dst.db").await;
-        src.exec(create_table(b)).await;
-        src.exec(&insert_rows(1..=12, 1)).await;
+        src.exec(ddl).await;
+        src.exec(rows).await;
         dir.write(
             "highwater.yaml",
             &format!(
@@ -293,6 +351,120 @@ async fn merge_pair(b: Backend, target: Backend) {
     assert_eq!(v["compared"], 14, "{v}");
     let ids: Vec<i64> = (1..=14).collect();
     assert_eq!(c.dst.rows("copy").await, expected_rows(&ids));
+}
+
+/// A composite key of two text columns, with non-ASCII and mixed-case
+/// values (each database orders and compares text its own way), from each
+/// source backend into each database target.
+async fn text_keys_into_sqlite(b: Backend) {
+    text_keys(b, Backend::Sqlite).await;
+}
+
+async fn text_keys_into_postgres(b: Backend) {
+    text_keys(b, Backend::Postgres).await;
+}
+
+async fn text_keys_into_mariadb(b: Backend) {
+    text_keys(b, Backend::Mariadb).await;
+}
+
+const REGIONS: [&str; 3] = ["north", "Süd", "east"];
+const CODES: [&str; 4] = ["a", "B", "c-1", "ü"];
+
+fn text_key_rows() -> String {
+    let mut values = Vec::new();
+    for r in REGIONS {
+        for (n, c) in CODES.iter().enumerate() {
+            let label = match (r, *c) {
+                ("east", "ü") => "''".to_string(),
+                _ => format!("'{r}/{c}'"),
+            };
+            values.push(format!("('{r}', '{c}', {n}, {label}, 1)"));
+        }
+    }
+    format!(
+        "INSERT INTO t (region, code, n, label, ver) VALUES {}",
+        values.join(", ")
+    )
+}
+
+fn text_key_labels() -> Vec<(String, String, Option<String>)> {
+    let mut rows: Vec<_> = REGIONS
+        .iter()
+        .flat_map(|r| {
+            CODES.iter().map(move |c| {
+                let label = match (*r, *c) {
+                    ("east", "ü") => String::new(),
+                    _ => format!("{r}/{c}"),
+                };
+                (r.to_string(), c.to_string(), Some(label))
+            })
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+async fn text_keys(b: Backend, target: Backend) {
+    let ddl = match b {
+        Backend::Sqlite => {
+            "CREATE TABLE t (region TEXT, code TEXT, n INTEGER, label TEXT, ver INTEGER, PRIMARY KEY (region, code))"
+        }
+        Backend::Postgres => {
+            "CREATE TABLE t (region text, code text, n int, label text, ver int, PRIMARY KEY (region, code))"
+        }
+        Backend::Mariadb => {
+            "CREATE TABLE t (region VARCHAR(20), code VARCHAR(20), n INT, label VARCHAR(50), ver INT, PRIMARY KEY (region, code)) CHARACTER SET utf8mb4"
+        }
+    };
+    let c = Case::table(
+        b,
+        target,
+        ddl,
+        &text_key_rows(),
+        "watermark",
+        "    cursor: ver\n    primary_key: [region, code]\n    write: merge\n",
+    )
+    .await;
+    let v = c.verify(&[], 0);
+    assert_eq!(v["compared"], 12, "{v}");
+    // A row past the position is not due.
+    c.src
+        .exec("INSERT INTO t (region, code, n, label, ver) VALUES ('north', 'zz', 9, 'later', 5)")
+        .await;
+
+    c.dst
+        .exec("DELETE FROM copy WHERE region = 'north' AND code = 'a'")
+        .await;
+    c.dst
+        .exec("UPDATE copy SET label = 'corrupt' WHERE region = 'Süd' AND code = 'B'")
+        .await;
+    c.dst
+        .exec("UPDATE copy SET label = NULL WHERE region = 'east' AND code = 'ü'")
+        .await;
+    c.dst
+        .exec("INSERT INTO copy (region, code, n, label, ver) VALUES ('west', 'Z', 1, 'x', 1)")
+        .await;
+    let v = c.verify(&[], 1);
+    assert_eq!(v["not_due"], 1, "{v}");
+    assert_eq!(keys(&v, "missing"), ["(north, a)"], "{v}");
+    assert_eq!(
+        sorted(keys(&v, "different")),
+        ["(Süd, B)", "(east, ü)"],
+        "{v}"
+    );
+    assert_eq!(keys(&v, "extra"), ["(west, Z)"], "{v}");
+
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 3, "{v}");
+    assert_eq!(v["repaired"]["deleted"], 1, "{v}");
+    c.verify(&[], 0);
+    assert_eq!(c.dst.labels("copy").await, text_key_labels());
 }
 
 async fn change_tracking_target_is_verified_and_repaired(b: Backend) {
