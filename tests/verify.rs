@@ -900,6 +900,38 @@ async fn postgres_change_tracking_into_postgres_uses_checksums_when_all_rows_are
     assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
 }
 
+/// MariaDB → MariaDB, full mode: equal tables are found equal by counts
+/// and MD5 sums inside both databases (no rows read); a corrupted target
+/// (NULL vs '' too) is compared row by row and repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_full_copy_into_mariadb_uses_checksums() {
+    let c = Case::with_target(
+        Backend::Mariadb,
+        Backend::Mariadb,
+        "full",
+        "    primary_key: [id]\n    write: merge\n",
+    )
+    .await;
+    let v = c.verify(&[], 0);
+    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+    assert_eq!(v["compared"], 12, "{v}");
+    // '' → NULL alone: the sums differ.
+    c.dst.exec("UPDATE copy SET name = NULL WHERE id = 4").await;
+    let v = c.verify(&[], 1);
+    assert_eq!(keys(&v, "different"), ["4"], "{v}");
+    c.dst.exec("DELETE FROM copy WHERE id = 7").await;
+    let v = c.verify(&[], 1);
+    assert!(!v["notes"].to_string().contains("checksum"), "{v}");
+    assert_eq!(keys(&v, "different"), ["4"], "{v}");
+    assert_eq!(keys(&v, "missing"), ["7"], "{v}");
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 2, "{v}");
+    let v = c.verify(&[], 0);
+    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+    let ids: Vec<i64> = (1..=12).collect();
+    assert_eq!(c.dst.rows("copy").await, expected_rows(&ids));
+}
+
 /// `serve` verifies a stream on its `verify:` schedule and exports the
 /// result on /metrics.
 #[test]

@@ -27,12 +27,13 @@
 //!   merge; the position does not move. Then verify again.
 //! ```
 //!
-//! PostgreSQL → PostgreSQL, every row due: counts and hash sums computed
-//! inside both databases first ([`in_database`]); when they differ in full
-//! mode with one integer key, the key range is bisected by per-bucket
-//! checksums ([`bisect`]) and only the small ranges that differ are
-//! compared row by row. Otherwise rows are compared client side: every
-//! row of both sides crosses the network once.
+//! PostgreSQL → PostgreSQL and MariaDB → MariaDB, every row due: counts and
+//! hash sums computed inside both databases first ([`in_database`]); when
+//! PostgreSQL's differ in full mode with one integer key, the key range is
+//! bisected by per-bucket checksums ([`bisect`]) and only the small ranges
+//! that differ are compared row by row. Otherwise rows are compared client
+//! side: every row of both sides crosses the network once, in memory of
+//! 16 bytes a source row ([`hashes`]).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -291,11 +292,12 @@ async fn diff_rows(
     Ok((diff, src))
 }
 
-/// PostgreSQL → PostgreSQL table, when every source row is due (full
-/// mode; change tracking with no change after the position): compare the
-/// row count and the sum of row hashes computed inside each database. Equal:
-/// done, no row moved (`Some`). Otherwise, or for any other pair, `None`:
-/// the row-by-row comparison finds the keys.
+/// PostgreSQL → PostgreSQL or MariaDB → MariaDB table, when every source
+/// row is due (full mode; change tracking with no change after the
+/// position): compare the row count and the sum of row hashes computed
+/// inside each database. Equal: done, no row moved (`Some`). Unequal
+/// PostgreSQL tables in full mode: [`bisect`]. Otherwise, or for any other
+/// pair, `None`: the row-by-row comparison finds the keys.
 async fn in_database(
     plan: &Plan,
     state: &dyn StateStore,
@@ -305,7 +307,13 @@ async fn in_database(
     r: &mut StreamVerify,
 ) -> Result<Option<Diff>> {
     let (from, to) = (&plan.connections[&s.from], &plan.connections[&s.to]);
-    if from.kind != ConnKind::Postgres || to.kind != ConnKind::Postgres {
+    // Each backend renders values its own way: the sums compare only
+    // between two databases of one backend.
+    let same = matches!(
+        (&from.kind, &to.kind),
+        (ConnKind::Postgres, ConnKind::Postgres) | (ConnKind::Mysql, ConnKind::Mysql)
+    );
+    if !same {
         return Ok(None);
     }
     let all_due = match (s.mode, position) {
@@ -342,17 +350,17 @@ async fn in_database(
         attempt::bounded(
             "checksumming the source",
             idle,
-            highwater_connectors::postgres::checksum(from.url.expose(), &s.relation, &columns),
+            highwater_connectors::checksum(&from.kind, from.url.expose(), &s.relation, &columns),
         ),
         attempt::bounded(
             "checksumming the target",
             idle,
-            highwater_connectors::postgres::checksum(to.url.expose(), &target, &columns),
+            highwater_connectors::checksum(&to.kind, to.url.expose(), &target, &columns),
         )
     );
     // A target that cannot answer (a column renamed, another type) is
     // compared row by row, which names what differs.
-    let (a, Ok(b)) = (a?, b) else {
+    let (Some(a), Ok(Some(b))) = (a?, b) else {
         return Ok(None);
     };
     // Change tracking: a change whose version is not yet settled (an
@@ -360,6 +368,9 @@ async fn in_database(
     // after the position; the row-by-row comparison asks the change log
     // key by key.
     if a != b && s.mode != Mode::Full {
+        return Ok(None);
+    }
+    if a != b && from.kind != ConnKind::Postgres {
         return Ok(None);
     }
     if a != b {
