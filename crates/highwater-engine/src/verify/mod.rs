@@ -957,6 +957,7 @@ async fn read_files(
                 highwater_connectors::files::read::ReadOutput::Batches(b) => b,
             };
             for b in batches {
+                let b = b?;
                 let names: Vec<String> = b
                     .schema()
                     .fields()
