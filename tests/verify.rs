@@ -589,10 +589,24 @@ impl FileCase {
         format: &str,
         env: Vec<(&'static str, &'static str)>,
     ) -> FileCase {
+        let ddl = create_table(Backend::Sqlite);
+        FileCase::table(lake, mode, format, env, ddl, &insert_rows(1..=12, 1), "id").await
+    }
+
+    /// A SQLite source table `t` made by `ddl` and `rows`, keyed by `key`.
+    async fn table(
+        lake: &str,
+        mode: &str,
+        format: &str,
+        env: Vec<(&'static str, &'static str)>,
+        ddl: &str,
+        rows: &str,
+        key: &str,
+    ) -> FileCase {
         let dir = Dir::new("verify_files");
         let src = Db::new(Backend::Sqlite, &dir, "src.db").await;
-        src.exec(create_table(Backend::Sqlite)).await;
-        src.exec(&insert_rows(1..=12, 1)).await;
+        src.exec(ddl).await;
+        src.exec(rows).await;
         let cursor = if mode == "watermark" {
             "    cursor: ver\n"
         } else {
@@ -601,7 +615,7 @@ impl FileCase {
         dir.write(
             "highwater.yaml",
             &format!(
-                "connections:\n  src: sqlite://src.db\n  lake: {lake}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: {mode}\n{cursor}    primary_key: [id]\n    to: lake\n    format: {format}\n    path: \"t/{{run_id}}.{format}\"\n"
+                "connections:\n  src: sqlite://src.db\n  lake: {lake}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: {mode}\n{cursor}    primary_key: [{key}]\n    to: lake\n    format: {format}\n    path: \"t/{{run_id}}.{format}\"\n"
             ),
         );
         let c = FileCase { dir, src, env };
@@ -778,6 +792,71 @@ async fn local_change_tracking_csv_extra_rows_are_deleted_by_repair() {
     assert!(
         all.lines()
             .any(|l| l.starts_with("77,") && l.ends_with(",D")),
+        "{all}"
+    );
+}
+
+/// A change-tracking CSV target keyed by two text columns: edit a file
+/// (a row removed, a row changed, a row added), drop a file; verify names
+/// exactly those keys and `--repair` (deleting the added key by its two
+/// columns) makes it pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn change_tracking_csv_with_text_keys_is_verified_and_repaired() {
+    let c = FileCase::table(
+        "file://./lake",
+        "change_tracking",
+        "csv",
+        vec![],
+        "CREATE TABLE t (region TEXT, code TEXT, n INTEGER, label TEXT, ver INTEGER, PRIMARY KEY (region, code))",
+        &text_key_rows(),
+        "region, code",
+    )
+    .await;
+    c.src
+        .exec("UPDATE t SET label = 'changed' WHERE region = 'east' AND code = 'c-1'")
+        .await;
+    c.run();
+    let files = by_age(c.dir.files("lake/t", ".csv"));
+    assert_eq!(files.len(), 2, "{files:?}");
+    c.verify(&[], 0);
+
+    let first = std::fs::read_to_string(&files[0]).unwrap();
+    let mut edited: Vec<String> = first
+        .lines()
+        .filter(|l| !l.starts_with("north,a,"))
+        .map(|l| l.replacen("Süd/B", "corrupt", 1))
+        .collect();
+    let extra = first
+        .lines()
+        .find(|l| l.starts_with("north,c-1,"))
+        .unwrap()
+        .replacen("north,c-1,", "west,Z,", 1);
+    edited.push(extra);
+    std::fs::write(&files[0], edited.join("\n") + "\n").unwrap();
+    std::fs::remove_file(&files[1]).unwrap();
+    let v = c.verify(&[], 1);
+    assert_eq!(keys(&v, "missing"), ["(north, a)"], "{v}");
+    assert_eq!(
+        sorted(keys(&v, "different")),
+        ["(Süd, B)", "(east, c-1)"],
+        "{v}"
+    );
+    assert_eq!(keys(&v, "extra"), ["(west, Z)"], "{v}");
+    assert!(v["notes"].to_string().contains("is gone"), "{v}");
+
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 3, "{v}");
+    assert_eq!(v["repaired"]["deleted"], 1, "{v}");
+    c.verify(&[], 0);
+    let all: String = c
+        .dir
+        .files("lake/t", ".csv")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("west,Z,") && l.ends_with(",D")),
         "{all}"
     );
 }

@@ -903,7 +903,72 @@ async fn read_files(
     types: &[DataType],
     r: &mut StreamVerify,
 ) -> Result<Hashes> {
-    let columns = &src.columns;
+    let key = &src.key;
+    let keyless = src.keyless();
+    // Full copies (the last output) and whole-row keys count every row;
+    // otherwise the latest version of each key wins.
+    let mut replay = Replay::new(!(keyless || s.mode == Mode::Full));
+    // Texts of the replayed keys the source does not have (extra).
+    let mut texts: HashMap<u64, String> = HashMap::new();
+    replay_outputs(plan, state, s, &src.columns, types, r, |event| {
+        let (cols, op) = match event {
+            Replayed::Reload => {
+                replay.clear();
+                texts.clear();
+                return;
+            }
+            Replayed::Rows(cols, op) => (cols, op),
+        };
+        for row in 0..cols.first().map_or(0, |c| c.len()) {
+            let text = key_text(cols, key, row);
+            let k = key_hash(&text);
+            if deleted(op, row) {
+                replay.delete(k);
+                texts.remove(&k);
+                continue;
+            }
+            if !src.rows.contains(k) && !src.rows.is_not_due(k) {
+                texts.insert(k, text);
+            }
+            replay.upsert(k, row_hash(cols, row));
+        }
+    })
+    .await?;
+    let mut matcher = Matcher::new(&src.rows, keyless);
+    for (k, h) in replay.finish() {
+        matcher.add(k, h, || {
+            texts.remove(&k).unwrap_or_else(|| format!("#{k:016x}"))
+        });
+    }
+    Ok(matcher.finish())
+}
+
+/// Whether `row` of a change-tracking output is a `D` row.
+fn deleted(op: Option<&ArrayRef>, row: usize) -> bool {
+    op.is_some_and(|o| !o.is_null(row) && o.as_string::<i32>().value(row) == "D")
+}
+
+/// What [`replay_outputs`] hands over, in commit order.
+enum Replayed<'a> {
+    /// A full reload's output follows: the copy starts afresh.
+    Reload,
+    /// A batch of an output: the compared columns in the source's types,
+    /// and a change-tracking output's `SYS_CHANGE_OPERATION`.
+    Rows(&'a [ArrayRef], Option<&'a ArrayRef>),
+}
+
+/// Read a file target's committed outputs in commit order (full mode: the
+/// last commit's), a batch at a time, into `f`. A file a marker names that
+/// is gone is a note in `r`.
+async fn replay_outputs(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    columns: &[String],
+    types: &[DataType],
+    r: &mut StreamVerify,
+    mut f: impl FnMut(Replayed<'_>),
+) -> Result<()> {
     let Target::File { format, .. } = &s.target else {
         return Err(Error::config("target", "not a file target"));
     };
@@ -927,17 +992,9 @@ async fn read_files(
             }
         }
     }
-    let key = &src.key;
-    let keyless = src.keyless();
-    // Full copies (the last output) and whole-row keys count every row;
-    // otherwise the latest version of each key wins.
-    let mut replay = Replay::new(!(keyless || s.mode == Mode::Full));
-    // Texts of the replayed keys the source does not have (extra).
-    let mut texts: HashMap<u64, String> = HashMap::new();
     for c in &commits {
         if c.files.iter().any(|(_, url)| reloads.contains(url)) {
-            replay.clear();
-            texts.clear();
+            f(Replayed::Reload);
         }
         for (path, url) in &c.files {
             let read = attempt::bounded(
@@ -983,32 +1040,11 @@ async fn read_files(
                     .position(|n| n == highwater_connectors::change_tracking::OPERATION_COLUMN)
                     .filter(|_| s.mode == Mode::ChangeTracking)
                     .map(|i| align(b.column(i), &DataType::Utf8));
-                for row in 0..b.num_rows() {
-                    let text = key_text(&cols, key, row);
-                    let k = key_hash(&text);
-                    let deleted = op
-                        .as_ref()
-                        .is_some_and(|o| !o.is_null(row) && o.as_string::<i32>().value(row) == "D");
-                    if deleted {
-                        replay.delete(k);
-                        texts.remove(&k);
-                        continue;
-                    }
-                    if !src.rows.contains(k) && !src.rows.is_not_due(k) {
-                        texts.insert(k, text);
-                    }
-                    replay.upsert(k, row_hash(&cols, row));
-                }
+                f(Replayed::Rows(&cols, op.as_ref()));
             }
         }
     }
-    let mut matcher = Matcher::new(&src.rows, keyless);
-    for (k, h) in replay.finish() {
-        matcher.add(k, h, || {
-            texts.remove(&k).unwrap_or_else(|| format!("#{k:016x}"))
-        });
-    }
-    Ok(matcher.finish())
+    Ok(())
 }
 
 /// Commit order: object stores may keep markers' times to the second, so
@@ -1330,9 +1366,29 @@ async fn repair_one(
     }
 
     let batches = match whole {
-        true => repair_batches(plan, s, &position, into.as_deref(), None, &HashSet::new()).await?,
+        true => {
+            repair_batches(
+                plan,
+                state,
+                s,
+                &position,
+                into.as_deref(),
+                None,
+                &HashSet::new(),
+            )
+            .await?
+        }
         false => {
-            repair_batches(plan, s, &position, into.as_deref(), Some(&upsert), &delete).await?
+            repair_batches(
+                plan,
+                state,
+                s,
+                &position,
+                into.as_deref(),
+                Some(&upsert),
+                &delete,
+            )
+            .await?
         }
     };
     if whole {
@@ -1422,6 +1478,7 @@ struct RepairBatches {
 /// row per `delete` key, with `SYS_CHANGE_OPERATION` appended.
 async fn repair_batches(
     plan: &Plan,
+    state: &dyn StateStore,
     s: &StreamPlan,
     position: &Position,
     into: Option<&str>,
@@ -1543,30 +1600,54 @@ async fn repair_batches(
     }
 
     if let (false, None) = (delete.is_empty(), into) {
-        // A file target: the keys from their text (one key column).
-        if key.len() != 1 {
-            return Err(Error::config(
-                "primary_key",
-                "--repair deletes extra keys of a file target by a one-column key only",
-            ));
-        }
-        let mut keys: Vec<&str> = delete.iter().map(String::as_str).collect();
-        keys.sort_by(|a, b| natural(a, b));
-        let n = keys.len();
-        let text: ArrayRef = Arc::new(StringArray::from(keys));
-        let mut arrays = Vec::new();
-        for (i, f) in visible_schema.fields().iter().enumerate() {
-            if i == key[0] {
-                arrays.push(align(&text, f.data_type()));
-            } else {
-                arrays.push(arrow_array::new_null_array(f.data_type(), n));
+        // A file target: the extra keys' values as the replayed outputs
+        // hold them (any key, text or composite), the other columns NULL.
+        let types: Vec<DataType> = visible_schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let mut seen = HashSet::new();
+        let mut found: Vec<RecordBatch> = Vec::new();
+        let mut failed = None;
+        let mut scratch = StreamVerify::default();
+        replay_outputs(plan, state, s, &columns, &types, &mut scratch, |event| {
+            let Replayed::Rows(cols, op) = event else {
+                return;
+            };
+            let keep: Vec<bool> = (0..cols.first().map_or(0, |c| c.len()))
+                .map(|row| {
+                    let k = key_text(cols, &key, row);
+                    !deleted(op, row) && delete.contains(&k) && seen.insert(k)
+                })
+                .collect();
+            let n = keep.iter().filter(|k| **k).count();
+            if n == 0 {
+                return;
             }
+            let mask = arrow_array::BooleanArray::from(keep);
+            let mut arrays = Vec::new();
+            for (i, f) in visible_schema.fields().iter().enumerate() {
+                match key.contains(&i) {
+                    true => match arrow_select::filter::filter(cols[i].as_ref(), &mask) {
+                        Ok(a) => arrays.push(a),
+                        Err(e) => failed = Some(Error::source("engine", e)),
+                    },
+                    false => arrays.push(arrow_array::new_null_array(f.data_type(), n)),
+                }
+            }
+            tail(&mut arrays, n, "D");
+            match RecordBatch::try_new(schema.clone(), arrays) {
+                Ok(b) => found.push(b),
+                Err(e) => failed = Some(Error::source("engine", e)),
+            }
+        })
+        .await?;
+        if let Some(e) = failed {
+            return Err(e);
         }
-        tail(&mut arrays, n, "D");
-        out.batches.push(
-            RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::source("engine", e))?,
-        );
-        out.deleted += n as u64;
+        out.deleted += found.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        out.batches.extend(found);
     }
     if let (false, Some(into)) = (delete.is_empty(), into) {
         // The extra keys, read back from the target and cast to the
