@@ -38,20 +38,9 @@ if [ ! -x "$VENV/bin/reladiff" ]; then
   "$VENV/bin/pip" install -q 'reladiff[postgresql]' psycopg2-binary
 fi
 
-for db in $SRC $DST; do
-  psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
-done
-psql "$PGURL/$SRC" -q <<SQL
-CREATE TABLE bench (
-  id bigint PRIMARY KEY, qty int, name text, amount numeric(12,2), status text,
-  comment text, created_at timestamptz, updated_at timestamptz);
-INSERT INTO bench
-SELECT g, (g % 1000)::int, 'customer ' || g, (g % 100000) / 100.0, (ARRAY['new','paid','shipped'])[1 + g % 3],
-       rpad(md5(g::text), 60, 'x'), timestamptz '2024-01-01' + g * interval '1 second',
-       timestamptz '2024-01-01' + g * interval '1 second'
-FROM generate_series(1, $ROWS) g;
-VACUUM ANALYZE bench;
-SQL
+psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DST" -c "CREATE DATABASE $DST" >/dev/null
+. bench/table.sh
+bench_table "$PGURL/$SRC" "$ROWS"
 
 cat > "$WORK/highwater.yaml" <<YAML
 connections:

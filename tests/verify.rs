@@ -261,6 +261,15 @@ impl Case {
     }
 }
 
+impl Case {
+    /// Verify exits 0, found equal by the sums inside both databases.
+    fn equal_by_checksum(&self) {
+        let v = self.verify(&[], 0);
+        assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+        assert_eq!(v["compared"], 12, "{v}");
+    }
+}
+
 fn keys(v: &Value, what: &str) -> Vec<String> {
     v[what]
         .as_array()
@@ -958,9 +967,7 @@ async fn postgres_change_tracking_into_postgres_uses_checksums_when_all_rows_are
         "    primary_key: [id]\n    write: merge\n",
     )
     .await;
-    let v = c.verify(&[], 0);
-    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
-    assert_eq!(v["compared"], 12, "{v}");
+    c.equal_by_checksum();
     // A corrupted target: the checksums differ, the rows name the key.
     c.dst.exec("UPDATE copy SET amount = 0 WHERE id = 11").await;
     let v = c.verify(&[], 1);
@@ -991,9 +998,7 @@ async fn mariadb_full_copy_into_mariadb_uses_checksums() {
         "    primary_key: [id]\n    write: merge\n",
     )
     .await;
-    let v = c.verify(&[], 0);
-    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
-    assert_eq!(v["compared"], 12, "{v}");
+    c.equal_by_checksum();
     // '' → NULL alone: the sums differ.
     c.dst.exec("UPDATE copy SET name = NULL WHERE id = 4").await;
     let v = c.verify(&[], 1);
