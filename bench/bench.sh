@@ -18,19 +18,8 @@ trap 'rm -rf "$WORK"' EXIT
 cargo build --release --quiet
 HW=$PWD/target/release/highwater
 
-psql "$PGURL/postgres" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
-psql "$PGURL/$DB" -q <<SQL
-CREATE TABLE bench (
-  id bigint PRIMARY KEY, qty int, name text, amount numeric(12,2), status text,
-  comment text, created_at timestamptz, updated_at timestamptz);
-INSERT INTO bench
-SELECT g, (g % 1000)::int, 'customer ' || g, (g % 100000) / 100.0, (ARRAY['new','paid','shipped'])[1 + g % 3],
-       rpad(md5(g::text), 60, 'x'), timestamptz '2024-01-01' + g * interval '1 second',
-       timestamptz '2024-01-01' + g * interval '1 second'
-FROM generate_series(1, $ROWS) g;
-CREATE INDEX ON bench (updated_at);
-VACUUM ANALYZE bench;
-SQL
+. bench/table.sh
+bench_table "$PGURL/$DB" "$ROWS"
 
 cat > "$WORK/highwater.yaml" <<YAML
 connections:

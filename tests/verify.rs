@@ -27,6 +27,9 @@ conformance!(
     merge_into_mariadb,
     change_tracking_target_is_verified_and_repaired,
     full_copy_without_key_is_compared_as_rows,
+    text_keys_into_sqlite,
+    text_keys_into_postgres,
+    text_keys_into_mariadb,
 );
 
 enum Db {
@@ -72,6 +75,41 @@ impl Db {
                 let _ = c.disconnect().await;
             }
         }
+    }
+
+    /// `(region, code, label)` of the text-keyed table, sorted here (the
+    /// databases' collations differ).
+    async fn labels(&self, table: &str) -> Vec<(String, String, Option<String>)> {
+        let sql = format!("SELECT region, code, label FROM {table}");
+        let mut rows: Vec<(String, String, Option<String>)> = match self {
+            Db::Sqlite(p, _) => {
+                let c = rusqlite::Connection::open(p).unwrap();
+                let mut st = c.prepare(&sql).unwrap();
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap()
+            }
+            Db::Pg(p) => p
+                .client
+                .query(&sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{table}: {e}"))
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+            Db::My(m) => {
+                let mut c = m.connect().await;
+                let rows = c
+                    .query(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("{table}: {e}"));
+                let _ = c.disconnect().await;
+                rows
+            }
+        };
+        rows.sort();
+        rows
     }
 
     /// `(id, name, amount as text)` ordered by id.
@@ -174,11 +212,31 @@ impl Case {
     }
 
     async fn with_target(b: Backend, target: Backend, mode: &str, extra: &str) -> Case {
+        Case::table(
+            b,
+            target,
+            create_table(b),
+            &insert_rows(1..=12, 1),
+            mode,
+            extra,
+        )
+        .await
+    }
+
+    /// A source table `t` made by `ddl` and `rows`, copied into `copy`.
+    async fn table(
+        b: Backend,
+        target: Backend,
+        ddl: &str,
+        rows: &str,
+        mode: &str,
+        extra: &str,
+    ) -> Case {
         let dir = Dir::new("verify");
         let src = Db::new(b, &dir, "src.db").await;
         let dst = Db::new(target, &dir, "dst.db").await;
-        src.exec(create_table(b)).await;
-        src.exec(&insert_rows(1..=12, 1)).await;
+        src.exec(ddl).await;
+        src.exec(rows).await;
         dir.write(
             "highwater.yaml",
             &format!(
@@ -200,6 +258,15 @@ impl Case {
         let v: Value =
             serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)));
         v[0].clone()
+    }
+}
+
+impl Case {
+    /// Verify exits 0, found equal by the sums inside both databases.
+    fn equal_by_checksum(&self) {
+        let v = self.verify(&[], 0);
+        assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+        assert_eq!(v["compared"], 12, "{v}");
     }
 }
 
@@ -293,6 +360,120 @@ async fn merge_pair(b: Backend, target: Backend) {
     assert_eq!(v["compared"], 14, "{v}");
     let ids: Vec<i64> = (1..=14).collect();
     assert_eq!(c.dst.rows("copy").await, expected_rows(&ids));
+}
+
+/// A composite key of two text columns, with non-ASCII and mixed-case
+/// values (each database orders and compares text its own way), from each
+/// source backend into each database target.
+async fn text_keys_into_sqlite(b: Backend) {
+    text_keys(b, Backend::Sqlite).await;
+}
+
+async fn text_keys_into_postgres(b: Backend) {
+    text_keys(b, Backend::Postgres).await;
+}
+
+async fn text_keys_into_mariadb(b: Backend) {
+    text_keys(b, Backend::Mariadb).await;
+}
+
+const REGIONS: [&str; 3] = ["north", "Süd", "east"];
+const CODES: [&str; 4] = ["a", "B", "c-1", "ü"];
+
+fn text_key_rows() -> String {
+    let mut values = Vec::new();
+    for r in REGIONS {
+        for (n, c) in CODES.iter().enumerate() {
+            let label = match (r, *c) {
+                ("east", "ü") => "''".to_string(),
+                _ => format!("'{r}/{c}'"),
+            };
+            values.push(format!("('{r}', '{c}', {n}, {label}, 1)"));
+        }
+    }
+    format!(
+        "INSERT INTO t (region, code, n, label, ver) VALUES {}",
+        values.join(", ")
+    )
+}
+
+fn text_key_labels() -> Vec<(String, String, Option<String>)> {
+    let mut rows: Vec<_> = REGIONS
+        .iter()
+        .flat_map(|r| {
+            CODES.iter().map(move |c| {
+                let label = match (*r, *c) {
+                    ("east", "ü") => String::new(),
+                    _ => format!("{r}/{c}"),
+                };
+                (r.to_string(), c.to_string(), Some(label))
+            })
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+async fn text_keys(b: Backend, target: Backend) {
+    let ddl = match b {
+        Backend::Sqlite => {
+            "CREATE TABLE t (region TEXT, code TEXT, n INTEGER, label TEXT, ver INTEGER, PRIMARY KEY (region, code))"
+        }
+        Backend::Postgres => {
+            "CREATE TABLE t (region text, code text, n int, label text, ver int, PRIMARY KEY (region, code))"
+        }
+        Backend::Mariadb => {
+            "CREATE TABLE t (region VARCHAR(20), code VARCHAR(20), n INT, label VARCHAR(50), ver INT, PRIMARY KEY (region, code)) CHARACTER SET utf8mb4"
+        }
+    };
+    let c = Case::table(
+        b,
+        target,
+        ddl,
+        &text_key_rows(),
+        "watermark",
+        "    cursor: ver\n    primary_key: [region, code]\n    write: merge\n",
+    )
+    .await;
+    let v = c.verify(&[], 0);
+    assert_eq!(v["compared"], 12, "{v}");
+    // A row past the position is not due.
+    c.src
+        .exec("INSERT INTO t (region, code, n, label, ver) VALUES ('north', 'zz', 9, 'later', 5)")
+        .await;
+
+    c.dst
+        .exec("DELETE FROM copy WHERE region = 'north' AND code = 'a'")
+        .await;
+    c.dst
+        .exec("UPDATE copy SET label = 'corrupt' WHERE region = 'Süd' AND code = 'B'")
+        .await;
+    c.dst
+        .exec("UPDATE copy SET label = NULL WHERE region = 'east' AND code = 'ü'")
+        .await;
+    c.dst
+        .exec("INSERT INTO copy (region, code, n, label, ver) VALUES ('west', 'Z', 1, 'x', 1)")
+        .await;
+    let v = c.verify(&[], 1);
+    assert_eq!(v["not_due"], 1, "{v}");
+    assert_eq!(keys(&v, "missing"), ["(north, a)"], "{v}");
+    assert_eq!(
+        sorted(keys(&v, "different")),
+        ["(Süd, B)", "(east, ü)"],
+        "{v}"
+    );
+    assert_eq!(keys(&v, "extra"), ["(west, Z)"], "{v}");
+
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 3, "{v}");
+    assert_eq!(v["repaired"]["deleted"], 1, "{v}");
+    c.verify(&[], 0);
+    assert_eq!(c.dst.labels("copy").await, text_key_labels());
 }
 
 async fn change_tracking_target_is_verified_and_repaired(b: Backend) {
@@ -417,10 +598,24 @@ impl FileCase {
         format: &str,
         env: Vec<(&'static str, &'static str)>,
     ) -> FileCase {
+        let ddl = create_table(Backend::Sqlite);
+        FileCase::table(lake, mode, format, env, ddl, &insert_rows(1..=12, 1), "id").await
+    }
+
+    /// A SQLite source table `t` made by `ddl` and `rows`, keyed by `key`.
+    async fn table(
+        lake: &str,
+        mode: &str,
+        format: &str,
+        env: Vec<(&'static str, &'static str)>,
+        ddl: &str,
+        rows: &str,
+        key: &str,
+    ) -> FileCase {
         let dir = Dir::new("verify_files");
         let src = Db::new(Backend::Sqlite, &dir, "src.db").await;
-        src.exec(create_table(Backend::Sqlite)).await;
-        src.exec(&insert_rows(1..=12, 1)).await;
+        src.exec(ddl).await;
+        src.exec(rows).await;
         let cursor = if mode == "watermark" {
             "    cursor: ver\n"
         } else {
@@ -429,7 +624,7 @@ impl FileCase {
         dir.write(
             "highwater.yaml",
             &format!(
-                "connections:\n  src: sqlite://src.db\n  lake: {lake}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: {mode}\n{cursor}    primary_key: [id]\n    to: lake\n    format: {format}\n    path: \"t/{{run_id}}.{format}\"\n"
+                "connections:\n  src: sqlite://src.db\n  lake: {lake}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: {mode}\n{cursor}    primary_key: [{key}]\n    to: lake\n    format: {format}\n    path: \"t/{{run_id}}.{format}\"\n"
             ),
         );
         let c = FileCase { dir, src, env };
@@ -610,6 +805,71 @@ async fn local_change_tracking_csv_extra_rows_are_deleted_by_repair() {
     );
 }
 
+/// A change-tracking CSV target keyed by two text columns: edit a file
+/// (a row removed, a row changed, a row added), drop a file; verify names
+/// exactly those keys and `--repair` (deleting the added key by its two
+/// columns) makes it pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn change_tracking_csv_with_text_keys_is_verified_and_repaired() {
+    let c = FileCase::table(
+        "file://./lake",
+        "change_tracking",
+        "csv",
+        vec![],
+        "CREATE TABLE t (region TEXT, code TEXT, n INTEGER, label TEXT, ver INTEGER, PRIMARY KEY (region, code))",
+        &text_key_rows(),
+        "region, code",
+    )
+    .await;
+    c.src
+        .exec("UPDATE t SET label = 'changed' WHERE region = 'east' AND code = 'c-1'")
+        .await;
+    c.run();
+    let files = by_age(c.dir.files("lake/t", ".csv"));
+    assert_eq!(files.len(), 2, "{files:?}");
+    c.verify(&[], 0);
+
+    let first = std::fs::read_to_string(&files[0]).unwrap();
+    let mut edited: Vec<String> = first
+        .lines()
+        .filter(|l| !l.starts_with("north,a,"))
+        .map(|l| l.replacen("Süd/B", "corrupt", 1))
+        .collect();
+    let extra = first
+        .lines()
+        .find(|l| l.starts_with("north,c-1,"))
+        .unwrap()
+        .replacen("north,c-1,", "west,Z,", 1);
+    edited.push(extra);
+    std::fs::write(&files[0], edited.join("\n") + "\n").unwrap();
+    std::fs::remove_file(&files[1]).unwrap();
+    let v = c.verify(&[], 1);
+    assert_eq!(keys(&v, "missing"), ["(north, a)"], "{v}");
+    assert_eq!(
+        sorted(keys(&v, "different")),
+        ["(Süd, B)", "(east, c-1)"],
+        "{v}"
+    );
+    assert_eq!(keys(&v, "extra"), ["(west, Z)"], "{v}");
+    assert!(v["notes"].to_string().contains("is gone"), "{v}");
+
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 3, "{v}");
+    assert_eq!(v["repaired"]["deleted"], 1, "{v}");
+    c.verify(&[], 0);
+    let all: String = c
+        .dir
+        .files("lake/t", ".csv")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("west,Z,") && l.ends_with(",D")),
+        "{all}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn full_copy_files_compare_the_last_output() {
     let c = FileCase::new("file://./lake", "full", "parquet", vec![]).await;
@@ -707,9 +967,7 @@ async fn postgres_change_tracking_into_postgres_uses_checksums_when_all_rows_are
         "    primary_key: [id]\n    write: merge\n",
     )
     .await;
-    let v = c.verify(&[], 0);
-    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
-    assert_eq!(v["compared"], 12, "{v}");
+    c.equal_by_checksum();
     // A corrupted target: the checksums differ, the rows name the key.
     c.dst.exec("UPDATE copy SET amount = 0 WHERE id = 11").await;
     let v = c.verify(&[], 1);
@@ -726,6 +984,36 @@ async fn postgres_change_tracking_into_postgres_uses_checksums_when_all_rows_are
     assert_code(&c.dir.hw(&["run"]), 0);
     let v = c.verify(&[], 0);
     assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+}
+
+/// MariaDB → MariaDB, full mode: equal tables are found equal by counts
+/// and MD5 sums inside both databases (no rows read); a corrupted target
+/// (NULL vs '' too) is compared row by row and repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_full_copy_into_mariadb_uses_checksums() {
+    let c = Case::with_target(
+        Backend::Mariadb,
+        Backend::Mariadb,
+        "full",
+        "    primary_key: [id]\n    write: merge\n",
+    )
+    .await;
+    c.equal_by_checksum();
+    // '' → NULL alone: the sums differ.
+    c.dst.exec("UPDATE copy SET name = NULL WHERE id = 4").await;
+    let v = c.verify(&[], 1);
+    assert_eq!(keys(&v, "different"), ["4"], "{v}");
+    c.dst.exec("DELETE FROM copy WHERE id = 7").await;
+    let v = c.verify(&[], 1);
+    assert!(!v["notes"].to_string().contains("checksum"), "{v}");
+    assert_eq!(keys(&v, "different"), ["4"], "{v}");
+    assert_eq!(keys(&v, "missing"), ["7"], "{v}");
+    let v = c.verify(&["--repair", "t"], 0);
+    assert_eq!(v["repaired"]["upserted"], 2, "{v}");
+    let v = c.verify(&[], 0);
+    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+    let ids: Vec<i64> = (1..=12).collect();
+    assert_eq!(c.dst.rows("copy").await, expected_rows(&ids));
 }
 
 /// `serve` verifies a stream on its `verify:` schedule and exports the

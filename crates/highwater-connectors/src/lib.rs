@@ -110,6 +110,25 @@ pub async fn resolve_table(kind: &ConnKind, url: &str, name: &str) -> Result<Str
     }
 }
 
+/// `highwater verify`'s table checksum inside the database: the row count
+/// and the sum of a 64-bit hash of each row's text, `columns` in order.
+/// `None` for a backend without one (SQLite: its rows are local, read
+/// row by row). Two answers compare only between the same backend (each
+/// renders values its own way); unequal answers do not say which rows
+/// differ, only that some may.
+pub async fn checksum(
+    kind: &ConnKind,
+    url: &str,
+    rel: &highwater_core::Relation,
+    columns: &[String],
+) -> Result<Option<(i64, String)>> {
+    match kind {
+        ConnKind::Postgres => postgres::checksum(url, rel, columns).await.map(Some),
+        ConnKind::Mysql => mysql::checksum(url, rel, columns).await.map(Some),
+        _ => Ok(None),
+    }
+}
+
 /// "Test connection": reach the server or folder and report what was found.
 pub async fn check(kind: &ConnKind, url: &str) -> Result<String> {
     match kind {

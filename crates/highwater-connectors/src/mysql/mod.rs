@@ -28,7 +28,7 @@ pub(crate) mod source;
 mod types;
 
 pub use sink::MySink;
-pub use source::MySource;
+pub use source::{MySource, checksum};
 
 use highwater_core::{Cause, Error, Result, RetryPolicy, with_retries};
 use mysql_async::prelude::Queryable;

@@ -816,3 +816,30 @@ async fn pump(
     }
     Ok(())
 }
+
+/// `highwater verify`'s check inside the database, as
+/// [`crate::postgres::checksum`]: the row count and the sum of a 64-bit
+/// hash of each row's text (the first 16 hex digits of `MD5` of the
+/// columns joined by U+001F, followed by each column's NULL flag, so NULL
+/// and '' differ), in a UTC session. Only compared with another MariaDB
+/// table's: the text of a value is MariaDB's own.
+pub async fn checksum(url: &str, rel: &Relation, columns: &[String]) -> Result<(i64, String)> {
+    let mut conn = connect(url).await?;
+    let cols: Vec<String> = columns.iter().map(|c| q(c)).collect();
+    let nulls: Vec<String> = cols.iter().map(|c| format!("ISNULL({c})")).collect();
+    let text = format!(
+        "CONCAT_WS(CHAR(31 USING utf8mb4), {}, CONCAT({}))",
+        cols.join(", "),
+        nulls.join(", ")
+    );
+    let sql = format!(
+        "SELECT COUNT(*), CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({text}), 16), 16, 10) AS UNSIGNED)), 0) AS CHAR) FROM {}",
+        relation_sql(rel)
+    );
+    let row: Option<(i64, String)> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| Error::source(BACKEND, super::errors::message(&e)))?;
+    let _ = conn.disconnect().await;
+    row.ok_or_else(|| Error::source(BACKEND, "no checksum row"))
+}

@@ -27,12 +27,13 @@
 //!   merge; the position does not move. Then verify again.
 //! ```
 //!
-//! PostgreSQL → PostgreSQL, every row due: counts and hash sums computed
-//! inside both databases first ([`in_database`]); when they differ in full
-//! mode with one integer key, the key range is bisected by per-bucket
-//! checksums ([`bisect`]) and only the small ranges that differ are
-//! compared row by row. Otherwise rows are compared client side: every
-//! row of both sides crosses the network once.
+//! PostgreSQL → PostgreSQL and MariaDB → MariaDB, every row due: counts and
+//! hash sums computed inside both databases first ([`in_database`]); when
+//! PostgreSQL's differ in full mode with one integer key, the key range is
+//! bisected by per-bucket checksums ([`bisect`]) and only the small ranges
+//! that differ are compared row by row. Otherwise rows are compared client
+//! side: every row of both sides crosses the network once, in memory of
+//! 16 bytes a source row ([`hashes`]).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -52,6 +53,9 @@ use highwater_core::{
 
 use crate::attempt::{self, Rows};
 use crate::runner::{self, RunOptions};
+
+mod hashes;
+use hashes::{Hashes, Matcher, Replay, SourceRows};
 
 /// What `verify` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -214,7 +218,7 @@ async fn verify_one(
     let target = into.as_ref().map(|i| (i.as_str(), Relation::table(i)));
     let (diff, src) = diff_rows(plan, state, s, target, position.as_ref(), r).await?;
     r.compared = src.due;
-    r.not_due = src.not_due.len() as u64;
+    r.not_due = src.rows.not_due_count() as u64;
     record(r, &diff);
     Ok(diff)
 }
@@ -251,7 +255,7 @@ async fn diff_rows(
         Some((into, relation)) => read_table(plan, s, into, relation, &src, &types).await?,
         None => read_files(plan, state, s, &src, &types, r).await?,
     };
-    let hashes = compare(&src, &tgt);
+    let hashes = tgt;
     // The texts of the source's keys that differ: a second read, only
     // when something differs (the maps hold 64-bit key hashes only).
     let want: HashSet<u64> = hashes
@@ -288,11 +292,12 @@ async fn diff_rows(
     Ok((diff, src))
 }
 
-/// PostgreSQL → PostgreSQL table, when every source row is due (full
-/// mode; change tracking with no change after the position): compare the
-/// row count and the sum of row hashes computed inside each database. Equal:
-/// done, no row moved (`Some`). Otherwise, or for any other pair, `None`:
-/// the row-by-row comparison finds the keys.
+/// PostgreSQL → PostgreSQL or MariaDB → MariaDB table, when every source
+/// row is due (full mode; change tracking with no change after the
+/// position): compare the row count and the sum of row hashes computed
+/// inside each database. Equal: done, no row moved (`Some`). Unequal
+/// PostgreSQL tables in full mode: [`bisect`]. Otherwise, or for any other
+/// pair, `None`: the row-by-row comparison finds the keys.
 async fn in_database(
     plan: &Plan,
     state: &dyn StateStore,
@@ -302,7 +307,13 @@ async fn in_database(
     r: &mut StreamVerify,
 ) -> Result<Option<Diff>> {
     let (from, to) = (&plan.connections[&s.from], &plan.connections[&s.to]);
-    if from.kind != ConnKind::Postgres || to.kind != ConnKind::Postgres {
+    // Each backend renders values its own way: the sums compare only
+    // between two databases of one backend.
+    let same = matches!(
+        (&from.kind, &to.kind),
+        (ConnKind::Postgres, ConnKind::Postgres) | (ConnKind::Mysql, ConnKind::Mysql)
+    );
+    if !same {
         return Ok(None);
     }
     let all_due = match (s.mode, position) {
@@ -339,17 +350,17 @@ async fn in_database(
         attempt::bounded(
             "checksumming the source",
             idle,
-            highwater_connectors::postgres::checksum(from.url.expose(), &s.relation, &columns),
+            highwater_connectors::checksum(&from.kind, from.url.expose(), &s.relation, &columns),
         ),
         attempt::bounded(
             "checksumming the target",
             idle,
-            highwater_connectors::postgres::checksum(to.url.expose(), &target, &columns),
+            highwater_connectors::checksum(&to.kind, to.url.expose(), &target, &columns),
         )
     );
     // A target that cannot answer (a column renamed, another type) is
     // compared row by row, which names what differs.
-    let (a, Ok(b)) = (a?, b) else {
+    let (Some(a), Ok(Some(b))) = (a?, b) else {
         return Ok(None);
     };
     // Change tracking: a change whose version is not yet settled (an
@@ -357,6 +368,9 @@ async fn in_database(
     // after the position; the row-by-row comparison asks the change log
     // key by key.
     if a != b && s.mode != Mode::Full {
+        return Ok(None);
+    }
+    if a != b && from.kind != ConnKind::Postgres {
         return Ok(None);
     }
     if a != b {
@@ -581,23 +595,28 @@ fn check_target(plan: &Plan, s: &StreamPlan) -> Result<Option<String>> {
     }
 }
 
-/// One side: key → (row hash, occurrences).
+/// The source side: its due rows by key hash, sealed.
 struct Side {
     /// Compared columns, by source name.
     columns: Vec<String>,
     /// Indexes into `columns` of the key columns.
     key: Vec<usize>,
-    /// Key hash (of the key's canonical text) → (row hash, occurrences).
-    rows: HashMap<u64, (u64, u32)>,
-    /// Key texts: target: of keys the source does not have (extra);
-    /// source: of the keys asked for.
+    /// Key hash (of the key's canonical text) and row hash of each due
+    /// row, and the keys past the position.
+    rows: SourceRows,
+    /// Key texts of the keys asked for.
     texts: HashMap<u64, String>,
-    /// Source only: keys past the position.
-    not_due: HashSet<u64>,
-    /// Source only: rows due.
+    /// Rows due.
     due: u64,
-    /// Source only: the compared schema (repair).
+    /// The compared schema (repair).
     schema: Option<SchemaRef>,
+}
+
+impl Side {
+    /// The whole row is the key (a full copy without `primary_key`).
+    fn keyless(&self) -> bool {
+        self.key.len() == self.columns.len()
+    }
 }
 
 async fn read_source(
@@ -628,9 +647,8 @@ async fn read_source(
     let mut side = Side {
         columns: columns.clone(),
         key,
-        rows: HashMap::new(),
+        rows: SourceRows::default(),
         texts: HashMap::new(),
-        not_due: HashSet::new(),
         due: 0,
         schema: None,
     };
@@ -681,14 +699,20 @@ async fn read_source(
             }
             let due = due && !ct_not_due.as_ref().is_some_and(|n| n.contains(&k));
             if !due {
-                side.not_due.insert(k);
+                side.rows.not_due(k);
                 continue;
             }
             side.due += 1;
-            let h = row_hash(&cols, row);
-            side.rows.entry(k).or_insert((h, 0)).1 += 1;
+            side.rows.push(k, row_hash(&cols, row));
         }
     }
+    // Change tracking: keys changed after the position, deleted ones too.
+    // A key due in one version and not in another (updated past the
+    // position) is not due.
+    for k in ct_not_due.into_iter().flatten() {
+        side.rows.not_due(k);
+    }
+    side.rows.seal();
     // Watermark: rows the source held back above its bound (`lag:`, the
     // late-commit cap) were not read; their keys are not due either (a row
     // copied before and updated since would otherwise look extra).
@@ -698,6 +722,7 @@ async fn read_source(
             ..req.clone()
         };
         let mut all = attempt::bounded("reading the source", idle, source.read(&full)).await?;
+        let mut held = Vec::new();
         let visible: Vec<usize> = columns
             .iter()
             .map(|c| all.schema.index_of(c))
@@ -712,20 +737,15 @@ async fn read_source(
             let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
             for row in 0..b.num_rows() {
                 let k = key_hash(&key_text(&cols, &side.key, row));
-                if !side.rows.contains_key(&k) {
-                    side.not_due.insert(k);
+                if !side.rows.contains(k) {
+                    held.push(k);
                 }
             }
         }
-    }
-    // Change tracking: keys changed after the position, deleted ones too.
-    if let Some(keys) = ct_not_due {
-        side.not_due.extend(keys);
-    }
-    // A key due in one version and not in another (updated past the
-    // position) is not due.
-    for k in &side.not_due {
-        side.rows.remove(k);
+        for k in held {
+            side.rows.not_due(k);
+        }
+        side.rows.seal();
     }
     Ok(side)
 }
@@ -809,7 +829,7 @@ async fn read_table(
     relation: Relation,
     src: &Side,
     types: &[DataType],
-) -> Result<Side> {
+) -> Result<Hashes> {
     let columns = &src.columns;
     let conn = &plan.connections[&s.to];
     let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
@@ -852,16 +872,9 @@ async fn read_table(
         partitions: 1,
     };
     let mut extract = attempt::bounded("reading the target", idle, source.read(&req)).await?;
-    let mut side = Side {
-        columns: columns.to_vec(),
-        key: vec![],
-        rows: HashMap::new(),
-        texts: HashMap::new(),
-        not_due: HashSet::new(),
-        due: 0,
-        schema: None,
-    };
-    side.key = key_indexes(s, columns)?;
+    // Streamed: each target row is matched against the source's and
+    // dropped.
+    let mut matcher = Matcher::new(&src.rows, src.keyless());
     while let Some(b) = attempt::bounded("reading the target", idle, async {
         Ok(extract.batches.next().await)
     })
@@ -874,16 +887,11 @@ async fn read_table(
             .map(|(i, t)| align(b.column(*i), t))
             .collect();
         for row in 0..b.num_rows() {
-            let text = key_text(&cols, &side.key, row);
-            let k = key_hash(&text);
-            if !src.rows.contains_key(&k) && !src.not_due.contains(&k) {
-                side.texts.insert(k, text);
-            }
-            let h = row_hash(&cols, row);
-            side.rows.entry(k).or_insert((h, 0)).1 += 1;
+            let text = key_text(&cols, &src.key, row);
+            matcher.add(key_hash(&text), row_hash(&cols, row), || text);
         }
     }
-    Ok(side)
+    Ok(matcher.finish())
 }
 
 /// Replay a file target's committed outputs in commit order: full mode
@@ -896,8 +904,73 @@ async fn read_files(
     src: &Side,
     types: &[DataType],
     r: &mut StreamVerify,
-) -> Result<Side> {
-    let columns = &src.columns;
+) -> Result<Hashes> {
+    let key = &src.key;
+    let keyless = src.keyless();
+    // Full copies (the last output) and whole-row keys count every row;
+    // otherwise the latest version of each key wins.
+    let mut replay = Replay::new(!(keyless || s.mode == Mode::Full));
+    // Texts of the replayed keys the source does not have (extra).
+    let mut texts: HashMap<u64, String> = HashMap::new();
+    replay_outputs(plan, state, s, &src.columns, types, r, |event| {
+        let (cols, op) = match event {
+            Replayed::Reload => {
+                replay.clear();
+                texts.clear();
+                return;
+            }
+            Replayed::Rows(cols, op) => (cols, op),
+        };
+        for row in 0..cols.first().map_or(0, |c| c.len()) {
+            let text = key_text(cols, key, row);
+            let k = key_hash(&text);
+            if deleted(op, row) {
+                replay.delete(k);
+                texts.remove(&k);
+                continue;
+            }
+            if !src.rows.contains(k) && !src.rows.is_not_due(k) {
+                texts.insert(k, text);
+            }
+            replay.upsert(k, row_hash(cols, row));
+        }
+    })
+    .await?;
+    let mut matcher = Matcher::new(&src.rows, keyless);
+    for (k, h) in replay.finish() {
+        matcher.add(k, h, || {
+            texts.remove(&k).unwrap_or_else(|| format!("#{k:016x}"))
+        });
+    }
+    Ok(matcher.finish())
+}
+
+/// Whether `row` of a change-tracking output is a `D` row.
+fn deleted(op: Option<&ArrayRef>, row: usize) -> bool {
+    op.is_some_and(|o| !o.is_null(row) && o.as_string::<i32>().value(row) == "D")
+}
+
+/// What [`replay_outputs`] hands over, in commit order.
+enum Replayed<'a> {
+    /// A full reload's output follows: the copy starts afresh.
+    Reload,
+    /// A batch of an output: the compared columns in the source's types,
+    /// and a change-tracking output's `SYS_CHANGE_OPERATION`.
+    Rows(&'a [ArrayRef], Option<&'a ArrayRef>),
+}
+
+/// Read a file target's committed outputs in commit order (full mode: the
+/// last commit's), a batch at a time, into `f`. A file a marker names that
+/// is gone is a note in `r`.
+async fn replay_outputs(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    columns: &[String],
+    types: &[DataType],
+    r: &mut StreamVerify,
+    mut f: impl FnMut(Replayed<'_>),
+) -> Result<()> {
     let Target::File { format, .. } = &s.target else {
         return Err(Error::config("target", "not a file target"));
     };
@@ -921,21 +994,9 @@ async fn read_files(
             }
         }
     }
-    let key = key_indexes(s, columns)?;
-    let keyless = key.len() == columns.len();
-    let mut side = Side {
-        columns: columns.to_vec(),
-        key: key.clone(),
-        rows: HashMap::new(),
-        texts: HashMap::new(),
-        not_due: HashSet::new(),
-        due: 0,
-        schema: None,
-    };
     for c in &commits {
         if c.files.iter().any(|(_, url)| reloads.contains(url)) {
-            side.rows.clear();
-            side.texts.clear();
+            f(Replayed::Reload);
         }
         for (path, url) in &c.files {
             let read = attempt::bounded(
@@ -955,6 +1016,7 @@ async fn read_files(
                 highwater_connectors::files::read::ReadOutput::Batches(b) => b,
             };
             for b in batches {
+                let b = b?;
                 let names: Vec<String> = b
                     .schema()
                     .fields()
@@ -980,31 +1042,11 @@ async fn read_files(
                     .position(|n| n == highwater_connectors::change_tracking::OPERATION_COLUMN)
                     .filter(|_| s.mode == Mode::ChangeTracking)
                     .map(|i| align(b.column(i), &DataType::Utf8));
-                for row in 0..b.num_rows() {
-                    let text = key_text(&cols, &key, row);
-                    let k = key_hash(&text);
-                    let deleted = op
-                        .as_ref()
-                        .is_some_and(|o| !o.is_null(row) && o.as_string::<i32>().value(row) == "D");
-                    if deleted {
-                        side.rows.remove(&k);
-                        side.texts.remove(&k);
-                        continue;
-                    }
-                    if !src.rows.contains_key(&k) && !src.not_due.contains(&k) {
-                        side.texts.insert(k, text);
-                    }
-                    let h = row_hash(&cols, row);
-                    if keyless || s.mode == Mode::Full {
-                        side.rows.entry(k).or_insert((h, 0)).1 += 1;
-                    } else {
-                        side.rows.insert(k, (h, 1));
-                    }
-                }
+                f(Replayed::Rows(&cols, op.as_ref()));
             }
         }
     }
-    Ok(side)
+    Ok(())
 }
 
 /// Commit order: object stores may keep markers' times to the second, so
@@ -1050,46 +1092,6 @@ fn align(col: &ArrayRef, to: &DataType) -> ArrayRef {
         Ok(c) if c.null_count() == col.null_count() => c,
         _ => col.clone(),
     }
-}
-
-/// What differs, by key hash; extra keys the source lacks as text.
-struct Hashes {
-    missing: Vec<u64>,
-    different: Vec<u64>,
-    /// Keyless comparisons: more copies of a source row in the target.
-    extra_in_source: Vec<u64>,
-    extra: Vec<String>,
-}
-
-fn compare(src: &Side, tgt: &Side) -> Hashes {
-    let mut d = Hashes {
-        missing: vec![],
-        different: vec![],
-        extra_in_source: vec![],
-        extra: vec![],
-    };
-    let keyless = src.key.len() == src.columns.len();
-    for (k, (h, n)) in &src.rows {
-        match tgt.rows.get(k) {
-            None => d.missing.push(*k),
-            Some((th, tn)) if th != h || (n != tn && !keyless) => d.different.push(*k),
-            // A keyless (whole-row) comparison: fewer copies than the source.
-            Some((_, tn)) if tn < n => d.missing.push(*k),
-            Some((_, tn)) if tn > n => d.extra_in_source.push(*k),
-            Some(_) => {}
-        }
-    }
-    for k in tgt.rows.keys() {
-        if !src.rows.contains_key(k) && !src.not_due.contains(k) {
-            d.extra.push(
-                tgt.texts
-                    .get(k)
-                    .cloned()
-                    .unwrap_or_else(|| format!("#{k:016x}")),
-            );
-        }
-    }
-    d
 }
 
 /// The 64-bit hash of a key's canonical text.
@@ -1366,9 +1368,29 @@ async fn repair_one(
     }
 
     let batches = match whole {
-        true => repair_batches(plan, s, &position, into.as_deref(), None, &HashSet::new()).await?,
+        true => {
+            repair_batches(
+                plan,
+                state,
+                s,
+                &position,
+                into.as_deref(),
+                None,
+                &HashSet::new(),
+            )
+            .await?
+        }
         false => {
-            repair_batches(plan, s, &position, into.as_deref(), Some(&upsert), &delete).await?
+            repair_batches(
+                plan,
+                state,
+                s,
+                &position,
+                into.as_deref(),
+                Some(&upsert),
+                &delete,
+            )
+            .await?
         }
     };
     if whole {
@@ -1458,6 +1480,7 @@ struct RepairBatches {
 /// row per `delete` key, with `SYS_CHANGE_OPERATION` appended.
 async fn repair_batches(
     plan: &Plan,
+    state: &dyn StateStore,
     s: &StreamPlan,
     position: &Position,
     into: Option<&str>,
@@ -1579,30 +1602,54 @@ async fn repair_batches(
     }
 
     if let (false, None) = (delete.is_empty(), into) {
-        // A file target: the keys from their text (one key column).
-        if key.len() != 1 {
-            return Err(Error::config(
-                "primary_key",
-                "--repair deletes extra keys of a file target by a one-column key only",
-            ));
-        }
-        let mut keys: Vec<&str> = delete.iter().map(String::as_str).collect();
-        keys.sort_by(|a, b| natural(a, b));
-        let n = keys.len();
-        let text: ArrayRef = Arc::new(StringArray::from(keys));
-        let mut arrays = Vec::new();
-        for (i, f) in visible_schema.fields().iter().enumerate() {
-            if i == key[0] {
-                arrays.push(align(&text, f.data_type()));
-            } else {
-                arrays.push(arrow_array::new_null_array(f.data_type(), n));
+        // A file target: the extra keys' values as the replayed outputs
+        // hold them (any key, text or composite), the other columns NULL.
+        let types: Vec<DataType> = visible_schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let mut seen = HashSet::new();
+        let mut found: Vec<RecordBatch> = Vec::new();
+        let mut failed = None;
+        let mut scratch = StreamVerify::default();
+        replay_outputs(plan, state, s, &columns, &types, &mut scratch, |event| {
+            let Replayed::Rows(cols, op) = event else {
+                return;
+            };
+            let keep: Vec<bool> = (0..cols.first().map_or(0, |c| c.len()))
+                .map(|row| {
+                    let k = key_text(cols, &key, row);
+                    !deleted(op, row) && delete.contains(&k) && seen.insert(k)
+                })
+                .collect();
+            let n = keep.iter().filter(|k| **k).count();
+            if n == 0 {
+                return;
             }
+            let mask = arrow_array::BooleanArray::from(keep);
+            let mut arrays = Vec::new();
+            for (i, f) in visible_schema.fields().iter().enumerate() {
+                match key.contains(&i) {
+                    true => match arrow_select::filter::filter(cols[i].as_ref(), &mask) {
+                        Ok(a) => arrays.push(a),
+                        Err(e) => failed = Some(Error::source("engine", e)),
+                    },
+                    false => arrays.push(arrow_array::new_null_array(f.data_type(), n)),
+                }
+            }
+            tail(&mut arrays, n, "D");
+            match RecordBatch::try_new(schema.clone(), arrays) {
+                Ok(b) => found.push(b),
+                Err(e) => failed = Some(Error::source("engine", e)),
+            }
+        })
+        .await?;
+        if let Some(e) = failed {
+            return Err(e);
         }
-        tail(&mut arrays, n, "D");
-        out.batches.push(
-            RecordBatch::try_new(schema.clone(), arrays).map_err(|e| Error::source("engine", e))?,
-        );
-        out.deleted += n as u64;
+        out.deleted += found.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        out.batches.extend(found);
     }
     if let (false, Some(into)) = (delete.is_empty(), into) {
         // The extra keys, read back from the target and cast to the
