@@ -20,7 +20,6 @@ mod adf_sinks;
 mod attack;
 mod boundary;
 mod cdc;
-mod cdc_mariadb;
 mod change_tracking;
 mod cli;
 mod completions;
