@@ -34,6 +34,7 @@ macro_rules! cdc_suite {
             check_names_what_a_server_without_the_log_lacks,
             merge_into_a_table_of_the_same_database_kind_equals_the_source,
             truncate_reloads_loudly_and_column_changes_fail_naming_the_column,
+            the_log_held_for_a_stream_grows_with_writes_in_status_and_metrics,
         );
     };
     (@tests $backend:expr; $($test:ident),* $(,)?) => {
@@ -794,4 +795,79 @@ async fn truncate_reloads_loudly_and_column_changes_fail_naming_the_column(b: Ba
     let o = dir.hw(&["run"]);
     assert_code(&o, 2);
     assert!(stderr(&o).contains("column n"), "{}", stderr(&o));
+}
+
+/// The number before ` bytes of ` in the stream's `changes status` line
+/// (PostgreSQL: the WAL its slot retains; MariaDB: the binlog written after
+/// its position), and the text after `at` up to the next comma (where the
+/// stream is).
+fn status_of(dir: &Dir, at: &str) -> (u64, String) {
+    let o = dir.hw(&["changes", "status"]);
+    assert_code(&o, 0);
+    let out = stdout(&o);
+    let bytes = out
+        .split(" bytes of ")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {out}"));
+    let place = out
+        .split(at)
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap_or_else(|| panic!("no {at:?} in {out}"));
+    (bytes, place.to_string())
+}
+
+/// The value of `/metrics`' gauge `name` for stream `t`.
+fn metric_of(addr: &str, name: &str) -> u64 {
+    let (code, body) = http(addr, "GET", "/metrics");
+    assert_eq!(code, 200);
+    let line = format!("{name}{{stream=\"t\"}} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in\n{body}"))
+}
+
+/// `changes status` and `serve`'s `/metrics` show the log the server holds
+/// for a stream (PostgreSQL: the WAL its slot retains; MariaDB: the binlog
+/// after its position); both grow as the source is written, and a run
+/// moves the stream on.
+async fn the_log_held_for_a_stream_grows_with_writes_in_status_and_metrics(b: Backend) {
+    let (metric, at) = match b {
+        Backend::Postgres => ("highwater_cdc_slot_retained_wal_bytes", "confirmed LSN "),
+        Backend::Mariadb => ("highwater_cdc_binlog_behind_bytes", "this stream is at "),
+    };
+    let db = CdcDb::new(b, "cdc_held").await;
+    db.exec(&format!(
+        "{SCHEMA}; {}",
+        db.insert_series(1, 5, "concat('v', g)")
+    ))
+    .await;
+    let dir = Dir::new("cdc_held");
+    dir.write("highwater.yaml", &cfg(&db.url, &["t"]));
+    assert_code(&dir.hw(&["run"]), 0);
+    let (before, place) = status_of(&dir, at);
+    let (mut serve, addr) = spawn_serve(&dir);
+    let metric_before = metric_of(&addr, metric);
+
+    // 2,000 rows of 200 bytes: at least 400 kB of log.
+    db.exec(&db.insert_series(100, 2099, "repeat('w', 200)"))
+        .await;
+    let (after, same) = status_of(&dir, at);
+    let metric_after = metric_of(&addr, metric);
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert_eq!(same, place);
+    assert!(after >= before + 400_000, "{before} -> {after} bytes");
+    assert!(
+        metric_after >= metric_before + 400_000,
+        "{metric_before} -> {metric_after} bytes"
+    );
+
+    assert_code(&dir.hw(&["run"]), 0);
+    let (_, moved) = status_of(&dir, at);
+    assert_ne!(moved, place, "the run moved the stream on");
+    assert_eq!(replay(&dir, "t"), db.rows("t").await);
 }

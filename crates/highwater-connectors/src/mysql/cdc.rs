@@ -329,10 +329,33 @@ async fn status_line(conn: &mut Conn) -> Result<String> {
     })
 }
 
-/// A stream position as `file:offset` (`None`: not a binlog position).
-pub fn position_text(v: &ChangeVersion) -> Option<String> {
-    let g = Gen::decode(v.generation.as_deref()?)?;
-    Some(BinlogPos::of_version(v.version, &g).to_string())
+/// The binlog bytes from `from` to the end of the last file in `logs`
+/// (`SHOW BINARY LOGS`: each file's size; the last one's is the server's
+/// current end). `None`: `from`'s file is not among them (purged).
+fn bytes_after(logs: &[(String, u64)], from: &BinlogPos) -> Option<u64> {
+    let i = logs.iter().position(|(f, _)| *f == from.file)?;
+    let rest: u64 = logs[i + 1..].iter().map(|(_, size)| size).sum();
+    Some(logs[i].1.saturating_sub(from.pos) + rest)
+}
+
+/// How many bytes of binlog the server wrote after a stream's committed
+/// position: what its next run reads. `None`: the position is not in this
+/// server's binlog (another server, or purged: the next run reloads).
+pub async fn behind_bytes(url: &str, position: &ChangeVersion) -> Result<Option<u64>> {
+    let Some(g) = position.generation.as_deref().and_then(Gen::decode) else {
+        return Ok(None);
+    };
+    let mut conn = connect(url).await?;
+    let s = server(&mut conn).await;
+    let logs = binary_logs(&mut conn).await;
+    let _ = conn.disconnect().await;
+    if !g.same_server(&s?.generation) {
+        return Ok(None);
+    }
+    Ok(bytes_after(
+        &logs?,
+        &BinlogPos::of_version(position.version, &g),
+    ))
 }
 
 /// `changes status`: the server's binlog files and current end.
@@ -341,6 +364,34 @@ pub async fn status(url: &str, _stream: &str) -> Result<String> {
     let line = status_line(&mut conn).await;
     let _ = conn.disconnect().await;
     line
+}
+
+/// `changes status`: where a stream's committed `position` is, and the
+/// bytes of binlog its next run reads.
+pub async fn position_status(url: &str, position: &ChangeVersion) -> Result<String> {
+    let Some(g) = position.generation.as_deref().and_then(Gen::decode) else {
+        return Ok(
+            "this stream's position is not a binlog position: its next run reloads in full"
+                .to_string(),
+        );
+    };
+    let at = BinlogPos::of_version(position.version, &g);
+    let mut conn = connect(url).await?;
+    let s = server(&mut conn).await;
+    let logs = binary_logs(&mut conn).await;
+    let _ = conn.disconnect().await;
+    if !g.same_server(&s?.generation) {
+        return Ok(format!(
+            "this stream is at {at} in the binlog of another server (server_id {}): its next run reloads in full",
+            g.server_id
+        ));
+    }
+    Ok(match bytes_after(&logs?, &at) {
+        Some(n) => format!("this stream is at {at}, {n} bytes of binlog behind the current end"),
+        None => format!(
+            "this stream is at {at}, a file no longer on the server: its next run reloads in full"
+        ),
+    })
 }
 
 /// The stream's table: database, name, columns in order (name, unsigned
@@ -1138,6 +1189,22 @@ mod tests {
             pos: 4,
         };
         assert!(later.version().unwrap() > v);
+    }
+
+    #[test]
+    fn bytes_behind_count_the_rest_of_the_file_and_every_later_one() {
+        let logs = vec![
+            ("b.000001".to_string(), 1000),
+            ("b.000002".to_string(), 500),
+            ("b.000003".to_string(), 300),
+        ];
+        let at = |file: &str, pos| BinlogPos {
+            file: file.into(),
+            pos,
+        };
+        assert_eq!(bytes_after(&logs, &at("b.000002", 200)), Some(300 + 300));
+        assert_eq!(bytes_after(&logs, &at("b.000003", 300)), Some(0));
+        assert_eq!(bytes_after(&logs, &at("b.000000", 4)), None);
     }
 
     #[test]
