@@ -142,6 +142,8 @@ struct Server {
     format: String,
     row_image: String,
     generation: Gen,
+    /// `VERSION()`: MariaDB's contains `MariaDB`.
+    version: String,
     mariadb: bool,
     user: String,
     /// MariaDB's `log_bin_compress`: row events this reader cannot decode.
@@ -183,6 +185,7 @@ async fn server(conn: &mut Conn) -> Result<Server> {
             base,
             created: 0,
         },
+        version: text(7),
         mariadb: text(7).contains("MariaDB"),
         user: text(8),
         compressed,
@@ -194,6 +197,10 @@ async fn server(conn: &mut Conn) -> Result<Server> {
 /// account's own grants lack them (`with_grants`).
 async fn missing(conn: &mut Conn, s: &Server, with_grants: bool) -> Result<Vec<String>> {
     let mut out = Vec::new();
+    if !s.mariadb {
+        out.push(mysql_refusal(&s.version));
+        return Ok(out);
+    }
     if !s.log_bin {
         out.push(
             "the binary log is off (log_bin = OFF): add `log_bin = mariadb-bin`, `binlog_format = ROW` and `binlog_row_image = FULL` under [mariadbd] in the server's configuration and restart it"
@@ -251,6 +258,13 @@ async fn missing(conn: &mut Conn, s: &Server, with_grants: bool) -> Result<Vec<S
         }
     }
     Ok(out)
+}
+
+/// Why a MySQL server cannot be read (see docs/mode-cdc.md "MySQL").
+fn mysql_refusal(version: &str) -> String {
+    format!(
+        "mode cdc reads MariaDB's binary log; this server is MySQL {version}, which does not report the binlog position of a consistent snapshot (Binlog_snapshot_file/Binlog_snapshot_position), so a first load and its binlog position cannot be taken together without a global read lock: use mode change_tracking or watermark for this table (see docs/mode-cdc.md, MySQL)"
+    )
 }
 
 /// The binlog point of the open consistent snapshot (MariaDB only).
@@ -472,12 +486,6 @@ pub(super) async fn prepare(
     let m = missing(conn, &s, false).await?;
     if !m.is_empty() {
         return Err(Error::config(format!("stream {stream}"), m.join("; ")));
-    }
-    if !s.mariadb {
-        return Err(Error::config(
-            format!("stream {stream}"),
-            "mode cdc reads the binary log of MariaDB (it needs Binlog_snapshot_position); MySQL is not supported",
-        ));
     }
     let t = table(conn, stream, rel, pk).await?;
     let keys: Vec<String> = pk.iter().map(|k| q(k)).collect();
@@ -1129,6 +1137,13 @@ mod tests {
             pos: 4,
         };
         assert!(later.version().unwrap() > v);
+    }
+
+    #[test]
+    fn a_mysql_server_is_refused_naming_what_it_lacks_and_what_to_use() {
+        let m = mysql_refusal("8.0.36");
+        assert!(m.contains("MySQL 8.0.36") && m.contains("Binlog_snapshot_position"));
+        assert!(m.contains("mode change_tracking"));
     }
 
     #[test]
