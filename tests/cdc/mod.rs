@@ -166,7 +166,7 @@ pub fn text(o: &std::process::Output) -> String {
 }
 
 /// The newest output file of a stream.
-fn newest_file(dir: &Dir, stream: &str) -> std::path::PathBuf {
+pub fn newest_file(dir: &Dir, stream: &str) -> std::path::PathBuf {
     dir.files(&format!("lake/{stream}"), "csv")
         .into_iter()
         .max_by_key(|f| std::fs::metadata(f).unwrap().modified().unwrap())
