@@ -394,73 +394,98 @@ async fn a_long_transaction_holds_nothing_back_and_arrives_on_commit(b: Backend)
     assert!(replay(&dir, "t").contains_key("100"));
 }
 
+/// Each failpoint in its own database, all at once (each point's runs are
+/// sequential; the points are independent).
 async fn kill_9_at_every_failpoint_then_rerun_replays_to_the_source(b: Backend) {
+    let points: Vec<_> = FAILPOINTS
+        .iter()
+        .enumerate()
+        .map(|(i, point)| {
+            std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(kill_9_at_one_failpoint(b, i, point))
+            })
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for p in points {
+            if let Err(panic) = p.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
+
+/// Crash at `point` during the first run and during a delta; the reruns
+/// replay to the source, each key once per file; `changes disable`
+/// leaves no slot.
+async fn kill_9_at_one_failpoint(b: Backend, i: usize, point: &str) {
     let db = CdcDb::new(b, "cdc_crash").await;
     db.exec(&format!(
         "{SCHEMA}; {}",
         db.insert_series(1, 20, "concat('v', g)")
     ))
     .await;
-    let mut next = 21;
-    for (i, point) in FAILPOINTS.iter().enumerate() {
-        let name = format!("s{i}");
-        let dir = Dir::new("cdc_crash");
-        dir.write("highwater.yaml", &cfg(&db.url, &[&name]));
-        // Crash during the first (full) run.
-        let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
-        assert_eq!(
-            o.status.code(),
-            None,
-            "{point}: should abort\n{}",
-            stderr(&o)
-        );
-        db.exec(&format!(
-            "{}
-             UPDATE t SET n = n + 1000 WHERE id % 7 = {};
-             DELETE FROM t WHERE id % 11 = {};",
-            db.insert_series(next, next + 9, "concat('v', g)"),
-            i % 7,
-            i % 11
-        ))
+    let name = format!("s{i}");
+    let dir = Dir::new("cdc_crash");
+    dir.write("highwater.yaml", &cfg(&db.url, &[&name]));
+    // Crash during the first (full) run.
+    let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
+    assert_eq!(
+        o.status.code(),
+        None,
+        "{point}: should abort\n{}",
+        stderr(&o)
+    );
+    db.exec(&format!(
+        "{}
+         UPDATE t SET n = n + 1000 WHERE id % 7 = {};
+         DELETE FROM t WHERE id % 11 = {};",
+        db.insert_series(21, 30, "concat('v', g)"),
+        i % 7,
+        i % 11
+    ))
+    .await;
+    assert_code(&dir.hw(&["run"]), 0);
+    assert_eq!(
+        replay(&dir, &name),
+        db.rows("t").await,
+        "{point}: after rerun"
+    );
+    // Crash during a delta, then finish.
+    db.exec(&format!(
+        "{}
+         UPDATE t SET v = 'u{i}' WHERE id % 5 = {};
+         DELETE FROM t WHERE id % 13 = {};",
+        db.insert_series(31, 40, "concat('w', g)"),
+        i % 5,
+        (i + 3) % 13
+    ))
+    .await;
+    let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
+    assert!(
+        o.status.code().is_none() || o.status.code() == Some(0),
+        "{point}: {}",
+        stderr(&o)
+    );
+    db.exec(&format!("UPDATE t SET v = 'after{i}' WHERE id % 3 = 0"))
         .await;
-        next += 10;
-        assert_code(&dir.hw(&["run"]), 0);
-        assert_eq!(
-            replay(&dir, &name),
-            db.rows("t").await,
-            "{point}: after rerun"
-        );
-        // Crash during a delta, then finish.
-        db.exec(&format!(
-            "{}
-             UPDATE t SET v = 'u{i}' WHERE id % 5 = {};
-             DELETE FROM t WHERE id % 13 = {};",
-            db.insert_series(next, next + 9, "concat('w', g)"),
-            i % 5,
-            (i + 3) % 13
-        ))
-        .await;
-        next += 10;
-        let o = dir.hw_env(&["run"], &[("HIGHWATER_FAILPOINT", point)]);
-        assert!(
-            o.status.code().is_none() || o.status.code() == Some(0),
-            "{point}: {}",
-            stderr(&o)
-        );
-        db.exec(&format!("UPDATE t SET v = 'after{i}' WHERE id % 3 = 0"))
-            .await;
-        let o = dir.hw(&["run"]);
-        assert_code(&o, 0);
-        assert!(!text(&o).contains("FULL RELOAD"), "{point}: {}", text(&o));
-        assert_eq!(
-            replay(&dir, &name),
-            db.rows("t").await,
-            "{point}: after delta rerun"
-        );
-        no_key_twice_per_file(&dir, &name, point);
-        assert_code(&dir.hw(&["changes", "disable", &name]), 0);
-    }
-    assert!(db.slots().await.is_empty());
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    assert!(!text(&o).contains("FULL RELOAD"), "{point}: {}", text(&o));
+    assert_eq!(
+        replay(&dir, &name),
+        db.rows("t").await,
+        "{point}: after delta rerun"
+    );
+    no_key_twice_per_file(&dir, &name, point);
+    assert_code(&dir.hw(&["changes", "disable", &name]), 0);
+    assert!(db.slots().await.is_empty(), "{point}");
 }
 
 async fn concurrent_writers_during_the_first_load_and_deltas_deliver_each_change_once(b: Backend) {
