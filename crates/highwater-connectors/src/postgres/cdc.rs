@@ -39,6 +39,7 @@
 //! commit LSN, so a long transaction never holds others back.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Buf;
 use futures::StreamExt;
@@ -286,12 +287,21 @@ async fn publication(client: &Client, name: &str, t: &str) -> Result<Option<(Str
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// One net change, text values by column name.
+/// One net change: text values of the columns `cols` names (the
+/// relation's, shared by its changes; a delete's: the key's).
 struct Net {
     op: char,
     created: bool,
     version: u64,
-    values: HashMap<String, Option<String>>,
+    cols: Arc<Vec<String>>,
+    values: Vec<Option<String>>,
+}
+
+impl Net {
+    fn get(&self, col: &str) -> Option<&str> {
+        let i = self.cols.iter().position(|c| c == col)?;
+        self.values[i].as_deref()
+    }
 }
 
 /// The session's temporary table of a window's net changes: their order,
@@ -615,6 +625,8 @@ fn take_tuple(b: &mut &[u8]) -> Result<Tuple> {
 
 struct NetSet<'a> {
     pk: &'a [String],
+    /// The key's column names, the columns of a delete's values.
+    pk_cols: Arc<Vec<String>>,
     table: String,
     map: HashMap<Vec<String>, usize>,
     list: Vec<Net>,
@@ -647,18 +659,17 @@ impl NetSet<'_> {
     fn apply(
         &mut self,
         op: char,
-        cols: &[String],
+        cols: &Arc<Vec<String>>,
         tup: &Tuple,
         old: Option<&Tuple>,
         version: u64,
     ) -> Result<()> {
         let key = self.key(cols, tup)?;
         let prev = self.map.get(&key).copied();
-        let mut values: HashMap<String, Option<String>> = HashMap::new();
-        if op == 'D' {
-            for (k, v) in self.pk.iter().zip(&key) {
-                values.insert(k.clone(), Some(v.clone()));
-            }
+        let mut values: Vec<Option<String>> = Vec::with_capacity(cols.len());
+        let names = if op == 'D' {
+            values.extend(key.iter().cloned().map(Some));
+            self.pk_cols.clone()
         } else {
             for (i, c) in cols.iter().enumerate() {
                 let v = match tup.get(i).cloned().flatten() {
@@ -670,7 +681,7 @@ impl NetSet<'_> {
                         let from_prev = prev
                             .map(|p| &self.list[p])
                             .filter(|p| p.op != 'D')
-                            .and_then(|p| p.values.get(c).cloned().flatten());
+                            .and_then(|p| p.get(c).map(str::to_string));
                         match from_old.or(from_prev) {
                             Some(v) => Some(v),
                             None => {
@@ -685,15 +696,17 @@ impl NetSet<'_> {
                         }
                     }
                 };
-                values.insert(c.clone(), v);
+                values.push(v);
             }
-        }
+            cols.clone()
+        };
         match prev {
             Some(i) => {
                 let n = &mut self.list[i];
                 n.op = op;
                 n.created |= op == 'I';
                 n.version = version;
+                n.cols = names;
                 n.values = values;
             }
             None => {
@@ -702,6 +715,7 @@ impl NetSet<'_> {
                     op,
                     created: op == 'I',
                     version,
+                    cols: names,
                     values,
                 });
             }
@@ -730,10 +744,11 @@ async fn peek(
         .await
         .map_err(|e| super::errors::source_at(format!("reading replication slot {slot}"), e))?;
     let mut rows = Box::pin(rows);
-    let mut rels: HashMap<u32, (String, Vec<String>)> = HashMap::new();
+    let mut rels: HashMap<u32, (String, Arc<Vec<String>>)> = HashMap::new();
     let mut relations = Vec::new();
     let mut net = NetSet {
         pk,
+        pk_cols: Arc::new(pk.to_vec()),
         table: t.to_string(),
         map: HashMap::new(),
         list: Vec::new(),
@@ -776,7 +791,7 @@ async fn peek(
                 if !skip {
                     relations.push(cols.clone());
                 }
-                rels.insert(id, (format!("{ns}.{name}"), cols));
+                rels.insert(id, (format!("{ns}.{name}"), Arc::new(cols)));
             }
             b'I' | b'U' | b'D' => {
                 need(b, 5)?;
@@ -953,7 +968,7 @@ async fn stage(client: &Client, names: &[String], changes: &[Net]) -> Result<()>
         buf.extend_from_slice(format!("{n}\t{}\t{op}", c.version).as_bytes());
         for name in names {
             buf.extend_from_slice(b"\t");
-            copy_text(&mut buf, c.values.get(name).and_then(|v| v.as_deref()));
+            copy_text(&mut buf, c.get(name));
         }
         buf.extend_from_slice(b"\n");
         if buf.len() >= 1 << 16 {
