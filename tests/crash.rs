@@ -8,16 +8,6 @@ use std::time::Duration;
 
 use crate::util::*;
 
-const POINTS: &[&str] = &[
-    "engine.before_attempt",
-    "engine.after_begin_attempt",
-    "engine.mid_write",
-    "engine.before_sink_commit",
-    "files.after_data_before_marker",
-    "engine.after_publish",
-    "engine.after_state_commit",
-];
-
 fn ids_exactly_once(dir: &Dir, sub: &str) -> BTreeSet<i64> {
     let mut seen = BTreeSet::new();
     for r in all_csv_rows(dir, sub) {
@@ -49,7 +39,7 @@ async fn failpoints_at_every_step_leave_no_gap_and_no_duplicate() {
     let db = PgDb::new("failpoints").await;
     db.exec("CREATE TABLE t (id bigint primary key, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g;").await;
     let mut next = 3001;
-    for point in POINTS {
+    for point in FAILPOINTS {
         let dir = Dir::new("fp");
         dir.write("highwater.yaml", &cfg(&db.url, "csv"));
         // Start from a committed position for half the points.

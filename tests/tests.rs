@@ -21,7 +21,6 @@ mod adf_templates;
 mod attack;
 mod boundary;
 mod cdc;
-mod cdc_mariadb;
 mod change_tracking;
 mod cli;
 mod completions;

@@ -40,6 +40,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use tokio_postgres::{Client, NoTls};
 
+/// The failpoints of a run's commit protocol, in the order a run meets
+/// them (`HIGHWATER_FAILPOINT` aborts the process there, as kill -9 would).
+pub const FAILPOINTS: &[&str] = &[
+    "engine.before_attempt",
+    "engine.after_begin_attempt",
+    "engine.mid_write",
+    "engine.before_sink_commit",
+    "files.after_data_before_marker",
+    "engine.after_publish",
+    "engine.after_state_commit",
+];
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A unique name for databases and folders: `hw_<pid>_<n>_<tag>`.

@@ -115,13 +115,16 @@ pub async fn status(config: &Path, streams: Vec<String>) -> i32 {
             let at = match (&c.kind, &state) {
                 (ConnKind::Mysql, Some(state)) => match state.position(&s.name).await {
                     Ok(Some(Position::Version(v))) => {
-                        match highwater_connectors::mysql::cdc::position_text(&v) {
-                            Some(p) => format!("; this stream is at {p}"),
-                            None => "; this stream's position is not a binlog position: its next run reloads in full".to_string(),
+                        match highwater_connectors::mysql::cdc::position_status(c.url.expose(), &v)
+                            .await
+                        {
+                            Ok(p) => format!("; {p}"),
+                            Err(e) => format!("; the stream's position could not be read: {e}"),
                         }
                     }
-                    Ok(_) => "; this stream has no position yet: its next run loads in full"
-                        .to_string(),
+                    Ok(_) => {
+                        "; this stream has no position yet: its next run loads in full".to_string()
+                    }
                     Err(_) => String::new(),
                 },
                 _ => String::new(),

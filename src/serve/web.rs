@@ -1246,34 +1246,65 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
-/// `mode: cdc` streams: the WAL their replication slot retains (a slot
-/// left behind grows the WAL). A source that does not answer within 5 s
-/// is left out.
+/// `mode: cdc` streams, what the log holds for them: on PostgreSQL the WAL
+/// the stream's replication slot retains (a slot left behind grows the
+/// WAL), on MariaDB the binlog bytes after the stream's committed position
+/// (what its next run reads). A source that does not answer within 5 s is
+/// left out.
 async fn cdc_metrics(shared: &Shared, out: &mut String) {
-    let streams: Vec<_> = shared
-        .plan
-        .streams
-        .iter()
-        .filter(|s| {
-            s.mode == highwater_config::Mode::Cdc
-                && shared.plan.connections[&s.from].kind == highwater_core::ConnKind::Postgres
-        })
-        .collect();
-    if streams.is_empty() {
-        return;
-    }
-    let name = "highwater_cdc_slot_retained_wal_bytes";
-    let _ = writeln!(
-        out,
-        "# HELP {name} WAL a cdc stream's replication slot retains.\n# TYPE {name} gauge"
-    );
-    for s in streams {
-        let url = shared.plan.connections[&s.from].url.expose();
-        let ask = highwater_connectors::postgres::cdc::retained_bytes(url, &s.name);
-        if let Ok(Ok(Some(bytes))) =
+    use highwater_core::{ConnKind, Position};
+    let (mut wal, mut binlog) = (Vec::new(), Vec::new());
+    for s in &shared.plan.streams {
+        if s.mode != highwater_config::Mode::Cdc {
+            continue;
+        }
+        let conn = &shared.plan.connections[&s.from];
+        let url = conn.url.expose();
+        let ask = async {
+            match conn.kind {
+                ConnKind::Postgres => {
+                    let bytes = highwater_connectors::postgres::cdc::retained_bytes(url, &s.name)
+                        .await
+                        .ok()??;
+                    Some((&mut wal, bytes.max(0) as u64))
+                }
+                ConnKind::Mysql => {
+                    let Ok(Some(Position::Version(v))) = shared.state.position(&s.name).await
+                    else {
+                        return None;
+                    };
+                    let bytes = highwater_connectors::mysql::cdc::behind_bytes(url, &v)
+                        .await
+                        .ok()??;
+                    Some((&mut binlog, bytes))
+                }
+                _ => None,
+            }
+        };
+        if let Ok(Some((into, bytes))) =
             tokio::time::timeout(std::time::Duration::from_secs(5), ask).await
         {
-            let _ = writeln!(out, "{name}{{stream=\"{}\"}} {bytes}", label(&s.name));
+            into.push((label(&s.name), bytes));
+        }
+    }
+    for (name, help, of) in [
+        (
+            "highwater_cdc_slot_retained_wal_bytes",
+            "WAL a cdc stream's replication slot retains.",
+            wal,
+        ),
+        (
+            "highwater_cdc_binlog_behind_bytes",
+            "Binlog bytes written after a cdc stream's committed position.",
+            binlog,
+        ),
+    ] {
+        if of.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (stream, bytes) in of {
+            let _ = writeln!(out, "{name}{{stream=\"{stream}\"}} {bytes}");
         }
     }
 }

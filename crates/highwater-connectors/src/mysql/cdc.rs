@@ -23,8 +23,8 @@
 //!   second connection: binlog dump from P, stop at S
 //!   keep the stream's table's row events of transactions committed in [P, S)
 //!   net per key: the commit position of its last change, and whether
-//!     it was created in the window (its first change inserted it)
-//!   keys -> temporary table; SELECT the rows of those keys in the snapshot
+//!     its current life began in the window (a change inserted it)
+//!   keys -> temporary table, in batches (cdc_keys); SELECT the rows of those keys in the snapshot
 //!   (missing: D, created: I, else U); position S
 //! ```
 //!
@@ -39,8 +39,6 @@
 //! `SYS_CHANGE_VERSION` is `file number << 32 | offset` of the commit
 //! event's end: monotone across files.
 
-use std::collections::HashMap;
-
 use futures::StreamExt;
 use highwater_core::{ChangeVersion, Error, Relation, Result};
 use mysql_async::binlog::events::{EventData, RowsEventData};
@@ -49,6 +47,7 @@ use mysql_async::binlog::value::BinlogValue;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn, Value};
 
+use super::cdc_keys::{KEYS, KeySpill, TXN};
 use super::source::{connect, my_err, q};
 use super::types::MyKind;
 use crate::change_tracking::{OPERATION_COLUMN, VERSION_COLUMN, table_of};
@@ -60,9 +59,6 @@ const MARIA_SLAVE_CAPABILITY_GTID: u32 = 4;
 
 /// MariaDB's `GTID_EVENT` type code (unknown to `mysql_common`).
 const MARIADB_GTID_EVENT: u8 = 162;
-
-/// The session's temporary table of changed keys.
-const KEYS: &str = "hw_cdc_keys";
 
 fn bad(m: impl std::fmt::Display) -> Error {
     Error::source(BACKEND, format!("reading the binary log: {m}"))
@@ -146,6 +142,8 @@ struct Server {
     format: String,
     row_image: String,
     generation: Gen,
+    /// `VERSION()`: MariaDB's contains `MariaDB`.
+    version: String,
     mariadb: bool,
     user: String,
     /// MariaDB's `log_bin_compress`: row events this reader cannot decode.
@@ -187,6 +185,7 @@ async fn server(conn: &mut Conn) -> Result<Server> {
             base,
             created: 0,
         },
+        version: text(7),
         mariadb: text(7).contains("MariaDB"),
         user: text(8),
         compressed,
@@ -198,6 +197,10 @@ async fn server(conn: &mut Conn) -> Result<Server> {
 /// account's own grants lack them (`with_grants`).
 async fn missing(conn: &mut Conn, s: &Server, with_grants: bool) -> Result<Vec<String>> {
     let mut out = Vec::new();
+    if !s.mariadb {
+        out.push(mysql_refusal(&s.version));
+        return Ok(out);
+    }
     if !s.log_bin {
         out.push(
             "the binary log is off (log_bin = OFF): add `log_bin = mariadb-bin`, `binlog_format = ROW` and `binlog_row_image = FULL` under [mariadbd] in the server's configuration and restart it"
@@ -255,6 +258,13 @@ async fn missing(conn: &mut Conn, s: &Server, with_grants: bool) -> Result<Vec<S
         }
     }
     Ok(out)
+}
+
+/// Why a MySQL server cannot be read (see docs/mode-cdc.md "MySQL").
+fn mysql_refusal(version: &str) -> String {
+    format!(
+        "mode cdc reads MariaDB's binary log; this server is MySQL {version}, which does not report the binlog position of a consistent snapshot (Binlog_snapshot_file/Binlog_snapshot_position), so a first load and its binlog position cannot be taken together without a global read lock: use mode change_tracking or watermark for this table (see docs/mode-cdc.md, MySQL)"
+    )
 }
 
 /// The binlog point of the open consistent snapshot (MariaDB only).
@@ -329,10 +339,33 @@ async fn status_line(conn: &mut Conn) -> Result<String> {
     })
 }
 
-/// A stream position as `file:offset` (`None`: not a binlog position).
-pub fn position_text(v: &ChangeVersion) -> Option<String> {
-    let g = Gen::decode(v.generation.as_deref()?)?;
-    Some(BinlogPos::of_version(v.version, &g).to_string())
+/// The binlog bytes from `from` to the end of the last file in `logs`
+/// (`SHOW BINARY LOGS`: each file's size; the last one's is the server's
+/// current end). `None`: `from`'s file is not among them (purged).
+fn bytes_after(logs: &[(String, u64)], from: &BinlogPos) -> Option<u64> {
+    let i = logs.iter().position(|(f, _)| *f == from.file)?;
+    let rest: u64 = logs[i + 1..].iter().map(|(_, size)| size).sum();
+    Some(logs[i].1.saturating_sub(from.pos) + rest)
+}
+
+/// How many bytes of binlog the server wrote after a stream's committed
+/// position: what its next run reads. `None`: the position is not in this
+/// server's binlog (another server, or purged: the next run reloads).
+pub async fn behind_bytes(url: &str, position: &ChangeVersion) -> Result<Option<u64>> {
+    let Some(g) = position.generation.as_deref().and_then(Gen::decode) else {
+        return Ok(None);
+    };
+    let mut conn = connect(url).await?;
+    let s = server(&mut conn).await;
+    let logs = binary_logs(&mut conn).await;
+    let _ = conn.disconnect().await;
+    if !g.same_server(&s?.generation) {
+        return Ok(None);
+    }
+    Ok(bytes_after(
+        &logs?,
+        &BinlogPos::of_version(position.version, &g),
+    ))
 }
 
 /// `changes status`: the server's binlog files and current end.
@@ -343,17 +376,45 @@ pub async fn status(url: &str, _stream: &str) -> Result<String> {
     line
 }
 
+/// `changes status`: where a stream's committed `position` is, and the
+/// bytes of binlog its next run reads.
+pub async fn position_status(url: &str, position: &ChangeVersion) -> Result<String> {
+    let Some(g) = position.generation.as_deref().and_then(Gen::decode) else {
+        return Ok(
+            "this stream's position is not a binlog position: its next run reloads in full"
+                .to_string(),
+        );
+    };
+    let at = BinlogPos::of_version(position.version, &g);
+    let mut conn = connect(url).await?;
+    let s = server(&mut conn).await;
+    let logs = binary_logs(&mut conn).await;
+    let _ = conn.disconnect().await;
+    if !g.same_server(&s?.generation) {
+        return Ok(format!(
+            "this stream is at {at} in the binlog of another server (server_id {}): its next run reloads in full",
+            g.server_id
+        ));
+    }
+    Ok(match bytes_after(&logs?, &at) {
+        Some(n) => format!("this stream is at {at}, {n} bytes of binlog behind the current end"),
+        None => format!(
+            "this stream is at {at}, a file no longer on the server: its next run reloads in full"
+        ),
+    })
+}
+
 /// The stream's table: database, name, columns in order (name, unsigned
 /// integer width in bits or 0, `DATA_TYPE`) and the key columns' ordinals.
-struct Table {
-    db: String,
-    name: String,
-    columns: Vec<(String, u32, String)>,
-    key: Vec<usize>,
+pub(super) struct Table {
+    pub(super) db: String,
+    pub(super) name: String,
+    pub(super) columns: Vec<(String, u32, String)>,
+    pub(super) key: Vec<usize>,
 }
 
 impl Table {
-    fn t(&self) -> String {
+    pub(super) fn t(&self) -> String {
         format!("{}.{}", q(&self.db), q(&self.name))
     }
 }
@@ -413,7 +474,8 @@ async fn table(conn: &mut Conn, stream: &str, rel: &Relation, pk: &[String]) -> 
 }
 
 /// Before the snapshot: the server can be read, and the session's
-/// temporary key table exists (empty) with the key columns' types.
+/// temporary key tables exist (empty) with the key columns' types: the
+/// window's keys, and a huge open transaction's (see [`KeySpill`]).
 pub(super) async fn prepare(
     conn: &mut Conn,
     stream: &str,
@@ -425,15 +487,9 @@ pub(super) async fn prepare(
     if !m.is_empty() {
         return Err(Error::config(format!("stream {stream}"), m.join("; ")));
     }
-    if !s.mariadb {
-        return Err(Error::config(
-            format!("stream {stream}"),
-            "mode cdc reads the binary log of MariaDB (it needs Binlog_snapshot_position); MySQL is not supported",
-        ));
-    }
     let t = table(conn, stream, rel, pk).await?;
     let keys: Vec<String> = pk.iter().map(|k| q(k)).collect();
-    conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {KEYS}"))
+    conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {KEYS}, {TXN}"))
         .await
         .map_err(my_err)?;
     conn.query_drop(format!(
@@ -453,6 +509,14 @@ pub(super) async fn prepare(
             keys.join(", ")
         ))
         .await;
+    conn.query_drop(format!(
+        "CREATE TEMPORARY TABLE {TXN} (hw_n BIGINT NOT NULL DEFAULT 0, hw_c TINYINT NOT NULL DEFAULT 0)
+         SELECT {} FROM {} LIMIT 0",
+        keys.join(", "),
+        t.t()
+    ))
+    .await
+    .map_err(|e| super::errors::source_at(format!("creating temporary table {TXN}"), e))?;
     Ok(())
 }
 
@@ -521,10 +585,12 @@ pub(super) async fn plan(
     if reload.is_none()
         && let Some((p, created)) = &from
     {
-        let read = read_window(url, &t, p, *created, &to).await?;
+        let mut keys = KeySpill::new(conn, &t).await?;
+        let read = read_window(url, &t, p, *created, &to, &mut keys).await?;
         match read {
             Window::Reload(why) => reload = Some(why),
-            Window::Changes(changes, created) => {
+            Window::Changes(created) => {
+                keys.finish().await?;
                 let version_to = ChangeVersion::new(
                     to.version()?,
                     Gen {
@@ -533,7 +599,6 @@ pub(super) async fn plan(
                     }
                     .encode(),
                 );
-                fill_keys(conn, &t, pk, &changes).await?;
                 let list: Vec<String> = cols
                     .iter()
                     .map(|(c, _)| format!("{}.{}", if pk.contains(c) { "k" } else { "t" }, q(c)))
@@ -584,17 +649,10 @@ pub(super) async fn plan(
     })
 }
 
-/// One changed key: its values, the version of its last change, and
-/// whether its first change in the window inserted it.
-struct Changed {
-    key: Vec<Value>,
-    version: i64,
-    created: bool,
-}
-
 enum Window {
-    /// The changes, and when the file of the window's end was created.
-    Changes(Vec<Changed>, u32),
+    /// The changes (in the key table), and when the file of the window's
+    /// end was created.
+    Changes(u32),
     Reload(String),
 }
 
@@ -611,7 +669,7 @@ fn replica_id() -> u32 {
 /// The key of a row image, as values the key table's columns store:
 /// unsigned integers read as such, a SET from its member bitmap (little
 /// endian) and BIT (big endian) as numbers; a TIMESTAMP (seconds since
-/// the epoch) goes through `FROM_UNIXTIME` (see [`key_placeholder`]).
+/// the epoch) goes through `FROM_UNIXTIME` (see [`KeySpill`]).
 fn key_of(t: &Table, row: &BinlogRow) -> Result<Vec<Value>> {
     let mut out = Vec::with_capacity(t.key.len());
     for &i in &t.key {
@@ -645,14 +703,6 @@ fn key_of(t: &Table, row: &BinlogRow) -> Result<Vec<Value>> {
         });
     }
     Ok(out)
-}
-
-/// The placeholder of a key column in the key table's `INSERT`.
-fn key_placeholder(data_type: &str) -> &'static str {
-    match data_type {
-        "timestamp" => "FROM_UNIXTIME(?)",
-        _ => "?",
-    }
 }
 
 /// A table named in a statement: its database, if qualified, and name.
@@ -846,18 +896,18 @@ async fn file_created(url: &str, file: &str) -> Result<u32> {
     Err(bad(format!("binlog file {file} has no format description")))
 }
 
-/// Read the binlog from `from` up to `to`: the net change per key of the
-/// table's transactions that commit in between.
+/// Read the binlog from `from` up to `to`: the keys the table's
+/// transactions that commit in between changed, into `keys`.
 async fn read_window(
     url: &str,
     t: &Table,
     from: &BinlogPos,
     created: u32,
     to: &BinlogPos,
+    keys: &mut KeySpill<'_>,
 ) -> Result<Window> {
-    let mut changes: Vec<Changed> = Vec::new();
     if from.version()? >= to.version()? {
-        return Ok(Window::Changes(changes, created));
+        return Ok(Window::Changes(created));
     }
     let mut stream = dump(url, from).await?;
     // When the file being read was created (`None`: its format
@@ -868,9 +918,6 @@ async fn read_window(
     let to_v = to.version()?;
     let mut seq = seq_of(&from.file)?;
     let mut file = from.file.clone();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    // This transaction's touched keys: (key, created).
-    let mut pending: Vec<(Vec<Value>, bool)> = Vec::new();
     let mut ours = false;
     let mut reached = false;
     let mut first = true;
@@ -894,7 +941,7 @@ async fn read_window(
         }
         // A MariaDB GTID event opens each transaction (as `BEGIN` did).
         if data.is_none() && ev.header().event_type_raw() == MARIADB_GTID_EVENT {
-            pending.clear();
+            keys.forget().await?;
         }
         let mut commit = false;
         match data {
@@ -950,11 +997,11 @@ async fn read_window(
                         let a = after.as_ref().map(|r| key_of(t, r)).transpose()?;
                         match (b, a) {
                             (Some(b), Some(a)) if b != a => {
-                                pending.push((b, false));
-                                pending.push((a, true));
+                                keys.touch(b, false).await?;
+                                keys.touch(a, true).await?;
                             }
-                            (Some(k), _) => pending.push((k, false)),
-                            (None, Some(k)) => pending.push((k, insert)),
+                            (Some(k), _) => keys.touch(k, false).await?,
+                            (None, Some(k)) => keys.touch(k, insert).await?,
                             (None, None) => {}
                         }
                     }
@@ -962,7 +1009,7 @@ async fn read_window(
             }
             Some(EventData::XidEvent(_)) => commit = true,
             // Its rows commit later, with an `XA COMMIT` that carries none.
-            Some(EventData::XaPrepareLogEvent(_)) if !pending.is_empty() => {
+            Some(EventData::XaPrepareLogEvent(_)) if keys.in_transaction() => {
                 let _ = stream.close().await;
                 return Err(Error::source(
                     BACKEND,
@@ -976,7 +1023,7 @@ async fn read_window(
                 let text = qe.query();
                 let word = text.trim().to_ascii_uppercase();
                 if word == "BEGIN" || word.starts_with("ROLLBACK") {
-                    pending.clear();
+                    keys.forget().await?;
                 } else if word == "COMMIT" {
                     commit = true;
                 } else if dml_names(&text, &name) {
@@ -1002,7 +1049,7 @@ async fn read_window(
                             t.t()
                         )));
                     }
-                    if hit && (ours || !changes.is_empty() || layout.is_some()) {
+                    if hit && (ours || keys.any() || layout.is_some()) {
                         let _ = stream.close().await;
                         let col = altered_column(&text).unwrap_or_else(|| "?".into());
                         return Err(Error::config(
@@ -1019,20 +1066,7 @@ async fn read_window(
             _ => {}
         }
         if commit {
-            for (key, created) in pending.drain(..) {
-                let k = format!("{key:?}");
-                match index.get(&k) {
-                    Some(&i) => changes[i].version = at,
-                    None => {
-                        index.insert(k, changes.len());
-                        changes.push(Changed {
-                            key,
-                            version: at,
-                            created,
-                        });
-                    }
-                }
-            }
+            keys.commit(at).await?;
             ours = false;
         }
         if end != 0 && at >= to_v {
@@ -1049,12 +1083,11 @@ async fn read_window(
             "the binary log ended before the snapshot's position {to}"
         )));
     }
-    changes.sort_by_key(|c| c.version);
     let created = match cur_created {
         Some(c) if file == to.file => c,
         _ => file_created(url, &to.file).await?,
     };
-    Ok(Window::Changes(changes, created))
+    Ok(Window::Changes(created))
 }
 
 /// The error for row images whose column count is not the table's.
@@ -1081,40 +1114,6 @@ fn layout_error(t: &Table, logged: u64) -> Error {
     )
 }
 
-/// Put the changed keys, in version order, into the temporary table.
-async fn fill_keys(conn: &mut Conn, t: &Table, pk: &[String], changes: &[Changed]) -> Result<()> {
-    let cols: Vec<String> = pk.iter().map(|k| q(k)).collect();
-    let holders: Vec<&str> = t
-        .key
-        .iter()
-        .map(|&i| key_placeholder(&t.columns[i].2))
-        .collect();
-    let one = format!("(?, ?, ?, {})", holders.join(", "));
-    for (c, chunk) in changes.chunks(500).enumerate() {
-        let rows = vec![one.as_str(); chunk.len()].join(", ");
-        let mut params: Vec<Value> = Vec::with_capacity(chunk.len() * (3 + pk.len()));
-        for (i, ch) in chunk.iter().enumerate() {
-            params.push(Value::Int((c * 500 + i) as i64));
-            params.push(Value::Int(ch.version));
-            params.push(Value::Int(i64::from(ch.created)));
-            params.extend(ch.key.iter().cloned());
-        }
-        let set: Vec<String> = cols.iter().map(|c| format!("{c} = VALUES({c})")).collect();
-        conn.exec_drop(
-            format!(
-                "INSERT INTO {KEYS} (hw_n, hw_v, hw_c, {}) VALUES {rows}
-                 ON DUPLICATE KEY UPDATE hw_n = VALUES(hw_n), hw_v = VALUES(hw_v), {}",
-                cols.join(", "),
-                set.join(", ")
-            ),
-            params,
-        )
-        .await
-        .map_err(|e| super::errors::source_at(format!("the changed keys of {}", t.t()), e))?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1138,6 +1137,29 @@ mod tests {
             pos: 4,
         };
         assert!(later.version().unwrap() > v);
+    }
+
+    #[test]
+    fn a_mysql_server_is_refused_naming_what_it_lacks_and_what_to_use() {
+        let m = mysql_refusal("8.0.36");
+        assert!(m.contains("MySQL 8.0.36") && m.contains("Binlog_snapshot_position"));
+        assert!(m.contains("mode change_tracking"));
+    }
+
+    #[test]
+    fn bytes_behind_count_the_rest_of_the_file_and_every_later_one() {
+        let logs = vec![
+            ("b.000001".to_string(), 1000),
+            ("b.000002".to_string(), 500),
+            ("b.000003".to_string(), 300),
+        ];
+        let at = |file: &str, pos| BinlogPos {
+            file: file.into(),
+            pos,
+        };
+        assert_eq!(bytes_after(&logs, &at("b.000002", 200)), Some(300 + 300));
+        assert_eq!(bytes_after(&logs, &at("b.000003", 300)), Some(0));
+        assert_eq!(bytes_after(&logs, &at("b.000000", 4)), None);
     }
 
     #[test]

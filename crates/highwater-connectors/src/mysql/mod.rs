@@ -19,6 +19,7 @@
 //! `cdc` (MariaDB's binary log, read as a replica; see [`cdc`]).
 
 pub mod cdc;
+mod cdc_keys;
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
 pub(crate) mod procedure;

@@ -39,6 +39,7 @@
 //! commit LSN, so a long transaction never holds others back.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Buf;
 use futures::StreamExt;
@@ -286,13 +287,29 @@ async fn publication(client: &Client, name: &str, t: &str) -> Result<Option<(Str
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// One net change, text values by column name.
+/// One net change: text values of the columns `cols` names (the
+/// relation's, shared by its changes; a delete's: the key's).
 struct Net {
     op: char,
     created: bool,
     version: u64,
-    values: HashMap<String, Option<String>>,
+    cols: Arc<Vec<String>>,
+    values: Vec<Option<String>>,
 }
+
+impl Net {
+    fn get(&self, col: &str) -> Option<&str> {
+        let i = self.cols.iter().position(|c| c == col)?;
+        self.values[i].as_deref()
+    }
+}
+
+/// The session's temporary table of a window's net changes: their order,
+/// version and operation, then the table's columns with their types.
+const ROWS: &str = "hw_cdc_rows";
+const N: &str = "\"hw cdc n\"";
+const V: &str = "\"hw cdc v\"";
+const O: &str = "\"hw cdc o\"";
 
 /// What [`prepare`] decided, finished by [`plan`] in the snapshot.
 pub(super) struct Prepared {
@@ -466,6 +483,14 @@ pub(super) async fn prepare(
                 ));
             }
             Peeked::Changes { changes, relations } => {
+                // Staged for `plan` (no CREATE in its read-only snapshot).
+                client
+                    .batch_execute(&format!(
+                        "DROP TABLE IF EXISTS pg_temp.{ROWS};
+                         CREATE TEMP TABLE {ROWS} AS SELECT 0::int8 AS {N}, 0::int8 AS {V}, ''::text AS {O}, * FROM {t} LIMIT 0"
+                    ))
+                    .await
+                    .map_err(|e| super::errors::source_at(format!("creating temporary table {ROWS}"), e))?;
                 let mut g = g;
                 if g.filter.as_ref().is_some_and(|f| to >= f.until) {
                     g.filter = None;
@@ -600,6 +625,8 @@ fn take_tuple(b: &mut &[u8]) -> Result<Tuple> {
 
 struct NetSet<'a> {
     pk: &'a [String],
+    /// The key's column names, the columns of a delete's values.
+    pk_cols: Arc<Vec<String>>,
     table: String,
     map: HashMap<Vec<String>, usize>,
     list: Vec<Net>,
@@ -632,18 +659,17 @@ impl NetSet<'_> {
     fn apply(
         &mut self,
         op: char,
-        cols: &[String],
+        cols: &Arc<Vec<String>>,
         tup: &Tuple,
         old: Option<&Tuple>,
         version: u64,
     ) -> Result<()> {
         let key = self.key(cols, tup)?;
         let prev = self.map.get(&key).copied();
-        let mut values: HashMap<String, Option<String>> = HashMap::new();
-        if op == 'D' {
-            for (k, v) in self.pk.iter().zip(&key) {
-                values.insert(k.clone(), Some(v.clone()));
-            }
+        let mut values: Vec<Option<String>> = Vec::with_capacity(cols.len());
+        let names = if op == 'D' {
+            values.extend(key.iter().cloned().map(Some));
+            self.pk_cols.clone()
         } else {
             for (i, c) in cols.iter().enumerate() {
                 let v = match tup.get(i).cloned().flatten() {
@@ -655,7 +681,7 @@ impl NetSet<'_> {
                         let from_prev = prev
                             .map(|p| &self.list[p])
                             .filter(|p| p.op != 'D')
-                            .and_then(|p| p.values.get(c).cloned().flatten());
+                            .and_then(|p| p.get(c).map(str::to_string));
                         match from_old.or(from_prev) {
                             Some(v) => Some(v),
                             None => {
@@ -670,15 +696,17 @@ impl NetSet<'_> {
                         }
                     }
                 };
-                values.insert(c.clone(), v);
+                values.push(v);
             }
-        }
+            cols.clone()
+        };
         match prev {
             Some(i) => {
                 let n = &mut self.list[i];
                 n.op = op;
                 n.created |= op == 'I';
                 n.version = version;
+                n.cols = names;
                 n.values = values;
             }
             None => {
@@ -687,6 +715,7 @@ impl NetSet<'_> {
                     op,
                     created: op == 'I',
                     version,
+                    cols: names,
                     values,
                 });
             }
@@ -715,10 +744,11 @@ async fn peek(
         .await
         .map_err(|e| super::errors::source_at(format!("reading replication slot {slot}"), e))?;
     let mut rows = Box::pin(rows);
-    let mut rels: HashMap<u32, (String, Vec<String>)> = HashMap::new();
+    let mut rels: HashMap<u32, (String, Arc<Vec<String>>)> = HashMap::new();
     let mut relations = Vec::new();
     let mut net = NetSet {
         pk,
+        pk_cols: Arc::new(pk.to_vec()),
         table: t.to_string(),
         map: HashMap::new(),
         list: Vec::new(),
@@ -761,7 +791,7 @@ async fn peek(
                 if !skip {
                     relations.push(cols.clone());
                 }
-                rels.insert(id, (format!("{ns}.{name}"), cols));
+                rels.insert(id, (format!("{ns}.{name}"), Arc::new(cols)));
             }
             b'I' | b'U' | b'D' => {
                 need(b, 5)?;
@@ -894,61 +924,79 @@ pub(super) async fn plan(
             ));
         }
     }
-    let types: HashMap<String, String> = client
-        .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
-              WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
-            &[&t],
-        )
-        .await
-        .map_err(pg_err)?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
     let mut changes = prepared.changes;
     changes.sort_by_key(|c| c.version);
-    let json: Vec<serde_json::Value> = changes
-        .iter()
-        .map(|c| {
-            let op = match (c.op, c.created) {
-                ('D', _) => "D",
-                (_, true) => "I",
-                _ => "U",
-            };
-            serde_json::json!({"v": c.version, "o": op, "r": c.values})
-        })
-        .collect();
-    client
-        .execute(
-            "SELECT set_config('highwater.cdc', $1, true)",
-            &[&serde_json::Value::Array(json).to_string()],
-        )
-        .await
-        .map_err(pg_err)?;
+    stage(client, names, &changes).await?;
+    drop(changes);
     let list: Vec<String> = names
         .iter()
         .zip(kinds)
-        .map(|(c, k)| {
-            let lit = c.replace('\'', "''");
-            let ty = types.get(c).map(String::as_str).unwrap_or("text");
-            format!(
-                "{} AS {}",
-                k.select_expr(&format!("((e.j->'r'->>'{lit}')::{ty})")),
-                q(c)
-            )
-        })
+        .map(|(c, k)| format!("{} AS {}", k.select_expr(&q(c)), q(c)))
         .collect();
     Ok(Plan {
         sql: format!(
-            "COPY (SELECT {}, (e.j->>'v')::int8 AS {vc}, (e.j->>'o')::text AS {oc}
-                     FROM json_array_elements(current_setting('highwater.cdc')::json) WITH ORDINALITY AS e(j, n)
-                    ORDER BY e.n)
-             TO STDOUT (FORMAT binary)",
+            "COPY (SELECT {}, {V} AS {vc}, {O} AS {oc} FROM {ROWS} ORDER BY {N}) TO STDOUT (FORMAT binary)",
             list.join(", ")
         ),
         version_to: ChangeVersion::new(prepared.to as i64, prepared.generation.encode()),
         full_reload: false,
     })
+}
+
+/// Write the net changes, in order, into the temporary table as COPY text
+/// (PostgreSQL's input functions turn the log's text values back into the
+/// columns' types, as fast as a bulk load).
+async fn stage(client: &Client, names: &[String], changes: &[Net]) -> Result<()> {
+    use futures::SinkExt;
+    let failed = |e| super::errors::source_at(format!("staging the changes in {ROWS}"), e);
+    let cols: Vec<String> = names.iter().map(|c| q(c)).collect();
+    let sink = client
+        .copy_in(&format!(
+            "COPY {ROWS} ({N}, {V}, {O}, {}) FROM STDIN",
+            cols.join(", ")
+        ))
+        .await
+        .map_err(failed)?;
+    let mut sink = Box::pin(sink);
+    let mut buf = bytes::BytesMut::with_capacity(1 << 17);
+    for (n, c) in changes.iter().enumerate() {
+        let op = match (c.op, c.created) {
+            ('D', _) => "D",
+            (_, true) => "I",
+            _ => "U",
+        };
+        buf.extend_from_slice(format!("{n}\t{}\t{op}", c.version).as_bytes());
+        for name in names {
+            buf.extend_from_slice(b"\t");
+            copy_text(&mut buf, c.get(name));
+        }
+        buf.extend_from_slice(b"\n");
+        if buf.len() >= 1 << 16 {
+            sink.send(buf.split().freeze()).await.map_err(failed)?;
+        }
+    }
+    if !buf.is_empty() {
+        sink.send(buf.freeze()).await.map_err(failed)?;
+    }
+    sink.as_mut().finish().await.map_err(failed)?;
+    Ok(())
+}
+
+/// One value in COPY's text format: `\N` for NULL, else escaped.
+fn copy_text(out: &mut bytes::BytesMut, v: Option<&str>) {
+    let Some(v) = v else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    for b in v.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.extend_from_slice(&[b]),
+        }
+    }
 }
 
 /// After the stream's position committed: advance the slot to it (never
@@ -1095,6 +1143,15 @@ pub async fn disable(url: &str, stream: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_text_escapes_what_copy_reads_specially() {
+        let mut b = bytes::BytesMut::new();
+        copy_text(&mut b, Some("a\\b\tc\nd\re"));
+        b.extend_from_slice(b"|");
+        copy_text(&mut b, None);
+        assert_eq!(&b[..], b"a\\\\b\\tc\\nd\\re|\\N");
+    }
 
     #[test]
     fn names_are_safe_and_distinct() {
