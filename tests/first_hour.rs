@@ -374,7 +374,8 @@ fn run_names_a_missing_container_bucket_or_credentials() {
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:5555"),
     ];
     let azurite = [("AZURE_STORAGE_USE_EMULATOR", "true")];
-    let cases: [(String, &[(&str, &str)], &[&str]); 3] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(String, Env, &[&str]); 3] = [
         (
             format!("az://{name}/p"),
             &azurite,
