@@ -481,8 +481,9 @@ async fn open_cap(conn: &mut Conn, lag: Option<Lag>) -> Result<(Cap, Option<Stri
     ))
 }
 
-/// How long to wait for a fresh `INNODB_TRX` before giving up for this run.
-const FRESH_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long to wait for a fresh `INNODB_TRX` before giving up for this run
+/// (10 s: with many streams on one server under load, 3 s gave up too often).
+const FRESH_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The start of the oldest open transaction that may write (`None` inside:
 /// none), from a list *proven fresh*: InnoDB serves `INNODB_TRX` from a
