@@ -484,10 +484,14 @@ pub(super) async fn prepare(
             }
             Peeked::Changes { changes, relations } => {
                 // Staged for `plan` (no CREATE in its read-only snapshot).
+                // A session's table: its commit need not wait for the WAL
+                // flush (a few ms of every delta run).
                 client
                     .batch_execute(&format!(
-                        "DROP TABLE IF EXISTS pg_temp.{ROWS};
-                         CREATE TEMP TABLE {ROWS} AS SELECT 0::int8 AS {N}, 0::int8 AS {V}, ''::text AS {O}, * FROM {t} LIMIT 0"
+                        "BEGIN; SET LOCAL synchronous_commit = off;
+                         DROP TABLE IF EXISTS pg_temp.{ROWS};
+                         CREATE TEMP TABLE {ROWS} AS SELECT 0::int8 AS {N}, 0::int8 AS {V}, ''::text AS {O}, * FROM {t} LIMIT 0;
+                         COMMIT"
                     ))
                     .await
                     .map_err(|e| super::errors::source_at(format!("creating temporary table {ROWS}"), e))?;
