@@ -190,6 +190,15 @@ pub(super) async fn prepare(
             if found.complete() {
                 return Ok(None);
             }
+            // Setups of different tables share the schema's meta table:
+            // concurrent `CREATE TABLE IF NOT EXISTS` of it can fail.
+            client
+                .execute(
+                    "SELECT pg_advisory_xact_lock(hashtext($1))",
+                    &[&format!("highwater-ct-meta:{}", n.meta())],
+                )
+                .await
+                .map_err(pg_err)?;
             let generation = crate::change_tracking::new_generation();
             let created = install(client, &n, pk, &generation).await?;
             Ok(Some(crate::change_tracking::install_note(
