@@ -23,32 +23,22 @@ use std::ops::Range;
 /// The source's due rows: (key hash, row hash), sorted by key hash once
 /// [`SourceRows::seal`]ed. A key may repeat (a whole-row key of a table
 /// without a primary key).
+///
+/// One growing vector: past a few MiB the allocator maps it, and growing
+/// it remaps pages rather than copying (the unused capacity is never
+/// touched, so not resident). Chunks moved into an exactly sized vector at
+/// the end were measured worse: both are resident for a moment.
 #[derive(Default)]
 pub(super) struct SourceRows {
-    /// Sealed rows.
     rows: Vec<(u64, u64)>,
-    /// Rows read, in chunks of [`CHUNK`]: a growing vector would double
-    /// its capacity (and for a moment hold both), chunks move into `rows`
-    /// with its exact size when sealed.
-    chunks: Vec<Vec<(u64, u64)>>,
     not_due: Vec<u64>,
     sealed: bool,
 }
 
-/// Rows per chunk of [`SourceRows`] (1 MiB).
-const CHUNK: usize = 1 << 16;
-
 impl SourceRows {
     pub(super) fn push(&mut self, key: u64, row: u64) {
         self.sealed = false;
-        match self.chunks.last_mut() {
-            Some(c) if c.len() < CHUNK => c.push((key, row)),
-            _ => {
-                let mut c = Vec::with_capacity(CHUNK);
-                c.push((key, row));
-                self.chunks.push(c);
-            }
-        }
+        self.rows.push((key, row));
     }
 
     /// `key` has a row past the position: it is left out on both sides.
@@ -61,11 +51,6 @@ impl SourceRows {
         self.not_due.sort_unstable();
         self.not_due.dedup();
         self.not_due.shrink_to_fit();
-        let more: usize = self.chunks.iter().map(Vec::len).sum();
-        self.rows.reserve_exact(more);
-        for c in self.chunks.drain(..) {
-            self.rows.extend(c);
-        }
         self.rows.sort_unstable();
         if !self.not_due.is_empty() {
             let not_due = &self.not_due;
@@ -115,8 +100,9 @@ pub(super) struct Hashes {
 /// Target rows, one at a time, against sealed source rows.
 pub(super) struct Matcher<'a> {
     src: &'a SourceRows,
-    /// Target rows seen per source key (at the index of its first row).
-    seen: Vec<u32>,
+    /// Target rows seen per source key (at the index of its first row);
+    /// saturates at 65,535 copies of one whole row.
+    seen: Vec<u16>,
     different: Vec<u64>,
     extra: HashMap<u64, String>,
     /// The whole row is the key: copies are counted, not compared.
