@@ -35,6 +35,7 @@ mod held_back;
 mod hostile;
 mod init_from;
 mod late_commits;
+mod load_values;
 mod lost_ack;
 mod mariadb;
 mod memory;

@@ -28,12 +28,14 @@ pub mod change_tracking;
 pub mod discover;
 pub mod files;
 mod held_back;
+mod load_text;
 pub mod mysql;
 pub mod postgres;
 pub mod procedure;
 pub mod script;
 pub mod sqlite;
 pub mod table;
+mod text;
 pub mod timeouts;
 mod util;
 

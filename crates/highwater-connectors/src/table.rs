@@ -376,6 +376,15 @@ impl Layout {
     }
 
     pub fn create_target(&self) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {}",
+            self.target_definition(true)
+        )
+    }
+
+    /// `name (columns[, PRIMARY KEY (…)])`: the target as this attempt
+    /// creates it; without the key when it is added after a direct load.
+    fn target_definition(&self, with_key: bool) -> String {
         let mut cols: Vec<String> = self
             .stored
             .iter()
@@ -390,15 +399,70 @@ impl Layout {
                 )
             })
             .collect();
-        if self.keyed() {
-            let k: Vec<String> = self.key.iter().map(|k| self.q(k)).collect();
-            cols.push(format!("PRIMARY KEY ({})", k.join(", ")));
+        if self.keyed() && with_key {
+            cols.push(format!("PRIMARY KEY ({})", self.key_list()));
         }
+        format!("{} ({})", self.target_sql(), cols.join(", "))
+    }
+
+    fn key_list(&self) -> String {
+        let k: Vec<String> = self.key.iter().map(|k| self.q(k)).collect();
+        k.join(", ")
+    }
+
+    /// Can rows go straight into the target when this attempt creates it
+    /// (a direct load, no staging)? Not when a script or a procedure
+    /// takes part, nor when change-tracking deletes must be applied.
+    pub fn direct_load(&self) -> bool {
+        self.procedure.is_none() && self.pre_copy_script.is_none() && self.op.is_none()
+    }
+
+    /// `CREATE TABLE` (no `IF NOT EXISTS`: it fails when another attempt
+    /// made the table first) for a direct load. PostgreSQL gets the
+    /// primary key after the load ([`Layout::add_key`]), MariaDB with the
+    /// table (its DDL would commit the load).
+    pub fn create_direct_target(&self) -> String {
         format!(
-            "CREATE TABLE IF NOT EXISTS {} ({})",
-            self.target_sql(),
-            cols.join(", ")
+            "CREATE TABLE {}",
+            self.target_definition(self.flavor != Flavor::Postgres)
         )
+    }
+
+    /// The statement that adds the primary key after a direct load into
+    /// PostgreSQL; `None` when the target has no key.
+    pub fn add_key(&self) -> Option<String> {
+        self.keyed().then(|| {
+            format!(
+                "ALTER TABLE {} ADD PRIMARY KEY ({})",
+                self.target_sql(),
+                self.key_list()
+            )
+        })
+    }
+
+    /// Keep the last row of each key of a direct load into PostgreSQL,
+    /// when [`Layout::add_key`] found a key twice. Physical order is load
+    /// order here: COPY into a table created in the same transaction skips
+    /// the free space map, so it only ever appends pages, and each page
+    /// fills in order (`ti_options |= TABLE_INSERT_SKIP_FSM` in
+    /// PostgreSQL's `copyfrom.c`).
+    pub fn dedupe_direct(&self) -> String {
+        let t = self.target_sql();
+        let eq: Vec<String> = self
+            .key
+            .iter()
+            .map(|k| format!("a.{k} = b.{k}", k = self.q(k)))
+            .collect();
+        format!(
+            "DELETE FROM {t} a USING {t} b WHERE {} AND a.ctid < b.ctid",
+            eq.join(" AND ")
+        )
+    }
+
+    /// The stored columns in order (a direct load's column list).
+    pub fn stored_columns(&self) -> String {
+        let cols: Vec<String> = self.stored_names().iter().map(|n| self.q(n)).collect();
+        cols.join(", ")
     }
 
     /// Does the target have (and staging get de-duplicated on) the key? An
@@ -485,8 +549,7 @@ impl Layout {
             ));
         }
         let names = self.stored_names();
-        let cols: Vec<String> = names.iter().map(|n| self.q(n)).collect();
-        let cols = cols.join(", ");
+        let cols = self.stored_columns();
         if self.mode != TableWriteMode::Merge {
             out.push(format!(
                 "INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging} WHERE {} ORDER BY {}",

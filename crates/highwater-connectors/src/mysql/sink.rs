@@ -1,7 +1,21 @@
-//! [`MySink`]: a MariaDB/MySQL table as a target. Rows go into a staging
-//! table beside the target (`_highwater_stage_<hash of stream and run>`)
-//! with multi-row prepared INSERTs; the commit is one InnoDB transaction
-//! that applies them and records the commit (see `crate::table`).
+//! [`MySink`]: a MariaDB/MySQL table as a target. Rows stream through one
+//! `LOAD DATA LOCAL INFILE` per attempt: the statement runs on its
+//! connection in a task from `begin` to `commit`, and each batch, encoded
+//! by `crate::load_text`, is handed to it through a bounded channel (the
+//! driver's local-infile handler reads the channel as the "file"), so
+//! memory holds a few batches. `REPLACE` makes the load as strict as an
+//! `INSERT` (a plain `LOCAL` load downgrades bad values to warnings) and,
+//! on a keyed table, keeps the last row of a key.
+//!
+//! ```text
+//! target exists (or a script or change-           target absent:  direct load
+//! tracking deletes take part): staging            CREATE TABLE target (with key;
+//!   LOAD DATA → `_highwater_stage_<hash of          fails if another attempt
+//!   stream and run>` beside the target              made it: then staging)
+//!   commit: one InnoDB transaction applies        START TRANSACTION
+//!   staging (see `crate::table`)                  LOAD DATA … REPLACE → target
+//!                                                 commit: commit record, COMMIT
+//! ```
 //!
 //! MariaDB commits DDL implicitly, so the target table is created and the
 //! staging table indexed *before* `START TRANSACTION`, and staging is
@@ -13,12 +27,17 @@
 
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
+use bytes::Bytes;
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
 use highwater_core::{Committed, Error, Recovered, Result, Sink, SinkWriter, WriteRequest};
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Value};
+use tokio::task::JoinHandle;
 
 use super::source::connect;
-use crate::table::{ABANDONED, COMMITS, Cell, Flavor, Layout, cell};
+use crate::load_text::{Dialect, LoadText};
+use crate::table::{ABANDONED, COMMITS, Flavor, Layout};
 use crate::util::redact_url;
 
 /// A MariaDB/MySQL database that streams write tables into.
@@ -26,8 +45,14 @@ pub struct MySink {
     url: String,
 }
 
-/// Values per INSERT (the protocol allows 65535 placeholders).
-const MAX_PARAMS: usize = 30_000;
+/// `ER_TABLE_EXISTS_ERROR`.
+const TABLE_EXISTS: u16 = 1050;
+/// `LOAD DATA LOCAL` refused: `ER_NOT_ALLOWED_COMMAND` (MariaDB, MySQL
+/// before 8.0.21) and `ER_CLIENT_LOCAL_FILES_DISABLED`.
+const LOCAL_INFILE_OFF: [u16; 2] = [1148, 3948];
+/// The largest piece of load data sent at once (well under the server's
+/// `max_allowed_packet`, 16 MiB by default).
+const CHUNK: usize = 1 << 20;
 
 fn my_sink_err(target: &str) -> impl Fn(mysql_async::Error) -> Error + '_ {
     move |e| super::errors::sink(target, e)
@@ -94,12 +119,41 @@ impl Sink for MySink {
             .await
             .map_err(&err)?;
         conn.query_drop(layout.drop_staging()).await.map_err(&err)?;
-        conn.query_drop(layout.create_staging())
-            .await
-            .map_err(&err)?;
+        let direct = layout.direct_load()
+            && match conn.query_drop(layout.create_direct_target()).await {
+                Ok(()) => true,
+                Err(mysql_async::Error::Server(e)) if e.code == TABLE_EXISTS => false,
+                Err(e) => return Err(err(e)),
+            };
+        let (table, columns) = if direct {
+            conn.query_drop("START TRANSACTION").await.map_err(&err)?;
+            (layout.target_sql(), layout.stored.clone())
+        } else {
+            conn.query_drop(layout.create_staging())
+                .await
+                .map_err(&err)?;
+            (
+                layout.staging_sql(),
+                (0..layout.schema.fields().len()).collect(),
+            )
+        };
+        let sql = load_data(&layout, &table, &columns, !direct);
+        tracing::debug!(
+            stream = %req.stream,
+            table = %req.target,
+            direct,
+            "{}",
+            if direct {
+                "Loading straight into the table this attempt creates."
+            } else {
+                "Loading into staging."
+            }
+        );
         Ok(Box::new(MyWriter {
             target: name.clone(),
-            conn: Some(conn),
+            load: Some(Load::start(conn, sql)),
+            encoder: LoadText::new(Dialect::Mysql, columns, !direct),
+            direct,
             layout,
             req,
             rows: 0,
@@ -174,81 +228,142 @@ impl Sink for MySink {
     }
 }
 
+/// `LOAD DATA LOCAL INFILE … REPLACE INTO TABLE table` for the batch
+/// columns `columns` (and the sequence column when `seq`), in the text
+/// `crate::load_text` writes. Separators are hex literals, which read the
+/// same under every `sql_mode`; bytes arrive as hex through `UNHEX`.
+fn load_data(layout: &Layout, table: &str, columns: &[usize], seq: bool) -> String {
+    let mut names = Vec::new();
+    let mut set = Vec::new();
+    for i in columns {
+        let f = layout.schema.field(*i);
+        let name = layout.flavor.q(f.name());
+        if LoadText::hex_column(Dialect::Mysql, f.data_type()) {
+            names.push(format!("@hex{i}"));
+            set.push(format!("{name} = UNHEX(@hex{i})"));
+        } else {
+            names.push(name);
+        }
+    }
+    if seq {
+        names.push(layout.flavor.q(crate::table::SEQ));
+    }
+    let set = if set.is_empty() {
+        String::new()
+    } else {
+        format!(" SET {}", set.join(", "))
+    };
+    format!(
+        "LOAD DATA LOCAL INFILE 'highwater' REPLACE INTO TABLE {table} CHARACTER SET utf8mb4 \
+         FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ({}){set}",
+        names.join(", ")
+    )
+}
+
+/// A `LOAD DATA LOCAL INFILE` running in a task on its connection, fed
+/// through a bounded channel that the driver reads as the file.
+struct Load {
+    feed: mpsc::Sender<std::io::Result<Bytes>>,
+    task: JoinHandle<(Conn, std::result::Result<(), mysql_async::Error>)>,
+}
+
+impl Load {
+    fn start(mut conn: Conn, sql: String) -> Load {
+        let (feed, file) = mpsc::channel(2);
+        conn.set_infile_handler(async move { Ok(file.boxed()) });
+        let task = tokio::spawn(async move {
+            let r = conn.query_drop(sql).await;
+            (conn, r)
+        });
+        Load { feed, task }
+    }
+
+    /// Hand `data` to the load; `false`: the load has ended (failed).
+    async fn send(&mut self, mut data: Bytes) -> bool {
+        while !data.is_empty() {
+            let piece = data.split_to(data.len().min(CHUNK));
+            if self.feed.send(Ok(piece)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// End of file: wait for the statement and take the connection back.
+    async fn finish(self) -> Result<(Conn, std::result::Result<(), mysql_async::Error>)> {
+        drop(self.feed);
+        self.task
+            .await
+            .map_err(|e| Error::sink("LOAD DATA", e.to_string()))
+    }
+}
+
 struct MyWriter {
     target: String,
     /// Always `Some` until commit or abort takes it.
-    conn: Option<Conn>,
+    load: Option<Load>,
+    encoder: LoadText,
+    /// Rows go straight into the target this attempt created, in a
+    /// transaction open since `begin`; else into staging.
+    direct: bool,
     layout: Layout,
     req: WriteRequest,
     rows: u64,
 }
 
-fn value(c: Cell) -> Value {
-    use chrono::{Datelike, Timelike};
-    match c {
-        Cell::Null => Value::NULL,
-        Cell::Bool(b) => Value::Int(b.into()),
-        Cell::Int(v) => Value::Int(v),
-        Cell::UInt(v) => Value::UInt(v),
-        Cell::Float(v) => Value::Double(v),
-        Cell::Text(s) | Cell::Decimal(s) => Value::Bytes(s.into_bytes()),
-        Cell::Bytes(b) => Value::Bytes(b),
-        Cell::Date(d) => Value::Date(d.year() as u16, d.month() as u8, d.day() as u8, 0, 0, 0, 0),
-        Cell::Timestamp(ts, _) => super::source::bind_naive(ts),
-        Cell::Time(t) => Value::Time(
-            false,
-            0,
-            t.hour() as u8,
-            t.minute() as u8,
-            t.second() as u8,
-            t.nanosecond() / 1000,
-        ),
+impl MyWriter {
+    /// The load's connection back, or its error.
+    async fn finish_load(&mut self) -> Result<Conn> {
+        let load = self.load.take().expect("open writer");
+        let (conn, r) = load.finish().await?;
+        match r {
+            Ok(()) => Ok(conn),
+            Err(mysql_async::Error::Server(e)) if LOCAL_INFILE_OFF.contains(&e.code) => {
+                Err(Error::sink(
+                    &self.target,
+                    format!(
+                        "{} [error {}]: a database target loads with LOAD DATA LOCAL INFILE; enable it on the server (SET GLOBAL local_infile = 1)",
+                        e.message, e.code
+                    ),
+                ))
+            }
+            Err(e) => Err(my_sink_err(&self.target)(e)),
+        }
     }
 }
 
 #[async_trait]
 impl SinkWriter for MyWriter {
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let n = batch.num_rows();
-        if n == 0 {
+        if batch.num_rows() == 0 {
             return Ok(());
         }
-        let width = batch.num_columns() + 1;
-        let per = (MAX_PARAMS / width).max(1);
-        let head = format!(
-            "INSERT INTO {} ({}) VALUES ",
-            self.layout.staging_sql(),
-            self.layout.staging_columns()
-        );
-        let tuple = format!("({})", vec!["?"; width].join(", "));
-        let conn = self.conn.as_mut().expect("open writer");
-        let err = my_sink_err(&self.target);
-        let mut start = 0;
-        while start < n {
-            let rows = per.min(n - start);
-            let mut values = Vec::with_capacity(rows * width);
-            for i in start..start + rows {
-                for col in batch.columns() {
-                    values.push(value(cell(col, i)?));
-                }
-                values.push(Value::Int(self.rows as i64));
-                self.rows += 1;
-            }
-            let sql = format!("{head}{}", vec![tuple.as_str(); rows].join(", "));
-            conn.exec_drop(sql, values).await.map_err(&err)?;
-            start += rows;
+        let mut buf = Vec::new();
+        self.encoder.encode(&batch, &mut buf)?;
+        self.rows += batch.num_rows() as u64;
+        let load = self.load.as_mut().expect("open writer");
+        if !load.send(Bytes::from(buf)).await {
+            // The statement ended early: its error says why.
+            self.finish_load().await?;
+            return Err(Error::sink(&self.target, "LOAD DATA ended before its data"));
         }
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>, info: &str) -> Result<Committed> {
-        let mut conn = self.conn.take().expect("open writer");
+        let mut conn = self.finish_load().await?;
         let err = my_sink_err(&self.target);
-        for sql in self.layout.prepare() {
-            conn.query_drop(sql).await.map_err(&err)?;
-        }
         let now = chrono::Utc::now().to_rfc3339();
-        {
+        let record = (&self.req.stream, &self.req.run_id, info, &now);
+        if self.direct {
+            conn.exec_drop(self.layout.insert_commit(), record)
+                .await
+                .map_err(&err)?;
+            conn.query_drop("COMMIT").await.map_err(&err)?;
+        } else {
+            for sql in self.layout.prepare() {
+                conn.query_drop(sql).await.map_err(&err)?;
+            }
             let mut tx = conn
                 .start_transaction(mysql_async::TxOpts::default())
                 .await
@@ -262,18 +377,17 @@ impl SinkWriter for MyWriter {
             for sql in self.layout.apply() {
                 tx.query_drop(sql).await.map_err(&err)?;
             }
-            tx.exec_drop(
-                self.layout.insert_commit(),
-                (&self.req.stream, &self.req.run_id, info, &now),
-            )
-            .await
-            .map_err(&err)?;
+            tx.exec_drop(self.layout.insert_commit(), record)
+                .await
+                .map_err(&err)?;
             tx.commit().await.map_err(&err)?;
         }
         // Published; a failure (or crash) here leaves staging for `recover`
         // to drop.
         highwater_core::failpoint("mysql.after_commit_before_drop");
-        let _ = conn.query_drop(self.layout.drop_staging()).await;
+        if !self.direct {
+            let _ = conn.query_drop(self.layout.drop_staging()).await;
+        }
         let _ = conn.disconnect().await;
         Ok(Committed {
             outputs: vec![self.target.clone()],
@@ -283,8 +397,15 @@ impl SinkWriter for MyWriter {
     }
 
     async fn abort(mut self: Box<Self>) -> Result<()> {
-        if let Some(mut conn) = self.conn.take() {
-            let _ = conn.query_drop(self.layout.drop_staging()).await;
+        if let Some(load) = self.load.take()
+            && let Ok((mut conn, _)) = load.finish().await
+        {
+            let sql = if self.direct {
+                "ROLLBACK".to_string()
+            } else {
+                self.layout.drop_staging()
+            };
+            let _ = conn.query_drop(sql).await;
             let _ = conn.disconnect().await;
         }
         Ok(())

@@ -1,23 +1,40 @@
-//! [`PgSink`]: a PostgreSQL table as a target. Rows stream into a temporary
-//! staging table with text `COPY … FROM STDIN` (one COPY per batch: memory
-//! holds one batch), and one transaction applies them and records the
-//! commit (see `crate::table` for the statements).
+//! [`PgSink`]: a PostgreSQL table as a target. Rows stream through one
+//! text `COPY … FROM STDIN` per attempt (`crate::load_text` encodes each
+//! batch as it comes: memory holds one batch) into one of two places:
 //!
-//! A crash loses the session and with it the temporary staging table, so
-//! nothing is left to clean; the commit record in `_highwater_commits` is
-//! what `recover` reads.
+//! ```text
+//! target exists (or a script, procedure or      target absent:  direct load
+//! change-tracking deletes take part): staging   BEGIN; advisory lock (target)
+//!   COPY → temporary staging table              CREATE TABLE target (no key)
+//!   commit: one transaction applies staging     COPY → target
+//!   (see `crate::table` for the statements)     commit: ADD PRIMARY KEY (on a
+//!                                                 repeated key: keep the last
+//!                                                 row, add it again), commit
+//!                                                 record, COMMIT
+//! ```
+//!
+//! The direct load writes the rows once and builds the key index once,
+//! after the load; nothing of it is visible before `COMMIT`, the table
+//! included. Its transaction holds the target's advisory lock, so a second
+//! attempt into the same new table waits and then goes through staging.
+//!
+//! A crash loses the session and with it the temporary staging table (or
+//! the uncommitted direct load), so nothing is left to clean; the commit
+//! record in `_highwater_commits` is what `recover` reads.
 
-use std::fmt::Write as _;
+use std::pin::Pin;
 
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::SinkExt;
 use highwater_core::{Committed, Error, Recovered, Result, Sink, SinkWriter, WriteRequest};
-use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, CopyInSink};
 
 use super::source::connect;
-use crate::table::{ABANDONED, Cell, Flavor, Layout, TableName, cell, lock_key};
+use crate::load_text::{Dialect, LoadText};
+use crate::table::{ABANDONED, Flavor, Layout, TableName, lock_key};
 use crate::util::redact_url;
 
 /// The advisory lock key that serialises creating `_highwater_commits`
@@ -93,32 +110,58 @@ impl Sink for PgSink {
                 .map_err(&err)?;
             tx.commit().await.map_err(&err)?;
         }
-        // An existing target lends its column types to staging.
-        for row in client
-            .query(
-                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
-                 WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
-                &[&layout.target_sql()],
+        let try_direct =
+            !existing_columns(&client, &mut layout).await.map_err(&err)? && layout.direct_load();
+        let direct = try_direct
+            && claim_new_target(&client, &layout, &req.target)
+                .await
+                .map_err(&err)?;
+        let (copy, encoder) = if direct {
+            let copy = format!(
+                "COPY {} ({}) FROM STDIN",
+                layout.target_sql(),
+                layout.stored_columns()
+            );
+            (
+                copy,
+                LoadText::new(Dialect::Postgres, layout.stored.clone(), false),
             )
-            .await
-            .map_err(&err)?
-        {
-            layout.existing.insert(row.get(0), row.get(1));
-        }
-        client
-            .batch_execute(&layout.create_staging())
-            .await
-            .map_err(&err)?;
-        let copy = format!(
-            "COPY {} ({}) FROM STDIN",
-            layout.staging_sql(),
-            layout.staging_columns()
+        } else {
+            if try_direct {
+                // Another attempt made the table meanwhile.
+                existing_columns(&client, &mut layout).await.map_err(&err)?;
+            }
+            client
+                .batch_execute(&layout.create_staging())
+                .await
+                .map_err(&err)?;
+            let copy = format!(
+                "COPY {} ({}) FROM STDIN",
+                layout.staging_sql(),
+                layout.staging_columns()
+            );
+            let all = (0..layout.schema.fields().len()).collect();
+            (copy, LoadText::new(Dialect::Postgres, all, true))
+        };
+        let copy = Box::pin(client.copy_in(&copy).await.map_err(&err)?);
+        tracing::debug!(
+            stream = %req.stream,
+            table = %req.target,
+            direct,
+            "{}",
+            if direct {
+                "Loading straight into the table this attempt creates."
+            } else {
+                "Loading into staging."
+            }
         );
         Ok(Box::new(PgWriter {
             target: format!("{} table {}", redact_url(&self.url), req.target),
             client,
             layout,
             copy,
+            encoder,
+            direct,
             req,
             rows: 0,
             bytes: 0,
@@ -201,12 +244,62 @@ impl Sink for PgSink {
     }
 }
 
+/// Read the column types of an existing target into `layout.existing`
+/// (staging takes them, so text is parsed into the target's types on the
+/// way in). `false`: the target does not exist.
+async fn existing_columns(
+    client: &Client,
+    layout: &mut Layout,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    layout.existing.clear();
+    for row in client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[&layout.target_sql()],
+        )
+        .await?
+    {
+        layout.existing.insert(row.get(0), row.get(1));
+    }
+    Ok(!layout.existing.is_empty())
+}
+
+/// Start a direct load: open the transaction that will commit it, take the
+/// target's advisory lock and create the target. `false` (transaction
+/// rolled back): another attempt made the table first.
+async fn claim_new_target(
+    client: &Client,
+    layout: &Layout,
+    target: &str,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    client.batch_execute("BEGIN").await?;
+    client
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(target)])
+        .await?;
+    let absent: bool = client
+        .query_one("SELECT to_regclass($1) IS NULL", &[&layout.target_sql()])
+        .await?
+        .get(0);
+    if !absent {
+        client.batch_execute("ROLLBACK").await?;
+        return Ok(false);
+    }
+    client.batch_execute(&layout.create_direct_target()).await?;
+    Ok(true)
+}
+
 struct PgWriter {
     /// For messages: the redacted URL and the table.
     target: String,
     client: Client,
     layout: Layout,
-    copy: String,
+    /// The attempt's one COPY, open until commit.
+    copy: Pin<Box<CopyInSink<Bytes>>>,
+    encoder: LoadText,
+    /// Rows go straight into the target, in a transaction open since
+    /// `begin` (see the module doc); else into staging.
+    direct: bool,
     req: WriteRequest,
     rows: u64,
     bytes: u64,
@@ -216,60 +309,33 @@ impl PgWriter {
     fn err(&self) -> impl Fn(tokio_postgres::Error) -> Error + '_ {
         move |e| super::errors::sink(&self.target, e)
     }
-}
 
-/// COPY text format: `\N` for NULL, backslash escapes for the rest.
-fn encode(out: &mut String, c: &Cell) {
-    fn text(out: &mut String, s: &str) {
-        for ch in s.chars() {
-            match ch {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c => out.push(c),
+    /// Finish a direct load: the primary key (keeping the last row of a
+    /// repeated key), the commit record, `COMMIT`.
+    async fn commit_direct(&self, info: &str) -> std::result::Result<(), tokio_postgres::Error> {
+        let client = &self.client;
+        if let Some(add_key) = self.layout.add_key() {
+            client.batch_execute("SAVEPOINT add_key").await?;
+            match client.batch_execute(&add_key).await {
+                Ok(()) => {}
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    client
+                        .batch_execute("ROLLBACK TO SAVEPOINT add_key")
+                        .await?;
+                    client.batch_execute(&self.layout.dedupe_direct()).await?;
+                    client.batch_execute(&add_key).await?;
+                }
+                Err(e) => return Err(e),
             }
         }
-    }
-    match c {
-        Cell::Null => out.push_str("\\N"),
-        Cell::Bool(b) => out.push(if *b { 't' } else { 'f' }),
-        Cell::Int(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Cell::UInt(v) => {
-            let _ = write!(out, "{v}");
-        }
-        Cell::Float(v) => {
-            if v.is_nan() {
-                out.push_str("NaN");
-            } else if v.is_infinite() {
-                out.push_str(if *v > 0.0 { "Infinity" } else { "-Infinity" });
-            } else {
-                let _ = write!(out, "{v:?}");
-            }
-        }
-        Cell::Text(s) => text(out, s),
-        Cell::Decimal(s) => out.push_str(s),
-        Cell::Bytes(b) => {
-            // bytea hex input `\x…`, its backslash escaped for COPY.
-            out.push_str("\\\\x");
-            for byte in b {
-                let _ = write!(out, "{byte:02x}");
-            }
-        }
-        Cell::Date(d) => {
-            let _ = write!(out, "{}", d.format("%Y-%m-%d"));
-        }
-        Cell::Timestamp(ts, utc) => {
-            out.push_str(&Cell::timestamp_text(ts));
-            if *utc {
-                out.push_str("+00");
-            }
-        }
-        Cell::Time(t) => {
-            let _ = write!(out, "{}", t.format("%H:%M:%S%.f"));
-        }
+        let now = chrono::Utc::now().to_rfc3339();
+        client
+            .execute(
+                &self.layout.insert_commit(),
+                &[&self.req.stream, &self.req.run_id, &info, &now],
+            )
+            .await?;
+        client.batch_execute("COMMIT").await
     }
 }
 
@@ -279,28 +345,27 @@ impl SinkWriter for PgWriter {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let mut buf = String::new();
-        for i in 0..batch.num_rows() {
-            for col in batch.columns() {
-                encode(&mut buf, &cell(col, i)?);
-                buf.push('\t');
-            }
-            let _ = writeln!(buf, "{}", self.rows);
-            self.rows += 1;
-        }
+        let mut buf = Vec::new();
+        self.encoder.encode(&batch, &mut buf)?;
+        self.rows += batch.num_rows() as u64;
         self.bytes += buf.len() as u64;
-        let sink = self
-            .client
-            .copy_in::<_, Bytes>(&self.copy)
+        let copy = &mut self.copy;
+        copy.send(Bytes::from(buf))
             .await
-            .map_err(self.err())?;
-        futures::pin_mut!(sink);
-        sink.send(Bytes::from(buf)).await.map_err(self.err())?;
-        sink.finish().await.map_err(self.err())?;
+            .map_err(|e| super::errors::sink(&self.target, e))?;
         Ok(())
     }
 
-    async fn commit(self: Box<Self>, info: &str) -> Result<Committed> {
+    async fn commit(mut self: Box<Self>, info: &str) -> Result<Committed> {
+        self.copy.as_mut().finish().await.map_err(self.err())?;
+        if self.direct {
+            self.commit_direct(info).await.map_err(self.err())?;
+            return Ok(Committed {
+                outputs: vec![self.target.clone()],
+                rows: self.rows,
+                bytes: self.bytes,
+            });
+        }
         let PgWriter {
             target,
             mut client,
@@ -364,9 +429,23 @@ impl SinkWriter for PgWriter {
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
-        // The temporary table goes with the session; drop it anyway so a
-        // pooled connection would not keep it.
-        let _ = self.client.batch_execute(&self.layout.drop_staging()).await;
+        // Dropping the COPY fails it. A direct load's transaction and a
+        // temporary staging table go with the session; end both anyway so
+        // a pooled connection would not keep them.
+        let PgWriter {
+            client,
+            copy,
+            layout,
+            direct,
+            ..
+        } = *self;
+        drop(copy);
+        let sql = if direct {
+            "ROLLBACK".to_string()
+        } else {
+            layout.drop_staging()
+        };
+        let _ = client.batch_execute(&sql).await;
         Ok(())
     }
 }
