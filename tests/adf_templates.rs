@@ -26,29 +26,6 @@ use serde_json::Value;
 
 use crate::util::*;
 
-/// Each test on PostgreSQL and MariaDB (the templates call stored
-/// procedures, which SQLite has not).
-macro_rules! conformance_pg_my {
-    ($($test:ident),* $(,)?) => {
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Postgres).await
-                }
-            )*
-        }
-        mod mariadb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Mariadb).await
-                }
-            )*
-        }
-    };
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
     Postgres,
@@ -704,7 +681,10 @@ async fn queries_and_names_as_written_for_sql_server(b: Backend) {
     );
 }
 
-conformance_pg_my!(
+// On PostgreSQL and MariaDB (the templates call stored procedures, which
+// SQLite has not).
+conformance!(
+    no_sqlite:
     delta_copy_template,
     bulk_copy_template,
     queries_and_names_as_written_for_sql_server

@@ -4,33 +4,28 @@
 
 /// `conformance!(test_a, test_b)`: each `async fn test_x(b: Backend)` of the
 /// calling module run as a test on SQLite, PostgreSQL and MariaDB
-/// (`<module>::sqlite::test_x`, …).
+/// (`<module>::sqlite::test_x`, …); `conformance!(no_sqlite: …)` on the
+/// servers only.
 macro_rules! conformance {
+    // Only the servers (a suite that needs stored procedures, say).
+    (no_sqlite: $($test:ident),* $(,)?) => {
+        conformance!(@backend postgres Postgres $($test),*);
+        conformance!(@backend mariadb Mariadb $($test),*);
+    };
+    (@backend $module:ident $variant:ident $($test:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(super::Backend::$variant).await
+                }
+            )*
+        }
+    };
     ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Postgres).await
-                }
-            )*
-        }
-        mod mariadb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Mariadb).await
-                }
-            )*
-        }
+        conformance!(@backend sqlite Sqlite $($test),*);
+        conformance!(@backend postgres Postgres $($test),*);
+        conformance!(@backend mariadb Mariadb $($test),*);
     };
 }
 
