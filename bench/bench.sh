@@ -49,20 +49,9 @@ my() { mariadb -h "$MYHOST" -P "$MYPORT" -uroot "$@"; }
 pg() { psql "$PGURL/$1" -qX -v ON_ERROR_STOP=1 "${@:2}"; }
 
 echo "Loading $ROWS rows into PostgreSQL, MariaDB and SQLite…" >&2
-pg postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" \
-  -c "DROP DATABASE IF EXISTS $DST" -c "CREATE DATABASE $DST" >/dev/null
-pg "$DB" <<SQL
-CREATE TABLE bench (
-  id bigint PRIMARY KEY, qty int, name text, amount numeric(12,2), status text,
-  comment text, created_at timestamptz, updated_at timestamptz);
-INSERT INTO bench
-SELECT g, (g % 1000)::int, 'customer ' || g, (g % 100000) / 100.0, (ARRAY['new','paid','shipped'])[1 + g % 3],
-       rpad(md5(g::text), 60, 'x'), timestamptz '2024-01-01' + g * interval '1 second',
-       timestamptz '2024-01-01' + g * interval '1 second'
-FROM generate_series(1, $ROWS) g;
-CREATE INDEX ON bench (updated_at);
-VACUUM ANALYZE bench;
-SQL
+pg postgres -c "DROP DATABASE IF EXISTS $DST" -c "CREATE DATABASE $DST" >/dev/null
+. "$(dirname "$0")/table.sh"
+bench_table "$PGURL/$DB" "$ROWS"
 my -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB; DROP DATABASE IF EXISTS $DST; CREATE DATABASE $DST"
 my "$DB" <<SQL
 CREATE TABLE bench (
@@ -105,6 +94,8 @@ stream() { # name from to extra…
     stream "${src}_csv" "$src" lake "path: csv/$src.csv"
     stream "${src}_parquet" "$src" lake "path: parquet/$src.parquet"
   done
+  # partitions: N readers in one snapshot (PostgreSQL full loads).
+  for n in 2 4; do stream "pg_csv_p$n" pg lake "path: csv/pg_p$n.csv" "partitions: $n"; done
   # Watermark streams: the first run is the full load, the next the delta.
   wm=("mode: watermark" "cursor: updated_at" "primary_key: [id]")
   stream delta_file pg lake "${wm[@]}" 'path: "delta/bench-{run_id}.csv"'
@@ -182,6 +173,8 @@ my "$DB" -e "select count(*) from bench" >/dev/null
 measure PSQL none psql_csv
 measure PG_CSV none hw run pg_csv
 measure PG_PQ none hw run pg_parquet
+measure PG_CSV_P2 none hw run pg_csv_p2
+measure PG_CSV_P4 none hw run pg_csv_p4
 measure MYCLI none my_cli
 measure MY_CSV none hw run my_csv
 measure MY_PQ none hw run my_parquet
@@ -222,6 +215,8 @@ printf '%-36s %8.2fs\n' "psql \\copy to csv" "$PSQL" "mariadb --batch --quick" "
   "sqlite3 -csv -header" "$LITECLI" "psql \\copy | psql \\copy (PK)" "$PGPIPE" \
   "psql \\copy csv + LOAD DATA (PK)" "$MYLOAD"
 row "PostgreSQL -> CSV" "$PG_CSV" "$PSQL" "psql" "<= 1.05x" "$PG_CSV_MEM"
+row "PostgreSQL -> CSV, partitions: 2" "$PG_CSV_P2" "$PSQL" "psql" "none; 1 vs 2 vs 4" "$PG_CSV_P2_MEM"
+row "PostgreSQL -> CSV, partitions: 4" "$PG_CSV_P4" "$PSQL" "psql" "none; 1 vs 2 vs 4" "$PG_CSV_P4_MEM"
 row "PostgreSQL -> Parquet" "$PG_PQ" "$PSQL" "psql" "<= 0.75x" "$PG_PQ_MEM"
 row "MariaDB -> CSV" "$MY_CSV" "$MYCLI" "mariadb" "<= 1.0x" "$MY_CSV_MEM"
 row "MariaDB -> Parquet" "$MY_PQ" "$MYCLI" "mariadb" "<= 1.0x" "$MY_PQ_MEM"
