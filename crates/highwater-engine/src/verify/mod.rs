@@ -619,13 +619,19 @@ impl Side {
     }
 }
 
-async fn read_source(
-    plan: &Plan,
+/// The stream's source, its checked description, the columns compared
+/// (without the cursor column a watermark read adds) and the key's
+/// indexes among them.
+async fn open_source<'a>(
+    plan: &'a Plan,
     s: &StreamPlan,
-    position: Option<&Position>,
-    r: &mut StreamVerify,
-    want: Option<&HashSet<u64>>,
-) -> Result<Side> {
+) -> Result<(
+    &'a highwater_config::ConnectionSpec,
+    std::sync::Arc<dyn highwater_core::Source>,
+    highwater_core::TableInfo,
+    Vec<String>,
+    Vec<usize>,
+)> {
     let conn = &plan.connections[&s.from];
     let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
     let info = runner::describe_checked(source.as_ref(), s, &conn.kind).await?;
@@ -637,6 +643,17 @@ async fn read_source(
         .filter(|n| n != CURSOR_COLUMN)
         .collect();
     let key = key_indexes(s, &columns)?;
+    Ok((conn, source, info, columns, key))
+}
+
+async fn read_source(
+    plan: &Plan,
+    s: &StreamPlan,
+    position: Option<&Position>,
+    r: &mut StreamVerify,
+    want: Option<&HashSet<u64>>,
+) -> Result<Side> {
+    let (conn, source, _, columns, key) = open_source(plan, s).await?;
 
     // The run's own request: a watermark full load carries the cursor
     // column; other modes read every row.
@@ -1487,17 +1504,7 @@ async fn repair_batches(
     upsert: Option<&HashSet<String>>,
     delete: &HashSet<String>,
 ) -> Result<RepairBatches> {
-    let conn = &plan.connections[&s.from];
-    let source = highwater_connectors::source(&conn.kind, conn.url.expose()).await?;
-    let info = runner::describe_checked(source.as_ref(), s, &conn.kind).await?;
-    let columns: Vec<String> = info
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| n != CURSOR_COLUMN)
-        .collect();
-    let key = key_indexes(s, &columns)?;
+    let (_, source, info, columns, key) = open_source(plan, s).await?;
     let visible_schema = Schema::new(
         columns
             .iter()
