@@ -830,3 +830,19 @@ mod tests {
         assert!(!l.apply().join(";").contains("DELETE"));
     }
 }
+
+/// Say (debug) where an attempt's rows go: straight into the table it
+/// creates, or into staging.
+pub fn log_load(stream: &str, target: &str, direct: bool) {
+    tracing::debug!(
+        stream,
+        table = target,
+        direct,
+        "{}",
+        if direct {
+            "Loading straight into the table this attempt creates."
+        } else {
+            "Loading into staging."
+        }
+    );
+}

@@ -138,17 +138,7 @@ impl Sink for MySink {
             )
         };
         let sql = load_data(&layout, &table, &columns, !direct);
-        tracing::debug!(
-            stream = %req.stream,
-            table = %req.target,
-            direct,
-            "{}",
-            if direct {
-                "Loading straight into the table this attempt creates."
-            } else {
-                "Loading into staging."
-            }
-        );
+        crate::table::log_load(&req.stream, &req.target, direct);
         Ok(Box::new(MyWriter {
             target: name.clone(),
             load: Some(Load::start(conn, sql)),

@@ -144,17 +144,7 @@ impl Sink for PgSink {
             (copy, LoadText::new(Dialect::Postgres, all, true))
         };
         let copy = Box::pin(client.copy_in(&copy).await.map_err(&err)?);
-        tracing::debug!(
-            stream = %req.stream,
-            table = %req.target,
-            direct,
-            "{}",
-            if direct {
-                "Loading straight into the table this attempt creates."
-            } else {
-                "Loading into staging."
-            }
-        );
+        crate::table::log_load(&req.stream, &req.target, direct);
         Ok(Box::new(PgWriter {
             target: format!("{} table {}", redact_url(&self.url), req.target),
             client,
