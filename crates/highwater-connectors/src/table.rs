@@ -758,6 +758,22 @@ pub fn cell(a: &ArrayRef, i: usize) -> Result<Cell> {
     })
 }
 
+/// Say (debug) where an attempt's rows go: straight into the table it
+/// creates, or into staging.
+pub fn log_load(stream: &str, target: &str, direct: bool) {
+    tracing::debug!(
+        stream,
+        table = target,
+        direct,
+        "{}",
+        if direct {
+            "Loading straight into the table this attempt creates."
+        } else {
+            "Loading into staging."
+        }
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -829,20 +845,4 @@ mod tests {
         assert!(l.create_target().contains(SYS_OP));
         assert!(!l.apply().join(";").contains("DELETE"));
     }
-}
-
-/// Say (debug) where an attempt's rows go: straight into the table it
-/// creates, or into staging.
-pub fn log_load(stream: &str, target: &str, direct: bool) {
-    tracing::debug!(
-        stream,
-        table = target,
-        direct,
-        "{}",
-        if direct {
-            "Loading straight into the table this attempt creates."
-        } else {
-            "Loading into staging."
-        }
-    );
 }
