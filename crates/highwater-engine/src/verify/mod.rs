@@ -622,6 +622,20 @@ impl Side {
 /// The stream's source, its checked description, the columns compared
 /// (without the cursor column a watermark read adds) and the key's
 /// indexes among them.
+/// A read of every row of `relation` in one connection (no cursor, no
+/// key), as verify compares them.
+fn whole_read(s: &StreamPlan, relation: Relation) -> ReadRequest {
+    ReadRequest {
+        stream: s.name.clone(),
+        relation,
+        delta: Delta::Full,
+        primary_key: vec![],
+        batch_size: s.batch_size,
+        on_null_cursor: NullCursorPolicy::Error,
+        partitions: 1,
+    }
+}
+
 async fn open_source<'a>(
     plan: &'a Plan,
     s: &StreamPlan,
@@ -811,15 +825,7 @@ async fn changed_keys(
         "SELECT {} FROM {log} WHERE hw_version > {after}",
         cols.join(", ")
     );
-    let req = ReadRequest {
-        stream: s.name.clone(),
-        relation: Relation::Query(sql),
-        delta: Delta::Full,
-        primary_key: vec![],
-        batch_size: s.batch_size,
-        on_null_cursor: NullCursorPolicy::Error,
-        partitions: 1,
-    };
+    let req = whole_read(s, Relation::Query(sql));
     let idle = attempt::idle_timeout();
     let mut extract = attempt::bounded("reading the change log", idle, source.read(&req)).await?;
     let mut keys = HashSet::new();
@@ -879,15 +885,7 @@ async fn read_table(
             })?;
         idx.push(i);
     }
-    let req = ReadRequest {
-        stream: s.name.clone(),
-        relation,
-        delta: Delta::Full,
-        primary_key: vec![],
-        batch_size: s.batch_size,
-        on_null_cursor: NullCursorPolicy::Error,
-        partitions: 1,
-    };
+    let req = whole_read(s, relation);
     let mut extract = attempt::bounded("reading the target", idle, source.read(&req)).await?;
     // Streamed: each target row is matched against the source's and
     // dropped.
@@ -1685,15 +1683,7 @@ async fn repair_batches(
                     })
             })
             .collect::<Result<_>>()?;
-        let req = ReadRequest {
-            stream: s.name.clone(),
-            relation,
-            delta: Delta::Full,
-            primary_key: vec![],
-            batch_size: s.batch_size,
-            on_null_cursor: NullCursorPolicy::Error,
-            partitions: 1,
-        };
+        let req = whole_read(s, relation);
         let mut extract = attempt::bounded("reading the target", idle, tsource.read(&req)).await?;
         let mut seen = HashSet::new();
         while let Some(b) = attempt::bounded("reading the target", idle, async {
