@@ -1,14 +1,15 @@
 //! The row-by-row comparison in bounded memory: 16 bytes per source row,
-//! 4 per target row's match count, whatever the table's width.
+//! and 2 more (a match count) or 8 (a file target's latest row hash),
+//! whatever the table's width; nothing per target row.
 //!
 //! ```text
 //! source rows ─► SourceRows: (key hash, row hash) pushed, then sealed
 //!                (sorted; keys not due dropped; binary search from then on)
 //! table target ─► Matcher::add, one row at a time (streamed, not kept)
-//! file target  ─► Replay (outputs in commit order; the latest version of
-//!                 each key, deletes applied; compacted as it grows)
-//!                 ─► Matcher::add for each replayed row
-//! Matcher::finish ─► missing / different / extra key hashes
+//! file target  ─► outputs in commit order: Latest (watermark, change
+//!                 tracking: the latest row hash per source key, deletes
+//!                 applied) or Matcher::add (full copies, whole-row keys)
+//! Matcher::finish / Latest::finish ─► missing / different / extra keys
 //! ```
 //!
 //! A sorted vector, not a map: a `HashMap<u64, (u64, u32)>` costs about
@@ -120,6 +121,13 @@ impl<'a> Matcher<'a> {
         }
     }
 
+    /// A full reload: the copy starts afresh.
+    pub(super) fn clear(&mut self) {
+        self.seen.fill(0);
+        self.different.clear();
+        self.extra.clear();
+    }
+
     /// One target row; `text` renders its key (asked only for an extra key).
     pub(super) fn add(&mut self, key: u64, row: u64, text: impl FnOnce() -> String) {
         let group = self.src.group(key);
@@ -163,79 +171,83 @@ impl<'a> Matcher<'a> {
     }
 }
 
-/// A deleted key in a [`Replay`].
+/// A deleted key in a [`Latest`]; 0 is a key not replayed.
 const TOMBSTONE: u64 = u64::MAX;
-/// A [`Replay`] compacts once it holds this many more entries than after
-/// its last compaction (at least).
-const REPLAY_SLACK: usize = 1 << 16;
 
-/// A file target's rows replayed in commit order: (key hash, row hash).
-/// With `last_wins` (watermark, change tracking) a later row of a key
-/// replaces the earlier and a delete removes it; otherwise (full copies,
-/// whole-row keys) every row counts. Compacted (stable sort, the last
-/// entry of each key kept, deletes dropped) whenever it has grown by half
-/// since the last compaction, so it stays near one entry per live key.
-pub(super) struct Replay {
-    entries: Vec<(u64, u64)>,
-    limit: usize,
-    last_wins: bool,
+/// A file target replayed in commit order where a later row of a key
+/// replaces the earlier and a delete removes it (watermark, change
+/// tracking), kept beside the sealed source rows: one slot of 8 bytes per
+/// source key for its latest replayed row hash, and a map for the keys the
+/// source does not have (extra or not due; few unless the target is far
+/// off). Nothing per replayed row: a list of the replayed rows compacted
+/// as it grew held 16 bytes a row plus growth slack and a stable sort's
+/// buffer, 122 MiB at 2M rows.
+pub(super) struct Latest<'a> {
+    src: &'a SourceRows,
+    /// Per source row, at the index of its key's first row.
+    latest: Vec<u64>,
+    outside: HashMap<u64, u64>,
 }
 
-impl Replay {
-    pub(super) fn new(last_wins: bool) -> Replay {
-        Replay {
-            entries: Vec::new(),
-            limit: REPLAY_SLACK,
-            last_wins,
+impl<'a> Latest<'a> {
+    pub(super) fn new(src: &'a SourceRows) -> Latest<'a> {
+        Latest {
+            src,
+            latest: vec![0; src.rows.len()],
+            outside: HashMap::new(),
         }
     }
 
     pub(super) fn upsert(&mut self, key: u64, row: u64) {
-        // A row hash equal to the tombstone is one in 2^64; nudge it.
-        self.push(key, row.min(TOMBSTONE - 1));
+        // A row hash equal to a marker is one in 2^63; nudge it.
+        self.set(key, row.clamp(1, TOMBSTONE - 1));
     }
 
     pub(super) fn delete(&mut self, key: u64) {
-        if self.last_wins {
-            self.push(key, TOMBSTONE);
-        }
+        self.set(key, TOMBSTONE);
     }
 
     /// A full reload: the copy starts afresh.
     pub(super) fn clear(&mut self) {
-        self.entries.clear();
+        self.latest.fill(0);
+        self.outside.clear();
     }
 
-    fn push(&mut self, key: u64, row: u64) {
-        if self.last_wins && self.entries.len() >= self.limit {
-            self.compact();
-            let len = self.entries.len();
-            self.limit = len + (len / 2).max(REPLAY_SLACK);
-            self.entries.reserve_exact(self.limit - len);
+    fn set(&mut self, key: u64, value: u64) {
+        let group = self.src.group(key);
+        if group.is_empty() {
+            self.outside.insert(key, value);
+        } else {
+            self.latest[group.start] = value;
         }
-        self.entries.push((key, row));
     }
 
-    fn compact(&mut self) {
-        // Stable: the entries of one key stay in replay order.
-        self.entries.sort_by_key(|(k, _)| *k);
-        self.entries.dedup_by(|later, kept| {
-            if later.0 == kept.0 {
-                *kept = *later;
-                true
-            } else {
-                false
+    /// What differs; `text` renders an extra key from its hash.
+    pub(super) fn finish(self, mut text: impl FnMut(u64) -> String) -> Hashes {
+        let mut d = Hashes {
+            missing: vec![],
+            different: vec![],
+            extra_in_source: vec![],
+            extra: vec![],
+        };
+        let rows = &self.src.rows;
+        let mut i = 0;
+        while i < rows.len() {
+            let key = rows[i].0;
+            let n = rows[i..].partition_point(|(k, _)| *k == key);
+            match self.latest[i] {
+                0 | TOMBSTONE => d.missing.push(key),
+                h if n != 1 || rows[i].1 != h => d.different.push(key),
+                _ => {}
             }
-        });
-        self.entries.retain(|(_, h)| *h != TOMBSTONE);
-    }
-
-    /// The replayed rows.
-    pub(super) fn finish(mut self) -> Vec<(u64, u64)> {
-        if self.last_wins {
-            self.compact();
+            i += n;
         }
-        self.entries
+        for (key, value) in self.outside {
+            if value != TOMBSTONE && !self.src.is_not_due(key) {
+                d.extra.push(text(key));
+            }
+        }
+        d
     }
 }
 
@@ -287,29 +299,34 @@ mod tests {
     }
 
     #[test]
-    fn replay_keeps_the_latest_version_and_applies_deletes() {
-        let mut r = Replay::new(true);
-        // Enough entries to compact on the way several times.
-        for round in 0..4u64 {
-            for k in 0..50_000u64 {
-                r.upsert(k, round);
+    fn latest_keeps_the_last_version_and_applies_deletes() {
+        let src = sealed(&[(1, 10), (2, 20), (3, 30), (4, 40), (6, 60)], &[5]);
+        let mut l = Latest::new(&src);
+        for round in 0..3u64 {
+            for k in 1..=8u64 {
+                l.upsert(k, k * 10 + round);
             }
         }
-        r.delete(7);
-        r.upsert(8, 99);
-        r.delete(9);
-        r.upsert(9, 100);
-        let rows = r.finish();
-        assert_eq!(rows.len(), 49_999);
-        assert!(!rows.iter().any(|(k, _)| *k == 7));
-        assert_eq!(rows.iter().find(|(k, _)| *k == 8), Some(&(8, 99)));
-        assert_eq!(rows.iter().find(|(k, _)| *k == 9), Some(&(9, 100)));
-        assert_eq!(rows.iter().find(|(k, _)| *k == 10), Some(&(10, 3)));
+        l.upsert(1, 10); // back to the source's row
+        l.delete(2); // deleted: missing
+        l.upsert(3, 30);
+        l.delete(3);
+        l.upsert(3, 30); // deleted then inserted again: equal
+        l.delete(7); // an extra key deleted: not extra
+        l.upsert(4, 41); // different
+        // 5 is not due; 8 is extra; 6 stays different (62)
+        let mut d = l.finish(|k| k.to_string());
+        d.extra.sort();
+        assert_eq!(d.missing, [2]);
+        assert_eq!(d.different, [4, 6]);
+        assert_eq!(d.extra, ["8"]);
 
-        let mut all = Replay::new(false);
-        all.upsert(1, 1);
-        all.upsert(1, 1);
-        all.delete(1);
-        assert_eq!(all.finish(), [(1, 1), (1, 1)]);
+        let mut l = Latest::new(&src);
+        l.upsert(9, 1);
+        l.clear();
+        l.upsert(1, 10);
+        let d = l.finish(|k| k.to_string());
+        assert_eq!(d.missing, [2, 3, 4, 6]);
+        assert!(d.extra.is_empty());
     }
 }

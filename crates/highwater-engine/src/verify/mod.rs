@@ -55,7 +55,7 @@ use crate::attempt::{self, Rows};
 use crate::runner::{self, RunOptions};
 
 mod hashes;
-use hashes::{Hashes, Matcher, Replay, SourceRows};
+use hashes::{Hashes, Latest, Matcher, SourceRows};
 
 /// What `verify` was asked to do.
 #[derive(Debug, Clone, Default)]
@@ -924,13 +924,19 @@ async fn read_files(
     let keyless = src.keyless();
     // Full copies (the last output) and whole-row keys count every row;
     // otherwise the latest version of each key wins.
-    let mut replay = Replay::new(!(keyless || s.mode == Mode::Full));
+    let mut side = match keyless || s.mode == Mode::Full {
+        true => Against::All(Matcher::new(&src.rows, keyless)),
+        false => Against::Latest(Latest::new(&src.rows)),
+    };
     // Texts of the replayed keys the source does not have (extra).
     let mut texts: HashMap<u64, String> = HashMap::new();
     replay_outputs(plan, state, s, &src.columns, types, r, |event| {
         let (cols, op) = match event {
             Replayed::Reload => {
-                replay.clear();
+                match &mut side {
+                    Against::All(m) => m.clear(),
+                    Against::Latest(l) => l.clear(),
+                }
                 texts.clear();
                 return;
             }
@@ -939,25 +945,36 @@ async fn read_files(
         for row in 0..cols.first().map_or(0, |c| c.len()) {
             let text = key_text(cols, key, row);
             let k = key_hash(&text);
-            if deleted(op, row) {
-                replay.delete(k);
-                texts.remove(&k);
-                continue;
+            match &mut side {
+                Against::All(m) => m.add(k, row_hash(cols, row), || text),
+                Against::Latest(l) if deleted(op, row) => {
+                    l.delete(k);
+                    texts.remove(&k);
+                }
+                Against::Latest(l) => {
+                    if !src.rows.contains(k) && !src.rows.is_not_due(k) {
+                        texts.insert(k, text);
+                    }
+                    l.upsert(k, row_hash(cols, row));
+                }
             }
-            if !src.rows.contains(k) && !src.rows.is_not_due(k) {
-                texts.insert(k, text);
-            }
-            replay.upsert(k, row_hash(cols, row));
         }
     })
     .await?;
-    let mut matcher = Matcher::new(&src.rows, keyless);
-    for (k, h) in replay.finish() {
-        matcher.add(k, h, || {
-            texts.remove(&k).unwrap_or_else(|| format!("#{k:016x}"))
-        });
-    }
-    Ok(matcher.finish())
+    Ok(match side {
+        Against::All(m) => m.finish(),
+        Against::Latest(l) => {
+            l.finish(|k| texts.remove(&k).unwrap_or_else(|| format!("#{k:016x}")))
+        }
+    })
+}
+
+/// How a file target's replayed rows are compared with the source.
+enum Against<'a> {
+    /// Every row counts (a full copy's last output, whole-row keys).
+    All(Matcher<'a>),
+    /// The latest row of each key, deletes applied.
+    Latest(Latest<'a>),
 }
 
 /// Whether `row` of a change-tracking output is a `D` row.
