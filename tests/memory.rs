@@ -5,7 +5,7 @@ use std::process::Command;
 use crate::util::*;
 
 /// Peak resident set size (KiB) of `highwater run` per GNU time.
-fn peak_kib(dir: &Dir) -> u64 {
+pub fn peak_kib(dir: &Dir) -> u64 {
     let o = Command::new("/usr/bin/time")
         .args(["-f", "%M"])
         .arg(bin())

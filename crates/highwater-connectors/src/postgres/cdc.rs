@@ -287,36 +287,25 @@ async fn publication(client: &Client, name: &str, t: &str) -> Result<Option<(Str
     Ok(row.map(|r| (r.get(0), r.get(1))))
 }
 
-/// One net change: text values of the columns `cols` names (the
-/// relation's, shared by its changes; a delete's: the key's).
-struct Net {
-    op: char,
-    created: bool,
-    version: u64,
-    cols: Arc<Vec<String>>,
-    values: Vec<Option<String>>,
-}
-
-impl Net {
-    fn get(&self, col: &str) -> Option<&str> {
-        let i = self.cols.iter().position(|c| c == col)?;
-        self.values[i].as_deref()
-    }
-}
-
-/// The session's temporary table of a window's net changes: their order,
-/// version and operation, then the table's columns with their types.
+/// The session's temporary tables: every change of a window in log order
+/// ([`RAW`]), and the net change per key ([`ROWS`]); each with the change's
+/// order, version, operation and unchanged-TOAST column numbers, then the
+/// table's columns with their types.
+const RAW: &str = "hw_cdc_raw";
 const ROWS: &str = "hw_cdc_rows";
 const N: &str = "\"hw cdc n\"";
 const V: &str = "\"hw cdc v\"";
 const O: &str = "\"hw cdc o\"";
+const M: &str = "\"hw cdc m\"";
+/// A window's changes stay in memory up to this many bytes of COPY text,
+/// then go to a temporary file (bounded memory, however large the window).
+const SPILL_AT: usize = 1 << 20;
 
 /// What [`prepare`] decided, finished by [`plan`] in the snapshot.
 pub(super) struct Prepared {
     full: bool,
     generation: Gen,
     to: u64,
-    changes: Vec<Net>,
     /// The column lists of the relation messages seen.
     relations: Vec<Vec<String>>,
     pub notes: Vec<String>,
@@ -470,31 +459,23 @@ pub(super) async fn prepare(
                 full: false,
                 generation: g,
                 to: p,
-                changes: vec![],
                 relations: vec![],
                 notes,
             });
         }
-        let read = peek(client, &slot, &t, pk, p, to, g.filter.as_ref()).await?;
+        let columns = table_columns(client, &t).await?;
+        let read = peek(client, &slot, &t, pk, &columns, p, to, g.filter.as_ref()).await?;
         match read {
             Peeked::Truncated => {
                 reload = Some(format!(
                     "FULL RELOAD: {t} was truncated; a truncate carries no keys"
                 ));
             }
-            Peeked::Changes { changes, relations } => {
-                // Staged for `plan` (no CREATE in its read-only snapshot).
-                // A session's table: its commit need not wait for the WAL
-                // flush (a few ms of every delta run).
-                client
-                    .batch_execute(&format!(
-                        "BEGIN; SET LOCAL synchronous_commit = off;
-                         DROP TABLE IF EXISTS pg_temp.{ROWS};
-                         CREATE TEMP TABLE {ROWS} AS SELECT 0::int8 AS {N}, 0::int8 AS {V}, ''::text AS {O}, * FROM {t} LIMIT 0;
-                         COMMIT"
-                    ))
-                    .await
-                    .map_err(|e| super::errors::source_at(format!("creating temporary table {ROWS}"), e))?;
+            Peeked::Changes(changes) => {
+                // Staged and netted for `plan` (no CREATE in its read-only
+                // snapshot).
+                let relations = changes.relations.clone();
+                stage(client, &t, pk, &columns, changes).await?;
                 let mut g = g;
                 if g.filter.as_ref().is_some_and(|f| to >= f.until) {
                     g.filter = None;
@@ -503,7 +484,6 @@ pub(super) async fn prepare(
                     full: false,
                     generation: g,
                     to,
-                    changes,
                     relations,
                     notes,
                 });
@@ -554,7 +534,6 @@ pub(super) async fn prepare(
             filter: None,
         },
         to: slot_lsn,
-        changes: vec![],
         relations: vec![],
         notes,
     })
@@ -571,11 +550,8 @@ async fn advance(client: &Client, slot: &str, to: u64) -> Result<()> {
     Ok(())
 }
 
-enum Peeked {
-    Changes {
-        changes: Vec<Net>,
-        relations: Vec<Vec<String>>,
-    },
+enum Peeked<'a> {
+    Changes(Changes<'a>),
     Truncated,
 }
 
@@ -627,16 +603,23 @@ fn take_tuple(b: &mut &[u8]) -> Result<Tuple> {
     Ok(out)
 }
 
-struct NetSet<'a> {
+/// A window's changes, in log order, as lines of COPY text for [`RAW`].
+struct Changes<'a> {
     pk: &'a [String],
-    /// The key's column names, the columns of a delete's values.
-    pk_cols: Arc<Vec<String>>,
     table: String,
-    map: HashMap<Vec<String>, usize>,
-    list: Vec<Net>,
+    /// The table's columns, in [`RAW`]'s order.
+    columns: &'a [String],
+    spill: Spill,
+    /// The next change's order number.
+    seq: u64,
+    /// Numbers (into `columns`, from 1) of the columns some change left as
+    /// an unchanged TOAST value that the log did not carry.
+    masked: std::collections::BTreeSet<usize>,
+    /// The column lists of the relation messages seen.
+    relations: Vec<Vec<String>>,
 }
 
-impl NetSet<'_> {
+impl Changes<'_> {
     fn key(&self, cols: &[String], tup: &Tuple) -> Result<Vec<String>> {
         let mut key = Vec::with_capacity(self.pk.len());
         for k in self.pk {
@@ -660,85 +643,162 @@ impl NetSet<'_> {
         Ok(key)
     }
 
-    fn apply(
+    /// One change as a line: its order, version, operation, the numbers of
+    /// its unchanged TOAST columns the log did not carry (filled in from
+    /// the key's earlier change by [`stage`]), then the values. A delete
+    /// carries the key's values only.
+    fn add(
         &mut self,
         op: char,
-        cols: &Arc<Vec<String>>,
+        cols: &[String],
         tup: &Tuple,
         old: Option<&Tuple>,
         version: u64,
     ) -> Result<()> {
-        let key = self.key(cols, tup)?;
-        let prev = self.map.get(&key).copied();
-        let mut values: Vec<Option<String>> = Vec::with_capacity(cols.len());
-        let names = if op == 'D' {
-            values.extend(key.iter().cloned().map(Some));
-            self.pk_cols.clone()
-        } else {
-            for (i, c) in cols.iter().enumerate() {
-                let v = match tup.get(i).cloned().flatten() {
-                    None => None,
-                    Some(Some(v)) => Some(v),
-                    // Unchanged TOAST: the old image, or this run's last one.
-                    Some(None) => {
-                        let from_old = old.and_then(|o| o.get(i).cloned().flatten().flatten());
-                        let from_prev = prev
-                            .map(|p| &self.list[p])
-                            .filter(|p| p.op != 'D')
-                            .and_then(|p| p.get(c).map(str::to_string));
-                        match from_old.or(from_prev) {
-                            Some(v) => Some(v),
-                            None => {
-                                return Err(Error::config(
-                                    format!("column {c}"),
-                                    format!(
-                                        "an update of {} left this large (TOAST) value unchanged and the log does not carry it: run `ALTER TABLE {} REPLICA IDENTITY FULL;`, then `highwater changes disable` the stream and run it again",
-                                        self.table, self.table
-                                    ),
-                                ));
-                            }
-                        }
+        self.key(cols, tup)?;
+        let mut masked = Vec::new();
+        let mut values: Vec<Option<&str>> = Vec::with_capacity(self.columns.len());
+        for (n, c) in self.columns.iter().enumerate() {
+            let i = cols.iter().position(|x| x == c);
+            let v = match i.and_then(|i| tup.get(i)) {
+                _ if op == 'D' && !self.pk.contains(c) => None,
+                None | Some(None) => None,
+                Some(Some(Some(v))) => Some(v.as_str()),
+                // Unchanged TOAST: the old image, or the key's earlier change.
+                Some(Some(None)) => match old.and_then(|o| o.get(i.unwrap_or(usize::MAX))) {
+                    Some(Some(Some(v))) => Some(v.as_str()),
+                    _ => {
+                        masked.push(n + 1);
+                        None
                     }
-                };
-                values.push(v);
+                },
+            };
+            values.push(v);
+        }
+        let line = self.spill.line();
+        line.extend_from_slice(format!("{}\t{version}\t{op}\t{{", self.seq).as_bytes());
+        for (j, n) in masked.iter().enumerate() {
+            if j > 0 {
+                line.extend_from_slice(b",");
             }
-            cols.clone()
+            line.extend_from_slice(n.to_string().as_bytes());
+        }
+        line.extend_from_slice(b"}");
+        for v in values {
+            line.extend_from_slice(b"\t");
+            copy_text(line, v);
+        }
+        line.extend_from_slice(b"\n");
+        self.spill.end_line()?;
+        self.masked.extend(masked);
+        self.seq += 1;
+        Ok(())
+    }
+}
+
+/// Lines of COPY text: in memory up to [`SPILL_AT`] bytes, the rest in an
+/// anonymous temporary file (removed by the system when closed).
+struct Spill {
+    buf: bytes::BytesMut,
+    file: Option<std::fs::File>,
+}
+
+impl Spill {
+    fn new() -> Spill {
+        Spill {
+            buf: bytes::BytesMut::with_capacity(1 << 16),
+            file: None,
+        }
+    }
+
+    fn line(&mut self) -> &mut bytes::BytesMut {
+        &mut self.buf
+    }
+
+    fn end_line(&mut self) -> Result<()> {
+        use std::io::Write;
+        if self.buf.len() < SPILL_AT {
+            return Ok(());
+        }
+        let spill_err = |e: std::io::Error| {
+            Error::source(
+                "postgres",
+                format!("writing a window's changes to a temporary file: {e}"),
+            )
         };
-        match prev {
-            Some(i) => {
-                let n = &mut self.list[i];
-                n.op = op;
-                n.created |= op == 'I';
-                n.version = version;
-                n.cols = names;
-                n.values = values;
+        if self.file.is_none() {
+            self.file = Some(tempfile::tempfile().map_err(spill_err)?);
+        }
+        if let Some(f) = &mut self.file {
+            f.write_all(&self.buf).map_err(spill_err)?;
+        }
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Send every line to `sink`, file first.
+    async fn send_to<S>(
+        self,
+        sink: &mut std::pin::Pin<Box<S>>,
+    ) -> std::result::Result<(), SendError>
+    where
+        S: futures::Sink<bytes::Bytes, Error = tokio_postgres::Error>,
+    {
+        use futures::SinkExt;
+        use std::io::{Read, Seek};
+        if let Some(mut f) = self.file {
+            f.seek(std::io::SeekFrom::Start(0)).map_err(SendError::Io)?;
+            let mut chunk = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut chunk).map_err(SendError::Io)?;
+                if n == 0 {
+                    break;
+                }
+                sink.send(bytes::Bytes::copy_from_slice(&chunk[..n]))
+                    .await
+                    .map_err(SendError::Pg)?;
             }
-            None => {
-                self.map.insert(key, self.list.len());
-                self.list.push(Net {
-                    op,
-                    created: op == 'I',
-                    version,
-                    cols: names,
-                    values,
-                });
-            }
+        }
+        if !self.buf.is_empty() {
+            sink.send(self.buf.freeze()).await.map_err(SendError::Pg)?;
         }
         Ok(())
     }
 }
 
-/// Peek at the slot's changes up to `to`: the net change per key of the
-/// transactions that commit in `[after, to)`.
-async fn peek(
+enum SendError {
+    Io(std::io::Error),
+    Pg(tokio_postgres::Error),
+}
+
+/// The table's column names, in order.
+async fn table_columns(client: &Client, t: &str) -> Result<Vec<String>> {
+    Ok(client
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1)
+               AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&t],
+        )
+        .await
+        .map_err(pg_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Peek at the slot's changes up to `to`: every change of the
+/// transactions that commit in `[after, to)`, in log order.
+#[allow(clippy::too_many_arguments)]
+async fn peek<'a>(
     client: &Client,
     slot: &str,
     t: &str,
-    pk: &[String],
+    pk: &'a [String],
+    columns: &'a [String],
     after: u64,
     to: u64,
     filter: Option<&SnapFilter>,
-) -> Result<Peeked> {
+) -> Result<Peeked<'a>> {
     let rows = client
         .query_raw(
             "SELECT data FROM pg_logical_slot_peek_binary_changes($1::text::name, $2::text::pg_lsn, NULL,
@@ -749,13 +809,14 @@ async fn peek(
         .map_err(|e| super::errors::source_at(format!("reading replication slot {slot}"), e))?;
     let mut rows = Box::pin(rows);
     let mut rels: HashMap<u32, (String, Arc<Vec<String>>)> = HashMap::new();
-    let mut relations = Vec::new();
-    let mut net = NetSet {
+    let mut net = Changes {
         pk,
-        pk_cols: Arc::new(pk.to_vec()),
         table: t.to_string(),
-        map: HashMap::new(),
-        list: Vec::new(),
+        columns,
+        spill: Spill::new(),
+        seq: 0,
+        masked: Default::default(),
+        relations: Vec::new(),
     };
     let mut skip = false;
     let mut version = 0u64;
@@ -792,8 +853,8 @@ async fn peek(
                     need(b, 8)?;
                     b.advance(8);
                 }
-                if !skip {
-                    relations.push(cols.clone());
+                if !skip && !net.relations.contains(&cols) {
+                    net.relations.push(cols.clone());
                 }
                 rels.insert(id, (format!("{ns}.{name}"), Arc::new(cols)));
             }
@@ -819,21 +880,21 @@ async fn peek(
                     continue;
                 }
                 match (kind, old, new) {
-                    (b'I', _, Some(n)) => net.apply('I', &cols, &n, None, version)?,
+                    (b'I', _, Some(n)) => net.add('I', &cols, &n, None, version)?,
                     (b'U', old, Some(n)) => {
                         if let Some(o) = &old {
                             let (ko, kn) = (net.key(&cols, o), net.key(&cols, &n));
                             if let (Ok(ko), Ok(kn)) = (ko, kn)
                                 && ko != kn
                             {
-                                net.apply('D', &cols, o, None, version)?;
-                                net.apply('I', &cols, &n, None, version)?;
+                                net.add('D', &cols, o, None, version)?;
+                                net.add('I', &cols, &n, None, version)?;
                                 continue;
                             }
                         }
-                        net.apply('U', &cols, &n, old.as_ref(), version)?
+                        net.add('U', &cols, &n, old.as_ref(), version)?
                     }
-                    (b'D', Some(o), _) => net.apply('D', &cols, &o, None, version)?,
+                    (b'D', Some(o), _) => net.add('D', &cols, &o, None, version)?,
                     _ => return Err(bad("change without its tuple")),
                 }
             }
@@ -842,10 +903,7 @@ async fn peek(
             _ => {}
         }
     }
-    Ok(Peeked::Changes {
-        changes: net.list,
-        relations,
-    })
+    Ok(Peeked::Changes(net))
 }
 
 /// What to read, decided in the snapshot.
@@ -928,10 +986,6 @@ pub(super) async fn plan(
             ));
         }
     }
-    let mut changes = prepared.changes;
-    changes.sort_by_key(|c| c.version);
-    stage(client, names, &changes).await?;
-    drop(changes);
     let list: Vec<String> = names
         .iter()
         .zip(kinds)
@@ -947,43 +1001,138 @@ pub(super) async fn plan(
     })
 }
 
-/// Write the net changes, in order, into the temporary table as COPY text
-/// (PostgreSQL's input functions turn the log's text values back into the
-/// columns' types, as fast as a bulk load).
-async fn stage(client: &Client, names: &[String], changes: &[Net]) -> Result<()> {
-    use futures::SinkExt;
+/// Stage a window's changes and net them per key, in one transaction of
+/// the session (its commit need not wait for the WAL flush: the tables are
+/// the session's own):
+///
+/// ```text
+/// RAW  <- COPY every change, in log order
+/// ROWS <- the last change per key; `I` if the window inserted the key
+///         (even if it changed again), `D` if the last was a delete, else `U`
+/// ROWS unchanged TOAST values <- the key's latest earlier change that
+///         carried the value (none, or a delete in between: an error)
+/// ```
+///
+/// The server holds the window, not highwater: memory stays bounded
+/// however many changes a window has.
+async fn stage(
+    client: &Client,
+    t: &str,
+    pk: &[String],
+    columns: &[String],
+    changes: Changes<'_>,
+) -> Result<()> {
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL synchronous_commit = off;
+             DROP TABLE IF EXISTS pg_temp.{RAW}, pg_temp.{ROWS};
+             CREATE TEMP TABLE {RAW} AS SELECT 0::int8 AS {N}, 0::int8 AS {V}, ''::text AS {O}, '{{}}'::int4[] AS {M}, * FROM {t} LIMIT 0;
+             CREATE TEMP TABLE {ROWS} AS TABLE {RAW} WITH NO DATA"
+        ))
+        .await
+        .map_err(|e| super::errors::source_at(format!("creating temporary table {ROWS}"), e))?;
+    let out = net(client, t, pk, columns, changes).await;
+    let end = match out {
+        Ok(()) => "COMMIT",
+        Err(_) => "ROLLBACK",
+    };
+    let ended = client.batch_execute(end).await;
+    out?;
+    ended.map_err(|e| super::errors::source_at(format!("staging the changes in {ROWS}"), e))
+}
+
+/// The statements of [`stage`] inside its transaction.
+async fn net(
+    client: &Client,
+    t: &str,
+    pk: &[String],
+    columns: &[String],
+    changes: Changes<'_>,
+) -> Result<()> {
     let failed = |e| super::errors::source_at(format!("staging the changes in {ROWS}"), e);
-    let cols: Vec<String> = names.iter().map(|c| q(c)).collect();
+    let cols: Vec<String> = columns.iter().map(|c| q(c)).collect();
+    let cols = cols.join(", ");
     let sink = client
         .copy_in(&format!(
-            "COPY {ROWS} ({N}, {V}, {O}, {}) FROM STDIN",
-            cols.join(", ")
+            "COPY {RAW} ({N}, {V}, {O}, {M}, {cols}) FROM STDIN"
         ))
         .await
         .map_err(failed)?;
     let mut sink = Box::pin(sink);
-    let mut buf = bytes::BytesMut::with_capacity(1 << 17);
-    for (n, c) in changes.iter().enumerate() {
-        let op = match (c.op, c.created) {
-            ('D', _) => "D",
-            (_, true) => "I",
-            _ => "U",
-        };
-        buf.extend_from_slice(format!("{n}\t{}\t{op}", c.version).as_bytes());
-        for name in names {
-            buf.extend_from_slice(b"\t");
-            copy_text(&mut buf, c.get(name));
+    let masked = changes.masked;
+    match changes.spill.send_to(&mut sink).await {
+        Ok(()) => {}
+        Err(SendError::Pg(e)) => return Err(failed(e)),
+        Err(SendError::Io(e)) => {
+            return Err(Error::source(
+                "postgres",
+                format!("reading a window's changes back from a temporary file: {e}"),
+            ));
         }
-        buf.extend_from_slice(b"\n");
-        if buf.len() >= 1 << 16 {
-            sink.send(buf.split().freeze()).await.map_err(failed)?;
-        }
-    }
-    if !buf.is_empty() {
-        sink.send(buf.freeze()).await.map_err(failed)?;
     }
     sink.as_mut().finish().await.map_err(failed)?;
-    Ok(())
+    let key: Vec<String> = pk.iter().map(|c| q(c)).collect();
+    let key = key.join(", ");
+    client
+        .batch_execute(&format!(
+            "INSERT INTO {ROWS} ({N}, {V}, {O}, {M}, {cols})
+             SELECT {N}, {V}, CASE WHEN {O} = 'D' THEN 'D' WHEN \"hw cdc i\" THEN 'I' ELSE 'U' END, {M}, {cols}
+               FROM (SELECT DISTINCT ON ({key}) *, bool_or({O} = 'I') OVER (PARTITION BY {key}) AS \"hw cdc i\"
+                       FROM {RAW} ORDER BY {key}, {N} DESC) last"
+        ))
+        .await
+        .map_err(failed)?;
+    if masked.is_empty() {
+        return client
+            .batch_execute(&format!("DROP TABLE {RAW}"))
+            .await
+            .map_err(failed);
+    }
+    // Unchanged TOAST values the log did not carry: from the key's latest
+    // earlier change that did (rare: large values, no REPLICA IDENTITY FULL).
+    client
+        .batch_execute(&format!("CREATE INDEX ON {RAW} ({key}, {N})"))
+        .await
+        .map_err(failed)?;
+    let same_key: Vec<String> = pk.iter().map(|c| format!("r.{0} = n.{0}", q(c))).collect();
+    let same_key = same_key.join(" AND ");
+    for m in masked {
+        let c = q(&columns[m - 1]);
+        let earlier = format!(
+            "FROM {RAW} r WHERE {same_key} AND r.{N} < n.{N} AND (r.{O} = 'D' OR NOT ({m} = ANY(r.{M})))
+             ORDER BY r.{N} DESC LIMIT 1"
+        );
+        let unknown: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {ROWS} n WHERE {m} = ANY(n.{M}) AND n.{O} <> 'D'
+                       AND coalesce((SELECT r.{O} {earlier}), 'D') = 'D'"
+                ),
+                &[],
+            )
+            .await
+            .map_err(failed)?
+            .get(0);
+        if unknown > 0 {
+            return Err(Error::config(
+                format!("column {}", columns[m - 1]),
+                format!(
+                    "an update of {t} left this large (TOAST) value unchanged and the log does not carry it: run `ALTER TABLE {t} REPLICA IDENTITY FULL;`, then `highwater changes disable` the stream and run it again"
+                ),
+            ));
+        }
+        client
+            .batch_execute(&format!(
+                "UPDATE {ROWS} n SET {c} = (SELECT r.{c} {earlier})
+                  WHERE {m} = ANY(n.{M}) AND n.{O} <> 'D'"
+            ))
+            .await
+            .map_err(failed)?;
+    }
+    client
+        .batch_execute(&format!("DROP TABLE {RAW}"))
+        .await
+        .map_err(failed)
 }
 
 /// One value in COPY's text format: `\N` for NULL, else escaped.
