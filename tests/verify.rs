@@ -551,39 +551,6 @@ async fn append_targets_and_bad_usage_are_refused() {
 
 // ------------------------------------------------------------ file targets
 
-fn python() -> String {
-    std::env::var("HIGHWATER_TEST_PYTHON").unwrap_or_else(|_| {
-        format!(
-            "{}/.cache/highwater-ci/venv/bin/python",
-            std::env::var("HOME").unwrap_or_default()
-        )
-    })
-}
-
-/// `tests/objstore.py ARGS…` with `stdin`; its stdout.
-fn objstore(args: &[&str], stdin: Option<&str>) -> String {
-    use std::io::Write;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/objstore.py");
-    let mut child = std::process::Command::new(python())
-        .arg(script)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {} ({e})", python()));
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or("").as_bytes()).unwrap();
-    drop(input);
-    let o = child.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "objstore {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
 /// A SQLite source `t` (12 rows) copied by one stream into `lake`.
 struct FileCase {
     dir: Dir,
@@ -723,7 +690,7 @@ async fn local_csv_watermark_files_are_replayed_and_repaired() {
 
 async fn change_tracking_files(kind: &str, format: &str) {
     let name = unique(kind).replace('_', "-");
-    objstore(&["create", kind, &name], None);
+    objstore(&["create", kind, &name], "");
     let c = FileCase::new(
         &format!("{kind}://{name}/landing"),
         "change_tracking",
@@ -740,7 +707,7 @@ async fn change_tracking_files(kind: &str, format: &str) {
     assert_eq!(v["compared"], 11, "{v}");
     let objects: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&objstore(
         &["dump", kind, &name],
-        None,
+        "",
     ))
     .unwrap()
     .keys()
@@ -751,13 +718,13 @@ async fn change_tracking_files(kind: &str, format: &str) {
     // Drop the first output (the full load): every key it alone holds is
     // missing; the second's U row of 2 stays.
     let dump: serde_json::Map<String, Value> =
-        serde_json::from_str(&objstore(&["dump", kind, &name], None)).unwrap();
+        serde_json::from_str(&objstore(&["dump", kind, &name], "")).unwrap();
     let first = objects
         .iter()
         .max_by_key(|o| dump[*o].as_str().unwrap().len())
         .unwrap()
         .clone();
-    objstore(&["delete", kind, &name, &first], None);
+    objstore(&["delete", kind, &name, &first], "");
     let v = c.verify(&[], 1);
     assert_eq!(
         keys(&v, "missing"),
