@@ -532,6 +532,55 @@ pub async fn late_commit(b: Backend) {
     lake.assert_matches(&db.table().await);
 }
 
+/// PostgreSQL versions are transaction ids, taken at a transaction's first
+/// write, not at its commit: a transaction A that began first can write a
+/// row after B (which began later) wrote it and committed. The row's state
+/// is A's write, although B's version is larger. A delete by A after B's
+/// update must arrive as `D` (ordering the log by version would deliver
+/// B's `U` of a row that no longer exists).
+#[tokio::test]
+async fn postgres_a_later_write_with_an_older_transaction_id_wins() {
+    let (dir, db, mut lake) = start(Backend::Postgres, "ct_order", "2d", 1000).await;
+    let mut a = db.connect().await;
+    a.begin().await;
+    a.exec("UPDATE data_source_table SET age = 30 WHERE personid = 1")
+        .await;
+    let mut b = db.connect().await;
+    b.begin().await;
+    b.exec("UPDATE data_source_table SET name = 'b' WHERE personid = 2")
+        .await;
+    b.exec("UPDATE data_source_table SET name = 'b' WHERE personid = 4")
+        .await;
+    b.exec("COMMIT").await;
+    // A is open and older than B: neither is due yet.
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(r.rows.is_empty(), "{:?}", r.rows);
+    a.exec("DELETE FROM data_source_table WHERE personid = 2")
+        .await;
+    a.exec("UPDATE data_source_table SET age = 40 WHERE personid = 4")
+        .await;
+    a.exec("COMMIT").await;
+    db.settle().await;
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert_eq!(
+        ops(&r.rows),
+        vec![
+            s("1", "aaaa", "30", "U"),
+            s("2", "", "", "D"),
+            s("4", "b", "40", "U"),
+        ],
+        "{}",
+        r.out
+    );
+    lake.assert_matches(&db.table().await);
+    // Nothing is delivered twice.
+    let r = lake.run(&dir);
+    assert_eq!(r.code, Some(0), "{}", r.out);
+    assert!(r.rows.is_empty(), "{:?}", r.rows);
+}
+
 /// Tiny deterministic generator for the writers.
 struct Rng(u64);
 

@@ -10,13 +10,16 @@
 //! _highwater_ct            one row per tracked table: table_name, version
 //!                          counter (SQLite, MariaDB; MariaDB also a numeric
 //!                          id the triggers use), min_valid_version
-//! _hw_ct_<t>               the change log, ONE ROW PER PRIMARY KEY:
+//! _hw_ct_<t>               the change log, ONE ROW PER PRIMARY KEY
+//!                          (PostgreSQL: append-only, one row per change,
+//!                          netted at read time; see its module):
 //!                          pk columns, hw_op (I/U/D of the last change),
 //!                          hw_version (version of the last change),
 //!                          hw_created (version of the insert that began the
 //!                          row's current life; NULL if it predates tracking),
 //!                          hw_changed_at (time of the last change)
 //! _hw_ct_<t>_ins/_upd/_del AFTER … FOR EACH ROW triggers writing the log
+//!                          (PostgreSQL: FOR EACH STATEMENT, transition tables)
 //! ```
 //!
 //! Every installation of these objects is a *generation*: a random id
@@ -104,8 +107,8 @@ pub struct Status {
     pub min_valid_version: Option<i64>,
     /// Rows in the change log.
     pub log_rows: Option<i64>,
-    /// With [`status_after`]: log rows (one per changed key) whose last
-    /// change is newer than the version asked about: what a run from
+    /// With [`status_after`]: keys whose last change is newer than the
+    /// version asked about: what a run from
     /// there would deliver, bar changes still being committed.
     pub changed_after: Option<i64>,
 }
@@ -408,6 +411,12 @@ impl Names {
     /// The meta table of the schema or database.
     pub fn meta(&self) -> String {
         self.qualify(META_TABLE)
+    }
+
+    /// The sequence ordering the writes in the change log (PostgreSQL):
+    /// `_hw_seq_<t>`, not `_hw_ct_…`, which would be another table's log.
+    pub fn seq(&self) -> String {
+        self.qualify(&format!("_hw_seq_{}", self.table))
     }
 
     /// A trigger (or trigger function) of the table: `ins`, `upd`, `fn`, …

@@ -23,13 +23,25 @@
 //! id still: both are read by a later run, whose window starts at `to`. So
 //! two transactions that commit in the opposite order of their ids cannot
 //! make a run skip a change; the price is that a long-running write
-//! transaction (in any database of the cluster) holds the window back. The
-//! log keeps one row per key, so a change newer than `to` hides the older
-//! ones for this run; the key is read by the next run with its newest
-//! values (net changes). Writers are not serialised and any isolation level
-//! works for them.
+//! transaction (in any database of the cluster) holds the window back.
+//! Writers are not serialised and any isolation level works for them.
 //!
-//! A full load reads every row of the table except keys whose log row is
+//! The log is append-only: statement-level triggers append one row per
+//! changed row (key, operation, version, `hw_seq`), with no index lookups
+//! and no upsert, so tracking costs the source little more than the rows
+//! themselves (one BRIN index over the order number, the version and the
+//! time: three single-column ones cost a fifth more on a bulk insert). `hw_seq` is the writing statement's place in the order of writes
+//! (a sequence number taken after the statement locked its rows), so of two
+//! writes of one row the later has the larger number, even when its
+//! transaction id is smaller. A run nets the changes itself: a key's state
+//! is its last write; the run delivers the keys whose last write has a
+//! version in `(after, to]`, with the snapshot's values; a key whose last
+//! write is newer than `to` waits for the next run, which delivers it with
+//! its newest values (net changes). Every later write of a key is in the
+//! log's tail from that key's row on, so the last writes are found in the
+//! tail from the window's first row, not in the whole log.
+//!
+//! A full load reads every row of the table except keys whose last write is
 //! newer than `to` (visible but past the window): those come with the next
 //! delta, so each change lands exactly once. `TRUNCATE` clears the log and
 //! raises the minimum valid version, so every stream reloads.
@@ -143,6 +155,24 @@ async fn inspect(client: &Client, n: &Names) -> Result<Installed> {
         .map_err(pg_err)?;
     if row.get::<_, bool>(0) {
         found.any = true;
+        // The append-only log (its order column and sequence); a log of
+        // an earlier version (one row per key) is repaired as missing.
+        let current: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1)
+                                 AND attname = 'hw_seq' AND NOT attisdropped)
+                        AND to_regclass($2) IS NOT NULL",
+                &[&n.log(), &n.seq()],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0);
+        if !current {
+            found.lacks(format!(
+                "table {} in the append-only layout (it is of an earlier version)",
+                n.log
+            ));
+        }
     } else {
         found.lacks(format!("table {}", n.log));
     }
@@ -248,22 +278,6 @@ pub(super) async fn prepare(
 /// row-level trigger of earlier versions), UPDATE, DELETE, TRUNCATE.
 const TRIGGERS: [&str; 4] = ["trg", "upd", "del", "truncate"];
 
-/// Whether a unique index covers exactly the key columns.
-async fn unique_key(client: &Client, n: &Names, pk: &[String]) -> Result<bool> {
-    let row = client
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = to_regclass($1) AND i.indisunique
-                AND i.indpred IS NULL AND i.indexprs IS NULL
-                AND (SELECT array_agg(a.attname::text ORDER BY a.attname) FROM pg_attribute a
-                      WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey))
-                    = (SELECT array_agg(c ORDER BY c) FROM unnest($2::text[]) c))",
-            &[&n.t(), &pk],
-        )
-        .await
-        .map_err(pg_err)?;
-    Ok(row.get(0))
-}
-
 /// Remove what is left of an earlier setup, create every object, and write
 /// the meta row's generation last. Inside the caller's transaction.
 async fn install(
@@ -298,40 +312,39 @@ async fn install(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let (log, meta, t, func) = (n.log(), n.meta(), n.t(), n.trigger("fn"));
+    let (log, meta, t, func, seq) = (n.log(), n.meta(), n.t(), n.trigger("fn"), n.seq());
     // Statement-level triggers read the statement's rows from transition
-    // tables (`hw_new`, `hw_old`): one INSERT … SELECT per statement
-    // instead of a function call per row (issue 12: a 200,000-row insert
-    // into a tracked table took 7× the untracked time). Without a unique
-    // index on the key a statement may carry a key twice: DISTINCT ON keeps
-    // ON CONFLICT from touching a log row twice.
-    let distinct = if unique_key(client, n, pk).await? {
-        String::new()
-    } else {
-        format!("DISTINCT ON ({}) ", of("r"))
-    };
-    let same_key = pk
-        .iter()
-        .map(|c| format!("o.{0} = r.{0}", q(c)))
-        .collect::<Vec<_>>()
-        .join(" AND ");
-    let ins = |rows: &str, op: &str, created: &str, set: &str, filter: &str| {
-        format!(
-            "INSERT INTO {log} ({cols}, hw_op, hw_version, hw_created, hw_changed_at)
-             SELECT {distinct}{}, '{op}', hw_txid_, {created}, clock_timestamp() FROM {rows} r {filter}
-             ON CONFLICT ({cols}) DO UPDATE SET {set};",
-            of("r")
-        )
-    };
-    let (other_has, other_lacks) = (
-        |other: &str| format!("WHERE EXISTS (SELECT 1 FROM {other} o WHERE {same_key})"),
-        |other: &str| format!("WHERE NOT EXISTS (SELECT 1 FROM {other} o WHERE {same_key})"),
+    // tables (`hw_new`, `hw_old`) and append them to the log: one INSERT …
+    // SELECT per statement, no index lookups, no upsert (issue 12: a
+    // 200,000-row insert into a tracked table took 7× the untracked time
+    // with a row trigger, 3× with an upsert per statement). An UPDATE's
+    // keys gone from its rows were deleted, keys new to them inserted (a
+    // key changed), the rest updated: one full join of the two tables.
+    let marked = |rows: &str, mark: &str| format!("(SELECT true AS {mark}, * FROM {rows})");
+    let upd_rows = format!(
+        "SELECT {}, CASE WHEN n.hw_n_ IS NULL THEN 'D' WHEN o.hw_o_ IS NULL THEN 'I' ELSE 'U' END,
+                hw_txid_, hw_seq_, hw_at_
+           FROM {} n FULL JOIN {} o ON {}",
+        pk.iter()
+            .map(|c| format!("COALESCE(n.{0}, o.{0})", q(c)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        marked("hw_new", "hw_n_"),
+        marked("hw_old", "hw_o_"),
+        pk.iter()
+            .map(|c| format!("n.{0} = o.{0}", q(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
     );
-    let set_i = "hw_op = 'I', hw_version = EXCLUDED.hw_version, hw_created = EXCLUDED.hw_created, hw_changed_at = EXCLUDED.hw_changed_at";
-    let set_u =
-        "hw_op = 'U', hw_version = EXCLUDED.hw_version, hw_changed_at = EXCLUDED.hw_changed_at";
-    let set_d =
-        "hw_op = 'D', hw_version = EXCLUDED.hw_version, hw_changed_at = EXCLUDED.hw_changed_at";
+    let append = |select: &str| {
+        format!("INSERT INTO {log} ({cols}, hw_op, hw_version, hw_seq, hw_changed_at) {select};")
+    };
+    let plain = |rows: &str, op: &str| {
+        append(&format!(
+            "SELECT {}, '{op}', hw_txid_, hw_seq_, hw_at_ FROM {rows} r",
+            of("r")
+        ))
+    };
     let [trigger, upd, del, truncate] = TRIGGERS.map(|t| q(&trigger_name(&n.table, t)));
     let has_generation: bool = client
         .query_one(
@@ -356,17 +369,24 @@ async fn install(
              DROP TRIGGER IF EXISTS {del} ON {t};
              DROP TRIGGER IF EXISTS {truncate} ON {t};
              DROP TABLE IF EXISTS {log};
+             DROP SEQUENCE IF EXISTS {seq};
              CREATE TABLE {log} (
                 {defs},
                 hw_op char(1) NOT NULL,
                 hw_version bigint NOT NULL,
-                hw_created bigint,
-                hw_changed_at timestamptz NOT NULL,
-                PRIMARY KEY ({cols}));
-             CREATE INDEX {idx} ON {log} (hw_version);
+                hw_seq bigint NOT NULL,
+                hw_changed_at timestamptz NOT NULL);
+             CREATE INDEX {idx} ON {log} USING brin (hw_seq, hw_version, hw_changed_at);
+             CREATE SEQUENCE {seq} OWNED BY {log}.hw_seq;
              CREATE OR REPLACE FUNCTION {func}() RETURNS trigger LANGUAGE plpgsql AS $hw$
              #variable_conflict use_variable
-             DECLARE hw_txid_ bigint := pg_current_xact_id()::text::bigint;
+             DECLARE
+               hw_txid_ bigint := pg_current_xact_id()::text::bigint;
+               -- The statement's place in the order of writes: taken when
+               -- its rows are locked, so of two writes of one row the later
+               -- has the larger number (transaction ids need not be).
+               hw_seq_ bigint := nextval({seq_lit});
+               hw_at_ timestamptz := clock_timestamp();
              BEGIN
                IF TG_OP = 'TRUNCATE' THEN
                  DELETE FROM {log};
@@ -376,11 +396,7 @@ async fn install(
                ELSIF TG_OP = 'DELETE' THEN
                  {del_old}
                ELSE
-                 -- Keys gone from the statement's rows were deleted, keys
-                 -- new to them inserted (a key changed), the rest updated.
-                 {del_gone}
-                 {ins_came}
-                 {upd_kept}
+                 {upd_all}
                END IF;
                RETURN NULL;
              END $hw$;",
@@ -390,12 +406,11 @@ async fn install(
                 format!("ALTER TABLE {meta} ADD COLUMN IF NOT EXISTS generation text;")
             },
             defs = defs.join(", "),
-            idx = q(&format!("{}_version", n.log)),
-            ins_new = ins("hw_new", "I", "hw_txid_", set_i, ""),
-            del_old = ins("hw_old", "D", "NULL", set_d, ""),
-            del_gone = ins("hw_old", "D", "NULL", set_d, &other_lacks("hw_new")),
-            ins_came = ins("hw_new", "I", "hw_txid_", set_i, &other_lacks("hw_old")),
-            upd_kept = ins("hw_new", "U", "NULL", set_u, &other_has("hw_old")),
+            idx = q(&format!("_hw_brin_{}", n.table)),
+            seq_lit = crate::change_tracking::literal(&seq),
+            ins_new = plain("hw_new", "I"),
+            del_old = plain("hw_old", "D"),
+            upd_all = append(&upd_rows),
         ))
         .await
         .map_err(|e| super::errors::source_at(format!("setting up change tracking on {t}"), e))?;
@@ -434,6 +449,7 @@ async fn install(
         .map_err(pg_err)?;
     Ok(vec![
         format!("table {}", n.log),
+        format!("sequence _hw_seq_{}", n.table),
         format!("function {}", trigger_name(&n.table, "fn")),
         format!(
             "triggers {}",
@@ -503,19 +519,38 @@ pub(super) async fn plan(
         .map(|c| format!("t.{0} = c.{0}", q(c)))
         .collect::<Vec<_>>()
         .join(" AND ");
+    let key = pk.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+    let log = n.log();
+    // The log holds every change; a key's state is its last write (the
+    // largest `hw_seq`), whose version may be smaller than an earlier
+    // write's (transaction ids are taken at a transaction's first write,
+    // not its commit). Every write after a row's is in the log's tail from
+    // that row on, so the last write of each key with a row in a range is
+    // found in the tail from the range's first row.
+    let last_of = |range: &str| {
+        format!(
+            "SELECT DISTINCT ON ({key}) {key}, hw_op, hw_version FROM {log}
+              WHERE hw_seq >= (SELECT min(hw_seq) FROM {log} WHERE {range})
+              ORDER BY {key}, hw_seq DESC"
+        )
+    };
     let sql = if reload {
         let list: Vec<String> = names_
             .iter()
             .zip(kinds)
             .map(|(c, k)| col("t", c, k))
             .collect();
+        // Keys whose last write is past the window come with the next
+        // delta, with the values of its snapshot.
         format!(
-            "COPY (SELECT {}, {hi} AS {vc}, 'I'::text AS {oc} FROM {} AS t
-                    WHERE NOT EXISTS (SELECT 1 FROM {} AS c WHERE {join} AND c.hw_version > {hi}))
+            "COPY (WITH late AS ({}),
+                        c AS (SELECT * FROM late WHERE hw_version > {hi})
+                   SELECT {}, {hi} AS {vc}, 'I'::text AS {oc} FROM {} AS t
+                    WHERE NOT EXISTS (SELECT 1 FROM c WHERE {join}))
              TO STDOUT (FORMAT binary)",
+            last_of(&format!("hw_version > {hi}")),
             list.join(", "),
             n.t(),
-            n.log()
         )
     } else {
         let list: Vec<String> = names_
@@ -523,15 +558,32 @@ pub(super) async fn plan(
             .zip(kinds)
             .map(|(c, k)| col(if pk.contains(c) { "c" } else { "t" }, c, k))
             .collect();
+        // The window's keys: those whose last write has a version in it.
+        // `I` when the key's current life began in it: its last insert
+        // (also in the tail: versions after the window's start are) has a
+        // version after the window's start.
+        let window = format!("hw_version > {lo} AND hw_version <= {hi}");
+        let tail = format!(" OR hw_version > {lo}");
+        let same = pk
+            .iter()
+            .map(|c| format!("i.{0} = l.{0}", q(c)))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         format!(
-            "COPY (SELECT {}, c.hw_version AS {vc},
+            "COPY (WITH tail AS MATERIALIZED (SELECT {key}, hw_op, hw_version, hw_seq FROM {log}
+                                   WHERE hw_seq >= (SELECT min(hw_seq) FROM {log} WHERE {window}){tail}),
+                        l AS (SELECT DISTINCT ON ({key}) {key}, hw_op, hw_version FROM tail
+                               ORDER BY {key}, hw_seq DESC),
+                        i AS (SELECT DISTINCT ON ({key}) {key}, hw_version FROM tail WHERE hw_op = 'I'
+                               ORDER BY {key}, hw_seq DESC),
+                        c AS (SELECT l.*, i.hw_version AS hw_created FROM l LEFT JOIN i ON {same}
+                               WHERE l.hw_version > {lo} AND l.hw_version <= {hi})
+                   SELECT {}, c.hw_version AS {vc},
                           CASE WHEN c.hw_op = 'D' THEN 'D' WHEN c.hw_created > {lo} THEN 'I' ELSE 'U' END::text AS {oc}
-                     FROM {} AS c LEFT JOIN {} AS t ON {join}
-                    WHERE c.hw_version > {lo} AND c.hw_version <= {hi}
+                     FROM c LEFT JOIN {} AS t ON {join}
                     ORDER BY c.hw_version)
              TO STDOUT (FORMAT binary)",
             list.join(", "),
-            n.log(),
             n.t()
         )
     };
@@ -569,19 +621,36 @@ pub async fn status(url: &str, rel: &Relation, after: Option<i64>) -> Result<Sta
         None
     };
     let changed_after = match after {
-        Some(a) if has_log => Some(
-            client
-                .query_one(
-                    &format!(
-                        "SELECT count(*) FROM {} WHERE hw_version > $1 AND hw_version <= $2",
-                        n.log()
-                    ),
-                    &[&a, &current],
+        // Keys changed in the window (the log holds every change).
+        Some(a) if has_log => {
+            let keys: Vec<String> = client
+                .query(
+                    "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1)
+                       AND attnum > 0 AND NOT attisdropped AND attname NOT IN ('hw_op', 'hw_version', 'hw_seq', 'hw_changed_at')
+                     ORDER BY attnum",
+                    &[&n.log()],
                 )
                 .await
                 .map_err(pg_err)?
-                .get(0),
-        ),
+                .iter()
+                .map(|r| q(r.get(0)))
+                .collect();
+            Some(
+                client
+                    .query_one(
+                        &format!(
+                            "SELECT count(*) FROM (SELECT DISTINCT {} FROM {}
+                              WHERE hw_version > $1 AND hw_version <= $2) k",
+                            keys.join(", "),
+                            n.log()
+                        ),
+                        &[&a, &current],
+                    )
+                    .await
+                    .map_err(pg_err)?
+                    .get(0),
+            )
+        }
         _ => None,
     };
     Ok(Status {
