@@ -1,5 +1,6 @@
 //! The row-by-row comparison in bounded memory: 16 bytes per source row,
-//! and 2 more (a match count) or 8 (a file target's latest row hash),
+//! and 2 more (a match count) or 1 (a file target's latest row: equal,
+//! different or deleted),
 //! whatever the table's width; nothing per target row.
 //!
 //! ```text
@@ -171,21 +172,28 @@ impl<'a> Matcher<'a> {
     }
 }
 
-/// A deleted key in a [`Latest`]; 0 is a key not replayed.
+/// A deleted key in [`Latest::outside`].
 const TOMBSTONE: u64 = u64::MAX;
+
+/// What the latest replayed row of a source key says ([`Latest::state`]).
+const UNSEEN: u8 = 0;
+const EQUAL: u8 = 1;
+const DIFFERENT: u8 = 2;
+const DELETED: u8 = 3;
 
 /// A file target replayed in commit order where a later row of a key
 /// replaces the earlier and a delete removes it (watermark, change
-/// tracking), kept beside the sealed source rows: one slot of 8 bytes per
-/// source key for its latest replayed row hash, and a map for the keys the
-/// source does not have (extra or not due; few unless the target is far
-/// off). Nothing per replayed row: a list of the replayed rows compacted
-/// as it grew held 16 bytes a row plus growth slack and a stable sort's
-/// buffer, 122 MiB at 2M rows.
+/// tracking), kept beside the sealed source rows: one byte per source key
+/// saying whether its latest replayed row equals the source's (compared
+/// when it is replayed), and a map for the keys the source does not have
+/// (extra or not due; few unless the target is far off). Nothing per
+/// replayed row: a list of the replayed rows compacted as it grew held 16
+/// bytes a row plus growth slack and a stable sort's buffer (122 MiB at 2M
+/// rows); a row hash per source key, 8 bytes (99 MiB).
 pub(super) struct Latest<'a> {
     src: &'a SourceRows,
     /// Per source row, at the index of its key's first row.
-    latest: Vec<u64>,
+    state: Vec<u8>,
     outside: HashMap<u64, u64>,
 }
 
@@ -193,33 +201,38 @@ impl<'a> Latest<'a> {
     pub(super) fn new(src: &'a SourceRows) -> Latest<'a> {
         Latest {
             src,
-            latest: vec![0; src.rows.len()],
+            state: vec![UNSEEN; src.rows.len()],
             outside: HashMap::new(),
         }
     }
 
     pub(super) fn upsert(&mut self, key: u64, row: u64) {
-        // A row hash equal to a marker is one in 2^63; nudge it.
-        self.set(key, row.clamp(1, TOMBSTONE - 1));
+        let group = self.src.group(key);
+        if group.is_empty() {
+            // A row hash equal to the tombstone is one in 2^64; nudge it.
+            self.outside.insert(key, row.min(TOMBSTONE - 1));
+            return;
+        }
+        let rows = &self.src.rows[group.clone()];
+        self.state[group.start] = match rows.len() == 1 && rows[0].1 == row {
+            true => EQUAL,
+            false => DIFFERENT,
+        };
     }
 
     pub(super) fn delete(&mut self, key: u64) {
-        self.set(key, TOMBSTONE);
+        let group = self.src.group(key);
+        if group.is_empty() {
+            self.outside.insert(key, TOMBSTONE);
+        } else {
+            self.state[group.start] = DELETED;
+        }
     }
 
     /// A full reload: the copy starts afresh.
     pub(super) fn clear(&mut self) {
-        self.latest.fill(0);
+        self.state.fill(UNSEEN);
         self.outside.clear();
-    }
-
-    fn set(&mut self, key: u64, value: u64) {
-        let group = self.src.group(key);
-        if group.is_empty() {
-            self.outside.insert(key, value);
-        } else {
-            self.latest[group.start] = value;
-        }
     }
 
     /// What differs; `text` renders an extra key from its hash.
@@ -235,9 +248,9 @@ impl<'a> Latest<'a> {
         while i < rows.len() {
             let key = rows[i].0;
             let n = rows[i..].partition_point(|(k, _)| *k == key);
-            match self.latest[i] {
-                0 | TOMBSTONE => d.missing.push(key),
-                h if n != 1 || rows[i].1 != h => d.different.push(key),
+            match self.state[i] {
+                UNSEEN | DELETED => d.missing.push(key),
+                DIFFERENT => d.different.push(key),
                 _ => {}
             }
             i += n;
