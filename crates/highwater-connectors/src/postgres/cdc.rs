@@ -1082,14 +1082,28 @@ async fn net(
         ))
         .await
         .map_err(failed)?;
-    if masked.is_empty() {
-        return client
-            .batch_execute(&format!("DROP TABLE {RAW}"))
-            .await
-            .map_err(failed);
+    if !masked.is_empty() {
+        resolve_toast(client, t, pk, columns, masked).await?;
     }
-    // Unchanged TOAST values the log did not carry: from the key's latest
-    // earlier change that did (rare: large values, no REPLICA IDENTITY FULL).
+    client
+        .batch_execute(&format!("DROP TABLE {RAW}"))
+        .await
+        .map_err(failed)
+}
+
+/// Unchanged TOAST values the log did not carry, in [`ROWS`]: from the
+/// key's latest earlier change in [`RAW`] that did (rare: large values, no
+/// REPLICA IDENTITY FULL).
+async fn resolve_toast(
+    client: &Client,
+    t: &str,
+    pk: &[String],
+    columns: &[String],
+    masked: std::collections::BTreeSet<usize>,
+) -> Result<()> {
+    let failed = |e| super::errors::source_at(format!("staging the changes in {ROWS}"), e);
+    let key: Vec<String> = pk.iter().map(|c| q(c)).collect();
+    let key = key.join(", ");
     client
         .batch_execute(&format!("CREATE INDEX ON {RAW} ({key}, {N})"))
         .await
@@ -1129,10 +1143,7 @@ async fn net(
             .await
             .map_err(failed)?;
     }
-    client
-        .batch_execute(&format!("DROP TABLE {RAW}"))
-        .await
-        .map_err(failed)
+    Ok(())
 }
 
 /// One value in COPY's text format: `\N` for NULL, else escaped.
