@@ -131,6 +131,70 @@ pub async fn checksum(
     }
 }
 
+/// `highwater verify`'s bisection: checksums of integer key ranges
+/// computed inside one database, over one connection. PostgreSQL and
+/// MariaDB/MySQL; two answers compare only between the same backend.
+pub enum KeyChecksums {
+    Postgres(postgres::KeyChecksums),
+    Mysql(mysql::KeyChecksums),
+}
+
+impl KeyChecksums {
+    /// `None` for a backend without key-range checksums (SQLite: its rows
+    /// are local, read row by row).
+    pub async fn open(kind: &ConnKind, url: &str) -> Result<Option<KeyChecksums>> {
+        Ok(match kind {
+            ConnKind::Postgres => Some(KeyChecksums::Postgres(
+                postgres::KeyChecksums::open(url).await?,
+            )),
+            ConnKind::Mysql => Some(KeyChecksums::Mysql(mysql::KeyChecksums::open(url).await?)),
+            _ => None,
+        })
+    }
+
+    /// The smallest and greatest value of the integer column `key` in `rel`.
+    pub async fn bounds(
+        &self,
+        rel: &highwater_core::Relation,
+        key: &str,
+    ) -> Result<Option<(i64, i64)>> {
+        match self {
+            KeyChecksums::Postgres(c) => c.bounds(rel, key).await,
+            KeyChecksums::Mysql(c) => c.bounds(rel, key).await,
+        }
+    }
+
+    /// Per bucket of `step` keys of `[lo, hi]` that holds rows: its number
+    /// (from `lo`), row count and sum of row hashes (as [`checksum`]).
+    pub async fn buckets(
+        &self,
+        rel: &highwater_core::Relation,
+        columns: &[String],
+        key: &str,
+        range: (i64, i64),
+        step: i64,
+    ) -> Result<Vec<(i64, i64, String)>> {
+        match self {
+            KeyChecksums::Postgres(c) => c.buckets(rel, columns, key, range, step).await,
+            KeyChecksums::Mysql(c) => c.buckets(rel, columns, key, range, step).await,
+        }
+    }
+
+    /// `rel` restricted to the keys in `ranges` (each `[from, to]`) of the
+    /// integer column `key`, as this backend's SQL.
+    pub fn key_ranges(
+        &self,
+        rel: &highwater_core::Relation,
+        key: &str,
+        ranges: &[(i64, i64)],
+    ) -> highwater_core::Relation {
+        match self {
+            KeyChecksums::Postgres(_) => postgres::key_ranges(rel, key, ranges),
+            KeyChecksums::Mysql(_) => mysql::key_ranges(rel, key, ranges),
+        }
+    }
+}
+
 /// "Test connection": reach the server or folder and report what was found.
 pub async fn check(kind: &ConnKind, url: &str) -> Result<String> {
     match kind {

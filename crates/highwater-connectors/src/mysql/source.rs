@@ -820,21 +820,14 @@ async fn pump(
 
 /// `highwater verify`'s check inside the database, as
 /// [`crate::postgres::checksum`]: the row count and the sum of a 64-bit
-/// hash of each row's text (the first 16 hex digits of `MD5` of the
-/// columns joined by U+001F, followed by each column's NULL flag, so NULL
-/// and '' differ), in a UTC session. Only compared with another MariaDB
-/// table's: the text of a value is MariaDB's own.
+/// hash of each row's text (see [`row_hash_sum`]), in a UTC session. Only
+/// compared with another MariaDB table's: the text of a value is
+/// MariaDB's own.
 pub async fn checksum(url: &str, rel: &Relation, columns: &[String]) -> Result<(i64, String)> {
     let mut conn = connect(url).await?;
-    let cols: Vec<String> = columns.iter().map(|c| q(c)).collect();
-    let nulls: Vec<String> = cols.iter().map(|c| format!("ISNULL({c})")).collect();
-    let text = format!(
-        "CONCAT_WS(CHAR(31 USING utf8mb4), {}, CONCAT({}))",
-        cols.join(", "),
-        nulls.join(", ")
-    );
     let sql = format!(
-        "SELECT COUNT(*), CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({text}), 16), 16, 10) AS UNSIGNED)), 0) AS CHAR) FROM {}",
+        "SELECT COUNT(*), {} FROM {}",
+        row_hash_sum(columns),
         relation_sql(rel)
     );
     let row: Option<(i64, String)> = conn
@@ -843,4 +836,104 @@ pub async fn checksum(url: &str, rel: &Relation, columns: &[String]) -> Result<(
         .map_err(|e| Error::source(BACKEND, super::errors::message(&e)))?;
     let _ = conn.disconnect().await;
     row.ok_or_else(|| Error::source(BACKEND, "no checksum row"))
+}
+
+/// `SUM` of a 64-bit hash of each row's text, as decimal text (`0` for no
+/// rows): the first 16 hex digits of `MD5` of the columns joined by
+/// U+001F, followed by each column's NULL flag, so NULL and '' differ.
+fn row_hash_sum(columns: &[String]) -> String {
+    let cols: Vec<String> = columns.iter().map(|c| q(c)).collect();
+    let nulls: Vec<String> = cols.iter().map(|c| format!("ISNULL({c})")).collect();
+    let text = format!(
+        "CONCAT_WS(CHAR(31 USING utf8mb4), {}, CONCAT({}))",
+        cols.join(", "),
+        nulls.join(", ")
+    );
+    format!(
+        "CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({text}), 16), 16, 10) AS UNSIGNED)), 0) AS CHAR)"
+    )
+}
+
+/// Checksums of key ranges of a table with an integer key, computed inside
+/// the database over one connection (`verify`'s bisection), as
+/// [`crate::postgres::KeyChecksums`].
+pub struct KeyChecksums {
+    conn: tokio::sync::Mutex<Conn>,
+}
+
+impl KeyChecksums {
+    pub async fn open(url: &str) -> Result<KeyChecksums> {
+        Ok(KeyChecksums {
+            conn: tokio::sync::Mutex::new(connect(url).await?),
+        })
+    }
+
+    /// The smallest and greatest value of the integer column `key` in `rel`.
+    pub async fn bounds(&self, rel: &Relation, key: &str) -> Result<Option<(i64, i64)>> {
+        let k = q(key);
+        let sql = format!(
+            "SELECT CAST(MIN({k}) AS SIGNED), CAST(MAX({k}) AS SIGNED) FROM {}",
+            relation_sql(rel)
+        );
+        let row: Option<(Option<i64>, Option<i64>)> = self
+            .conn
+            .lock()
+            .await
+            .query_first(sql)
+            .await
+            .map_err(my_err)?;
+        Ok(row.and_then(|(lo, hi)| lo.zip(hi)))
+    }
+
+    /// Split `[lo, hi]` of the integer column `key` into buckets of `step`
+    /// keys (bucket `i` is `[lo + i·step, lo + (i+1)·step)`) and return,
+    /// per bucket that holds rows, its row count and the sum of its rows'
+    /// hashes (as [`checksum`] computes them).
+    pub async fn buckets(
+        &self,
+        rel: &Relation,
+        columns: &[String],
+        key: &str,
+        (lo, hi): (i64, i64),
+        step: i64,
+    ) -> Result<Vec<(i64, i64, String)>> {
+        let k = q(key);
+        // Integer arithmetic where `k - lo` stays in the 64-bit range.
+        let bucket = match hi.checked_sub(lo) {
+            Some(_) => format!("(CAST({k} AS SIGNED) - {lo}) DIV {}", step.max(1)),
+            None => format!(
+                "CAST((CAST({k} AS DECIMAL(21)) - {lo}) DIV {} AS SIGNED)",
+                step.max(1)
+            ),
+        };
+        let sql = format!(
+            "SELECT {bucket} AS b, COUNT(*), {} FROM {} WHERE {k} >= {lo} AND {k} <= {hi} \
+             GROUP BY 1 ORDER BY 1",
+            row_hash_sum(columns),
+            relation_sql(rel)
+        );
+        let rows: Vec<(i64, i64, String)> = self
+            .conn
+            .lock()
+            .await
+            .query(sql)
+            .await
+            .map_err(my_err)?;
+        Ok(rows)
+    }
+}
+
+/// `rel` restricted to the keys in `ranges` (each `[from, to]`) of the
+/// integer column `key`.
+pub fn key_ranges(rel: &Relation, key: &str, ranges: &[(i64, i64)]) -> Relation {
+    let k = q(key);
+    let cond: Vec<String> = ranges
+        .iter()
+        .map(|(a, b)| format!("({k} >= {a} AND {k} <= {b})"))
+        .collect();
+    Relation::Query(format!(
+        "SELECT * FROM {} WHERE {}",
+        relation_sql(rel),
+        cond.join(" OR ")
+    ))
 }

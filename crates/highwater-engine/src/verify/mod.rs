@@ -29,7 +29,7 @@
 //!
 //! PostgreSQL → PostgreSQL and MariaDB → MariaDB, every row due: counts and
 //! hash sums computed inside both databases first ([`in_database`]); when
-//! PostgreSQL's differ in full mode with one integer key, the key range is
+//! they differ in full mode with one integer key, the key range is
 //! bisected by per-bucket checksums ([`bisect`]) and only the small ranges
 //! that differ are compared row by row. Otherwise rows are compared client
 //! side: every row of both sides crosses the network once, in memory of
@@ -296,7 +296,7 @@ async fn diff_rows(
 /// row is due (full mode; change tracking with no change after the
 /// position): compare the row count and the sum of row hashes computed
 /// inside each database. Equal: done, no row moved (`Some`). Unequal
-/// PostgreSQL tables in full mode: [`bisect`]. Otherwise, or for any other
+/// tables in full mode: [`bisect`]. Otherwise, or for any other
 /// pair, `None`: the row-by-row comparison finds the keys.
 async fn in_database(
     plan: &Plan,
@@ -370,9 +370,6 @@ async fn in_database(
     if a != b && s.mode != Mode::Full {
         return Ok(None);
     }
-    if a != b && from.kind != ConnKind::Postgres {
-        return Ok(None);
-    }
     if a != b {
         r.compared = a.0.max(0) as u64;
         let rows = a.0.max(b.0);
@@ -410,7 +407,8 @@ const FANOUT: i64 = 64;
 /// Leaf ranges compared row by row in one read, up to this many rows.
 const LEAF_BATCH_ROWS: i64 = 100_000;
 
-/// PostgreSQL → PostgreSQL, checksums differ, one integer key column:
+/// PostgreSQL → PostgreSQL or MariaDB → MariaDB, checksums differ, one
+/// integer key column:
 /// split the key range into buckets, checksum each inside both databases,
 /// and split again only the buckets that differ, until a bucket is small;
 /// then compare those ranges row by row. Equal tables move kilobytes; a
@@ -443,18 +441,23 @@ async fn bisect(
     if !integer {
         return Ok(None);
     }
-    let (from, to) = (
-        plan.connections[&s.from].url.expose(),
-        plan.connections[&s.to].url.expose(),
-    );
-    use highwater_connectors::postgres::KeyChecksums;
+    let (from, to) = (&plan.connections[&s.from], &plan.connections[&s.to]);
+    use highwater_connectors::KeyChecksums;
     let target = Relation::table(into);
     let idle = attempt::idle_timeout();
     let (x, y) = futures::join!(
-        attempt::bounded("checksumming the source", idle, KeyChecksums::open(from)),
-        attempt::bounded("checksumming the target", idle, KeyChecksums::open(to))
+        attempt::bounded(
+            "checksumming the source",
+            idle,
+            KeyChecksums::open(&from.kind, from.url.expose())
+        ),
+        attempt::bounded(
+            "checksumming the target",
+            idle,
+            KeyChecksums::open(&to.kind, to.url.expose())
+        )
     );
-    let (Ok(x), Ok(y)) = (x, y) else {
+    let (Ok(Some(x)), Ok(Some(y))) = (x, y) else {
         return Ok(None);
     };
     let (a, b) = futures::join!(
@@ -544,11 +547,11 @@ async fn bisect(
         // Every row is due here (see `in_database`): the ranges are read
         // as a full copy would read them.
         let part = StreamPlan {
-            relation: highwater_connectors::postgres::key_ranges(&s.relation, key, &batch),
+            relation: x.key_ranges(&s.relation, key, &batch),
             mode: Mode::Full,
             ..s.clone()
         };
-        let target = highwater_connectors::postgres::key_ranges(&target, key, &batch);
+        let target = y.key_ranges(&target, key, &batch);
         let mut scratch = StreamVerify::default();
         let (d, _) = diff_rows(
             plan,
