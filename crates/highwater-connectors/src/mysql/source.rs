@@ -849,9 +849,7 @@ fn row_hash_sum(columns: &[String]) -> String {
         cols.join(", "),
         nulls.join(", ")
     );
-    format!(
-        "CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({text}), 16), 16, 10) AS UNSIGNED)), 0) AS CHAR)"
-    )
+    format!("CAST(COALESCE(SUM(CAST(CONV(LEFT(MD5({text}), 16), 16, 10) AS UNSIGNED)), 0) AS CHAR)")
 }
 
 /// Checksums of key ranges of a table with an integer key, computed inside
@@ -912,13 +910,8 @@ impl KeyChecksums {
             row_hash_sum(columns),
             relation_sql(rel)
         );
-        let rows: Vec<(i64, i64, String)> = self
-            .conn
-            .lock()
-            .await
-            .query(sql)
-            .await
-            .map_err(my_err)?;
+        let rows: Vec<(i64, i64, String)> =
+            self.conn.lock().await.query(sql).await.map_err(my_err)?;
         Ok(rows)
     }
 }

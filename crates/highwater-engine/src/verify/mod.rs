@@ -402,8 +402,15 @@ async fn in_database(
 /// Bisection: key ranges whose rows differ hold at most this many rows
 /// (either side) before they are compared row by row.
 const LEAF_ROWS: i64 = 2048;
-/// Bisection: how many buckets a differing key range is split into.
+/// Bisection: a differing key range of `n` rows is split into about
+/// `n / BUCKET_ROWS` buckets, at least [`FANOUT`] and at most
+/// [`MAX_FANOUT`]: one `GROUP BY` over a 2M-row table answers with a few
+/// thousand small rows (kilobytes) and its differing buckets are leaves
+/// already, so a few differences cost one pass over the table, not one
+/// per level.
+const BUCKET_ROWS: i64 = 512;
 const FANOUT: i64 = 64;
+const MAX_FANOUT: i64 = 4096;
 /// Leaf ranges compared row by row in one read, up to this many rows.
 const LEAF_BATCH_ROWS: i64 = 100_000;
 
@@ -475,12 +482,13 @@ async fn bisect(
         return Ok(None);
     };
     // Ranges (bounds included) whose checksums differ, split until small.
-    let mut todo = vec![(lo, hi)];
+    let mut todo = vec![((lo, hi), rows)];
     let mut leaves: Vec<((i64, i64), i64)> = Vec::new();
     let mut leaf_rows = 0i64;
-    while let Some((a, b)) = todo.pop() {
+    while let Some(((a, b), n)) = todo.pop() {
         let width = i128::from(b) - i128::from(a) + 1;
-        let step = i64::try_from((width + i128::from(FANOUT) - 1) / i128::from(FANOUT))
+        let parts = i128::from((n / BUCKET_ROWS).clamp(FANOUT, MAX_FANOUT));
+        let step = i64::try_from((width + parts - 1) / parts)
             .unwrap_or(i64::MAX)
             .max(1);
         let (p, q) = futures::join!(
@@ -516,14 +524,14 @@ async fn bisect(
             let (Ok(start), Ok(end)) = (i64::try_from(start), i64::try_from(end)) else {
                 return Ok(None);
             };
-            if n <= LEAF_ROWS || i128::from(end) - i128::from(start) < i128::from(FANOUT) {
+            if n <= LEAF_ROWS || i128::from(end) - i128::from(start) < parts {
                 leaves.push(((start, end), n));
                 leaf_rows += n;
                 if leaf_rows > rows / 2 + LEAF_ROWS {
                     return Ok(None);
                 }
             } else {
-                todo.push((start, end));
+                todo.push(((start, end), n));
             }
         }
     }
