@@ -131,8 +131,9 @@ pub async fn checksum(
     }
 }
 
-/// `highwater verify`'s bisection: checksums of integer key ranges
-/// computed inside one database, over one connection. PostgreSQL and
+/// `highwater verify`'s bisection: checksums of integer key ranges, or of
+/// buckets of the key's hash, computed inside one database, over one
+/// connection. PostgreSQL and
 /// MariaDB/MySQL; two answers compare only between the same backend.
 pub enum KeyChecksums {
     Postgres(postgres::KeyChecksums),
@@ -177,6 +178,36 @@ impl KeyChecksums {
         match self {
             KeyChecksums::Postgres(c) => c.buckets(rel, columns, key, range, step).await,
             KeyChecksums::Mysql(c) => c.buckets(rel, columns, key, range, step).await,
+        }
+    }
+
+    /// Per bucket of the hash of the key's text, `0..parts`, that holds
+    /// rows: its number, row count and sum of row hashes. Any key.
+    pub async fn hash_buckets(
+        &self,
+        rel: &highwater_core::Relation,
+        columns: &[String],
+        key: &[String],
+        parts: i64,
+    ) -> Result<Vec<(i64, i64, String)>> {
+        match self {
+            KeyChecksums::Postgres(c) => c.hash_buckets(rel, columns, key, parts).await,
+            KeyChecksums::Mysql(c) => c.hash_buckets(rel, columns, key, parts).await,
+        }
+    }
+
+    /// `rel` restricted to the rows whose key hashes into one of `buckets`
+    /// (of `parts`, as [`KeyChecksums::hash_buckets`]).
+    pub fn key_buckets(
+        &self,
+        rel: &highwater_core::Relation,
+        key: &[String],
+        parts: i64,
+        buckets: &[i64],
+    ) -> highwater_core::Relation {
+        match self {
+            KeyChecksums::Postgres(_) => postgres::key_buckets(rel, key, parts, buckets),
+            KeyChecksums::Mysql(_) => mysql::key_buckets(rel, key, parts, buckets),
         }
     }
 

@@ -29,7 +29,7 @@ pub(crate) mod source;
 mod types;
 
 pub use sink::MySink;
-pub use source::{KeyChecksums, MySource, checksum, key_ranges};
+pub use source::{KeyChecksums, MySource, checksum, key_buckets, key_ranges};
 
 use highwater_core::{Cause, Error, Result, RetryPolicy, with_retries};
 use mysql_async::prelude::Queryable;

@@ -916,6 +916,50 @@ impl KeyChecksums {
     }
 }
 
+/// The bucket of a row by the CRC32 of its key's text: `0..parts`. Any
+/// key type, composite keys too; both sides of one backend agree.
+fn hash_bucket(key: &[String], parts: i64) -> String {
+    let cols: Vec<String> = key.iter().map(|c| q(c)).collect();
+    format!(
+        "CRC32(CONCAT_WS(CHAR(31 USING utf8mb4), {})) % {parts}",
+        cols.join(", ")
+    )
+}
+
+impl KeyChecksums {
+    /// Per bucket of the hash of the key's text (see [`hash_bucket`]) that
+    /// holds rows: its number, row count and sum of row hashes.
+    pub async fn hash_buckets(
+        &self,
+        rel: &Relation,
+        columns: &[String],
+        key: &[String],
+        parts: i64,
+    ) -> Result<Vec<(i64, i64, String)>> {
+        let sql = format!(
+            "SELECT CAST({} AS SIGNED) AS b, COUNT(*), {} FROM {} GROUP BY 1 ORDER BY 1",
+            hash_bucket(key, parts.max(1)),
+            row_hash_sum(columns),
+            relation_sql(rel)
+        );
+        let rows: Vec<(i64, i64, String)> =
+            self.conn.lock().await.query(sql).await.map_err(my_err)?;
+        Ok(rows)
+    }
+}
+
+/// `rel` restricted to the rows whose key hashes into one of `buckets`
+/// (of `parts`, as [`KeyChecksums::hash_buckets`]).
+pub fn key_buckets(rel: &Relation, key: &[String], parts: i64, buckets: &[i64]) -> Relation {
+    let list: Vec<String> = buckets.iter().map(i64::to_string).collect();
+    Relation::Query(format!(
+        "SELECT * FROM {} WHERE {} IN ({})",
+        relation_sql(rel),
+        hash_bucket(key, parts.max(1)),
+        list.join(", ")
+    ))
+}
+
 /// `rel` restricted to the keys in `ranges` (each `[from, to]`) of the
 /// integer column `key`.
 pub fn key_ranges(rel: &Relation, key: &str, ranges: &[(i64, i64)]) -> Relation {

@@ -39,7 +39,7 @@ mod tls;
 mod types;
 
 pub use sink::PgSink;
-pub use source::{KeyChecksums, PgSource, checksum, key_ranges};
+pub use source::{KeyChecksums, PgSource, checksum, key_buckets, key_ranges};
 
 use highwater_core::{Cause, Error, Result, RetryPolicy, with_retries};
 use tokio_postgres::{Client, NoTls};

@@ -29,9 +29,10 @@
 //!
 //! PostgreSQL → PostgreSQL and MariaDB → MariaDB, every row due: counts and
 //! hash sums computed inside both databases first ([`in_database`]); when
-//! they differ in full mode with one integer key, the key range is
-//! bisected by per-bucket checksums ([`bisect`]) and only the small ranges
-//! that differ are compared row by row. Otherwise rows are compared client
+//! they differ in full mode, the key range is bisected by per-bucket
+//! checksums ([`bisect`]; buckets of the key's hash for a key that is not
+//! one integer column, [`hashed`]) and only the small parts that differ are
+//! compared row by row. Otherwise rows are compared client
 //! side: every row of both sides crosses the network once, in memory of
 //! 16 bytes a source row ([`hashes`]).
 
@@ -420,10 +421,11 @@ const LEAF_BATCH_ROWS: i64 = 100_000;
 /// and split again only the buckets that differ, until a bucket is small;
 /// then compare those ranges row by row. Equal tables move kilobytes; a
 /// few differing rows among millions move a few thousand rows, and memory
-/// stays bounded by the ranges compared at once. `None` (compare every
-/// row) for any other key, or when most rows differ (another column type
-/// in the target renders every row differently: the row-by-row
-/// comparison, which aligns types, says what differs).
+/// stays bounded by the ranges compared at once. Any other key: buckets of
+/// the key's hash ([`hashed`]). `None` (compare every row) when most rows
+/// differ (another column type in the target renders every row
+/// differently: the row-by-row comparison, which aligns types, says what
+/// differs).
 #[allow(clippy::too_many_arguments)]
 async fn bisect(
     plan: &Plan,
@@ -436,18 +438,6 @@ async fn bisect(
     columns: &[String],
     rows: i64,
 ) -> Result<Option<Diff>> {
-    let [key] = s.primary_key.as_slice() else {
-        return Ok(None);
-    };
-    let integer = schema.field_with_name(key).is_ok_and(|f| {
-        matches!(
-            f.data_type(),
-            DataType::Int16 | DataType::Int32 | DataType::Int64
-        )
-    });
-    if !integer {
-        return Ok(None);
-    }
     let (from, to) = (&plan.connections[&s.from], &plan.connections[&s.to]);
     use highwater_connectors::KeyChecksums;
     let target = Relation::table(into);
@@ -466,6 +456,29 @@ async fn bisect(
     );
     let (Ok(Some(x)), Ok(Some(y))) = (x, y) else {
         return Ok(None);
+    };
+    let integer = |key: &String| {
+        schema.field_with_name(key).is_ok_and(|f| {
+            matches!(
+                f.data_type(),
+                DataType::Int16 | DataType::Int32 | DataType::Int64
+            )
+        })
+    };
+    let key = match s.primary_key.as_slice() {
+        [key] if integer(key) => key,
+        _ => {
+            let sides = Sides {
+                plan,
+                state,
+                s,
+                into,
+                position,
+                x: &x,
+                y: &y,
+            };
+            return hashed(&sides, r, columns, rows).await;
+        }
     };
     let (a, b) = futures::join!(
         attempt::bounded("checksumming the source", idle, x.bounds(&s.relation, key)),
@@ -537,51 +550,155 @@ async fn bisect(
     }
     // The leaves, row by row, a batch of ranges at a time.
     leaves.sort();
-    let mut diff = Diff {
-        missing: vec![],
-        extra: vec![],
-        different: vec![],
+    let sides = Sides {
+        plan,
+        state,
+        s,
+        into,
+        position,
+        x: &x,
+        y: &y,
     };
-    let mut batch: Vec<(i64, i64)> = Vec::new();
-    let mut batch_rows = 0;
-    let mut last = leaves.len();
-    for (range, n) in leaves {
-        batch.push(range);
-        batch_rows += n;
-        last -= 1;
-        if batch_rows < LEAF_BATCH_ROWS && last > 0 {
-            continue;
-        }
-        // Every row is due here (see `in_database`): the ranges are read
-        // as a full copy would read them.
-        let part = StreamPlan {
-            relation: x.key_ranges(&s.relation, key, &batch),
-            mode: Mode::Full,
-            ..s.clone()
-        };
-        let target = y.key_ranges(&target, key, &batch);
-        let mut scratch = StreamVerify::default();
-        let (d, _) = diff_rows(
-            plan,
-            state,
-            &part,
-            Some((into, target)),
-            position,
-            &mut scratch,
-        )
+    let diff = sides
+        .read_leaves(leaves, |x, rel, batch: &[(i64, i64)]| {
+            x.key_ranges(rel, key, batch)
+        })
         .await?;
-        diff.missing.extend(d.missing);
-        diff.extra.extend(d.extra);
-        diff.different.extend(d.different);
-        batch.clear();
-        batch_rows = 0;
-    }
-    for v in [&mut diff.missing, &mut diff.extra, &mut diff.different] {
-        v.sort_by(|a, b| natural(a, b));
-    }
     r.notes.push(format!(
         "compared by checksums of key ranges inside both databases; only the ranges that differ \
          were read row by row ({leaf_rows} row(s) at most)"
+    ));
+    record(r, &diff);
+    Ok(Some(diff))
+}
+
+/// One stream's source and target, each with its checksum connection, for
+/// [`bisect`] and [`hashed`].
+struct Sides<'a> {
+    plan: &'a Plan,
+    state: &'a dyn StateStore,
+    s: &'a StreamPlan,
+    into: &'a str,
+    position: Option<&'a Position>,
+    x: &'a highwater_connectors::KeyChecksums,
+    y: &'a highwater_connectors::KeyChecksums,
+}
+
+impl Sides<'_> {
+    /// Compare the leaves (`(part, rows)`, sorted) row by row, a batch of
+    /// parts of up to [`LEAF_BATCH_ROWS`] rows at a time; `restrict` makes
+    /// a side's relation hold only a batch's parts.
+    async fn read_leaves<T: Clone>(
+        &self,
+        leaves: Vec<(T, i64)>,
+        restrict: impl Fn(&highwater_connectors::KeyChecksums, &Relation, &[T]) -> Relation,
+    ) -> Result<Diff> {
+        let mut diff = Diff {
+            missing: vec![],
+            extra: vec![],
+            different: vec![],
+        };
+        let target = Relation::table(self.into);
+        let mut batch: Vec<T> = Vec::new();
+        let mut batch_rows = 0;
+        let mut last = leaves.len();
+        for (part, n) in leaves {
+            batch.push(part);
+            batch_rows += n;
+            last -= 1;
+            if batch_rows < LEAF_BATCH_ROWS && last > 0 {
+                continue;
+            }
+            // Every row is due here (see `in_database`): the parts are read
+            // as a full copy would read them.
+            let part = StreamPlan {
+                relation: restrict(self.x, &self.s.relation, &batch),
+                mode: Mode::Full,
+                ..self.s.clone()
+            };
+            let target = restrict(self.y, &target, &batch);
+            let mut scratch = StreamVerify::default();
+            let (d, _) = diff_rows(
+                self.plan,
+                self.state,
+                &part,
+                Some((self.into, target)),
+                self.position,
+                &mut scratch,
+            )
+            .await?;
+            diff.missing.extend(d.missing);
+            diff.extra.extend(d.extra);
+            diff.different.extend(d.different);
+            batch.clear();
+            batch_rows = 0;
+        }
+        for v in [&mut diff.missing, &mut diff.extra, &mut diff.different] {
+            v.sort_by(|a, b| natural(a, b));
+        }
+        Ok(diff)
+    }
+}
+
+/// Checksums differ and the key is not one integer column (text, a
+/// composite key): one `GROUP BY` per side over buckets of the hash of the
+/// key's text (about one bucket per [`BUCKET_ROWS`] rows, [`FANOUT`] to
+/// [`MAX_FANOUT`]), then the rows of the buckets that differ, row by row.
+/// `None` (compare every row) when more than half the rows would be read.
+async fn hashed(
+    sides: &Sides<'_>,
+    r: &mut StreamVerify,
+    columns: &[String],
+    rows: i64,
+) -> Result<Option<Diff>> {
+    let (s, idle) = (sides.s, attempt::idle_timeout());
+    let key = &s.primary_key;
+    let parts = (rows / BUCKET_ROWS).clamp(FANOUT, MAX_FANOUT);
+    let target = Relation::table(sides.into);
+    let (p, q) = futures::join!(
+        attempt::bounded(
+            "checksumming the source",
+            idle,
+            sides.x.hash_buckets(&s.relation, columns, key, parts)
+        ),
+        attempt::bounded(
+            "checksumming the target",
+            idle,
+            sides.y.hash_buckets(&target, columns, key, parts)
+        )
+    );
+    let (Ok(p), Ok(q)) = (p, q) else {
+        return Ok(None);
+    };
+    let p: HashMap<i64, (i64, String)> = p.into_iter().map(|(i, n, h)| (i, (n, h))).collect();
+    let q: HashMap<i64, (i64, String)> = q.into_iter().map(|(i, n, h)| (i, (n, h))).collect();
+    let mut buckets: Vec<i64> = p.keys().chain(q.keys()).copied().collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    let mut leaves = Vec::new();
+    let mut leaf_rows = 0i64;
+    for i in buckets {
+        if p.get(&i) == q.get(&i) {
+            continue;
+        }
+        let n = p
+            .get(&i)
+            .map_or(0, |v| v.0)
+            .max(q.get(&i).map_or(0, |v| v.0));
+        leaves.push((i, n));
+        leaf_rows += n;
+        if leaf_rows > rows / 2 + LEAF_ROWS {
+            return Ok(None);
+        }
+    }
+    let diff = sides
+        .read_leaves(leaves, |x, rel, batch: &[i64]| {
+            x.key_buckets(rel, key, parts, batch)
+        })
+        .await?;
+    r.notes.push(format!(
+        "compared by checksums of key-hash buckets inside both databases; only the buckets that \
+         differ were read row by row ({leaf_rows} row(s) at most)"
     ));
     record(r, &diff);
     Ok(Some(diff))
