@@ -100,8 +100,10 @@ pub struct Status {
     pub missing: Vec<String>,
     /// The generation of the installed objects (complete setups only).
     pub generation: Option<String>,
-    /// The newest version (SQLite, MariaDB: the counter; PostgreSQL: the
-    /// newest transaction id all of whose predecessors have finished).
+    /// The newest version (SQLite: the counter; MariaDB: the counter plus
+    /// one per stamp batch its pending changes need, i.e. the version a run
+    /// would reach now; PostgreSQL: the newest transaction id all of whose
+    /// predecessors have finished).
     pub current_version: Option<i64>,
     /// Streams whose last version is older than this reload in full.
     pub min_valid_version: Option<i64>,

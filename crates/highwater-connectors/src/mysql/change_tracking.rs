@@ -797,6 +797,19 @@ pub async fn status(url: &str, rel: &Relation, after: Option<i64>) -> Result<Sta
     } else {
         None
     };
+    // The version a run would reach now: the counter plus one per stamp
+    // batch the pending changes need (bar changes still being committed).
+    let pending: Option<i64> = if has_log {
+        conn.exec_first(
+            format!("SELECT COUNT(*) FROM {} WHERE hw_version = ?", n.log()),
+            (PENDING,),
+        )
+        .await
+        .map_err(my_err)?
+    } else {
+        None
+    };
+    let batches = (pending.unwrap_or(0).max(0) as u64).div_ceil(batch_size()) as i64;
     let changed_after: Option<i64> = match after {
         Some(a) if has_log => conn
             .exec_first(
@@ -812,7 +825,7 @@ pub async fn status(url: &str, rel: &Relation, after: Option<i64>) -> Result<Sta
         set_up: true,
         missing: found.missing,
         generation: found.generation,
-        current_version: versions.as_ref().map(|v| v.0),
+        current_version: versions.as_ref().map(|v| v.0 + batches),
         min_valid_version: versions.as_ref().map(|v| v.1),
         log_rows,
         changed_after,
