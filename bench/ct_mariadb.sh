@@ -6,21 +6,25 @@
 #       (defaults 8, 4, 2; HIGHWATER_BENCH_MARIADB=mysql://root@127.0.0.1:3306
 #        names the server, HIGHWATER_BENCH_BIN the highwater binary — else
 #        the debug build of this tree: only setup and the runs between the
-#        writers need it, the triggers run in the server)
+#        writers need it, the triggers run in the server;
+#        HIGHWATER_BENCH_RUN_EVERY=0 writes without runs, default a run
+#        every 1 s)
 #
 # Two databases with the same tables: `hwb_ct_on` (both tables tracked by
 # `mode: change_tracking`, a `highwater run` every second while the writers
 # write) and `hwb_ct_off` (nothing). Each phase runs WRITERS concurrent
-# writer processes (`mysql` calling a stored procedure that loops for
-# SECONDS, so client overhead does not hide the server's) on each
-# database in turn, ROUNDS times in alternating order, and keeps the best:
+# writers for SECONDS on each database in turn, ROUNDS times in alternating
+# order, and keeps the best. A writer is a `mysql` client fed statements
+# (autocommitted unless said):
 #
-#   updates    each writer: autocommitted single-row UPDATEs of its own rows
-#   txns       each writer: transactions of two UPDATEs of its own rows
-#   long txn   `updates`, while one more session holds a transaction open on
+#   updates    single-row UPDATEs of its own rows
+#   txns       transactions of two UPDATEs of its own rows
+#   long       `updates`, while one more session holds a transaction open on
 #              another row for the whole phase (the triggers of earlier
 #              highwater versions made every writer wait for it)
-#   bulk       each writer: 1,000-row INSERT … SELECT statements, own keys
+#   bulk       1,000-row INSERT … SELECT statements, own keys
+#   server     `updates` looped inside the server (a stored procedure): no
+#              client or network time, so the triggers' cost shows in full
 #
 # Target: tracked >= 0.7x untracked in every phase.
 set -euo pipefail
@@ -28,6 +32,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-8}
 WRITERS=${2:-4}
 ROUNDS=${3:-2}
+RUN_EVERY=${HIGHWATER_BENCH_RUN_EVERY:-1}
 URL=${HIGHWATER_BENCH_MARIADB:-mysql://root@127.0.0.1:3306}
 MYHOST=$(echo "$URL" | sed -E 's#.*@([^:/]+).*#\1#')
 MYPORT=$(echo "$URL" | sed -E 's#.*:([0-9]+)/?$#\1#')
@@ -110,12 +115,35 @@ streams:
 YAML
 hw run >/dev/null
 
-BASE=0
-# phase DB KIND → rows or statements per second of all writers together
+# Statements sent by writer W, forever (the phase's `timeout` ends them).
+gen() {
+  local kind=$1 w=$2 base=$3
+  awk -v kind="$kind" -v w="$w" -v base="$base" 'BEGIN {
+    for (n = 0; ; n++) {
+      id = 1 + w * 10000 + n % 10000
+      if (kind == "txns")
+        printf "BEGIN; UPDATE acct SET v = v + 1 WHERE id = %d; UPDATE acct SET v = v + 1 WHERE id = %d; COMMIT;\n", id, 1 + w * 10000 + (n + 5000) % 10000
+      else if (kind == "bulk")
+        printf "INSERT INTO bulk (id, qty, name, at) SELECT %d + seq, seq, \"bulk\", UTC_TIMESTAMP(6) FROM seq_1_to_1000;\n", base + w * 100000000 + n * 1000
+      else
+        printf "UPDATE acct SET v = v + 1 WHERE id = %d;\n", id
+    }
+  }'
+}
+# What the writers of KIND have done so far in DB: updates or rows.
+done_so_far() {
+  case $2 in
+    bulk) my "$1" -N -e "SELECT COUNT(*) FROM bulk" ;;
+    *) my "$1" -N -e "SELECT SUM(v) FROM acct WHERE id > 0" ;;
+  esac
+}
+# phase DB KIND BASE → updated rows (or inserted rows) per second of all
+# writers together (BASE: first key of the bulk inserts)
 phase() {
-  local db=$1 kind=$2 pids=() holder= total=0 out
-  if [ "$db" = hwb_ct_on ]; then
-    (while true; do hw run >/dev/null 2>&1 || echo "highwater run failed" >&2; sleep 1; done) >/dev/null &
+  local db=$1 kind=$2 base=$3 pids=() holder= before after
+  if [ "$db" = hwb_ct_on ] && [ "$RUN_EVERY" != 0 ]; then
+    rm -f "$WORK/stop"
+    (while [ ! -f "$WORK/stop" ]; do hw run >/dev/null 2>&1 || echo "highwater run failed" >&2; sleep "$RUN_EVERY"; done) >/dev/null &
     RUNNER=$!
   fi
   if [ "$kind" = long ]; then
@@ -123,37 +151,34 @@ phase() {
     holder=$!
     sleep 0.5
   fi
-  BASE=$((BASE + 1000000000))
+  before=$(done_so_far "$db" "$kind")
   for w in $(seq 0 $((WRITERS - 1))); do
     case $kind in
-      updates | long) my "$db" -N -e "CALL hw_updates($w, $SECS, 1)" >"$WORK/out.$w" & ;;
-      txns) my "$db" -N -e "CALL hw_updates($w, $SECS, 2)" >"$WORK/out.$w" & ;;
-      bulk) my "$db" -N -e "CALL hw_bulk($w, $SECS, $BASE)" >"$WORK/out.$w" & ;;
+      server) my "$db" -N -e "CALL hw_updates($w, $SECS, 1)" >/dev/null & ;;
+      *) gen "$kind" "$w" "$base" | timeout "$SECS" mysql -uroot -h "$MYHOST" -P "$MYPORT" "$db" >/dev/null 2>&1 & ;;
     esac
     pids+=($!)
   done
-  for p in "${pids[@]}"; do wait "$p"; done
+  for p in "${pids[@]}"; do wait "$p" || true; done
+  after=$(done_so_far "$db" "$kind")
   [ -n "$holder" ] && wait "$holder"
-  if [ -n "$RUNNER" ]; then kill "$RUNNER"; wait "$RUNNER" 2>/dev/null || true; RUNNER=; fi
-  for w in $(seq 0 $((WRITERS - 1))); do
-    out=$(cat "$WORK/out.$w")
-    total=$((total + out))
-  done
-  echo "$total / $SECS" | bc -l
+  if [ -n "$RUNNER" ]; then touch "$WORK/stop"; wait "$RUNNER" || true; RUNNER=; fi
+  echo "($after - $before) / $SECS" | bc -l
 }
 
 best() { echo "$1 $2" | awk '{print ($1 > $2) ? $1 : $2}'; }
 printf '%-9s %14s %14s %7s\n' phase tracked/s untracked/s ratio
-for kind in updates txns long bulk; do
+for kind in updates txns long bulk server; do
   on=0
   off=0
   for r in $(seq 1 "$ROUNDS"); do
+    base=$((r * 1000000000))
     if [ $((r % 2)) = 1 ]; then
-      on=$(best "$on" "$(phase hwb_ct_on $kind)")
-      off=$(best "$off" "$(phase hwb_ct_off $kind)")
+      on=$(best "$on" "$(phase hwb_ct_on $kind $base)")
+      off=$(best "$off" "$(phase hwb_ct_off $kind $base)")
     else
-      off=$(best "$off" "$(phase hwb_ct_off $kind)")
-      on=$(best "$on" "$(phase hwb_ct_on $kind)")
+      off=$(best "$off" "$(phase hwb_ct_off $kind $base)")
+      on=$(best "$on" "$(phase hwb_ct_on $kind $base)")
     fi
   done
   printf '%-9s %14.0f %14.0f %7.2f\n' "$kind" "$on" "$off" "$(echo "$on / $off" | bc -l)"

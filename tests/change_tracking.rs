@@ -501,7 +501,7 @@ pub async fn late_commit(b: Backend) {
     a.begin().await;
     a.exec("INSERT INTO data_source_table (personid, name, age) VALUES (100, 'first', 1)")
         .await;
-    // B starts after A and commits first (on MariaDB and SQLite it waits for A).
+    // B starts after A and commits first (on SQLite it waits for A).
     let mut bconn = db.connect().await;
     let bt = tokio::spawn(async move {
         bconn.begin().await;
