@@ -1289,3 +1289,81 @@ async fn mariadb_pending_changes_outlive_the_retention() {
     );
     lake.assert_matches(&db.table().await);
 }
+
+/// Writers (short transactions and ones held open across runs) while runs
+/// stamp in batches of 3 and are killed (`kill -9`) at random instants,
+/// some of them mid-stamp: the replay of every published file equals the
+/// source, and no change arrives twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_runs_killed_while_writers_write() {
+    let (dir, db, mut lake) = start(Backend::Mariadb, "ct_killwrite", "2d", 4).await;
+    let batch = ("HIGHWATER_CT_STAMP_BATCH", "3");
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut writers = Vec::new();
+    for w in 0..2u64 {
+        let mut c = my(&db).connect().await;
+        writers.push(tokio::spawn(async move {
+            let mut rng = Rng(0x2545_F491_4F6C_DD1D ^ (w + 7));
+            let base = 1000 + w as i64 * 100_000;
+            let mut live: Vec<i64> = if w == 0 { vec![1, 2, 3, 4, 5] } else { vec![] };
+            let mut next = base;
+            while Instant::now() < deadline {
+                c.query_drop("BEGIN").await.unwrap();
+                for _ in 0..=rng.next(4) {
+                    let sql = match rng.next(3) {
+                        0 => {
+                            live.push(next);
+                            next += 1;
+                            format!(
+                                "INSERT INTO data_source_table (personid, name, age) VALUES ({}, 'w{w}', {})",
+                                next - 1,
+                                rng.next(100)
+                            )
+                        }
+                        1 if !live.is_empty() => format!(
+                            "UPDATE data_source_table SET age = {} WHERE personid = {}",
+                            rng.next(100),
+                            live[rng.next(live.len() as u64) as usize]
+                        ),
+                        2 if !live.is_empty() => {
+                            let id = live.swap_remove(rng.next(live.len() as u64) as usize);
+                            format!("DELETE FROM data_source_table WHERE personid = {id}")
+                        }
+                        _ => continue,
+                    };
+                    c.query_drop(sql).await.unwrap();
+                }
+                // Now and then a transaction stays open across a run.
+                if rng.next(8) == 0 {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                c.query_drop("COMMIT").await.unwrap();
+            }
+        }));
+    }
+    let mut round = 0u64;
+    while Instant::now() < deadline {
+        let mut child = dir
+            .command(&["run"])
+            .env(batch.0, batch.1)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        if round % 3 != 2 {
+            tokio::time::sleep(Duration::from_millis(20 + (round * 37) % 150)).await;
+            let _ = child.kill();
+        }
+        let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+        lake.collect(&dir, false);
+        round += 1;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    for _ in 0..2 {
+        let r = lake.run_env(&dir, &[batch]);
+        assert_eq!(r.code, Some(0), "{}", r.out);
+    }
+    lake.assert_matches(&db.table().await);
+}
