@@ -883,7 +883,29 @@ pub async fn disable(url: &str, rel: &Relation) -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
-    use super::skip_locked_missing;
+    use super::{BINLOG_STATEMENT, skip_locked_missing, stamp_err};
+
+    #[test]
+    fn a_statement_binlog_is_named() {
+        let server = |code| {
+            mysql_async::Error::Server(mysql_async::ServerError {
+                code,
+                message: "Cannot execute statement".into(),
+                state: "HY000".into(),
+            })
+        };
+        let e = stamp_err("`d`.`t`", server(BINLOG_STATEMENT)).to_string();
+        assert!(
+            e.contains("binlog_format = STATEMENT") && e.contains("ROW or MIXED"),
+            "{e}"
+        );
+        let e = stamp_err("`d`.`t`", server(1213));
+        assert!(e.is_transient(), "{e}");
+        assert!(
+            e.to_string().contains("stamping the change log of `d`.`t`"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn servers_without_skip_locked_are_named() {
