@@ -8,13 +8,15 @@
 //!
 //! ```text
 //! _highwater_ct            one row per tracked table: table_name, version
-//!                          counter (SQLite, MariaDB; MariaDB also a numeric
-//!                          id the triggers use), min_valid_version
+//!                          counter (SQLite, MariaDB; on MariaDB runs bump
+//!                          it when they stamp pending changes),
+//!                          min_valid_version
 //! _hw_ct_<t>               the change log, ONE ROW PER PRIMARY KEY
 //!                          (PostgreSQL: append-only, one row per change,
 //!                          netted at read time; see its module):
 //!                          pk columns, hw_op (I/U/D of the last change),
-//!                          hw_version (version of the last change),
+//!                          hw_version (version of the last change;
+//!                          MariaDB: i64::MAX until a run stamps it),
 //!                          hw_created (version of the insert that began the
 //!                          row's current life; NULL if it predates tracking),
 //!                          hw_changed_at (time of the last change)
@@ -40,6 +42,7 @@
 //!                (logged loudly: set up, or repaired naming what was missing)
 //! 2. prune log rows older than change_retention;           own transaction
 //!    min_valid_version = max(min_valid_version, max pruned version)
+//!    (MariaDB: then stamp the pending changes, see its module)
 //! 3. one snapshot: to = current version, g = current generation;
 //!    reload = after is None, after.generation != g (or unknown),
 //!             after < min_valid_version, after > to
@@ -100,8 +103,10 @@ pub struct Status {
     pub missing: Vec<String>,
     /// The generation of the installed objects (complete setups only).
     pub generation: Option<String>,
-    /// The newest version (SQLite, MariaDB: the counter; PostgreSQL: the
-    /// newest transaction id all of whose predecessors have finished).
+    /// The newest version (SQLite: the counter; MariaDB: the counter plus
+    /// one per stamp batch its pending changes need, i.e. the version a run
+    /// would reach now; PostgreSQL: the newest transaction id all of whose
+    /// predecessors have finished).
     pub current_version: Option<i64>,
     /// Streams whose last version is older than this reload in full.
     pub min_valid_version: Option<i64>,
