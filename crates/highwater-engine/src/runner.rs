@@ -452,6 +452,8 @@ impl Ctx<'_> {
             return Ok(());
         }
         let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
+        // The target's login overlaps the read (most small deltas write).
+        sink.connect_early();
         let idle = attempt::idle_timeout();
         // Columns exist, cursor types are usable, `lag:` fits the cursor.
         describe_checked(source.as_ref(), s, &from_conn.kind).await?;

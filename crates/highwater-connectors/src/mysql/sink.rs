@@ -39,11 +39,13 @@ use tokio::task::JoinHandle;
 use super::source::connect;
 use crate::load_text::{Dialect, LoadText};
 use crate::table::{ABANDONED, COMMITS, Flavor, Layout};
-use crate::util::redact_url;
+use crate::util::{Early, redact_url};
 
 /// A MariaDB/MySQL database that streams write tables into.
 pub struct MySink {
     url: String,
+    /// A connection opened by [`Sink::connect_early`], for `begin`.
+    early: Early<Conn>,
 }
 
 /// `ER_TABLE_EXISTS_ERROR`.
@@ -63,6 +65,7 @@ impl MySink {
     pub fn new(url: &str) -> MySink {
         MySink {
             url: url.to_string(),
+            early: Early::new(),
         }
     }
 
@@ -114,7 +117,10 @@ impl Sink for MySink {
                 ),
             ));
         }
-        let mut conn = connect(&self.url).await?;
+        let mut conn = match self.early.take().await {
+            Some(c) => c,
+            None => connect(&self.url).await?,
+        };
         let err = my_sink_err(&name);
         // Which of the commit records and the target exist, in one query
         // (names compared as bytes: a miss only costs a `CREATE … IF NOT
@@ -217,6 +223,11 @@ impl Sink for MySink {
             Some(info) => Recovered::Published { info },
             None => Recovered::NotPublished,
         })
+    }
+
+    fn connect_early(&self) {
+        let url = self.url.clone();
+        self.early.start(async move { connect(&url).await });
     }
 
     async fn check(&self) -> Result<String> {

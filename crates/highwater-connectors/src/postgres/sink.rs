@@ -43,7 +43,7 @@ use tokio_postgres::{Client, CopyInSink};
 use super::source::connect;
 use crate::load_text::{Dialect, LoadText};
 use crate::table::{ABANDONED, Flavor, Layout, TableName, lock_key};
-use crate::util::redact_url;
+use crate::util::{Early, redact_url};
 
 /// The advisory lock key that serialises creating `_highwater_commits`
 /// and schemas ("hwsetup" in ASCII).
@@ -52,12 +52,23 @@ const SETUP_LOCK: i64 = 0x0068_7773_6574_7570;
 /// A PostgreSQL database that streams write tables into.
 pub struct PgSink {
     url: String,
+    /// A connection opened by [`Sink::connect_early`], for `begin`.
+    early: Early<Client>,
 }
 
 impl PgSink {
     pub fn new(url: &str) -> PgSink {
         PgSink {
             url: url.to_string(),
+            early: Early::new(),
+        }
+    }
+
+    /// The early connection if it is still open, else a new one.
+    async fn connection(&self) -> Result<Client> {
+        match self.early.take().await {
+            Some(c) if !c.is_closed() => Ok(c),
+            _ => connect(&self.url).await,
         }
     }
 
@@ -102,7 +113,7 @@ impl Sink for PgSink {
             req.schema.clone(),
             req.table.as_ref(),
         )?;
-        let mut client = connect(&self.url).await?;
+        let mut client = self.connection().await?;
         let err = self.err(&req.target);
         // One catalog query: is there a commit-record table, and the
         // target's columns. The setup runs only when the table is missing.
@@ -220,6 +231,11 @@ impl Sink for PgSink {
             Some(info) if info != ABANDONED => Recovered::Published { info },
             _ => Recovered::NotPublished,
         })
+    }
+
+    fn connect_early(&self) {
+        let url = self.url.clone();
+        self.early.start(async move { connect(&url).await });
     }
 
     async fn check(&self) -> Result<String> {
@@ -413,10 +429,7 @@ impl SinkWriter for PgWriter {
         let err = |e: tokio_postgres::Error| super::errors::sink(&target, e);
         // The transaction opened at `begin` (staging lives in it) applies
         // the rows, under the target's advisory lock.
-        let lock = format!(
-            "SELECT pg_advisory_xact_lock({})",
-            lock_key(&req.target)
-        );
+        let lock = format!("SELECT pg_advisory_xact_lock({})", lock_key(&req.target));
         let insert = layout.insert_commit();
         let record: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 4] = [
             (&req.stream, Type::TEXT),
