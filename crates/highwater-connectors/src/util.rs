@@ -59,15 +59,6 @@ pub async fn emit(
     Ok(tx.send(Ok(batch)).await.is_ok())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn quoting_doubles_quotes() {
-        assert_eq!(super::quote_ident("a\"b", '"'), "\"a\"\"b\"");
-        assert_eq!(super::quote_ident("x`; drop", '`'), "`x``; drop`");
-    }
-}
-
 /// A connection opened ahead of its first use: [`Early::start`] spawns the
 /// connect on the runtime, [`Early::take`] awaits it (or says there is
 /// none). A connection never taken is dropped with its owner; its error,
@@ -123,5 +114,14 @@ impl<C> Drop for Early<C> {
         {
             t.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn quoting_doubles_quotes() {
+        assert_eq!(super::quote_ident("a\"b", '"'), "\"a\"\"b\"");
+        assert_eq!(super::quote_ident("x`; drop", '`'), "`x``; drop`");
     }
 }
