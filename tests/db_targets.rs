@@ -750,3 +750,26 @@ async fn sqlite_source_and_target_in_one_file() {
     assert_eq!(t.len(), 4990);
     assert_eq!(s, t);
 }
+
+/// Issue 12 (small deltas): staging into an existing MariaDB table is a
+/// temporary table, so an attempt killed mid-write leaves no staging table
+/// behind, even before the next run settles; that run delivers every row
+/// once.
+#[tokio::test]
+async fn killed_mariadb_merge_leaves_no_staging_table() {
+    let c = Case::new(Backend::Postgres, Backend::Mariadb).await;
+    c.config("watermark", "merge", 5);
+    c.src.insert_range(1, 20).await;
+    c.run();
+    c.src.insert_range(21, 50).await;
+    c.src.settle().await;
+    let o = c
+        .dir
+        .hw_env(&["run"], &[("HIGHWATER_FAILPOINT", "engine.mid_write")]);
+    assert_eq!(o.status.code(), None, "should abort\n{}", stderr(&o));
+    c.assert_clean().await;
+    c.run();
+    c.assert_equal("after the killed delta").await;
+    assert_eq!(c.target_rows().await.len(), 50);
+    c.assert_clean().await;
+}

@@ -6,10 +6,14 @@
 //! are always bound, identifiers always quoted):
 //!
 //! ```text
-//! begin    CREATE TABLE IF NOT EXISTS _highwater_commits (SQLite: at commit)
-//!          CREATE staging table (the batch's columns + a row sequence)
-//! write    rows → staging (PostgreSQL COPY; SQLite, MariaDB multi-row INSERT)
-//! commit   index staging by key; then ONE transaction:
+//! begin    CREATE TABLE IF NOT EXISTS _highwater_commits (SQLite: at commit;
+//!            PostgreSQL, MariaDB: only when a catalog query misses it)
+//!          CREATE staging table (the batch's columns + a row sequence;
+//!            MariaDB: a temporary table with a unique key on the key)
+//! write    rows → staging (PostgreSQL COPY; SQLite multi-row INSERT;
+//!            MariaDB LOAD DATA … REPLACE: the last row of a key replaces
+//!            earlier ones as it loads)
+//! commit   index staging by key (PostgreSQL, SQLite); then ONE transaction:
 //!            CREATE TABLE IF NOT EXISTS target (types mapped from Arrow)
 //!            Replace: DELETE FROM target
 //!            key given (not Append): keep the last staged row of each key
@@ -26,9 +30,8 @@
 //! ```
 //!
 //! MariaDB commits DDL implicitly, so there the target table is created
-//! and staging indexed before `START TRANSACTION`, and staging is dropped
-//! after `COMMIT` (or by `recover`): the rows and the commit record still
-//! become visible together.
+//! before `START TRANSACTION`; its temporary staging table goes with the
+//! session: the rows and the commit record still become visible together.
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
@@ -277,11 +280,11 @@ impl Layout {
         self.flavor.q(s)
     }
 
-    /// The staging table as SQL: a temporary table (PostgreSQL, SQLite:
-    /// gone with the session; unqualified names find temporary tables
-    /// first, and the hashed name collides with nothing) or a table beside
-    /// the target (MariaDB, where a temporary table cannot appear twice in
-    /// one statement).
+    /// The staging table as SQL: a temporary table, gone with the session
+    /// (PostgreSQL, SQLite: unqualified names find temporary tables first,
+    /// and the hashed name collides with nothing; MariaDB: in the target's
+    /// database, where earlier versions staged in a real table of that
+    /// name, which `recover` still drops).
     pub fn staging_sql(&self) -> String {
         match self.flavor {
             Flavor::Postgres | Flavor::Sqlite => self.q(&self.staging),
@@ -344,10 +347,19 @@ impl Layout {
                 self.q(&self.staging),
                 cols.join(", ")
             ),
+            // A temporary table is named once per statement in MariaDB,
+            // so the last row of a key cannot be found by joining staging
+            // to itself: the unique key makes `LOAD DATA … REPLACE` keep
+            // it instead.
             Flavor::Mysql => format!(
-                "CREATE TABLE {} ({}, {seq}) ENGINE=InnoDB",
+                "CREATE TEMPORARY TABLE {} ({}, {seq}{}) ENGINE=InnoDB",
                 self.staging_sql(),
-                cols.join(", ")
+                cols.join(", "),
+                if self.keyed() {
+                    format!(", UNIQUE KEY ({})", self.key_list())
+                } else {
+                    String::new()
+                }
             ),
         }
     }
@@ -471,14 +483,13 @@ impl Layout {
         !self.key.is_empty() && self.mode != TableWriteMode::Append
     }
 
-    /// Statements run before the commit transaction (MariaDB cannot run
-    /// DDL inside one): index staging by key for the de-duplication.
+    /// Statements run first (PostgreSQL, SQLite: in the commit
+    /// transaction): index staging by key for the de-duplication. None for
+    /// MariaDB, whose staging is keyed from the start (and which creates
+    /// the target before its transaction, when it is missing).
     pub fn prepare(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.flavor == Flavor::Mysql {
-            out.push(self.create_target());
-        }
-        if self.keyed() {
+        if self.keyed() && self.flavor != Flavor::Mysql {
             let mut k: Vec<String> = self.key.iter().map(|k| self.q(k)).collect();
             k.push(self.q(SEQ));
             let idx = self.q(&format!("{}_key", self.staging));
@@ -520,20 +531,13 @@ impl Layout {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         };
-        if self.keyed() {
-            // Last row of each key wins.
-            out.push(match self.flavor {
-                Flavor::Mysql => format!(
-                    "DELETE s FROM {staging} s JOIN {staging} l ON {} AND l.{seq} > s.{seq}",
-                    key_eq("s", "l"),
-                    seq = self.q(SEQ)
-                ),
-                _ => format!(
-                    "DELETE FROM {staging} WHERE EXISTS (SELECT 1 FROM {staging} l WHERE {} AND l.{seq} > {staging}.{seq})",
-                    key_eq(&staging, "l"),
-                    seq = self.q(SEQ)
-                ),
-            });
+        // Last row of each key wins (MariaDB's staging kept only it).
+        if self.keyed() && self.flavor != Flavor::Mysql {
+            out.push(format!(
+                "DELETE FROM {staging} WHERE EXISTS (SELECT 1 FROM {staging} l WHERE {} AND l.{seq} > {staging}.{seq})",
+                key_eq(&staging, "l"),
+                seq = self.q(SEQ)
+            ));
         }
         // Staged rows that carry data (not change-tracking deletes), as
         // seen through `alias`.

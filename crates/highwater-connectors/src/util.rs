@@ -59,6 +59,64 @@ pub async fn emit(
     Ok(tx.send(Ok(batch)).await.is_ok())
 }
 
+/// A connection opened ahead of its first use: [`Early::start`] spawns the
+/// connect on the runtime, [`Early::take`] awaits it (or says there is
+/// none). A connection never taken is dropped with its owner; its error,
+/// if any, is never reported (the caller connects again and reports its
+/// own).
+pub(crate) struct Early<C> {
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<C>>>>,
+}
+
+impl<C: Send + 'static> Early<C> {
+    pub(crate) fn new() -> Self {
+        Early {
+            task: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Start `connect` unless a connection is already coming (outside a
+    /// runtime: nothing).
+    pub(crate) fn start<F>(&self, connect: F)
+    where
+        F: std::future::Future<Output = Result<C>> + Send + 'static,
+    {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if task.is_none() {
+            *task = Some(rt.spawn(connect));
+        }
+    }
+
+    /// The early connection, if one was started and succeeded.
+    pub(crate) async fn take(&self) -> Option<C> {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()?;
+        task.await.ok()?.ok()
+    }
+}
+
+impl<C> Drop for Early<C> {
+    fn drop(&mut self) {
+        if let Some(t) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            t.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

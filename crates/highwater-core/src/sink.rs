@@ -137,6 +137,13 @@ pub trait Sink: Send + Sync {
 
     /// Test that the target is reachable and writable ("Test connection").
     async fn check(&self) -> Result<String>;
+
+    /// A hint that `begin` will likely follow soon: a database target
+    /// starts connecting in the background, so the login overlaps the
+    /// source's read. Never fails (a failed early connection is not used;
+    /// `begin` connects again and reports its own error). By default
+    /// nothing.
+    fn connect_early(&self) {}
 }
 
 /// One attempt's writer. Memory stays bounded: batches are encoded and

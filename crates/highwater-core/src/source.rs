@@ -7,7 +7,7 @@ use arrow_schema::SchemaRef;
 use async_trait::async_trait;
 
 use crate::Result;
-use crate::position::{ChangeVersion, CursorValue, WatermarkPosition};
+use crate::position::{ChangeVersion, CursorValue, Position, WatermarkPosition};
 use crate::stream::BatchStream;
 
 /// What to read: a table (schema-qualified name, split but not quoted) or a
@@ -213,6 +213,17 @@ pub trait Source: Send + Sync {
     /// non-NULL of `cursor`): how far the source is ahead of a stream's
     /// position (`/metrics`). `None` when no row has one.
     async fn newest(&self, relation: &Relation, cursor: &[String]) -> Result<Option<CursorValue>>;
+
+    /// Called after `stream`'s position `to` committed in the state store
+    /// (log-based capture): release what the source keeps for changes up
+    /// to it (PostgreSQL advances the stream's replication slot). Never
+    /// moves past `to`; idempotent. An error only delays the release (the
+    /// next read catches up from the committed position). By default
+    /// nothing is kept.
+    async fn confirm(&self, stream: &str, to: &Position) -> Result<()> {
+        let _ = (stream, to);
+        Ok(())
+    }
 }
 
 /// The closed set of backends.

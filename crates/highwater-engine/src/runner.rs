@@ -452,6 +452,8 @@ impl Ctx<'_> {
             return Ok(());
         }
         let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
+        // The target's login overlaps the read (most small deltas write).
+        sink.connect_early();
         let idle = attempt::idle_timeout();
         // Columns exist, cursor types are usable, `lag:` fits the cursor.
         describe_checked(source.as_ref(), s, &from_conn.kind).await?;
@@ -550,7 +552,7 @@ impl Ctx<'_> {
             };
             self.note(s, rec, what);
             attempt::move_position(env, &key, attempt_id, &current, &to).await?;
-            self.confirm_cdc(s, rec, &to).await;
+            self.confirm_cdc(source.as_ref(), s, rec, &to).await;
             return Ok(());
         }
 
@@ -593,27 +595,29 @@ impl Ctx<'_> {
         rec.outputs = outcome.committed.outputs;
         rec.rows_written = outcome.committed.rows;
         if let Some(p) = &outcome.position {
-            self.confirm_cdc(s, rec, p).await;
+            self.confirm_cdc(source.as_ref(), s, rec, p).await;
         }
         Ok(())
     }
 
-    /// `mode: cdc`, after the position committed: let the replication
-    /// slot release the WAL up to it. A failure only delays that (the next
-    /// run advances the slot to its committed position before reading).
-    async fn confirm_cdc(&self, s: &StreamPlan, rec: &mut StreamRun, to: &Position) {
-        let from_conn = &self.plan.connections[&s.from];
-        // The binlog keeps nothing per reader: a MariaDB position lives in
-        // the state store only.
-        if s.mode != Mode::Cdc || from_conn.kind != highwater_core::ConnKind::Postgres {
+    /// `mode: cdc`, after the position committed: let the source release
+    /// what it keeps up to it (PostgreSQL's replication slot; the binlog
+    /// keeps nothing per reader). A failure only delays that (the next run
+    /// advances the slot to its committed position before reading).
+    async fn confirm_cdc(
+        &self,
+        source: &dyn highwater_core::Source,
+        s: &StreamPlan,
+        rec: &mut StreamRun,
+        to: &Position,
+    ) {
+        if s.mode != Mode::Cdc {
             return;
         }
-        let confirm =
-            highwater_connectors::postgres::cdc::confirm(from_conn.url.expose(), &s.name, to);
         let r = attempt::bounded(
             "advancing the replication slot",
             attempt::idle_timeout(),
-            confirm,
+            source.confirm(&s.name, to),
         );
         if let Err(e) = r.await {
             self.note(

@@ -5,6 +5,16 @@
 //! the disk (an fsync) or for another process's lock never holds up the
 //! runtime's other tasks. Stream locks are OS file locks (see the crate
 //! docs).
+//!
+//! Durability: the file is in WAL mode with `synchronous = NORMAL`, so a
+//! commit appends to the WAL without waiting for the disk; a process crash
+//! (`kill -9`) loses nothing, since the WAL is in the OS's cache. The
+//! transactions that decide delivery — `begin_attempt` (the write-ahead
+//! record a crashed attempt is settled from), `commit_attempt` (the
+//! position) and `reset` — run with `synchronous = FULL`: their commit
+//! fsyncs the WAL (and with it every earlier commit). A power loss can
+//! thus lose run-history rows written since the last such commit, never a
+//! committed position or an open attempt (see docs/decisions.md).
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -137,8 +147,21 @@ impl SqliteState {
         conn.busy_timeout(std::time::Duration::from_secs(30))
             .map_err(err)?;
         enable_wal(&conn, path)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
+        // Checkpoints (which fsync the WAL and the database) run inside a
+        // commit, as the WAL passes 100 pages (a few runs' worth): every
+        // process that opens the file reads the WAL's valid frames first,
+        // so a short WAL opens fast. None at close: a process exits right
+        // after its last commit, and a checkpoint cut off by the exit only
+        // costs fsyncs and leaves the WAL as long as before.
+        conn.pragma_update(None, "wal_autocheckpoint", 100)
+            .map_err(err)?;
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(err)?;
         // Schema and migrations in one write transaction: two processes
         // opening a new (or older) state file at once must not both add
         // a column (the second would fail with "duplicate column").
@@ -236,6 +259,18 @@ fn enable_wal(conn: &Connection, path: &Path) -> Result<()> {
             }
         }
     }
+}
+
+/// Run `f` with `synchronous = FULL`: its commit waits for the WAL to
+/// reach the disk. For the transactions that decide delivery (see the
+/// module doc); the connection is back at `NORMAL` afterwards.
+fn durable<T>(c: &mut Connection, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    c.pragma_update(None, "synchronous", "FULL").map_err(err)?;
+    let r = f(c);
+    // Failing to go back only costs speed (every commit stays fsynced);
+    // `r` must not turn into an error after it committed.
+    let _ = c.pragma_update(None, "synchronous", "NORMAL");
+    r
 }
 
 /// Fails unless `locks` holds `stream` and its lock file is still the one
@@ -353,7 +388,7 @@ impl StateStore for SqliteState {
     async fn reset(&self, stream: &str) -> Result<bool> {
         let stream = stream.to_string();
         let locks = self.locks.clone();
-        self.call(move |c| {
+        self.call(move |c| durable(c, |c| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(err)?;
@@ -368,13 +403,13 @@ impl StateStore for SqliteState {
             .map_err(err)?;
             tx.commit().map_err(err)?;
             Ok(n > 0)
-        })
+        }))
         .await
     }
 
     async fn begin_attempt(&self, a: &Attempt) -> Result<()> {
         let a = a.clone();
-        self.call(move |c| {
+        self.call(move |c| durable(c, |c| {
             let res = c.execute(
                 "INSERT INTO attempts (stream, run_id, from_pos, target, status, started_at)
                  VALUES (?1, ?2, ?3, ?4, 'Open', ?5)",
@@ -398,7 +433,7 @@ impl StateStore for SqliteState {
                 }
                 Err(e) => Err(err(e)),
             }
-        })
+        }))
         .await
     }
 
@@ -424,7 +459,7 @@ impl StateStore for SqliteState {
         let a = a.clone();
         let to_json = to.to_json();
         let locks = self.locks.clone();
-        self.call(move |c| {
+        self.call(move |c| durable(c, |c| {
             let now = ts(Utc::now());
             let expected = pos_json(&a.from);
             let tx = c
@@ -474,7 +509,7 @@ impl StateStore for SqliteState {
             )
             .map_err(err)?;
             tx.commit().map_err(err)
-        })
+        }))
         .await
     }
 

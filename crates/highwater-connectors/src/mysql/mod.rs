@@ -46,10 +46,19 @@ use crate::util::redact_url;
 pub async fn connect(url: &str) -> Result<Conn> {
     let target = redact_url(url);
     let (my_url, limits) = timeouts::split(url)?;
-    let opts = Opts::from_url(&my_url).map_err(|e| Error::Connection {
+    let mut opts = Opts::from_url(&my_url).map_err(|e| Error::Connection {
         target: target.clone(),
         message: e.to_string(),
     })?;
+    // The driver's default (`prefer_socket=true`) logs in over TCP, asks
+    // the server for its socket and, on the same machine, logs in again
+    // through it: two logins per connection. One is enough; a URL that
+    // says `prefer_socket=true` keeps the driver's way.
+    if !my_url.contains("prefer_socket=") {
+        opts = mysql_async::OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .into();
+    }
     with_retries(
         &format!("connect to {target}"),
         RetryPolicy::CONNECT,

@@ -10,20 +10,21 @@
 //! ```text
 //! target exists (or a script or change-           target absent:  direct load
 //! tracking deletes take part): staging            CREATE TABLE target (with key;
-//!   LOAD DATA → `_highwater_stage_<hash of          fails if another attempt
-//!   stream and run>` beside the target              made it: then staging)
-//!   commit: one InnoDB transaction applies        START TRANSACTION
-//!   staging (see `crate::table`)                  LOAD DATA … REPLACE → target
-//!                                                 commit: commit record, COMMIT
+//!   LOAD DATA … REPLACE → temporary                 fails if another attempt
+//!   `_highwater_stage_<hash of stream and           made it: then staging)
+//!   run>`, unique on the key: the last row        START TRANSACTION
+//!   of a key replaces the earlier ones            LOAD DATA … REPLACE → target
+//!   commit: one InnoDB transaction applies        commit: commit record, COMMIT
+//!   staging (see `crate::table`)
 //! ```
 //!
-//! MariaDB commits DDL implicitly, so the target table is created and the
-//! staging table indexed *before* `START TRANSACTION`, and staging is
-//! dropped *after* `COMMIT`. Neither is visible as data: an empty target
-//! table can appear before the first commit, and a crash can leave a
-//! staging table, which `recover` (and `abort`) drop. A temporary table is
-//! not used because MariaDB cannot name one twice in a statement (the
-//! last-row-per-key de-duplication joins staging to itself).
+//! One query at `begin` says whether `_highwater_commits` and the target
+//! exist; each is created only when missing. MariaDB commits DDL
+//! implicitly, so a missing target is created *before* `START
+//! TRANSACTION` (an empty target table can appear before the first
+//! commit). Staging is a temporary table: it goes with the session, so a
+//! crash leaves nothing (`recover` still drops a real staging table that
+//! earlier versions could leave).
 
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
@@ -38,11 +39,13 @@ use tokio::task::JoinHandle;
 use super::source::connect;
 use crate::load_text::{Dialect, LoadText};
 use crate::table::{ABANDONED, COMMITS, Flavor, Layout};
-use crate::util::redact_url;
+use crate::util::{Early, redact_url};
 
 /// A MariaDB/MySQL database that streams write tables into.
 pub struct MySink {
     url: String,
+    /// A connection opened by [`Sink::connect_early`], for `begin`.
+    early: Early<Conn>,
 }
 
 /// `ER_TABLE_EXISTS_ERROR`.
@@ -62,6 +65,7 @@ impl MySink {
     pub fn new(url: &str) -> MySink {
         MySink {
             url: url.to_string(),
+            early: Early::new(),
         }
     }
 
@@ -113,13 +117,39 @@ impl Sink for MySink {
                 ),
             ));
         }
-        let mut conn = connect(&self.url).await?;
+        let mut conn = match self.early.take().await {
+            Some(c) => c,
+            None => connect(&self.url).await?,
+        };
         let err = my_sink_err(&name);
-        conn.query_drop(layout.create_commits())
+        // Which of the commit records and the target exist, in one query
+        // (names compared as bytes: a miss only costs a `CREATE … IF NOT
+        // EXISTS`, a false hit would skip a needed one).
+        let (commits, target): (i64, i64) = conn
+            .exec_first(
+                "SELECT COALESCE(MAX(BINARY table_name = BINARY ?), 0), \
+                        COALESCE(MAX(BINARY table_name = BINARY ?), 0) \
+                 FROM information_schema.tables \
+                 WHERE table_schema = COALESCE(?, DATABASE()) AND table_name IN (?, ?)",
+                (
+                    COMMITS,
+                    layout.target.name.clone(),
+                    layout.target.schema.clone(),
+                    COMMITS,
+                    layout.target.name.clone(),
+                ),
+            )
             .await
-            .map_err(&err)?;
-        conn.query_drop(layout.drop_staging()).await.map_err(&err)?;
-        let direct = layout.direct_load()
+            .map_err(&err)?
+            .unwrap_or((0, 0));
+        if commits == 0 {
+            conn.query_drop(layout.create_commits())
+                .await
+                .map_err(&err)?;
+        }
+        let target_exists = target > 0;
+        let direct = !target_exists
+            && layout.direct_load()
             && match conn.query_drop(layout.create_direct_target()).await {
                 Ok(()) => true,
                 Err(mysql_async::Error::Server(e)) if e.code == TABLE_EXISTS => false,
@@ -144,6 +174,7 @@ impl Sink for MySink {
             load: Some(Load::start(conn, sql)),
             encoder: LoadText::new(Dialect::Mysql, columns, !direct),
             direct,
+            target_exists,
             layout,
             req,
             rows: 0,
@@ -192,6 +223,11 @@ impl Sink for MySink {
             Some(info) => Recovered::Published { info },
             None => Recovered::NotPublished,
         })
+    }
+
+    fn connect_early(&self) {
+        let url = self.url.clone();
+        self.early.start(async move { connect(&url).await });
     }
 
     async fn check(&self) -> Result<String> {
@@ -296,6 +332,9 @@ struct MyWriter {
     /// Rows go straight into the target this attempt created, in a
     /// transaction open since `begin`; else into staging.
     direct: bool,
+    /// The target existed at `begin` (tables are not dropped under a
+    /// stream; if one is, the commit fails and the next run creates it).
+    target_exists: bool,
     layout: Layout,
     req: WriteRequest,
     rows: u64,
@@ -351,8 +390,10 @@ impl SinkWriter for MyWriter {
                 .map_err(&err)?;
             conn.query_drop("COMMIT").await.map_err(&err)?;
         } else {
-            for sql in self.layout.prepare() {
-                conn.query_drop(sql).await.map_err(&err)?;
+            if !self.target_exists {
+                conn.query_drop(self.layout.create_target())
+                    .await
+                    .map_err(&err)?;
             }
             let mut tx = conn
                 .start_transaction(mysql_async::TxOpts::default())
@@ -372,12 +413,8 @@ impl SinkWriter for MyWriter {
                 .map_err(&err)?;
             tx.commit().await.map_err(&err)?;
         }
-        // Published; a failure (or crash) here leaves staging for `recover`
-        // to drop.
+        // Published; the temporary staging table goes with the session.
         highwater_core::failpoint("mysql.after_commit_before_drop");
-        if !self.direct {
-            let _ = conn.query_drop(self.layout.drop_staging()).await;
-        }
         let _ = conn.disconnect().await;
         Ok(Committed {
             outputs: vec![self.target.clone()],
@@ -390,12 +427,10 @@ impl SinkWriter for MyWriter {
         if let Some(load) = self.load.take()
             && let Ok((mut conn, _)) = load.finish().await
         {
-            let sql = if self.direct {
-                "ROLLBACK".to_string()
-            } else {
-                self.layout.drop_staging()
-            };
-            let _ = conn.query_drop(sql).await;
+            // Temporary staging goes with the session.
+            if self.direct {
+                let _ = conn.query_drop("ROLLBACK").await;
+            }
             let _ = conn.disconnect().await;
         }
         Ok(())

@@ -45,6 +45,7 @@ use bytes::Buf;
 use futures::StreamExt;
 use highwater_core::{ChangeVersion, Error, Position, Relation, Result};
 use tokio_postgres::Client;
+use tokio_postgres::types::Type;
 
 use super::source::pg_err;
 use super::types::PgKind;
@@ -86,7 +87,7 @@ pub fn slot_name(db: &str, stream: &str) -> String {
 /// The slot name of `stream` in the database `client` is connected to.
 async fn slot_of(client: &Client, stream: &str) -> Result<String> {
     let db: String = client
-        .query_one("SELECT current_database()::text", &[])
+        .query_typed_one("SELECT current_database()::text", &[])
         .await
         .map_err(pg_err)?
         .get(0);
@@ -190,14 +191,14 @@ fn comment_of(g: u64) -> String {
 /// fixes it (empty: nothing).
 pub(super) async fn missing(client: &Client, slot: &str) -> Result<Vec<String>> {
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT current_setting('wal_level'),
                     current_setting('max_replication_slots')::int,
                     (SELECT count(*)::int FROM pg_replication_slots),
                     EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1),
                     (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user),
                     current_user::text",
-            &[&slot],
+            &[(&slot, Type::TEXT)],
         )
         .await
         .map_err(pg_err)?;
@@ -250,11 +251,11 @@ struct SlotRow {
 
 async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::text, coalesce(wal_status, ''),
                     coalesce(database::text, ''), plugin::text
                FROM pg_replication_slots WHERE slot_name = $1",
-            &[&slot],
+            &[(&slot, Type::TEXT)],
         )
         .await
         .map_err(pg_err)?;
@@ -275,12 +276,12 @@ async fn slot_row(client: &Client, slot: &str) -> Result<Option<SlotRow>> {
 /// publishes `table` (`None`: no publication).
 async fn publication(client: &Client, name: &str, t: &str) -> Result<Option<(String, bool)>> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT coalesce(obj_description(p.oid, 'pg_publication'), ''),
                     EXISTS (SELECT 1 FROM pg_publication_rel r WHERE r.prpubid = p.oid
                              AND r.prrelid = to_regclass($2))
                FROM pg_publication p WHERE p.pubname = $1",
-            &[&name, &t],
+            &[(&name, Type::TEXT), (&t, Type::TEXT)],
         )
         .await
         .map_err(pg_err)?;
@@ -330,10 +331,10 @@ pub(super) async fn prepare(
     table_of(rel)?;
     // Deletes and key changes must carry the key.
     let ident: Option<(String, bool)> = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT c.relreplident::text, EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)
                FROM pg_class c WHERE c.oid = to_regclass($1)",
-            &[&t],
+            &[(&t, Type::TEXT)],
         )
         .await
         .map_err(pg_err)?
@@ -393,7 +394,7 @@ pub(super) async fn prepare(
     let slot_row = slot_row(client, &slot).await?;
     if let Some(s) = &slot_row {
         let db: String = client
-            .query_one("SELECT current_database()::text", &[])
+            .query_typed_one("SELECT current_database()::text", &[])
             .await
             .map_err(pg_err)?
             .get(0);
@@ -445,7 +446,7 @@ pub(super) async fn prepare(
         }
         let to: u64 = parse_u64(
             &client
-                .query_one(
+                .query_typed_one(
                     "SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::text",
                     &[],
                 )
@@ -541,9 +542,9 @@ pub(super) async fn prepare(
 
 async fn advance(client: &Client, slot: &str, to: u64) -> Result<()> {
     client
-        .execute(
-            "SELECT pg_replication_slot_advance($1, $2::text::pg_lsn)",
-            &[&slot, &lsn_text(to)],
+        .execute_typed(
+            "SELECT pg_replication_slot_advance($1::text::name, $2::text::pg_lsn)",
+            &[(&slot, Type::TEXT), (&lsn_text(to), Type::TEXT)],
         )
         .await
         .map_err(|e| super::errors::source_at(format!("advancing replication slot {slot}"), e))?;
@@ -774,10 +775,10 @@ enum SendError {
 /// The table's column names, in order.
 async fn table_columns(client: &Client, t: &str) -> Result<Vec<String>> {
     Ok(client
-        .query(
+        .query_typed(
             "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1)
                AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-            &[&t],
+            &[(&t, Type::TEXT)],
         )
         .await
         .map_err(pg_err)?
@@ -800,10 +801,13 @@ async fn peek<'a>(
     filter: Option<&SnapFilter>,
 ) -> Result<Peeked<'a>> {
     let rows = client
-        .query_raw(
+        .query_typed_raw(
             "SELECT data FROM pg_logical_slot_peek_binary_changes($1::text::name, $2::text::pg_lsn, NULL,
                  'proto_version', '1', 'publication_names', $1::text)",
-            [&slot as &(dyn tokio_postgres::types::ToSql + Sync), &lsn_text(to)],
+            [
+                (&slot as &(dyn tokio_postgres::types::ToSql + Sync), Type::TEXT),
+                (&lsn_text(to), Type::TEXT),
+            ],
         )
         .await
         .map_err(|e| super::errors::source_at(format!("reading replication slot {slot}"), e))?;
@@ -1163,21 +1167,31 @@ fn copy_text(out: &mut bytes::BytesMut, v: Option<&str>) {
     }
 }
 
-/// After the stream's position committed: advance the slot to it (never
-/// past, never backwards).
-pub async fn confirm(url: &str, stream: &str, to: &Position) -> Result<()> {
+/// Whether `to` is a `cdc` position (a slot generation and an LSN).
+pub(crate) fn is_position(to: &Position) -> bool {
+    generation_of(to).is_some()
+}
+
+/// The version and slot generation of a `cdc` position (`None`: not one).
+fn generation_of(to: &Position) -> Option<(&ChangeVersion, Gen)> {
     let Position::Version(v) = to else {
+        return None;
+    };
+    Some((v, v.generation.as_deref().and_then(Gen::decode)?))
+}
+
+/// After the stream's position committed: advance the slot to it (never
+/// past, never backwards), on a session of the source with no transaction
+/// open (the source's [`highwater_core::Source::confirm`]).
+pub(crate) async fn confirm_on(client: &Client, stream: &str, to: &Position) -> Result<()> {
+    let Some((v, generation)) = generation_of(to) else {
         return Ok(());
     };
-    let Some(generation) = v.generation.as_deref().and_then(Gen::decode) else {
-        return Ok(());
-    };
-    let client = super::connect(url).await?;
-    let slot = slot_of(&client, stream).await?;
+    let slot = slot_of(client, stream).await?;
     let comment: Option<String> = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT coalesce(obj_description(oid, 'pg_publication'), '') FROM pg_publication WHERE pubname = $1",
-            &[&slot],
+            &[(&slot, Type::TEXT)],
         )
         .await
         .map_err(pg_err)?
@@ -1185,12 +1199,12 @@ pub async fn confirm(url: &str, stream: &str, to: &Position) -> Result<()> {
     if comment.as_deref() != Some(comment_of(generation.slot_lsn).as_str()) {
         return Ok(());
     }
-    wait_idle(&client, &slot).await?;
-    if let Some(s) = slot_row(&client, &slot).await?
+    wait_idle(client, &slot).await?;
+    if let Some(s) = slot_row(client, &slot).await?
         && !s.lost
         && s.confirmed < v.version as u64
     {
-        advance(&client, &slot, v.version as u64).await?;
+        advance(client, &slot, v.version as u64).await?;
     }
     Ok(())
 }
@@ -1242,9 +1256,9 @@ async fn wait_idle(client: &Client, slot: &str) -> Result<()> {
     let start = std::time::Instant::now();
     loop {
         let active: Option<bool> = client
-            .query_opt(
+            .query_typed_opt(
                 "SELECT active FROM pg_replication_slots WHERE slot_name = $1",
-                &[&slot],
+                &[(&slot, Type::TEXT)],
             )
             .await
             .map_err(pg_err)?

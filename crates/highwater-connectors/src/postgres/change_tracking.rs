@@ -71,7 +71,7 @@ pub(super) async fn names(client: &Client, rel: &Relation) -> Result<Names> {
     let schema = match schema {
         Some(s) => s.to_string(),
         None => client
-            .query_one("SELECT current_schema()::text", &[])
+            .query_typed_one("SELECT current_schema()::text", &[])
             .await
             .map_err(pg_err)?
             .get(0),

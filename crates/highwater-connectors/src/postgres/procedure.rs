@@ -163,7 +163,7 @@ fn catalog_name(text: &str) -> Result<(Option<String>, String)> {
 /// CALL schema.proc(param => $1::text::T[])     (a function: SELECT schema.proc(…))
 /// ```
 pub(crate) async fn call_with_rows(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &tokio_postgres::Client,
     layout: &crate::table::Layout,
     w: &highwater_core::ProcedureWrite,
 ) -> Result<()> {

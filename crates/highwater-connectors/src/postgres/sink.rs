@@ -5,22 +5,29 @@
 //! ```text
 //! target exists (or a script, procedure or      target absent:  direct load
 //! change-tracking deletes take part): staging   BEGIN; advisory lock (target)
-//!   COPY → temporary staging table              CREATE TABLE target (no key)
-//!   commit: one transaction applies staging     COPY → target
-//!   (see `crate::table` for the statements)     commit: ADD PRIMARY KEY (on a
-//!                                                 repeated key: keep the last
-//!                                                 row, add it again), commit
+//!   BEGIN; CREATE TEMPORARY staging table       CREATE TABLE target (no key)
+//!   COPY → staging                              COPY → target
+//!   commit: advisory lock (target), apply       commit: ADD PRIMARY KEY (on a
+//!   staging (see `crate::table`), commit          repeated key: keep the last
+//!   record, DROP staging, COMMIT                  row, add it again), commit
 //!                                                 record, COMMIT
 //! ```
+//!
+//! Either way an attempt is one transaction, so one WAL flush. A run's
+//! requests are few and pipelined: one catalog query at `begin` (is there
+//! a `_highwater_commits`, the target's columns; the setup runs only when
+//! the table is missing), staging's `CREATE` sent with the `COPY`, and
+//! the staging commit's statements, its commit record and `COMMIT` sent
+//! at once.
 //!
 //! The direct load writes the rows once and builds the key index once,
 //! after the load; nothing of it is visible before `COMMIT`, the table
 //! included. Its transaction holds the target's advisory lock, so a second
 //! attempt into the same new table waits and then goes through staging.
 //!
-//! A crash loses the session and with it the temporary staging table (or
-//! the uncommitted direct load), so nothing is left to clean; the commit
-//! record in `_highwater_commits` is what `recover` reads.
+//! A crash loses the session and with it the attempt's transaction
+//! (staging, or the uncommitted direct load), so nothing is left to clean;
+//! the commit record in `_highwater_commits` is what `recover` reads.
 
 use std::pin::Pin;
 
@@ -30,12 +37,13 @@ use bytes::Bytes;
 use futures::SinkExt;
 use highwater_core::{Committed, Error, Recovered, Result, Sink, SinkWriter, WriteRequest};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 use tokio_postgres::{Client, CopyInSink};
 
 use super::source::connect;
 use crate::load_text::{Dialect, LoadText};
 use crate::table::{ABANDONED, Flavor, Layout, TableName, lock_key};
-use crate::util::redact_url;
+use crate::util::{Early, redact_url};
 
 /// The advisory lock key that serialises creating `_highwater_commits`
 /// and schemas ("hwsetup" in ASCII).
@@ -44,12 +52,23 @@ const SETUP_LOCK: i64 = 0x0068_7773_6574_7570;
 /// A PostgreSQL database that streams write tables into.
 pub struct PgSink {
     url: String,
+    /// A connection opened by [`Sink::connect_early`], for `begin`.
+    early: Early<Client>,
 }
 
 impl PgSink {
     pub fn new(url: &str) -> PgSink {
         PgSink {
             url: url.to_string(),
+            early: Early::new(),
+        }
+    }
+
+    /// The early connection if it is still open, else a new one.
+    async fn connection(&self) -> Result<Client> {
+        match self.early.take().await {
+            Some(c) if !c.is_closed() => Ok(c),
+            _ => connect(&self.url).await,
         }
     }
 
@@ -94,9 +113,11 @@ impl Sink for PgSink {
             req.schema.clone(),
             req.table.as_ref(),
         )?;
-        let mut client = connect(&self.url).await?;
+        let mut client = self.connection().await?;
         let err = self.err(&req.target);
-        {
+        // One catalog query: is there a commit-record table, and the
+        // target's columns. The setup runs only when the table is missing.
+        if !probe(&client, &mut layout).await.map_err(&err)? {
             // Streams writing into one database begin concurrently, and
             // concurrent `CREATE … IF NOT EXISTS` of one name can fail in
             // PostgreSQL: serialise the setup on an advisory lock.
@@ -110,8 +131,7 @@ impl Sink for PgSink {
                 .map_err(&err)?;
             tx.commit().await.map_err(&err)?;
         }
-        let try_direct =
-            !existing_columns(&client, &mut layout).await.map_err(&err)? && layout.direct_load();
+        let try_direct = layout.existing.is_empty() && layout.direct_load();
         let direct = try_direct
             && claim_new_target(&client, &layout, &req.target)
                 .await
@@ -131,10 +151,6 @@ impl Sink for PgSink {
                 // Another attempt made the table meanwhile.
                 existing_columns(&client, &mut layout).await.map_err(&err)?;
             }
-            client
-                .batch_execute(&layout.create_staging())
-                .await
-                .map_err(&err)?;
             let copy = format!(
                 "COPY {} ({}) FROM STDIN",
                 layout.staging_sql(),
@@ -143,7 +159,20 @@ impl Sink for PgSink {
             let all = (0..layout.schema.fields().len()).collect();
             (copy, LoadText::new(Dialect::Postgres, all, true))
         };
-        let copy = Box::pin(client.copy_in(&copy).await.map_err(&err)?);
+        // Staging's CREATE and the COPY's statement go out back to back
+        // (tokio-postgres sends a request when its future is first polled,
+        // `biased` polls in order, and the server answers in order).
+        let create = async {
+            if direct {
+                Ok(())
+            } else {
+                let begin = format!("BEGIN; {}", layout.create_staging());
+                client.batch_execute(&begin).await
+            }
+        };
+        let (created, copy) = tokio::join!(biased; create, client.copy_in(&copy));
+        created.map_err(&err)?;
+        let copy = Box::pin(copy.map_err(&err)?);
         crate::table::log_load(&req.stream, &req.target, direct);
         Ok(Box::new(PgWriter {
             target: format!("{} table {}", redact_url(&self.url), req.target),
@@ -204,6 +233,11 @@ impl Sink for PgSink {
         })
     }
 
+    fn connect_early(&self) {
+        let url = self.url.clone();
+        self.early.start(async move { connect(&url).await });
+    }
+
     async fn check(&self) -> Result<String> {
         let client = connect(&self.url).await?;
         let err = self.err("(check)");
@@ -232,6 +266,32 @@ impl Sink for PgSink {
             }
         ))
     }
+}
+
+/// Whether the commit-record table exists, and (into `layout.existing`,
+/// as [`existing_columns`] reads them) the target's columns, in one round
+/// trip.
+async fn probe(
+    client: &Client,
+    layout: &mut Layout,
+) -> std::result::Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_typed_one(
+            "SELECT to_regclass($1) IS NOT NULL, \
+                    coalesce(array_agg(a.attname::text ORDER BY a.attnum), '{}'), \
+                    coalesce(array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum), '{}') \
+             FROM pg_attribute a \
+             WHERE a.attrelid = to_regclass($2) AND a.attnum > 0 AND NOT a.attisdropped",
+            &[
+                (&layout.commits_sql(), Type::TEXT),
+                (&layout.target_sql(), Type::TEXT),
+            ],
+        )
+        .await?;
+    let names: Vec<String> = row.get(1);
+    let types: Vec<String> = row.get(2);
+    layout.existing = names.into_iter().zip(types).collect();
+    Ok(row.get(0))
 }
 
 /// Read the column types of an existing target into `layout.existing`
@@ -358,7 +418,7 @@ impl SinkWriter for PgWriter {
         }
         let PgWriter {
             target,
-            mut client,
+            client,
             layout,
             req,
             rows,
@@ -367,50 +427,74 @@ impl SinkWriter for PgWriter {
         } = *self;
         let now = chrono::Utc::now().to_rfc3339();
         let err = |e: tokio_postgres::Error| super::errors::sink(&target, e);
-        let tx = client.transaction().await.map_err(err)?;
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1)",
-            &[&lock_key(&req.target)],
-        )
-        .await
-        .map_err(err)?;
+        // The transaction opened at `begin` (staging lives in it) applies
+        // the rows, under the target's advisory lock.
+        let lock = format!("SELECT pg_advisory_xact_lock({})", lock_key(&req.target));
+        let insert = layout.insert_commit();
+        let record: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 4] = [
+            (&req.stream, Type::TEXT),
+            (&req.run_id, Type::TEXT),
+            (&info, Type::TEXT),
+            (&now, Type::TEXT),
+        ];
+        let close = format!("{}; COMMIT", layout.drop_staging());
+        if layout.pre_copy_script.is_none() && layout.procedure.is_none() {
+            // One round trip: three requests sent back to back (`biased`
+            // polls, so sends, in this order), answered in order. A
+            // failing statement aborts the transaction; the requests after
+            // it fail too and the closing `COMMIT` never runs (a simple
+            // query skips the rest of its statements after an error), so
+            // nothing is published and the session's end rolls back.
+            let mut apply = vec![lock];
+            apply.extend(layout.prepare());
+            apply.extend(layout.apply());
+            let apply = apply.join(";\n");
+            let (applied, recorded, closed) = tokio::join!(
+                biased;
+                client.batch_execute(&apply),
+                client.execute_typed(&insert, &record),
+                client.batch_execute(&close),
+            );
+            applied.map_err(err)?;
+            recorded.map_err(err)?;
+            closed.map_err(err)?;
+            return Ok(Committed {
+                outputs: vec![target.clone()],
+                rows,
+                bytes,
+            });
+        }
+        client.batch_execute(&lock).await.map_err(err)?;
         // Data Factory's preCopyScript: in this transaction, so a copy
         // that fails leaves it unapplied too.
         // The target exists first (it may be the script's table).
         if let Some(script) = &layout.pre_copy_script {
             if layout.procedure.is_none() {
-                tx.batch_execute(&layout.create_target())
+                client
+                    .batch_execute(&layout.create_target())
                     .await
                     .map_err(err)?;
             }
-            tx.batch_execute(script).await.map_err(|e| {
+            client.batch_execute(script).await.map_err(|e| {
                 super::errors::sink(&target, e).context("sink.preCopyScript".to_string())
             })?;
         }
         match &layout.procedure {
             Some(p) => {
                 if rows > 0 {
-                    super::procedure::call_with_rows(&tx, &layout, p)
+                    super::procedure::call_with_rows(&client, &layout, p)
                         .await
                         .map_err(|e| e.context(format!("stored-procedure sink {}", p.name)))?;
                 }
             }
             None => {
                 for sql in layout.prepare().into_iter().chain(layout.apply()) {
-                    tx.batch_execute(&sql).await.map_err(err)?;
+                    client.batch_execute(&sql).await.map_err(err)?;
                 }
             }
         }
-        tx.execute(
-            &layout.insert_commit(),
-            &[&req.stream, &req.run_id, &info, &now],
-        )
-        .await
-        .map_err(err)?;
-        tx.batch_execute(&layout.drop_staging())
-            .await
-            .map_err(err)?;
-        tx.commit().await.map_err(err)?;
+        client.execute_typed(&insert, &record).await.map_err(err)?;
+        client.batch_execute(&close).await.map_err(err)?;
         Ok(Committed {
             outputs: vec![target.clone()],
             rows,
@@ -419,23 +503,12 @@ impl SinkWriter for PgWriter {
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
-        // Dropping the COPY fails it. A direct load's transaction and a
-        // temporary staging table go with the session; end both anyway so
-        // a pooled connection would not keep them.
-        let PgWriter {
-            client,
-            copy,
-            layout,
-            direct,
-            ..
-        } = *self;
+        // Dropping the COPY fails it. The attempt's transaction (a direct
+        // load's, or staging's) goes with the session; end it anyway so a
+        // pooled connection would not keep it.
+        let PgWriter { client, copy, .. } = *self;
         drop(copy);
-        let sql = if direct {
-            "ROLLBACK".to_string()
-        } else {
-            layout.drop_staging()
-        };
-        let _ = client.batch_execute(&sql).await;
+        let _ = client.batch_execute("ROLLBACK").await;
         Ok(())
     }
 }

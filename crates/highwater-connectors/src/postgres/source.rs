@@ -14,7 +14,7 @@ use highwater_core::{
 };
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
 use super::change_tracking;
 use super::partition;
@@ -29,17 +29,53 @@ const BACKEND: &str = "postgres";
 const SESSION: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; \
                        SET TimeZone = 'UTC'; SET extra_float_digits = 3";
 
-/// Reads from one PostgreSQL database; one connection per read.
+/// Reads from one PostgreSQL database. One session serves a run's
+/// `describe`, `read` (its transaction) and `confirm` in turn: each new
+/// connection costs a server process's start, most of a small delta's
+/// time. A second caller while the session is busy opens its own.
 pub struct PgSource {
     url: String,
+    /// The idle session, when no call is using it: no transaction open,
+    /// [`SESSION`] applied.
+    idle: Idle,
 }
+
+/// Where an idle session waits for the next call.
+type Idle = Arc<std::sync::Mutex<Option<Client>>>;
 
 impl PgSource {
     pub fn new(url: &str) -> Self {
         PgSource {
             url: url.to_string(),
+            idle: Idle::default(),
         }
     }
+
+    /// The idle session, or a new one.
+    async fn session(&self) -> Result<Client> {
+        let cached = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(c) = cached.filter(|c| !c.is_closed()) {
+            return Ok(c);
+        }
+        let client = connect(&self.url).await?;
+        client.batch_execute(SESSION).await.map_err(pg_err)?;
+        Ok(client)
+    }
+
+    /// Keep a session (idle, no transaction open) for the next call.
+    fn keep(&self, client: Client) {
+        keep(&self.idle, client);
+    }
+}
+
+fn keep(idle: &Idle, client: Client) {
+    *idle
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(client);
 }
 
 pub(super) fn pg_err(e: tokio_postgres::Error) -> Error {
@@ -117,12 +153,12 @@ async fn primary_key(client: &Client, rel: &Relation) -> Vec<String> {
         None => quote_ident(name, '"'),
     };
     client
-        .query(
+        .query_typed(
             "SELECT a.attname::text FROM pg_index i
              JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
              WHERE i.indrelid = to_regclass($1) AND i.indisprimary
              ORDER BY array_position(i.indkey, a.attnum)",
-            &[&qualified],
+            &[(&qualified, Type::TEXT)],
         )
         .await
         .map(|rows| rows.iter().map(|r| r.get::<_, String>(0)).collect())
@@ -181,7 +217,7 @@ impl Cap {
 /// the bound stays at the previous watermark (said loudly).
 async fn late_commit_cap(client: &Client, lag: Option<Lag>) -> Result<Cap> {
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT clock_timestamp(),
                     (SELECT min(xact_start) FROM pg_stat_activity
                       WHERE datname = current_database() AND pid <> pg_backend_pid()
@@ -189,9 +225,7 @@ async fn late_commit_cap(client: &Client, lag: Option<Lag>) -> Result<Cap> {
                     (SELECT count(*) FROM pg_stat_activity
                       WHERE datname = current_database() AND pid <> pg_backend_pid()
                         AND backend_xid IS NOT NULL),
-                    (SELECT coalesce(array_agg(l.virtualxid), '{}') FROM pg_stat_activity a
-                       JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'virtualxid'
-                        AND l.granted AND l.mode = 'ExclusiveLock'
+                    EXISTS (SELECT 1 FROM pg_stat_activity a
                       WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
                         AND a.backend_type IS NULL)",
             &[],
@@ -201,7 +235,26 @@ async fn late_commit_cap(client: &Client, lag: Option<Lag>) -> Result<Cap> {
     let now: DateTime<Utc> = row.get(0);
     let oldest: Option<DateTime<Utc>> = row.get(1);
     let writers: i64 = row.get(2);
-    let hidden: Vec<String> = row.get(3);
+    // Sessions of other roles: their transactions' locks, read only when
+    // there are some (`pg_locks` costs a few milliseconds to plan and read
+    // in a new session). Transactions that began since `now` only make
+    // the wait longer; those that ended since need no wait.
+    let hidden: Vec<String> = if row.get::<_, bool>(3) {
+        client
+            .query_typed_one(
+                "SELECT coalesce(array_agg(l.virtualxid), '{}') FROM pg_stat_activity a
+                   JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'virtualxid'
+                    AND l.granted AND l.mode = 'ExclusiveLock'
+                  WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+                    AND a.backend_type IS NULL",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?
+            .get(0)
+    } else {
+        vec![]
+    };
     let mut notes = Vec::new();
     let mut blocked = false;
     if !hidden.is_empty() {
@@ -354,15 +407,21 @@ fn apply_units_lag(to: Option<CursorValue>, lag: Option<Lag>) -> Option<CursorVa
 #[async_trait]
 impl Source for PgSource {
     async fn describe(&self, relation: &Relation) -> Result<TableInfo> {
-        let client = connect(&self.url).await?;
-        let d = describe_client(&client, relation).await?;
+        let client = self.session().await?;
+        // Both requests in one round trip.
+        let (d, primary_key) = tokio::join!(
+            biased;
+            describe_client(&client, relation),
+            primary_key(&client, relation)
+        );
+        let d = d?;
         let fields: Vec<Field> = d
             .names
             .iter()
             .zip(&d.kinds)
             .map(|(n, k)| Field::new(n, k.data_type(), true))
             .collect();
-        let primary_key = primary_key(&client, relation).await;
+        self.keep(client);
         Ok(TableInfo {
             schema: Arc::new(Schema::new(fields)),
             primary_key,
@@ -370,11 +429,8 @@ impl Source for PgSource {
     }
 
     async fn newest(&self, relation: &Relation, cursor: &[String]) -> Result<Option<CursorValue>> {
-        let client = connect(&self.url).await?;
-        client
-            .batch_execute("SET TimeZone = 'UTC'")
-            .await
-            .map_err(pg_err)?;
+        // The session's TimeZone is UTC.
+        let client = self.session().await?;
         let d = describe_client(&client, relation).await?;
         let (expr, ctype) = cursor_expr(&d, cursor, "", relation)?;
         let row = client
@@ -384,14 +440,25 @@ impl Source for PgSource {
             )
             .await
             .map_err(pg_err)?;
+        self.keep(client);
         cursor_value(&row, 0, &ctype)
     }
 
+    async fn confirm(&self, stream: &str, to: &highwater_core::Position) -> Result<()> {
+        if !super::cdc::is_position(to) {
+            return Ok(());
+        }
+        let client = self.session().await?;
+        super::cdc::confirm_on(&client, stream, to).await?;
+        self.keep(client);
+        Ok(())
+    }
+
     async fn read(&self, req: &ReadRequest) -> Result<Extract> {
-        let client = connect(&self.url).await?;
         // Text renderings and time comparisons must not depend on the
-        // role's or database's settings (see docs/types.md).
-        client.batch_execute(SESSION).await.map_err(pg_err)?;
+        // role's or database's settings (see docs/types.md): the session
+        // has SESSION applied.
+        let client = self.session().await?;
         let rel = &req.relation;
         let mut notes = Vec::new();
         let mut version_to = None;
@@ -424,11 +491,15 @@ impl Source for PgSource {
             cap = Some(c);
         }
 
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await
-            .map_err(pg_err)?;
-        let d = describe_client(&client, rel).await?;
+        // The snapshot: taken by the describe's statement, sent right
+        // behind the BEGIN.
+        let (begun, d) = tokio::join!(
+            biased;
+            client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            describe_client(&client, rel)
+        );
+        begun.map_err(pg_err)?;
+        let d = d?;
         let mut select: Vec<String> = d
             .names
             .iter()
@@ -444,6 +515,9 @@ impl Source for PgSource {
             .collect();
         let from = relation_sql(rel);
         let mut to = None;
+        // Transaction-local settings the COPY reads (its bounds), sent
+        // right before it: `(statement, $1, $2)`.
+        let mut settings: Option<(&str, String, String)> = None;
         let mut null_rows = 0u64;
         let mut held_back = 0u64;
         let sql = match &req.delta {
@@ -480,13 +554,11 @@ impl Source for PgSource {
                 // A zoned bound is read as UTC: the session's zone is UTC.
                 let (lo, hi) =
                     crate::window_bounds(&req.stream, *start, *end, *writer_offset_minutes, time)?;
-                client
-                    .execute(
-                        "SELECT set_config('highwater.wstart', $1, true), set_config('highwater.wend', $2, true)",
-                        &[&lo, &hi],
-                    )
-                    .await
-                    .map_err(pg_err)?;
+                settings = Some((
+                    "SELECT set_config('highwater.wstart', $1, true), set_config('highwater.wend', $2, true)",
+                    lo,
+                    hi,
+                ));
                 format!(
                     "COPY (SELECT {} FROM {from} WHERE {expr} >= current_setting('highwater.wstart')::{cast} \
                      AND {expr} < current_setting('highwater.wend')::{cast}) TO STDOUT (FORMAT binary)",
@@ -512,20 +584,18 @@ impl Source for PgSource {
                 } = cap.clone().unwrap_or_else(|| Cap::now(Utc::now()));
                 let is_time = cast != "int8";
                 // Step 3: the new upper bound, in the snapshot.
-                client
-                    .execute(
-                        "SELECT set_config('highwater.cap', $1, true), set_config('highwater.prev', $2, true)",
-                        &[
-                            &CursorValue::TimestampTz(cap_ts.timestamp_micros()).to_sql_text(),
-                            &after
-                                .as_ref()
-                                .and_then(|a| a.value.as_ref())
-                                .map(|v| v.to_sql_text())
-                                .unwrap_or_default(),
-                        ],
-                    )
-                    .await
-                    .map_err(pg_err)?;
+                let cap_text = CursorValue::TimestampTz(cap_ts.timestamp_micros()).to_sql_text();
+                let prev_text = after
+                    .as_ref()
+                    .and_then(|a| a.value.as_ref())
+                    .map(|v| v.to_sql_text())
+                    .unwrap_or_default();
+                let cap_params: [(&(dyn ToSql + Sync), Type); 2] =
+                    [(&cap_text, Type::TEXT), (&prev_text, Type::TEXT)];
+                let set_cap = client.execute_typed(
+                    "SELECT set_config('highwater.cap', $1, true), set_config('highwater.prev', $2, true)",
+                    &cap_params,
+                );
                 // Two scalar subqueries, each answerable from an index on the
                 // cursor (a FILTER clause would force a full scan).
                 // A zoneless cursor holds the writer's wall clock, in a zone
@@ -559,17 +629,20 @@ impl Source for PgSource {
                 } else {
                     "0::int8".to_string()
                 };
-                let row = client
-                    .query_one(
-                        &format!(
-                            "SELECT (SELECT max({expr}) FROM {from} {capped}), \
-                                    (SELECT count(*) FROM {from} WHERE {expr} IS NULL), {infinite}, \
-                                    (SELECT max({expr}) FROM {from})"
-                        ),
-                        &[],
-                    )
-                    .await
-                    .map_err(|e| super::errors::source_at(rel, e))?;
+                let bounds_sql = format!(
+                    "SELECT (SELECT max({expr}) FROM {from} {capped}), \
+                            (SELECT count(*) FROM {from} WHERE {expr} IS NULL), {infinite}, \
+                            (SELECT max({expr}) FROM {from})"
+                );
+                // The settings and the query that reads them, in one
+                // round trip.
+                let (set, row) = tokio::join!(
+                    biased;
+                    set_cap,
+                    client.query_typed_one(&bounds_sql, &[])
+                );
+                set.map_err(pg_err)?;
+                let row = row.map_err(|e| super::errors::source_at(rel, e))?;
                 let infinite: i64 = row.get(2);
                 if infinite > 0 {
                     return Err(Error::source(
@@ -639,13 +712,11 @@ impl Source for PgSource {
                 let lo_value = after.as_ref().and_then(|a| a.value.as_ref());
                 let lo = lo_value.map(|v| v.to_sql_text()).unwrap_or_default();
                 let hi = to.as_ref().map(|t| t.to_sql_text()).unwrap_or_default();
-                client
-                    .execute(
-                        "SELECT set_config('highwater.lo', $1, true), set_config('highwater.hi', $2, true)",
-                        &[&lo, &hi],
-                    )
-                    .await
-                    .map_err(pg_err)?;
+                settings = Some((
+                    "SELECT set_config('highwater.lo', $1, true), set_config('highwater.hi', $2, true)",
+                    lo,
+                    hi,
+                ));
                 let lo_sql = format!("(SELECT current_setting('highwater.lo')::{cast})");
                 let hi_sql = format!("(SELECT current_setting('highwater.hi')::{cast})");
                 let cond = match (&to, lo_value) {
@@ -748,6 +819,7 @@ impl Source for PgSource {
                             batch_size,
                             tx: tx.clone(),
                             rel: rel_name.clone(),
+                            keep: None,
                         },
                     );
                 }
@@ -755,10 +827,18 @@ impl Source for PgSource {
                 (client, first)
             }
         };
-        let copy = client
-            .copy_out(sql.as_str())
-            .await
-            .map_err(|e| super::errors::source_at(rel, e))?;
+        let set = async {
+            match &settings {
+                Some((st, a, b)) => client
+                    .execute_typed(st, &[(a, Type::TEXT), (b, Type::TEXT)])
+                    .await
+                    .map(drop),
+                None => Ok(()),
+            }
+        };
+        let (set, copy) = tokio::join!(biased; set, client.copy_out(sql.as_str()));
+        set.map_err(pg_err)?;
+        let copy = copy.map_err(|e| super::errors::source_at(rel, e))?;
         spawn_pump(
             client,
             copy,
@@ -769,6 +849,7 @@ impl Source for PgSource {
                 batch_size,
                 tx,
                 rel: rel_name,
+                keep: Some(self.idle.clone()),
             },
         );
         Ok(Extract {
@@ -792,6 +873,9 @@ struct PumpArgs {
     batch_size: usize,
     tx: mpsc::Sender<Result<RecordBatch>>,
     rel: String,
+    /// Where the session goes once its transaction ended (before the
+    /// batch stream ends, so the next call of the run finds it).
+    keep: Option<Idle>,
 }
 
 /// Decode one COPY into batches on its own task, then end the read
@@ -804,6 +888,7 @@ fn spawn_pump(client: Client, copy: tokio_postgres::CopyOutStream, a: PumpArgs) 
         batch_size,
         tx,
         rel: rel_name,
+        keep: idle,
     } = a;
     tokio::spawn(async move {
         let res = pump(
@@ -817,11 +902,16 @@ fn spawn_pump(client: Client, copy: tokio_postgres::CopyOutStream, a: PumpArgs) 
         )
         .await;
         match res {
-            Ok(()) => {
-                if let Err(e) = client.batch_execute("COMMIT").await {
+            Ok(()) => match client.batch_execute("COMMIT").await {
+                Ok(()) => {
+                    if let Some(idle) = idle {
+                        keep(&idle, client);
+                    }
+                }
+                Err(e) => {
                     let _ = tx.send(Err(pg_err(e))).await;
                 }
-            }
+            },
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
             }
