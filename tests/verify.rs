@@ -1113,6 +1113,36 @@ async fn mariadb_ranges_are_bisected_to_the_keys_that_differ() {
     ranges_are_bisected_to_the_keys_that_differ(Backend::Mariadb).await;
 }
 
+/// Copy `t` from `src` into `dst`'s `copy` (full, merge on `key`), check
+/// that verify finds them equal by checksum, and return a verify of the
+/// stream (`args`, expected exit code) as JSON.
+fn copied_in_full<'a>(
+    dir: &'a Dir,
+    src: &Db,
+    dst: &Db,
+    key: &str,
+) -> impl Fn(&[&str], i32) -> Value + 'a {
+    dir.write(
+        "highwater.yaml",
+        &format!(
+            "connections:\n  src: {}\n  dst: {}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: full\n    primary_key: [{key}]\n    to: dst\n    into: copy\n    write: merge\n",
+            src.url(),
+            dst.url()
+        ),
+    );
+    assert_code(&dir.hw(&["run"]), 0);
+    let verify = move |args: &[&str], code: i32| -> Value {
+        let mut all = vec!["verify", "--json"];
+        all.extend_from_slice(args);
+        let o = dir.hw(&all);
+        assert_code(&o, code);
+        serde_json::from_str::<Value>(&stdout(&o)).unwrap()[0].clone()
+    };
+    let v = verify(&[], 0);
+    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+    verify
+}
+
 /// A composite text key: the checksums of buckets of the key's hash
 /// find the parts that differ; exactly the corrupted keys are listed, then
 /// repaired.
@@ -1153,24 +1183,7 @@ async fn text_keys_are_bucketed_by_hash(b: Backend) {
         ))
         .await;
     }
-    dir.write(
-        "highwater.yaml",
-        &format!(
-            "connections:\n  src: {}\n  dst: {}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: full\n    primary_key: [region, code]\n    to: dst\n    into: copy\n    write: merge\n",
-            src.url(),
-            dst.url()
-        ),
-    );
-    assert_code(&dir.hw(&["run"]), 0);
-    let verify = |args: &[&str], code: i32| -> Value {
-        let mut all = vec!["verify", "--json"];
-        all.extend_from_slice(args);
-        let o = dir.hw(&all);
-        assert_code(&o, code);
-        serde_json::from_str::<Value>(&stdout(&o)).unwrap()[0].clone()
-    };
-    let v = verify(&[], 0);
-    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+    let verify = copied_in_full(&dir, &src, &dst, "region, code");
     for sql in [
         "DELETE FROM copy WHERE (region = 'north' AND code = 'c0001') OR (region = 'west' AND code = 'c1999')",
         "UPDATE copy SET label = 'wrong' WHERE region = 'east' AND code = 'c0500'",
@@ -1236,24 +1249,7 @@ async fn ranges_are_bisected_to_the_keys_that_differ(b: Backend) {
         }
     })
     .await;
-    dir.write(
-        "highwater.yaml",
-        &format!(
-            "connections:\n  src: {}\n  dst: {}\nstreams:\n  t:\n    from: src\n    table: t\n    mode: full\n    primary_key: [id]\n    to: dst\n    into: copy\n    write: merge\n",
-            src.url(),
-            dst.url()
-        ),
-    );
-    assert_code(&dir.hw(&["run"]), 0);
-    let verify = |args: &[&str], code: i32| -> Value {
-        let mut all = vec!["verify", "--json"];
-        all.extend_from_slice(args);
-        let o = dir.hw(&all);
-        assert_code(&o, code);
-        serde_json::from_str::<Value>(&stdout(&o)).unwrap()[0].clone()
-    };
-    let v = verify(&[], 0);
-    assert!(v["notes"].to_string().contains("equal by checksum"), "{v}");
+    let verify = copied_in_full(&dir, &src, &dst, "id");
 
     for sql in [
         "DELETE FROM copy WHERE id IN (1, 15000, 30000)",

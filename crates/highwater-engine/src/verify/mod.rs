@@ -465,20 +465,18 @@ async fn bisect(
             )
         })
     };
+    let sides = Sides {
+        plan,
+        state,
+        s,
+        into,
+        position,
+        x: &x,
+        y: &y,
+    };
     let key = match s.primary_key.as_slice() {
         [key] if integer(key) => key,
-        _ => {
-            let sides = Sides {
-                plan,
-                state,
-                s,
-                into,
-                position,
-                x: &x,
-                y: &y,
-            };
-            return hashed(&sides, r, columns, rows).await;
-        }
+        _ => return hashed(&sides, r, columns, rows).await,
     };
     let (a, b) = futures::join!(
         attempt::bounded("checksumming the source", idle, x.bounds(&s.relation, key)),
@@ -519,19 +517,7 @@ async fn bisect(
         let (Ok(p), Ok(q)) = (p, q) else {
             return Ok(None);
         };
-        let p: HashMap<i64, (i64, String)> = p.into_iter().map(|(i, n, h)| (i, (n, h))).collect();
-        let q: HashMap<i64, (i64, String)> = q.into_iter().map(|(i, n, h)| (i, (n, h))).collect();
-        let mut buckets: Vec<i64> = p.keys().chain(q.keys()).copied().collect();
-        buckets.sort_unstable();
-        buckets.dedup();
-        for i in buckets {
-            if p.get(&i) == q.get(&i) {
-                continue;
-            }
-            let n = p
-                .get(&i)
-                .map_or(0, |v| v.0)
-                .max(q.get(&i).map_or(0, |v| v.0));
+        for (i, n) in differing(p, q) {
             let start = i128::from(a) + i128::from(i) * i128::from(step);
             let end = (start + i128::from(step) - 1).min(i128::from(b));
             let (Ok(start), Ok(end)) = (i64::try_from(start), i64::try_from(end)) else {
@@ -550,15 +536,6 @@ async fn bisect(
     }
     // The leaves, row by row, a batch of ranges at a time.
     leaves.sort();
-    let sides = Sides {
-        plan,
-        state,
-        s,
-        into,
-        position,
-        x: &x,
-        y: &y,
-    };
     let diff = sides
         .read_leaves(leaves, |x, rel, batch: &[(i64, i64)]| {
             x.key_ranges(rel, key, batch)
@@ -570,6 +547,24 @@ async fn bisect(
     ));
     record(r, &diff);
     Ok(Some(diff))
+}
+
+/// The buckets (`(number, rows, hash sum)` from each side) whose row count
+/// or sum differ, in order, each with the larger side's row count.
+fn differing(p: Vec<(i64, i64, String)>, q: Vec<(i64, i64, String)>) -> Vec<(i64, i64)> {
+    let p: HashMap<i64, (i64, String)> = p.into_iter().map(|(i, n, h)| (i, (n, h))).collect();
+    let q: HashMap<i64, (i64, String)> = q.into_iter().map(|(i, n, h)| (i, (n, h))).collect();
+    let mut buckets: Vec<i64> = p.keys().chain(q.keys()).copied().collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    buckets
+        .into_iter()
+        .filter(|i| p.get(i) != q.get(i))
+        .map(|i| {
+            let rows = |m: &HashMap<i64, (i64, String)>| m.get(&i).map_or(0, |v| v.0);
+            (i, rows(&p).max(rows(&q)))
+        })
+        .collect()
 }
 
 /// One stream's source and target, each with its checksum connection, for
@@ -670,21 +665,9 @@ async fn hashed(
     let (Ok(p), Ok(q)) = (p, q) else {
         return Ok(None);
     };
-    let p: HashMap<i64, (i64, String)> = p.into_iter().map(|(i, n, h)| (i, (n, h))).collect();
-    let q: HashMap<i64, (i64, String)> = q.into_iter().map(|(i, n, h)| (i, (n, h))).collect();
-    let mut buckets: Vec<i64> = p.keys().chain(q.keys()).copied().collect();
-    buckets.sort_unstable();
-    buckets.dedup();
     let mut leaves = Vec::new();
     let mut leaf_rows = 0i64;
-    for i in buckets {
-        if p.get(&i) == q.get(&i) {
-            continue;
-        }
-        let n = p
-            .get(&i)
-            .map_or(0, |v| v.0)
-            .max(q.get(&i).map_or(0, |v| v.0));
+    for (i, n) in differing(p, q) {
         leaves.push((i, n));
         leaf_rows += n;
         if leaf_rows > rows / 2 + LEAF_ROWS {
