@@ -1200,14 +1200,19 @@ async fn checksum_session(url: &str) -> Result<Client> {
 /// `sum` of a 64-bit hash of each row's text (the columns in order), as
 /// numeric text; `0` for no rows.
 fn row_hash_sum(columns: &[String]) -> String {
+    format!(
+        "coalesce(sum(hashtextextended({}, 0)::numeric), 0)::text",
+        row_text(columns)
+    )
+}
+
+/// `ROW(c1::text, …)::text`: a row's text, in which NULL and '' differ.
+fn row_text(columns: &[String]) -> String {
     let cols: Vec<String> = columns
         .iter()
         .map(|c| format!("{}::text", quote_ident(c, '"')))
         .collect();
-    format!(
-        "coalesce(sum(hashtextextended(ROW({})::text, 0)::numeric), 0)::text",
-        cols.join(", ")
-    )
+    format!("ROW({})::text", cols.join(", "))
 }
 
 /// Checksums of key ranges of a table with an integer key, computed
@@ -1281,13 +1286,9 @@ impl KeyChecksums {
 /// The bucket of a row by the hash of its key's text: `0..parts`. Any key
 /// type, composite keys too; both sides of one backend agree.
 fn hash_bucket(key: &[String], parts: i64) -> String {
-    let cols: Vec<String> = key
-        .iter()
-        .map(|c| format!("{}::text", quote_ident(c, '"')))
-        .collect();
     format!(
-        "((hashtextextended(ROW({})::text, 7) % {parts}) + {parts}) % {parts}",
-        cols.join(", ")
+        "((hashtextextended({}, 7) % {parts}) + {parts}) % {parts}",
+        row_text(key)
     )
 }
 
