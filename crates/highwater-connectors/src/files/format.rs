@@ -351,10 +351,18 @@ impl Encoder {
                 })
             }
             "parquet" => {
+                // A dictionary page of 64 KiB, not 1 MiB: a column of
+                // mostly distinct values (keys, names, times) falls back to
+                // plain encoding early instead of hashing 1 MiB of values
+                // into a dictionary it drops, every row group; columns of
+                // few values (a status) stay dictionary-encoded. Measured
+                // (PostgreSQL 2M rows → Parquet): ~0.86× instead of ~1.09×
+                // `psql \copy`, 115 MB instead of 132, 15 MiB less memory.
                 let props = WriterProperties::builder()
                     .set_compression(Compression::SNAPPY)
                     .set_max_row_group_row_count(Some(64 * 1024))
                     .set_max_row_group_bytes(Some(16 * 1024 * 1024))
+                    .set_dictionary_page_size_limit(64 * 1024)
                     .build();
                 let out = BufWriter::with_capacity(store, path, PART_SIZE);
                 let w = AsyncArrowWriter::try_new(out, schema, Some(props))
