@@ -223,9 +223,18 @@ impl Lake {
         }
     }
 
-    /// Read the files that appeared since the last call; apply them.
+    /// Read the files that appeared since the last call; apply them in
+    /// commit order.
+    ///
+    /// Commit order is the order in which the commit markers were written
+    /// (the stream lock serialises commits; then the positions they carry),
+    /// not of the files' names (run ids are random) nor of their
+    /// appearance: a run killed after its marker and before moving its file
+    /// to the final name is published by the next run, so one call can find
+    /// both files, the older one named after the newer.
     pub(crate) fn collect(&mut self, dir: &Dir, full: bool) -> Vec<CtRow> {
         let mut rows = Vec::new();
+        let mut new: Vec<(std::time::SystemTime, i64, PathBuf)> = Vec::new();
         for f in dir.files(&format!("lake/{}", self.sub), ".csv") {
             // Published means: its commit marker exists. A killed run can
             // leave a data file without one; the next run removes it.
@@ -242,6 +251,18 @@ impl Lake {
             if self.seen.contains(&f) || !marker.exists() {
                 continue;
             }
+            let body: Json = serde_json::from_str(&std::fs::read_to_string(&marker).unwrap())
+                .unwrap_or_else(|e| panic!("unreadable marker {}: {e}", marker.display()));
+            let info = body["info"].as_str().unwrap_or_default();
+            let version = match highwater_core::Position::from_json(info) {
+                Ok(highwater_core::Position::Version(v)) => v.version,
+                other => panic!("marker {} carries {other:?}", marker.display()),
+            };
+            let at = std::fs::metadata(&marker).unwrap().modified().unwrap();
+            new.push((at, version, f));
+        }
+        new.sort();
+        for (_, _, f) in new {
             self.seen.insert(f.clone());
             let (header, data) = read_csv(&f);
             assert_eq!(
@@ -795,6 +816,36 @@ pub async fn killed_runs(b: Backend) {
         let r = lake.run(&dir);
         assert_eq!(r.code, Some(0), "{}", r.out);
         lake.assert_matches(&db.table().await);
+    }
+    // Killed after the commit marker, before the file has its final name:
+    // the next run publishes that file beside its own, in which the key
+    // inserted in the first is deleted. A reader that orders files by
+    // name (random run ids) instead of by commit brings the key back.
+    for _ in 0..4 {
+        db.exec(&format!(
+            "INSERT INTO data_source_table (personid, name, age) VALUES ({id}, 'late', {id})"
+        ))
+        .await;
+        db.settle().await;
+        let r = lake.run_env(
+            &dir,
+            &[("HIGHWATER_FAILPOINT", "files.after_marker_before_publish")],
+        );
+        assert_ne!(
+            r.code,
+            Some(0),
+            "the failpoint should have stopped the run: {}",
+            r.out
+        );
+        db.exec(&format!(
+            "DELETE FROM data_source_table WHERE personid = {id}"
+        ))
+        .await;
+        db.settle().await;
+        let r = lake.run(&dir);
+        assert_eq!(r.code, Some(0), "{}", r.out);
+        lake.assert_matches(&db.table().await);
+        id += 1;
     }
     for round in 0..6u64 {
         db.exec(&format!(
