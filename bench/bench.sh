@@ -94,8 +94,11 @@ stream() { # name from to extra…
     stream "${src}_csv" "$src" lake "path: csv/$src.csv"
     stream "${src}_parquet" "$src" lake "path: parquet/$src.parquet"
   done
-  # partitions: N readers in one snapshot (PostgreSQL full loads).
-  for n in 2 4; do stream "pg_csv_p$n" pg lake "path: csv/pg_p$n.csv" "partitions: $n"; done
+  # partitions: N readers in one snapshot (full loads).
+  for n in 2 4; do
+    stream "pg_csv_p$n" pg lake "path: csv/pg_p$n.csv" "partitions: $n"
+    stream "my_csv_p$n" my lake "path: csv/my_p$n.csv" "partitions: $n"
+  done
   # Watermark streams: the first run is the full load, the next the delta.
   wm=("mode: watermark" "cursor: updated_at" "primary_key: [id]")
   stream delta_file pg lake "${wm[@]}" 'path: "delta/bench-{run_id}.csv"'
@@ -178,6 +181,8 @@ measure PG_CSV_P4 none hw run pg_csv_p4
 measure MYCLI none my_cli
 measure MY_CSV none hw run my_csv
 measure MY_PQ none hw run my_parquet
+measure MY_CSV_P2 none hw run my_csv_p2
+measure MY_CSV_P4 none hw run my_csv_p4
 measure LITECLI none lite_cli
 measure LITE_CSV none hw run lite_csv
 measure LITE_PQ none hw run lite_parquet
@@ -219,6 +224,8 @@ row "PostgreSQL -> CSV, partitions: 2" "$PG_CSV_P2" "$PSQL" "psql" "none; 1 vs 2
 row "PostgreSQL -> CSV, partitions: 4" "$PG_CSV_P4" "$PSQL" "psql" "none; 1 vs 2 vs 4" "$PG_CSV_P4_MEM"
 row "PostgreSQL -> Parquet" "$PG_PQ" "$PSQL" "psql" "<= 0.75x" "$PG_PQ_MEM"
 row "MariaDB -> CSV" "$MY_CSV" "$MYCLI" "mariadb" "<= 1.0x" "$MY_CSV_MEM"
+row "MariaDB -> CSV, partitions: 2" "$MY_CSV_P2" "$MYCLI" "mariadb" "none; 1 vs 2 vs 4" "$MY_CSV_P2_MEM"
+row "MariaDB -> CSV, partitions: 4" "$MY_CSV_P4" "$MYCLI" "mariadb" "none; 1 vs 2 vs 4" "$MY_CSV_P4_MEM"
 row "MariaDB -> Parquet" "$MY_PQ" "$MYCLI" "mariadb" "<= 1.0x" "$MY_PQ_MEM"
 row "SQLite -> CSV" "$LITE_CSV" "$LITECLI" "sqlite3" "<= 1.0x" "$LITE_CSV_MEM"
 row "SQLite -> Parquet" "$LITE_PQ" "$LITECLI" "sqlite3" "<= 1.0x" "$LITE_PQ_MEM"

@@ -1,5 +1,6 @@
-//! `partitions: N` (issue 12): a full load read over N PostgreSQL
-//! connections in one exported snapshot, one output, one commit.
+//! `partitions: N` (issue 12): a full load read over N connections in one
+//! snapshot (PostgreSQL: exported; MariaDB: N snapshots taken under a
+//! table lock), one output, one commit.
 //!
 //! The attack: a writer moves rows between the key ranges of different
 //! partitions while the load runs (each transaction moves one row up and
@@ -157,5 +158,162 @@ async fn partitions_into_a_merge_target_and_refused_where_they_cannot_work() {
     assert_code(&o, 2);
     let err = stderr(&o);
     assert!(err.contains("partitions: splits full loads"), "{err}");
-    assert!(err.contains("need a PostgreSQL source"), "{err}");
+    assert!(
+        err.contains("need a PostgreSQL or MariaDB/MySQL source"),
+        "{err}"
+    );
+}
+
+/// The rows of every published file: each `v` exactly once, `rows` in all.
+fn assert_each_row_once(dir: &Dir, loads: usize, rows: i64) {
+    let files = dir.files("lake/t", "csv");
+    assert_eq!(files.len(), loads, "one output per load: {files:?}");
+    for f in files {
+        let (header, got) = read_csv(&f);
+        assert_eq!(header, vec!["id", "v", "note"]);
+        assert_eq!(got.len() as i64, rows, "{f:?}");
+        let mut vs: Vec<i64> = got.iter().map(|r| r[1].parse().unwrap()).collect();
+        vs.sort();
+        vs.dedup();
+        assert_eq!(vs.len() as i64, rows, "every row exactly once in {f:?}");
+        assert!(got.iter().any(|r| r[0].is_empty() && r[2] == "no key"));
+    }
+}
+
+/// MariaDB: the same attack. Without the lock each reader's snapshot
+/// would be its own and a moved row would arrive twice or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_partitioned_full_load_is_one_snapshot_under_a_writer() {
+    use mysql_async::prelude::Queryable;
+    let dir = Dir::new("partitions_my_writer");
+    let my = MyDb::new("partitions_my_writer").await;
+    let mut c = my.connect().await;
+    c.query_drop(
+        "CREATE TABLE t (id bigint NULL, v bigint NOT NULL, note text, KEY (id), KEY (v)) ENGINE=InnoDB",
+    )
+    .await
+    .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO t SELECT seq, seq, CONCAT('row ', seq) FROM seq_1_to_{ROWS}"
+    ))
+    .await
+    .unwrap();
+    c.query_drop(format!(
+        "INSERT INTO t VALUES ({ROWS} * 2, -1, 'top'), (NULL, -2, 'no key')"
+    ))
+    .await
+    .unwrap();
+    config(
+        &dir,
+        &my.url,
+        "4",
+        "    to: lake\n    path: \"t/{run_id}.csv\"\n",
+    );
+    // Four writers, each transaction moving two rows between the lower
+    // and the upper half of the key span: the snapshots are taken within
+    // a millisecond, so one writer alone rarely commits between them.
+    drop(c);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..4i64)
+        .map(|w| {
+            let stop = stop.clone();
+            let url = my.url.clone();
+            tokio::spawn(async move {
+                let mut c = my_connect(&url).await;
+                let mut i: i64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    // Each writer its own rows: v ≡ w (mod 4).
+                    let (a, b) = (
+                        ((i * 7919) % (ROWS / 4)) * 4 + w + 1,
+                        ((i * 104_729) % (ROWS / 4)) * 4 + w + 1,
+                    );
+                    c.query_drop(format!(
+                        "UPDATE t SET id = CASE WHEN id <= {ROWS} THEN id + {ROWS} ELSE id - {ROWS} END WHERE v IN ({a}, {b})"
+                    ))
+                    .await
+                    .unwrap();
+                }
+                i
+            })
+        })
+        .collect();
+    let mut loads = 0;
+    for _ in 0..16 {
+        let o = dir.hw(&["run"]);
+        assert_code(&o, 0);
+        let out = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(out.contains("read in 4 partitions of id"), "{out}");
+        loads += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        assert!(w.await.unwrap() > 0, "the writer ran");
+    }
+    assert_each_row_once(&dir, loads, ROWS + 2);
+}
+
+/// MariaDB: a transaction that wrote to the table and stays open keeps the
+/// lock from being granted: the load reads over one connection, says so,
+/// and leaves the open transaction's rows out. An unsigned key above
+/// i64's range splits too; a merge target gets every row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_partitions_give_way_to_an_open_writer_and_split_unsigned_keys() {
+    use mysql_async::prelude::Queryable;
+    let dir = Dir::new("partitions_my_open");
+    let my = MyDb::new("partitions_my_open").await;
+    let mut c = my.connect().await;
+    c.query_drop(
+        "CREATE TABLE t (id bigint unsigned NOT NULL PRIMARY KEY, v bigint NOT NULL, note text)",
+    )
+    .await
+    .unwrap();
+    c.query_drop(
+        "INSERT INTO t SELECT seq, seq, CONCAT('row ', seq) FROM seq_1_to_1000;
+         INSERT INTO t VALUES (18446744073709551615, -1, 'max'), (9223372036854775808, -2, 'above i64')",
+    )
+    .await
+    .unwrap();
+    config(
+        &dir,
+        &my.url,
+        "3",
+        "    to: db\n    into: copy_t\n    write: merge\n",
+    );
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(out.contains("read in 3 partitions of id"), "{out}");
+    let sums = "SELECT count(*), count(DISTINCT id), CAST(min(id) AS CHAR), CAST(max(id) AS CHAR), sum(v), sum(length(note))";
+    let want: Vec<(i64, i64, String, String, i64, i64)> =
+        c.query(format!("{sums} FROM t")).await.unwrap();
+    let got: Vec<(i64, i64, String, String, i64, i64)> =
+        c.query(format!("{sums} FROM copy_t")).await.unwrap();
+    assert_eq!(got, want);
+    assert_eq!(want[0].0, 1002);
+
+    // An open writer of the table: no lock within 3 s, one connection.
+    let mut open = my.connect().await;
+    open.query_drop("BEGIN; INSERT INTO t VALUES (5000, 5000, 'uncommitted'); UPDATE t SET note = 'changed' WHERE id = 1")
+        .await
+        .unwrap();
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        out.contains("could not lock") && out.contains("read over one connection"),
+        "{out}"
+    );
+    let got: Vec<(i64, i64, String, String, i64, i64)> =
+        c.query(format!("{sums} FROM copy_t")).await.unwrap();
+    assert_eq!(got, want, "the open transaction's rows are not read");
+    open.query_drop("COMMIT").await.unwrap();
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    let want: Vec<(i64, i64, String, String, i64, i64)> =
+        c.query(format!("{sums} FROM t")).await.unwrap();
+    let got: Vec<(i64, i64, String, String, i64, i64)> =
+        c.query(format!("{sums} FROM copy_t")).await.unwrap();
+    assert_eq!(got, want);
+    assert_eq!(want[0].0, 1003);
 }

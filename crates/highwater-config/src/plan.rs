@@ -613,10 +613,10 @@ fn validate_stream(
             ));
         }
         if let Some(f) = from.as_ref().and_then(|f| conns.get(f))
-            && f.kind != ConnKind::Postgres
+            && !matches!(f.kind, ConnKind::Postgres | ConnKind::Mysql)
         {
             errs.push(format!(
-                "partitions: parallel reads in one snapshot need a PostgreSQL source (`{}` is not: MariaDB cannot give several connections one snapshot, SQLite is one file)",
+                "partitions: parallel reads in one snapshot need a PostgreSQL or MariaDB/MySQL source (`{}` is not: SQLite is one file read by one process)",
                 f.name
             ));
         }

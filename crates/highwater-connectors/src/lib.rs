@@ -30,6 +30,7 @@ pub mod files;
 mod held_back;
 mod load_text;
 pub mod mysql;
+mod partition;
 pub mod postgres;
 pub mod procedure;
 pub mod script;

@@ -22,6 +22,7 @@ pub mod cdc;
 mod cdc_keys;
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
+mod partition;
 pub(crate) mod procedure;
 pub(crate) mod script;
 mod sink;

@@ -15,6 +15,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row, Value};
 
 use super::change_tracking;
+use super::partition;
 use super::types::{Col, MyKind};
 use crate::util::{batch_channel, emit, quote_ident};
 
@@ -83,23 +84,28 @@ pub(super) async fn describe_conn(
     Ok(cols)
 }
 
+/// The table's primary key columns (none for a query, or when unreadable).
+async fn primary_key(conn: &mut Conn, relation: &Relation) -> Vec<String> {
+    match relation {
+        Relation::Table { schema, name } => conn
+            .exec::<String, _, _>(
+                "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
+                  WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?
+                    AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+                (schema.clone(), name.clone()),
+            )
+            .await
+            .unwrap_or_default(),
+        Relation::Query(_) => vec![],
+    }
+}
+
 #[async_trait]
 impl Source for MySource {
     async fn describe(&self, relation: &Relation) -> Result<TableInfo> {
         let mut conn = connect(&self.url).await?;
         let cols = describe_conn(&mut conn, relation).await?;
-        let primary_key = match relation {
-            Relation::Table { schema, name } => conn
-                .exec::<String, _, _>(
-                    "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE
-                      WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?
-                        AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
-                    (schema.clone(), name.clone()),
-                )
-                .await
-                .unwrap_or_default(),
-            Relation::Query(_) => vec![],
-        };
+        let primary_key = primary_key(&mut conn, relation).await;
         let _ = conn.disconnect().await;
         Ok(TableInfo {
             schema: Arc::new(Schema::new(
@@ -152,15 +158,34 @@ impl Source for MySource {
             }
             _ => None,
         };
-        conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            .await
-            .map_err(my_err)?;
-        // A cdc read writes its changed keys into a temporary table.
-        let start = match &req.delta {
-            Delta::Cdc { .. } => "START TRANSACTION WITH CONSISTENT SNAPSHOT",
-            _ => "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
-        };
-        conn.query_drop(start).await.map_err(my_err)?;
+        // A partitioned full load: N connections, snapshots of the same rows.
+        let mut parts = None;
+        if matches!(req.delta, Delta::Full) && req.partitions != 1 {
+            let cols = describe_conn(&mut conn, rel).await?;
+            let key = if req.primary_key.is_empty() {
+                primary_key(&mut conn, rel).await
+            } else {
+                req.primary_key.clone()
+            };
+            match partition::open(&self.url, &mut conn, rel, &key, &cols, req.partitions).await? {
+                partition::Opened::Parts(p) => {
+                    notes.push(p.note.clone());
+                    parts = Some(p);
+                }
+                partition::Opened::One(note) => notes.extend(note),
+            }
+        }
+        if parts.is_none() {
+            conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                .await
+                .map_err(my_err)?;
+            // A cdc read writes its changed keys into a temporary table.
+            let start = match &req.delta {
+                Delta::Cdc { .. } => "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+                _ => "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            };
+            conn.query_drop(start).await.map_err(my_err)?;
+        }
         let cols = describe_conn(&mut conn, rel).await?;
         let mut kinds: Vec<MyKind> = cols.iter().map(|c| c.1).collect();
         let mut fields: Vec<Field> = cols
@@ -173,7 +198,17 @@ impl Source for MySource {
         let mut null_rows = 0;
         let mut held_back = 0;
         let (sql, params): (String, Vec<Value>) = match &req.delta {
-            Delta::Full => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
+            Delta::Full => match &parts {
+                Some(p) => (
+                    format!(
+                        "SELECT * FROM {} WHERE {}",
+                        relation_sql(rel),
+                        p.conditions[0]
+                    ),
+                    vec![],
+                ),
+                None => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
+            },
             Delta::Window {
                 cursor,
                 start,
@@ -278,30 +313,27 @@ impl Source for MySource {
         let task_schema = schema.clone();
         let batch_size = req.batch_size.max(1);
         let rel_name = rel.to_string();
-        tokio::spawn(async move {
-            let res = pump(
-                &mut conn,
-                &sql,
-                params,
-                &task_schema,
-                kinds,
-                batch_size,
-                &tx,
-                &rel_name,
-            )
-            .await;
-            match res {
-                Ok(()) => {
-                    if let Err(e) = conn.query_drop("COMMIT").await {
-                        let _ = tx.send(Err(my_err(e))).await;
-                    }
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                }
+        if let Some(p) = parts {
+            for (c, cond) in p.readers.into_iter().zip(p.conditions.iter().skip(1)) {
+                let sql = format!("SELECT * FROM {} WHERE {cond}", relation_sql(rel));
+                let reader = Reader {
+                    schema: task_schema.clone(),
+                    kinds: kinds.clone(),
+                    batch_size,
+                    tx: tx.clone(),
+                    rel: rel_name.clone(),
+                };
+                tokio::spawn(reader.run(c, sql, vec![]));
             }
-            let _ = conn.disconnect().await;
-        });
+        }
+        let reader = Reader {
+            schema: task_schema,
+            kinds,
+            batch_size,
+            tx,
+            rel: rel_name,
+        };
+        tokio::spawn(reader.run(conn, sql, params));
         Ok(Extract {
             schema,
             to,
@@ -312,6 +344,44 @@ impl Source for MySource {
             notes,
             batches,
         })
+    }
+}
+
+/// One connection's part of a read: its rows into the read's batch stream.
+struct Reader {
+    schema: SchemaRef,
+    kinds: Vec<MyKind>,
+    batch_size: usize,
+    tx: tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    rel: String,
+}
+
+impl Reader {
+    /// Stream `sql`'s rows, end the transaction, close the connection; an
+    /// error goes down the channel.
+    async fn run(self, mut conn: Conn, sql: String, params: Vec<Value>) {
+        let res = pump(
+            &mut conn,
+            &sql,
+            params,
+            &self.schema,
+            self.kinds,
+            self.batch_size,
+            &self.tx,
+            &self.rel,
+        )
+        .await;
+        match res {
+            Ok(()) => {
+                if let Err(e) = conn.query_drop("COMMIT").await {
+                    let _ = self.tx.send(Err(my_err(e))).await;
+                }
+            }
+            Err(e) => {
+                let _ = self.tx.send(Err(e)).await;
+            }
+        }
+        let _ = conn.disconnect().await;
     }
 }
 

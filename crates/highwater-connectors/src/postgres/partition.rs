@@ -23,13 +23,6 @@ use super::types::PgKind;
 use crate::util::quote_ident;
 use highwater_core::{Error, Result};
 
-/// Below this many rows (`pg_class.reltuples`) `auto` reads over one
-/// connection: the extra connections cost more than they save.
-const AUTO_MIN_ROWS: f32 = 500_000.0;
-
-/// The most connections `auto` opens.
-const AUTO_MAX: usize = 4;
-
 /// A partitioned read: the exported snapshot and one key range per reader.
 pub(super) struct Parts {
     snapshot: String,
@@ -106,69 +99,29 @@ pub(super) async fn plan(
     let (Some(lo), Some(hi)) = (row.get::<_, Option<i64>>(0), row.get::<_, Option<i64>>(1)) else {
         return Ok(None);
     };
-    let n = match wanted {
-        0 => {
-            // The planner's estimate; a query (no table) reads over one.
-            let rows: f32 = client
-                .query_one(
-                    "SELECT coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)), 0)::float4",
-                    &[&from],
-                )
-                .await
-                .map(|r| r.get(0))
-                .unwrap_or(0.0);
-            if rows < AUTO_MIN_ROWS {
-                return Ok(None);
-            }
-            std::thread::available_parallelism()
-                .map(|p| p.get())
-                .unwrap_or(1)
-                .clamp(1, AUTO_MAX)
-        }
-        n => n,
+    let rows: f32 = if wanted == 0 {
+        // The planner's estimate; a query (no table) reads over one.
+        client
+            .query_one(
+                "SELECT coalesce((SELECT reltuples FROM pg_class WHERE oid = to_regclass($1)), 0)::float4",
+                &[&from],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(0.0)
+    } else {
+        0.0
+    };
+    let Some(n) = crate::partition::readers(wanted, rows as f64) else {
+        return Ok(None);
     };
     Ok(Some(Parts {
         snapshot: row.get(2),
         key: k.clone(),
-        ranges: split(lo, hi, n),
+        ranges: crate::partition::split(lo as i128, hi as i128, n)
+            .into_iter()
+            .map(|(a, b)| (a as i64, b as i64))
+            .collect(),
     })
     .filter(|p| p.ranges.len() > 1))
-}
-
-/// `[lo, hi]` in at most `n` contiguous ranges covering it exactly.
-fn split(lo: i64, hi: i64, n: usize) -> Vec<(i64, i64)> {
-    let span = (hi as i128) - (lo as i128) + 1;
-    let n = (n as i128).clamp(1, span.max(1));
-    (0..n)
-        .map(|i| {
-            let a = lo as i128 + span * i / n;
-            let b = lo as i128 + span * (i + 1) / n - 1;
-            (a as i64, b as i64)
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split;
-
-    #[test]
-    fn ranges_cover_the_key_span_exactly() {
-        for (lo, hi, n) in [
-            (1, 10, 3),
-            (0, 0, 4),
-            (i64::MIN, i64::MAX, 4),
-            (-5, 5, 16),
-            (7, 9, 8),
-        ] {
-            let r = split(lo, hi, n);
-            assert_eq!(r.first().unwrap().0, lo);
-            assert_eq!(r.last().unwrap().1, hi);
-            assert!(r.len() <= n);
-            for w in r.windows(2) {
-                assert_eq!(w[0].1 + 1, w[1].0, "{r:?}");
-            }
-            assert!(r.iter().all(|(a, b)| a <= b), "{r:?}");
-        }
-    }
 }
