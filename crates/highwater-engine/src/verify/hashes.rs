@@ -63,8 +63,7 @@ impl SourceRows {
     }
 
     /// Rows due.
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.rows.len()
     }
 

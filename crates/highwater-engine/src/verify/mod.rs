@@ -159,9 +159,7 @@ pub async fn verify_streams(
             ..StreamVerify::default()
         };
         let res = match opts.repair {
-            false => verify_one(plan, state.as_ref(), s, &mut r)
-                .await
-                .map(|_| ()),
+            false => verify_locked(plan, state.as_ref(), s, &mut r).await,
             true => repair_one(plan, state.as_ref(), s, &mut r).await,
         };
         if let Err(e) = res {
@@ -179,6 +177,29 @@ pub async fn verify_streams(
         out.push(r);
     }
     Ok(out)
+}
+
+/// Verify one stream; a `cdc` stream under its lock: what is not yet due
+/// is read from the log with the stream's own slot or replica identity,
+/// which a run holds while it reads.
+async fn verify_locked(
+    plan: &Plan,
+    state: &dyn StateStore,
+    s: &StreamPlan,
+    r: &mut StreamVerify,
+) -> Result<()> {
+    let _lock = match s.mode {
+        Mode::Cdc => match state.lock_stream(&s.name).await? {
+            Some(lock) => Some(lock),
+            None => {
+                return Err(Error::state(
+                    "another highwater process is running this stream now; verify it later",
+                ));
+            }
+        },
+        _ => None,
+    };
+    verify_one(plan, state, s, r).await.map(drop)
 }
 
 /// The keys that differ, as found by one comparison.
@@ -854,6 +875,24 @@ async fn read_source(
     for k in ct_not_due.into_iter().flatten() {
         side.rows.not_due(k);
     }
+    // Log-based capture: the keys with a change in the log after the
+    // position, read after the source's snapshot (so every change the
+    // snapshot holds and the position does not is among them).
+    if let (Mode::Cdc, Some(Position::Version(v)), None) = (s.mode, position, want) {
+        let (keys, reload) = cdc_changed_keys(source.as_ref(), s, v, &columns, &side.key).await?;
+        for k in keys {
+            side.rows.not_due(k);
+        }
+        if reload {
+            r.notes.push(
+                "the log no longer holds the stream's position: its next run reloads in full; \
+                 rows were compared as of now"
+                    .to_string(),
+            );
+        }
+        side.rows.seal();
+        side.due = side.rows.len() as u64;
+    }
     side.rows.seal();
     // Watermark: rows the source held back above its bound (`lag:`, the
     // late-commit cap) were not read; their keys are not due either (a row
@@ -905,6 +944,53 @@ fn key_indexes(s: &StreamPlan, columns: &[String]) -> Result<Vec<usize>> {
             })
         })
         .collect()
+}
+
+/// Whether a mode's outputs are changes (`SYS_CHANGE_OPERATION` I/U/D)
+/// whose full reloads replace the copy.
+fn delivers_changes(mode: Mode) -> bool {
+    matches!(mode, Mode::ChangeTracking | Mode::Cdc)
+}
+
+/// The keys with a change in the database's log after `after` (a `cdc`
+/// read of the stream that is never committed: the slot or binlog position
+/// stays), and whether the log lost the position (the read is a reload:
+/// then no key is left out). Call under the stream's lock: the read uses
+/// the stream's slot or replica identity.
+async fn cdc_changed_keys(
+    source: &dyn highwater_core::Source,
+    s: &StreamPlan,
+    after: &highwater_core::ChangeVersion,
+    columns: &[String],
+    key: &[usize],
+) -> Result<(HashSet<u64>, bool)> {
+    let mut req = runner::read_request(s, None);
+    req.delta = Delta::Cdc {
+        after: Some(after.clone()),
+    };
+    let idle = attempt::idle_timeout();
+    let mut extract = attempt::bounded("reading the log", idle, source.read(&req)).await?;
+    let visible: Vec<usize> = columns
+        .iter()
+        .map(|c| extract.schema.index_of(c))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::source("engine", e))?;
+    let mut keys = HashSet::new();
+    while let Some(b) = attempt::bounded("reading the log", idle, async {
+        Ok(extract.batches.next().await)
+    })
+    .await?
+    {
+        let b = b?;
+        if extract.full_reload {
+            continue;
+        }
+        let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
+        for row in 0..b.num_rows() {
+            keys.insert(key_hash(&key_text(&cols, key, row)));
+        }
+    }
+    Ok((keys, extract.full_reload))
 }
 
 /// The keys of `s`'s change log whose last change is newer than `after`
@@ -1128,7 +1214,7 @@ async fn replay_outputs(
     }
     // Change tracking: the outputs of full reloads replace the copy.
     let mut reloads = HashSet::new();
-    if s.mode == Mode::ChangeTracking {
+    if delivers_changes(s.mode) {
         for run in state.runs(100_000).await? {
             for sr in run.streams {
                 if sr.stream == s.name && sr.full_reload {
@@ -1183,7 +1269,7 @@ async fn replay_outputs(
                 let op = names
                     .iter()
                     .position(|n| n == highwater_connectors::change_tracking::OPERATION_COLUMN)
-                    .filter(|_| s.mode == Mode::ChangeTracking)
+                    .filter(|_| delivers_changes(s.mode))
                     .map(|i| align(b.column(i), &DataType::Utf8));
                 f(Replayed::Rows(&cols, op.as_ref()));
             }
