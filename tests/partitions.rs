@@ -317,3 +317,116 @@ async fn mariadb_partitions_give_way_to_an_open_writer_and_split_unsigned_keys()
     assert_eq!(got, want);
     assert_eq!(want[0].0, 1003);
 }
+
+/// Partitioned loads killed at instants spread over their run, beside a
+/// writer moving rows between partitions, on both backends: every file
+/// that reached its final name has a commit marker and every row exactly
+/// once; the run after the kills publishes a complete copy.
+async fn killed_partitioned_loads_publish_whole_copies_or_nothing(
+    url: &str,
+    dir: &Dir,
+    mut write: impl FnMut(i64) -> futures::future::BoxFuture<'static, ()> + Send + 'static,
+) {
+    config(
+        dir,
+        url,
+        "3",
+        "    to: lake\n    path: \"t/{run_id}.csv\"\n",
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                write(i).await;
+            }
+            i
+        })
+    };
+    for round in 0..8u64 {
+        let mut child = dir
+            .command(&["run"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20 + round * 25));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0, "the writer ran");
+    let files = dir.files("lake/t", "csv");
+    assert!(!files.is_empty());
+    for f in &files {
+        let run_id = f.file_stem().unwrap().to_string_lossy().to_string();
+        assert!(
+            dir.join(&format!("lake/_highwater/commits/t/{run_id}.json"))
+                .exists(),
+            "{f:?} is in place without a commit marker"
+        );
+    }
+    assert_each_row_once(dir, files.len(), ROWS + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_killed_partitioned_loads_publish_whole_copies_or_nothing() {
+    let dir = Dir::new("partitions_pg_kill");
+    let pg = PgDb::new("partitions_pg_kill").await;
+    pg.exec(&format!(
+        "CREATE TABLE t (id bigint, v bigint NOT NULL, note text);
+         CREATE INDEX ON t (v);
+         INSERT INTO t SELECT g, g, 'row ' || g FROM generate_series(1, {ROWS}) g;
+         INSERT INTO t VALUES ({ROWS} * 2, -1, 'top'), (NULL, -2, 'no key');"
+    ))
+    .await;
+    let c = Arc::new(pg_connect(&pg.url).await);
+    let url = pg.url.clone();
+    killed_partitioned_loads_publish_whole_copies_or_nothing(&url, &dir, move |i| {
+        let c = c.clone();
+        Box::pin(async move {
+            let (a, b) = ((i * 7919) % ROWS + 1, (i * 104_729) % ROWS + 1);
+            c.batch_execute(&format!(
+                "UPDATE t SET id = CASE WHEN id <= {ROWS} THEN id + {ROWS} ELSE id - {ROWS} END WHERE v IN ({a}, {b})"
+            ))
+            .await
+            .unwrap();
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_killed_partitioned_loads_publish_whole_copies_or_nothing() {
+    use mysql_async::prelude::Queryable;
+    let dir = Dir::new("partitions_my_kill");
+    let my = MyDb::new("partitions_my_kill").await;
+    let mut c = my.connect().await;
+    c.query_drop(format!(
+        "CREATE TABLE t (id bigint NULL, v bigint NOT NULL, note text, KEY (id), KEY (v));
+         INSERT INTO t SELECT seq, seq, CONCAT('row ', seq) FROM seq_1_to_{ROWS};
+         INSERT INTO t VALUES ({ROWS} * 2, -1, 'top'), (NULL, -2, 'no key');"
+    ))
+    .await
+    .unwrap();
+    let c = Arc::new(tokio::sync::Mutex::new(c));
+    let url = my.url.clone();
+    killed_partitioned_loads_publish_whole_copies_or_nothing(&url, &dir, move |i| {
+        let c = c.clone();
+        Box::pin(async move {
+            let (a, b) = ((i * 7919) % ROWS + 1, (i * 104_729) % ROWS + 1);
+            c.lock()
+                .await
+                .query_drop(format!(
+                    "UPDATE t SET id = CASE WHEN id <= {ROWS} THEN id + {ROWS} ELSE id - {ROWS} END WHERE v IN ({a}, {b})"
+                ))
+                .await
+                .unwrap();
+        })
+    })
+    .await;
+}
