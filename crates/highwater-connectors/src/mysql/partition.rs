@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! readers 1..N-1: connect                         -- before the lock
-//! lock:    SET SESSION lock_wait_timeout = 3
+//! lock:    SET SESSION lock_wait_timeout = 3, wait_timeout = 10
 //!          LOCK TABLES t READ                     -- waits for open writers of t
 //! readers 0..N-1: START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY
 //! lock:    UNLOCK TABLES                          -- writers go on
@@ -25,6 +25,9 @@
 //! why — meanwhile MariaDB holds new writers of the table behind the
 //! waiting lock, so the wait is kept short. The lock needs the `LOCK
 //! TABLES` privilege; without it the load also reads over one connection.
+//! The lock is never held for more than 10 s: snapshots not taken by then
+//! fail the read and the lock's session is dropped, and the session's
+//! `wait_timeout` ends it on the server if highwater vanishes.
 //!
 //! The ranges cut `[min, max]` of a single integer key evenly; the first
 //! range is open below (and takes the rows whose key is NULL), the last
@@ -40,6 +43,10 @@ use highwater_core::{Relation, Result};
 
 /// How long `LOCK TABLES` waits for open writers of the table.
 const LOCK_WAIT_SECS: u32 = 3;
+
+/// The longest the lock may be held (the snapshots take milliseconds); also
+/// the lock session's `wait_timeout`.
+const HOLD_SECS: u32 = 10;
 
 const START: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
 
@@ -118,10 +125,17 @@ pub(super) async fn open(
         Ok::<_, highwater_core::Error>(c)
     }))
     .await?;
+    conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(my_err)?;
     let mut lock = connect(url).await?;
     let locked = async {
-        lock.query_drop(format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECS}"))
-            .await?;
+        // A lock left by a process that vanished (network gone) ends with
+        // its idle session, after `wait_timeout`, not hours later.
+        lock.query_drop(format!(
+            "SET SESSION lock_wait_timeout = {LOCK_WAIT_SECS}, wait_timeout = {HOLD_SECS}"
+        ))
+        .await?;
         lock.query_drop(format!("LOCK TABLES {table} READ")).await
     }
     .await;
@@ -136,20 +150,38 @@ pub(super) async fn open(
             super::errors::message(&e)
         ))));
     }
-    conn.query_drop("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .await
-        .map_err(my_err)?;
-    let started = futures::future::join(
-        conn.query_drop(START),
-        try_join_all(readers.iter_mut().map(|r| r.query_drop(START))),
+    let hold = std::time::Duration::from_secs(HOLD_SECS.into());
+    let started = tokio::time::timeout(
+        hold,
+        futures::future::join(
+            conn.query_drop(START),
+            try_join_all(readers.iter_mut().map(|r| r.query_drop(START))),
+        ),
     )
     .await;
+    let Ok(started) = started else {
+        // Writers of the table wait while the lock is held: end its
+        // session rather than wait for an answer.
+        drop(lock);
+        return Err(highwater_core::Error::source(
+            "mysql",
+            format!(
+                "partitions: the snapshots of {rel} were not taken within {HOLD_SECS} s; \
+                 the table lock was given up"
+            ),
+        ));
+    };
     // Writers go on whatever happened; the session ends with the lock.
-    let unlocked = lock.query_drop("UNLOCK TABLES").await;
-    let _ = lock.disconnect().await;
+    let unlocked = tokio::time::timeout(hold, lock.query_drop("UNLOCK TABLES")).await;
+    match unlocked {
+        Ok(u) => {
+            let _ = lock.disconnect().await;
+            u.map_err(my_err)?;
+        }
+        Err(_) => drop(lock),
+    }
     started.0.map_err(my_err)?;
     started.1.map_err(my_err)?;
-    unlocked.map_err(my_err)?;
 
     let qk = q(k);
     let bounds: Option<(Value, Value)> = conn
