@@ -39,7 +39,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
@@ -179,6 +179,9 @@ pub async fn verify_streams(
     Ok(out)
 }
 
+/// How long verify waits for a run of a `cdc` stream to end.
+const CDC_LOCK_WAIT: Duration = Duration::from_secs(30);
+
 /// Verify one stream; a `cdc` stream under its lock: what is not yet due
 /// is read from the log with the stream's own slot or replica identity,
 /// which a run holds while it reads.
@@ -188,17 +191,25 @@ async fn verify_locked(
     s: &StreamPlan,
     r: &mut StreamVerify,
 ) -> Result<()> {
-    let _lock = match s.mode {
-        Mode::Cdc => match state.lock_stream(&s.name).await? {
-            Some(lock) => Some(lock),
-            None => {
-                return Err(Error::state(
-                    "another highwater process is running this stream now; verify it later",
-                ));
+    let mut lock = None;
+    if s.mode == Mode::Cdc {
+        // A run of the stream ends soon, usually: wait a little for it.
+        let until = Instant::now() + CDC_LOCK_WAIT;
+        lock = loop {
+            if let Some(l) = state.lock_stream(&s.name).await? {
+                break Some(l);
             }
-        },
-        _ => None,
-    };
+            if Instant::now() >= until {
+                return Err(Error::state(format!(
+                    "another highwater process has been running this stream for over {} s; \
+                     verify it later",
+                    CDC_LOCK_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+    }
+    let _lock = lock;
     verify_one(plan, state, s, r).await.map(drop)
 }
 
