@@ -68,3 +68,116 @@ async fn peak_memory_does_not_grow_with_table_size() {
         peaks[3]
     );
 }
+
+/// Peak memory does not grow with the rows' width either: 120 rows of
+/// 1 MB each (one default batch of 16,384 rows would hold them all, 120
+/// MB) cost about what 120 rows of 100 bytes cost, into files and into
+/// both database targets, from PostgreSQL and from MariaDB.
+#[tokio::test]
+async fn peak_memory_does_not_grow_with_row_width() {
+    use mysql_async::prelude::Queryable;
+    let pg = PgDb::new("memory_wide").await;
+    let my = MyDb::new("memory_wide").await;
+    let mut mc = my.connect().await;
+    for (table, width) in [("narrow", 100), ("wide", 1_000_000)] {
+        pg.exec(&format!(
+            "CREATE TABLE {table} (id bigint primary key, v text);
+             INSERT INTO {table} SELECT g, repeat(chr(65 + g % 26), {width}) FROM generate_series(1, 120) g;"
+        ))
+        .await;
+        mc.query_drop(format!(
+            "CREATE TABLE {table} (id bigint primary key, v longtext);
+             INSERT INTO {table} SELECT seq, REPEAT(CHAR(65 + seq % 26), {width}) FROM seq_1_to_120;"
+        ))
+        .await
+        .unwrap();
+    }
+    let _ = mc.disconnect().await;
+    let targets = [
+        ("pg", "lake", "    path: \"t.csv\"\n"),
+        ("pg", "lake", "    path: \"t.parquet\"\n"),
+        (
+            "pg",
+            "pgdst",
+            "    into: copy_t\n    write: merge\n    primary_key: [id]\n",
+        ),
+        (
+            "my",
+            "mydst",
+            "    into: copy_t\n    write: merge\n    primary_key: [id]\n",
+        ),
+        ("my", "lake", "    path: \"t.csv\"\n"),
+    ];
+    for (from, to, how) in targets {
+        let mut peaks = Vec::new();
+        for table in ["narrow", "wide"] {
+            let dir = Dir::new("memory_wide");
+            let dst_pg = PgDb::new("memory_wide_dst").await;
+            let dst_my = MyDb::new("memory_wide_dst").await;
+            dir.write(
+                "highwater.yaml",
+                &format!(
+                    "connections:\n  pg: {}\n  my: {}\n  lake: file://./lake\n  pgdst: {}\n  mydst: {}\nstreams:\n  t:\n    from: {from}\n    table: {table}\n    to: {to}\n{how}",
+                    pg.url, my.url, dst_pg.url, dst_my.url
+                ),
+            );
+            peaks.push(peak_kib(&dir));
+            // The copy is whole: 120 rows, the wide ones 1 MB each.
+            let n = match to {
+                "pgdst" => pg_rows(
+                    &dst_pg,
+                    "SELECT count(*)::text || '/' || sum(length(v))::text FROM copy_t",
+                )
+                .await[0][0]
+                    .clone(),
+                "mydst" => {
+                    let mut c = dst_my.connect().await;
+                    let r: Option<String> = c
+                        .query_first("SELECT CONCAT(count(*), '/', sum(length(v))) FROM copy_t")
+                        .await
+                        .unwrap();
+                    r.unwrap()
+                }
+                _ => {
+                    let f = dir.files("lake", "").into_iter().next().unwrap();
+                    if f.to_string_lossy().ends_with(".csv") {
+                        let (_, rows) = read_csv(&f);
+                        format!(
+                            "{}/{}",
+                            rows.len(),
+                            rows.iter().map(|r| r[1].len()).sum::<usize>()
+                        )
+                    } else {
+                        let file = std::fs::File::open(&f).unwrap();
+                        let batches: Vec<arrow_array::RecordBatch> =
+                            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                                file,
+                            )
+                            .unwrap()
+                            .build()
+                            .unwrap()
+                            .map(|b| b.unwrap())
+                            .collect();
+                        let (mut rows, mut len) = (0, 0);
+                        for b in &batches {
+                            let v = arrow_array::cast::AsArray::as_string::<i32>(
+                                b.column_by_name("v").unwrap().as_ref(),
+                            );
+                            rows += b.num_rows();
+                            len += v.iter().map(|x| x.unwrap().len()).sum::<usize>();
+                        }
+                        format!("{rows}/{len}")
+                    }
+                }
+            };
+            let width = if table == "wide" { 1_000_000 } else { 100 };
+            assert_eq!(n, format!("120/{}", 120 * width), "{from} → {to} {how}");
+        }
+        assert!(
+            peaks[1] < peaks[0] + 64 * 1024,
+            "{from} → {to} {how}: 120 narrow rows {} KiB, 120 rows of 1 MB {} KiB",
+            peaks[0],
+            peaks[1]
+        );
+    }
+}

@@ -22,6 +22,11 @@ pub fn quote_ident(name: &str, q: char) -> String {
     s
 }
 
+/// A batch ends at `batch_size` rows or once its values hold this many
+/// bytes, whichever comes first: memory stays bounded however wide the rows
+/// (16,384 rows of 1 MB values would be 16 GB).
+pub(crate) const BATCH_BYTES: usize = 4 << 20;
+
 /// A bounded channel of batches (two in flight: memory stays bounded).
 pub fn batch_channel(schema: SchemaRef) -> (mpsc::Sender<Result<RecordBatch>>, BatchStream) {
     let (tx, rx) = mpsc::channel(2);

@@ -233,10 +233,12 @@ impl TextBatches {
         use std::io::BufRead;
         let mut rows: Vec<Vec<Option<String>>> = Vec::new();
         let mut names: Vec<String> = self.header.clone().unwrap_or_default();
-        while rows.len() < BATCH_ROWS {
+        let mut bytes = 0usize;
+        while rows.len() < BATCH_ROWS && bytes < crate::util::BATCH_BYTES {
             match self.format {
                 Text::Csv => {
                     let Some(rec) = self.csv_record()? else { break };
+                    bytes += rec.len();
                     let fields = csv_fields(&rec, &self.url)?;
                     if self.header.is_none() {
                         names = fields.into_iter().map(Option::unwrap_or_default).collect();
@@ -257,6 +259,7 @@ impl TextBatches {
                     if line.trim().is_empty() {
                         continue;
                     }
+                    bytes += line.len();
                     rows.push(jsonl_fields(&line, &mut names, &self.url)?);
                 }
             }

@@ -847,11 +847,16 @@ async fn pump(
     };
     let mut cols: Vec<Col> = kinds.iter().map(|k| Col::new(*k, batch_size)).collect();
     let mut n = 0usize;
+    let mut bytes = 0usize;
     let mut total = 0u64;
     while let Some(row) = rows.next().await {
         let row = row.map_err(my_err)?;
         for (i, col) in cols.iter_mut().enumerate() {
             let v = row.as_ref(i).unwrap_or(&Value::NULL);
+            bytes += match v {
+                Value::Bytes(b) => b.len(),
+                _ => 8,
+            };
             col.push(v).map_err(|m| {
                 bad(format!(
                     "column {} row {}: {m}",
@@ -862,7 +867,8 @@ async fn pump(
         }
         n += 1;
         total += 1;
-        if n == batch_size {
+        if n == batch_size || bytes >= crate::util::BATCH_BYTES {
+            bytes = 0;
             if !emit(
                 tx,
                 schema,

@@ -1039,7 +1039,8 @@ fn row_name(
     }
 }
 
-/// Parse the binary COPY stream into batches of `batch_size` rows.
+/// Parse the binary COPY stream into batches of `batch_size` rows (or
+/// [`crate::util::BATCH_BYTES`] of values).
 async fn pump(
     copy: tokio_postgres::CopyOutStream,
     schema: &SchemaRef,
@@ -1058,6 +1059,7 @@ async fn pump(
         .map(|k| Col::new(k.clone(), batch_size))
         .collect();
     let mut rows = 0usize;
+    let mut bytes = 0usize;
     let mut total = 0u64;
     let bad = |m: String| Error::source(BACKEND, format!("{rel}: {m}"));
     let mut finished = false;
@@ -1134,7 +1136,8 @@ async fn pump(
             buf.advance(pos);
             rows += 1;
             total += 1;
-            if rows == batch_size {
+            bytes += pos;
+            if rows == batch_size || bytes >= crate::util::BATCH_BYTES {
                 if !emit(
                     tx,
                     schema,
@@ -1146,6 +1149,7 @@ async fn pump(
                     return Ok(());
                 }
                 rows = 0;
+                bytes = 0;
             }
         }
     }

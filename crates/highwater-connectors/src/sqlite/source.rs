@@ -590,10 +590,15 @@ fn run_read(
         let cap = req.batch_size.max(1);
         let mut builders: Vec<Col> = kinds.iter().map(|k| Col::new(*k, cap)).collect();
         let mut count = 0usize;
+        let mut bytes = 0usize;
         let mut total = 0u64;
         while let Some(row) = rows.next().map_err(|e| sql_err(rel, e))? {
             for (i, b) in builders.iter_mut().enumerate().take(n) {
                 let v: ValueRef<'_> = row.get_ref(i).map_err(|e| sql_err(rel, e))?;
+                bytes += match v {
+                    ValueRef::Text(t) | ValueRef::Blob(t) => t.len(),
+                    _ => 8,
+                };
                 b.push(v).map_err(|m| {
                     Error::data(format!(
                         "{rel}: column {} row {}: {m}",
@@ -604,7 +609,8 @@ fn run_read(
             }
             count += 1;
             total += 1;
-            if count == cap {
+            if count == cap || bytes >= crate::util::BATCH_BYTES {
+                bytes = 0;
                 let cols = builders.iter_mut().map(Col::finish).collect();
                 let batch = RecordBatch::try_new(schema.clone(), cols)
                     .map_err(|e| Error::source(BACKEND, e))?;
