@@ -12,7 +12,6 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> ExitCode {
-    bounded_malloc();
     quiet_broken_pipe();
     let matches = cli::Args::command().get_matches();
     let mut args = match cli::Args::from_arg_matches(&matches) {
@@ -43,22 +42,6 @@ fn main() -> ExitCode {
 /// `highwater runs | head` closes stdout early; `println!` then panics with
 /// "Broken pipe". Exit quietly with the shell's SIGPIPE status instead of
 /// printing a panic (Rust ignores SIGPIPE, and restoring it needs `unsafe`).
-/// glibc raises its mmap threshold to the size of every large block freed
-/// (up to 32 MiB), after which the megabyte-sized value buffers of batches
-/// of wide rows come from its heap arenas and stay resident once freed:
-/// 120 rows of 1 MB peaked at 138 MiB, 82 MiB with the threshold fixed at
-/// glibc's initial 128 KiB (mimalloc: 191 MiB, jemalloc: 126 MiB). See
-/// docs/decisions.md, "Memory independent of row width".
-#[allow(unsafe_code)]
-fn bounded_malloc() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets an allocator parameter; it is called first
-    // thing in main, before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
-}
-
 fn quiet_broken_pipe() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

@@ -69,10 +69,11 @@ async fn peak_memory_does_not_grow_with_table_size() {
     );
 }
 
-/// Peak memory does not grow with the rows' width either: 120 rows of
-/// 1 MB each (one default batch of 16,384 rows would hold them all, 120
-/// MB) cost about what 120 rows of 100 bytes cost, into files and into
-/// both database targets, from PostgreSQL and from MariaDB.
+/// Peak memory does not grow with the rows' width either: 200 rows of
+/// 1 MB each (one default batch of 16,384 rows would hold them all, 200
+/// MB) stay within 128 MiB of what 200 rows of 100 bytes cost (debug
+/// build: about 90 MiB more, the same for 120 or 300 rows), into files and
+/// into both database targets, from PostgreSQL and from MariaDB.
 #[tokio::test]
 async fn peak_memory_does_not_grow_with_row_width() {
     use mysql_async::prelude::Queryable;
@@ -82,12 +83,12 @@ async fn peak_memory_does_not_grow_with_row_width() {
     for (table, width) in [("narrow", 100), ("wide", 1_000_000)] {
         pg.exec(&format!(
             "CREATE TABLE {table} (id bigint primary key, v text);
-             INSERT INTO {table} SELECT g, repeat(chr(65 + g % 26), {width}) FROM generate_series(1, 120) g;"
+             INSERT INTO {table} SELECT g, repeat(chr(65 + g % 26), {width}) FROM generate_series(1, 200) g;"
         ))
         .await;
         mc.query_drop(format!(
             "CREATE TABLE {table} (id bigint primary key, v longtext);
-             INSERT INTO {table} SELECT seq, REPEAT(CHAR(65 + seq % 26), {width}) FROM seq_1_to_120;"
+             INSERT INTO {table} SELECT seq, REPEAT(CHAR(65 + seq % 26), {width}) FROM seq_1_to_200;"
         ))
         .await
         .unwrap();
@@ -122,7 +123,7 @@ async fn peak_memory_does_not_grow_with_row_width() {
                 ),
             );
             peaks.push(peak_kib(&dir));
-            // The copy is whole: 120 rows, the wide ones 1 MB each.
+            // The copy is whole: 200 rows, the wide ones 1 MB each.
             let n = match to {
                 "pgdst" => pg_rows(
                     &dst_pg,
@@ -171,11 +172,11 @@ async fn peak_memory_does_not_grow_with_row_width() {
                 }
             };
             let width = if table == "wide" { 1_000_000 } else { 100 };
-            assert_eq!(n, format!("120/{}", 120 * width), "{from} → {to} {how}");
+            assert_eq!(n, format!("200/{}", 200 * width), "{from} → {to} {how}");
         }
         assert!(
-            peaks[1] < peaks[0] + 64 * 1024,
-            "{from} → {to} {how}: 120 narrow rows {} KiB, 120 rows of 1 MB {} KiB",
+            peaks[1] < peaks[0] + 128 * 1024,
+            "{from} → {to} {how}: 200 narrow rows {} KiB, 200 rows of 1 MB {} KiB",
             peaks[0],
             peaks[1]
         );
