@@ -860,12 +860,7 @@ pub async fn killed_runs(b: Backend) {
         .await;
         id += 2;
         db.settle().await;
-        let mut child = dir
-            .command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = dir.spawn_quiet(&["run"]);
         std::thread::sleep(Duration::from_millis(5 + round * 12));
         let _ = child.kill();
         let _ = child.wait();

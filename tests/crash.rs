@@ -92,12 +92,7 @@ async fn kill_9_at_random_instants() {
             .into_iter()
             .enumerate()
         {
-            let mut child = dir
-                .command(&["run"])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
+            let mut child = dir.spawn_quiet(&["run"]);
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             let _ = child.kill(); // SIGKILL
             let _ = child.wait();

@@ -330,12 +330,7 @@ pub async fn first_run_killed_at_random_instants(b: Backend) {
         config(&dir, &db, "2d", 1000);
         let mut lake = Lake::for_stream("people", "ct");
         let mut watcher = db.connect().await;
-        let mut child = dir
-            .command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = dir.spawn_quiet(&["run"]);
         if let Conn::My(c) = &mut watcher {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {

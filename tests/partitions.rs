@@ -346,12 +346,7 @@ async fn killed_partitioned_loads_publish_whole_copies_or_nothing(
         })
     };
     for round in 0..8u64 {
-        let mut child = dir
-            .command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = dir.spawn_quiet(&["run"]);
         std::thread::sleep(std::time::Duration::from_millis(20 + round * 25));
         let _ = child.kill();
         let _ = child.wait();

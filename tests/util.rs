@@ -104,6 +104,15 @@ impl Dir {
         command_in(&self.path, args)
     }
 
+    /// Start highwater with `args`, its output discarded (to be killed).
+    pub fn spawn_quiet(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start highwater")
+    }
+
     /// All files under `sub` (recursive) whose name ends with `ext`, sorted.
     pub fn files(&self, sub: &str, ext: &str) -> Vec<PathBuf> {
         let mut out = Vec::new();

@@ -827,21 +827,10 @@ async fn read_source(
         schema: None,
     };
 
-    // Change tracking: keys changed after the position are not due.
-    let mut ct_not_due: Option<HashSet<u64>> = None;
-    if let (Mode::ChangeTracking, Some(Position::Version(v))) = (s.mode, position) {
-        let keys = changed_keys(source.as_ref(), &conn.kind, s, v.version).await?;
-        ct_not_due = Some(keys);
-    }
-
     let idle = attempt::idle_timeout();
     let mut extract = attempt::bounded("reading the source", idle, source.read(&req)).await?;
     r.notes.append(&mut extract.notes);
-    let visible: Vec<usize> = columns
-        .iter()
-        .map(|c| extract.schema.index_of(c))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::source("engine", e))?;
+    let visible: Vec<usize> = indexes_of(&extract.schema, &columns)?;
     side.schema = Some(Arc::new(
         extract
             .schema
@@ -871,7 +860,6 @@ async fn read_source(
             if want.is_some_and(|w| w.contains(&k)) {
                 side.texts.insert(k, text);
             }
-            let due = due && !ct_not_due.as_ref().is_some_and(|n| n.contains(&k));
             if !due {
                 side.rows.not_due(k);
                 continue;
@@ -880,26 +868,32 @@ async fn read_source(
             side.rows.push(k, row_hash(&cols, row));
         }
     }
-    // Change tracking: keys changed after the position, deleted ones too.
-    // A key due in one version and not in another (updated past the
-    // position) is not due.
-    for k in ct_not_due.into_iter().flatten() {
-        side.rows.not_due(k);
-    }
-    // Log-based capture: the keys with a change in the log after the
-    // position, read after the source's snapshot (so every change the
-    // snapshot holds and the position does not is among them).
-    if let (Mode::Cdc, Some(Position::Version(v)), None) = (s.mode, position, want) {
-        let (keys, reload) = cdc_changed_keys(source.as_ref(), s, v, &columns, &side.key).await?;
+    // Change tracking and log-based capture: keys changed after the
+    // position (deleted ones too) are not due, on either side; a key due in
+    // one version and not in another (updated past the position) is not
+    // due. Read after the source's snapshot, so every change the snapshot
+    // holds and the position does not is among them.
+    let later = match (s.mode, position, want) {
+        (Mode::ChangeTracking, Some(Position::Version(v)), None) => {
+            Some(changed_keys(source.as_ref(), &conn.kind, s, v.version).await?)
+        }
+        (Mode::Cdc, Some(Position::Version(v)), None) => {
+            let (keys, reload) =
+                cdc_changed_keys(source.as_ref(), s, v, &columns, &side.key).await?;
+            if reload {
+                r.notes.push(
+                    "the log no longer holds the stream's position: its next run reloads in \
+                     full; rows were compared as of now"
+                        .to_string(),
+                );
+            }
+            Some(keys)
+        }
+        _ => None,
+    };
+    if let Some(keys) = later {
         for k in keys {
             side.rows.not_due(k);
-        }
-        if reload {
-            r.notes.push(
-                "the log no longer holds the stream's position: its next run reloads in full; \
-                 rows were compared as of now"
-                    .to_string(),
-            );
         }
         side.rows.seal();
         side.due = side.rows.len() as u64;
@@ -915,11 +909,7 @@ async fn read_source(
         };
         let mut all = attempt::bounded("reading the source", idle, source.read(&full)).await?;
         let mut held = Vec::new();
-        let visible: Vec<usize> = columns
-            .iter()
-            .map(|c| all.schema.index_of(c))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| Error::source("engine", e))?;
+        let visible: Vec<usize> = indexes_of(&all.schema, &columns)?;
         while let Some(b) = attempt::bounded("reading the source", idle, async {
             Ok(all.batches.next().await)
         })
@@ -957,6 +947,15 @@ fn key_indexes(s: &StreamPlan, columns: &[String]) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// The positions of `columns` in `schema`.
+fn indexes_of(schema: &SchemaRef, columns: &[String]) -> Result<Vec<usize>> {
+    columns
+        .iter()
+        .map(|c| schema.index_of(c))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::source("engine", e))
+}
+
 /// Whether a mode's outputs are changes (`SYS_CHANGE_OPERATION` I/U/D)
 /// whose full reloads replace the copy.
 fn delivers_changes(mode: Mode) -> bool {
@@ -981,11 +980,7 @@ async fn cdc_changed_keys(
     };
     let idle = attempt::idle_timeout();
     let mut extract = attempt::bounded("reading the log", idle, source.read(&req)).await?;
-    let visible: Vec<usize> = columns
-        .iter()
-        .map(|c| extract.schema.index_of(c))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::source("engine", e))?;
+    let visible: Vec<usize> = indexes_of(&extract.schema, columns)?;
     let mut keys = HashSet::new();
     while let Some(b) = attempt::bounded("reading the log", idle, async {
         Ok(extract.batches.next().await)
@@ -1789,11 +1784,7 @@ async fn repair_batches(
     }
     let idle = attempt::idle_timeout();
     let mut extract = attempt::bounded("reading the source", idle, source.read(&req)).await?;
-    let visible: Vec<usize> = columns
-        .iter()
-        .map(|c| extract.schema.index_of(c))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| Error::source("engine", e))?;
+    let visible: Vec<usize> = indexes_of(&extract.schema, &columns)?;
     let skip_null = s.on_null_cursor == NullCursorPolicy::Skip;
     while let Some(b) = attempt::bounded("reading the source", idle, async {
         Ok(extract.batches.next().await)
