@@ -316,6 +316,40 @@ async fn mariadb_partitions_give_way_to_an_open_writer_and_split_unsigned_keys()
         c.query(format!("{sums} FROM copy_t")).await.unwrap();
     assert_eq!(got, want);
     assert_eq!(want[0].0, 1003);
+
+    // A role without the LOCK TABLES privilege: one connection, with a
+    // warning, every row.
+    let user = format!("nl_{}", &my.name[my.name.len().saturating_sub(20)..]);
+    c.query_drop(format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON `{}`.* TO '{user}'@'%'",
+        my.name
+    ))
+    .await
+    .unwrap();
+    let url = my.url.replacen("root@", &format!("{user}:pw@"), 1);
+    assert_ne!(url, my.url);
+    config(
+        &dir,
+        &url,
+        "3",
+        "    to: lake\n    path: \"t/{run_id}.csv\"\n",
+    );
+    let o = dir.hw(&["run"]);
+    let _ = c.query_drop(format!("DROP USER '{user}'@'%'")).await;
+    assert_code(&o, 0);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        out.contains("could not lock") && out.contains("read over one connection"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(":pw@"),
+        "the password stays out of messages: {out}"
+    );
+    let files = dir.files("lake/t", "csv");
+    assert_eq!(files.len(), 1);
+    let (_, rows) = read_csv(&files[0]);
+    assert_eq!(rows.len(), 1003);
 }
 
 /// Partitioned loads killed at instants spread over their run, beside a
