@@ -1031,6 +1031,15 @@ async fn verify_finds_and_repairs_what_differs(b: Backend) {
     for s in v.as_array().unwrap() {
         assert_eq!(s["compared"], 19, "{s}");
     }
+    // Nothing in the log after the position: the merge target is compared
+    // by sums inside both databases.
+    let m = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "m")
+        .unwrap();
+    assert!(m["notes"].to_string().contains("equal by checksum"), "{m}");
     // Not yet delivered: not due, neither missing nor extra.
     db.exec("DELETE FROM t WHERE id = 5; UPDATE t SET v = 'later' WHERE id = 6; INSERT INTO t VALUES (40, 'forty', 40)")
         .await;

@@ -363,6 +363,10 @@ async fn in_database(
                 && status.generation == v.generation
                 && status.changed_after == Some(0)
         }
+        (Mode::Cdc, Some(Position::Version(v))) => {
+            let source = highwater_connectors::source(&from.kind, from.url.expose()).await?;
+            !cdc_log_moved(source.as_ref(), s, v).await?
+        }
         _ => false,
     };
     if !all_due || s.primary_key.is_empty() {
@@ -960,6 +964,30 @@ fn indexes_of(schema: &SchemaRef, columns: &[String]) -> Result<Vec<usize>> {
 /// whose full reloads replace the copy.
 fn delivers_changes(mode: Mode) -> bool {
     matches!(mode, Mode::ChangeTracking | Mode::Cdc)
+}
+
+/// Whether the database's log holds a change after `after`, or lost the
+/// position (a `cdc` read that is never committed; under the stream's lock).
+async fn cdc_log_moved(
+    source: &dyn highwater_core::Source,
+    s: &StreamPlan,
+    after: &highwater_core::ChangeVersion,
+) -> Result<bool> {
+    let mut req = runner::read_request(s, None);
+    req.delta = Delta::Cdc {
+        after: Some(after.clone()),
+    };
+    let idle = attempt::idle_timeout();
+    let mut extract = attempt::bounded("reading the log", idle, source.read(&req)).await?;
+    let mut moved = extract.full_reload;
+    while let Some(b) = attempt::bounded("reading the log", idle, async {
+        Ok(extract.batches.next().await)
+    })
+    .await?
+    {
+        moved |= b?.num_rows() > 0;
+    }
+    Ok(moved)
 }
 
 /// The keys with a change in the database's log after `after` (a `cdc`
