@@ -280,6 +280,13 @@ async fn mariadb_partitions_give_way_to_an_open_writer_and_split_unsigned_keys()
         "3",
         "    to: db\n    into: copy_t\n    write: merge\n",
     );
+    let checked = dir.hw(&["check"]);
+    assert_code(&checked, 0);
+    assert!(
+        !stdout(&checked).contains("LOCK TABLES"),
+        "{}",
+        stdout(&checked)
+    );
     let o = dir.hw(&["run"]);
     assert_code(&o, 0);
     let out = format!("{}{}", stdout(&o), stderr(&o));
@@ -334,8 +341,17 @@ async fn mariadb_partitions_give_way_to_an_open_writer_and_split_unsigned_keys()
         "3",
         "    to: lake\n    path: \"t/{run_id}.csv\"\n",
     );
+    // `check` says so beforehand (a warning: exit 0).
+    let checked = dir.hw(&["check"]);
     let o = dir.hw(&["run"]);
     let _ = c.query_drop(format!("DROP USER '{user}'@'%'")).await;
+    assert_code(&checked, 0);
+    let said = stdout(&checked);
+    assert!(
+        said.contains("partitions: no LOCK TABLES privilege")
+            && said.contains(&format!("GRANT LOCK TABLES ON `{}`.*", my.name)),
+        "{said}"
+    );
     assert_code(&o, 0);
     let out = format!("{}{}", stdout(&o), stderr(&o));
     assert!(

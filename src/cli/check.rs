@@ -148,6 +148,30 @@ pub async fn run(config: &Path, json: bool) -> i32 {
             }
             entry["cdc"] = json!({"ok": cdc_ok, "message": cdc_msg});
         }
+        if ok && s.partitions != 1 && from.kind == ConnKind::Mysql {
+            let lock =
+                highwater_connectors::mysql::check_lock_privilege(from.url.expose(), &s.relation)
+                    .await;
+            let msg = match lock {
+                Ok(None) => None,
+                Ok(Some(m)) => Some(m),
+                Err(e) => Some(format!(
+                    "could not read this role's grants ({}): a partitioned load reads over one \
+                     connection when it cannot lock the table",
+                    plan.secrets.redact(&e.to_string())
+                )),
+            };
+            if let Some(m) = &msg
+                && !json
+            {
+                println!(
+                    "{} stream {} partitions: {m}",
+                    output::warning_mark(),
+                    s.name
+                );
+            }
+            entry["partitions_warning"] = json!(msg);
+        }
         if ok && s.mode == highwater_config::Mode::ChangeTracking {
             let ct = highwater_connectors::change_tracking::status(
                 &from.kind,

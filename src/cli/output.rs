@@ -130,6 +130,11 @@ pub fn status_mark(s: RunStatus) -> String {
     }
 }
 
+/// The mark of a line that warns (yellow `warning`).
+pub fn warning_mark() -> String {
+    paint("33", &format!("{:<7}", "warning"))
+}
+
 /// 1234567 → "1,234,567".
 pub fn group_digits(n: u64) -> String {
     let s = n.to_string();

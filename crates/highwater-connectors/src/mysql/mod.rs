@@ -23,6 +23,7 @@ mod cdc_keys;
 pub(crate) mod change_tracking;
 pub(crate) mod errors;
 mod partition;
+pub use partition::check_lock_privilege;
 pub(crate) mod procedure;
 pub(crate) mod script;
 mod sink;

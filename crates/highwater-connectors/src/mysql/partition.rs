@@ -242,3 +242,45 @@ pub(super) async fn open(
         conditions,
     }))
 }
+
+/// For `highwater check`: `None` when this role may lock `rel` (its grants
+/// hold `LOCK TABLES` or `ALL PRIVILEGES` on `*.*` or on the table's
+/// database), else what a partitioned load will do and the statement that
+/// fixes it. Role grants activated later are not seen, hence a warning,
+/// never an error.
+pub async fn check_lock_privilege(url: &str, rel: &Relation) -> Result<Option<String>> {
+    let Relation::Table { schema, .. } = rel else {
+        return Ok(None);
+    };
+    let mut conn = connect(url).await?;
+    let db: Option<String> = match schema {
+        Some(s) => Some(s.clone()),
+        None => conn
+            .query_first("SELECT DATABASE()")
+            .await
+            .map_err(my_err)?,
+    };
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.map_err(my_err)?;
+    let user: Option<String> = conn
+        .query_first("SELECT CURRENT_USER()")
+        .await
+        .map_err(my_err)?;
+    let _ = conn.disconnect().await;
+    let db = db.unwrap_or_default();
+    let on = |g: &str, what: &str| {
+        g.contains(&format!(" ON {what} ")) || g.contains(&format!(" ON {what}\n"))
+    };
+    let quoted_db = format!("`{}`.*", db.replace('`', "``"));
+    let may = grants.iter().any(|g| {
+        let g = g.to_uppercase().replace("`*`", "*");
+        let privileged = g.contains("ALL PRIVILEGES") || g.contains("LOCK TABLES");
+        privileged && (on(&g, "*.*") || on(&g, &quoted_db.to_uppercase()))
+    });
+    Ok((!may).then(|| {
+        format!(
+            "no LOCK TABLES privilege on {quoted_db} among the grants of {}: a partitioned load \
+             will read over one connection (GRANT LOCK TABLES ON {quoted_db} TO {0})",
+            user.unwrap_or_else(|| "this user".into())
+        )
+    }))
+}
