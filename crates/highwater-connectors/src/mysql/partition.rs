@@ -83,10 +83,15 @@ pub(super) async fn open(
         )));
     };
     let [k] = key else {
-        return Ok(Opened::One(Some(format!(
-            "partitions: the key ({}) is not one integer column: reads over one connection",
-            key.join(", ")
-        ))));
+        return Ok(Opened::One(Some(match key {
+            [] => "partitions: the table has no primary key (set `primary_key:`): reads over \
+                   one connection"
+                .to_string(),
+            _ => format!(
+                "partitions: the key ({}) is not one integer column: reads over one connection",
+                key.join(", ")
+            ),
+        })));
     };
     if !cols
         .iter()
