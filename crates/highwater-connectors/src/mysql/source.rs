@@ -161,6 +161,7 @@ impl Source for MySource {
         // A partitioned full load: N connections, snapshots of the same rows.
         let mut parts = None;
         if matches!(req.delta, Delta::Full) && req.partitions != 1 {
+            // Described again in the snapshot below, which `SELECT *` reads.
             let cols = describe_conn(&mut conn, rel).await?;
             let key = if req.primary_key.is_empty() {
                 primary_key(&mut conn, rel).await
@@ -199,14 +200,7 @@ impl Source for MySource {
         let mut held_back = 0;
         let (sql, params): (String, Vec<Value>) = match &req.delta {
             Delta::Full => match &parts {
-                Some(p) => (
-                    format!(
-                        "SELECT * FROM {} WHERE {}",
-                        relation_sql(rel),
-                        p.conditions[0]
-                    ),
-                    vec![],
-                ),
+                Some(p) => (part_sql(rel, &p.conditions[0]), vec![]),
                 None => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
             },
             Delta::Window {
@@ -315,7 +309,7 @@ impl Source for MySource {
         let rel_name = rel.to_string();
         if let Some(p) = parts {
             for (c, cond) in p.readers.into_iter().zip(p.conditions.iter().skip(1)) {
-                let sql = format!("SELECT * FROM {} WHERE {cond}", relation_sql(rel));
+                let sql = part_sql(rel, cond);
                 let reader = Reader {
                     schema: task_schema.clone(),
                     kinds: kinds.clone(),
@@ -345,6 +339,11 @@ impl Source for MySource {
             batches,
         })
     }
+}
+
+/// The rows of one partition of a full load.
+fn part_sql(rel: &Relation, condition: &str) -> String {
+    format!("SELECT * FROM {} WHERE {condition}", relation_sql(rel))
 }
 
 /// One connection's part of a read: its rows into the read's batch stream.

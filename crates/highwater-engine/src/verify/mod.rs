@@ -895,14 +895,14 @@ async fn read_source(
         }
         _ => None,
     };
-    if let Some(keys) = later {
-        for k in keys {
-            side.rows.not_due(k);
-        }
-        side.rows.seal();
-        side.due = side.rows.len() as u64;
+    let recount = later.is_some();
+    for k in later.into_iter().flatten() {
+        side.rows.not_due(k);
     }
     side.rows.seal();
+    if recount {
+        side.due = side.rows.len() as u64;
+    }
     // Watermark: rows the source held back above its bound (`lag:`, the
     // late-commit cap) were not read; their keys are not due either (a row
     // copied before and updated since would otherwise look extra).
@@ -966,12 +966,16 @@ fn delivers_changes(mode: Mode) -> bool {
     matches!(mode, Mode::ChangeTracking | Mode::Cdc)
 }
 
-/// Whether the database's log holds a change after `after`, or lost the
-/// position (a `cdc` read that is never committed; under the stream's lock).
-async fn cdc_log_moved(
+/// Read the database's log after `after` with the stream's own `cdc`
+/// request, never committed (the slot or binlog position stays): `f` sees
+/// the read's schema and each batch. Returns whether the log lost the
+/// position (the read is a reload). Call under the stream's lock: the read
+/// uses the stream's slot or replica identity.
+async fn read_cdc_log(
     source: &dyn highwater_core::Source,
     s: &StreamPlan,
     after: &highwater_core::ChangeVersion,
+    mut f: impl FnMut(&SchemaRef, &RecordBatch) -> Result<()>,
 ) -> Result<bool> {
     let mut req = runner::read_request(s, None);
     req.delta = Delta::Cdc {
@@ -979,22 +983,34 @@ async fn cdc_log_moved(
     };
     let idle = attempt::idle_timeout();
     let mut extract = attempt::bounded("reading the log", idle, source.read(&req)).await?;
-    let mut moved = extract.full_reload;
     while let Some(b) = attempt::bounded("reading the log", idle, async {
         Ok(extract.batches.next().await)
     })
     .await?
     {
-        moved |= b?.num_rows() > 0;
+        f(&extract.schema, &b?)?;
     }
-    Ok(moved)
+    Ok(extract.full_reload)
 }
 
-/// The keys with a change in the database's log after `after` (a `cdc`
-/// read of the stream that is never committed: the slot or binlog position
-/// stays), and whether the log lost the position (the read is a reload:
-/// then no key is left out). Call under the stream's lock: the read uses
-/// the stream's slot or replica identity.
+/// Whether the database's log holds a change after `after`, or lost the
+/// position.
+async fn cdc_log_moved(
+    source: &dyn highwater_core::Source,
+    s: &StreamPlan,
+    after: &highwater_core::ChangeVersion,
+) -> Result<bool> {
+    let mut changes = false;
+    let reload = read_cdc_log(source, s, after, |_, b| {
+        changes |= b.num_rows() > 0;
+        Ok(())
+    })
+    .await?;
+    Ok(reload || changes)
+}
+
+/// The keys with a change in the database's log after `after`, and whether
+/// the log lost the position (then no key is left out).
 async fn cdc_changed_keys(
     source: &dyn highwater_core::Source,
     s: &StreamPlan,
@@ -1002,29 +1018,20 @@ async fn cdc_changed_keys(
     columns: &[String],
     key: &[usize],
 ) -> Result<(HashSet<u64>, bool)> {
-    let mut req = runner::read_request(s, None);
-    req.delta = Delta::Cdc {
-        after: Some(after.clone()),
-    };
-    let idle = attempt::idle_timeout();
-    let mut extract = attempt::bounded("reading the log", idle, source.read(&req)).await?;
-    let visible: Vec<usize> = indexes_of(&extract.schema, columns)?;
     let mut keys = HashSet::new();
-    while let Some(b) = attempt::bounded("reading the log", idle, async {
-        Ok(extract.batches.next().await)
-    })
-    .await?
-    {
-        let b = b?;
-        if extract.full_reload {
-            continue;
-        }
+    let reload = read_cdc_log(source, s, after, |schema, b| {
+        let visible = indexes_of(schema, columns)?;
         let cols: Vec<ArrayRef> = visible.iter().map(|i| b.column(*i).clone()).collect();
         for row in 0..b.num_rows() {
             keys.insert(key_hash(&key_text(&cols, key, row)));
         }
+        Ok(())
+    })
+    .await?;
+    if reload {
+        keys.clear();
     }
-    Ok((keys, extract.full_reload))
+    Ok((keys, reload))
 }
 
 /// The keys of `s`'s change log whose last change is newer than `after`
