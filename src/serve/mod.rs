@@ -386,7 +386,8 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
         factory_root: root.clone(),
     });
     println!("listening on http://{addr}  (/, /runs/ID, /api/runs, /metrics, /healthz)");
-    let verify_tasks = start_verify(&shared);
+    let mut verify_tasks = start_verify(&shared);
+    verify_tasks.extend(start_part_helpers(&shared));
     if trigger_count > 0 {
         println!(
             "{trigger_count} trigger(s) of the factory in {}",
@@ -482,7 +483,8 @@ pub async fn run(config: &Path, listen: &str, factory: Option<&Path>) -> i32 {
     for h in running.into_iter().chain(trigger_tasks) {
         let _ = h.await;
     }
-    // Verification only reads: stopping one midway is harmless.
+    // Verification only reads, and a part stopped midway is claimed
+    // again by its load's coordinator: stopping either is harmless.
     for h in verify_tasks {
         h.abort();
     }
@@ -539,6 +541,38 @@ fn start_stream_windows(
             succeeded: tokio::sync::watch::channel(0).0,
         };
         tasks.push(tokio::spawn(triggers::tumbling(l, tw, fire, stop.clone())));
+    }
+    tasks
+}
+
+/// How often a worker looks for parts of shared full loads to read.
+const PART_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One task per stream with `share_partitions:`: read and stage parts of
+/// the stream's full loads that other processes coordinate (see
+/// `highwater_engine::parts`).
+fn start_part_helpers(shared: &Arc<Shared>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for s in shared.plan.streams.iter().filter(|s| s.share_partitions) {
+        println!("helping with the parts of {}'s full loads", s.name);
+        let (shared, stream) = (shared.clone(), s.name.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut failed = std::collections::HashSet::new();
+            loop {
+                tokio::time::sleep(PART_POLL).await;
+                let Some(s) = shared.plan.streams.iter().find(|p| p.name == stream) else {
+                    return;
+                };
+                match highwater_engine::parts::help(&shared.plan, shared.state.as_ref(), s, &mut failed).await {
+                    Ok(lines) => {
+                        for l in lines {
+                            println!("{l}");
+                        }
+                    }
+                    Err(e) => tracing::warn!(stream = %stream, error = %shared.plan.secrets.redact(&e.to_string()), "Cannot help with the stream's parts."),
+                }
+            }
+        }));
     }
     tasks
 }

@@ -130,6 +130,9 @@ pub struct StreamPlan {
     pub change_retention_secs: i64,
     /// `partitions:` of a full load: 1 (one connection), N, or 0 for `auto`.
     pub partitions: usize,
+    /// `share_partitions:`: other processes sharing the state may claim
+    /// parts of the full load (see the engine's `parts` module).
+    pub share_partitions: bool,
 }
 
 impl Plan {
@@ -621,6 +624,31 @@ fn validate_stream(
             ));
         }
     }
+    let share_partitions = s.share_partitions.unwrap_or(false);
+    if share_partitions {
+        if partitions == 1 {
+            errs.push("share_partitions: needs `partitions:` (a number, or `auto`)".to_string());
+        }
+        if let Some(f) = from.as_ref().and_then(|f| conns.get(f))
+            && f.kind != ConnKind::Postgres
+        {
+            errs.push(format!(
+                "share_partitions: needs a PostgreSQL source (`{}` is not): only PostgreSQL hands one snapshot to other processes",
+                f.name
+            ));
+        }
+        if let Some(t) = to.as_ref().and_then(|t| conns.get(t))
+            && t.kind.is_database()
+        {
+            errs.push(format!(
+                "share_partitions: needs a file target (local folder, Azure Blob or S3); `{}` is a database",
+                t.name
+            ));
+        }
+        if s.window.is_some() {
+            errs.push("share_partitions: a windowed stream is not a full load".to_string());
+        }
+    }
     let batch_size = match s.batch_size {
         None => default_batch,
         Some(b) if (1..=10_000_000).contains(&b) => b as usize,
@@ -773,6 +801,7 @@ fn validate_stream(
         batch_size,
         change_retention_secs,
         partitions,
+        share_partitions,
     })
 }
 

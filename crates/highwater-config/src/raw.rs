@@ -101,6 +101,11 @@ pub struct RawStream {
     /// Read a full load over N connections in one snapshot, each a range of
     /// the integer key: `partitions: 4`, or `auto` (PostgreSQL).
     pub partitions: Option<DurationOrNumber>,
+    /// The parts of a full load are claimed by every process sharing this
+    /// state (`highwater serve` workers), each reading its own in the one
+    /// snapshot; one commit publishes a file per part (PostgreSQL source,
+    /// file target).
+    pub share_partitions: Option<bool>,
     /// Change tracking: how long changes are kept, `change_retention: 2d` (default).
     pub change_retention: Option<DurationOrNumber>,
 }

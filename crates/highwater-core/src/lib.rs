@@ -26,10 +26,11 @@ pub use position::{ChangeVersion, CursorValue, Position, WatermarkPosition};
 pub use retry::{RetryPolicy, with_retries};
 pub use sink::{
     Committed, FileSplit, ProcedureWrite, Recovered, Sink, SinkWriter, TableWrite, TableWriteMode,
-    WriteRequest,
+    WriteRequest, part_file_name,
 };
 pub use source::{
-    ConnKind, Delta, Extract, Lag, NullCursorPolicy, ReadRequest, Relation, Source, TableInfo,
+    ConnKind, Delta, ExportedParts, Extract, Lag, NullCursorPolicy, PartRange, ReadRequest,
+    Relation, Source, TableInfo,
 };
 pub use state::{
     Attempt, AttemptStatus, RunQuery, RunRecord, RunStatus, StateStore, StreamLock, StreamRun,

@@ -53,6 +53,33 @@ impl FileSplit {
     }
 }
 
+/// The file name of part `index` of a shared full load writing `target`:
+/// `orders/full.parquet` → `orders/full_00002.parquet` (a compression
+/// suffix stays with its format: `t.csv.gz` → `t_00002.csv.gz`).
+pub fn part_file_name(target: &str, index: usize) -> String {
+    let name_at = target.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let name = &target[name_at..];
+    let mut dot = name.rfind('.');
+    if let Some(d) = dot
+        && matches!(
+            &name[d..],
+            ".gz" | ".bz2" | ".zst" | ".lz4" | ".snappy" | ".deflate" | ".xz"
+        )
+        && let Some(inner) = name[..d].rfind('.')
+    {
+        dot = Some(inner);
+    }
+    let (stem, ext) = match dot.filter(|d| *d > 0) {
+        Some(d) => target.split_at(name_at + d),
+        None => (target, ""),
+    };
+    FileSplit {
+        max_rows: u64::MAX,
+        extension: ext.to_string(),
+    }
+    .name(stem, index)
+}
+
 /// How a database target applies an attempt's rows (see `docs/decisions.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableWrite {
@@ -144,6 +171,42 @@ pub trait Sink: Send + Sync {
     /// `begin` connects again and reports its own error). By default
     /// nothing.
     fn connect_early(&self) {}
+
+    /// One part of a shared full load (`share_partitions:`), written by
+    /// whichever process claimed it: staged under `(stream, run_id)` as
+    /// part `index`, never visible until [`Sink::commit_parts`]. The
+    /// writer's `commit` only finishes the staged part. Writing a part
+    /// again replaces it.
+    async fn begin_part(&self, req: WriteRequest, index: usize) -> Result<Box<dyn SinkWriter>> {
+        let _ = (req, index);
+        Err(crate::Error::config(
+            "share_partitions",
+            "needs a file target (local folder, Azure Blob or S3)",
+        ))
+    }
+
+    /// The rows of part `index` of `(stream, run_id)` once it is staged
+    /// in full; `None` while it is not.
+    async fn part_written(&self, stream: &str, run_id: &str, index: usize) -> Result<Option<u64>> {
+        let _ = (stream, run_id, index);
+        Ok(None)
+    }
+
+    /// Publish parts `0..parts` of `req`'s attempt with one commit marker,
+    /// as [`SinkWriter::commit`] publishes one output. Fails, publishing
+    /// nothing, when a part is not staged.
+    async fn commit_parts(
+        &self,
+        req: &WriteRequest,
+        parts: usize,
+        info: &str,
+    ) -> Result<Committed> {
+        let _ = (req, parts, info);
+        Err(crate::Error::config(
+            "share_partitions",
+            "needs a file target (local folder, Azure Blob or S3)",
+        ))
+    }
 }
 
 /// One attempt's writer. Memory stays bounded: batches are encoded and
@@ -159,4 +222,21 @@ pub trait SinkWriter: Send {
 
     /// Drop everything written; nothing becomes visible.
     async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::part_file_name;
+
+    #[test]
+    fn part_names_keep_the_extension() {
+        assert_eq!(part_file_name("o/full.parquet", 2), "o/full_00002.parquet");
+        assert_eq!(part_file_name("o/t.csv.gz", 0), "o/t_00000.csv.gz");
+        assert_eq!(part_file_name("o.d/full", 1), "o.d/full_00001");
+        assert_eq!(
+            part_file_name("a/2026.12.04.jsonl", 3),
+            "a/2026.12.04_00003.jsonl"
+        );
+        assert_eq!(part_file_name(".hidden", 0), ".hidden_00000");
+    }
 }

@@ -124,6 +124,35 @@ pub enum Delta {
     /// the LSN `after.version` of the slot generation `after.generation`;
     /// `None` (or another generation) creates the slot and loads in full.
     Cdc { after: Option<ChangeVersion> },
+    /// One part of a full load whose parts are read by several processes
+    /// (`share_partitions:`): the rows of one key range, in a snapshot
+    /// another session exported (see [`Source::export_parts`]).
+    Part(PartRange),
+}
+
+/// One key range of a shared full load.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PartRange {
+    /// The exported snapshot every part is read in.
+    pub snapshot: String,
+    /// The single integer key the ranges split.
+    pub key: String,
+    /// Inclusive bounds of the key.
+    pub lo: i64,
+    pub hi: i64,
+    /// This part also reads the rows whose key is NULL (part 0).
+    pub nulls: bool,
+}
+
+/// A snapshot exported for a shared full load, and its key ranges. The
+/// snapshot lives while `hold` (the exporting session) is kept.
+pub struct ExportedParts {
+    pub snapshot: String,
+    pub key: String,
+    pub ranges: Vec<(i64, i64)>,
+    /// How the parts were chosen, for the run record.
+    pub note: String,
+    pub hold: Box<dyn std::any::Any + Send>,
 }
 
 /// How far behind the newest cursor value a run stops, so that
@@ -223,6 +252,19 @@ pub trait Source: Send + Sync {
     async fn confirm(&self, stream: &str, to: &Position) -> Result<()> {
         let _ = (stream, to);
         Ok(())
+    }
+
+    /// A full load of `req` split for several processes: export a snapshot
+    /// that other sessions can import and cut the key into ranges, each
+    /// then read with [`Delta::Part`]. `None`: the table cannot be split
+    /// (no single integer key, empty, too small for `auto`). Sources that
+    /// cannot share a snapshot across sessions say so.
+    async fn export_parts(&self, req: &ReadRequest) -> Result<Option<ExportedParts>> {
+        let _ = req;
+        Err(crate::Error::config(
+            format!("stream {}", req.stream),
+            "share_partitions: needs a PostgreSQL source (only it can hand one snapshot to other processes)",
+        ))
     }
 }
 

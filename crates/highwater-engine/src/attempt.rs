@@ -222,14 +222,17 @@ fn attempt(key: &str, attempt_id: &str, from: &Option<Position>, target: &str) -
 pub async fn execute(env: Env<'_>, mut copy: Copy, rows: &mut dyn Rows) -> Result<Outcome> {
     copy.request.stream = copy.key.clone();
     copy.request.run_id = copy.attempt_id.clone();
-    let target = copy.request.target.clone();
-    let a = attempt(&copy.key, &copy.attempt_id, &copy.from, &target);
-    let (state, sink) = (env.state, env.sink);
+    let a = attempt(
+        &copy.key,
+        &copy.attempt_id,
+        &copy.from,
+        &copy.request.target,
+    );
     failpoint("engine.before_attempt");
-    state.begin_attempt(&a).await?;
+    env.state.begin_attempt(&a).await?;
     failpoint("engine.after_begin_attempt");
 
-    let (writer, written) = match write_all(sink, copy.request, rows).await {
+    let (writer, written) = match write_all(env.sink, copy.request.clone(), rows).await {
         Ok(w) => w,
         Err(e) => {
             let _ = env.abandon(&a, &e.to_string()).await;
@@ -237,21 +240,84 @@ pub async fn execute(env: Env<'_>, mut copy: Copy, rows: &mut dyn Rows) -> Resul
         }
     };
     let to = rows.position();
+    publish(env, &copy, &a, Staged::Writer(writer), written, to).await
+}
+
+/// Run one attempt whose rows several processes stage as parts
+/// (`share_partitions:`): write-ahead, then `stage` (which returns once
+/// every one of `parts` parts is staged, with the rows they hold), then
+/// one commit publishes them all and the position moves to `to`.
+pub async fn execute_parts(
+    env: Env<'_>,
+    mut copy: Copy,
+    stage: impl Future<Output = Result<(usize, u64)>>,
+    to: Position,
+) -> Result<Outcome> {
+    copy.request.stream = copy.key.clone();
+    copy.request.run_id = copy.attempt_id.clone();
+    let a = attempt(
+        &copy.key,
+        &copy.attempt_id,
+        &copy.from,
+        &copy.request.target,
+    );
+    failpoint("engine.before_attempt");
+    env.state.begin_attempt(&a).await?;
+    failpoint("engine.after_begin_attempt");
+    let (parts, written) = match stage.await {
+        Ok(p) => p,
+        Err(e) => {
+            // Nothing was committed: the staged parts go with the attempt.
+            let _ = env
+                .sink
+                .recover(&copy.key, &copy.attempt_id, &a.target, copy.owned)
+                .await;
+            let _ = env.abandon(&a, &e.to_string()).await;
+            return Err(e);
+        }
+    };
+    publish(env, &copy, &a, Staged::Parts(parts), written, to).await
+}
+
+/// What an attempt staged, ready for the one commit.
+enum Staged {
+    Writer(Box<dyn SinkWriter>),
+    /// Parts `0..n`, staged by [`Sink::begin_part`].
+    Parts(usize),
+}
+
+/// Commit what `a` staged, then the position (see the module doc).
+async fn publish(
+    env: Env<'_>,
+    copy: &Copy,
+    a: &Attempt,
+    staged: Staged,
+    written: u64,
+    to: Position,
+) -> Result<Outcome> {
+    let (state, sink) = (env.state, env.sink);
+    let target = &copy.request.target;
     failpoint("engine.before_sink_commit");
     // A lost lock means another process may be running this key: do not
     // publish (the attempt stays open for the lock's holder to settle).
     if let Err(e) = state.verify_lock(&copy.key).await {
-        let _ = writer.abort().await;
+        if let Staged::Writer(w) = staged {
+            let _ = w.abort().await;
+        }
         return Err(e);
     }
     let info = to.to_json();
     let mut notes = Vec::new();
-    let committed = match writer.commit(&info).await {
+    let commit = match staged {
+        Staged::Writer(w) => w.commit(&info).await,
+        Staged::Parts(n) => sink.commit_parts(&copy.request, n, &info).await,
+    };
+    let committed = match commit {
         Ok(c) => c,
         Err(e) => {
             // The commit may have happened with its answer lost: ask.
             match sink
-                .recover(&copy.key, &copy.attempt_id, &target, copy.owned)
+                .recover(&copy.key, &copy.attempt_id, target, copy.owned)
                 .await
             {
                 Ok(Recovered::Published { info: stored }) => {
@@ -260,11 +326,11 @@ pub async fn execute(env: Env<'_>, mut copy: Copy, rows: &mut dyn Rows) -> Resul
                          committed, so the position moves"
                     ));
                     let to = position_of(&stored, &copy.attempt_id)?;
-                    state.commit_attempt(&a, &to).await?;
+                    state.commit_attempt(a, &to).await?;
                     failpoint("engine.after_state_commit");
                     return Ok(Outcome {
                         committed: Committed {
-                            outputs: vec![target],
+                            outputs: vec![target.clone()],
                             rows: written,
                             bytes: 0,
                         },
@@ -273,7 +339,7 @@ pub async fn execute(env: Env<'_>, mut copy: Copy, rows: &mut dyn Rows) -> Resul
                     });
                 }
                 Ok(Recovered::NotPublished) => {
-                    let _ = env.abandon(&a, &e.to_string()).await;
+                    let _ = env.abandon(a, &e.to_string()).await;
                     return Err(e);
                 }
                 Err(asked) => {
@@ -289,7 +355,7 @@ pub async fn execute(env: Env<'_>, mut copy: Copy, rows: &mut dyn Rows) -> Resul
     failpoint("engine.after_publish");
     // If this fails the attempt stays open: the next run settles it from
     // the commit marker, so the position is neither lost nor moved twice.
-    state.commit_attempt(&a, &to).await?;
+    state.commit_attempt(a, &to).await?;
     failpoint("engine.after_state_commit");
     Ok(Outcome {
         committed,

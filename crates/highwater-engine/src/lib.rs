@@ -24,6 +24,7 @@
 pub mod attempt;
 pub mod boundary;
 pub mod events;
+pub mod parts;
 pub mod pipeline;
 pub mod preview;
 pub mod runner;

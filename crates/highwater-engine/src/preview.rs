@@ -178,7 +178,7 @@ async fn preview_one(
                 p.notes.push(n);
             }
         }
-        Delta::Full | Delta::Window { .. } => {
+        Delta::Full | Delta::Window { .. } | Delta::Part(_) => {
             p.rows = Some(count(source.as_ref(), &req, None, p).await?.0);
         }
         // Peeking at the slot is not free and creating it is a write: the

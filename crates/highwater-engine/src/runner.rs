@@ -458,6 +458,26 @@ impl Ctx<'_> {
         // Columns exist, cursor types are usable, `lag:` fits the cursor.
         describe_checked(source.as_ref(), s, &from_conn.kind).await?;
 
+        // `share_partitions:`: parts claimed by every process sharing the state.
+        if s.share_partitions && self.window.is_none() && table_write.is_none() {
+            let req = read_request(s, None);
+            let exported =
+                attempt::bounded("planning the parts", idle, source.export_parts(&req)).await?;
+            match exported {
+                Some(x) => {
+                    return self
+                        .run_shared(s, rec, env, source.as_ref(), x, attempt_id, &current)
+                        .await;
+                }
+                None => self.note(
+                    s,
+                    rec,
+                    "share_partitions: the table cannot be split (no single integer key, empty, or too small for `auto`); read by this process"
+                        .to_string(),
+                ),
+            }
+        }
+
         let after = if self.full_refresh || self.window.is_some() {
             None
         } else {
@@ -597,6 +617,88 @@ impl Ctx<'_> {
         if let Some(p) = &outcome.position {
             self.confirm_cdc(source.as_ref(), s, rec, p).await;
         }
+        Ok(())
+    }
+
+    /// A full load whose parts every process sharing the state may claim
+    /// (see [`crate::parts`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn run_shared(
+        &self,
+        s: &StreamPlan,
+        rec: &mut StreamRun,
+        env: attempt::Env<'_>,
+        source: &dyn highwater_core::Source,
+        exported: highwater_core::ExportedParts,
+        attempt_id: &str,
+        current: &Option<Position>,
+    ) -> Result<()> {
+        let Target::File { path, format } = &s.target else {
+            return Err(Error::config(
+                format!("stream {}", s.name),
+                "share_partitions: needs a file target",
+            ));
+        };
+        let key = self.key(s);
+        let target = template::render(path, &s.name, attempt_id, self.started);
+        self.note(s, rec, exported.note.clone());
+        let plan = crate::parts::PartPlan {
+            stream: key.clone(),
+            run_id: attempt_id.to_string(),
+            target: target.clone(),
+            format: format.as_str().to_string(),
+            overwrite: true,
+            snapshot: exported.snapshot,
+            key: exported.key,
+            ranges: exported.ranges,
+            source: self.plan.connections[&s.from].url.redacted(),
+            sink: self.plan.connections[&s.to].url.redacted(),
+        };
+        let observer = self.observer.clone();
+        let progress = move |rows: u64| {
+            observer.event(Event::Progress {
+                stream: &s.name,
+                rows,
+            })
+        };
+        let schema = describe_checked(source, s, &self.plan.connections[&s.from].kind)
+            .await?
+            .schema;
+        let stage = crate::parts::coordinate(crate::parts::Coordinate {
+            env: crate::parts::PartEnv {
+                state: env.state,
+                source,
+                sink: env.sink,
+                stream: s,
+            },
+            plan,
+            hold: exported.hold,
+            progress: &progress,
+        });
+        let copy = attempt::Copy {
+            key: key.clone(),
+            attempt_id: attempt_id.to_string(),
+            from: current.clone(),
+            request: WriteRequest {
+                stream: key,
+                run_id: attempt_id.to_string(),
+                target,
+                format: format.as_str().to_string(),
+                schema,
+                overwrite: true,
+                table: None,
+                split: None,
+            },
+            owned: false,
+        };
+        let outcome = attempt::execute_parts(env, copy, stage, Position::Full).await?;
+        for n in outcome.notes {
+            self.note(s, rec, n);
+        }
+        rec.watermark_to = outcome.position.as_ref().map(Position::display_value);
+        rec.rows_read = outcome.committed.rows;
+        rec.rows_written = outcome.committed.rows;
+        rec.outputs = outcome.committed.outputs;
         Ok(())
     }
 

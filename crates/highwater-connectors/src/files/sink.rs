@@ -267,6 +267,42 @@ impl FileSink {
         ])
     }
 
+    /// Written after staged part `index` is complete: its rows and bytes.
+    fn part_done(stream: &str, run_id: &str, index: usize) -> Path {
+        Path::from_iter([
+            PathPart::from("_highwater"),
+            PathPart::from("staging"),
+            PathPart::from(stream),
+            PathPart::from(format!("{run_id}.{index:05}.done").as_str()),
+        ])
+    }
+
+    /// The rows and bytes of a staged part, once it is complete.
+    async fn read_part_done(
+        &self,
+        stream: &str,
+        run_id: &str,
+        index: usize,
+    ) -> Result<Option<(u64, u64)>> {
+        let done = FileSink::part_done(stream, run_id, index);
+        match self.store.get(&done).await {
+            Ok(got) => {
+                let url = self.url_of(&done);
+                let bytes = got.bytes().await.map_err(|e| Error::sink(&url, e))?;
+                let v: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| Error::sink(&url, format!("unreadable part record: {e}")))?;
+                let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+                Ok(Some((n("rows"), n("bytes"))))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => {
+                let url = self.url_of(&done);
+                let why = explain_at(&url, e);
+                Err(Error::sink(url, why))
+            }
+        }
+    }
+
     /// Remove the staged files of a split attempt.
     async fn drop_staged_parts(&self, stream: &str, run_id: &str) -> Result<()> {
         use futures::StreamExt;
@@ -513,6 +549,8 @@ impl Sink for FileSink {
                         }
                         self.clean_local_staging(&st);
                     }
+                    // What a shared load's parts left beside them.
+                    self.drop_staged_parts(stream, run_id).await?;
                 } else if let Some(t) = v.get("target").and_then(|t| t.as_str()) {
                     let path = self.target_path(t)?;
                     let overwrite = v.get("overwrite").and_then(|o| o.as_bool()) == Some(true);
@@ -569,6 +607,172 @@ impl Sink for FileSink {
             })?;
         let _ = self.store.delete(&probe).await;
         Ok(format!("{} is writable", self.root))
+    }
+
+    async fn begin_part(&self, req: WriteRequest, index: usize) -> Result<Box<dyn SinkWriter>> {
+        let path = self.target_path(&highwater_core::part_file_name(&req.target, index))?;
+        let url = self.url_of(&path);
+        let staged = FileSink::staged_part(&req.stream, &req.run_id, index);
+        let done = FileSink::part_done(&req.stream, &req.run_id, index);
+        // A part written again (its first writer stopped) starts clean.
+        self.drop_staged(&done).await?;
+        self.drop_staged(&staged).await?;
+        let encoder = Encoder::new(
+            &req.format,
+            req.schema.clone(),
+            self.store.clone(),
+            staged.clone(),
+            &url,
+        )?;
+        Ok(Box::new(PartWriter {
+            store: self.store.clone(),
+            staged,
+            done,
+            url,
+            encoder,
+            rows: 0,
+        }))
+    }
+
+    async fn part_written(&self, stream: &str, run_id: &str, index: usize) -> Result<Option<u64>> {
+        Ok(self
+            .read_part_done(stream, run_id, index)
+            .await?
+            .map(|(rows, _)| rows))
+    }
+
+    async fn commit_parts(
+        &self,
+        req: &WriteRequest,
+        parts: usize,
+        info: &str,
+    ) -> Result<Committed> {
+        let mut files = Vec::new();
+        let (mut rows, mut bytes) = (0, 0);
+        for i in 0..parts {
+            let path = self.target_path(&highwater_core::part_file_name(&req.target, i))?;
+            let url = self.url_of(&path);
+            let Some((r, b)) = self.read_part_done(&req.stream, &req.run_id, i).await? else {
+                return Err(Error::sink(
+                    &url,
+                    format!(
+                        "part {i} of run {} is not staged; nothing published",
+                        req.run_id
+                    ),
+                ));
+            };
+            if !req.overwrite && self.store.head(&path).await.is_ok() {
+                return Err(Error::sink(
+                    &url,
+                    "exists already and would be overwritten by a different load; put {run_id} in the stream's path",
+                ));
+            }
+            rows += r;
+            bytes += b;
+            files.push((
+                FileSink::staged_part(&req.stream, &req.run_id, i),
+                path,
+                url,
+            ));
+        }
+        let urls: Vec<String> = files.iter().map(|(_, _, u)| u.clone()).collect();
+        let listed: Vec<[&str; 2]> = files
+            .iter()
+            .map(|(st, p, _)| [st.as_ref(), p.as_ref()])
+            .collect();
+        highwater_core::failpoint("files.after_data_before_marker");
+        let body = serde_json::json!({
+            "info": info,
+            "outputs": urls,
+            "rows": rows,
+            "files": listed,
+            "overwrite": req.overwrite,
+        })
+        .to_string();
+        let marker = FileSink::marker(&req.stream, &req.run_id);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&marker, PutPayload::from(body.into_bytes()), opts)
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => {
+                // Not committed: the staged parts stay for the attempt's
+                // recovery to remove.
+                let url = self.url_of(&marker);
+                return Err(Error::sink(
+                    &url,
+                    format!("cannot write commit marker: {}", explain_at(&url, e)),
+                ));
+            }
+        }
+        highwater_core::failpoint("files.after_marker_before_publish");
+        // Committed. A failure from here on is finished by `recover`.
+        for (st, p, u) in &files {
+            publish(self.store.as_ref(), st, p, req.overwrite, u).await?;
+        }
+        self.drop_staged_parts(&req.stream, &req.run_id).await?;
+        Ok(Committed {
+            outputs: urls,
+            rows,
+            bytes,
+        })
+    }
+}
+
+/// One part of a shared full load: staged, and complete once its
+/// `.done` record exists.
+struct PartWriter {
+    store: Arc<dyn ObjectStore>,
+    staged: Path,
+    done: Path,
+    url: String,
+    encoder: Encoder,
+    rows: u64,
+}
+
+#[async_trait]
+impl SinkWriter for PartWriter {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        self.encoder.write(&batch, &self.url).await
+    }
+
+    async fn commit(self: Box<Self>, _info: &str) -> Result<Committed> {
+        let PartWriter {
+            store,
+            staged,
+            done,
+            url,
+            encoder,
+            rows,
+        } = *self;
+        encoder.finish(&url).await?;
+        let bytes = store.head(&staged).await.map(|m| m.size).unwrap_or(0);
+        let body = serde_json::json!({ "rows": rows, "bytes": bytes }).to_string();
+        store
+            .put(&done, PutPayload::from(body.into_bytes()))
+            .await
+            .map_err(|e| {
+                Error::sink(
+                    &url,
+                    format!("cannot record the staged part: {}", explain_at(&url, e)),
+                )
+            })?;
+        Ok(Committed {
+            outputs: vec![],
+            rows,
+            bytes,
+        })
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.encoder.abort().await;
+        Ok(())
     }
 }
 

@@ -203,6 +203,7 @@ impl Source for MySource {
                 Some(p) => (part_sql(rel, &p.conditions[0]), vec![]),
                 None => (format!("SELECT * FROM {}", relation_sql(rel)), vec![]),
             },
+            Delta::Part(_) => return Err(crate::util::no_shared_parts(&req.stream)),
             Delta::Window {
                 cursor,
                 start,

@@ -25,37 +25,54 @@ use highwater_core::{Error, Result};
 
 /// A partitioned read: the exported snapshot and one key range per reader.
 pub(super) struct Parts {
-    snapshot: String,
-    key: String,
+    pub(super) snapshot: String,
+    pub(super) key: String,
     pub(super) ranges: Vec<(i64, i64)>,
+}
+
+/// `BEGIN` in the snapshot `snapshot` (exported by another session).
+pub(super) fn import_sql(snapshot: &str) -> String {
+    format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+        snapshot.replace('\'', "''")
+    )
+}
+
+/// The COPY of the rows whose `key` lies in `[lo, hi]` (and, with
+/// `nulls`, whose key is NULL).
+pub(super) fn range_sql(
+    select: &[String],
+    from: &str,
+    key: &str,
+    (lo, hi): (i64, i64),
+    nulls: bool,
+) -> String {
+    let k = quote_ident(key, '"');
+    let nulls = if nulls {
+        format!(" OR {k} IS NULL")
+    } else {
+        String::new()
+    };
+    format!(
+        "COPY (SELECT {} FROM {from} WHERE {k} BETWEEN {lo} AND {hi}{nulls}) TO STDOUT (FORMAT binary)",
+        select.join(", ")
+    )
 }
 
 impl Parts {
     /// Run on a new connection before its COPY.
     pub(super) fn import_sql(&self) -> String {
-        format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
-            self.snapshot.replace('\'', "''")
-        )
+        import_sql(&self.snapshot)
     }
 
     pub(super) fn copy_sql(
         &self,
         select: &[String],
         from: &str,
-        (lo, hi): &(i64, i64),
+        range: &(i64, i64),
         first: bool,
     ) -> String {
-        let k = quote_ident(&self.key, '"');
-        let nulls = if first {
-            format!(" OR {k} IS NULL")
-        } else {
-            String::new()
-        };
-        format!(
-            "COPY (SELECT {} FROM {from} WHERE {k} BETWEEN {lo} AND {hi}{nulls}) TO STDOUT (FORMAT binary)",
-            select.join(", ")
-        )
+        range_sql(select, from, &self.key, *range, first)
     }
 
     pub(super) fn note(&self) -> String {

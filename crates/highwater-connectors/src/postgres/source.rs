@@ -9,8 +9,8 @@ use bytes::{Buf, BytesMut};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use futures::StreamExt;
 use highwater_core::{
-    CURSOR_COLUMN, CursorValue, Delta, Error, Extract, Lag, ReadRequest, Relation, Result, Source,
-    TableInfo,
+    CURSOR_COLUMN, CursorValue, Delta, Error, ExportedParts, Extract, Lag, ReadRequest, Relation,
+    Result, Source, TableInfo,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -454,6 +454,40 @@ impl Source for PgSource {
         Ok(())
     }
 
+    async fn export_parts(&self, req: &ReadRequest) -> Result<Option<ExportedParts>> {
+        // A session of its own: its transaction keeps the snapshot alive
+        // until the caller drops `hold`.
+        let client = connect(&self.url).await?;
+        client.batch_execute(SESSION).await.map_err(pg_err)?;
+        let rel = &req.relation;
+        let (begun, d) = tokio::join!(
+            biased;
+            client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            describe_client(&client, rel)
+        );
+        begun.map_err(pg_err)?;
+        let d = d?;
+        let key = if req.primary_key.is_empty() {
+            primary_key(&client, rel).await
+        } else {
+            req.primary_key.clone()
+        };
+        let from = relation_sql(rel);
+        let planned =
+            partition::plan(&client, &from, &key, &d.names, &d.kinds, req.partitions).await?;
+        Ok(planned.map(|p| ExportedParts {
+            note: format!(
+                "read in {} parts of {}, one snapshot, claimed by the processes sharing this state",
+                p.ranges.len(),
+                p.key
+            ),
+            snapshot: p.snapshot,
+            key: p.key,
+            ranges: p.ranges,
+            hold: Box::new(client),
+        }))
+    }
+
     async fn read(&self, req: &ReadRequest) -> Result<Extract> {
         // Text renderings and time comparisons must not depend on the
         // role's or database's settings (see docs/types.md): the session
@@ -493,12 +527,26 @@ impl Source for PgSource {
 
         // The snapshot: taken by the describe's statement, sent right
         // behind the BEGIN.
+        // A part of a shared full load reads in the coordinator's snapshot.
+        let begin = match &req.delta {
+            Delta::Part(p) => partition::import_sql(&p.snapshot),
+            _ => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string(),
+        };
         let (begun, d) = tokio::join!(
             biased;
-            client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+            client.batch_execute(&begin),
             describe_client(&client, rel)
         );
-        begun.map_err(pg_err)?;
+        begun.map_err(|e| match &req.delta {
+            Delta::Part(_) => Error::source(
+                BACKEND,
+                format!(
+                    "{rel}: cannot read in the coordinator's snapshot (its run ended or stopped?): {}",
+                    pg_err(e)
+                ),
+            ),
+            _ => pg_err(e),
+        })?;
         let d = d?;
         let mut select: Vec<String> = d
             .names
@@ -525,6 +573,15 @@ impl Source for PgSource {
                 "COPY (SELECT {} FROM {from}) TO STDOUT (FORMAT binary)",
                 select.join(", ")
             ),
+            Delta::Part(p) => {
+                if !d.names.contains(&p.key) {
+                    return Err(Error::config(
+                        format!("stream {}", req.stream),
+                        format!("{rel} has no column {} to read a part by", p.key),
+                    ));
+                }
+                partition::range_sql(&select, &from, &p.key, (p.lo, p.hi), p.nulls)
+            }
             Delta::Window {
                 cursor,
                 start,

@@ -317,6 +317,7 @@ fn run_read(
                     None,
                     0,
                 ),
+                Delta::Part(_) => return Err(crate::util::no_shared_parts(&req.stream)),
                 Delta::Window {
                     cursor,
                     start,
