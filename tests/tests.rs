@@ -47,6 +47,7 @@ mod pipeline;
 mod pipeline_copies;
 mod pipeline_rerun;
 mod serve;
+mod shared_partitions;
 mod state_pg;
 mod stream_windows;
 mod triggers;

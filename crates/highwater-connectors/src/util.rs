@@ -122,6 +122,14 @@ impl<C> Drop for Early<C> {
     }
 }
 
+/// The error of a source that cannot read a part of a shared full load.
+pub(crate) fn no_shared_parts(stream: &str) -> highwater_core::Error {
+    highwater_core::Error::config(
+        format!("stream {stream}"),
+        "share_partitions: needs a PostgreSQL source (only it can hand one snapshot to other processes)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -129,12 +137,4 @@ mod tests {
         assert_eq!(super::quote_ident("a\"b", '"'), "\"a\"\"b\"");
         assert_eq!(super::quote_ident("x`; drop", '`'), "`x``; drop`");
     }
-}
-
-/// The error of a source that cannot read a part of a shared full load.
-pub(crate) fn no_shared_parts(stream: &str) -> highwater_core::Error {
-    highwater_core::Error::config(
-        format!("stream {stream}"),
-        "share_partitions: needs a PostgreSQL source (only it can hand one snapshot to other processes)",
-    )
 }
