@@ -99,6 +99,8 @@ stream() { # name from to extra…
     stream "pg_csv_p$n" pg lake "path: csv/pg_p$n.csv" "partitions: $n"
     stream "my_csv_p$n" my lake "path: csv/my_p$n.csv" "partitions: $n"
   done
+  # share_partitions: the parts claimed by this process and a serve worker.
+  stream pg_csv_s4 pg lake 'path: "shared/pg-{run_id}.csv"' "partitions: 4" "share_partitions: true"
   # Watermark streams: the first run is the full load, the next the delta.
   wm=("mode: watermark" "cursor: updated_at" "primary_key: [id]")
   stream delta_file pg lake "${wm[@]}" 'path: "delta/bench-{run_id}.csv"'
@@ -178,6 +180,14 @@ measure PG_CSV none hw run pg_csv
 measure PG_PQ none hw run pg_parquet
 measure PG_CSV_P2 none hw run pg_csv_p2
 measure PG_CSV_P4 none hw run pg_csv_p4
+# One `highwater serve` worker beside the run claims parts too.
+"$HW" -c "$WORK/highwater.yaml" serve --listen 127.0.0.1:0 >"$WORK/worker.log" 2>&1 &
+WORKER=$!
+sleep 1
+no_shared() { rm -rf "$WORK/lake/shared"; }
+measure PG_CSV_S4 no_shared hw run pg_csv_s4
+kill "$WORKER" 2>/dev/null || true
+WORKER_PARTS=$(grep -c "staged part" "$WORK/worker.log" || true)
 measure MYCLI none my_cli
 measure MY_CSV none hw run my_csv
 measure MY_PQ none hw run my_parquet
@@ -222,6 +232,7 @@ printf '%-36s %8.2fs\n' "psql \\copy to csv" "$PSQL" "mariadb --batch --quick" "
 row "PostgreSQL -> CSV" "$PG_CSV" "$PSQL" "psql" "<= 1.05x" "$PG_CSV_MEM"
 row "PostgreSQL -> CSV, partitions: 2" "$PG_CSV_P2" "$PSQL" "psql" "none; 1 vs 2 vs 4" "$PG_CSV_P2_MEM"
 row "PostgreSQL -> CSV, partitions: 4" "$PG_CSV_P4" "$PSQL" "psql" "none; 1 vs 2 vs 4" "$PG_CSV_P4_MEM"
+row "PostgreSQL -> CSV, share_partitions: 4" "$PG_CSV_S4" "$PSQL" "psql" "none; a serve worker read $WORKER_PARTS of $((4 * REPEAT)) parts" "$PG_CSV_S4_MEM"
 row "PostgreSQL -> Parquet" "$PG_PQ" "$PSQL" "psql" "<= 0.75x" "$PG_PQ_MEM"
 row "MariaDB -> CSV" "$MY_CSV" "$MYCLI" "mariadb" "<= 1.0x" "$MY_CSV_MEM"
 row "MariaDB -> CSV, partitions: 2" "$MY_CSV_P2" "$MYCLI" "mariadb" "none; 1 vs 2 vs 4" "$MY_CSV_P2_MEM"

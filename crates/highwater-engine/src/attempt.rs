@@ -220,17 +220,7 @@ fn attempt(key: &str, attempt_id: &str, from: &Option<Position>, target: &str) -
 /// Run one attempt: write-ahead, stream `rows` into the sink, commit the
 /// sink, then the position. See the module doc for what each error means.
 pub async fn execute(env: Env<'_>, mut copy: Copy, rows: &mut dyn Rows) -> Result<Outcome> {
-    copy.request.stream = copy.key.clone();
-    copy.request.run_id = copy.attempt_id.clone();
-    let a = attempt(
-        &copy.key,
-        &copy.attempt_id,
-        &copy.from,
-        &copy.request.target,
-    );
-    failpoint("engine.before_attempt");
-    env.state.begin_attempt(&a).await?;
-    failpoint("engine.after_begin_attempt");
+    let a = begin(env, &mut copy).await?;
 
     let (writer, written) = match write_all(env.sink, copy.request.clone(), rows).await {
         Ok(w) => w,
@@ -253,17 +243,7 @@ pub async fn execute_parts(
     stage: impl Future<Output = Result<(usize, u64)>>,
     to: Position,
 ) -> Result<Outcome> {
-    copy.request.stream = copy.key.clone();
-    copy.request.run_id = copy.attempt_id.clone();
-    let a = attempt(
-        &copy.key,
-        &copy.attempt_id,
-        &copy.from,
-        &copy.request.target,
-    );
-    failpoint("engine.before_attempt");
-    env.state.begin_attempt(&a).await?;
-    failpoint("engine.after_begin_attempt");
+    let a = begin(env, &mut copy).await?;
     let (parts, written) = match stage.await {
         Ok(p) => p,
         Err(e) => {
@@ -277,6 +257,23 @@ pub async fn execute_parts(
         }
     };
     publish(env, &copy, &a, Staged::Parts(parts), written, to).await
+}
+
+/// Write the attempt ahead, before any row: `copy`'s request is named
+/// after its key and attempt id.
+async fn begin(env: Env<'_>, copy: &mut Copy) -> Result<Attempt> {
+    copy.request.stream = copy.key.clone();
+    copy.request.run_id = copy.attempt_id.clone();
+    let a = attempt(
+        &copy.key,
+        &copy.attempt_id,
+        &copy.from,
+        &copy.request.target,
+    );
+    failpoint("engine.before_attempt");
+    env.state.begin_attempt(&a).await?;
+    failpoint("engine.after_begin_attempt");
+    Ok(a)
 }
 
 /// What an attempt staged, ready for the one commit.

@@ -264,6 +264,7 @@ async fn stage_all(
     let local = local_parallelism(n);
     let mut missing = n;
     let mut last_progress = Instant::now();
+    let mut pause = Duration::from_millis(200);
     loop {
         claim_parts(env, plan, local).await?;
         let mut rows = 0;
@@ -282,6 +283,7 @@ async fn stage_all(
         if waiting.len() < missing {
             missing = waiting.len();
             last_progress = Instant::now();
+            pause = Duration::from_millis(200);
         } else if last_progress.elapsed() > idle {
             return Err(Error::data(format!(
                 "parts {waiting:?} of stream {} were not staged for {} s: the processes holding them \
@@ -291,7 +293,10 @@ async fn stage_all(
             ))
             .with_cause(highwater_core::Cause::Timeout));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Parts held elsewhere: ask less often the longer they take (each
+        // claim is a session of the state store).
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
 }
 

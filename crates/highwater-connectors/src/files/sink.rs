@@ -457,6 +457,55 @@ async fn publish(
     }
 }
 
+/// THE commit of several files: the marker listing every `(staged, final,
+/// URL)` (create-if-absent), then each published. Before the marker is
+/// written nothing is visible; after it a failure is finished by `recover`.
+async fn commit_files(
+    store: &dyn ObjectStore,
+    marker: &Path,
+    files: &[(Path, Path, String)],
+    info: &str,
+    rows: u64,
+    overwrite: bool,
+) -> Result<Vec<String>> {
+    let urls: Vec<String> = files.iter().map(|(_, _, u)| u.clone()).collect();
+    let listed: Vec<[&str; 2]> = files
+        .iter()
+        .map(|(st, p, _)| [st.as_ref(), p.as_ref()])
+        .collect();
+    highwater_core::failpoint("files.after_data_before_marker");
+    let body = serde_json::json!({
+        "info": info,
+        "outputs": urls,
+        "rows": rows,
+        "files": listed,
+        "overwrite": overwrite,
+    })
+    .to_string();
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store
+        .put_opts(marker, PutPayload::from(body.into_bytes()), opts)
+        .await
+    {
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+        Err(e) => {
+            let url = urls.first().cloned().unwrap_or_default();
+            return Err(Error::sink(
+                &url,
+                format!("cannot write commit marker: {}", explain_at(&url, e)),
+            ));
+        }
+    }
+    highwater_core::failpoint("files.after_marker_before_publish");
+    for (st, p, u) in files {
+        publish(store, st, p, overwrite, u).await?;
+    }
+    Ok(urls)
+}
+
 #[async_trait]
 impl Sink for FileSink {
     async fn begin(&self, req: WriteRequest) -> Result<Box<dyn SinkWriter>> {
@@ -675,46 +724,18 @@ impl Sink for FileSink {
                 url,
             ));
         }
-        let urls: Vec<String> = files.iter().map(|(_, _, u)| u.clone()).collect();
-        let listed: Vec<[&str; 2]> = files
-            .iter()
-            .map(|(st, p, _)| [st.as_ref(), p.as_ref()])
-            .collect();
-        highwater_core::failpoint("files.after_data_before_marker");
-        let body = serde_json::json!({
-            "info": info,
-            "outputs": urls,
-            "rows": rows,
-            "files": listed,
-            "overwrite": req.overwrite,
-        })
-        .to_string();
         let marker = FileSink::marker(&req.stream, &req.run_id);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .store
-            .put_opts(&marker, PutPayload::from(body.into_bytes()), opts)
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => {
-                // Not committed: the staged parts stay for the attempt's
-                // recovery to remove.
-                let url = self.url_of(&marker);
-                return Err(Error::sink(
-                    &url,
-                    format!("cannot write commit marker: {}", explain_at(&url, e)),
-                ));
-            }
-        }
-        highwater_core::failpoint("files.after_marker_before_publish");
-        // Committed. A failure from here on is finished by `recover`.
-        for (st, p, u) in &files {
-            publish(self.store.as_ref(), st, p, req.overwrite, u).await?;
-        }
+        // A failed marker leaves the staged parts for the attempt's
+        // recovery to remove.
+        let urls = commit_files(
+            self.store.as_ref(),
+            &marker,
+            &files,
+            info,
+            rows,
+            req.overwrite,
+        )
+        .await?;
         self.drop_staged_parts(&req.stream, &req.run_id).await?;
         Ok(Committed {
             outputs: urls,
@@ -977,45 +998,19 @@ impl FileWriter {
         for (st, _, _) in &sp.done {
             bytes += store.head(st).await.map(|m| m.size).unwrap_or(0);
         }
-        let urls: Vec<String> = sp.done.iter().map(|(_, _, u)| u.clone()).collect();
-        let files: Vec<[&str; 2]> = sp
-            .done
-            .iter()
-            .map(|(st, p, _)| [st.as_ref(), p.as_ref()])
-            .collect();
-        highwater_core::failpoint("files.after_data_before_marker");
-        let body = serde_json::json!({
-            "info": info,
-            "outputs": urls,
-            "rows": rows,
-            "files": files,
-            "overwrite": overwrite,
-        })
-        .to_string();
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match store
-            .put_opts(&marker, PutPayload::from(body.into_bytes()), opts)
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
+        let committed =
+            commit_files(store.as_ref(), &marker, &sp.done, info, rows, overwrite).await;
+        let urls = match committed {
+            Ok(urls) => urls,
             Err(e) => {
-                for (st, _, _) in &sp.done {
-                    let _ = store.delete(st).await;
+                if store.head(&marker).await.is_err() {
+                    for (st, _, _) in &sp.done {
+                        let _ = store.delete(st).await;
+                    }
                 }
-                return Err(Error::sink(
-                    &sp.target,
-                    format!("cannot write commit marker: {}", explain_at(&sp.target, e)),
-                ));
+                return Err(e);
             }
-        }
-        highwater_core::failpoint("files.after_marker_before_publish");
-        // Committed. A failure from here on is finished by `recover`.
-        for (st, p, u) in &sp.done {
-            publish(store.as_ref(), st, p, overwrite, u).await?;
-        }
+        };
         Ok(Committed {
             outputs: urls,
             rows,
