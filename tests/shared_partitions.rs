@@ -385,3 +385,62 @@ async fn share_partitions_is_refused_where_it_cannot_work() {
         );
     }
 }
+
+/// Parts staged by a worker into Azure Blob (Azurite) and S3 (moto): the
+/// same one marker publishes them; nothing stays staged.
+async fn parts_on_an_object_store(kind: &str) {
+    let container = unique(&format!("{kind}_parts")).replace('_', "-");
+    crate::util::objstore(&["create", kind, &container], "");
+    let (dir, _pg) = setup(&format!("shared_parts_{kind}"), "").await;
+    let text = std::fs::read_to_string(dir.join("highwater.yaml")).unwrap();
+    dir.write(
+        "highwater.yaml",
+        &text.replace("file://./lake", &format!("{kind}://{container}/landing")),
+    );
+    let env = object_store_env(kind);
+    let worker_env = [env.clone(), vec![("HIGHWATER_PARTS_LOCAL", "2")]].concat();
+    let worker = Worker::start(&dir, "worker", &worker_env);
+    let coordinator_env = [env.clone(), vec![("HIGHWATER_PARTS_LOCAL", "0")]].concat();
+    let o = dir.hw_env(&["run"], &coordinator_env);
+    assert_code(&o, 0);
+    assert_eq!(worker.staged(), 4, "{}", worker.output());
+
+    let all: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&crate::util::objstore(&["dump", kind, &container], "")).unwrap();
+    assert!(
+        !all.keys().any(|k| k.contains("_highwater/staging/")),
+        "staged parts left: {:?}",
+        all.keys().collect::<Vec<_>>()
+    );
+    let data: Vec<(&String, &String)> = all
+        .iter()
+        .filter(|(k, _)| !k.contains("_highwater/"))
+        .collect();
+    assert_eq!(data.len(), 4, "{:?}", all.keys().collect::<Vec<_>>());
+    let mut rows = Vec::new();
+    for (name, body) in &data {
+        assert!(
+            name.starts_with("landing/t/") && name.ends_with(".csv"),
+            "{name}"
+        );
+        let mut got = parse_csv(body);
+        assert!(
+            !got.is_empty(),
+            "{name} is empty; objects: {:?}",
+            all.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>()
+        );
+        assert_eq!(got.remove(0), vec!["id", "v", "note"], "{name}");
+        rows.extend(got);
+    }
+    assert_each_row_once(&(container, rows));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_on_azure_blob() {
+    parts_on_an_object_store("az").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_on_s3() {
+    parts_on_an_object_store("s3").await;
+}

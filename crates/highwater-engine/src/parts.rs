@@ -245,11 +245,13 @@ pub async fn coordinate(c: Coordinate<'_>) -> Result<(usize, u64)> {
     };
     env.state.begin_attempt(&a).await?;
     let result = stage_all(env, &plan, progress).await;
+    // The plan closes either way: its workers stop looking at it. (The
+    // error itself goes to the run record, where secrets are redacted.)
     let why = match &result {
-        Ok(_) => "every part was staged".to_string(),
-        Err(e) => e.to_string(),
+        Ok(_) => "every part was staged",
+        Err(_) => "the coordination failed (see the stream's run)",
     };
-    env.state.abandon_attempt(&a, &why).await?;
+    env.state.abandon_attempt(&a, why).await?;
     drop(hold);
     result
 }

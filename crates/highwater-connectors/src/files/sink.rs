@@ -680,6 +680,7 @@ impl Sink for FileSink {
             url,
             encoder,
             rows: 0,
+            schema: req.schema.clone(),
         }))
     }
 
@@ -754,6 +755,7 @@ struct PartWriter {
     url: String,
     encoder: Encoder,
     rows: u64,
+    schema: arrow_schema::SchemaRef,
 }
 
 #[async_trait]
@@ -769,9 +771,15 @@ impl SinkWriter for PartWriter {
             staged,
             done,
             url,
-            encoder,
+            mut encoder,
             rows,
+            schema,
         } = *self;
+        if rows == 0 {
+            // An empty part is still a file of its format (a CSV header),
+            // as every other part is.
+            encoder.write(&RecordBatch::new_empty(schema), &url).await?;
+        }
         encoder.finish(&url).await?;
         let bytes = store.head(&staged).await.map(|m| m.size).unwrap_or(0);
         let body = serde_json::json!({ "rows": rows, "bytes": bytes }).to_string();
