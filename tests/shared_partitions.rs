@@ -444,3 +444,45 @@ async fn parts_on_azure_blob() {
 async fn parts_on_s3() {
     parts_on_an_object_store("s3").await;
 }
+
+/// Coordinators and workers killed at instants spread over their loads,
+/// beside a writer moving rows across parts, with the PostgreSQL state:
+/// every copy that became visible is whole and listed by its marker; the
+/// run after the kills publishes a whole copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coordinators_and_workers_killed_at_random_instants() {
+    let state = PgDb::new("shared_parts_rkill_state").await;
+    let (dir, pg) = setup("shared_parts_rkill", &format!("state: {}\n", state.url)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = start_writer(pg.url.clone(), stop.clone());
+    let mut a = Worker::start(&dir, "a0", &[("HIGHWATER_PARTS_LOCAL", "1")]);
+    let _b = Worker::start(&dir, "b", &[("HIGHWATER_PARTS_LOCAL", "1")]);
+    for round in 0..8u64 {
+        let mut child = dir
+            .command(&["run"])
+            .env("HIGHWATER_PARTS_LOCAL", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(40 + round * 60));
+        if round % 2 == 1 {
+            // A worker dies mid-load too, and comes back.
+            drop(a);
+            a = Worker::start(
+                &dir,
+                &format!("a{round}"),
+                &[("HIGHWATER_PARTS_LOCAL", "1")],
+            );
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let o = dir.hw(&["run"]);
+    assert_code(&o, 0);
+    stop.store(true, Ordering::Relaxed);
+    assert!(writer.await.unwrap() > 0, "the writer ran");
+    let copies = published(&dir);
+    assert!(!copies.is_empty());
+    copies.iter().for_each(assert_each_row_once);
+}
