@@ -227,6 +227,14 @@ async fn workers_read_the_parts_in_one_snapshot_under_a_writer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_workers_and_coordinators_publish_whole_copies_or_nothing() {
     let (dir, pg) = setup("shared_parts_kill", "").await;
+    // `check` says who can help with a SQLite state (a warning: exit 0).
+    let o = dir.hw(&["check"]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("only `highwater serve` processes on this machine"),
+        "{}",
+        stdout(&o)
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let writer = start_writer(pg.url.clone(), stop.clone());
 

@@ -172,6 +172,15 @@ pub async fn run(config: &Path, json: bool) -> i32 {
             }
             entry["partitions_warning"] = json!(msg);
         }
+        if s.share_partitions && matches!(plan.state, highwater_config::StateLocation::Sqlite(_)) {
+            let m = "share_partitions: the state is a SQLite file, so only `highwater serve` \
+                     processes on this machine can claim parts; set `state: postgres://…` to \
+                     share them across machines";
+            if !json {
+                println!("{} stream {} {m}", output::warning_mark(), s.name);
+            }
+            entry["share_partitions_warning"] = json!(m);
+        }
         if ok && s.mode == highwater_config::Mode::ChangeTracking {
             let ct = highwater_connectors::change_tracking::status(
                 &from.kind,

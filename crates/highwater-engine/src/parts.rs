@@ -79,13 +79,19 @@ impl PartPlan {
 }
 
 /// How many parts this process reads at once: `HIGHWATER_PARTS_LOCAL`
-/// (0: a coordinator only coordinates, helpers read every part), else
-/// one per part.
+/// (0: a coordinator only coordinates), else one per core (each part in
+/// flight holds its own batches and encoder, so memory grows with this
+/// number, not with the number of parts).
 pub fn local_parallelism(parts: usize) -> usize {
     std::env::var("HIGHWATER_PARTS_LOCAL")
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .unwrap_or(parts)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|p| p.get())
+                .unwrap_or(1)
+                .min(parts)
+        })
 }
 
 /// Where parts are read from and staged to.
