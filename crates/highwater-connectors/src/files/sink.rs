@@ -598,8 +598,9 @@ impl Sink for FileSink {
                         }
                         self.clean_local_staging(&st);
                     }
-                    // What a shared load's parts left beside them.
-                    self.drop_staged_parts(stream, run_id).await?;
+                    // What a shared load's parts left beside them (best
+                    // effort: the copy is published either way).
+                    let _ = self.drop_staged_parts(stream, run_id).await;
                 } else if let Some(t) = v.get("target").and_then(|t| t.as_str()) {
                     let path = self.target_path(t)?;
                     let overwrite = v.get("overwrite").and_then(|o| o.as_bool()) == Some(true);
@@ -737,7 +738,8 @@ impl Sink for FileSink {
             req.overwrite,
         )
         .await?;
-        self.drop_staged_parts(&req.stream, &req.run_id).await?;
+        // The parts' records (best effort: the copy is published).
+        let _ = self.drop_staged_parts(&req.stream, &req.run_id).await;
         Ok(Committed {
             outputs: urls,
             rows,
