@@ -494,3 +494,45 @@ async fn coordinators_and_workers_killed_at_random_instants() {
     assert!(!copies.is_empty());
     copies.iter().for_each(assert_each_row_once);
 }
+
+/// Parts whose key range holds no row are still files of their format
+/// (a Parquet file with the schema, a CSV header): readers of the folder
+/// and `verify` read every part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_parts_are_files_of_their_format() {
+    let dir = Dir::new("shared_parts_empty");
+    let pg = PgDb::new("shared_parts_empty").await;
+    // Keys 1–10 and 100: of four ranges over [1, 100] two hold no row.
+    pg.exec(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'r' || g FROM generate_series(1, 10) g;
+         INSERT INTO t VALUES (100, 'top');",
+    )
+    .await;
+    for (ext, format) in [("parquet", "parquet"), ("csv", "csv")] {
+        dir.write(
+            "highwater.yaml",
+            &format!(
+                "connections:\n  src: {}\n  lake: file://./lake\nstreams:\n  t:\n    from: src\n    table: t\n    mode: full\n    partitions: 4\n    share_partitions: true\n    to: lake\n    path: \"{format}/{{run_id}}.{ext}\"\n",
+                pg.url
+            ),
+        );
+        assert_code(&dir.hw(&["run"]), 0);
+        let files = dir.files(&format!("lake/{format}"), ext);
+        assert_eq!(files.len(), 4, "{files:?}");
+        for f in &files {
+            let bytes = std::fs::read(f).unwrap();
+            match format {
+                "parquet" => assert!(
+                    bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"),
+                    "{f:?} is not a Parquet file"
+                ),
+                _ => assert!(bytes.starts_with(b"id,v\n"), "{f:?} has no header"),
+            }
+        }
+        let o = dir.hw(&["verify", "t"]);
+        assert_code(&o, 0);
+        assert!(stdout(&o).contains("11 rows compared"), "{}", stdout(&o));
+        assert_code(&dir.hw(&["state", "reset", "t"]), 0);
+    }
+}
