@@ -15,6 +15,39 @@ use crate::util::*;
 
 const ROWS: i64 = 20_000;
 
+/// The attack's write (PostgreSQL and MariaDB): the rows whose `v` is `a`
+/// or `b` move between the lower and the upper half of a key span of
+/// `rows`, so between partitions.
+pub(crate) fn move_rows(rows: i64, a: i64, b: i64) -> String {
+    format!(
+        "UPDATE t SET id = CASE WHEN id <= {rows} THEN id + {rows} ELSE id - {rows} END WHERE v IN ({a}, {b})"
+    )
+}
+
+/// The two rows (their `v`) the `i`-th write moves.
+pub(crate) fn moved(i: i64, rows: i64) -> (i64, i64) {
+    ((i * 7919) % rows + 1, (i * 104_729) % rows + 1)
+}
+
+/// A PostgreSQL writer moving rows until `stop`; returns how many writes
+/// it made.
+pub(crate) fn start_pg_mover(
+    url: String,
+    rows: i64,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<i64> {
+    tokio::spawn(async move {
+        let c = pg_connect(&url).await;
+        let mut i: i64 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            i += 1;
+            let (a, b) = moved(i, rows);
+            c.batch_execute(&move_rows(rows, a, b)).await.unwrap();
+        }
+        i
+    })
+}
+
 fn config(dir: &Dir, url: &str, partitions: &str, to: &str) {
     dir.write(
         "highwater.yaml",
@@ -46,26 +79,7 @@ async fn a_partitioned_full_load_is_one_snapshot_under_a_writer() {
     // The writer: each transaction moves two rows between the lower and
     // the upper half of the key span (other partitions).
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let url = pg.url.clone();
-        tokio::spawn(async move {
-            let c = pg_connect(&url).await;
-            let mut i: i64 = 0;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let (a, b) = ((i * 7919) % ROWS + 1, (i * 104_729) % ROWS + 1);
-                c.batch_execute(&format!(
-                    "BEGIN;
-                     UPDATE t SET id = CASE WHEN id <= {ROWS} THEN id + {ROWS} ELSE id - {ROWS} END WHERE v IN ({a}, {b});
-                     COMMIT;"
-                ))
-                .await
-                .unwrap();
-            }
-            i
-        })
-    };
+    let writer = start_pg_mover(pg.url.clone(), ROWS, stop.clone());
     let mut loads = 0;
     for _ in 0..3 {
         let o = dir.hw(&["run"]);
@@ -228,11 +242,7 @@ async fn mariadb_partitioned_full_load_is_one_snapshot_under_a_writer() {
                         ((i * 7919) % (ROWS / 4)) * 4 + w + 1,
                         ((i * 104_729) % (ROWS / 4)) * 4 + w + 1,
                     );
-                    c.query_drop(format!(
-                        "UPDATE t SET id = CASE WHEN id <= {ROWS} THEN id + {ROWS} ELSE id - {ROWS} END WHERE v IN ({a}, {b})"
-                    ))
-                    .await
-                    .unwrap();
+                    c.query_drop(move_rows(ROWS, a, b)).await.unwrap();
                 }
                 i
             })
@@ -434,12 +444,8 @@ async fn postgres_killed_partitioned_loads_publish_whole_copies_or_nothing() {
     killed_partitioned_loads_publish_whole_copies_or_nothing(&url, &dir, move |i| {
         let c = c.clone();
         Box::pin(async move {
-            let (a, b) = ((i * 7919) % ROWS + 1, (i * 104_729) % ROWS + 1);
-            c.batch_execute(&format!(
-                "UPDATE t SET id = CASE WHEN id <= {ROWS} THEN id + {ROWS} ELSE id - {ROWS} END WHERE v IN ({a}, {b})"
-            ))
-            .await
-            .unwrap();
+            let (a, b) = moved(i, ROWS);
+            c.batch_execute(&move_rows(ROWS, a, b)).await.unwrap();
         })
     })
     .await;
@@ -463,12 +469,10 @@ async fn mariadb_killed_partitioned_loads_publish_whole_copies_or_nothing() {
     killed_partitioned_loads_publish_whole_copies_or_nothing(&url, &dir, move |i| {
         let c = c.clone();
         Box::pin(async move {
-            let (a, b) = ((i * 7919) % ROWS + 1, (i * 104_729) % ROWS + 1);
+            let (a, b) = moved(i, ROWS);
             c.lock()
                 .await
-                .query_drop(format!(
-                    "UPDATE t SET id = CASE WHEN id <= {ROWS} THEN id + {ROWS} ELSE id - {ROWS} END WHERE v IN ({a}, {b})"
-                ))
+                .query_drop(move_rows(ROWS, a, b))
                 .await
                 .unwrap();
         })

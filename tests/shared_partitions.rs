@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::partitions::start_pg_mover;
 use crate::util::*;
 
 const ROWS: i64 = 6_000;
@@ -96,25 +97,6 @@ async fn setup(tag: &str, state: &str) -> (Dir, PgDb) {
     (dir, pg)
 }
 
-/// Moves two rows between the lower and the upper half of the key span
-/// (different parts) per transaction until `stop`.
-fn start_writer(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<i64> {
-    tokio::spawn(async move {
-        let c = pg_connect(&url).await;
-        let mut i: i64 = 0;
-        while !stop.load(Ordering::Relaxed) {
-            i += 1;
-            let (a, b) = ((i * 7919) % ROWS + 1, (i * 104_729) % ROWS + 1);
-            c.batch_execute(&format!(
-                "UPDATE t SET id = CASE WHEN id <= {ROWS} THEN id + {ROWS} ELSE id - {ROWS} END WHERE v IN ({a}, {b})"
-            ))
-            .await
-            .unwrap();
-        }
-        i
-    })
-}
-
 /// The published copies: per commit marker, the rows of every file it
 /// lists (each file must exist). Also checks that no CSV file is visible
 /// that no marker lists.
@@ -184,7 +166,7 @@ async fn workers_read_the_parts_in_one_snapshot_under_a_writer() {
     let b = Worker::start(&dir, "b", &[("HIGHWATER_PARTS_LOCAL", "2")]);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = start_writer(pg.url.clone(), stop.clone());
+    let writer = start_pg_mover(pg.url.clone(), ROWS, stop.clone());
     let coordinate_only = [("HIGHWATER_PARTS_LOCAL", "0")];
     for _ in 0..3 {
         let o = dir.hw_env(&["run"], &coordinate_only);
@@ -236,7 +218,7 @@ async fn killed_workers_and_coordinators_publish_whole_copies_or_nothing() {
         stdout(&o)
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = start_writer(pg.url.clone(), stop.clone());
+    let writer = start_pg_mover(pg.url.clone(), ROWS, stop.clone());
 
     // 1. A worker dies in the middle of the part it claimed: its lock is
     //    released and another worker reads the part again.
@@ -462,7 +444,7 @@ async fn coordinators_and_workers_killed_at_random_instants() {
     let state = PgDb::new("shared_parts_rkill_state").await;
     let (dir, pg) = setup("shared_parts_rkill", &format!("state: {}\n", state.url)).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = start_writer(pg.url.clone(), stop.clone());
+    let writer = start_pg_mover(pg.url.clone(), ROWS, stop.clone());
     let mut a = Worker::start(&dir, "a0", &[("HIGHWATER_PARTS_LOCAL", "1")]);
     let _b = Worker::start(&dir, "b", &[("HIGHWATER_PARTS_LOCAL", "1")]);
     for round in 0..8u64 {

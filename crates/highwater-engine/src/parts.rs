@@ -103,19 +103,43 @@ pub struct PartEnv<'a> {
     pub stream: &'a StreamPlan,
 }
 
-/// Claim and stage the parts of `plan` that no process has staged or
-/// claimed, at most `parallel` at once. Returns the parts staged here
-/// with their rows. The first failure ends the pass (its part's lock is
-/// released, so it is claimed again).
+/// The rows of the parts of `plan` staged so far, and the parts not yet
+/// staged.
+async fn unstaged(env: PartEnv<'_>, plan: &PartPlan) -> Result<(u64, Vec<usize>)> {
+    let (mut rows, mut waiting) = (0, Vec::new());
+    for i in 0..plan.ranges.len() {
+        match part_written(env, plan, i).await? {
+            Some(r) => rows += r,
+            None => waiting.push(i),
+        }
+    }
+    Ok((rows, waiting))
+}
+
+async fn part_written(env: PartEnv<'_>, plan: &PartPlan, index: usize) -> Result<Option<u64>> {
+    let written = env.sink.part_written(&plan.stream, &plan.run_id, index);
+    bounded(
+        "asking the target about a part",
+        attempt::idle_timeout(),
+        written,
+    )
+    .await
+}
+
+/// Claim and stage those of `parts` (not staged when last asked) that no
+/// other process holds, at most `parallel` at once. Returns the parts
+/// staged here with their rows. The first failure ends the pass (its
+/// part's lock is released, so it is claimed again).
 pub async fn claim_parts(
     env: PartEnv<'_>,
     plan: &PartPlan,
+    parts: &[usize],
     parallel: usize,
 ) -> Result<Vec<(usize, u64)>> {
     if parallel == 0 {
         return Ok(vec![]);
     }
-    let staged: Vec<Option<(usize, u64)>> = futures::stream::iter(0..plan.ranges.len())
+    let staged: Vec<Option<(usize, u64)>> = futures::stream::iter(parts.iter().copied())
         .map(|i| claim_one(env, plan, i))
         .buffer_unordered(parallel)
         .try_collect()
@@ -128,14 +152,6 @@ async fn claim_one(
     plan: &PartPlan,
     index: usize,
 ) -> Result<Option<(usize, u64)>> {
-    let idle = attempt::idle_timeout();
-    let written = || env.sink.part_written(&plan.stream, &plan.run_id, index);
-    if bounded("asking the target about a part", idle, written())
-        .await?
-        .is_some()
-    {
-        return Ok(None);
-    }
     let Some(_lock) = env
         .state
         .lock_stream(&part_key(&plan.stream, index))
@@ -143,11 +159,8 @@ async fn claim_one(
     else {
         return Ok(None);
     };
-    // Staged meanwhile by the process that held the lock just before.
-    if bounded("asking the target about a part", idle, written())
-        .await?
-        .is_some()
-    {
+    // Staged meanwhile by the process that held the lock before.
+    if part_written(env, plan, index).await?.is_some() {
         return Ok(None);
     }
     let rows = stage_part(env, plan, index).await?;
@@ -274,16 +287,7 @@ async fn stage_all(
     let mut last_progress = Instant::now();
     let mut pause = Duration::from_millis(200);
     loop {
-        claim_parts(env, plan, local).await?;
-        let mut rows = 0;
-        let mut waiting = Vec::new();
-        for i in 0..n {
-            let written = env.sink.part_written(&plan.stream, &plan.run_id, i);
-            match bounded("asking the target about a part", idle, written).await? {
-                Some(r) => rows += r,
-                None => waiting.push(i),
-            }
-        }
+        let (rows, waiting) = unstaged(env, plan).await?;
         progress(rows);
         if waiting.is_empty() {
             return Ok((n, rows));
@@ -301,10 +305,12 @@ async fn stage_all(
             ))
             .with_cause(highwater_core::Cause::Timeout));
         }
-        // Parts held elsewhere: ask less often the longer they take (each
-        // claim is a session of the state store).
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(2));
+        if claim_parts(env, plan, &waiting, local).await?.is_empty() {
+            // Parts held elsewhere: ask less often the longer they take
+            // (each claim is a session of the state store).
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
     }
 }
 
@@ -353,7 +359,13 @@ pub async fn help(
             sink: sink.as_ref(),
             stream,
         };
-        match claim_parts(env, &p, local_parallelism(p.ranges.len())).await {
+        let claimed = match unstaged(env, &p).await {
+            Ok((_, waiting)) => {
+                claim_parts(env, &p, &waiting, local_parallelism(p.ranges.len())).await
+            }
+            Err(e) => Err(e),
+        };
+        match claimed {
             Ok(staged) => {
                 for (i, rows) in staged {
                     lines.push(format!(

@@ -456,7 +456,7 @@ impl Ctx<'_> {
         sink.connect_early();
         let idle = attempt::idle_timeout();
         // Columns exist, cursor types are usable, `lag:` fits the cursor.
-        describe_checked(source.as_ref(), s, &from_conn.kind).await?;
+        let described = describe_checked(source.as_ref(), s, &from_conn.kind).await?;
 
         // `share_partitions:`: parts claimed by every process sharing the state.
         if s.share_partitions && self.window.is_none() && table_write.is_none() {
@@ -465,9 +465,13 @@ impl Ctx<'_> {
                 attempt::bounded("planning the parts", idle, source.export_parts(&req)).await?;
             match exported {
                 Some(x) => {
-                    return self
-                        .run_shared(s, rec, env, source.as_ref(), x, attempt_id, &current)
-                        .await;
+                    let shared = Shared {
+                        env,
+                        source: source.as_ref(),
+                        exported: x,
+                        schema: described.schema,
+                    };
+                    return self.run_shared(s, rec, shared, attempt_id, &current).await;
                 }
                 None => self.note(
                     s,
@@ -622,17 +626,20 @@ impl Ctx<'_> {
 
     /// A full load whose parts every process sharing the state may claim
     /// (see [`crate::parts`]).
-    #[allow(clippy::too_many_arguments)]
     async fn run_shared(
         &self,
         s: &StreamPlan,
         rec: &mut StreamRun,
-        env: attempt::Env<'_>,
-        source: &dyn highwater_core::Source,
-        exported: highwater_core::ExportedParts,
+        shared: Shared<'_>,
         attempt_id: &str,
         current: &Option<Position>,
     ) -> Result<()> {
+        let Shared {
+            env,
+            source,
+            exported,
+            schema,
+        } = shared;
         let Target::File { path, format } = &s.target else {
             return Err(Error::config(
                 format!("stream {}", s.name),
@@ -661,9 +668,6 @@ impl Ctx<'_> {
                 rows,
             })
         };
-        let schema = describe_checked(source, s, &self.plan.connections[&s.from].kind)
-            .await?
-            .schema;
         let stage = crate::parts::coordinate(crate::parts::Coordinate {
             env: crate::parts::PartEnv {
                 state: env.state,
@@ -729,6 +733,15 @@ impl Ctx<'_> {
             );
         }
     }
+}
+
+/// What a shared full load starts from: where it runs, the exported
+/// snapshot and its ranges, and the rows' schema (described once).
+struct Shared<'a> {
+    env: attempt::Env<'a>,
+    source: &'a dyn highwater_core::Source,
+    exported: highwater_core::ExportedParts,
+    schema: arrow_schema::SchemaRef,
 }
 
 /// A stream's rows: the source's batches through the boundary filter.

@@ -33,7 +33,8 @@ pub(super) struct Parts {
 /// `BEGIN` in the snapshot `snapshot` (exported by another session).
 pub(super) fn import_sql(snapshot: &str) -> String {
     format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+        "{}; SET TRANSACTION SNAPSHOT '{}'",
+        super::source::BEGIN_READ,
         snapshot.replace('\'', "''")
     )
 }

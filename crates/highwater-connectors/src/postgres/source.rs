@@ -23,6 +23,9 @@ use crate::util::{batch_channel, emit, quote_ident};
 
 const BACKEND: &str = "postgres";
 
+/// The read's transaction: one snapshot for every statement in it.
+pub(super) const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
 /// Session settings of every read connection: text renderings and time
 /// comparisons must not depend on the role's or database's settings (see
 /// docs/types.md).
@@ -141,6 +144,33 @@ async fn describe_client(client: &Client, rel: &Relation) -> Result<Described> {
         kinds,
         types: cols.iter().map(|c| c.type_().clone()).collect(),
     })
+}
+
+/// `begin` (a `BEGIN` that opens the read's snapshot) and the relation's
+/// description in one round trip: the describe's parse takes the
+/// snapshot. `begin_err` maps a failed `BEGIN`.
+async fn begin_described(
+    client: &Client,
+    begin: &str,
+    rel: &Relation,
+    begin_err: impl FnOnce(tokio_postgres::Error) -> Error,
+) -> Result<Described> {
+    let (begun, d) = tokio::join!(
+        biased;
+        client.batch_execute(begin),
+        describe_client(client, rel)
+    );
+    begun.map_err(begin_err)?;
+    d
+}
+
+/// The key columns of a read: the stream's `primary_key`, else the table's.
+async fn key_of(client: &Client, req: &ReadRequest) -> Vec<String> {
+    if req.primary_key.is_empty() {
+        primary_key(client, &req.relation).await
+    } else {
+        req.primary_key.clone()
+    }
 }
 
 /// The table's primary key (empty for queries, or when unknown).
@@ -460,18 +490,8 @@ impl Source for PgSource {
         let client = connect(&self.url).await?;
         client.batch_execute(SESSION).await.map_err(pg_err)?;
         let rel = &req.relation;
-        let (begun, d) = tokio::join!(
-            biased;
-            client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
-            describe_client(&client, rel)
-        );
-        begun.map_err(pg_err)?;
-        let d = d?;
-        let key = if req.primary_key.is_empty() {
-            primary_key(&client, rel).await
-        } else {
-            req.primary_key.clone()
-        };
+        let d = begin_described(&client, BEGIN_READ, rel, pg_err).await?;
+        let key = key_of(&client, req).await;
         let from = relation_sql(rel);
         let planned =
             partition::plan(&client, &from, &key, &d.names, &d.kinds, req.partitions).await?;
@@ -530,14 +550,9 @@ impl Source for PgSource {
         // A part of a shared full load reads in the coordinator's snapshot.
         let begin = match &req.delta {
             Delta::Part(p) => partition::import_sql(&p.snapshot),
-            _ => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY".to_string(),
+            _ => BEGIN_READ.to_string(),
         };
-        let (begun, d) = tokio::join!(
-            biased;
-            client.batch_execute(&begin),
-            describe_client(&client, rel)
-        );
-        begun.map_err(|e| match &req.delta {
+        let d = begin_described(&client, &begin, rel, |e| match &req.delta {
             Delta::Part(_) => Error::source(
                 BACKEND,
                 format!(
@@ -546,8 +561,8 @@ impl Source for PgSource {
                 ),
             ),
             _ => pg_err(e),
-        })?;
-        let d = d?;
+        })
+        .await?;
         let mut select: Vec<String> = d
             .names
             .iter()
@@ -828,11 +843,7 @@ impl Source for PgSource {
 
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         // Key columns name the row in a decoding error.
-        let key = if req.primary_key.is_empty() {
-            primary_key(&client, rel).await
-        } else {
-            req.primary_key.clone()
-        };
+        let key = key_of(&client, req).await;
         let key_idx: Vec<usize> = key
             .iter()
             .filter_map(|k| d.names.iter().position(|n| n == k))
