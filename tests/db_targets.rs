@@ -676,6 +676,7 @@ pair!(sqlite_to_postgres, Sqlite, Postgres);
 pair!(postgres_to_mariadb, Postgres, Mariadb);
 pair!(postgres_to_sqlite, Postgres, Sqlite);
 pair!(mariadb_to_postgres, Mariadb, Postgres);
+pair!(postgres_to_postgres, Postgres, Postgres);
 
 mod types {
     use super::Backend::*;

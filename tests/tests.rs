@@ -48,6 +48,7 @@ mod pipeline_copies;
 mod pipeline_rerun;
 mod serve;
 mod shared_partitions;
+mod small_merge;
 mod state_pg;
 mod stream_windows;
 mod triggers;

@@ -149,7 +149,11 @@ pub async fn run(a: InitFrom<'_>) -> i32 {
             schema: f.schema.clone(),
             name: f.name.clone(),
         };
-        let info = match source.describe(&rel).await {
+        let described = match source.describe(&rel).await {
+            Ok(info) => source.primary_key(&rel).await.map(|key| (info, key)),
+            Err(e) => Err(e),
+        };
+        let (info, key) = match described {
             Ok(i) => i,
             Err(e) => {
                 output::error(&redact(&format!("describing {rel}: {e}")));
@@ -161,7 +165,7 @@ pub async fn run(a: InitFrom<'_>) -> i32 {
             _ => f.name.clone(),
         };
         let stream = unique_name(&stream_name(&base_name), &mut names);
-        proposals.push(propose(stream, f, &kind, &info.schema, info.primary_key));
+        proposals.push(propose(stream, f, &kind, &info.schema, key));
     }
 
     // Secrets stay out of the file.

@@ -8,8 +8,8 @@ use highwater_engine::{RunOptions, run_streams};
 use super::output;
 
 pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: bool) -> i32 {
-    let (plan, state) = match super::load_plan_and_state(config).await {
-        Ok(ps) => ps,
+    let plan = match super::load_plan(config) {
+        Ok(p) => p,
         Err(code) => return code,
     };
     // Streams with `window:` run window by window, each a run of its own.
@@ -31,6 +31,19 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
             .filter(|s| !windowed.contains(s))
             .cloned()
             .collect(),
+    };
+    let opts = RunOptions {
+        streams: rest,
+        full_refresh,
+        ..RunOptions::default()
+    };
+    // The first streams' logins overlap opening the state store.
+    if windowed.is_empty() {
+        highwater_engine::prewarm(&plan, &opts);
+    }
+    let state = match super::open_state(&plan).await {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let mut code = 0;
     // With --json: the records of every run, printed at the end.
@@ -60,17 +73,12 @@ pub async fn run(config: &Path, streams: Vec<String>, full_refresh: bool, json: 
             }
         }
     }
-    if rest.is_empty() && !windowed.is_empty() {
+    if opts.streams.is_empty() && !windowed.is_empty() {
         if json {
             print_runs_json(state.as_ref(), &ran).await;
         }
         return code;
     }
-    let opts = RunOptions {
-        streams: rest,
-        full_refresh,
-        ..RunOptions::default()
-    };
     let outcome = match run_streams(
         &plan,
         state.clone(),

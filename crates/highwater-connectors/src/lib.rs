@@ -59,6 +59,18 @@ pub async fn source(kind: &ConnKind, url: &str) -> Result<Arc<dyn Source>> {
     }
 }
 
+/// Start logging in to a database connection now, for this process's next
+/// connection to it (see `util::Warm`): `highwater run` calls it for the
+/// streams it starts with, before it opens the state store. Files and
+/// SQLite need no login: nothing.
+pub fn prewarm(kind: &ConnKind, url: &str) {
+    match kind {
+        ConnKind::Postgres => postgres::prewarm(url),
+        ConnKind::Mysql => mysql::prewarm(url),
+        _ => {}
+    }
+}
+
 /// Open a sink for a target connection.
 pub async fn sink(kind: &ConnKind, url: &str) -> Result<Arc<dyn Sink>> {
     match kind {

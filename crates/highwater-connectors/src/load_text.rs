@@ -89,6 +89,48 @@ impl LoadText {
     }
 }
 
+/// The values of one column as PostgreSQL reads them as text, unescaped
+/// (what the COPY text holds before its escapes; `None` for NULL): the
+/// elements of a `text[]` parameter that SQL then casts, as the target's
+/// input functions would parse the COPY fields.
+pub fn pg_texts(a: &ArrayRef) -> Result<Vec<Option<String>>> {
+    let col = Col::new(a, Dialect::Postgres);
+    let mut out = Vec::with_capacity(a.len());
+    let mut buf = Vec::new();
+    for row in 0..a.len() {
+        if a.is_null(row) {
+            out.push(None);
+            continue;
+        }
+        let text = match &col {
+            Col::Str(s) => s.value(row).to_string(),
+            Col::LargeStr(s) => s.value(row).to_string(),
+            Col::Cell(a) => match cell(a, row)? {
+                Cell::Text(t) => t,
+                Cell::Bytes(b) => {
+                    buf.clear();
+                    buf.extend_from_slice(b"\\x");
+                    write_hex(&mut buf, &b);
+                    String::from_utf8_lossy(&buf).into_owned()
+                }
+                c => {
+                    buf.clear();
+                    write_cell(&mut buf, &c, Dialect::Postgres);
+                    String::from_utf8_lossy(&buf).into_owned()
+                }
+            },
+            // Digits, signs, dates and times, `t`/`f`: nothing to escape.
+            c => {
+                buf.clear();
+                c.write(row, Dialect::Postgres, &mut buf)?;
+                String::from_utf8_lossy(&buf).into_owned()
+            }
+        };
+        out.push(Some(text));
+    }
+    Ok(out)
+}
+
 /// A column with its fast path, or `Cell` for the rest.
 enum Col<'a> {
     Bool(&'a arrow_array::BooleanArray),
@@ -324,6 +366,64 @@ mod tests {
         e.encode(b, &mut out).unwrap();
         e.encode(b, &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// Undo the COPY text escapes of one field (`\\N` is NULL).
+    fn unescape(field: &str) -> Option<String> {
+        if field == "\\N" {
+            return None;
+        }
+        let mut out = String::new();
+        let mut chars = field.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            match chars.next() {
+                Some('t') => out.push('\t'),
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some(o) => out.push(o),
+                None => {}
+            }
+        }
+        Some(out)
+    }
+
+    /// `pg_texts` holds what the COPY text holds, unescaped, for every
+    /// column type (bytes included: `\x` and hex).
+    #[test]
+    fn pg_texts_are_the_copy_fields_unescaped() {
+        let mut b = batch();
+        let bytes: ArrayRef = Arc::new(BinaryArray::from(vec![
+            Some(&b"\x00\\ab"[..]),
+            Some(&b""[..]),
+            None,
+        ]));
+        let mut fields: Vec<Field> = b
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new("bin", DataType::Binary, true));
+        let mut cols = b.columns().to_vec();
+        cols.push(bytes);
+        b = RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap();
+        let copy = encode(Dialect::Postgres, &b, false);
+        let lines: Vec<&str> = copy.lines().take(b.num_rows()).collect();
+        for (i, col) in b.columns().iter().enumerate() {
+            let texts = pg_texts(col).unwrap();
+            for (row, line) in lines.iter().enumerate() {
+                let field = line.split('\t').nth(i).unwrap();
+                assert_eq!(texts[row], unescape(field), "column {i} row {row}");
+            }
+        }
+        assert_eq!(
+            pg_texts(b.column(b.num_columns() - 1)).unwrap()[0].as_deref(),
+            Some("\\x005c6162")
+        );
     }
 
     /// The fast paths write what the `Cell` path writes for the same value.

@@ -122,6 +122,62 @@ impl<C> Drop for Early<C> {
     }
 }
 
+/// Connections started before anything asks for them ([`crate::prewarm`]):
+/// a run knows its databases as soon as its config is read, and a login
+/// (a PostgreSQL server process's start, MariaDB's handshake and settings)
+/// is a few milliseconds that can overlap opening the state store and
+/// settling earlier attempts. The first `connect` of a URL takes one; the
+/// rest of the process connects as before. A connection that failed
+/// failed the way `connect` would have (same code, same retries and
+/// timeouts): its error is the caller's, so an unreachable server costs
+/// one timeout, not two. One never taken goes with the process.
+pub(crate) struct Warm<C> {
+    waiting: std::sync::Mutex<std::collections::HashMap<String, Vec<JoinHandle<Result<C>>>>>,
+}
+
+type JoinHandle<T> = tokio::task::JoinHandle<T>;
+
+impl<C: Send + 'static> Warm<C> {
+    pub(crate) fn new() -> Self {
+        Warm {
+            waiting: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Start `connect` for `url` (outside a runtime: nothing).
+    pub(crate) fn start<F>(&self, url: &str, connect: F)
+    where
+        F: std::future::Future<Output = Result<C>> + Send + 'static,
+    {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(url.to_string())
+            .or_default()
+            .push(rt.spawn(connect));
+    }
+
+    /// How a connection started for `url` ended, if one was started.
+    pub(crate) async fn take(&self, url: &str) -> Option<Result<C>> {
+        let task = {
+            let mut waiting = self
+                .waiting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let list = waiting.get_mut(url)?;
+            let task = list.pop()?;
+            if list.is_empty() {
+                waiting.remove(url);
+            }
+            task
+        };
+        task.await.ok()
+    }
+}
+
 /// The error of a source that cannot read a part of a shared full load.
 pub(crate) fn no_shared_parts(stream: &str) -> highwater_core::Error {
     highwater_core::Error::config(

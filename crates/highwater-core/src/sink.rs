@@ -172,6 +172,17 @@ pub trait Sink: Send + Sync {
     /// nothing.
     fn connect_early(&self) {}
 
+    /// Whether nothing `begin` and the writer do before `commit` outlives
+    /// this process, beyond at most an empty new target table: rows go
+    /// into a temporary table or an uncommitted transaction. Then the
+    /// runner writes the attempt's write-ahead record while the rows
+    /// stream in instead of before (a crash before the record is durable
+    /// leaves nothing to settle; the commit still waits for it). Staged
+    /// files are not private: by default `false`.
+    fn stages_privately(&self) -> bool {
+        false
+    }
+
     /// One part of a shared full load (`share_partitions:`), written by
     /// whichever process claimed it: staged under `(stream, run_id)` as
     /// part `index`, never visible until [`Sink::commit_parts`]. The

@@ -195,8 +195,6 @@ pub struct ReadRequest {
 pub struct TableInfo {
     /// Arrow schema of the rows as they will be written.
     pub schema: SchemaRef,
-    /// Primary key, when the database knows one.
-    pub primary_key: Vec<String>,
 }
 
 /// The result of [`Source::read`]: the upper bound chosen in the snapshot,
@@ -234,6 +232,14 @@ pub struct Extract {
 pub trait Source: Send + Sync {
     /// The relation's columns as Arrow types; an error names a missing table.
     async fn describe(&self, relation: &Relation) -> Result<TableInfo>;
+
+    /// The relation's primary-key columns, in key order; empty for a query
+    /// or when the database knows none. Asked only where it is used
+    /// (`init --from`): a run's describe skips the catalog query.
+    async fn primary_key(&self, relation: &Relation) -> Result<Vec<String>> {
+        let _ = relation;
+        Ok(vec![])
+    }
 
     /// Read one delta (see the trait doc).
     async fn read(&self, req: &ReadRequest) -> Result<Extract>;

@@ -219,10 +219,32 @@ fn attempt(key: &str, attempt_id: &str, from: &Option<Position>, target: &str) -
 
 /// Run one attempt: write-ahead, stream `rows` into the sink, commit the
 /// sink, then the position. See the module doc for what each error means.
+///
+/// A target whose staging outlives no process ([`Sink::stages_privately`]:
+/// a temporary table, an open transaction) starts taking rows while the
+/// write-ahead record is written: a crash before that record is durable
+/// leaves nothing behind, and the commit still waits for it. That hides
+/// the state store's sync behind the target's login and load.
 pub async fn execute(env: Env<'_>, mut copy: Copy, rows: &mut dyn Rows) -> Result<Outcome> {
-    let a = begin(env, &mut copy).await?;
-
-    let (writer, written) = match write_all(env.sink, copy.request.clone(), rows).await {
+    let (a, wrote) = if env.sink.stages_privately() {
+        let a = name(&mut copy);
+        let (began, wrote) = tokio::join!(
+            begin_attempt(env, &a),
+            write_all(env.sink, copy.request.clone(), rows)
+        );
+        if let Err(e) = began {
+            if let Ok((w, _)) = wrote {
+                let _ = w.abort().await;
+            }
+            return Err(e);
+        }
+        (a, wrote)
+    } else {
+        let a = begin(env, &mut copy).await?;
+        let wrote = write_all(env.sink, copy.request.clone(), rows).await;
+        (a, wrote)
+    };
+    let (writer, written) = match wrote {
         Ok(w) => w,
         Err(e) => {
             let _ = env.abandon(&a, &e.to_string()).await;
@@ -262,18 +284,29 @@ pub async fn execute_parts(
 /// Write the attempt ahead, before any row: `copy`'s request is named
 /// after its key and attempt id.
 async fn begin(env: Env<'_>, copy: &mut Copy) -> Result<Attempt> {
+    let a = name(copy);
+    begin_attempt(env, &a).await?;
+    Ok(a)
+}
+
+/// Name `copy`'s request after its key and attempt id; its attempt record.
+fn name(copy: &mut Copy) -> Attempt {
     copy.request.stream = copy.key.clone();
     copy.request.run_id = copy.attempt_id.clone();
-    let a = attempt(
+    attempt(
         &copy.key,
         &copy.attempt_id,
         &copy.from,
         &copy.request.target,
-    );
+    )
+}
+
+/// The write-ahead record, durable when this returns.
+async fn begin_attempt(env: Env<'_>, a: &Attempt) -> Result<()> {
     failpoint("engine.before_attempt");
-    env.state.begin_attempt(&a).await?;
+    env.state.begin_attempt(a).await?;
     failpoint("engine.after_begin_attempt");
-    Ok(a)
+    Ok(())
 }
 
 /// What an attempt staged, ready for the one commit.

@@ -34,4 +34,4 @@ pub mod verify;
 pub mod windowed;
 
 pub use events::{Event, Observer};
-pub use runner::{RunOptions, RunOutcome, open_state, run_streams};
+pub use runner::{RunOptions, RunOutcome, open_state, prewarm, run_streams};

@@ -127,6 +127,24 @@ pub async fn run_streams(
     })
 }
 
+/// Start the database logins of the streams a run starts with (the first
+/// `plan.concurrency` of those `opts` selects: their sources and targets)
+/// while the caller opens the state store; each stream's first connection
+/// to that database takes one (see `highwater_connectors::prewarm`).
+/// Nothing for an unknown stream: the run reports it.
+pub fn prewarm(plan: &Plan, opts: &RunOptions) {
+    let Ok(selected) = select(plan, opts) else {
+        return;
+    };
+    for s in selected.into_iter().take(plan.concurrency) {
+        for name in [&s.from, &s.to] {
+            if let Some(c) = plan.connections.get(name) {
+                highwater_connectors::prewarm(&c.kind, c.url.expose());
+            }
+        }
+    }
+}
+
 /// The streams `opts` names (all when none), or an error naming an unknown one.
 pub(crate) fn select<'p>(plan: &'p Plan, opts: &RunOptions) -> Result<Vec<&'p StreamPlan>> {
     for s in &opts.streams {

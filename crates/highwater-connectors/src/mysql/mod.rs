@@ -38,14 +38,32 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
 use crate::timeouts::{self, Timeouts};
-use crate::util::redact_url;
+use crate::util::{Warm, redact_url};
 
 /// Connect within `connect_timeout` (default 10 s, the whole setup: TCP,
 /// TLS, login, session settings), retrying refused or reset connections a
 /// few times ([`RetryPolicy::CONNECT`]); the session runs in UTC and with
 /// `statement_timeout` as `max_statement_time` (MariaDB) or
 /// `max_execution_time` (MySQL, `SELECT` only). See [`crate::timeouts`].
+///
+/// A connection [`prewarm`]ed for `url` is taken first (its error, if it
+/// failed, is this call's).
 pub async fn connect(url: &str) -> Result<Conn> {
+    match WARM.take(url).await {
+        Some(c) => c,
+        None => connect_now(url).await,
+    }
+}
+
+static WARM: std::sync::LazyLock<Warm<Conn>> = std::sync::LazyLock::new(Warm::new);
+
+/// Start connecting to `url` now, for the process's next [`connect`] to it.
+pub fn prewarm(url: &str) {
+    let owned = url.to_string();
+    WARM.start(url, async move { connect_now(&owned).await });
+}
+
+async fn connect_now(url: &str) -> Result<Conn> {
     let target = redact_url(url);
     let (my_url, limits) = timeouts::split(url)?;
     let mut opts = Opts::from_url(&my_url).map_err(|e| Error::Connection {

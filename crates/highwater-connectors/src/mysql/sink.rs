@@ -230,6 +230,12 @@ impl Sink for MySink {
         self.early.start(async move { connect(&url).await });
     }
 
+    /// Staging is a temporary table; a direct load's rows are in an
+    /// uncommitted transaction.
+    fn stages_privately(&self) -> bool {
+        true
+    }
+
     async fn check(&self) -> Result<String> {
         let name = self.name("(check)");
         let err = my_sink_err(&name);

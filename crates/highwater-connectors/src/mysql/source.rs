@@ -105,7 +105,6 @@ impl Source for MySource {
     async fn describe(&self, relation: &Relation) -> Result<TableInfo> {
         let mut conn = connect(&self.url).await?;
         let cols = describe_conn(&mut conn, relation).await?;
-        let primary_key = primary_key(&mut conn, relation).await;
         let _ = conn.disconnect().await;
         Ok(TableInfo {
             schema: Arc::new(Schema::new(
@@ -113,8 +112,14 @@ impl Source for MySource {
                     .map(|(n, k)| Field::new(n, k.data_type(), true))
                     .collect::<Vec<_>>(),
             )),
-            primary_key,
         })
+    }
+
+    async fn primary_key(&self, relation: &Relation) -> Result<Vec<String>> {
+        let mut conn = connect(&self.url).await?;
+        let key = primary_key(&mut conn, relation).await;
+        let _ = conn.disconnect().await;
+        Ok(key)
     }
 
     async fn newest(&self, relation: &Relation, cursor: &[String]) -> Result<Option<CursorValue>> {

@@ -45,7 +45,7 @@ use highwater_core::{Cause, Error, Result, RetryPolicy, with_retries};
 use tokio_postgres::{Client, NoTls};
 
 use crate::timeouts::{self, Timeouts};
-use crate::util::redact_url;
+use crate::util::{Warm, redact_url};
 
 /// Connect (TLS per `sslmode`, see [`tls`]) within `connect_timeout`
 /// (default 10 s, the whole setup: TCP, TLS, login, session settings),
@@ -53,7 +53,26 @@ use crate::util::redact_url;
 /// ([`RetryPolicy::CONNECT`]); `statement_timeout` becomes the session's
 /// setting (see [`crate::timeouts`]). The connection task runs on the
 /// runtime until the client drops.
+///
+/// A connection [`prewarm`]ed for `url` is taken first, if it is still
+/// open (its error, if it failed, is this call's).
 pub async fn connect(url: &str) -> Result<Client> {
+    match WARM.take(url).await {
+        Some(Ok(c)) if !c.is_closed() => Ok(c),
+        Some(Err(e)) => Err(e),
+        _ => connect_now(url).await,
+    }
+}
+
+static WARM: std::sync::LazyLock<Warm<Client>> = std::sync::LazyLock::new(Warm::new);
+
+/// Start connecting to `url` now, for the process's next [`connect`] to it.
+pub fn prewarm(url: &str) {
+    let owned = url.to_string();
+    WARM.start(url, async move { connect_now(&owned).await });
+}
+
+async fn connect_now(url: &str) -> Result<Client> {
     let target = redact_url(url);
     let (pg_url, limits) = timeouts::split(url)?;
     with_retries(

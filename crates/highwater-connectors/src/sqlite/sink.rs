@@ -159,6 +159,12 @@ impl Sink for SqliteSink {
         })
     }
 
+    /// Staging is a `TEMP` table; the target changes only in the commit's
+    /// transaction.
+    fn stages_privately(&self) -> bool {
+        true
+    }
+
     async fn check(&self) -> Result<String> {
         let conn = Arc::new(Mutex::new(open(&self.path)?));
         let path = self.path.display().to_string();

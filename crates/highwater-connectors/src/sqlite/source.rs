@@ -644,19 +644,27 @@ impl Source for SqliteSource {
         let rel = relation.clone();
         let cols = tokio::task::spawn_blocking(move || {
             let conn = open(&path)?;
-            let cols = describe_conn(&conn, &rel)?;
-            let pk = match &rel {
-                Relation::Table { name, .. } => primary_key(&conn, name).unwrap_or_default(),
-                Relation::Query(_) => vec![],
-            };
-            Ok::<_, Error>((cols, pk))
+            describe_conn(&conn, &rel)
         })
         .await
         .map_err(|e| Error::source(BACKEND, e))??;
         Ok(TableInfo {
-            schema: Arc::new(schema_of(&cols.0)),
-            primary_key: cols.1,
+            schema: Arc::new(schema_of(&cols)),
         })
+    }
+
+    async fn primary_key(&self, relation: &Relation) -> Result<Vec<String>> {
+        let Relation::Table { name, .. } = relation else {
+            return Ok(vec![]);
+        };
+        let path = self.path.clone();
+        let name = name.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = open(&path)?;
+            Ok(primary_key(&conn, &name).unwrap_or_default())
+        })
+        .await
+        .map_err(|e| Error::source(BACKEND, e))?
     }
 
     async fn newest(&self, relation: &Relation, cursor: &[String]) -> Result<Option<CursorValue>> {
