@@ -165,12 +165,15 @@ pub trait Sink: Send + Sync {
     /// Test that the target is reachable and writable ("Test connection").
     async fn check(&self) -> Result<String>;
 
-    /// A hint that `begin` will likely follow soon: a database target
-    /// starts connecting in the background, so the login overlaps the
+    /// A hint that `begin` will likely follow soon, into `target`: a
+    /// database target starts connecting in the background (and reads
+    /// what it needs of the target's catalog), so the login overlaps the
     /// source's read. Never fails (a failed early connection is not used;
     /// `begin` connects again and reports its own error). By default
     /// nothing.
-    fn connect_early(&self) {}
+    fn connect_early(&self, target: &str) {
+        let _ = target;
+    }
 
     /// Whether nothing `begin` and the writer do before `commit` outlives
     /// this process, beyond at most an empty new target table: rows go

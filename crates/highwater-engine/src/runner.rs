@@ -471,7 +471,7 @@ impl Ctx<'_> {
         }
         let source = highwater_connectors::source(&from_conn.kind, from_conn.url.expose()).await?;
         // The target's login overlaps the read (most small deltas write).
-        sink.connect_early();
+        sink.connect_early(&path_template);
         let idle = attempt::idle_timeout();
         // Columns exist, cursor types are usable, `lag:` fits the cursor.
         let described = describe_checked(source.as_ref(), s, &from_conn.kind).await?;

@@ -44,8 +44,10 @@ use crate::util::{Early, redact_url};
 /// A MariaDB/MySQL database that streams write tables into.
 pub struct MySink {
     url: String,
-    /// A connection opened by [`Sink::connect_early`], for `begin`.
-    early: Early<Conn>,
+    /// A connection opened by [`Sink::connect_early`], for `begin`, with
+    /// which of the commit records and the target existed then (for the
+    /// target named).
+    early: Early<(Conn, Option<(String, Exists)>)>,
 }
 
 /// `ER_TABLE_EXISTS_ERROR`.
@@ -117,31 +119,15 @@ impl Sink for MySink {
                 ),
             ));
         }
-        let mut conn = match self.early.take().await {
-            Some(c) => c,
-            None => connect(&self.url).await?,
+        let (mut conn, early) = match self.early.take().await {
+            Some((c, e)) => (c, e.filter(|(t, _)| *t == req.target).map(|(_, e)| e)),
+            None => (connect(&self.url).await?, None),
         };
         let err = my_sink_err(&name);
-        // Which of the commit records and the target exist, in one query
-        // (names compared as bytes: a miss only costs a `CREATE … IF NOT
-        // EXISTS`, a false hit would skip a needed one).
-        let (commits, target): (i64, i64) = conn
-            .exec_first(
-                "SELECT COALESCE(MAX(BINARY table_name = BINARY ?), 0), \
-                        COALESCE(MAX(BINARY table_name = BINARY ?), 0) \
-                 FROM information_schema.tables \
-                 WHERE table_schema = COALESCE(?, DATABASE()) AND table_name IN (?, ?)",
-                (
-                    COMMITS,
-                    layout.target.name.clone(),
-                    layout.target.schema.clone(),
-                    COMMITS,
-                    layout.target.name.clone(),
-                ),
-            )
-            .await
-            .map_err(&err)?
-            .unwrap_or((0, 0));
+        let (commits, target) = match early {
+            Some(e) => e,
+            None => exists(&mut conn, &layout).await.map_err(&err)?,
+        };
         if commits == 0 {
             conn.query_drop(layout.create_commits())
                 .await
@@ -225,9 +211,19 @@ impl Sink for MySink {
         })
     }
 
-    fn connect_early(&self) {
+    fn connect_early(&self, target: &str) {
         let url = self.url.clone();
-        self.early.start(async move { connect(&url).await });
+        let layout = self.layout(target, "", "", None).ok();
+        let target = target.to_string();
+        self.early.start(async move {
+            let mut conn = connect(&url).await?;
+            // A failed read is read again by `begin`, which reports it.
+            let found = match &layout {
+                Some(l) => exists(&mut conn, l).await.ok(),
+                None => None,
+            };
+            Ok((conn, found.map(|f| (target, f))))
+        });
     }
 
     /// Staging is a temporary table; a direct load's rows are in an
@@ -258,6 +254,34 @@ impl Sink for MySink {
         let _ = conn.disconnect().await;
         Ok(format!("database {db}: writable"))
     }
+}
+
+/// Whether the commit-record table and the target exist (1) or not (0).
+type Exists = (i64, i64);
+
+/// Which of the commit records and the target exist, in one query (names
+/// compared as bytes: a miss only costs a `CREATE … IF NOT EXISTS`, a
+/// false hit would skip a needed one).
+async fn exists(
+    conn: &mut Conn,
+    layout: &Layout,
+) -> std::result::Result<Exists, mysql_async::Error> {
+    Ok(conn
+        .exec_first(
+            "SELECT COALESCE(MAX(BINARY table_name = BINARY ?), 0), \
+                    COALESCE(MAX(BINARY table_name = BINARY ?), 0) \
+             FROM information_schema.tables \
+             WHERE table_schema = COALESCE(?, DATABASE()) AND table_name IN (?, ?)",
+            (
+                COMMITS,
+                layout.target.name.clone(),
+                layout.target.schema.clone(),
+                COMMITS,
+                layout.target.name.clone(),
+            ),
+        )
+        .await?
+        .unwrap_or((0, 0)))
 }
 
 /// `LOAD DATA LOCAL INFILE … REPLACE INTO TABLE table` for the batch

@@ -56,8 +56,9 @@ const SETUP_LOCK: i64 = 0x0068_7773_6574_7570;
 /// A PostgreSQL database that streams write tables into.
 pub struct PgSink {
     url: String,
-    /// A connection opened by [`Sink::connect_early`], for `begin`.
-    early: Early<Client>,
+    /// A connection opened by [`Sink::connect_early`], for `begin`, with
+    /// what it read of the target's catalog (see [`Catalog`]).
+    early: Early<(Client, Option<Catalog>)>,
 }
 
 impl PgSink {
@@ -68,11 +69,14 @@ impl PgSink {
         }
     }
 
-    /// The early connection if it is still open, else a new one.
-    async fn connection(&self) -> Result<Client> {
+    /// The early connection if it is still open (with its catalog read,
+    /// if it was of `target`), else a new one.
+    async fn connection(&self, target: &str) -> Result<(Client, Option<Catalog>)> {
         match self.early.take().await {
-            Some(c) if !c.is_closed() => Ok(c),
-            _ => connect(&self.url).await,
+            Some((c, catalog)) if !c.is_closed() => {
+                Ok((c, catalog.filter(|cat| cat.target == target)))
+            }
+            _ => Ok((connect(&self.url).await?, None)),
         }
     }
 
@@ -117,11 +121,23 @@ impl Sink for PgSink {
             req.schema.clone(),
             req.table.as_ref(),
         )?;
-        let mut client = self.connection().await?;
+        let (mut client, early) = self.connection(&req.target).await?;
         let err = self.err(&req.target);
         // One catalog query: is there a commit-record table, and the
-        // target's columns. The setup runs only when the table is missing.
-        let (commits, bases) = probe(&client, &mut layout).await.map_err(&err)?;
+        // target's columns (read with the early connection, while the
+        // source was read, when there was one). The setup runs only when
+        // the table is missing.
+        let catalog = match early {
+            Some(c) => c,
+            None => probe(&client, &layout).await.map_err(&err)?,
+        };
+        let Catalog {
+            commits,
+            existing,
+            bases,
+            ..
+        } = catalog;
+        layout.existing = existing;
         if !commits {
             // Streams writing into one database begin concurrently, and
             // concurrent `CREATE … IF NOT EXISTS` of one name can fail in
@@ -249,9 +265,27 @@ impl Sink for PgSink {
         })
     }
 
-    fn connect_early(&self) {
+    fn connect_early(&self, target: &str) {
         let url = self.url.clone();
-        self.early.start(async move { connect(&url).await });
+        let layout = Layout::new(
+            Flavor::Postgres,
+            target,
+            "",
+            "",
+            std::sync::Arc::new(arrow_schema::Schema::empty()),
+            None,
+        )
+        .ok();
+        let target = target.to_string();
+        self.early.start(async move {
+            let client = connect(&url).await?;
+            // A failed read is read again by `begin`, which reports it.
+            let catalog = match &layout {
+                Some(l) => probe(&client, l).await.ok(),
+                None => None,
+            };
+            Ok((client, catalog.map(|c| Catalog { target, ..c })))
+        });
     }
 
     /// Staging is a temporary table; a direct load's rows are in an
@@ -290,14 +324,26 @@ impl Sink for PgSink {
     }
 }
 
-/// Whether the commit-record table exists, and (into `layout.existing`,
-/// as [`existing_columns`] reads them) the target's columns, in one round
-/// trip. Also each column's type without its modifier (`numeric` for
-/// `numeric(12,2)`), by name: what [`Small`] casts text to.
+/// What one catalog query says about a target.
+struct Catalog {
+    /// The target as `into:` names it (set by [`Sink::connect_early`],
+    /// which reads it before `begin` names its target).
+    target: String,
+    /// `_highwater_commits` exists.
+    commits: bool,
+    /// The target's columns and their types as `format_type` spells them
+    /// (empty: no such table), as [`existing_columns`] reads them.
+    existing: HashMap<String, String>,
+    /// The same types without their modifiers (`numeric` for
+    /// `numeric(12,2)`): what [`Small`] casts text to.
+    bases: HashMap<String, String>,
+}
+
+/// Read the [`Catalog`] of `layout`'s target in one round trip.
 async fn probe(
     client: &Client,
-    layout: &mut Layout,
-) -> std::result::Result<(bool, HashMap<String, String>), tokio_postgres::Error> {
+    layout: &Layout,
+) -> std::result::Result<Catalog, tokio_postgres::Error> {
     let row = client
         .query_typed_one(
             "SELECT to_regclass($1) IS NOT NULL, \
@@ -315,8 +361,12 @@ async fn probe(
     let names: Vec<String> = row.get(1);
     let types: Vec<String> = row.get(2);
     let bases: Vec<String> = row.get(3);
-    layout.existing = names.iter().cloned().zip(types).collect();
-    Ok((row.get(0), names.into_iter().zip(bases).collect()))
+    Ok(Catalog {
+        target: String::new(),
+        commits: row.get(0),
+        existing: names.iter().cloned().zip(types).collect(),
+        bases: names.into_iter().zip(bases).collect(),
+    })
 }
 
 /// Read the column types of an existing target into `layout.existing`
