@@ -13,6 +13,10 @@
 //!                                                 record, COMMIT
 //! ```
 //!
+//! A small delta into an existing target (one batch of at most
+//! [`SMALL_ROWS`] rows, columns of common types) skips staging: the first
+//! batch is held, and the commit applies it with one statement ([`Small`]).
+//!
 //! Either way an attempt is one transaction, so one WAL flush. A run's
 //! requests are few and pipelined: one catalog query at `begin` (is there
 //! a `_highwater_commits`, the target's columns; the setup runs only when
@@ -29,14 +33,13 @@
 //! (staging, or the uncommitted direct load), so nothing is left to clean;
 //! the commit record in `_highwater_commits` is what `recover` reads.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::SinkExt;
-use std::collections::HashMap;
-
 use highwater_core::{
     Committed, Error, Recovered, Result, Sink, SinkWriter, TableWriteMode, WriteRequest,
 };
