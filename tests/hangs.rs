@@ -26,6 +26,27 @@ fn silent_server() -> u16 {
     port
 }
 
+/// [`silent_server`] that counts the connections it accepted.
+fn counting_silent_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming() {
+            match s {
+                Ok(s) => {
+                    seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    held.push(s)
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    (port, count)
+}
+
 /// A port nothing listens on (bound, then released).
 fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -124,6 +145,31 @@ fn source_at(_: &Dir, url: &str) -> String {
 #[test]
 fn postgres_source_that_never_answers_fails_within_connect_timeout() {
     never_answers("hang_pg_src", "postgres", source_at);
+}
+
+/// `run` starts the source's login before it opens the state store; when
+/// that login gets no answer, its error is the run's: the server sees one
+/// connection (one `connect_timeout` waited), not a second try after it.
+#[test]
+fn an_unresponsive_source_is_connected_to_once() {
+    for scheme in ["postgres", "mysql"] {
+        let (port, accepted) = counting_silent_server();
+        let dir = Dir::new("hang_once");
+        let url = format!("{scheme}://app:s3cretPw@127.0.0.1:{port}/db?connect_timeout=1");
+        dir.write("highwater.yaml", &source_at(&dir, &url));
+        let o = run_within(&dir, &["run"], &[], Duration::from_secs(60));
+        assert_code(&o, 1);
+        assert!(
+            stderr(&o).contains("no answer within 1 s (connect_timeout"),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "{scheme}: connections to the unresponsive server"
+        );
+    }
 }
 
 #[test]
