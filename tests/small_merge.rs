@@ -343,3 +343,36 @@ async fn a_key_twice_in_one_delta_keeps_its_last_row() {
     )
     .await;
 }
+
+/// A run logs in once per database: the source's describe, read and
+/// settle share one session, and the target's login, started before the
+/// state store opens, is the one `begin` uses (each login is a server
+/// process's start, a large part of a small delta's time).
+#[tokio::test]
+async fn a_run_logs_in_once_per_database() {
+    let p = Pair::new("smalllogin", "watermark", "merge", SOURCE).await;
+    p.run(0);
+    p.src
+        .exec("UPDATE src SET v = 'x', ver = 40 WHERE id = 1")
+        .await;
+    let sessions = async |db: &PgDb| -> i64 {
+        db.client
+            .query_one(
+                "SELECT sessions FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let (src0, dst0) = (sessions(&p.src).await, sessions(&p.dst).await);
+    assert_code(&p.dir.hw(&["run", "one"]), 0);
+    let (src1, dst1) = (sessions(&p.src).await, sessions(&p.dst).await);
+    assert_eq!(
+        (src1 - src0, dst1 - dst0),
+        (1, 1),
+        "logins: (source, target)"
+    );
+    let (one, _) = p.rows().await;
+    assert_eq!(one[0][1].as_deref(), Some("x"));
+}
