@@ -9,6 +9,8 @@
 //!                      sink.recover → Published { info } → commit_attempt(info)
 //!                                   → NotPublished       → abandon_attempt
 //! execute(copy)      begin_attempt(from, target)        write-ahead, before any row
+//!                                                       (private staging: alongside the
+//!                                                       writes, always before the commit)
 //!                    sink.begin → write(batch)*         bounded memory
 //!                    writer.commit(position)            data + commit marker / _highwater_commits row
 //!                      error → ask the target (recover): the answer may be lost
