@@ -457,6 +457,27 @@ async fn publish(
     }
 }
 
+/// Write a commit marker, create-if-absent: one already there was written
+/// by this attempt (a try whose answer was lost). An error names `url`.
+/// After an error the marker may still exist (the answer to a write that
+/// happened was lost): callers delete staged data only when it does not.
+async fn put_marker(store: &dyn ObjectStore, marker: &Path, body: String, url: &str) -> Result<()> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store
+        .put_opts(marker, PutPayload::from(body.into_bytes()), opts)
+        .await
+    {
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(Error::sink(
+            url,
+            format!("cannot write commit marker: {}", explain_at(url, e)),
+        )),
+    }
+}
+
 /// THE commit of several files: the marker listing every `(staged, final,
 /// URL)` (create-if-absent), then each published. Before the marker is
 /// written nothing is visible; after it a failure is finished by `recover`.
@@ -482,23 +503,7 @@ async fn commit_files(
         "overwrite": overwrite,
     })
     .to_string();
-    let opts = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    match store
-        .put_opts(marker, PutPayload::from(body.into_bytes()), opts)
-        .await
-    {
-        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-        Err(e) => {
-            let url = urls.first().cloned().unwrap_or_default();
-            return Err(Error::sink(
-                &url,
-                format!("cannot write commit marker: {}", explain_at(&url, e)),
-            ));
-        }
-    }
+    put_marker(store, marker, body, urls.first().map_or("", String::as_str)).await?;
     highwater_core::failpoint("files.after_marker_before_publish");
     for (st, p, u) in files {
         publish(store, st, p, overwrite, u).await?;
@@ -949,24 +954,15 @@ impl SinkWriter for FileWriter {
             "overwrite": overwrite,
         })
         .to_string();
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match store
-            .put_opts(&marker, PutPayload::from(body.into_bytes()), opts)
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => {
-                // Not committed. Only the staged copy goes; whatever was
-                // visible at the final name before stays untouched.
+        if let Err(e) = put_marker(store.as_ref(), &marker, body, &url).await {
+            // Not committed, unless the marker was written and only its
+            // answer lost (then `recover` publishes the staged copy). Only
+            // the staged copy goes; whatever was visible at the final name
+            // before stays untouched.
+            if store.head(&marker).await.is_err() {
                 let _ = store.delete(&staged).await;
-                return Err(Error::sink(
-                    &url,
-                    format!("cannot write commit marker: {}", explain_at(&url, e)),
-                ));
             }
+            return Err(e);
         }
         highwater_core::failpoint("files.after_marker_before_publish");
         // Committed. A failure from here on is finished by `recover`.
